@@ -1,0 +1,132 @@
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt import serializers as jwt_serializers
+from rest_framework_simplejwt import views as jwt_views
+
+from taskhub.errors import ApplicationError
+from taskhub.openapi import ERRORS
+from taskhub.serializers import StrictFieldsMixin
+
+from . import selectors, services
+from .serializers import LogoutSerializer, PasswordChangeSerializer, RegisterSerializer, UserSerializer
+
+
+class RegisterView(APIView):
+    """Sign up. Answers 403 when registration is switched off (REGISTRATION_OPEN=false)."""
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "register"
+
+    @extend_schema(request=RegisterSerializer, responses={201: UserSerializer, **ERRORS(400, 403, 429)})
+    def post(self, request):
+        if not settings.REGISTRATION_OPEN:
+            raise ApplicationError("Registration is closed on this server.", code="registration_closed", status_code=403)
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_register(**serializer.validated_data)
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class StrictTokenObtainPairSerializer(StrictFieldsMixin, jwt_serializers.TokenObtainPairSerializer):
+    pass
+
+
+class StrictTokenRefreshSerializer(StrictFieldsMixin, jwt_serializers.TokenRefreshSerializer):
+    pass
+
+
+class StrictTokenVerifySerializer(StrictFieldsMixin, jwt_serializers.TokenVerifySerializer):
+    pass
+
+
+@extend_schema(responses={200: jwt_serializers.TokenObtainPairSerializer, **ERRORS(400, 401, 429)})
+class LoginView(jwt_views.TokenObtainPairView):
+    """Log in with username and password: an access token and a refresh token."""
+
+    serializer_class = StrictTokenObtainPairSerializer
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+
+@extend_schema(responses={200: jwt_serializers.TokenRefreshSerializer, **ERRORS(400, 401)})
+class RefreshView(jwt_views.TokenRefreshView):
+    """Trade a refresh token for a new pair; the old refresh token is blacklisted (rotation)."""
+
+    serializer_class = StrictTokenRefreshSerializer
+
+
+@extend_schema(responses={200: OpenApiResponse(description="The token is valid."), **ERRORS(400, 401)})
+class VerifyView(jwt_views.TokenVerifyView):
+    serializer_class = StrictTokenVerifySerializer
+
+
+class LogoutView(APIView):
+    """Log out: blacklist the refresh token. Works with an expired access token too."""
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes = []
+
+    @extend_schema(request=LogoutSerializer, responses={204: None, **ERRORS(400, 401)})
+    def post(self, request):
+        serializer = LogoutSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_logout(refresh=serializer.validated_data["refresh"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UserPagination(CursorPagination):
+    ordering = "id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+@extend_schema_view(
+    list=extend_schema(responses={200: UserSerializer(many=True), **ERRORS(401, 403)}),
+    retrieve=extend_schema(responses={200: UserSerializer, **ERRORS(401, 403, 404)}),
+)
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Users. The list and other users' details are for staff; everyone has `me`."""
+
+    serializer_class = UserSerializer
+    pagination_class = UserPagination
+    permission_classes = [permissions.IsAdminUser]
+    search_fields = ("username", "email", "first_name", "last_name")
+    filterset_fields = ("is_staff", "is_active")
+
+    def get_queryset(self):
+        return selectors.user_list()
+
+    @extend_schema(
+        methods=["GET"], responses={200: UserSerializer, **ERRORS(401)}, summary="Your profile"
+    )
+    @extend_schema(
+        methods=["PATCH"], request=UserSerializer, responses={200: UserSerializer, **ERRORS(400, 401)}, summary="Update your profile"
+    )
+    @action(detail=False, methods=["get", "patch"], permission_classes=[permissions.IsAuthenticated])
+    def me(self, request):
+        if request.method == "GET":
+            return Response(UserSerializer(request.user).data)
+        serializer = UserSerializer(request.user, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_update(user=request.user, **serializer.validated_data)
+        return Response(UserSerializer(user).data)
+
+    @extend_schema(request=PasswordChangeSerializer, responses={204: None, **ERRORS(400, 401)}, summary="Change your password")
+    @action(
+        detail=False, methods=["post"], url_path="me/password", permission_classes=[permissions.IsAuthenticated]
+    )
+    def change_password(self, request):
+        """Change your password; every refresh token you hold is revoked."""
+        serializer = PasswordChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_change_password(user=request.user, **serializer.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)

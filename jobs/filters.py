@@ -1,0 +1,26 @@
+import django_filters
+
+from .catalog import catalog
+from .models import Job, JobPriority, JobStatus
+
+
+class JobFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, help_text="Repeat for several.")
+    priority = django_filters.MultipleChoiceFilter(choices=JobPriority.choices)
+    task = django_filters.CharFilter(method="filter_task", help_text="Task name or alias.")
+    task_type = django_filters.CharFilter()
+    owner = django_filters.CharFilter(method="filter_owner", help_text="Owner id or username (staff).")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Job
+        fields = ("status", "priority", "task", "task_type", "owner", "created_after", "created_before")
+
+    def filter_task(self, queryset, name, value):
+        if value in catalog:
+            value = catalog.get(value).name
+        return queryset.filter(celery_task_name=value)
+
+    def filter_owner(self, queryset, name, value):
+        return queryset.filter(owner_id=int(value)) if value.isdigit() else queryset.filter(owner__username=value)

@@ -1,0 +1,97 @@
+from django.conf import settings
+from rest_framework import serializers
+
+from taskhub.serializers import StrictFieldsMixin
+
+from .models import Job, JobEvent, JobPriority
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A job as clients see it. Nothing here is writable: jobs change through actions."""
+
+    celery_task_id = serializers.UUIDField(source="id", read_only=True, help_text="Same as id.")
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner_id = serializers.IntegerField(read_only=True)
+    cancelled_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    progress_message = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = (
+            "id", "celery_task_id", "name", "task_type", "celery_task_name", "args", "kwargs", "priority", "queue",
+            "status", "progress", "progress_message", "progress_meta", "result", "error", "traceback", "attempts",
+            "max_retries", "run_at", "created_at", "dispatched_at", "started_at", "finished_at", "heartbeat_at",
+            "cancel_requested_at", "cancelled_by", "worker", "owner", "owner_id",
+        )
+        read_only_fields = fields
+
+    def get_progress_message(self, job: Job) -> str:
+        meta = job.progress_meta if isinstance(job.progress_meta, dict) else {}
+        return str(meta.get("message", ""))
+
+
+class JobCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, help_text="Defaults to the task's short name.")
+    task_type = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    celery_task_name = serializers.CharField(max_length=200, help_text="A task name or alias from /api/v1/task-catalog/.")
+    args = serializers.JSONField(required=False, default=list, help_text="Positional arguments (a JSON array).")
+    kwargs = serializers.JSONField(required=False, default=dict, help_text="Keyword arguments (a JSON object).")
+    priority = serializers.ChoiceField(
+        choices=JobPriority.choices, required=False,
+        error_messages={"invalid_choice": f'"{{input}}" is not a priority. Allowed: {", ".join(JobPriority.values)}.'},
+        help_text="Defaults to the task's priority. urgent/high run on high_priority, normal on default, low on low_priority.",
+    )
+    max_retries = serializers.IntegerField(min_value=0, max_value=20, required=False,
+                                           help_text="Automatic retries; defaults to the task's policy.")
+    run_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Do not start before this time.")
+
+    def validate_args(self, value):
+        if not isinstance(value, list):
+            raise serializers.ValidationError("Must be a JSON array.")
+        return value
+
+    def validate_kwargs(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+class JobBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+    jobs = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=settings.JOB_BULK_MAX)
+
+    def validate_jobs(self, items):
+        validated, errors = [], {}
+        for index, item in enumerate(items):
+            serializer = JobCreateSerializer(data=item)
+            if serializer.is_valid():
+                validated.append(serializer.validated_data)
+            else:
+                errors[index] = serializer.errors
+        if errors:
+            raise serializers.ValidationError(errors)
+        return validated
+
+
+class JobEventSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = JobEvent
+        fields = ("id", "at", "kind", "from_status", "to_status", "actor", "actor_label", "message", "data")
+        read_only_fields = fields
+
+
+class CatalogEntrySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    aliases = serializers.ListField(child=serializers.CharField())
+    description = serializers.CharField()
+    parameters = serializers.DictField(help_text="JSON schema of the keyword arguments; positional order in x-positional-order.")
+    default_priority = serializers.CharField()
+    queue = serializers.CharField()
+    soft_time_limit = serializers.IntegerField(allow_null=True)
+    time_limit = serializers.IntegerField()
+    max_retries = serializers.IntegerField()
+    retry_backoff = serializers.FloatField()
+    retry_backoff_max = serializers.FloatField()
+    cancellable = serializers.BooleanField(help_text="Stops cooperatively at progress calls when cancelled.")
+    staff_only = serializers.BooleanField()

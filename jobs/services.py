@@ -1,0 +1,562 @@
+"""Every write to a job goes through here: the API, the admin, commands and tasks all call these.
+
+Each state change is one conditional UPDATE that names the statuses it may start from; when it
+matches no row the change was illegal or lost a race, and the caller gets a Conflict. Changes
+made by a running task are also fenced on ``attempts``, so a worker that lost its job (it was
+re-queued by the sweeper) can never write over the next attempt.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from taskhub.errors import ApplicationError, Conflict, InvalidInput, NotFound
+
+from .catalog import CatalogEntry, catalog
+from .models import (
+    PRIORITY_QUEUES,
+    RETRYABLE_STATUSES,
+    TERMINAL_STATUSES,
+    Job,
+    JobEvent,
+    JobEventKind,
+    JobPriority,
+    JobStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+
+
+class RunState(enum.Enum):
+    """What a running task learns when it writes progress or a heartbeat."""
+
+    OK = "ok"
+    CANCEL_REQUESTED = "cancel_requested"
+    GONE = "gone"  # no longer this attempt's to run: finished, revoked, re-queued or deleted
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _label(user: User | None) -> str:
+    return f"user {user.get_username()}" if user else "system"
+
+
+def _event(job_id, kind: str, *, from_status: str = "", to_status: str = "", actor: User | None = None,
+           actor_label: str = "", message: str = "", data: dict | None = None, at: datetime | None = None) -> JobEvent:
+    return JobEvent(
+        job_id=job_id, kind=kind, from_status=from_status, to_status=to_status, actor=actor,
+        actor_label=actor_label or _label(actor), message=message, data=data or {}, at=at or timezone.now(),
+    )
+
+
+def _transition(job_id, *, sources: Sequence[str], changes: dict[str, Any], event: JobEvent | None,
+                where: Q | None = None) -> bool:
+    """One conditional UPDATE plus its timeline line, atomically. True when the row matched."""
+    with transaction.atomic():
+        query = Job.objects.filter(id=job_id, status__in=list(sources))
+        if where is not None:
+            query = query.filter(where)
+        matched = query.update(**changes)
+        if matched and event is not None:
+            event.save()
+    return bool(matched)
+
+
+def _conflict(job_id, action: str) -> ApplicationError:
+    status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+    if status is None:
+        return NotFound(f"Job {job_id} does not exist.")
+    return Conflict(f"Cannot {action} job {job_id}: it is {status}.", code="invalid_state")
+
+
+def _payload_size(args: Any, kwargs: Any) -> int:
+    return len(json.dumps([args, kwargs], cls=DjangoJSONEncoder).encode())
+
+
+def _fingerprint(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, cls=DjangoJSONEncoder).encode()).hexdigest()
+
+
+# --- create and send ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated request for one job, ready to be written."""
+
+    entry: CatalogEntry
+    name: str
+    task_type: str
+    args: list
+    kwargs: dict
+    priority: str
+    max_retries: int
+    run_at: datetime | None
+
+    def fingerprint(self) -> str:
+        return _fingerprint({
+            "task": self.entry.name, "name": self.name, "task_type": self.task_type, "args": self.args,
+            "kwargs": self.kwargs, "priority": self.priority, "max_retries": self.max_retries, "run_at": self.run_at,
+        })
+
+    def build(self, *, owner: User, now: datetime) -> Job:
+        return Job(
+            id=uuid.uuid4(), owner=owner, name=self.name, task_type=self.task_type, celery_task_name=self.entry.name,
+            args=self.args, kwargs=self.kwargs, priority=self.priority, queue=PRIORITY_QUEUES[self.priority],
+            max_retries=self.max_retries, run_at=self.run_at, created_at=now,
+        )
+
+
+def job_spec_build(*, owner: User, celery_task_name: str, name: str | None = None, task_type: str = "",
+                   args: list | None = None, kwargs: dict | None = None, priority: str | None = None,
+                   max_retries: int | None = None, run_at: datetime | None = None) -> JobSpec:
+    """Check a job request against the catalog and the limits; raise InvalidInput naming the field."""
+    entry = catalog.get(celery_task_name)
+    if entry.staff_only and not owner.is_staff:
+        raise ApplicationError(f"Task {entry.name} is for staff only.", code="permission_denied", status_code=403)
+    args = [] if args is None else args
+    kwargs = {} if kwargs is None else kwargs
+    entry.validate(args, kwargs)
+    size = _payload_size(args, kwargs)
+    if size > settings.JOB_MAX_PAYLOAD_BYTES:
+        message = f"args and kwargs take {size} bytes as JSON; the limit is {settings.JOB_MAX_PAYLOAD_BYTES}."
+        raise InvalidInput(f"args: {message}", code="payload_too_large", fields={"args": [message]})
+    if priority is None:
+        priority = entry.priority
+    if priority not in JobPriority.values:
+        message = f"Unknown priority {priority!r}. Allowed: {', '.join(JobPriority.values)}."
+        raise InvalidInput(f"priority: {message}", fields={"priority": [message]})
+    if max_retries is None:
+        max_retries = entry.retry.max_retries
+    return JobSpec(
+        entry=entry, name=name or entry.name.rsplit(".", 1)[-1], task_type=task_type or "", args=args, kwargs=kwargs,
+        priority=priority, max_retries=max_retries, run_at=run_at,
+    )
+
+
+def job_create(*, owner: User, celery_task_name: str, name: str | None = None, task_type: str = "",
+               args: list | None = None, kwargs: dict | None = None, priority: str | None = None,
+               max_retries: int | None = None, run_at: datetime | None = None,
+               idempotency_key: str | None = None) -> Job:
+    """Write a pending job and send it to the broker once the transaction commits.
+
+    The job id is also the Celery task id. When the broker is unreachable the job stays
+    pending with ``dispatched_at`` empty and the sweeper sends it later. With an
+    ``idempotency_key``, the same key and request return the first job; the same key with a
+    different request is refused.
+    """
+    spec = job_spec_build(owner=owner, celery_task_name=celery_task_name, name=name, task_type=task_type, args=args,
+                          kwargs=kwargs, priority=priority, max_retries=max_retries, run_at=run_at)
+    fingerprint = spec.fingerprint() if idempotency_key else ""
+    if idempotency_key:
+        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _idempotent_replay(existing, fingerprint)
+    job = spec.build(owner=owner, now=timezone.now())
+    job.idempotency_key, job.request_fingerprint = idempotency_key, fingerprint
+    try:
+        with transaction.atomic():
+            job.save(force_insert=True)
+            _event(job.id, JobEventKind.CREATED, to_status=PENDING, actor=owner, at=job.created_at,
+                   message=f"Created on queue {job.queue} with priority {job.priority}.").save()
+            transaction.on_commit(lambda: job_send(jobs=[job]))
+    except IntegrityError:
+        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
+        if existing is None:
+            raise
+        return _idempotent_replay(existing, fingerprint)
+    return job
+
+
+def _idempotent_replay(existing: Job, fingerprint: str) -> Job:
+    if existing.request_fingerprint != fingerprint:
+        raise ApplicationError(
+            "This Idempotency-Key was already used with a different request body.",
+            code="idempotency_key_reused", status_code=422,
+        )
+    return existing
+
+
+def jobs_create_bulk(*, owner: User, items: list[dict[str, Any]]) -> list[Job]:
+    """Create many jobs at once: all are checked first, then written in one transaction."""
+    if not items:
+        raise InvalidInput("jobs: give at least one job.", fields={"jobs": ["Give at least one job."]})
+    if len(items) > settings.JOB_BULK_MAX:
+        message = f"At most {settings.JOB_BULK_MAX} jobs per request, got {len(items)}."
+        raise InvalidInput(f"jobs: {message}", code="too_many", fields={"jobs": [message]})
+    specs = []
+    for index, item in enumerate(items):
+        try:
+            specs.append(job_spec_build(owner=owner, **item))
+        except ApplicationError as exc:
+            raise type(exc)(f"jobs[{index}].{exc.message}", code=exc.code, status_code=exc.status_code,
+                            fields={f"jobs[{index}]": exc.fields or [exc.message]}) from exc
+    now = timezone.now()
+    jobs = [spec.build(owner=owner, now=now) for spec in specs]
+    with transaction.atomic():
+        Job.objects.bulk_create(jobs)
+        JobEvent.objects.bulk_create([
+            _event(job.id, JobEventKind.CREATED, to_status=PENDING, actor=owner, at=now,
+                   message=f"Created (bulk) on queue {job.queue} with priority {job.priority}.")
+            for job in jobs
+        ])
+        transaction.on_commit(lambda: job_send(jobs=jobs))
+    return jobs
+
+
+def job_send(*, jobs: Iterable[Job]) -> list:
+    """Publish each job's message; mark the ones the broker took. Never raises for a broker outage."""
+    sent, now = [], timezone.now()
+    for job in jobs:
+        if job.run_at and job.run_at > now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL):
+            continue  # far in the future: the sweeper sends it when it is due
+        entry = catalog.get(job.celery_task_name)
+        countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
+        try:
+            entry.celery_task.apply_async(
+                args=job.args, kwargs=job.kwargs, task_id=str(job.id), queue=job.queue, countdown=countdown,
+                soft_time_limit=entry.soft_time_limit, time_limit=entry.time_limit + 60, retry=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
+            logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
+            break
+        sent.append(job.id)
+    if sent:
+        Job.objects.filter(id__in=sent, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
+    return sent
+
+
+# --- running (called by the task base in the worker) -------------------------------------------
+
+
+def job_start(*, job_id, worker: str) -> Job | None:
+    """pending -> running. None when the job is not pending (cancelled, already running, gone)."""
+    now = timezone.now()
+    started = _transition(
+        job_id, sources=[PENDING],
+        changes={"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker, "finished_at": None},
+        event=_event(job_id, JobEventKind.STARTED, from_status=PENDING, to_status=RUNNING,
+                     actor_label=f"worker {worker}", at=now),
+    )
+    return Job.objects.get(id=job_id) if started else None
+
+
+def _run_state(job_id, attempt: int) -> tuple[RunState, datetime | None]:
+    row = Job.objects.filter(id=job_id).values("status", "attempts", "cancel_requested_at").first()
+    if row is None or row["status"] != RUNNING or row["attempts"] != attempt:
+        return RunState.GONE, None
+    return RunState.CANCEL_REQUESTED, row["cancel_requested_at"]
+
+
+def job_record_heartbeat(*, job_id, attempt: int, progress: int | None = None,
+                         meta: dict | None = None) -> tuple[RunState, datetime | None]:
+    """Refresh the heartbeat (and flush throttled progress). Returns the run state."""
+    changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if progress is not None:
+        changes.update(progress=progress, progress_meta=meta or {})
+    matched = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempt,
+                                 cancel_requested_at__isnull=True).update(**changes)
+    return (RunState.OK, None) if matched else _run_state(job_id, attempt)
+
+
+def _check_progress(progress: Any) -> int:
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
+        raise InvalidInput(f"progress: must be a number from 0 to 100, got {progress!r}.",
+                           fields={"progress": ["Must be a number from 0 to 100."]})
+    return int(progress)
+
+
+def job_update_progress(*, job_id, progress: int, meta: dict | None = None, message: str | None = None,
+                        attempt: int | None = None) -> RunState:
+    """Write progress of a running job. A finished or cancelled job is never changed."""
+    progress = _check_progress(progress)
+    meta = dict(meta or {})
+    if message is not None:
+        meta["message"] = message
+    query = Job.objects.filter(id=job_id, status=RUNNING, cancel_requested_at__isnull=True)
+    if attempt is not None:
+        query = query.filter(attempts=attempt)
+    if query.update(progress=progress, progress_meta=meta, heartbeat_at=timezone.now()):
+        return RunState.OK
+    if attempt is None:
+        attempt = Job.objects.filter(id=job_id).values_list("attempts", flat=True).first()
+    return _run_state(job_id, attempt)[0]
+
+
+def _json_result(result: Any) -> Any:
+    try:
+        return json.loads(json.dumps(result, cls=DjangoJSONEncoder))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"result: not JSON serializable ({exc}).", code="result_not_json") from exc
+
+
+def job_succeed(*, job_id, attempt: int, result: Any = None, worker: str = "") -> None:
+    """running -> succeeded with the result; progress becomes 100."""
+    result = _json_result(result)
+    now = timezone.now()
+    if not _transition(
+        job_id, sources=[RUNNING], where=Q(attempts=attempt),
+        changes={"status": JobStatus.SUCCEEDED, "progress": 100, "result": result, "finished_at": now,
+                 "heartbeat_at": now, "error": "", "traceback": ""},
+        event=_event(job_id, JobEventKind.SUCCEEDED, from_status=RUNNING, to_status=JobStatus.SUCCEEDED,
+                     actor_label=f"worker {worker}" if worker else "system", at=now),
+    ):
+        raise _conflict(job_id, "complete")
+
+
+def retry_delay(*, entry: CatalogEntry, attempt: int) -> float:
+    """Exponential backoff ``backoff * 2**attempt`` capped at ``backoff_max``, with equal jitter."""
+    delay = min(entry.retry.backoff_max, entry.retry.backoff * (2**attempt))
+    return delay / 2 + random.uniform(0, delay / 2) if entry.retry.jitter else delay
+
+
+def job_fail(*, job_id, attempt: int, error: str, traceback: str = "", retryable: bool = True,
+             worker: str = "") -> bool:
+    """running -> pending for an automatic retry (attempts left), else running -> failed.
+
+    Returns True when a retry was scheduled. The error of every attempt stays in the timeline.
+    """
+    job = Job.objects.filter(id=job_id).only("celery_task_name", "max_retries").first()
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    now = timezone.now()
+    actor = f"worker {worker}" if worker else "system"
+    data = {"attempt": attempt, "error": error, "traceback": traceback}
+    if retryable and attempt < job.max_retries:
+        delay = retry_delay(entry=catalog.get(job.celery_task_name), attempt=attempt)
+        run_at = now + timedelta(seconds=delay)
+        with transaction.atomic():
+            retried = _transition(
+                job_id, sources=[RUNNING], where=Q(attempts=attempt, cancel_requested_at__isnull=True),
+                changes={"status": PENDING, "attempts": attempt + 1, "error": error, "traceback": traceback,
+                         "run_at": run_at, "dispatched_at": None, "heartbeat_at": None},
+                event=_event(job_id, JobEventKind.RETRY_SCHEDULED, from_status=RUNNING, to_status=PENDING,
+                             actor_label=actor, at=now, data={**data, "delay": round(delay, 3)},
+                             message=f"Attempt {attempt + 1} failed: {error}; retry in {delay:.1f}s."),
+            )
+            if retried:
+                transaction.on_commit(lambda: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING)))
+                return True
+    if not _transition(
+        job_id, sources=[RUNNING], where=Q(attempts=attempt),
+        changes={"status": JobStatus.FAILED, "error": error, "traceback": traceback, "finished_at": now,
+                 "heartbeat_at": now},
+        event=_event(job_id, JobEventKind.FAILED, from_status=RUNNING, to_status=JobStatus.FAILED,
+                     actor_label=actor, at=now, data=data, message=error),
+    ):
+        raise _conflict(job_id, "fail")
+    return False
+
+
+def job_stop_revoked(*, job_id, attempt: int, reason: str, actor_label: str = "system") -> None:
+    """running -> revoked once a cancelled task has stopped (or is about to be terminated)."""
+    now = timezone.now()
+    if not _transition(
+        job_id, sources=[RUNNING], where=Q(attempts=attempt),
+        changes={"status": JobStatus.REVOKED, "finished_at": now, "heartbeat_at": now},
+        event=_event(job_id, JobEventKind.REVOKED, from_status=RUNNING, to_status=JobStatus.REVOKED,
+                     actor_label=actor_label, at=now, message=reason),
+    ):
+        raise _conflict(job_id, "revoke")
+
+
+# --- operator actions ---------------------------------------------------------------------------
+
+
+def job_cancel(*, job_id, by: User | None = None) -> Job:
+    """Cancel durably: a pending job is revoked at once (it will never start); a running job is
+    marked cancel-requested and stops at its next progress call, or is terminated after the
+    grace period."""
+    now = timezone.now()
+    if _transition(
+        job_id, sources=[PENDING],
+        changes={"status": JobStatus.REVOKED, "cancel_requested_at": now, "cancelled_by": by, "finished_at": now},
+        event=_event(job_id, JobEventKind.REVOKED, from_status=PENDING, to_status=JobStatus.REVOKED, actor=by,
+                     at=now, message="Cancelled before it started."),
+    ):
+        return Job.objects.get(id=job_id)
+    if _transition(
+        job_id, sources=[RUNNING], where=Q(cancel_requested_at__isnull=True),
+        changes={"cancel_requested_at": now, "cancelled_by": by},
+        event=_event(job_id, JobEventKind.CANCEL_REQUESTED, from_status=RUNNING, to_status=RUNNING, actor=by,
+                     at=now, message="Cancel requested; the job stops at its next progress report or is "
+                     f"terminated after {settings.JOB_CANCEL_GRACE_SECONDS:g}s."),
+    ):
+        return Job.objects.get(id=job_id)
+    job = Job.objects.filter(id=job_id).first()
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    if job.status == RUNNING:
+        raise Conflict(f"Job {job_id} is already being cancelled (requested at {job.cancel_requested_at:%Y-%m-%d %H:%M:%S}).",
+                       code="cancel_pending")
+    raise Conflict(f"Cannot cancel job {job_id}: it already {job.status}.", code="invalid_state")
+
+
+def job_retry(*, job_id, by: User | None = None) -> Job:
+    """failed/revoked -> pending: the same job id runs again with attempts + 1; history is kept."""
+    now = timezone.now()
+    job = Job.objects.filter(id=job_id).only("status", "attempts", "error").first()
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    with transaction.atomic():
+        if not _transition(
+            job_id, sources=list(RETRYABLE_STATUSES), where=Q(attempts=job.attempts),
+            changes={"status": PENDING, "attempts": job.attempts + 1, "progress": 0, "progress_meta": {},
+                     "result": None, "error": "", "traceback": "", "run_at": None, "dispatched_at": None,
+                     "started_at": None, "finished_at": None, "heartbeat_at": None, "cancel_requested_at": None,
+                     "cancelled_by": None, "worker": ""},
+            event=_event(job_id, JobEventKind.RETRIED, from_status=job.status, to_status=PENDING, actor=by, at=now,
+                         data={"previous_error": job.error, "attempt": job.attempts + 1},
+                         message=f"Retried by {_label(by)} (attempt {job.attempts + 1})."),
+        ):
+            raise _conflict(job_id, "retry")
+        transaction.on_commit(lambda: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING)))
+    return Job.objects.get(id=job_id)
+
+
+def job_delete(*, job_id) -> None:
+    """Delete a finished job and its timeline. An active job must be cancelled first (409)."""
+    deleted, _ = Job.objects.filter(id=job_id, status__in=list(TERMINAL_STATUSES)).delete()
+    if deleted:
+        return
+    status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+    if status is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    raise Conflict(f"Job {job_id} is {status}: cancel it first, then delete it.", code="job_active")
+
+
+# --- housekeeping (periodic) --------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    dispatched: int = 0
+    requeued: int = 0
+    failed: int = 0
+    revoked: int = 0
+
+
+def jobs_sweep(*, batch_size: int = 500) -> SweepReport:
+    """Send jobs whose message never reached the broker, and recover jobs whose worker died.
+
+    Runs periodically (celery beat). A running job whose heartbeat is older than
+    JOB_STALE_AFTER lost its worker: it is re-queued when retries are left, else it fails with
+    "worker lost" (or is revoked, if a cancel was waiting for it).
+    """
+    report = SweepReport()
+    now = timezone.now()
+    due = Job.objects.filter(status=PENDING, dispatched_at__isnull=True).filter(
+        Q(run_at__isnull=True, created_at__lte=now - timedelta(seconds=settings.JOB_DISPATCH_AFTER))
+        | Q(run_at__lte=now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL))
+    ).order_by("created_at")[:batch_size]
+    report.dispatched = len(job_send(jobs=list(due)))
+
+    stale = Job.objects.filter(status=RUNNING, heartbeat_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER))
+    for job in stale.only("id", "attempts", "max_retries", "cancel_requested_at", "heartbeat_at", "worker")[:batch_size]:
+        since = f"no heartbeat from worker {job.worker or '?'} since {job.heartbeat_at:%Y-%m-%d %H:%M:%S}"
+        fence = Q(attempts=job.attempts, heartbeat_at=job.heartbeat_at)
+        if job.cancel_requested_at:
+            if _transition(job.id, sources=[RUNNING], where=fence,
+                           changes={"status": JobStatus.REVOKED, "finished_at": now},
+                           event=_event(job.id, JobEventKind.REVOKED, from_status=RUNNING, to_status=JobStatus.REVOKED,
+                                        actor_label="sweeper", at=now, message=f"Worker lost ({since}); cancelled.")):
+                report.revoked += 1
+        elif job.attempts < job.max_retries:
+            with transaction.atomic():
+                if _transition(job.id, sources=[RUNNING], where=fence,
+                               changes={"status": PENDING, "attempts": job.attempts + 1, "dispatched_at": None,
+                                        "heartbeat_at": None, "run_at": None, "error": f"Worker lost: {since}."},
+                               event=_event(job.id, JobEventKind.REQUEUED, from_status=RUNNING, to_status=PENDING,
+                                            actor_label="sweeper", at=now,
+                                            message=f"Worker lost ({since}); re-queued as attempt {job.attempts + 1}.")):
+                    report.requeued += 1
+                    transaction.on_commit(lambda job_id=job.id: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING)))
+        elif _transition(job.id, sources=[RUNNING], where=fence,
+                         changes={"status": JobStatus.FAILED, "finished_at": now, "error": f"Worker lost: {since}."},
+                         event=_event(job.id, JobEventKind.FAILED, from_status=RUNNING, to_status=JobStatus.FAILED,
+                                      actor_label="sweeper", at=now, message=f"Worker lost: {since}; no retries left.",
+                                      data={"attempt": job.attempts, "error": "worker lost"})):
+            report.failed += 1
+    return report
+
+
+# --- the original specification's service API --------------------------------------------------
+
+
+class TaskService:
+    """The spec's ``task_service``: the same calls, on top of the services above.
+
+    ``db`` is accepted for compatibility and ignored (Django manages connections).
+    """
+
+    def create_task(self, db=None, *, name: str, celery_task_name: str, task_type: str = "", args: list | None = None,
+                    kwargs: dict | None = None, priority: str = JobPriority.NORMAL, user_id: int) -> tuple[Job, str]:
+        owner = User.objects.get(pk=user_id)
+        job = job_create(owner=owner, name=name, task_type=task_type, celery_task_name=celery_task_name, args=args,
+                         kwargs=kwargs, priority=priority)
+        return job, str(job.id)
+
+    def get_task(self, db=None, task_id=None) -> Job | None:
+        return Job.objects.filter(id=task_id).first()
+
+    def cancel_task(self, db=None, task_id=None) -> bool:
+        try:
+            job_cancel(job_id=task_id)
+        except ApplicationError:
+            return False
+        return True
+
+    def delete_task(self, db=None, task_id=None) -> bool:
+        try:
+            job_delete(job_id=task_id)
+        except ApplicationError:
+            return False
+        return True
+
+    def update_task_progress(self, db=None, task_id=None, progress: int = 0, meta: dict | None = None) -> bool:
+        return job_update_progress(job_id=task_id, progress=progress, meta=meta) is RunState.OK
+
+    def update_task_status(self, db=None, task_id=None, status: str = "", progress: int | None = None,
+                           result: Any = None) -> bool:
+        """Move a job to ``status`` through the state machine (illegal moves return False)."""
+        job = Job.objects.filter(id=task_id).only("status", "attempts").first()
+        if job is None:
+            return False
+        try:
+            if status == RUNNING:
+                return job_start(job_id=task_id, worker="task_service") is not None
+            if status == JobStatus.SUCCEEDED:
+                job_succeed(job_id=task_id, attempt=job.attempts, result=result)
+            elif status == JobStatus.FAILED:
+                job_fail(job_id=task_id, attempt=job.attempts, error=str(result or "failed"), retryable=False)
+            elif status == JobStatus.REVOKED:
+                job_cancel(job_id=task_id)
+            elif status == PENDING and job.status in RETRYABLE_STATUSES:
+                job_retry(job_id=task_id)
+            else:
+                return False
+        except ApplicationError:
+            return False
+        return True
+
+
+task_service = TaskService()

@@ -1,0 +1,220 @@
+"""The Celery task base every catalog task runs on.
+
+It keeps the job row true while the task runs: marks it running (skipping jobs that are no
+longer pending, e.g. cancelled while queued), keeps a heartbeat, writes throttled progress,
+stores the result or the error with its traceback, schedules automatic retries, and stops the
+task when a cancel was requested: cooperatively at the next ``progress`` call, or by
+terminating the worker process after the grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback as traceback_module
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from .. import services
+from ..catalog import catalog
+from ..services import RunState
+
+logger = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):  # noqa: N818 - reads as an event, like Celery's Ignore/Reject
+    """Raised inside a task at a progress call once its job was cancelled."""
+
+
+class JobLost(Exception):  # noqa: N818
+    """Raised inside a task whose job is no longer its to run (finished elsewhere, re-queued, deleted)."""
+
+
+def _terminate_self() -> None:
+    """Kill this pool process. Celery's prefork parent replaces it; with acks_late the message is
+    re-queued and then skipped, because the row is no longer pending."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class JobRun:
+    """One attempt of one job inside a worker process: progress throttling and the watchdog."""
+
+    def __init__(self, *, job, entry, worker: str):
+        self.job_id = job.id
+        self.attempt = job.attempts
+        self.entry = entry
+        self.worker = worker
+        self.started = time.monotonic()
+        self.cancel_requested_at = None
+        self.gone = False
+        self._lock = threading.Lock()
+        self._pending: tuple[int, dict] | None = None
+        self._last_write = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"job-watchdog-{job.id}", daemon=True)
+
+    # -- called from the task --------------------------------------------------------------------
+    def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
+        self.raise_if_stopped()
+        percent = int(max(0, min(100, percent)))
+        if message is not None:
+            meta["message"] = message
+        now = time.monotonic()
+        with self._lock:
+            self._pending = (percent, meta)
+            if now - self._last_write < settings.JOB_PROGRESS_MIN_INTERVAL:
+                return  # throttled: the watchdog flushes the latest value with the next heartbeat
+            self._pending, self._last_write = None, now
+        state = services.job_update_progress(job_id=self.job_id, attempt=self.attempt, progress=percent, meta=meta)
+        self._note(state)
+        self.raise_if_stopped()
+
+    def raise_if_stopped(self) -> None:
+        if self.gone:
+            raise JobLost(f"Job {self.job_id} is no longer running as attempt {self.attempt}.")
+        if self.cancel_requested_at is not None:
+            raise JobCancelled(f"Job {self.job_id} was cancelled.")
+
+    def _note(self, state: RunState, cancel_requested_at=None) -> None:
+        if state is RunState.GONE:
+            self.gone = True
+        elif state is RunState.CANCEL_REQUESTED:
+            self.cancel_requested_at = cancel_requested_at or self.cancel_requested_at or time.time()
+
+    # -- the watchdog thread ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=settings.JOB_HEARTBEAT_INTERVAL + 5)
+
+    def _watch(self) -> None:
+        try:
+            while not self._stop.wait(settings.JOB_HEARTBEAT_INTERVAL):
+                self._beat()
+        finally:
+            connection.close()
+
+    def _beat(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+            if pending:
+                self._last_write = time.monotonic()
+        try:
+            state, requested_at = services.job_record_heartbeat(
+                job_id=self.job_id, attempt=self.attempt,
+                progress=pending[0] if pending else None, meta=pending[1] if pending else None,
+            )
+        except Exception:  # noqa: BLE001 - a database hiccup must not kill the watchdog
+            logger.exception("Heartbeat for job %s failed", self.job_id)
+            close_old_connections()
+            return
+        if self._stop.is_set():
+            return
+        if state is RunState.CANCEL_REQUESTED:
+            self._note(state, requested_at)
+            waited = time.time() - requested_at.timestamp() if requested_at else 0.0
+            if waited >= settings.JOB_CANCEL_GRACE_SECONDS:
+                self._terminate(f"Terminated {waited:.1f}s after the cancel request (grace period "
+                                f"{settings.JOB_CANCEL_GRACE_SECONDS:g}s).", revoke=True)
+        elif state is RunState.GONE:
+            self.gone = True
+        elapsed = time.monotonic() - self.started
+        if state is RunState.OK and elapsed > self.entry.time_limit:
+            self._terminate(f"Hard time limit exceeded: ran {elapsed:.0f}s, the limit is {self.entry.time_limit}s.",
+                            revoke=False)
+
+    def _terminate(self, reason: str, *, revoke: bool) -> None:
+        logger.warning("Job %s: %s", self.job_id, reason)
+        try:
+            if revoke:
+                services.job_stop_revoked(job_id=self.job_id, attempt=self.attempt, reason=reason,
+                                          actor_label=f"worker {self.worker}")
+            else:
+                services.job_fail(job_id=self.job_id, attempt=self.attempt, error=reason, retryable=False,
+                                  worker=self.worker)
+        except Exception:  # noqa: BLE001 - the row moved on already; terminate all the same
+            logger.exception("Could not record termination of job %s", self.job_id)
+        _terminate_self()
+
+
+class JobTask(Task):
+    """Base class of catalog tasks (see :func:`jobs.catalog.job_task`)."""
+
+    abstract = True
+
+    def __call__(self, *args, **kwargs):
+        job_id = self.request.id
+        if job_id is None or getattr(self.request, "called_directly", False):
+            return self.run(*args, **kwargs)  # plain function call, e.g. in a unit test: no job row
+        worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
+        job = services.job_start(job_id=job_id, worker=worker)
+        if job is None:
+            logger.info("Job %s is not pending (cancelled, already running or deleted): skipped.", job_id)
+            raise Ignore()
+        run = JobRun(job=job, entry=catalog.get(self.name), worker=worker)
+        self.request.job_run = run
+        run.start()
+        try:
+            result = self.run(*args, **kwargs)
+        except JobCancelled:
+            run.stop()
+            self._finish_cancelled(run)
+            raise Ignore() from None
+        except JobLost:
+            run.stop()
+            logger.warning("Job %s attempt %s lost its row while running; result dropped.", job_id, run.attempt)
+            raise Ignore() from None
+        except Exception as exc:
+            run.stop()
+            soft_limit = isinstance(exc, SoftTimeLimitExceeded)
+            error = (f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
+                     if soft_limit else f"{type(exc).__name__}: {exc}")
+            retried = self._record(services.job_fail, run, error=error,
+                                   traceback="".join(traceback_module.format_exception(exc)),
+                                   retryable=not soft_limit and isinstance(exc, run.entry.retry.retry_on))
+            if retried:
+                raise Ignore() from None
+            raise
+        else:
+            run.stop()
+            try:
+                self._record(services.job_succeed, run, result=result)
+            except services.InvalidInput as exc:
+                self._record(services.job_fail, run, error=exc.message, retryable=False)
+                raise
+            return result
+        finally:
+            self.request.job_run = None
+
+    def _record(self, service, run: JobRun, **kwargs):
+        try:
+            return service(job_id=run.job_id, attempt=run.attempt, worker=run.worker, **kwargs)
+        except services.ApplicationError as exc:
+            if isinstance(exc, services.InvalidInput):
+                raise
+            logger.warning("Job %s: outcome not recorded: %s", run.job_id, exc.message)
+            return False
+
+    def _finish_cancelled(self, run: JobRun) -> None:
+        try:
+            services.job_stop_revoked(job_id=run.job_id, attempt=run.attempt, reason="Stopped at a progress check after the cancel request.",
+                                      actor_label=f"worker {run.worker}")
+        except services.ApplicationError as exc:
+            logger.info("Job %s: cancel not recorded: %s", run.job_id, exc.message)
+
+    def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
+        """Report progress (0-100) with an optional message; stops the task if it was cancelled."""
+        run: JobRun | None = getattr(self.request, "job_run", None)
+        if run is None:
+            return  # called outside a job (plain function call)
+        run.progress(percent, message, **meta)

@@ -1,0 +1,128 @@
+"""The jobs API: thin viewsets that validate, call one service and serialize the result."""
+
+import re
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from taskhub.errors import InvalidInput
+from taskhub.openapi import ERRORS
+
+from . import selectors, services
+from .catalog import catalog
+from .filters import JobFilter
+from .models import Job
+from .serializers import (
+    CatalogEntrySerializer,
+    JobBulkCreateSerializer,
+    JobCreateSerializer,
+    JobEventSerializer,
+    JobSerializer,
+)
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="1-255 visible ASCII characters. The same key and body return the first job; "
+    "the same key with another body is refused (422).",
+)
+
+
+class JobCursorPagination(CursorPagination):
+    """Cursor pages: stable under inserts and no COUNT(*) on a large table."""
+
+    ordering = "-created_at"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List jobs", responses={200: JobSerializer(many=True), **ERRORS(400, 401)}),
+    retrieve=extend_schema(summary="A job", responses={200: JobSerializer, **ERRORS(401, 404)}),
+    destroy=extend_schema(summary="Delete a finished job", responses={204: None, **ERRORS(401, 404, 409)}),
+)
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Jobs: yours, or everyone's for staff. Another user's job answers 404."""
+
+    serializer_class = JobSerializer
+    pagination_class = JobCursorPagination
+    filterset_class = JobFilter
+    search_fields = ("name",)
+    ordering_fields = ("created_at", "started_at", "finished_at", "progress", "name", "status", "priority")
+    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return Job.objects.none()
+        return selectors.job_list(user=self.request.user)
+
+    def get_object(self):
+        return selectors.job_get(user=self.request.user, job_id=self.kwargs["pk"])
+
+    def _idempotency_key(self) -> str | None:
+        key = self.request.headers.get("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY.match(key):
+            raise InvalidInput(
+                "Idempotency-Key: must be 1-255 visible ASCII characters.", code="invalid_idempotency_key",
+                fields={"Idempotency-Key": ["Must be 1-255 visible ASCII characters."]},
+            )
+        return key
+
+    @extend_schema(
+        summary="Create a job", request=JobCreateSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: JobSerializer, **ERRORS(400, 401, 403, 422)},
+    )
+    def create(self, request):
+        key = self._idempotency_key()
+        serializer = JobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = services.job_create(owner=request.user, idempotency_key=key, **serializer.validated_data)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        services.job_delete(job_id=instance.id)
+
+    @extend_schema(summary="Create up to JOB_BULK_MAX jobs at once (all or nothing)",
+                   request=JobBulkCreateSerializer, responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403)})
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        serializer = JobBulkCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        jobs = services.jobs_create_bulk(owner=request.user, items=serializer.validated_data["jobs"])
+        return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Cancel a job", request=None, responses={200: JobSerializer, **ERRORS(401, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = self.get_object()
+        return Response(JobSerializer(services.job_cancel(job_id=job.id, by=request.user)).data)
+
+    @extend_schema(summary="Run a failed or revoked job again", request=None,
+                   responses={200: JobSerializer, **ERRORS(401, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        job = self.get_object()
+        return Response(JobSerializer(services.job_retry(job_id=job.id, by=request.user)).data)
+
+    @extend_schema(summary="The job's timeline", responses={200: JobEventSerializer(many=True), **ERRORS(401, 404)})
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None, filter_backends=[])
+    def events(self, request, pk=None):
+        job = self.get_object()
+        return Response(JobEventSerializer(selectors.job_events(job=job), many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Registered tasks", responses={200: CatalogEntrySerializer(many=True), **ERRORS(401)}),
+)
+class TaskCatalogViewSet(viewsets.ViewSet):
+    """The tasks a job may run, with their parameters and policies."""
+
+    def list(self, request):
+        entries = [e.describe() for e in catalog.entries() if request.user.is_staff or not e.staff_only]
+        return Response(CatalogEntrySerializer(entries, many=True).data)
