@@ -107,7 +107,7 @@ class Job(models.Model):
 
 class JobEventKind(models.TextChoices):
     CREATED = "created", "Created"
-    DISPATCHED_LATE = "dispatched", "Sent to the broker by the dispatcher"
+    DISPATCHED_LATE = "dispatched", "Sent by the sweeper"
     STARTED = "started", "Started"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"

@@ -241,7 +241,7 @@ def job_send(*, jobs: Iterable[Job]) -> list:
             break
         sent.append(job.id)
     if sent:
-        Job.objects.filter(id__in=sent, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
+        Job.objects.filter(id__in=sent, status=PENDING).update(dispatched_at=timezone.now())
     return sent
 
 
@@ -464,11 +464,23 @@ def jobs_sweep(*, batch_size: int = 500) -> SweepReport:
     """
     report = SweepReport()
     now = timezone.now()
-    due = Job.objects.filter(status=PENDING, dispatched_at__isnull=True).filter(
-        Q(run_at__isnull=True, created_at__lte=now - timedelta(seconds=settings.JOB_DISPATCH_AFTER))
-        | Q(run_at__lte=now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL))
-    ).order_by("created_at")[:batch_size]
-    report.dispatched = len(job_send(jobs=list(due)))
+    ready = Q(run_at__isnull=True) | Q(run_at__lte=now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL))
+    unsent = Q(dispatched_at__isnull=True) & (
+        Q(run_at__isnull=False) | Q(created_at__lte=now - timedelta(seconds=settings.JOB_DISPATCH_AFTER))
+    )
+    # A message can also vanish after it was sent (a Redis without persistence restarted):
+    # a job nobody started long after its message was sent is sent again. A duplicate is
+    # harmless, only one delivery can move the row from pending to running.
+    lost = Q(dispatched_at__lte=now - timedelta(seconds=settings.JOB_REDISPATCH_AFTER))
+    due = list(Job.objects.filter(ready & (unsent | lost), status=PENDING).order_by("created_at")[:batch_size])
+    sent = set(job_send(jobs=due))
+    JobEvent.objects.bulk_create([
+        _event(job.id, JobEventKind.DISPATCHED_LATE, actor_label="sweeper", at=now,
+               message="Sent again: no worker started it since it was sent at "
+               f"{job.dispatched_at:%Y-%m-%d %H:%M:%S}." if job.dispatched_at else "Sent by the sweeper (the broker was unreachable when it was created).")
+        for job in due if job.id in sent
+    ])
+    report.dispatched = len(sent)
 
     stale = Job.objects.filter(status=RUNNING, heartbeat_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER))
     for job in stale.only("id", "attempts", "max_retries", "cancel_requested_at", "heartbeat_at", "worker")[:batch_size]:
