@@ -136,8 +136,13 @@ STORAGES = {
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Both only take effect once SECURE_HSTS_SECONDS > 0 (HSTS is off by default). On by default
+# so that turning HSTS on passes `check --deploy` (security.W005, W021), as cookiecutter-django
+# does; set them false if some subdomain is not served over HTTPS or to stay off the browsers'
+# preload list (https://hstspreload.org/#opt-in).
+# https://docs.djangoproject.com/en/5.2/ref/middleware/#http-strict-transport-security
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -270,6 +275,12 @@ else:
         "visibility_timeout": JOB_MAX_TIME_LIMIT + 3600,
         # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
         "queue_order_strategy": "priority",
+        # Publishing fails fast when the broker is down (the API answers at once and the
+        # sweeper sends the job later) instead of retrying inside the request for seconds.
+        # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.html#kombu.Connection.default_channel
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
     }
 
 CELERY_BEAT_SCHEDULE = {

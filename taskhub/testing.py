@@ -114,9 +114,9 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, *, ready_timeout: float = 30.0) -> WorkerProcess:
-        handle = self.log.open("ab")
-        self.process = subprocess.Popen(self.args, cwd=BASE_DIR, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        with self.log.open("ab") as handle:
+            self.process = subprocess.Popen(self.args, cwd=BASE_DIR, env=self.env, stdout=handle,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: " ready." in self.output() or self.process.poll() is not None, timeout=ready_timeout,
                  message=f"worker {self.name} to be ready")
         if self.process.poll() is not None:

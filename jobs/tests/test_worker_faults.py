@@ -1,0 +1,116 @@
+"""Faults: the broker down at create time, the broker restarted, a worker killed with SIGKILL."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from jobs import services
+from jobs.models import Job, JobEvent, JobStatus
+from jobs.tests.worker_support import *  # noqa: F403 - fixtures
+from jobs.tests.worker_support import wait_for, wait_status
+
+pytestmark = [pytest.mark.worker, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def fast_sweep(settings):
+    """The sweeper's thresholds as the test workers use them (see taskhub.testing.WorkerProcess)."""
+    settings.JOB_STALE_AFTER = 3
+    settings.JOB_DISPATCH_AFTER = 0
+    return settings
+
+
+def create(client, task: str, **body) -> str:
+    response = client.post("/api/v1/jobs/", {"celery_task_name": task, **body}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def test_broker_down_at_create_then_sent_by_the_sweeper(private_redis, use_broker, make_worker, user_client, fast_sweep):
+    use_broker(private_redis.url)
+    private_redis.stop()
+
+    started = time.monotonic()
+    job_id = create(user_client, "long_running_task", args=[1])
+    assert time.monotonic() - started < 5, "create must not hang on a dead broker"
+    job = Job.objects.get(id=job_id)
+    assert job.status == JobStatus.PENDING and job.dispatched_at is None
+
+    assert services.jobs_sweep().dispatched == 0  # still down: nothing sent, nothing lost
+    assert Job.objects.get(id=job_id).dispatched_at is None
+
+    private_redis.start()
+    report = services.jobs_sweep()
+    assert report.dispatched == 1
+    assert Job.objects.get(id=job_id).dispatched_at is not None
+    make_worker(broker_url=private_redis.url)
+    assert wait_status(job_id).status == JobStatus.SUCCEEDED
+    events = list(JobEvent.objects.filter(job_id=job_id).values_list("kind", flat=True).order_by("at", "id"))
+    assert events == ["created", "dispatched", "started", "succeeded"]
+
+
+def test_broker_restart_loses_nothing(private_redis, use_broker, make_worker, user_client, fast_sweep):
+    use_broker(private_redis.url)
+    worker = make_worker(broker_url=private_redis.url, concurrency=1)
+    running = create(user_client, "long_running_task", args=[4])
+    wait_status(running, JobStatus.RUNNING, timeout=20)
+    queued = create(user_client, "long_running_task", args=[1])  # waits behind `running`
+
+    private_redis.stop()  # a Redis without persistence: the queued message is gone
+    time.sleep(1)
+    private_redis.start()
+
+    assert wait_status(running, timeout=20).status == JobStatus.SUCCEEDED  # the job itself went on
+    time.sleep(2)
+    assert Job.objects.get(id=queued).status == JobStatus.PENDING  # its message was lost with Redis
+
+    fast_sweep.JOB_REDISPATCH_AFTER = 0
+    assert services.jobs_sweep().dispatched == 1
+    assert wait_status(queued, timeout=30).status == JobStatus.SUCCEEDED
+    assert "Connection to broker lost" in worker.output() or "Cannot connect" in worker.output() or "reconnect" in worker.output().lower()
+    later = create(user_client, "long_running_task", args=[0])
+    assert wait_status(later, timeout=20).status == JobStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("max_retries, outcome", [(1, JobStatus.SUCCEEDED), (0, JobStatus.FAILED)])
+def test_worker_killed_mid_job_is_recovered(make_worker, user_client, fast_sweep, max_retries, outcome):
+    worker = make_worker()
+    job_id = create(user_client, "long_running_task", args=[3], max_retries=max_retries)
+    wait_for(lambda: Job.objects.filter(id=job_id, status="running", progress__gt=0).exists(), timeout=20)
+    worker.kill()
+
+    job = Job.objects.get(id=job_id)
+    assert job.status == JobStatus.RUNNING  # nobody can know yet
+    assert services.jobs_sweep().requeued == 0  # heartbeat still fresh
+    wait_for(lambda: services.jobs_sweep() != services.SweepReport(), timeout=15, interval=0.5,
+             message="the sweeper to notice the stale heartbeat")
+    job = Job.objects.get(id=job_id)
+    if outcome == JobStatus.FAILED:
+        assert job.status == JobStatus.FAILED and job.error.startswith("Worker lost")
+        assert JobEvent.objects.filter(job_id=job_id, kind="failed", actor_label="sweeper").exists()
+        return
+    assert job.status == JobStatus.PENDING and job.attempts == 1
+    assert JobEvent.objects.filter(job_id=job_id, kind="requeued").exists()
+    make_worker()
+    job = wait_status(job_id, timeout=30)
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1 and job.progress == 100
+    assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 2
+    assert not Job.objects.filter(status=JobStatus.RUNNING).exists()
+
+
+def test_killed_pool_process_is_recovered_without_running_twice(make_worker, user_client, fast_sweep):
+    """Only the process running the job dies (OOM killer): Celery re-queues the message, the
+    row says the job is still running, so the redelivery is skipped and the sweeper decides."""
+    worker = make_worker(concurrency=1)
+    job_id = create(user_client, "long_running_task", args=[3], max_retries=1)
+    wait_for(lambda: Job.objects.filter(id=job_id, status="running", progress__gt=0).exists(), timeout=20)
+    for pid in worker.pool_pids():
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: f"Job {job_id} is not pending" in worker.output(), timeout=15,
+             message="the redelivered message to be skipped")
+    wait_for(lambda: services.jobs_sweep().requeued, timeout=15, interval=0.5)
+    job = wait_status(job_id, timeout=30)
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
+    assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 2
