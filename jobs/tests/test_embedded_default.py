@@ -1,0 +1,61 @@
+"""The embedded default (no services): SQLite file + Celery's filesystem transport, a real worker."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from taskhub.testing import WorkerProcess, wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.timeout(120)]
+
+CREATE = """
+from accounts.models import User
+from jobs.services import task_service
+user, _ = User.objects.get_or_create(username="smoke", defaults={"email": "smoke@example.com"})
+job, celery_id = task_service.create_task(
+    db=None, name="smoke", task_type="test_task", celery_task_name="app.tasks.common_tasks.long_running_task",
+    args=[1], kwargs={}, priority="normal", user_id=user.id)
+print(celery_id)
+"""
+SHOW = """
+import json
+from jobs.models import Job
+job = Job.objects.get()
+print(json.dumps({"status": job.status, "progress": job.progress, "result": job.result}))
+"""
+
+
+def test_embedded_default_runs_a_job_end_to_end(tmp_path):
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}
+    env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
+
+    def manage(*args: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    manage("migrate", "--noinput", "-v0")
+    assert "sqlite3" in manage("shell", "-v0", "-c", "from django.db import connection; print(connection.vendor, connection.settings_dict['ENGINE'])")
+    job_id = manage("shell", "-v0", "-c", CREATE).splitlines()[-1]
+
+    worker = WorkerProcess(broker_url="filesystem://", database_url=f"sqlite:///{tmp_path / 'taskhub.sqlite3'}",
+                           env={"TASKHUB_VAR_DIR": str(tmp_path), "DEBUG": "false", "SECRET_KEY": env["SECRET_KEY"],
+                                "CELERY_RESULT_BACKEND": "django-db"})
+    worker.env.pop("CELERY_BROKER_URL")  # nothing set: the embedded default broker
+    worker.env.pop("DATABASE_URL")
+    worker.start()
+    try:
+        state = wait_for(lambda: (s := json.loads(manage("shell", "-v0", "-c", SHOW)))["status"] in ("succeeded", "failed") and s,
+                         timeout=60, interval=0.5, message="the embedded job to finish")
+    finally:
+        worker.stop()
+    assert state["status"] == "succeeded", worker.output()[-3000:]
+    assert state["progress"] == 100 and state["result"]["seconds"] == 1
+    assert job_id in worker.output() and "filesystem://" in worker.output()
+    assert (tmp_path / "taskhub.sqlite3").exists() and (tmp_path / "broker").is_dir()

@@ -1,0 +1,90 @@
+"""The task base inside one process (Celery's eager apply): what a job run writes."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs import services
+from jobs.models import Job, JobEvent, JobStatus
+from jobs.tasks.common_tasks import process_data
+from jobs.tasks.model_tasks import train_model
+
+FEATURES = [[x / 10] for x in range(20)]
+TARGETS = [2 * f[0] - 1 for f in FEATURES]
+
+
+def run_eagerly(task, job: Job, **kwargs):
+    with CaptureQueriesContext(connection) as queries:
+        outcome = task.apply(kwargs=kwargs, task_id=str(job.id))
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
+    return outcome, writes
+
+
+def new_job(user, task: str, **kwargs) -> Job:
+    return services.job_create(owner=user, celery_task_name=task, kwargs=kwargs)
+
+
+@pytest.mark.parametrize("epochs", [10, 400])
+def test_success_path_writes_a_bounded_number_of_rows(user, settings, epochs):
+    settings.JOB_PROGRESS_MIN_INTERVAL = 60  # well above the run time: only the first report is written
+    settings.JOB_HEARTBEAT_INTERVAL = 60
+    job = new_job(user, "train_model", features=FEATURES, targets=TARGETS, epochs=epochs)
+    outcome, writes = run_eagerly(train_model, job, features=FEATURES, targets=TARGETS, epochs=epochs)
+    assert outcome.successful()
+    # start: UPDATE + INSERT event; one progress UPDATE; finish: UPDATE + INSERT event.
+    assert len(writes) == 5, writes
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.progress == 100 and job.result["epochs"] == epochs
+
+
+def test_progress_writes_are_throttled_but_the_final_state_is_exact(user, settings):
+    settings.JOB_PROGRESS_MIN_INTERVAL = 0  # every report is written
+    settings.JOB_HEARTBEAT_INTERVAL = 60
+    job = new_job(user, "process_data", records=[{"v": i} for i in range(50)])
+    outcome, writes = run_eagerly(process_data, job, records=[{"v": i} for i in range(50)])
+    assert outcome.successful()
+    assert len(writes) == 4 + 51  # 51 progress reports (0 % and one per record)
+    job.refresh_from_db()
+    assert job.result["groups"]["all"]["fields"]["v"] == {"count": 50, "sum": 1225.0, "min": 0.0, "max": 49.0, "mean": 24.5}
+
+
+def test_a_job_that_is_not_pending_is_skipped_without_running(user):
+    job = new_job(user, "train_model", features=FEATURES, targets=TARGETS, epochs=5)
+    services.job_cancel(job_id=job.id, by=user)
+    outcome, writes = run_eagerly(train_model, job, features=FEATURES, targets=TARGETS, epochs=5)
+    assert outcome.state == "IGNORED"
+    assert len(writes) == 1 and "IN ('pending')" in writes[0]  # the conditional start, matching nothing
+    assert Job.objects.get(id=job.id).status == JobStatus.REVOKED
+    assert list(JobEvent.objects.filter(job=job).values_list("kind", flat=True)) == ["created", "revoked"]
+
+
+def test_cancel_requested_while_running_stops_at_the_next_progress_call(user, settings, monkeypatch):
+    """The cancel lands between two progress calls; the next call raises and the job is revoked."""
+    settings.JOB_PROGRESS_MIN_INTERVAL = 0
+    settings.JOB_HEARTBEAT_INTERVAL = 60
+    job = new_job(user, "process_data", records=[{"v": 1}] * 10)
+    calls = []
+    original = services.job_update_progress
+
+    def cancel_after_first(**kwargs):
+        calls.append(kwargs["progress"])
+        if len(calls) == 2:
+            services.job_cancel(job_id=job.id, by=user)
+        return original(**kwargs)
+
+    monkeypatch.setattr(services, "job_update_progress", cancel_after_first)
+    outcome, _ = run_eagerly(process_data, job, records=[{"v": 1}] * 10)
+    job.refresh_from_db()
+    assert outcome.state == "IGNORED"
+    assert job.status == JobStatus.REVOKED and len(calls) == 2 and job.cancelled_by == user
+    assert list(JobEvent.objects.filter(job=job).values_list("kind", flat=True)) == [
+        "created", "started", "cancel_requested", "revoked"]
+
+
+def test_result_that_is_not_json_fails_the_job_with_a_clear_error(user):
+    job = new_job(user, "train_model", features=FEATURES, targets=TARGETS, epochs=1)
+    job_id = job.id
+    services.job_start(job_id=job_id, worker="test")
+    with pytest.raises(services.InvalidInput, match="not JSON serializable"):
+        services.job_succeed(job_id=job_id, attempt=0, result={"when": object()})
+    assert Job.objects.get(id=job_id).status == JobStatus.RUNNING  # nothing half-written
