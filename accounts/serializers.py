@@ -1,3 +1,4 @@
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
 from taskhub.serializers import StrictFieldsMixin
@@ -10,7 +11,12 @@ class UserSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         model = User
         fields = ("id", "username", "email", "first_name", "last_name", "is_staff", "date_joined", "last_login")
         read_only_fields = ("id", "is_staff", "date_joined", "last_login")
-        extra_kwargs = {"username": {"validators": []}, "email": {"validators": []}}
+        # Uniqueness is checked case-insensitively by the service, so the model's unique
+        # validators go; the username's character rule must stay.
+        extra_kwargs = {
+            "username": {"validators": [UnicodeUsernameValidator()]},
+            "email": {"validators": []},
+        }
 
 
 class RegisterSerializer(StrictFieldsMixin, serializers.Serializer):

@@ -2,6 +2,7 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -14,6 +15,7 @@ from taskhub.openapi import ERRORS
 from taskhub.serializers import StrictFieldsMixin
 
 from . import selectors, services
+from .models import User
 from .serializers import LogoutSerializer, PasswordChangeSerializer, RegisterSerializer, UserSerializer
 
 
@@ -40,7 +42,13 @@ class StrictTokenObtainPairSerializer(StrictFieldsMixin, jwt_serializers.TokenOb
 
 
 class StrictTokenRefreshSerializer(StrictFieldsMixin, jwt_serializers.TokenRefreshSerializer):
-    pass
+    def validate(self, attrs):
+        # simplejwt looks the token's user up with .get(): a refresh token of a deleted user
+        # raised DoesNotExist (a 500). It is a token that no longer signs anyone in: 401.
+        try:
+            return super().validate(attrs)
+        except User.DoesNotExist as exc:
+            raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account") from exc
 
 
 class StrictTokenVerifySerializer(StrictFieldsMixin, jwt_serializers.TokenVerifySerializer):

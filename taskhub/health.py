@@ -20,7 +20,10 @@ def _check_database() -> None:
 
 def _check_broker() -> None:
     with celery_app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+        # One quick retry, no pause: kombu sleeps 2 s before a retry by default, longer than
+        # an orchestrator's probe timeout (1 s on Kubernetes), so the 503 would never arrive.
+        # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.html#kombu.Connection.ensure_connection
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
         conn.default_channel  # noqa: B018 - opening a channel proves the broker answers
 
 

@@ -1,0 +1,136 @@
+"""Settings from the environment, checked in fresh processes (settings load once per process)."""
+
+import json
+import secrets
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+MANAGE = str(settings.BASE_DIR / "manage.py")
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECURE_SSL_REDIRECT": "true",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SESSION_COOKIE_SECURE": "true",
+    "CSRF_COOKIE_SECURE": "true",
+    "ALLOWED_HOSTS": "taskhub.example.com",
+}
+
+
+def manage(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run manage.py with only ``env`` set (plus PATH), its var/ folder in ``tmp_path``."""
+    clean = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "TASKHUB_VAR_DIR": str(tmp_path / "var"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, MANAGE, *args],
+        cwd=settings.BASE_DIR,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    [
+        None,
+        "",
+        "change-me",
+        "django-insecure-" + secrets.token_urlsafe(40),
+    ],
+    ids=["missing", "empty", "change-me", "django-insecure"],
+)
+def test_production_refuses_to_start_without_a_real_secret_key(tmp_path, secret_key):
+    env = {"DEBUG": "false"}
+    if secret_key is not None:
+        env["SECRET_KEY"] = secret_key
+
+    result = manage(tmp_path, "check", **env)
+
+    assert result.returncode != 0
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, result.stderr
+    assert "SECRET_KEY" in message
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_production_settings_pass_the_deployment_checklist(tmp_path):
+    result = manage(
+        tmp_path,
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'production.sqlite3'}",
+        **PRODUCTION,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_deployment_checklist_fails_on_an_insecure_setting(tmp_path):
+    """The check above can fail: the same environment with insecure cookies does not pass."""
+    result = manage(
+        tmp_path,
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'production.sqlite3'}",
+        **{**PRODUCTION, "SESSION_COOKIE_SECURE": "false"},
+    )
+
+    assert result.returncode != 0
+    assert "security.W012" in result.stderr
+
+
+PRINT_SETTINGS = """
+import json
+from django.conf import settings
+from django.db import connection
+from taskhub.celery import app
+with connection.cursor() as cursor:
+    cursor.execute("PRAGMA journal_mode")
+    journal_mode = cursor.fetchone()[0]
+print(json.dumps({
+    "database": settings.DATABASES["default"],
+    "journal_mode": journal_mode,
+    "broker_url": settings.CELERY_BROKER_URL,
+    "celery_broker_url": app.conf.broker_url,
+    "broker_options": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+}, default=str))
+"""
+
+
+def test_embedded_default_with_nothing_set(tmp_path):
+    result = manage(
+        tmp_path, "shell", "--no-imports", "-c", PRINT_SETTINGS, DEBUG="true"
+    )
+
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    database = printed["database"]
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert database["NAME"] == str(tmp_path / "var" / "taskhub.sqlite3")
+    assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert database["OPTIONS"]["timeout"] >= 5
+    assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
+    assert printed["journal_mode"] == "wal"  # the option really reaches the connection
+    assert printed["broker_url"] == "filesystem://"
+    assert printed["celery_broker_url"] == "filesystem://"
+    queue = str(tmp_path / "var" / "broker" / "queue")
+    assert printed["broker_options"]["data_folder_in"] == queue
+    assert printed["broker_options"]["data_folder_out"] == queue
