@@ -2,7 +2,7 @@
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -36,7 +36,12 @@ def user_register(*, username: str, email: str, password: str, first_name: str =
     user = User(username=username, email=email.strip().lower(), first_name=first_name, last_name=last_name)
     _validate_password(password, user=user, field="password")
     user.set_password(password)
-    user.save()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:  # a concurrent sign-up took the name or email since the check
+        _check_unique(username=username, email=email)
+        raise
     return user
 
 

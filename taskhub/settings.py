@@ -200,6 +200,9 @@ SIMPLE_JWT = {
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # Tokens carry a hash of the password: changing it invalidates access tokens at once too.
+    # https://django-rest-framework-simplejwt.readthedocs.io/en/latest/settings.html#check-revoke-token
+    "CHECK_REVOKE_TOKEN": True,
 }
 
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)

@@ -195,6 +195,9 @@ def test_change_password(api_client, user, password, login, bearer_client):
         assert_error(refused, 401, code="token_not_valid")
     fresh = api_client.post(REFRESH, {"refresh": new_login.json()["refresh"]})
     assert fresh.status_code == 200, fresh.content
+    # Access tokens issued before the change stop working at once (CHECK_REVOKE_TOKEN).
+    assert_error(bearer_client(tokens["access"]).get("/api/v1/users/me/"), 401)
+    assert bearer_client(new_login.json()["access"]).get("/api/v1/users/me/").status_code == 200
 
 
 def test_change_password_leaves_other_users_signed_in(
