@@ -1,5 +1,10 @@
 """Read queries for jobs. Visibility lives here: owners see their own jobs, staff see all."""
 
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection
 from django.db.models import QuerySet
 
 from accounts.models import User
@@ -23,3 +28,28 @@ def job_get(*, user: User, job_id) -> Job:
 
 def job_events(*, job: Job) -> QuerySet[JobEvent]:
     return JobEvent.objects.filter(job=job).select_related("actor").order_by("at", "id")
+
+
+def job_progress(*, user: User, job_ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
+    """Status and progress of the given jobs the user may see (the admin's live list polls this).
+
+    One indexed query on primary keys; unknown ids and other users' jobs are simply absent.
+    """
+    fields = ("id", "status", "progress", "progress_meta", "cancel_requested_at")
+    return list(job_list(user=user).filter(id__in=list(job_ids)).values(*fields))
+
+
+def job_count_estimate() -> int | None:
+    """PostgreSQL's planner estimate of the number of job rows, without a COUNT(*).
+
+    None on other databases and for a table that was never analyzed.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+            [Job._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return row[0] if row and row[0] >= 0 else None
