@@ -10,6 +10,7 @@ anything is written or sent.
 from __future__ import annotations
 
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -96,7 +97,8 @@ def _fits(value: Any, json_type: str) -> bool:
     if json_type == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
     if json_type == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        # JSON has no NaN or Infinity (and PostgreSQL's jsonb refuses them).
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return isinstance(value, {"string": str, "boolean": bool, "array": list, "object": dict}[json_type])
 
 

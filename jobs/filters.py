@@ -23,4 +23,4 @@ class JobFilter(django_filters.FilterSet):
         return queryset.filter(celery_task_name=value)
 
     def filter_owner(self, queryset, name, value):
-        return queryset.filter(owner_id=int(value)) if value.isdigit() else queryset.filter(owner__username=value)
+        return queryset.filter(owner_id=int(value)) if value.isdecimal() else queryset.filter(owner__username=value)

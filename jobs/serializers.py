@@ -57,19 +57,24 @@ class JobCreateSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 class JobBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):
-    jobs = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=settings.JOB_BULK_MAX)
+    jobs = serializers.ListField(
+        child=serializers.JSONField(), allow_empty=False, max_length=settings.JOB_BULK_MAX,
+        help_text="Job requests, each one as the body of POST /api/v1/jobs/.",
+    )
 
-    def validate_jobs(self, items):
+    def validate(self, attrs):
+        """Check every item; errors are named ``jobs[<index>].<field>`` (flat, like every error)."""
         validated, errors = [], {}
-        for index, item in enumerate(items):
+        for index, item in enumerate(attrs["jobs"]):
             serializer = JobCreateSerializer(data=item)
             if serializer.is_valid():
                 validated.append(serializer.validated_data)
-            else:
-                errors[index] = serializer.errors
+                continue
+            for name, messages in serializer.errors.items():
+                errors[f"jobs[{index}]" if name == "non_field_errors" else f"jobs[{index}].{name}"] = messages
         if errors:
             raise serializers.ValidationError(errors)
-        return validated
+        return {"jobs": validated}
 
 
 class JobEventSerializer(serializers.ModelSerializer):

@@ -12,6 +12,7 @@ import enum
 import hashlib
 import json
 import logging
+import math
 import random
 import uuid
 from collections.abc import Iterable, Sequence
@@ -88,6 +89,35 @@ def _conflict(job_id, action: str) -> ApplicationError:
     return Conflict(f"Cannot {action} job {job_id}: it is {status}.", code="invalid_state")
 
 
+MAX_JSON_DEPTH = 100
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why a JSON-like value could not be stored (PostgreSQL's jsonb) or sent, or None.
+
+    jsonb refuses NaN/Infinity, NUL characters and unpaired surrogates, all of which a JSON
+    parser lets through, and deep nesting overflows the encoders' recursion; caught here they
+    are a 400 naming the field instead of a 500.
+    """
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"is nested more than {MAX_JSON_DEPTH} levels deep"
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "contains a NUL character (\\u0000)"
+            if not item.isascii() and any("\ud800" <= char <= "\udfff" for char in item):
+                return "contains an unpaired surrogate"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"contains {item!r}, which JSON cannot represent"
+        elif isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in (*item.keys(), *item.values()))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+    return None
+
+
 def _payload_size(args: Any, kwargs: Any) -> int:
     return len(json.dumps([args, kwargs], cls=DjangoJSONEncoder).encode())
 
@@ -136,6 +166,10 @@ def job_spec_build(*, owner: User, celery_task_name: str, name: str | None = Non
     args = [] if args is None else args
     kwargs = {} if kwargs is None else kwargs
     entry.validate(args, kwargs)
+    for field, value in (("args", args), ("kwargs", kwargs)):
+        if problem := _json_problem(value):
+            message = f"{problem[0].upper()}{problem[1:]}."
+            raise InvalidInput(f"{field}: {problem}.", code="invalid_arguments", fields={field: [message]})
     size = _payload_size(args, kwargs)
     if size > settings.JOB_MAX_PAYLOAD_BYTES:
         message = f"args and kwargs take {size} bytes as JSON; the limit is {settings.JOB_MAX_PAYLOAD_BYTES}."
@@ -208,8 +242,11 @@ def jobs_create_bulk(*, owner: User, items: list[dict[str, Any]]) -> list[Job]:
         try:
             specs.append(job_spec_build(owner=owner, **item))
         except ApplicationError as exc:
-            raise type(exc)(f"jobs[{index}].{exc.message}", code=exc.code, status_code=exc.status_code,
-                            fields={f"jobs[{index}]": exc.fields or [exc.message]}) from exc
+            # Flat field names (``jobs[1].args``), as every other error: {name: [messages]}.
+            where = f"jobs[{index}]"
+            fields = {f"{where}.{name}": messages for name, messages in exc.fields.items()} or {where: [exc.message]}
+            message = f"{where}.{exc.message}" if exc.fields else f"{where}: {exc.message}"
+            raise type(exc)(message, code=exc.code, status_code=exc.status_code, fields=fields) from exc
     now = timezone.now()
     jobs = [spec.build(owner=owner, now=now) for spec in specs]
     with transaction.atomic():
@@ -304,9 +341,12 @@ def job_update_progress(*, job_id, progress: int, meta: dict | None = None, mess
 
 def _json_result(result: Any) -> Any:
     try:
-        return json.loads(json.dumps(result, cls=DjangoJSONEncoder))
+        result = json.loads(json.dumps(result, cls=DjangoJSONEncoder))
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"result: not JSON serializable ({exc}).", code="result_not_json") from exc
+    if problem := _json_problem(result):
+        raise InvalidInput(f"result: not storable as JSON: it {problem}.", code="result_not_json")
+    return result
 
 
 def job_succeed(*, job_id, attempt: int, result: Any = None, worker: str = "") -> None:

@@ -41,6 +41,14 @@ class JobCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_ordering(self, request, queryset, view):
+        """The client's ordering with the id as tie-breaker: jobs created together (bulk) share
+        ``created_at``, and the cursor's offset among equal values needs one fixed order."""
+        ordering = super().get_ordering(request, queryset, view)
+        if ordering[-1].lstrip("-") in ("id", "pk"):
+            return ordering
+        return (*ordering, "-id" if ordering[0].startswith("-") else "id")
+
 
 @extend_schema_view(
     list=extend_schema(summary="List jobs", responses={200: JobSerializer(many=True), **ERRORS(400, 401)}),
@@ -54,8 +62,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     pagination_class = JobCursorPagination
     filterset_class = JobFilter
     search_fields = ("name",)
-    ordering_fields = ("created_at", "started_at", "finished_at", "progress", "name", "status", "priority")
-    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+    # Cursor pages follow one nearly unique, never-null field: NULLs (started_at, finished_at)
+    # break the cursor, and many equal values (status, progress, name) repeat or skip rows.
+    ordering_fields = ("created_at",)
+    # A UUID (with or without hyphens); anything else is not a job's URL (404).
+    lookup_value_regex = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
