@@ -13,9 +13,7 @@ def pytest_configure(config):
     # Tests serve static files from the apps' folders (no collectstatic run needed).
     settings.STORAGES = {
         **settings.STORAGES,
-        "staticfiles": {
-            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.WHITENOISE_USE_FINDERS = True
     settings.WHITENOISE_AUTOREFRESH = True
@@ -24,9 +22,7 @@ def pytest_configure(config):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def assert_error(
-    response, status: int, code: str | None = None, field: str | None = None
-) -> dict:
+def assert_error(response, status: int, code: str | None = None, field: str | None = None) -> dict:
     """Assert that ``response`` is an error in the API's one JSON shape; return the body.
 
     The shape is ``{"code": str, "message": str, "fields": {name: [str, ...]}}`` with
@@ -34,9 +30,7 @@ def assert_error(
     Use it in every test that expects an error: ``from conftest import assert_error``.
     """
     body_text = response.content.decode(errors="replace")[:1000]
-    assert response.status_code == status, (
-        f"expected {status}, got {response.status_code}: {body_text}"
-    )
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {body_text}"
     content_type = response["Content-Type"]
     assert content_type.startswith("application/json"), content_type
     body = response.json()
@@ -134,9 +128,7 @@ def login(db):
     """Log in through the API (a real JWT pair): ``login(user.username, password)``."""
 
     def obtain(username: str, password: str) -> dict[str, str]:
-        response = APIClient().post(
-            "/api/v1/auth/token/", {"username": username, "password": password}
-        )
+        response = APIClient().post("/api/v1/auth/token/", {"username": username, "password": password})
         assert response.status_code == 200, response.content
         return response.json()
 

@@ -6,8 +6,6 @@ from .models import User
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
-    add_fieldsets = (
-        (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
-    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),)
     list_display = ("username", "email", "first_name", "last_name", "is_staff", "is_active", "date_joined")
     readonly_fields = ("last_login", "date_joined")

@@ -59,13 +59,21 @@ def user_update(*, user: User, **changes) -> User:
 def _blacklist_all(user: User) -> int:
     """Blacklist every refresh token the user still holds (signs them out everywhere)."""
     outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
-    return len(BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True))
+    return len(
+        BlacklistedToken.objects.bulk_create(
+            [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
+        )
+    )
 
 
 @transaction.atomic
 def user_change_password(*, user: User, old_password: str, new_password: str) -> User:
     if not user.check_password(old_password):
-        raise InvalidInput("old_password: the current password is wrong.", code="wrong_password", fields={"old_password": ["Wrong password."]})
+        raise InvalidInput(
+            "old_password: the current password is wrong.",
+            code="wrong_password",
+            fields={"old_password": ["Wrong password."]},
+        )
     _validate_password(new_password, user=user, field="new_password")
     user.set_password(new_password)
     user.save(update_fields=["password"])

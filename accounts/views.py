@@ -30,7 +30,9 @@ class RegisterView(APIView):
     @extend_schema(request=RegisterSerializer, responses={201: UserSerializer, **ERRORS(400, 403, 429)})
     def post(self, request):
         if not settings.REGISTRATION_OPEN:
-            raise ApplicationError("Registration is closed on this server.", code="registration_closed", status_code=403)
+            raise ApplicationError(
+                "Registration is closed on this server.", code="registration_closed", status_code=403
+            )
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = services.user_register(**serializer.validated_data)
@@ -113,11 +115,12 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_queryset(self):
         return selectors.user_list()
 
+    @extend_schema(methods=["GET"], responses={200: UserSerializer, **ERRORS(401)}, summary="Your profile")
     @extend_schema(
-        methods=["GET"], responses={200: UserSerializer, **ERRORS(401)}, summary="Your profile"
-    )
-    @extend_schema(
-        methods=["PATCH"], request=UserSerializer, responses={200: UserSerializer, **ERRORS(400, 401)}, summary="Update your profile"
+        methods=["PATCH"],
+        request=UserSerializer,
+        responses={200: UserSerializer, **ERRORS(400, 401)},
+        summary="Update your profile",
     )
     @action(detail=False, methods=["get", "patch"], permission_classes=[permissions.IsAuthenticated])
     def me(self, request):
@@ -128,10 +131,10 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         user = services.user_update(user=request.user, **serializer.validated_data)
         return Response(UserSerializer(user).data)
 
-    @extend_schema(request=PasswordChangeSerializer, responses={204: None, **ERRORS(400, 401)}, summary="Change your password")
-    @action(
-        detail=False, methods=["post"], url_path="me/password", permission_classes=[permissions.IsAuthenticated]
+    @extend_schema(
+        request=PasswordChangeSerializer, responses={204: None, **ERRORS(400, 401)}, summary="Change your password"
     )
+    @action(detail=False, methods=["post"], url_path="me/password", permission_classes=[permissions.IsAuthenticated])
     def change_password(self, request):
         """Change your password; every refresh token you hold is revoked."""
         serializer = PasswordChangeSerializer(data=request.data)

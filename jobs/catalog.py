@@ -40,7 +40,14 @@ class MaxItems:
     limit: int
 
 
-_JSON_TYPES: dict[Any, str] = {int: "integer", float: "number", str: "string", bool: "boolean", list: "array", dict: "object"}
+_JSON_TYPES: dict[Any, str] = {
+    int: "integer",
+    float: "number",
+    str: "string",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+}
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,9 @@ def _param_from(parameter: inspect.Parameter, hints: dict[str, Any]) -> Param:
     item_type = None
     if origin is not None:
         if origin is list and typing.get_args(annotation):
-            item_type = _JSON_TYPES.get(typing.get_origin(typing.get_args(annotation)[0]) or typing.get_args(annotation)[0])
+            item_type = _JSON_TYPES.get(
+                typing.get_origin(typing.get_args(annotation)[0]) or typing.get_args(annotation)[0]
+            )
         annotation = origin
     json_type = _JSON_TYPES.get(annotation)
     required = parameter.default is inspect.Parameter.empty and parameter.kind not in (
@@ -207,16 +216,25 @@ class CatalogEntry:
             raise InvalidInput("args: must be a JSON array.", fields={"args": ["Must be a JSON array."]})
         if not isinstance(kwargs, dict):
             raise InvalidInput("kwargs: must be a JSON object.", fields={"kwargs": ["Must be a JSON object."]})
-        named = [p for p in self.params if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+        named = [
+            p for p in self.params if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        ]
         positional = [p for p in named if p.kind is not inspect.Parameter.KEYWORD_ONLY]
         var_positional = next((p for p in self.params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
         var_keyword = next((p for p in self.params if p.kind is inspect.Parameter.VAR_KEYWORD), None)
 
         def fail(where: str, message: str):
-            raise InvalidInput(f"{where}: {message}", code="invalid_arguments", fields={where.split("[")[0].split(".")[0]: [f"{where}: {message}"]})
+            raise InvalidInput(
+                f"{where}: {message}",
+                code="invalid_arguments",
+                fields={where.split("[")[0].split(".")[0]: [f"{where}: {message}"]},
+            )
 
         if len(args) > len(positional) and var_positional is None:
-            fail("args", f"{self.name} takes at most {len(positional)} positional argument(s) ({', '.join(p.name for p in positional) or 'none'}), got {len(args)}")
+            names = ", ".join(p.name for p in positional) or "none"
+            fail(
+                "args", f"{self.name} takes at most {len(positional)} positional argument(s) ({names}), got {len(args)}"
+            )
         bound: dict[str, Any] = {}
         for index, value in enumerate(args):
             param = positional[index] if index < len(positional) else var_positional
@@ -282,7 +300,9 @@ class TaskCatalog:
         if canonical is None:
             allowed = ", ".join(entry.name for entry in self.entries())
             message = f"Unknown task {name!r}. Allowed tasks: {allowed}."
-            raise InvalidInput(f"celery_task_name: {message}", code="unknown_task", fields={"celery_task_name": [message]})
+            raise InvalidInput(
+                f"celery_task_name: {message}", code="unknown_task", fields={"celery_task_name": [message]}
+            )
         return self._entries[canonical]
 
     def __contains__(self, name: str) -> bool:

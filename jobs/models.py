@@ -67,7 +67,8 @@ class Job(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     worker = models.CharField(max_length=255, blank=True, default="")
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", when absent: the unique constraint must not treat absent keys as equal.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
@@ -126,7 +127,9 @@ class JobEvent(models.Model):
     kind = models.CharField(max_length=20, choices=JobEventKind.choices)
     from_status = models.CharField(max_length=10, blank=True, default="")
     to_status = models.CharField(max_length=10, blank=True, default="")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_label = models.CharField(max_length=255, blank=True, default="", help_text="Who or what acted.")
     message = models.TextField(blank=True, default="")
     data = models.JSONField(default=dict, blank=True)

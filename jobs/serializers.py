@@ -18,10 +18,35 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = (
-            "id", "celery_task_id", "name", "task_type", "celery_task_name", "args", "kwargs", "priority", "queue",
-            "status", "progress", "progress_message", "progress_meta", "result", "error", "traceback", "attempts",
-            "max_retries", "run_at", "created_at", "dispatched_at", "started_at", "finished_at", "heartbeat_at",
-            "cancel_requested_at", "cancelled_by", "worker", "owner", "owner_id",
+            "id",
+            "celery_task_id",
+            "name",
+            "task_type",
+            "celery_task_name",
+            "args",
+            "kwargs",
+            "priority",
+            "queue",
+            "status",
+            "progress",
+            "progress_message",
+            "progress_meta",
+            "result",
+            "error",
+            "traceback",
+            "attempts",
+            "max_retries",
+            "run_at",
+            "created_at",
+            "dispatched_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "cancel_requested_at",
+            "cancelled_by",
+            "worker",
+            "owner",
+            "owner_id",
         )
         read_only_fields = fields
 
@@ -31,18 +56,25 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class JobCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+    read_only_names = JobSerializer.Meta.fields
+
     name = serializers.CharField(max_length=200, required=False, help_text="Defaults to the task's short name.")
     task_type = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    celery_task_name = serializers.CharField(max_length=200, help_text="A task name or alias from /api/v1/task-catalog/.")
+    celery_task_name = serializers.CharField(
+        max_length=200, help_text="A task name or alias from /api/v1/task-catalog/."
+    )
     args = serializers.JSONField(required=False, default=list, help_text="Positional arguments (a JSON array).")
     kwargs = serializers.JSONField(required=False, default=dict, help_text="Keyword arguments (a JSON object).")
     priority = serializers.ChoiceField(
-        choices=JobPriority.choices, required=False,
+        choices=JobPriority.choices,
+        required=False,
         error_messages={"invalid_choice": f'"{{input}}" is not a priority. Allowed: {", ".join(JobPriority.values)}.'},
-        help_text="Defaults to the task's priority. urgent/high run on high_priority, normal on default, low on low_priority.",
+        help_text="Defaults to the task's priority. urgent/high run on high_priority, normal on default, "
+        "low on low_priority.",
     )
-    max_retries = serializers.IntegerField(min_value=0, max_value=20, required=False,
-                                           help_text="Automatic retries; defaults to the task's policy.")
+    max_retries = serializers.IntegerField(
+        min_value=0, max_value=20, required=False, help_text="Automatic retries; defaults to the task's policy."
+    )
     run_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Do not start before this time.")
 
     def validate_args(self, value):
@@ -58,7 +90,9 @@ class JobCreateSerializer(StrictFieldsMixin, serializers.Serializer):
 
 class JobBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):
     jobs = serializers.ListField(
-        child=serializers.JSONField(), allow_empty=False, max_length=settings.JOB_BULK_MAX,
+        child=serializers.JSONField(),
+        allow_empty=False,
+        max_length=settings.JOB_BULK_MAX,
         help_text="Job requests, each one as the body of POST /api/v1/jobs/.",
     )
 
@@ -90,7 +124,9 @@ class CatalogEntrySerializer(serializers.Serializer):
     name = serializers.CharField()
     aliases = serializers.ListField(child=serializers.CharField())
     description = serializers.CharField()
-    parameters = serializers.DictField(help_text="JSON schema of the keyword arguments; positional order in x-positional-order.")
+    parameters = serializers.DictField(
+        help_text="JSON schema of the keyword arguments; positional order in x-positional-order."
+    )
     default_priority = serializers.CharField()
     queue = serializers.CharField()
     soft_time_limit = serializers.IntegerField(allow_null=True)

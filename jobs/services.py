@@ -61,16 +61,34 @@ def _label(user: User | None) -> str:
     return f"user {user.get_username()}" if user else "system"
 
 
-def _event(job_id, kind: str, *, from_status: str = "", to_status: str = "", actor: User | None = None,
-           actor_label: str = "", message: str = "", data: dict | None = None, at: datetime | None = None) -> JobEvent:
+def _event(
+    job_id,
+    kind: str,
+    *,
+    from_status: str = "",
+    to_status: str = "",
+    actor: User | None = None,
+    actor_label: str = "",
+    message: str = "",
+    data: dict | None = None,
+    at: datetime | None = None,
+) -> JobEvent:
     return JobEvent(
-        job_id=job_id, kind=kind, from_status=from_status, to_status=to_status, actor=actor,
-        actor_label=actor_label or _label(actor), message=message, data=data or {}, at=at or timezone.now(),
+        job_id=job_id,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        actor_label=actor_label or _label(actor),
+        message=message,
+        data=data or {},
+        at=at or timezone.now(),
     )
 
 
-def _transition(job_id, *, sources: Sequence[str], changes: dict[str, Any], event: JobEvent | None,
-                where: Q | None = None) -> bool:
+def _transition(
+    job_id, *, sources: Sequence[str], changes: dict[str, Any], event: JobEvent | None, where: Q | None = None
+) -> bool:
     """One conditional UPDATE plus its timeline line, atomically. True when the row matched."""
     with transaction.atomic():
         query = Job.objects.filter(id=job_id, status__in=list(sources))
@@ -143,22 +161,48 @@ class JobSpec:
     run_at: datetime | None
 
     def fingerprint(self) -> str:
-        return _fingerprint({
-            "task": self.entry.name, "name": self.name, "task_type": self.task_type, "args": self.args,
-            "kwargs": self.kwargs, "priority": self.priority, "max_retries": self.max_retries, "run_at": self.run_at,
-        })
+        return _fingerprint(
+            {
+                "task": self.entry.name,
+                "name": self.name,
+                "task_type": self.task_type,
+                "args": self.args,
+                "kwargs": self.kwargs,
+                "priority": self.priority,
+                "max_retries": self.max_retries,
+                "run_at": self.run_at,
+            }
+        )
 
     def build(self, *, owner: User, now: datetime) -> Job:
         return Job(
-            id=uuid.uuid4(), owner=owner, name=self.name, task_type=self.task_type, celery_task_name=self.entry.name,
-            args=self.args, kwargs=self.kwargs, priority=self.priority, queue=PRIORITY_QUEUES[self.priority],
-            max_retries=self.max_retries, run_at=self.run_at, created_at=now,
+            id=uuid.uuid4(),
+            owner=owner,
+            name=self.name,
+            task_type=self.task_type,
+            celery_task_name=self.entry.name,
+            args=self.args,
+            kwargs=self.kwargs,
+            priority=self.priority,
+            queue=PRIORITY_QUEUES[self.priority],
+            max_retries=self.max_retries,
+            run_at=self.run_at,
+            created_at=now,
         )
 
 
-def job_spec_build(*, owner: User, celery_task_name: str, name: str | None = None, task_type: str = "",
-                   args: list | None = None, kwargs: dict | None = None, priority: str | None = None,
-                   max_retries: int | None = None, run_at: datetime | None = None) -> JobSpec:
+def job_spec_build(
+    *,
+    owner: User,
+    celery_task_name: str,
+    name: str | None = None,
+    task_type: str = "",
+    args: list | None = None,
+    kwargs: dict | None = None,
+    priority: str | None = None,
+    max_retries: int | None = None,
+    run_at: datetime | None = None,
+) -> JobSpec:
     """Check a job request against the catalog and the limits; raise InvalidInput naming the field."""
     entry = catalog.get(celery_task_name)
     if entry.staff_only and not owner.is_staff:
@@ -182,15 +226,30 @@ def job_spec_build(*, owner: User, celery_task_name: str, name: str | None = Non
     if max_retries is None:
         max_retries = entry.retry.max_retries
     return JobSpec(
-        entry=entry, name=name or entry.name.rsplit(".", 1)[-1], task_type=task_type or "", args=args, kwargs=kwargs,
-        priority=priority, max_retries=max_retries, run_at=run_at,
+        entry=entry,
+        name=name or entry.name.rsplit(".", 1)[-1],
+        task_type=task_type or "",
+        args=args,
+        kwargs=kwargs,
+        priority=priority,
+        max_retries=max_retries,
+        run_at=run_at,
     )
 
 
-def job_create(*, owner: User, celery_task_name: str, name: str | None = None, task_type: str = "",
-               args: list | None = None, kwargs: dict | None = None, priority: str | None = None,
-               max_retries: int | None = None, run_at: datetime | None = None,
-               idempotency_key: str | None = None) -> Job:
+def job_create(
+    *,
+    owner: User,
+    celery_task_name: str,
+    name: str | None = None,
+    task_type: str = "",
+    args: list | None = None,
+    kwargs: dict | None = None,
+    priority: str | None = None,
+    max_retries: int | None = None,
+    run_at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> Job:
     """Write a pending job and send it to the broker once the transaction commits.
 
     The job id is also the Celery task id. When the broker is unreachable the job stays
@@ -198,8 +257,17 @@ def job_create(*, owner: User, celery_task_name: str, name: str | None = None, t
     ``idempotency_key``, the same key and request return the first job; the same key with a
     different request is refused.
     """
-    spec = job_spec_build(owner=owner, celery_task_name=celery_task_name, name=name, task_type=task_type, args=args,
-                          kwargs=kwargs, priority=priority, max_retries=max_retries, run_at=run_at)
+    spec = job_spec_build(
+        owner=owner,
+        celery_task_name=celery_task_name,
+        name=name,
+        task_type=task_type,
+        args=args,
+        kwargs=kwargs,
+        priority=priority,
+        max_retries=max_retries,
+        run_at=run_at,
+    )
     fingerprint = spec.fingerprint() if idempotency_key else ""
     if idempotency_key:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
@@ -210,8 +278,14 @@ def job_create(*, owner: User, celery_task_name: str, name: str | None = None, t
     try:
         with transaction.atomic():
             job.save(force_insert=True)
-            _event(job.id, JobEventKind.CREATED, to_status=PENDING, actor=owner, at=job.created_at,
-                   message=f"Created on queue {job.queue} with priority {job.priority}.").save()
+            _event(
+                job.id,
+                JobEventKind.CREATED,
+                to_status=PENDING,
+                actor=owner,
+                at=job.created_at,
+                message=f"Created on queue {job.queue} with priority {job.priority}.",
+            ).save()
             transaction.on_commit(lambda: job_send(jobs=[job]))
     except IntegrityError:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
@@ -225,7 +299,8 @@ def _idempotent_replay(existing: Job, fingerprint: str) -> Job:
     if existing.request_fingerprint != fingerprint:
         raise ApplicationError(
             "This Idempotency-Key was already used with a different request body.",
-            code="idempotency_key_reused", status_code=422,
+            code="idempotency_key_reused",
+            status_code=422,
         )
     return existing
 
@@ -251,18 +326,26 @@ def jobs_create_bulk(*, owner: User, items: list[dict[str, Any]]) -> list[Job]:
     jobs = [spec.build(owner=owner, now=now) for spec in specs]
     with transaction.atomic():
         Job.objects.bulk_create(jobs)
-        JobEvent.objects.bulk_create([
-            _event(job.id, JobEventKind.CREATED, to_status=PENDING, actor=owner, at=now,
-                   message=f"Created (bulk) on queue {job.queue} with priority {job.priority}.")
-            for job in jobs
-        ])
+        JobEvent.objects.bulk_create(
+            [
+                _event(
+                    job.id,
+                    JobEventKind.CREATED,
+                    to_status=PENDING,
+                    actor=owner,
+                    at=now,
+                    message=f"Created (bulk) on queue {job.queue} with priority {job.priority}.",
+                )
+                for job in jobs
+            ]
+        )
         transaction.on_commit(lambda: job_send(jobs=jobs))
     return jobs
 
 
 def job_send(*, jobs: Iterable[Job]) -> list:
     """Publish each job's message; mark the ones the broker took. Never raises for a broker outage."""
-    sent, now = [], timezone.now()
+    jobs, sent, now = list(jobs), [], timezone.now()
     for job in jobs:
         if job.run_at and job.run_at > now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL):
             continue  # far in the future: the sweeper sends it when it is due
@@ -270,15 +353,26 @@ def job_send(*, jobs: Iterable[Job]) -> list:
         countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
         try:
             entry.celery_task.apply_async(
-                args=job.args, kwargs=job.kwargs, task_id=str(job.id), queue=job.queue, countdown=countdown,
-                soft_time_limit=entry.soft_time_limit, time_limit=entry.time_limit + 60, retry=False,
+                args=job.args,
+                kwargs=job.kwargs,
+                task_id=str(job.id),
+                queue=job.queue,
+                countdown=countdown,
+                soft_time_limit=entry.soft_time_limit,
+                time_limit=entry.time_limit + 60,
+                retry=False,
             )
         except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
             logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
             break
         sent.append(job.id)
     if sent:
-        Job.objects.filter(id__in=sent, status=PENDING).update(dispatched_at=timezone.now())
+        dispatched_at = timezone.now()
+        Job.objects.filter(id__in=sent, status=PENDING).update(dispatched_at=dispatched_at)
+        sent_ids = set(sent)
+        for job in jobs:
+            if job.id in sent_ids:
+                job.dispatched_at = dispatched_at
     return sent
 
 
@@ -289,10 +383,12 @@ def job_start(*, job_id, worker: str) -> Job | None:
     """pending -> running. None when the job is not pending (cancelled, already running, gone)."""
     now = timezone.now()
     started = _transition(
-        job_id, sources=[PENDING],
+        job_id,
+        sources=[PENDING],
         changes={"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker, "finished_at": None},
-        event=_event(job_id, JobEventKind.STARTED, from_status=PENDING, to_status=RUNNING,
-                     actor_label=f"worker {worker}", at=now),
+        event=_event(
+            job_id, JobEventKind.STARTED, from_status=PENDING, to_status=RUNNING, actor_label=f"worker {worker}", at=now
+        ),
     )
     return Job.objects.get(id=job_id) if started else None
 
@@ -304,31 +400,50 @@ def _run_state(job_id, attempt: int) -> tuple[RunState, datetime | None]:
     return RunState.CANCEL_REQUESTED, row["cancel_requested_at"]
 
 
-def job_record_heartbeat(*, job_id, attempt: int, progress: int | None = None,
-                         meta: dict | None = None) -> tuple[RunState, datetime | None]:
+def job_record_heartbeat(
+    *, job_id, attempt: int, progress: int | None = None, meta: dict | None = None
+) -> tuple[RunState, datetime | None]:
     """Refresh the heartbeat (and flush throttled progress). Returns the run state."""
     changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
     if progress is not None:
         changes.update(progress=progress, progress_meta=meta or {})
-    matched = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempt,
-                                 cancel_requested_at__isnull=True).update(**changes)
+    matched = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempt, cancel_requested_at__isnull=True).update(
+        **changes
+    )
     return (RunState.OK, None) if matched else _run_state(job_id, attempt)
 
 
 def _check_progress(progress: Any) -> int:
     if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
-        raise InvalidInput(f"progress: must be a number from 0 to 100, got {progress!r}.",
-                           fields={"progress": ["Must be a number from 0 to 100."]})
+        raise InvalidInput(
+            f"progress: must be a number from 0 to 100, got {progress!r}.",
+            fields={"progress": ["Must be a number from 0 to 100."]},
+        )
     return int(progress)
 
 
-def job_update_progress(*, job_id, progress: int, meta: dict | None = None, message: str | None = None,
-                        attempt: int | None = None) -> RunState:
-    """Write progress of a running job. A finished or cancelled job is never changed."""
-    progress = _check_progress(progress)
+def progress_meta_clean(meta: dict | None, message: str | None = None) -> dict:
+    """Progress metadata as stored: a JSON object (with ``message`` when given)."""
     meta = dict(meta or {})
     if message is not None:
-        meta["message"] = message
+        meta["message"] = str(message)
+    try:
+        meta = json.loads(json.dumps(meta, cls=DjangoJSONEncoder))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"progress_meta: not JSON serializable ({exc}).", fields={"progress_meta": [str(exc)]}
+        ) from exc
+    if problem := _json_problem(meta):
+        raise InvalidInput(f"progress_meta: not storable as JSON: it {problem}.", fields={"progress_meta": [problem]})
+    return meta
+
+
+def job_update_progress(
+    *, job_id, progress: int, meta: dict | None = None, message: str | None = None, attempt: int | None = None
+) -> RunState:
+    """Write progress of a running job. A finished or cancelled job is never changed."""
+    progress = _check_progress(progress)
+    meta = progress_meta_clean(meta, message)
     query = Job.objects.filter(id=job_id, status=RUNNING, cancel_requested_at__isnull=True)
     if attempt is not None:
         query = query.filter(attempts=attempt)
@@ -354,11 +469,26 @@ def job_succeed(*, job_id, attempt: int, result: Any = None, worker: str = "") -
     result = _json_result(result)
     now = timezone.now()
     if not _transition(
-        job_id, sources=[RUNNING], where=Q(attempts=attempt),
-        changes={"status": JobStatus.SUCCEEDED, "progress": 100, "result": result, "finished_at": now,
-                 "heartbeat_at": now, "error": "", "traceback": ""},
-        event=_event(job_id, JobEventKind.SUCCEEDED, from_status=RUNNING, to_status=JobStatus.SUCCEEDED,
-                     actor_label=f"worker {worker}" if worker else "system", at=now),
+        job_id,
+        sources=[RUNNING],
+        where=Q(attempts=attempt),
+        changes={
+            "status": JobStatus.SUCCEEDED,
+            "progress": 100,
+            "result": result,
+            "finished_at": now,
+            "heartbeat_at": now,
+            "error": "",
+            "traceback": "",
+        },
+        event=_event(
+            job_id,
+            JobEventKind.SUCCEEDED,
+            from_status=RUNNING,
+            to_status=JobStatus.SUCCEEDED,
+            actor_label=f"worker {worker}" if worker else "system",
+            at=now,
+        ),
     ):
         raise _conflict(job_id, "complete")
 
@@ -369,8 +499,9 @@ def retry_delay(*, entry: CatalogEntry, attempt: int) -> float:
     return delay / 2 + random.uniform(0, delay / 2) if entry.retry.jitter else delay
 
 
-def job_fail(*, job_id, attempt: int, error: str, traceback: str = "", retryable: bool = True,
-             worker: str = "") -> bool:
+def job_fail(
+    *, job_id, attempt: int, error: str, traceback: str = "", retryable: bool = True, worker: str = ""
+) -> bool:
     """running -> pending for an automatic retry (attempts left), else running -> failed.
 
     Returns True when a retry was scheduled. The error of every attempt stays in the timeline.
@@ -386,22 +517,53 @@ def job_fail(*, job_id, attempt: int, error: str, traceback: str = "", retryable
         run_at = now + timedelta(seconds=delay)
         with transaction.atomic():
             retried = _transition(
-                job_id, sources=[RUNNING], where=Q(attempts=attempt, cancel_requested_at__isnull=True),
-                changes={"status": PENDING, "attempts": attempt + 1, "error": error, "traceback": traceback,
-                         "run_at": run_at, "dispatched_at": None, "heartbeat_at": None},
-                event=_event(job_id, JobEventKind.RETRY_SCHEDULED, from_status=RUNNING, to_status=PENDING,
-                             actor_label=actor, at=now, data={**data, "delay": round(delay, 3)},
-                             message=f"Attempt {attempt + 1} failed: {error}; retry in {delay:.1f}s."),
+                job_id,
+                sources=[RUNNING],
+                where=Q(attempts=attempt, cancel_requested_at__isnull=True),
+                changes={
+                    "status": PENDING,
+                    "attempts": attempt + 1,
+                    "error": error,
+                    "traceback": traceback,
+                    "run_at": run_at,
+                    "dispatched_at": None,
+                    "heartbeat_at": None,
+                },
+                event=_event(
+                    job_id,
+                    JobEventKind.RETRY_SCHEDULED,
+                    from_status=RUNNING,
+                    to_status=PENDING,
+                    actor_label=actor,
+                    at=now,
+                    data={**data, "delay": round(delay, 3)},
+                    message=f"Attempt {attempt + 1} failed: {error}; retry in {delay:.1f}s.",
+                ),
             )
             if retried:
                 transaction.on_commit(lambda: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING)))
                 return True
     if not _transition(
-        job_id, sources=[RUNNING], where=Q(attempts=attempt),
-        changes={"status": JobStatus.FAILED, "error": error, "traceback": traceback, "finished_at": now,
-                 "heartbeat_at": now},
-        event=_event(job_id, JobEventKind.FAILED, from_status=RUNNING, to_status=JobStatus.FAILED,
-                     actor_label=actor, at=now, data=data, message=error),
+        job_id,
+        sources=[RUNNING],
+        where=Q(attempts=attempt),
+        changes={
+            "status": JobStatus.FAILED,
+            "error": error,
+            "traceback": traceback,
+            "finished_at": now,
+            "heartbeat_at": now,
+        },
+        event=_event(
+            job_id,
+            JobEventKind.FAILED,
+            from_status=RUNNING,
+            to_status=JobStatus.FAILED,
+            actor_label=actor,
+            at=now,
+            data=data,
+            message=error,
+        ),
     ):
         raise _conflict(job_id, "fail")
     return False
@@ -411,10 +573,19 @@ def job_stop_revoked(*, job_id, attempt: int, reason: str, actor_label: str = "s
     """running -> revoked once a cancelled task has stopped (or is about to be terminated)."""
     now = timezone.now()
     if not _transition(
-        job_id, sources=[RUNNING], where=Q(attempts=attempt),
+        job_id,
+        sources=[RUNNING],
+        where=Q(attempts=attempt),
         changes={"status": JobStatus.REVOKED, "finished_at": now, "heartbeat_at": now},
-        event=_event(job_id, JobEventKind.REVOKED, from_status=RUNNING, to_status=JobStatus.REVOKED,
-                     actor_label=actor_label, at=now, message=reason),
+        event=_event(
+            job_id,
+            JobEventKind.REVOKED,
+            from_status=RUNNING,
+            to_status=JobStatus.REVOKED,
+            actor_label=actor_label,
+            at=now,
+            message=reason,
+        ),
     ):
         raise _conflict(job_id, "revoke")
 
@@ -428,26 +599,45 @@ def job_cancel(*, job_id, by: User | None = None) -> Job:
     grace period."""
     now = timezone.now()
     if _transition(
-        job_id, sources=[PENDING],
+        job_id,
+        sources=[PENDING],
         changes={"status": JobStatus.REVOKED, "cancel_requested_at": now, "cancelled_by": by, "finished_at": now},
-        event=_event(job_id, JobEventKind.REVOKED, from_status=PENDING, to_status=JobStatus.REVOKED, actor=by,
-                     at=now, message="Cancelled before it started."),
+        event=_event(
+            job_id,
+            JobEventKind.REVOKED,
+            from_status=PENDING,
+            to_status=JobStatus.REVOKED,
+            actor=by,
+            at=now,
+            message="Cancelled before it started.",
+        ),
     ):
         return Job.objects.get(id=job_id)
     if _transition(
-        job_id, sources=[RUNNING], where=Q(cancel_requested_at__isnull=True),
+        job_id,
+        sources=[RUNNING],
+        where=Q(cancel_requested_at__isnull=True),
         changes={"cancel_requested_at": now, "cancelled_by": by},
-        event=_event(job_id, JobEventKind.CANCEL_REQUESTED, from_status=RUNNING, to_status=RUNNING, actor=by,
-                     at=now, message="Cancel requested; the job stops at its next progress report or is "
-                     f"terminated after {settings.JOB_CANCEL_GRACE_SECONDS:g}s."),
+        event=_event(
+            job_id,
+            JobEventKind.CANCEL_REQUESTED,
+            from_status=RUNNING,
+            to_status=RUNNING,
+            actor=by,
+            at=now,
+            message="Cancel requested; the job stops at its next progress report or is "
+            f"terminated after {settings.JOB_CANCEL_GRACE_SECONDS:g}s.",
+        ),
     ):
         return Job.objects.get(id=job_id)
     job = Job.objects.filter(id=job_id).first()
     if job is None:
         raise NotFound(f"Job {job_id} does not exist.")
     if job.status == RUNNING:
-        raise Conflict(f"Job {job_id} is already being cancelled (requested at {job.cancel_requested_at:%Y-%m-%d %H:%M:%S}).",
-                       code="cancel_pending")
+        raise Conflict(
+            f"Job {job_id} is already being cancelled (requested at {job.cancel_requested_at:%Y-%m-%d %H:%M:%S}).",
+            code="cancel_pending",
+        )
     raise Conflict(f"Cannot cancel job {job_id}: it already {job.status}.", code="invalid_state")
 
 
@@ -459,14 +649,36 @@ def job_retry(*, job_id, by: User | None = None) -> Job:
         raise NotFound(f"Job {job_id} does not exist.")
     with transaction.atomic():
         if not _transition(
-            job_id, sources=list(RETRYABLE_STATUSES), where=Q(attempts=job.attempts),
-            changes={"status": PENDING, "attempts": job.attempts + 1, "progress": 0, "progress_meta": {},
-                     "result": None, "error": "", "traceback": "", "run_at": None, "dispatched_at": None,
-                     "started_at": None, "finished_at": None, "heartbeat_at": None, "cancel_requested_at": None,
-                     "cancelled_by": None, "worker": ""},
-            event=_event(job_id, JobEventKind.RETRIED, from_status=job.status, to_status=PENDING, actor=by, at=now,
-                         data={"previous_error": job.error, "attempt": job.attempts + 1},
-                         message=f"Retried by {_label(by)} (attempt {job.attempts + 1})."),
+            job_id,
+            sources=list(RETRYABLE_STATUSES),
+            where=Q(attempts=job.attempts),
+            changes={
+                "status": PENDING,
+                "attempts": job.attempts + 1,
+                "progress": 0,
+                "progress_meta": {},
+                "result": None,
+                "error": "",
+                "traceback": "",
+                "run_at": None,
+                "dispatched_at": None,
+                "started_at": None,
+                "finished_at": None,
+                "heartbeat_at": None,
+                "cancel_requested_at": None,
+                "cancelled_by": None,
+                "worker": "",
+            },
+            event=_event(
+                job_id,
+                JobEventKind.RETRIED,
+                from_status=job.status,
+                to_status=PENDING,
+                actor=by,
+                at=now,
+                data={"previous_error": job.error, "attempt": job.attempts + 1},
+                message=f"Retried by {_label(by)} (attempt {job.attempts + 1}).",
+            ),
         ):
             raise _conflict(job_id, "retry")
         transaction.on_commit(lambda: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING)))
@@ -514,39 +726,90 @@ def jobs_sweep(*, batch_size: int = 500) -> SweepReport:
     lost = Q(dispatched_at__lte=now - timedelta(seconds=settings.JOB_REDISPATCH_AFTER))
     due = list(Job.objects.filter(ready & (unsent | lost), status=PENDING).order_by("created_at")[:batch_size])
     sent = set(job_send(jobs=due))
-    JobEvent.objects.bulk_create([
-        _event(job.id, JobEventKind.DISPATCHED_LATE, actor_label="sweeper", at=now,
-               message="Sent again: no worker started it since it was sent at "
-               f"{job.dispatched_at:%Y-%m-%d %H:%M:%S}." if job.dispatched_at else "Sent by the sweeper (the broker was unreachable when it was created).")
-        for job in due if job.id in sent
-    ])
+    JobEvent.objects.bulk_create(
+        [
+            _event(
+                job.id,
+                JobEventKind.DISPATCHED_LATE,
+                actor_label="sweeper",
+                at=now,
+                message=f"Sent again: no worker started it since it was sent at {job.dispatched_at:%Y-%m-%d %H:%M:%S}."
+                if job.dispatched_at
+                else "Sent by the sweeper (the broker was unreachable when it was created).",
+            )
+            for job in due
+            if job.id in sent
+        ]
+    )
     report.dispatched = len(sent)
 
     stale = Job.objects.filter(status=RUNNING, heartbeat_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER))
-    for job in stale.only("id", "attempts", "max_retries", "cancel_requested_at", "heartbeat_at", "worker")[:batch_size]:
+    for job in stale.only("id", "attempts", "max_retries", "cancel_requested_at", "heartbeat_at", "worker")[
+        :batch_size
+    ]:
         since = f"no heartbeat from worker {job.worker or '?'} since {job.heartbeat_at:%Y-%m-%d %H:%M:%S}"
         fence = Q(attempts=job.attempts, heartbeat_at=job.heartbeat_at)
         if job.cancel_requested_at:
-            if _transition(job.id, sources=[RUNNING], where=fence,
-                           changes={"status": JobStatus.REVOKED, "finished_at": now},
-                           event=_event(job.id, JobEventKind.REVOKED, from_status=RUNNING, to_status=JobStatus.REVOKED,
-                                        actor_label="sweeper", at=now, message=f"Worker lost ({since}); cancelled.")):
+            if _transition(
+                job.id,
+                sources=[RUNNING],
+                where=fence,
+                changes={"status": JobStatus.REVOKED, "finished_at": now},
+                event=_event(
+                    job.id,
+                    JobEventKind.REVOKED,
+                    from_status=RUNNING,
+                    to_status=JobStatus.REVOKED,
+                    actor_label="sweeper",
+                    at=now,
+                    message=f"Worker lost ({since}); cancelled.",
+                ),
+            ):
                 report.revoked += 1
         elif job.attempts < job.max_retries:
             with transaction.atomic():
-                if _transition(job.id, sources=[RUNNING], where=fence,
-                               changes={"status": PENDING, "attempts": job.attempts + 1, "dispatched_at": None,
-                                        "heartbeat_at": None, "run_at": None, "error": f"Worker lost: {since}."},
-                               event=_event(job.id, JobEventKind.REQUEUED, from_status=RUNNING, to_status=PENDING,
-                                            actor_label="sweeper", at=now,
-                                            message=f"Worker lost ({since}); re-queued as attempt {job.attempts + 1}.")):
+                if _transition(
+                    job.id,
+                    sources=[RUNNING],
+                    where=fence,
+                    changes={
+                        "status": PENDING,
+                        "attempts": job.attempts + 1,
+                        "dispatched_at": None,
+                        "heartbeat_at": None,
+                        "run_at": None,
+                        "error": f"Worker lost: {since}.",
+                    },
+                    event=_event(
+                        job.id,
+                        JobEventKind.REQUEUED,
+                        from_status=RUNNING,
+                        to_status=PENDING,
+                        actor_label="sweeper",
+                        at=now,
+                        message=f"Worker lost ({since}); re-queued as attempt {job.attempts + 1}.",
+                    ),
+                ):
                     report.requeued += 1
-                    transaction.on_commit(lambda job_id=job.id: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING)))
-        elif _transition(job.id, sources=[RUNNING], where=fence,
-                         changes={"status": JobStatus.FAILED, "finished_at": now, "error": f"Worker lost: {since}."},
-                         event=_event(job.id, JobEventKind.FAILED, from_status=RUNNING, to_status=JobStatus.FAILED,
-                                      actor_label="sweeper", at=now, message=f"Worker lost: {since}; no retries left.",
-                                      data={"attempt": job.attempts, "error": "worker lost"})):
+                    transaction.on_commit(
+                        lambda job_id=job.id: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING))
+                    )
+        elif _transition(
+            job.id,
+            sources=[RUNNING],
+            where=fence,
+            changes={"status": JobStatus.FAILED, "finished_at": now, "error": f"Worker lost: {since}."},
+            event=_event(
+                job.id,
+                JobEventKind.FAILED,
+                from_status=RUNNING,
+                to_status=JobStatus.FAILED,
+                actor_label="sweeper",
+                at=now,
+                message=f"Worker lost: {since}; no retries left.",
+                data={"attempt": job.attempts, "error": "worker lost"},
+            ),
+        ):
             report.failed += 1
     return report
 
@@ -560,11 +823,28 @@ class TaskService:
     ``db`` is accepted for compatibility and ignored (Django manages connections).
     """
 
-    def create_task(self, db=None, *, name: str, celery_task_name: str, task_type: str = "", args: list | None = None,
-                    kwargs: dict | None = None, priority: str = JobPriority.NORMAL, user_id: int) -> tuple[Job, str]:
+    def create_task(
+        self,
+        db=None,
+        *,
+        name: str,
+        celery_task_name: str,
+        task_type: str = "",
+        args: list | None = None,
+        kwargs: dict | None = None,
+        priority: str = JobPriority.NORMAL,
+        user_id: int,
+    ) -> tuple[Job, str]:
         owner = User.objects.get(pk=user_id)
-        job = job_create(owner=owner, name=name, task_type=task_type, celery_task_name=celery_task_name, args=args,
-                         kwargs=kwargs, priority=priority)
+        job = job_create(
+            owner=owner,
+            name=name,
+            task_type=task_type,
+            celery_task_name=celery_task_name,
+            args=args,
+            kwargs=kwargs,
+            priority=priority,
+        )
         return job, str(job.id)
 
     def get_task(self, db=None, task_id=None) -> Job | None:
@@ -587,8 +867,9 @@ class TaskService:
     def update_task_progress(self, db=None, task_id=None, progress: int = 0, meta: dict | None = None) -> bool:
         return job_update_progress(job_id=task_id, progress=progress, meta=meta) is RunState.OK
 
-    def update_task_status(self, db=None, task_id=None, status: str = "", progress: int | None = None,
-                           result: Any = None) -> bool:
+    def update_task_status(
+        self, db=None, task_id=None, status: str = "", progress: int | None = None, result: Any = None
+    ) -> bool:
         """Move a job to ``status`` through the state machine (illegal moves return False)."""
         job = Job.objects.filter(id=task_id).only("status", "attempts").first()
         if job is None:

@@ -27,7 +27,10 @@ from .serializers import (
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
     description="1-255 visible ASCII characters. The same key and body return the first job; "
     "the same key with another body is refused (422).",
 )
@@ -80,13 +83,16 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         key = self.request.headers.get("Idempotency-Key")
         if key is not None and not IDEMPOTENCY_KEY.match(key):
             raise InvalidInput(
-                "Idempotency-Key: must be 1-255 visible ASCII characters.", code="invalid_idempotency_key",
+                "Idempotency-Key: must be 1-255 visible ASCII characters.",
+                code="invalid_idempotency_key",
                 fields={"Idempotency-Key": ["Must be 1-255 visible ASCII characters."]},
             )
         return key
 
     @extend_schema(
-        summary="Create a job", request=JobCreateSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+        summary="Create a job",
+        request=JobCreateSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: JobSerializer, **ERRORS(400, 401, 403, 422)},
     )
     def create(self, request):
@@ -99,8 +105,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     def perform_destroy(self, instance):
         services.job_delete(job_id=instance.id)
 
-    @extend_schema(summary="Create up to JOB_BULK_MAX jobs at once (all or nothing)",
-                   request=JobBulkCreateSerializer, responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403)})
+    @extend_schema(
+        summary="Create up to JOB_BULK_MAX jobs at once (all or nothing)",
+        request=JobBulkCreateSerializer,
+        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403)},
+    )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
         serializer = JobBulkCreateSerializer(data=request.data)
@@ -114,8 +123,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         job = self.get_object()
         return Response(JobSerializer(services.job_cancel(job_id=job.id, by=request.user)).data)
 
-    @extend_schema(summary="Run a failed or revoked job again", request=None,
-                   responses={200: JobSerializer, **ERRORS(401, 404, 409)})
+    @extend_schema(
+        summary="Run a failed or revoked job again",
+        request=None,
+        responses={200: JobSerializer, **ERRORS(401, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         job = self.get_object()

@@ -21,7 +21,9 @@ class ApplicationError(Exception):
     code = "error"
     status_code = status.HTTP_400_BAD_REQUEST
 
-    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None, status_code: int | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, fields: dict | None = None, status_code: int | None = None
+    ):
         super().__init__(message)
         self.message = message
         if code:

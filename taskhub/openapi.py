@@ -6,7 +6,9 @@ from rest_framework import serializers
 ErrorSerializer = inline_serializer(
     name="Error",
     fields={
-        "code": serializers.CharField(help_text="Machine-readable error code, e.g. `invalid`, `not_found`, `conflict`."),
+        "code": serializers.CharField(
+            help_text="Machine-readable error code, e.g. `invalid`, `not_found`, `conflict`."
+        ),
         "message": serializers.CharField(help_text="What went wrong, for people; names the field at fault."),
         "fields": serializers.DictField(
             child=serializers.ListField(child=serializers.CharField()),

@@ -28,7 +28,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1, message: str = "") -> object:
+def wait_for(
+    condition: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1, message: str = ""
+) -> object:
     """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -54,9 +56,21 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(self._answers, timeout=10, message=f"redis on port {self.port}")
         return self
@@ -93,8 +107,16 @@ def child_database_url() -> str:
 class WorkerProcess:
     """A real ``celery worker`` process on the test database and a chosen broker."""
 
-    def __init__(self, *, broker_url: str, concurrency: int = 2, queues: str = "high_priority,default,low_priority",
-                 env: dict[str, str] | None = None, name: str | None = None, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        broker_url: str,
+        concurrency: int = 2,
+        queues: str = "high_priority,default,low_priority",
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        database_url: str | None = None,
+    ) -> None:
         self.name = name or f"test-{os.getpid()}-{free_port()}"
         self.log = Path(tempfile.mkstemp(prefix=f"{self.name}-", suffix=".log")[1])
         self.env = {
@@ -108,17 +130,37 @@ class WorkerProcess:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        self.args = [sys.executable, "-m", "celery", "-A", "taskhub", "worker", "-Q", queues, "-c", str(concurrency),
-                     "-n", f"{self.name}@%h", "-l", "info", "--without-gossip", "--without-mingle",
-                     "--without-heartbeat"]
+        self.args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "taskhub",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{self.name}@%h",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
         self.process: subprocess.Popen | None = None
 
     def start(self, *, ready_timeout: float = 30.0) -> WorkerProcess:
         with self.log.open("ab") as handle:
-            self.process = subprocess.Popen(self.args, cwd=BASE_DIR, env=self.env, stdout=handle,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: " ready." in self.output() or self.process.poll() is not None, timeout=ready_timeout,
-                 message=f"worker {self.name} to be ready")
+            self.process = subprocess.Popen(
+                self.args, cwd=BASE_DIR, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_for(
+            lambda: " ready." in self.output() or self.process.poll() is not None,
+            timeout=ready_timeout,
+            message=f"worker {self.name} to be ready",
+        )
         if self.process.poll() is not None:
             raise AssertionError(f"worker {self.name} exited:\n{self.output()[-3000:]}")
         return self
@@ -130,7 +172,7 @@ class WorkerProcess:
         """The prefork pool's child processes (where the jobs run)."""
         if not self.process:
             return []
-        result = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+        result = subprocess.run(["pgrep", "-P", str(self.process.pid)], check=False, capture_output=True, text=True)
         return [int(pid) for pid in result.stdout.split()]
 
     def kill(self) -> None:

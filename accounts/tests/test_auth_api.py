@@ -57,9 +57,7 @@ def expired_access(user) -> str:
 
 
 def test_register_creates_the_user(api_client):
-    response = api_client.post(
-        REGISTER, signup(email="Ada@Example.com", first_name="Ada")
-    )
+    response = api_client.post(REGISTER, signup(email="Ada@Example.com", first_name="Ada"))
 
     assert response.status_code == 201, response.content
     body = response.json()
@@ -180,9 +178,7 @@ def test_register_when_registration_is_closed(api_client, settings):
 def test_register_is_throttled(api_client, throttle_rates):
     throttle_rates(register="2/hour")
     for number in range(2):
-        response = api_client.post(
-            REGISTER, signup(username=f"u{number}", email=f"u{number}@example.com")
-        )
+        response = api_client.post(REGISTER, signup(username=f"u{number}", email=f"u{number}@example.com"))
         assert response.status_code == 201, response.content
 
     response = api_client.post(REGISTER, signup())
@@ -192,9 +188,7 @@ def test_register_is_throttled(api_client, throttle_rates):
 
 
 def test_register_with_malformed_json(api_client):
-    response = api_client.post(
-        REGISTER, data="{not json", content_type="application/json"
-    )
+    response = api_client.post(REGISTER, data="{not json", content_type="application/json")
 
     assert_error(response, 400, code="parse_error")
     assert not User.objects.exists()
@@ -218,9 +212,7 @@ def test_login_returns_a_working_token_pair(api_client, user, password, bearer_c
 
 
 def test_login_with_a_wrong_password(api_client, user):
-    response = api_client.post(
-        TOKEN, {"username": user.username, "password": "not-the-password-1"}
-    )
+    response = api_client.post(TOKEN, {"username": user.username, "password": "not-the-password-1"})
 
     assert_error(response, 401, code="authentication_failed")
 
@@ -251,9 +243,7 @@ def test_login_without_a_field(api_client, user, password, missing):
 
 
 def test_login_with_an_unknown_field(api_client, user, password):
-    response = api_client.post(
-        TOKEN, {"username": user.username, "password": password, "remember": True}
-    )
+    response = api_client.post(TOKEN, {"username": user.username, "password": password, "remember": True})
 
     assert_error(response, 400, code="invalid", field="remember")
 
@@ -301,9 +291,7 @@ def test_refresh_with_an_access_token_is_refused(api_client, user, password, log
 def test_refresh_with_a_tampered_token_is_refused(api_client, user, staff_user):
     token = str(RefreshToken.for_user(user))
 
-    response = api_client.post(
-        REFRESH, {"refresh": tampered(token, user_id=str(staff_user.pk))}
-    )
+    response = api_client.post(REFRESH, {"refresh": tampered(token, user_id=str(staff_user.pk))})
 
     assert_error(response, 401, code="token_not_valid")
 
@@ -356,9 +344,7 @@ def test_verify_a_valid_token(api_client, user, password, login):
 def test_verify_a_tampered_token(api_client, user, staff_user, password, login):
     access = login(user.username, password)["access"]
 
-    response = api_client.post(
-        VERIFY, {"token": tampered(access, user_id=str(staff_user.pk))}
-    )
+    response = api_client.post(VERIFY, {"token": tampered(access, user_id=str(staff_user.pk))})
 
     assert_error(response, 401, code="token_not_valid")
 
@@ -419,9 +405,7 @@ def test_logout_leaves_other_sessions_signed_in(api_client, user, password, logi
     assert api_client.post(REFRESH, {"refresh": phone["refresh"]}).status_code == 200
 
 
-@pytest.mark.parametrize(
-    "token", ["garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"]
-)
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"])
 def test_logout_with_a_garbage_token(api_client, db, token):
     response = api_client.post(LOGOUT, {"refresh": token})
 
@@ -469,9 +453,7 @@ def test_me_with_an_expired_access_token(user, bearer_client):
     assert_error(response, 401, code="token_not_valid")
 
 
-def test_me_with_a_tampered_access_token(
-    user, staff_user, password, login, bearer_client
-):
+def test_me_with_a_tampered_access_token(user, staff_user, password, login, bearer_client):
     access = login(user.username, password)["access"]
 
     response = bearer_client(tampered(access, user_id=str(staff_user.pk))).get(ME)

@@ -159,9 +159,7 @@ def test_patch_me_anonymous(api_client, user):
 
 
 def test_me_does_not_allow_put_or_delete(user_client, user):
-    assert_error(
-        user_client.put(ME, {"first_name": "X"}), 405, code="method_not_allowed"
-    )
+    assert_error(user_client.put(ME, {"first_name": "X"}), 405, code="method_not_allowed")
     assert_error(user_client.delete(ME), 405, code="method_not_allowed")
     assert User.objects.filter(pk=user.pk).exists()
 
@@ -174,20 +172,14 @@ def test_change_password(api_client, user, password, login, bearer_client):
     other_session = login(user.username, password)
     rotated = api_client.post(REFRESH, {"refresh": other_session["refresh"]}).json()
 
-    response = bearer_client(tokens["access"]).post(
-        PASSWORD, {"old_password": password, "new_password": NEW_PASSWORD}
-    )
+    response = bearer_client(tokens["access"]).post(PASSWORD, {"old_password": password, "new_password": NEW_PASSWORD})
 
     assert response.status_code == 204, response.content
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)
-    old_login = api_client.post(
-        TOKEN, {"username": user.username, "password": password}
-    )
+    old_login = api_client.post(TOKEN, {"username": user.username, "password": password})
     assert_error(old_login, 401, code="authentication_failed")
-    new_login = api_client.post(
-        TOKEN, {"username": user.username, "password": NEW_PASSWORD}
-    )
+    new_login = api_client.post(TOKEN, {"username": user.username, "password": NEW_PASSWORD})
     assert new_login.status_code == 200, new_login.content
     # Every refresh token issued before the change is revoked, rotated ones included.
     for refresh in (tokens["refresh"], rotated["refresh"]):
@@ -200,14 +192,10 @@ def test_change_password(api_client, user, password, login, bearer_client):
     assert bearer_client(new_login.json()["access"]).get("/api/v1/users/me/").status_code == 200
 
 
-def test_change_password_leaves_other_users_signed_in(
-    api_client, user_client, other_user, password, login
-):
+def test_change_password_leaves_other_users_signed_in(api_client, user_client, other_user, password, login):
     others = login(other_user.username, password)
 
-    response = user_client.post(
-        PASSWORD, {"old_password": password, "new_password": NEW_PASSWORD}
-    )
+    response = user_client.post(PASSWORD, {"old_password": password, "new_password": NEW_PASSWORD})
 
     assert response.status_code == 204, response.content
     assert api_client.post(REFRESH, {"refresh": others["refresh"]}).status_code == 200
@@ -217,9 +205,7 @@ def test_change_password_with_a_wrong_old_password(user_client, user, password, 
     tokens = login(user.username, password)
     before = profile(user)
 
-    response = user_client.post(
-        PASSWORD, {"old_password": "not-my-password-9", "new_password": NEW_PASSWORD}
-    )
+    response = user_client.post(PASSWORD, {"old_password": "not-my-password-9", "new_password": NEW_PASSWORD})
 
     assert_error(response, 400, code="wrong_password", field="old_password")
     assert profile(user) == before
@@ -231,18 +217,14 @@ def test_change_password_with_a_wrong_old_password(user_client, user, password, 
 def test_change_password_to_a_weak_password(user_client, user, password, weak):
     before = profile(user)
 
-    response = user_client.post(
-        PASSWORD, {"old_password": password, "new_password": weak}
-    )
+    response = user_client.post(PASSWORD, {"old_password": password, "new_password": weak})
 
     assert_error(response, 400, code="weak_password", field="new_password")
     assert profile(user) == before
 
 
 def test_change_password_to_something_like_the_username(user_client, user, password):
-    response = user_client.post(
-        PASSWORD, {"old_password": password, "new_password": f"{user.username}-1"}
-    )
+    response = user_client.post(PASSWORD, {"old_password": password, "new_password": f"{user.username}-1"})
 
     assert_error(response, 400, code="weak_password", field="new_password")
     user.refresh_from_db()
@@ -270,9 +252,7 @@ def test_change_password_bad_input(user_client, user, password, data):
 
 
 def test_change_password_anonymous(api_client, user, password):
-    response = api_client.post(
-        PASSWORD, {"old_password": password, "new_password": NEW_PASSWORD}
-    )
+    response = api_client.post(PASSWORD, {"old_password": password, "new_password": NEW_PASSWORD})
 
     assert_error(response, 401, code="not_authenticated")
     user.refresh_from_db()
@@ -287,9 +267,7 @@ def test_staff_lists_users(staff_client, staff_user, user, other_user):
 
     assert response.status_code == 200, response.content
     body = response.json()
-    assert [row["id"] for row in body["results"]] == sorted(
-        [staff_user.pk, user.pk, other_user.pk]
-    )
+    assert [row["id"] for row in body["results"]] == sorted([staff_user.pk, user.pk, other_user.pk])
     assert all("password" not in row for row in body["results"])
 
 
@@ -333,9 +311,7 @@ def test_non_staff_cannot_list_users(user_client):
 
 
 def test_non_staff_cannot_get_a_user(user_client, user, other_user):
-    assert_error(
-        user_client.get(f"{USERS}{other_user.pk}/"), 403, code="permission_denied"
-    )
+    assert_error(user_client.get(f"{USERS}{other_user.pk}/"), 403, code="permission_denied")
     assert_error(user_client.get(f"{USERS}{user.pk}/"), 403, code="permission_denied")
 
 

@@ -30,11 +30,11 @@ from ..services import RunState
 logger = logging.getLogger(__name__)
 
 
-class JobCancelled(Exception):  # noqa: N818 - reads as an event, like Celery's Ignore/Reject
+class JobCancelled(Exception):
     """Raised inside a task at a progress call once its job was cancelled."""
 
 
-class JobLost(Exception):  # noqa: N818
+class JobLost(Exception):
     """Raised inside a task whose job is no longer its to run (finished elsewhere, re-queued, deleted)."""
 
 
@@ -65,8 +65,7 @@ class JobRun:
     def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
         self.raise_if_stopped()
         percent = int(max(0, min(100, percent)))
-        if message is not None:
-            meta["message"] = message
+        meta = services.progress_meta_clean(meta, message)
         now = time.monotonic()
         with self._lock:
             self._pending = (percent, meta)
@@ -111,10 +110,12 @@ class JobRun:
                 self._last_write = time.monotonic()
         try:
             state, requested_at = services.job_record_heartbeat(
-                job_id=self.job_id, attempt=self.attempt,
-                progress=pending[0] if pending else None, meta=pending[1] if pending else None,
+                job_id=self.job_id,
+                attempt=self.attempt,
+                progress=pending[0] if pending else None,
+                meta=pending[1] if pending else None,
             )
-        except Exception:  # noqa: BLE001 - a database hiccup must not kill the watchdog
+        except Exception:
             logger.exception("Heartbeat for job %s failed", self.job_id)
             close_old_connections()
             return
@@ -124,25 +125,31 @@ class JobRun:
             self._note(state, requested_at)
             waited = time.time() - requested_at.timestamp() if requested_at else 0.0
             if waited >= settings.JOB_CANCEL_GRACE_SECONDS:
-                self._terminate(f"Terminated {waited:.1f}s after the cancel request (grace period "
-                                f"{settings.JOB_CANCEL_GRACE_SECONDS:g}s).", revoke=True)
+                self._terminate(
+                    f"Terminated {waited:.1f}s after the cancel request (grace period "
+                    f"{settings.JOB_CANCEL_GRACE_SECONDS:g}s).",
+                    revoke=True,
+                )
         elif state is RunState.GONE:
             self.gone = True
         elapsed = time.monotonic() - self.started
         if state is RunState.OK and elapsed > self.entry.time_limit:
-            self._terminate(f"Hard time limit exceeded: ran {elapsed:.0f}s, the limit is {self.entry.time_limit}s.",
-                            revoke=False)
+            self._terminate(
+                f"Hard time limit exceeded: ran {elapsed:.0f}s, the limit is {self.entry.time_limit}s.", revoke=False
+            )
 
     def _terminate(self, reason: str, *, revoke: bool) -> None:
         logger.warning("Job %s: %s", self.job_id, reason)
         try:
             if revoke:
-                services.job_stop_revoked(job_id=self.job_id, attempt=self.attempt, reason=reason,
-                                          actor_label=f"worker {self.worker}")
+                services.job_stop_revoked(
+                    job_id=self.job_id, attempt=self.attempt, reason=reason, actor_label=f"worker {self.worker}"
+                )
             else:
-                services.job_fail(job_id=self.job_id, attempt=self.attempt, error=reason, retryable=False,
-                                  worker=self.worker)
-        except Exception:  # noqa: BLE001 - the row moved on already; terminate all the same
+                services.job_fail(
+                    job_id=self.job_id, attempt=self.attempt, error=reason, retryable=False, worker=self.worker
+                )
+        except Exception:
             logger.exception("Could not record termination of job %s", self.job_id)
         _terminate_self()
 
@@ -177,11 +184,18 @@ class JobTask(Task):
         except Exception as exc:
             run.stop()
             soft_limit = isinstance(exc, SoftTimeLimitExceeded)
-            error = (f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
-                     if soft_limit else f"{type(exc).__name__}: {exc}")
-            retried = self._record(services.job_fail, run, error=error,
-                                   traceback="".join(traceback_module.format_exception(exc)),
-                                   retryable=not soft_limit and isinstance(exc, run.entry.retry.retry_on))
+            error = (
+                f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
+                if soft_limit
+                else f"{type(exc).__name__}: {exc}"
+            )
+            retried = self._record(
+                services.job_fail,
+                run,
+                error=error,
+                traceback="".join(traceback_module.format_exception(exc)),
+                retryable=not soft_limit and isinstance(exc, run.entry.retry.retry_on),
+            )
             if retried:
                 raise Ignore() from None
             raise
@@ -207,8 +221,12 @@ class JobTask(Task):
 
     def _finish_cancelled(self, run: JobRun) -> None:
         try:
-            services.job_stop_revoked(job_id=run.job_id, attempt=run.attempt, reason="Stopped at a progress check after the cancel request.",
-                                      actor_label=f"worker {run.worker}")
+            services.job_stop_revoked(
+                job_id=run.job_id,
+                attempt=run.attempt,
+                reason="Stopped at a progress check after the cancel request.",
+                actor_label=f"worker {run.worker}",
+            )
         except services.ApplicationError as exc:
             logger.info("Job %s: cancel not recorded: %s", run.job_id, exc.message)
 

@@ -70,7 +70,7 @@ def process_data(
         stats = groups.setdefault(key, {})
         stats.setdefault("__count__", {"count": 0})["count"] += 1
         for name, raw in row.items():
-            if fields and name not in fields or name == group_by:
+            if (fields and name not in fields) or name == group_by:
                 continue
             value = _number(raw)
             if value is None:
@@ -87,9 +87,7 @@ def process_data(
         count = stats.pop("__count__")["count"]
         result[key] = {
             "records": count,
-            "fields": {
-                name: {**field, "mean": field["sum"] / field["count"]} for name, field in sorted(stats.items())
-            },
+            "fields": {name: {**field, "mean": field["sum"] / field["count"]} for name, field in sorted(stats.items())},
         }
     return {"records": total, "group_by": group_by, "groups": result}
 

@@ -19,8 +19,12 @@ from ..models import JobPriority
     retry_backoff=5.0,
     retry_on=(OSError,),
 )
-def send_notification(self, to: Annotated[list[str], MaxItems(100)], subject: Annotated[str, MaxItems(200)],
-                      body: Annotated[str, MaxItems(100_000)] = "") -> dict:
+def send_notification(
+    self,
+    to: Annotated[list[str], MaxItems(100)],
+    subject: Annotated[str, MaxItems(200)],
+    body: Annotated[str, MaxItems(100_000)] = "",
+) -> dict:
     """Send an email through Django's email backend (EMAIL_BACKEND). Connection errors are
     retried with backoff."""
     if not to or any("@" not in address for address in to):

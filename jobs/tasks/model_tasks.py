@@ -74,9 +74,17 @@ def train_model(
             raise ArithmeticError(f"training diverged at epoch {epoch}: lower the learning rate")
         history.append(round(loss, 8))
         self.progress(epoch * 100 // epochs, f"epoch {epoch}/{epochs} loss {loss:.6f}", epoch=epoch, loss=loss)
-    result = {"kind": kind, "weights": weights, "bias": bias, "loss": history[-1], "epochs": epochs,
-              "loss_history": history if len(history) <= 1000 else history[:: len(history) // 1000]}
+    result = {
+        "kind": kind,
+        "weights": weights,
+        "bias": bias,
+        "loss": history[-1],
+        "epochs": epochs,
+        "loss_history": history if len(history) <= 1000 else history[:: len(history) // 1000],
+    }
     if logistic:
-        correct = sum((_predict(weights, bias, row, True) >= 0.5) == (y == 1.0) for row, y in zip(rows, ys, strict=True))
+        correct = sum(
+            (_predict(weights, bias, row, True) >= 0.5) == (y == 1.0) for row, y in zip(rows, ys, strict=True)
+        )
         result["accuracy"] = correct / n
     return result

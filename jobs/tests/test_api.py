@@ -204,6 +204,9 @@ def test_create_refuses_fields_the_system_owns(user_client, nothing_written, fie
         ({"max_retries": 21}, "invalid", "max_retries", []),
         ({"run_at": "tomorrow"}, "invalid", "run_at", []),
         ({"nmae": "typo"}, "invalid", "nmae", ["Unknown field"]),
+        ({"status": "succeeded"}, "invalid", "status", ["read-only"]),
+        ({"owner": 1}, "invalid", "owner", ["read-only"]),
+        ({"progress": 100}, "invalid", "progress", ["read-only"]),
     ],
 )
 def test_create_refuses_bad_input_and_writes_nothing(user_client, nothing_written, change, code, field, words):
@@ -878,3 +881,10 @@ def test_bulk_create_of_5_or_200_jobs_costs_the_same_queries(user_client):
     # On-commit sends do not run inside the test's transaction, so only the writes are counted.
     assert bulk(5) == bulk(200) == 4  # SAVEPOINT, INSERT jobs, INSERT events, RELEASE SAVEPOINT
     assert Job.objects.count() == 205
+
+
+def test_absurdly_nested_json_body_is_a_400_not_a_500(user_client, nothing_written):
+    body = '{"celery_task_name": "long_running_task", "kwargs": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    with nothing_written():
+        response = user_client.generic("POST", "/api/v1/jobs/", body, content_type="application/json")
+    assert_error(response, 400, code="parse_error")

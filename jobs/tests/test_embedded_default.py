@@ -30,29 +30,54 @@ print(json.dumps({"status": job.status, "progress": job.progress, "result": job.
 
 
 def test_embedded_default_runs_a_job_end_to_end(tmp_path):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+    }
     env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
 
     def manage(*args: str) -> str:
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=settings.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
     manage("migrate", "--noinput", "-v0")
-    assert "sqlite3" in manage("shell", "-v0", "-c", "from django.db import connection; print(connection.vendor, connection.settings_dict['ENGINE'])")
+    assert "sqlite3" in manage(
+        "shell",
+        "-v0",
+        "-c",
+        "from django.db import connection; print(connection.vendor, connection.settings_dict['ENGINE'])",
+    )
     job_id = manage("shell", "-v0", "-c", CREATE).splitlines()[-1]
 
-    worker = WorkerProcess(broker_url="filesystem://", database_url=f"sqlite:///{tmp_path / 'taskhub.sqlite3'}",
-                           env={"TASKHUB_VAR_DIR": str(tmp_path), "DEBUG": "false", "SECRET_KEY": env["SECRET_KEY"],
-                                "CELERY_RESULT_BACKEND": "django-db"})
+    worker = WorkerProcess(
+        broker_url="filesystem://",
+        database_url=f"sqlite:///{tmp_path / 'taskhub.sqlite3'}",
+        env={
+            "TASKHUB_VAR_DIR": str(tmp_path),
+            "DEBUG": "false",
+            "SECRET_KEY": env["SECRET_KEY"],
+            "CELERY_RESULT_BACKEND": "django-db",
+        },
+    )
     worker.env.pop("CELERY_BROKER_URL")  # nothing set: the embedded default broker
     worker.env.pop("DATABASE_URL")
     worker.start()
     try:
-        state = wait_for(lambda: (s := json.loads(manage("shell", "-v0", "-c", SHOW)))["status"] in ("succeeded", "failed") and s,
-                         timeout=60, interval=0.5, message="the embedded job to finish")
+        state = wait_for(
+            lambda: (s := json.loads(manage("shell", "-v0", "-c", SHOW)))["status"] in ("succeeded", "failed") and s,
+            timeout=60,
+            interval=0.5,
+            message="the embedded job to finish",
+        )
     finally:
         worker.stop()
     assert state["status"] == "succeeded", worker.output()[-3000:]

@@ -331,6 +331,16 @@ def test_progress_outside_0_to_100_is_invalid(progress):
     assert Job.objects.get(id=job.id).progress == 10
 
 
+@pytest.mark.parametrize("meta", [{"loss": float("nan")}, {"note": "a\x00b"}, {"when": object()}])
+def test_progress_metadata_that_cannot_be_stored_is_invalid(meta):
+    job = make("running", progress=10, progress_meta={"message": "before"})
+    with pytest.raises(InvalidInput) as caught:
+        services.job_update_progress(job_id=job.id, progress=20, meta=meta)
+    assert "progress_meta" in caught.value.fields
+    job.refresh_from_db()
+    assert job.progress == 10 and job.progress_meta == {"message": "before"}
+
+
 def test_progress_with_a_stale_attempt_is_fenced_off():
     """A worker that lost its job (re-queued as attempt 1) cannot write over the new attempt."""
     job = make("running", attempts=1, progress=30)

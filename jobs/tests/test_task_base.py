@@ -45,7 +45,13 @@ def test_progress_writes_are_throttled_but_the_final_state_is_exact(user, settin
     assert outcome.successful()
     assert len(writes) == 4 + 51  # 51 progress reports (0 % and one per record)
     job.refresh_from_db()
-    assert job.result["groups"]["all"]["fields"]["v"] == {"count": 50, "sum": 1225.0, "min": 0.0, "max": 49.0, "mean": 24.5}
+    assert job.result["groups"]["all"]["fields"]["v"] == {
+        "count": 50,
+        "sum": 1225.0,
+        "min": 0.0,
+        "max": 49.0,
+        "mean": 24.5,
+    }
 
 
 def test_a_job_that_is_not_pending_is_skipped_without_running(user):
@@ -78,7 +84,11 @@ def test_cancel_requested_while_running_stops_at_the_next_progress_call(user, se
     assert outcome.state == "IGNORED"
     assert job.status == JobStatus.REVOKED and len(calls) == 2 and job.cancelled_by == user
     assert list(JobEvent.objects.filter(job=job).values_list("kind", flat=True)) == [
-        "created", "started", "cancel_requested", "revoked"]
+        "created",
+        "started",
+        "cancel_requested",
+        "revoked",
+    ]
 
 
 def test_result_that_is_not_json_fails_the_job_with_a_clear_error(user):

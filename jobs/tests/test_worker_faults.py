@@ -28,7 +28,9 @@ def create(client, task: str, **body) -> str:
     return response.json()["id"]
 
 
-def test_broker_down_at_create_then_sent_by_the_sweeper(private_redis, use_broker, make_worker, user_client, fast_sweep):
+def test_broker_down_at_create_then_sent_by_the_sweeper(
+    private_redis, use_broker, make_worker, user_client, fast_sweep
+):
     use_broker(private_redis.url)
     private_redis.stop()
 
@@ -69,7 +71,11 @@ def test_broker_restart_loses_nothing(private_redis, use_broker, make_worker, us
     fast_sweep.JOB_REDISPATCH_AFTER = 0
     assert services.jobs_sweep().dispatched == 1
     assert wait_status(queued, timeout=30).status == JobStatus.SUCCEEDED
-    assert "Connection to broker lost" in worker.output() or "Cannot connect" in worker.output() or "reconnect" in worker.output().lower()
+    assert (
+        "Connection to broker lost" in worker.output()
+        or "Cannot connect" in worker.output()
+        or "reconnect" in worker.output().lower()
+    )
     later = create(user_client, "long_running_task", args=[0])
     assert wait_status(later, timeout=20).status == JobStatus.SUCCEEDED
 
@@ -84,8 +90,12 @@ def test_worker_killed_mid_job_is_recovered(make_worker, user_client, fast_sweep
     job = Job.objects.get(id=job_id)
     assert job.status == JobStatus.RUNNING  # nobody can know yet
     assert services.jobs_sweep().requeued == 0  # heartbeat still fresh
-    wait_for(lambda: services.jobs_sweep() != services.SweepReport(), timeout=15, interval=0.5,
-             message="the sweeper to notice the stale heartbeat")
+    wait_for(
+        lambda: services.jobs_sweep() != services.SweepReport(),
+        timeout=15,
+        interval=0.5,
+        message="the sweeper to notice the stale heartbeat",
+    )
     job = Job.objects.get(id=job_id)
     if outcome == JobStatus.FAILED:
         assert job.status == JobStatus.FAILED and job.error.startswith("Worker lost")
@@ -108,8 +118,11 @@ def test_killed_pool_process_is_recovered_without_running_twice(make_worker, use
     wait_for(lambda: Job.objects.filter(id=job_id, status="running", progress__gt=0).exists(), timeout=20)
     for pid in worker.pool_pids():
         os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: f"Job {job_id} is not pending" in worker.output(), timeout=15,
-             message="the redelivered message to be skipped")
+    wait_for(
+        lambda: f"Job {job_id} is not pending" in worker.output(),
+        timeout=15,
+        message="the redelivered message to be skipped",
+    )
     wait_for(lambda: services.jobs_sweep().requeued, timeout=15, interval=0.5)
     job = wait_status(job_id, timeout=30)
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 1

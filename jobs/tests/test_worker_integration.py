@@ -16,6 +16,8 @@ def create(client, task: str, *, args=None, kwargs=None, **extra) -> str:
     body = {"name": f"{task} test", "celery_task_name": task, "args": args or [], "kwargs": kwargs or {}, **extra}
     response = client.post("/api/v1/jobs/", body, format="json")
     assert response.status_code == 201, response.content
+    if not extra.get("run_at"):
+        assert response.json()["dispatched_at"], "sent after commit, before the answer"
     return response.json()["id"]
 
 
@@ -54,10 +56,15 @@ def test_failing_task_ends_failed_with_error_and_traceback(worker, user_client):
 
 
 def test_data_processing_and_training_return_real_results(worker, user_client):
-    csv_id = create(user_client, "process_data", kwargs={"csv_text": "city,temp\nOslo,3\nOslo,5\nRome,20\n", "group_by": "city"})
+    csv_id = create(
+        user_client, "process_data", kwargs={"csv_text": "city,temp\nOslo,3\nOslo,5\nRome,20\n", "group_by": "city"}
+    )
     features = [[x / 10] for x in range(20)]
-    train_id = create(user_client, "train_model",
-                      kwargs={"features": features, "targets": [3 * f[0] + 1 for f in features], "epochs": 300, "learning_rate": 0.3})
+    train_id = create(
+        user_client,
+        "train_model",
+        kwargs={"features": features, "targets": [3 * f[0] + 1 for f in features], "epochs": 300, "learning_rate": 0.3},
+    )
     csv_job, train_job = wait_status(csv_id), wait_status(train_id)
     assert csv_job.status == train_job.status == JobStatus.SUCCEEDED, (csv_job.error, train_job.error)
     assert csv_job.result["groups"]["Oslo"]["fields"]["temp"]["mean"] == 4.0
@@ -166,9 +173,10 @@ def test_urgent_job_overtakes_a_backlog_of_normal_jobs(make_worker, user_client)
     urgent = create(user_client, "long_running_task", args=[0], priority="urgent")
     assert Job.objects.get(id=urgent).queue == "high_priority"
     urgent_job = wait_status(urgent, JobStatus.SUCCEEDED, timeout=30)
-    backlog_started_after = Job.objects.filter(id__in=backlog).filter(
-        started_at__gt=urgent_job.started_at
-    ).count() + Job.objects.filter(id__in=backlog, started_at__isnull=True).count()
+    backlog_started_after = (
+        Job.objects.filter(id__in=backlog).filter(started_at__gt=urgent_job.started_at).count()
+        + Job.objects.filter(id__in=backlog, started_at__isnull=True).count()
+    )
     # One normal job may already be reserved by the worker; every other one waits for the urgent job.
     assert backlog_started_after >= 4, backlog_started_after
     for job_id in backlog:

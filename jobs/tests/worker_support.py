@@ -11,7 +11,7 @@ from jobs.models import Job, JobStatus
 from taskhub.celery import app as celery_app
 from taskhub.testing import RedisServer, WorkerProcess, wait_for
 
-__all__ = ["broker_url", "private_redis", "worker", "make_worker", "wait_status", "use_broker", "wait_for"]
+__all__ = ["broker_url", "make_worker", "private_redis", "use_broker", "wait_for", "wait_status", "worker"]
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +73,8 @@ def use_broker(monkeypatch):
 def wait_status(job_id, *statuses: str, timeout: float = 30.0) -> Job:
     """Wait until the job reaches one of ``statuses`` (default: any terminal status)."""
     wanted = statuses or (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REVOKED)
-    return wait_for(
-        lambda: Job.objects.filter(id=job_id, status__in=wanted).first(),
-        timeout=timeout,
-        message=f"job {job_id} to be {'/'.join(wanted)} (it is {Job.objects.filter(id=job_id).values_list('status', flat=True).first()})",
-    )
+    try:
+        return wait_for(lambda: Job.objects.filter(id=job_id, status__in=wanted).first(), timeout=timeout)
+    except AssertionError:
+        status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+        raise AssertionError(f"job {job_id} did not become {'/'.join(wanted)} in {timeout}s: it is {status}") from None

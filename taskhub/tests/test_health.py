@@ -63,9 +63,7 @@ def test_readyz_follows_the_broker_going_down_and_up(client, private_broker):
     assert up.json()["checks"] == {"database": "ok", "broker": "ok"}
 
 
-@pytest.mark.parametrize(
-    "path", ["/api/v1/no-such-thing/", "/api/v1/no-such-thing", "/api/nothing"]
-)
+@pytest.mark.parametrize("path", ["/api/v1/no-such-thing/", "/api/v1/no-such-thing", "/api/nothing"])
 def test_unknown_api_url_is_a_json_404(client, path):
     body = assert_error(client.get(path), 404, code="not_found")
 

@@ -44,9 +44,7 @@ def test_schema_documents_the_error_shape(client):
     error = schema["components"]["schemas"]["Error"]
     assert set(error["required"]) == {"code", "message"}
     register = schema["paths"]["/api/v1/auth/register/"]["post"]["responses"]
-    assert register["400"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Error"
-    }
+    assert register["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
 
 
 def test_schema_validates_without_warnings(tmp_path):

@@ -116,9 +116,7 @@ print(json.dumps({
 
 
 def test_embedded_default_with_nothing_set(tmp_path):
-    result = manage(
-        tmp_path, "shell", "--no-imports", "-c", PRINT_SETTINGS, DEBUG="true"
-    )
+    result = manage(tmp_path, "shell", "--no-imports", "-c", PRINT_SETTINGS, DEBUG="true")
 
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout.strip().splitlines()[-1])

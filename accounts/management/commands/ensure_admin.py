@@ -25,13 +25,19 @@ class Command(BaseCommand):
             self.stdout.write("An admin account exists already.")
             return
         if User.objects.filter(username__iexact=username).exists():
-            raise CommandError(f"User {username!r} exists but is not a superuser; pass --username to pick another name.")
+            raise CommandError(
+                f"User {username!r} exists but is not a superuser; pass --username to pick another name."
+            )
         password = os.environ.get("TASKHUB_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email=email, password=password)
         if os.environ.get("TASKHUB_ADMIN_PASSWORD"):
-            self.stdout.write(self.style.SUCCESS(f"Created admin account {username!r} (password from TASKHUB_ADMIN_PASSWORD)."))
+            self.stdout.write(
+                self.style.SUCCESS(f"Created admin account {username!r} (password from TASKHUB_ADMIN_PASSWORD).")
+            )
         else:
-            self.stdout.write(self.style.SUCCESS(
-                f"Created admin account {username!r} with password: {password}\n"
-                "It is shown only this once; change it in the admin."
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Created admin account {username!r} with password: {password}\n"
+                    "It is shown only this once; change it in the admin."
+                )
+            )
