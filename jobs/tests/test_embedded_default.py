@@ -59,7 +59,7 @@ def test_embedded_default_runs_a_job_end_to_end(tmp_path):
     job_id = manage("shell", "-v0", "-c", CREATE).splitlines()[-1]
 
     worker = WorkerProcess(
-        broker_url="filesystem://",
+        broker_url="filesystem://localhost//",
         database_url=f"sqlite:///{tmp_path / 'taskhub.sqlite3'}",
         env={
             "TASKHUB_VAR_DIR": str(tmp_path),
@@ -83,4 +83,5 @@ def test_embedded_default_runs_a_job_end_to_end(tmp_path):
     assert state["status"] == "succeeded", worker.output()[-3000:]
     assert state["progress"] == 100 and state["result"]["seconds"] == 1
     assert job_id in worker.output() and "filesystem://" in worker.output()
+    assert "No hostname was supplied" not in worker.output()
     assert (tmp_path / "taskhub.sqlite3").exists() and (tmp_path / "broker").is_dir()

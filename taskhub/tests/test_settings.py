@@ -127,8 +127,8 @@ def test_embedded_default_with_nothing_set(tmp_path):
     assert database["OPTIONS"]["timeout"] >= 5
     assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
     assert printed["journal_mode"] == "wal"  # the option really reaches the connection
-    assert printed["broker_url"] == "filesystem://"
-    assert printed["celery_broker_url"] == "filesystem://"
+    assert printed["broker_url"] == "filesystem://localhost//"
+    assert printed["celery_broker_url"] == "filesystem://localhost//"
     queue = str(tmp_path / "var" / "broker" / "queue")
     assert printed["broker_options"]["data_folder_in"] == queue
     assert printed["broker_options"]["data_folder_out"] == queue
