@@ -1,0 +1,273 @@
+"""What every benchmark shares: its own database and Redis db, Django setup, timing and tables.
+
+A benchmark calls :func:`configure` at import time, before anything imports Django settings,
+then runs inside ``with bench_environment(env):``. That creates the script's own PostgreSQL
+database (dropped first if a killed run left it behind), migrates it, empties the script's
+own Redis db, and on the way out drops the database and empties the Redis db again. The
+names are fixed per script and must start with ``taskhub_bench``: a benchmark never touches
+``taskhub`` or the test databases, whatever DATABASE_URL the caller (``make bench``) set.
+
+PostgreSQL and Redis are found at BENCH_POSTGRES_URL (default
+postgres://postgres@127.0.0.1:5432) and BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+SECRET_KEY = "bench-only-secret-key-not-for-production-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass(frozen=True)
+class BenchEnv:
+    database: str
+    redis_db: int
+
+    @property
+    def database_url(self) -> str:
+        return f"{POSTGRES_URL}/{self.database}"
+
+    @property
+    def broker_url(self) -> str:
+        return f"{REDIS_URL}/{self.redis_db}"
+
+
+def configure(*, database: str, redis_db: int) -> BenchEnv:
+    """Point this process (and the workers it starts) at the benchmark's own database and Redis db."""
+    if not database.startswith("taskhub_bench"):
+        raise SystemExit(f"refusing to use database {database!r}: benchmark databases start with taskhub_bench")
+    if redis_db in (0, 14):
+        raise SystemExit(f"refusing Redis db {redis_db}: 0 is the default one and 14 belongs to the test suite")
+    env = BenchEnv(database, redis_db)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "taskhub.settings"
+    os.environ["DATABASE_URL"] = env.database_url
+    os.environ["CELERY_BROKER_URL"] = env.broker_url
+    os.environ["CELERY_RESULT_BACKEND"] = "django-db"
+    os.environ["SECRET_KEY"] = SECRET_KEY
+    os.environ["DEBUG"] = "false"
+    os.environ["ALLOWED_HOSTS"] = "localhost,127.0.0.1,testserver"  # testserver: Django's test client
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("TASKHUB_VAR_DIR", str(ROOT / "var" / "bench"))
+    return env
+
+
+def parse_args(description: str | None, extra: Callable[[argparse.ArgumentParser], None] | None = None):
+    parser = argparse.ArgumentParser(description=(description or "").strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run (under 30 seconds)")
+    if extra:
+        extra(parser)
+    return parser.parse_args()
+
+
+# --- database and broker ------------------------------------------------------------------------
+
+
+def _admin_connection():
+    import psycopg
+
+    return psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True, connect_timeout=5)
+
+
+def _drop_database(name: str) -> None:
+    from psycopg import sql
+
+    with _admin_connection() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _create_database(name: str) -> None:
+    from psycopg import sql
+
+    _drop_database(name)
+    with _admin_connection() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _flush_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def bench_environment(env: BenchEnv) -> Iterator[None]:
+    """Own database (created, migrated, dropped) and own Redis db (flushed before and after)."""
+    _flush_redis(env.broker_url)
+    _create_database(env.database)
+    try:
+        started = time.perf_counter()
+        import django
+
+        django.setup()
+        from django.conf import settings
+
+        Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+        print(
+            f"# database {env.database} created and migrated in {time.perf_counter() - started:.1f}s; "
+            f"broker {env.broker_url} (flushed)"
+        )
+        print(f"# {machine_line()}")
+        yield
+    finally:
+        print(f"# load average at the end: {', '.join(f'{value:.2f}' for value in os.getloadavg())}")
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        with contextlib.suppress(Exception):
+            from taskhub.celery import app
+
+            app.close()
+        try:
+            _drop_database(env.database)
+        except Exception as exc:  # noqa: BLE001 - report, do not hide the benchmark's own error
+            print(f"# WARNING: could not drop database {env.database}: {exc}", file=sys.stderr)
+        try:
+            _flush_redis(env.broker_url)
+        except Exception as exc:  # noqa: BLE001
+            print(f"# WARNING: could not flush {env.broker_url}: {exc}", file=sys.stderr)
+
+
+def machine_line() -> str:
+    from django.db import connection
+
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    version = (
+        f"{connection.pg_version // 10000}.{connection.pg_version % 10000}"
+        if connection.vendor == "postgresql"
+        else "?"
+    )
+    state = " (working tree modified)" if dirty.stdout.strip() else ""
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, PostgreSQL {version}, "
+        f"commit {commit.stdout.strip() or '?'}{state}, load average {load}"
+    )
+
+
+def make_user(username: str, *, is_staff: bool = False):
+    from accounts.models import User
+
+    user = User(username=username, email=f"{username}@bench.invalid", is_staff=is_staff)
+    user.set_unusable_password()  # the real hasher costs ~0.3 s, and nobody logs in here
+    user.save()
+    return user
+
+
+# --- PostgreSQL's per-table counters -----------------------------------------------------------
+
+
+def table_counters(tables: Iterable[str]) -> dict[str, dict[str, int]]:
+    """n_tup_ins/upd/hot_upd/del per table, after flushing this backend's pending statistics.
+
+    PostgreSQL 15+ flushes a backend's table statistics at most once a second while it works,
+    and when it exits: other processes' writes are complete only once they have disconnected
+    (stop the worker first). ``pg_stat_force_next_flush()`` flushes this backend's now.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.pg_version >= 150000:
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+        time.sleep(0.5 if connection.pg_version >= 150000 else 1.5)
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables "
+            "WHERE relname = ANY(%s)",
+            [list(tables)],
+        )
+        rows = cursor.fetchall()
+    found = {name: {"ins": ins, "upd": upd, "hot": hot, "del": dele} for name, ins, upd, hot, dele in rows}
+    return {name: found.get(name, {"ins": 0, "upd": 0, "hot": 0, "del": 0}) for name in tables}
+
+
+def counter_delta(before: dict, after: dict) -> dict[str, dict[str, int]]:
+    return {table: {key: after[table][key] - before[table][key] for key in after[table]} for table in after}
+
+
+# --- timing and output -------------------------------------------------------------------------
+
+
+def interleaved(functions: dict[str, Callable[[], object]], rounds: int, *, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall seconds per call of each function, called round-robin ``rounds`` times."""
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+    timings: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            timings[name].append(time.perf_counter() - started)
+    return timings
+
+
+def median_ms(timings: Sequence[float]) -> float:
+    return statistics.median(timings) * 1000
+
+
+def p90_ms(timings: Sequence[float]) -> float:
+    ordered = sorted(timings)
+    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))] * 1000
+
+
+def print_table(title: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    rows = [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print(f"\n{title}")
+    print(
+        "  "
+        + "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))
+    )
+    print("  " + "  ".join("-" * w for w in widths))
+    for row in rows:
+        print(
+            "  "
+            + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        )
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        if value >= 100:
+            return f"{value:,.0f}"
+        if value >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.1f}x" if denominator else "n/a"

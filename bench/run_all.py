@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Run every benchmark one after the other (`make bench`); exit non-zero if any of them fails.
+
+    python bench/run_all.py [--quick] [--only api,worker,progress]
+
+Each script prints its own tables; this one repeats their final ``ratios:`` lines at the end.
+The scripts set their own database and Redis db, whatever DATABASE_URL / CELERY_BROKER_URL
+the caller exported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = {"api": "bench_api.py", "worker": "bench_worker.py", "progress": "bench_progress.py"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run the taskhub benchmarks.")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (each under 30 seconds)")
+    parser.add_argument("--only", default=",".join(SCRIPTS), help=f"comma-separated subset of {', '.join(SCRIPTS)}")
+    args = parser.parse_args()
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in SCRIPTS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+
+    outcomes = []
+    for name in chosen:
+        command = [sys.executable, str(HERE / SCRIPTS[name]), *(["--quick"] if args.quick else [])]
+        print(f"\n==== {name}: {' '.join(command[1:])}", flush=True)
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=HERE.parent, stdout=subprocess.PIPE, text=True, bufsize=1)
+        ratios = ""
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            if line.startswith("ratios:"):
+                ratios = line.strip()
+        code = process.wait()
+        outcomes.append((name, code, time.perf_counter() - started, ratios))
+
+    print("\n==== summary")
+    for name, code, seconds, ratios in outcomes:
+        status = "ok" if code == 0 else f"FAILED (exit {code})"
+        print(f"  {name:<9} {status:<16} {seconds:6.1f}s  {ratios}")
+    return 0 if all(code == 0 for _, code, _, _ in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
