@@ -84,18 +84,21 @@ class Job(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=("owner", "-created_at"), name="job_owner_created"),
-            models.Index(fields=("status", "-created_at"), name="job_status_created"),
-            models.Index(fields=("celery_task_name", "-created_at"), name="job_task_created"),
-            models.Index(fields=("task_type", "-created_at"), name="job_type_created"),
-            models.Index(fields=("-created_at",), name="job_created"),
-            # The sweeper's two scans: unsent pending jobs and running jobs by heartbeat.
+            # The list's cursor order is (-created_at, -id); each filter has an index in that order.
+            models.Index(fields=("owner", "-created_at", "-id"), name="job_owner_created"),
+            models.Index(fields=("status", "-created_at", "-id"), name="job_status_created"),
+            models.Index(fields=("celery_task_name", "-created_at", "-id"), name="job_task_created"),
+            models.Index(fields=("task_type", "-created_at", "-id"), name="job_type_created"),
+            models.Index(fields=("-created_at", "-id"), name="job_created"),
+            # The sweeper's scans: unsent pending jobs, and running jobs (few) for stale heartbeats.
+            # No index contains progress or heartbeat_at, so those frequent writes stay HOT
+            # updates in PostgreSQL (no index maintenance).
             models.Index(
                 fields=("created_at",),
                 condition=Q(status=JobStatus.PENDING, dispatched_at__isnull=True),
                 name="job_undispatched",
             ),
-            models.Index(fields=("heartbeat_at",), condition=Q(status=JobStatus.RUNNING), name="job_running_heartbeat"),
+            models.Index(fields=("started_at",), condition=Q(status=JobStatus.RUNNING), name="job_running"),
         ]
 
     def __str__(self) -> str:

@@ -345,7 +345,7 @@ def jobs_create_bulk(*, owner: User, items: list[dict[str, Any]]) -> list[Job]:
 
 def job_send(*, jobs: Iterable[Job]) -> list:
     """Publish each job's message; mark the ones the broker took. Never raises for a broker outage."""
-    jobs, sent, now = list(jobs), [], timezone.now()
+    jobs, sent, now = list(jobs), [], timezone.now()  # now: also the dispatch time recorded below
     for job in jobs:
         if job.run_at and job.run_at > now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL):
             continue  # far in the future: the sweeper sends it when it is due
@@ -367,12 +367,12 @@ def job_send(*, jobs: Iterable[Job]) -> list:
             break
         sent.append(job.id)
     if sent:
-        dispatched_at = timezone.now()
-        Job.objects.filter(id__in=sent, status=PENDING).update(dispatched_at=dispatched_at)
+        # No status condition: a fast worker may have started the job already.
+        Job.objects.filter(id__in=sent).update(dispatched_at=now)
         sent_ids = set(sent)
         for job in jobs:
             if job.id in sent_ids:
-                job.dispatched_at = dispatched_at
+                job.dispatched_at = now
     return sent
 
 

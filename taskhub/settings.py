@@ -244,9 +244,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Long jobs: a worker process reserves one message at a time, so a backlog stays in the
 # broker where other workers (and higher priority queues) can get at it.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TRACK_STARTED = True
-CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# The job row tracks start, progress and outcome: no STARTED result rows, and no task events
+# (a second broker round trip per message that nothing here consumes; `celery control
+# enable_events` turns them on for a monitor).
+CELERY_TASK_TRACK_STARTED = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
