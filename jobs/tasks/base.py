@@ -18,6 +18,7 @@ import time
 import traceback as traceback_module
 from typing import Any
 
+from billiard.process import current_process
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
@@ -40,7 +41,15 @@ class JobLost(Exception):
 
 def _terminate_self() -> None:
     """Kill this pool process. Celery's prefork parent replaces it; with acks_late the message is
-    re-queued and then skipped, because the row is no longer pending."""
+    re-queued and then skipped, because the row is no longer pending.
+
+    Only a prefork pool child is killed: under the solo or threads pool this process is the
+    whole worker, so the task is left to run out (its row is already final, and its later
+    writes are refused).
+    """
+    if not current_process().name.startswith("ForkPoolWorker"):
+        logger.error("Cannot terminate the task: not in a prefork pool process (%s).", current_process().name)
+        return
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -98,3 +98,15 @@ def test_result_that_is_not_json_fails_the_job_with_a_clear_error(user):
     with pytest.raises(services.InvalidInput, match="not JSON serializable"):
         services.job_succeed(job_id=job_id, attempt=0, result={"when": object()})
     assert Job.objects.get(id=job_id).status == JobStatus.RUNNING  # nothing half-written
+
+
+def test_termination_outside_a_prefork_pool_process_records_the_outcome_but_kills_nothing(user, caplog):
+    """Under the solo/threads pool the task's process is the whole worker: never SIGKILL it."""
+    from jobs.catalog import catalog
+    from jobs.tasks.base import JobRun
+
+    job = services.job_start(job_id=new_job(user, "blocking_sleep", seconds=1).id, worker="test")
+    run = JobRun(job=job, entry=catalog.get("blocking_sleep"), worker="test")
+    run._terminate("Terminated after the grace period.", revoke=True)  # this test process survives
+    assert "Cannot terminate the task: not in a prefork pool process" in caplog.text
+    assert Job.objects.get(id=job.id).status == JobStatus.REVOKED
