@@ -110,3 +110,35 @@ def test_termination_outside_a_prefork_pool_process_records_the_outcome_but_kill
     run._terminate("Terminated after the grace period.", revoke=True)  # this test process survives
     assert "Cannot terminate the task: not in a prefork pool process" in caplog.text
     assert Job.objects.get(id=job.id).status == JobStatus.REVOKED
+
+
+@pytest.fixture
+def soft_limited_task():
+    """A task that hits Celery's soft time limit (registered for this test only)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from jobs.catalog import catalog, job_task
+    from taskhub.celery import app
+
+    name = "jobs.tests.soft_limited"
+
+    @job_task(name=name, soft_time_limit=1, max_retries=3)
+    def soft_limited(self) -> None:
+        self.progress(10, "working")
+        raise SoftTimeLimitExceeded()
+
+    yield soft_limited
+    catalog._entries.pop(name)
+    catalog._names.pop(name)
+    app.tasks.unregister(name)
+
+
+def test_soft_time_limit_fails_the_job_without_retrying(user, settings, soft_limited_task):
+    settings.JOB_HEARTBEAT_INTERVAL = 60
+    job = new_job(user, "jobs.tests.soft_limited")
+    assert job.max_retries == 3
+    outcome, _ = run_eagerly(soft_limited_task, job)
+    job.refresh_from_db()
+    assert outcome.failed()
+    assert job.status == JobStatus.FAILED and job.attempts == 0
+    assert job.error.startswith("Soft time limit exceeded") and "SoftTimeLimitExceeded" in job.traceback

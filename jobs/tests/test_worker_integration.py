@@ -188,3 +188,38 @@ def test_scheduled_job_does_not_start_before_run_at(worker, user_client):
     job_id = create(user_client, "long_running_task", args=[0], run_at=run_at.isoformat())
     job = wait_status(job_id, timeout=20)
     assert job.status == JobStatus.SUCCEEDED and job.started_at >= run_at
+
+
+def test_urgent_notification_is_sent_through_the_email_backend(make_worker, user_client, tmp_path):
+    make_worker(
+        env={
+            "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "EMAIL_FILE_PATH": str(tmp_path),
+            "DEFAULT_FROM_EMAIL": "taskhub@example.com",
+        }
+    )
+    job_id = create(
+        user_client,
+        "send_notification",
+        kwargs={"to": ["ops@example.com"], "subject": "Backup done", "body": "All 3 volumes copied."},
+    )
+    job = wait_status(job_id)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.queue == "high_priority" and job.priority == "urgent"
+    assert job.result == {"sent": 1, "to": ["ops@example.com"], "subject": "Backup done"}
+    [message] = [path.read_text() for path in tmp_path.iterdir()]
+    assert "Subject: Backup done" in message and "To: ops@example.com" in message
+    assert "From: taskhub@example.com" in message and "All 3 volumes copied." in message
+
+
+def test_hard_time_limit_fails_the_job_and_replaces_the_process(make_worker, user_client):
+    worker = make_worker(env={"JOB_MAX_TIME_LIMIT": "2"})  # caps every task's hard limit at 2 s
+    job_id = create(user_client, "blocking_sleep", kwargs={"seconds": 30})
+    wait_status(job_id, JobStatus.RUNNING, timeout=20)
+    pool_before = set(worker.pool_pids())
+    job = wait_status(job_id, timeout=15)
+    assert job.status == JobStatus.FAILED
+    assert job.error.startswith("Hard time limit exceeded") and "the limit is 2s" in job.error
+    assert 2 <= (job.finished_at - job.started_at).total_seconds() < 6
+    wait_for(lambda: set(worker.pool_pids()) - pool_before, timeout=10, message="a replacement pool process")
+    assert wait_status(create(user_client, "long_running_task", args=[0])).status == JobStatus.SUCCEEDED
