@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
+VAR    := $(or $(TASKHUB_VAR_DIR),var)
 
 # The test suite runs against PostgreSQL and Redis at their default local addresses.
 TEST_ENV := DEBUG=false \
@@ -20,16 +21,15 @@ $(BIN)/.installed: requirements/base.txt requirements/dev.txt
 	$(BIN)/pip install --quiet -r requirements/dev.txt
 	touch $@
 
-install: $(BIN)/.installed
+# var/secret_key: generated once; settings use it when neither the environment nor .env sets SECRET_KEY.
+install: $(BIN)/.installed $(VAR)/secret_key
 
-var/secret_key: | $(BIN)/.installed
-	mkdir -p var
+$(VAR)/secret_key: | $(BIN)/.installed
+	mkdir -p $(VAR)
 	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 
-# SECRET_KEY: from the environment or .env if set, else a key generated once into var/secret_key.
-run: install var/secret_key
+run: install
 	@set -e; \
-	if [ -z "$$SECRET_KEY" ] && ! grep -qs '^SECRET_KEY=.' .env; then export SECRET_KEY="$$(cat var/secret_key)"; fi; \
 	$(BIN)/python manage.py migrate --noinput; \
 	$(BIN)/python manage.py collectstatic --noinput -v0; \
 	$(BIN)/python manage.py ensure_admin; \

@@ -23,12 +23,17 @@ if (BASE_DIR / ".env").is_file():
 DEBUG = env.bool("DEBUG", default=False)
 
 INSECURE_SECRET_KEYS = {"", "change-me", "changeme", "secret", "your-secret-key"}
-SECRET_KEY = env.str("SECRET_KEY", default="")
+# SECRET_KEY from the environment (or .env), else from a file (a mounted secret, or the one
+# `make` generates once into var/secret_key).
+SECRET_KEY_FILE = Path(env.str("SECRET_KEY_FILE", default=str(VAR_DIR / "secret_key")))
+SECRET_KEY = env.str("SECRET_KEY", default="") or (
+    SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.is_file() else ""
+)
 if not SECRET_KEY or SECRET_KEY in INSECURE_SECRET_KEYS or SECRET_KEY.startswith("django-insecure"):
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY is missing or a known default: set SECRET_KEY to a long random value "
-            "(or DEBUG=true for local development)."
+            "SECRET_KEY is missing or a known default: set SECRET_KEY (or SECRET_KEY_FILE) to a long random "
+            "value, run `make install` to generate var/secret_key, or set DEBUG=true for local development."
         )
     SECRET_KEY = "django-insecure-local-development-only-" + "x" * 20
 

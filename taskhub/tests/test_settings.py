@@ -132,3 +132,18 @@ def test_embedded_default_with_nothing_set(tmp_path):
     queue = str(tmp_path / "var" / "broker" / "queue")
     assert printed["broker_options"]["data_folder_in"] == queue
     assert printed["broker_options"]["data_folder_out"] == queue
+
+
+def test_secret_key_is_read_from_the_key_file_when_the_environment_has_none(tmp_path):
+    (tmp_path / "var").mkdir()
+    key_file = tmp_path / "var" / "secret_key"
+    key_file.write_text(secrets.token_urlsafe(50) + "\n")
+    assert manage(tmp_path, "check", DEBUG="false").returncode == 0  # the default SECRET_KEY_FILE
+
+    key_file.write_text("change-me\n")
+    refused = manage(tmp_path, "check", DEBUG="false")
+    assert refused.returncode != 0 and "SECRET_KEY" in refused.stderr
+
+    other = tmp_path / "mounted-secret"
+    other.write_text(secrets.token_urlsafe(50))
+    assert manage(tmp_path, "check", DEBUG="false", SECRET_KEY_FILE=str(other)).returncode == 0
