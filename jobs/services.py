@@ -403,14 +403,21 @@ def _run_state(job_id, attempt: int) -> tuple[RunState, datetime | None]:
 def job_record_heartbeat(
     *, job_id, attempt: int, progress: int | None = None, meta: dict | None = None
 ) -> tuple[RunState, datetime | None]:
-    """Refresh the heartbeat (and flush throttled progress). Returns the run state."""
+    """Refresh the heartbeat (and flush throttled progress). Returns the run state.
+
+    A job being cancelled keeps its heartbeat while it winds down (or waits out the grace
+    period), so the sweeper does not take a live worker for a lost one.
+    """
     changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
     if progress is not None:
         changes.update(progress=progress, progress_meta=meta or {})
-    matched = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempt, cancel_requested_at__isnull=True).update(
-        **changes
-    )
-    return (RunState.OK, None) if matched else _run_state(job_id, attempt)
+    running = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempt)
+    if running.filter(cancel_requested_at__isnull=True).update(**changes):
+        return RunState.OK, None
+    state, requested_at = _run_state(job_id, attempt)
+    if state is RunState.CANCEL_REQUESTED:
+        running.update(heartbeat_at=changes["heartbeat_at"])
+    return state, requested_at
 
 
 def _check_progress(progress: Any) -> int:

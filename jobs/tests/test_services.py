@@ -366,6 +366,15 @@ def test_heartbeat_refreshes_and_flushes_progress():
     assert services.job_record_heartbeat(job_id=job.id, attempt=1)[0] is RunState.GONE
 
 
+def test_heartbeat_of_a_job_being_cancelled_keeps_it_fresh_and_reports_the_request():
+    """While a cancelled job winds down its worker is alive: the sweeper must not reap it."""
+    requested = timezone.now() - timedelta(seconds=20)
+    job = make("running", heartbeat_at=timezone.now() - timedelta(seconds=30), cancel_requested_at=requested)
+    state_, requested_at = services.job_record_heartbeat(job_id=job.id, attempt=0)
+    assert state_ is RunState.CANCEL_REQUESTED and requested_at == requested
+    assert Job.objects.get(id=job.id).heartbeat_at > timezone.now() - timedelta(seconds=5)
+
+
 # --- succeed -------------------------------------------------------------------------------------
 
 
