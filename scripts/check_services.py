@@ -23,6 +23,6 @@ if down:
     sys.exit(
         "The test suite needs PostgreSQL and Redis, and these do not answer:\n"
         + "\n".join(down)
-        + "\nStart them (see README: Running the tests), or point DATABASE_URL / CELERY_BROKER_URL at yours."
+        + "\nStart them (see README: Running the tests), or point TEST_DATABASE_URL / TEST_BROKER_URL at yours."
     )
 print("PostgreSQL and Redis answer.")
