@@ -8,6 +8,7 @@ re-queued by the sweeper) can never write over the next attempt.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -16,9 +17,8 @@ import math
 import random
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -87,9 +87,18 @@ def _event(
 
 
 def _transition(
-    job_id, *, sources: Sequence[str], changes: dict[str, Any], event: JobEvent | None, where: Q | None = None
+    job_id,
+    *,
+    sources: Sequence[str],
+    changes: dict[str, Any],
+    event: JobEvent | None,
+    where: Q | None = None,
+    send: bool = False,
 ) -> bool:
-    """One conditional UPDATE plus its timeline line, atomically. True when the row matched."""
+    """One conditional UPDATE plus its timeline line, atomically. True when the row matched.
+
+    ``send``: the job went (back) to pending; publish its message once the transaction commits.
+    """
     with transaction.atomic():
         query = Job.objects.filter(id=job_id, status__in=list(sources))
         if where is not None:
@@ -97,7 +106,24 @@ def _transition(
         matched = query.update(**changes)
         if matched and event is not None:
             event.save()
+        if matched and send:
+            transaction.on_commit(lambda: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING)))
     return bool(matched)
+
+
+def _worker_label(worker: str) -> str:
+    return f"worker {worker}" if worker else "system"
+
+
+def _created_event(job: Job, *, how: str = "") -> JobEvent:
+    return _event(
+        job.id,
+        JobEventKind.CREATED,
+        to_status=PENDING,
+        actor=job.owner,
+        at=job.created_at,
+        message=f"Created{how} on queue {job.queue} with priority {job.priority}.",
+    )
 
 
 def _conflict(job_id, action: str) -> ApplicationError:
@@ -147,7 +173,7 @@ def _fingerprint(data: dict[str, Any]) -> str:
 # --- create and send ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class JobSpec:
     """A validated request for one job, ready to be written."""
 
@@ -161,18 +187,8 @@ class JobSpec:
     run_at: datetime | None
 
     def fingerprint(self) -> str:
-        return _fingerprint(
-            {
-                "task": self.entry.name,
-                "name": self.name,
-                "task_type": self.task_type,
-                "args": self.args,
-                "kwargs": self.kwargs,
-                "priority": self.priority,
-                "max_retries": self.max_retries,
-                "run_at": self.run_at,
-            }
-        )
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "entry"}
+        return _fingerprint({"task": self.entry.name, **fields})
 
     def build(self, *, owner: User, now: datetime) -> Job:
         return Job(
@@ -191,23 +207,27 @@ class JobSpec:
         )
 
 
-def job_spec_build(
-    *,
-    owner: User,
-    celery_task_name: str,
-    name: str | None = None,
-    task_type: str = "",
-    args: list | None = None,
-    kwargs: dict | None = None,
-    priority: str | None = None,
-    max_retries: int | None = None,
-    run_at: datetime | None = None,
-) -> JobSpec:
+class JobRequest(TypedDict, total=False):
+    """What a client may ask of a job (the API's create body, one bulk item, the spec's call)."""
+
+    celery_task_name: Required[str]
+    name: str | None
+    task_type: str
+    args: list | None
+    kwargs: dict | None
+    priority: str | None
+    max_retries: int | None
+    run_at: datetime | None
+
+
+def job_spec_build(*, owner: User, **request: Unpack[JobRequest]) -> JobSpec:
     """Check a job request against the catalog and the limits; raise InvalidInput naming the field."""
-    entry = catalog.get(celery_task_name)
+    entry = catalog.get(request["celery_task_name"])
     if entry.staff_only and not owner.is_staff:
         raise ApplicationError(f"Task {entry.name} is for staff only.", code="permission_denied", status_code=403)
+    args = request.get("args")
     args = [] if args is None else args
+    kwargs = request.get("kwargs")
     kwargs = {} if kwargs is None else kwargs
     entry.validate(args, kwargs)
     for field, value in (("args", args), ("kwargs", kwargs)):
@@ -218,38 +238,26 @@ def job_spec_build(
     if size > settings.JOB_MAX_PAYLOAD_BYTES:
         message = f"args and kwargs take {size} bytes as JSON; the limit is {settings.JOB_MAX_PAYLOAD_BYTES}."
         raise InvalidInput(f"args: {message}", code="payload_too_large", fields={"args": [message]})
+    priority = request.get("priority")
     if priority is None:
         priority = entry.priority
     if priority not in JobPriority.values:
         message = f"Unknown priority {priority!r}. Allowed: {', '.join(JobPriority.values)}."
         raise InvalidInput(f"priority: {message}", fields={"priority": [message]})
-    if max_retries is None:
-        max_retries = entry.retry.max_retries
+    max_retries = request.get("max_retries")
     return JobSpec(
         entry=entry,
-        name=name or entry.name.rsplit(".", 1)[-1],
-        task_type=task_type or "",
+        name=request.get("name") or entry.name.rsplit(".", 1)[-1],
+        task_type=request.get("task_type") or "",
         args=args,
         kwargs=kwargs,
         priority=priority,
-        max_retries=max_retries,
-        run_at=run_at,
+        max_retries=entry.retry.max_retries if max_retries is None else max_retries,
+        run_at=request.get("run_at"),
     )
 
 
-def job_create(
-    *,
-    owner: User,
-    celery_task_name: str,
-    name: str | None = None,
-    task_type: str = "",
-    args: list | None = None,
-    kwargs: dict | None = None,
-    priority: str | None = None,
-    max_retries: int | None = None,
-    run_at: datetime | None = None,
-    idempotency_key: str | None = None,
-) -> Job:
+def job_create(*, owner: User, idempotency_key: str | None = None, **request: Unpack[JobRequest]) -> Job:
     """Write a pending job and send it to the broker once the transaction commits.
 
     The job id is also the Celery task id. When the broker is unreachable the job stays
@@ -257,17 +265,7 @@ def job_create(
     ``idempotency_key``, the same key and request return the first job; the same key with a
     different request is refused.
     """
-    spec = job_spec_build(
-        owner=owner,
-        celery_task_name=celery_task_name,
-        name=name,
-        task_type=task_type,
-        args=args,
-        kwargs=kwargs,
-        priority=priority,
-        max_retries=max_retries,
-        run_at=run_at,
-    )
+    spec = job_spec_build(owner=owner, **request)
     fingerprint = spec.fingerprint() if idempotency_key else ""
     if idempotency_key:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
@@ -278,14 +276,7 @@ def job_create(
     try:
         with transaction.atomic():
             job.save(force_insert=True)
-            _event(
-                job.id,
-                JobEventKind.CREATED,
-                to_status=PENDING,
-                actor=owner,
-                at=job.created_at,
-                message=f"Created on queue {job.queue} with priority {job.priority}.",
-            ).save()
+            _created_event(job).save()
             transaction.on_commit(lambda: job_send(jobs=[job]))
     except IntegrityError:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
@@ -326,19 +317,7 @@ def jobs_create_bulk(*, owner: User, items: list[dict[str, Any]]) -> list[Job]:
     jobs = [spec.build(owner=owner, now=now) for spec in specs]
     with transaction.atomic():
         Job.objects.bulk_create(jobs)
-        JobEvent.objects.bulk_create(
-            [
-                _event(
-                    job.id,
-                    JobEventKind.CREATED,
-                    to_status=PENDING,
-                    actor=owner,
-                    at=now,
-                    message=f"Created (bulk) on queue {job.queue} with priority {job.priority}.",
-                )
-                for job in jobs
-            ]
-        )
+        JobEvent.objects.bulk_create([_created_event(job, how=" (bulk)") for job in jobs])
         transaction.on_commit(lambda: job_send(jobs=jobs))
     return jobs
 
@@ -387,7 +366,12 @@ def job_start(*, job_id, worker: str) -> Job | None:
         sources=[PENDING],
         changes={"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker, "finished_at": None},
         event=_event(
-            job_id, JobEventKind.STARTED, from_status=PENDING, to_status=RUNNING, actor_label=f"worker {worker}", at=now
+            job_id,
+            JobEventKind.STARTED,
+            from_status=PENDING,
+            to_status=RUNNING,
+            actor_label=_worker_label(worker),
+            at=now,
         ),
     )
     return Job.objects.get(id=job_id) if started else None
@@ -493,7 +477,7 @@ def job_succeed(*, job_id, attempt: int, result: Any = None, worker: str = "") -
             JobEventKind.SUCCEEDED,
             from_status=RUNNING,
             to_status=JobStatus.SUCCEEDED,
-            actor_label=f"worker {worker}" if worker else "system",
+            actor_label=_worker_label(worker),
             at=now,
         ),
     ):
@@ -517,39 +501,37 @@ def job_fail(
     if job is None:
         raise NotFound(f"Job {job_id} does not exist.")
     now = timezone.now()
-    actor = f"worker {worker}" if worker else "system"
+    actor = _worker_label(worker)
     data = {"attempt": attempt, "error": error, "traceback": traceback}
     if retryable and attempt < job.max_retries:
         delay = retry_delay(entry=catalog.get(job.celery_task_name), attempt=attempt)
         run_at = now + timedelta(seconds=delay)
-        with transaction.atomic():
-            retried = _transition(
+        if _transition(
+            job_id,
+            sources=[RUNNING],
+            where=Q(attempts=attempt, cancel_requested_at__isnull=True),
+            send=True,
+            changes={
+                "status": PENDING,
+                "attempts": attempt + 1,
+                "error": error,
+                "traceback": traceback,
+                "run_at": run_at,
+                "dispatched_at": None,
+                "heartbeat_at": None,
+            },
+            event=_event(
                 job_id,
-                sources=[RUNNING],
-                where=Q(attempts=attempt, cancel_requested_at__isnull=True),
-                changes={
-                    "status": PENDING,
-                    "attempts": attempt + 1,
-                    "error": error,
-                    "traceback": traceback,
-                    "run_at": run_at,
-                    "dispatched_at": None,
-                    "heartbeat_at": None,
-                },
-                event=_event(
-                    job_id,
-                    JobEventKind.RETRY_SCHEDULED,
-                    from_status=RUNNING,
-                    to_status=PENDING,
-                    actor_label=actor,
-                    at=now,
-                    data={**data, "delay": round(delay, 3)},
-                    message=f"Attempt {attempt + 1} failed: {error}; retry in {delay:.1f}s.",
-                ),
-            )
-            if retried:
-                transaction.on_commit(lambda: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING)))
-                return True
+                JobEventKind.RETRY_SCHEDULED,
+                from_status=RUNNING,
+                to_status=PENDING,
+                actor_label=actor,
+                at=now,
+                data={**data, "delay": round(delay, 3)},
+                message=f"Attempt {attempt + 1} failed: {error}; retry in {delay:.1f}s.",
+            ),
+        ):
+            return True
     if not _transition(
         job_id,
         sources=[RUNNING],
@@ -576,7 +558,7 @@ def job_fail(
     return False
 
 
-def job_stop_revoked(*, job_id, attempt: int, reason: str, actor_label: str = "system") -> None:
+def job_stop_revoked(*, job_id, attempt: int, reason: str, worker: str = "") -> None:
     """running -> revoked once a cancelled task has stopped (or is about to be terminated)."""
     now = timezone.now()
     if not _transition(
@@ -589,7 +571,7 @@ def job_stop_revoked(*, job_id, attempt: int, reason: str, actor_label: str = "s
             JobEventKind.REVOKED,
             from_status=RUNNING,
             to_status=JobStatus.REVOKED,
-            actor_label=actor_label,
+            actor_label=_worker_label(worker),
             at=now,
             message=reason,
         ),
@@ -654,41 +636,40 @@ def job_retry(*, job_id, by: User | None = None) -> Job:
     job = Job.objects.filter(id=job_id).only("status", "attempts", "error").first()
     if job is None:
         raise NotFound(f"Job {job_id} does not exist.")
-    with transaction.atomic():
-        if not _transition(
+    if not _transition(
+        job_id,
+        sources=list(RETRYABLE_STATUSES),
+        where=Q(attempts=job.attempts),
+        send=True,
+        changes={
+            "status": PENDING,
+            "attempts": job.attempts + 1,
+            "progress": 0,
+            "progress_meta": {},
+            "result": None,
+            "error": "",
+            "traceback": "",
+            "run_at": None,
+            "dispatched_at": None,
+            "started_at": None,
+            "finished_at": None,
+            "heartbeat_at": None,
+            "cancel_requested_at": None,
+            "cancelled_by": None,
+            "worker": "",
+        },
+        event=_event(
             job_id,
-            sources=list(RETRYABLE_STATUSES),
-            where=Q(attempts=job.attempts),
-            changes={
-                "status": PENDING,
-                "attempts": job.attempts + 1,
-                "progress": 0,
-                "progress_meta": {},
-                "result": None,
-                "error": "",
-                "traceback": "",
-                "run_at": None,
-                "dispatched_at": None,
-                "started_at": None,
-                "finished_at": None,
-                "heartbeat_at": None,
-                "cancel_requested_at": None,
-                "cancelled_by": None,
-                "worker": "",
-            },
-            event=_event(
-                job_id,
-                JobEventKind.RETRIED,
-                from_status=job.status,
-                to_status=PENDING,
-                actor=by,
-                at=now,
-                data={"previous_error": job.error, "attempt": job.attempts + 1},
-                message=f"Retried by {_label(by)} (attempt {job.attempts + 1}).",
-            ),
-        ):
-            raise _conflict(job_id, "retry")
-        transaction.on_commit(lambda: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING)))
+            JobEventKind.RETRIED,
+            from_status=job.status,
+            to_status=PENDING,
+            actor=by,
+            at=now,
+            data={"previous_error": job.error, "attempt": job.attempts + 1},
+            message=f"Retried by {_label(by)} (attempt {job.attempts + 1}).",
+        ),
+    ):
+        raise _conflict(job_id, "retry")
     return Job.objects.get(id=job_id)
 
 
@@ -706,7 +687,7 @@ def job_delete(*, job_id) -> None:
 # --- housekeeping (periodic) --------------------------------------------------------------------
 
 
-@dataclass
+@dataclasses.dataclass
 class SweepReport:
     dispatched: int = 0
     requeued: int = 0
@@ -774,33 +755,30 @@ def jobs_sweep(*, batch_size: int = 500) -> SweepReport:
             ):
                 report.revoked += 1
         elif job.attempts < job.max_retries:
-            with transaction.atomic():
-                if _transition(
+            if _transition(
+                job.id,
+                sources=[RUNNING],
+                where=fence,
+                send=True,
+                changes={
+                    "status": PENDING,
+                    "attempts": job.attempts + 1,
+                    "dispatched_at": None,
+                    "heartbeat_at": None,
+                    "run_at": None,
+                    "error": f"Worker lost: {since}.",
+                },
+                event=_event(
                     job.id,
-                    sources=[RUNNING],
-                    where=fence,
-                    changes={
-                        "status": PENDING,
-                        "attempts": job.attempts + 1,
-                        "dispatched_at": None,
-                        "heartbeat_at": None,
-                        "run_at": None,
-                        "error": f"Worker lost: {since}.",
-                    },
-                    event=_event(
-                        job.id,
-                        JobEventKind.REQUEUED,
-                        from_status=RUNNING,
-                        to_status=PENDING,
-                        actor_label="sweeper",
-                        at=now,
-                        message=f"Worker lost ({since}); re-queued as attempt {job.attempts + 1}.",
-                    ),
-                ):
-                    report.requeued += 1
-                    transaction.on_commit(
-                        lambda job_id=job.id: job_send(jobs=Job.objects.filter(id=job_id, status=PENDING))
-                    )
+                    JobEventKind.REQUEUED,
+                    from_status=RUNNING,
+                    to_status=PENDING,
+                    actor_label="sweeper",
+                    at=now,
+                    message=f"Worker lost ({since}); re-queued as attempt {job.attempts + 1}.",
+                ),
+            ):
+                report.requeued += 1
         elif _transition(
             job.id,
             sources=[RUNNING],

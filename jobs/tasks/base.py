@@ -24,6 +24,8 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from taskhub.errors import Conflict, InvalidInput, NotFound
+
 from .. import services
 from ..catalog import catalog
 from ..services import RunState
@@ -151,9 +153,7 @@ class JobRun:
         logger.warning("Job %s: %s", self.job_id, reason)
         try:
             if revoke:
-                services.job_stop_revoked(
-                    job_id=self.job_id, attempt=self.attempt, reason=reason, actor_label=f"worker {self.worker}"
-                )
+                services.job_stop_revoked(job_id=self.job_id, attempt=self.attempt, reason=reason, worker=self.worker)
             else:
                 services.job_fail(
                     job_id=self.job_id, attempt=self.attempt, error=reason, retryable=False, worker=self.worker
@@ -181,17 +181,17 @@ class JobTask(Task):
         self.request.job_run = run
         run.start()
         try:
-            result = self.run(*args, **kwargs)
+            try:
+                result = self.run(*args, **kwargs)
+            finally:
+                run.stop()
         except JobCancelled:
-            run.stop()
-            self._finish_cancelled(run)
+            self._record(services.job_stop_revoked, run, reason="Stopped at a progress check after the cancel request.")
             raise Ignore() from None
         except JobLost:
-            run.stop()
             logger.warning("Job %s attempt %s lost its row while running; result dropped.", job_id, run.attempt)
             raise Ignore() from None
         except Exception as exc:
-            run.stop()
             soft_limit = isinstance(exc, SoftTimeLimitExceeded)
             error = (
                 f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
@@ -209,10 +209,9 @@ class JobTask(Task):
                 raise Ignore() from None
             raise
         else:
-            run.stop()
             try:
                 self._record(services.job_succeed, run, result=result)
-            except services.InvalidInput as exc:
+            except InvalidInput as exc:
                 self._record(services.job_fail, run, error=exc.message, retryable=False)
                 raise
             return result
@@ -220,24 +219,13 @@ class JobTask(Task):
             self.request.job_run = None
 
     def _record(self, service, run: JobRun, **kwargs):
+        """Record this attempt's outcome; if the row moved on meanwhile (revoked by the watchdog,
+        re-queued by the sweeper, deleted), say so and carry on."""
         try:
             return service(job_id=run.job_id, attempt=run.attempt, worker=run.worker, **kwargs)
-        except services.ApplicationError as exc:
-            if isinstance(exc, services.InvalidInput):
-                raise
+        except (Conflict, NotFound) as exc:
             logger.warning("Job %s: outcome not recorded: %s", run.job_id, exc.message)
             return False
-
-    def _finish_cancelled(self, run: JobRun) -> None:
-        try:
-            services.job_stop_revoked(
-                job_id=run.job_id,
-                attempt=run.attempt,
-                reason="Stopped at a progress check after the cancel request.",
-                actor_label=f"worker {run.worker}",
-            )
-        except services.ApplicationError as exc:
-            logger.info("Job %s: cancel not recorded: %s", run.job_id, exc.message)
 
     def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
         """Report progress (0-100) with an optional message; stops the task if it was cancelled."""
