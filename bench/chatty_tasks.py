@@ -7,7 +7,8 @@ running taskhub.
 import time
 from typing import Annotated
 
-from jobs.catalog import Between, job_task
+from jobs.parameters import Between
+from jobs.tasks.registry import job_task
 
 
 @job_task(name="bench.chatty", time_limit=600)

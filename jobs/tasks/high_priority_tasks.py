@@ -5,8 +5,9 @@ from typing import Annotated
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from ..catalog import MaxItems, job_task
 from ..models import JobPriority
+from ..parameters import MaxItems
+from .registry import job_task
 
 
 @job_task(

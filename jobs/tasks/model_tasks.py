@@ -4,7 +4,8 @@ import math
 import random
 from typing import Annotated
 
-from ..catalog import Between, MaxItems, job_task
+from ..parameters import Between, MaxItems
+from .registry import job_task
 
 
 def _predict(weights: list[float], bias: float, row: list[float], logistic: bool) -> float:

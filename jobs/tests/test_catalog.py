@@ -1,8 +1,12 @@
 """The task catalog: the only tasks a job may run, and the shape of their arguments."""
 
+from typing import Annotated
+
 import pytest
 
 from jobs.catalog import catalog
+from jobs.parameters import Between
+from jobs.tasks.registry import job_task
 from taskhub.errors import InvalidInput
 
 LONG = "jobs.tasks.common_tasks.long_running_task"
@@ -16,6 +20,28 @@ def invalid(task: str, args: list | None = None, kwargs: dict | None = None) -> 
     with pytest.raises(InvalidInput) as caught:
         catalog.get(task).validate([] if args is None else args, {} if kwargs is None else kwargs)
     return caught.value
+
+
+@pytest.fixture
+def register():
+    """``register(function, **job_task_options)``: a task named ``jobs.tests.<function>`` for
+    this test only (then removed from the catalog and Celery); returns its catalog entry."""
+    from taskhub.celery import app
+
+    names = []
+
+    def register(function, **options):
+        name = f"jobs.tests.{function.__name__}"
+        names.append(name)
+        job_task(name=name, **options)(function)
+        return catalog.get(name)
+
+    yield register
+    for name in names:
+        if name in catalog:
+            catalog.remove(name)
+        if name in app.tasks:
+            app.tasks.unregister(name)
 
 
 def test_builtin_tasks_are_registered():
@@ -182,12 +208,13 @@ def test_types_ranges_and_lengths_are_checked(task, args, kwargs, words):
         assert word in error.message
 
 
+@pytest.mark.parametrize("task", [SLEEP, LONG])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
-def test_numbers_must_be_finite(value):
+def test_numbers_must_be_finite(task, value):
     """JSON has no NaN or Infinity: such a value could not be stored or sent (PostgreSQL's
     jsonb refuses it), so it is refused here, naming the parameter."""
-    error = invalid(SLEEP, args=[value])
-    assert "'seconds'" in error.message
+    error = invalid(task, args=[value])
+    assert error.message.startswith("args[0]: parameter 'seconds' must be a")
     assert "args" in error.fields
 
 
@@ -265,3 +292,113 @@ def test_describe_shows_required_nullable_and_item_types():
     sleep = catalog.get(SLEEP).describe()
     assert sleep["cancellable"] is False
     assert sleep["parameters"]["properties"]["seconds"]["type"] == "number"
+
+
+def test_a_too_large_integer_names_the_argument_and_the_limit():
+    assert invalid(LONG, kwargs={"seconds": 14401}).fields == {
+        "kwargs": ["kwargs.seconds: parameter 'seconds' must be at most 14400, got 14401"]
+    }
+    assert invalid(LONG, args=[10**30]).message.startswith("args[0]: parameter 'seconds' must be at most 14400")
+
+
+def test_a_kwarg_named_like_the_task_itself_is_refused(register):
+    """The task base calls ``self.run(*args, **kwargs)``: such a kwarg would break the call in
+    the worker, though ``**labels`` accepts any name."""
+
+    def labelled(task, **labels: str) -> None:
+        pass
+
+    labelled_name = register(labelled).name
+    for task, kwarg in [(LONG, "self"), (labelled_name, "self"), (labelled_name, "task")]:
+        error = invalid(task, kwargs={kwarg: "x"})
+        assert error.code == "invalid_arguments"
+        assert error.fields == {"kwargs": [error.message]}
+        assert error.message.startswith(f"kwargs.{kwarg}: '{kwarg}' is a reserved name")
+
+
+DECLARED = {
+    "type": "object",
+    "properties": {
+        "count": {"type": "integer", "maximum": 5},
+        "mode": {"enum": ["fast", "slow"], "default": "fast"},
+    },
+    "required": ["count"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ([], {"count": 6}, "kwargs.count: parameter 'count' must be at most 5, got 6"),
+        ([6], {}, "args[0]: parameter 'count' must be at most 5, got 6"),
+        ([], {"count": "6"}, "kwargs.count: parameter 'count' must be an integer, got str '6'"),
+        (
+            [],
+            {"count": 1, "mode": "medium"},
+            "kwargs.mode: parameter 'mode' must be one of 'fast', 'slow', got str 'medium'",
+        ),
+        ([], {"mode": "fast"}, "args: missing required parameter 'count' for jobs.tests.declared"),
+        (
+            [],
+            {"count": 1, "extra": 1},
+            "kwargs.extra: unknown parameter 'extra' for jobs.tests.declared (parameters: count, mode)",
+        ),
+    ],
+)
+def test_a_declared_schema_is_the_one_enforced(register, args, kwargs, message):
+    def declared(self, count, mode="fast", **options) -> None:
+        pass
+
+    entry = register(declared, schema=DECLARED)
+    assert entry.describe()["parameters"] == DECLARED
+    entry.validate([5], {"mode": "slow"})
+    assert invalid(entry.name, args, kwargs).message == message
+
+
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        ({"type": "objekt"}, "not a valid JSON Schema"),
+        ({"properties": {"count": {"maximum": "five"}}}, "not a valid JSON Schema"),
+        ({"x-var-positional": {"type": 1}}, "not a valid JSON Schema"),
+        (["count"], "must be a JSON object"),
+        ({"properties": {"self": {"type": "string"}}}, "reserved parameter(s) self"),
+        ({"properties": {"job": {"type": "string"}}}, "reserved parameter(s) job"),
+    ],
+)
+def test_a_broken_declared_schema_is_refused_at_registration(register, schema, words):
+    def broken(job, **options) -> None:
+        pass
+
+    with pytest.raises(ValueError) as caught:
+        register(broken, schema=schema)
+    assert str(caught.value).startswith("Task jobs.tests.broken: ")
+    assert words in str(caught.value)
+    assert "jobs.tests.broken" not in catalog
+
+
+def test_star_args_items_are_checked(register):
+    def summed(self, first: int, *rest: Annotated[int, Between(0, 9)]) -> None:
+        pass
+
+    entry = register(summed)
+    assert entry.describe()["parameters"]["x-var-positional"] == {"type": "integer", "minimum": 0, "maximum": 9}
+    entry.validate([1, 2, 3], {})
+    assert invalid(entry.name, [1, 2, "x"]).fields == {
+        "args": ["args[2]: parameter 'rest' must be an integer, got str 'x'"]
+    }
+    assert invalid(entry.name, [1, 10]).message == "args[1]: parameter 'rest' must be at most 9, got 10"
+    assert invalid(entry.name, ["1", "x"]).message.startswith("args[0]: parameter 'first'")  # first in order
+
+
+def test_a_declared_schema_cannot_let_through_what_the_function_cannot_take(register):
+    def strict(self, count) -> None:
+        pass
+
+    entry = register(strict, schema={"type": "object"})
+    entry.validate([1], {})
+    assert invalid(entry.name, kwargs={"count": 1, "other": 2}).message == (
+        "args: jobs.tests.strict: got an unexpected keyword argument 'other'"
+    )
+    assert invalid(entry.name).message == "args: jobs.tests.strict: missing a required argument: 'count'"
