@@ -135,7 +135,7 @@ def bench_create(user, n_single: int, n_bulk: int) -> dict:
     publish = bench_publish(BULK_BATCH)
     bulk_ms = common.median_ms(batch_times)
     common.print_table(
-        f"(a') publishing alone: {BULK_BATCH} messages with apply_async as job_send does (one per job)",
+        f"(a') publishing alone: {BULK_BATCH} messages with apply_async as job_dispatch does (one per job)",
         ["task_send_sent_event", "ms per message", f"ms per {BULK_BATCH}", "share of a bulk request"],
         [
             [
@@ -151,7 +151,7 @@ def bench_create(user, n_single: int, n_bulk: int) -> dict:
 
 
 def bench_publish(count: int) -> dict:
-    """Milliseconds per message published the way job_send does, with Celery's task-sent event
+    """Milliseconds per message published the way job_dispatch does, with Celery's task-sent event
     on and off (nothing in taskhub consumes those events)."""
     import uuid
 

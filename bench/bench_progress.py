@@ -2,7 +2,7 @@
 """Progress throttling: a task calling self.progress 10,000 times in a tight loop, run eagerly.
 
 The task (``bench.chatty``, bench/chatty_tasks.py) runs in this process through the real task
-base: ``task.apply(task_id=str(job.id))`` on a job made with jobs.services.job_create, so it
+base: ``task.apply(task_id=str(job.id))`` on a job made with jobs.services.creation.job_create, so it
 is marked running, runs its watchdog thread, and is marked succeeded. Compared:
 
 * throttled: the default JOB_PROGRESS_MIN_INTERVAL (0.5 s);
@@ -50,10 +50,10 @@ def run_once(owner, calls: int, *, capture: bool) -> dict:
     from django.test.utils import CaptureQueriesContext
 
     from bench.chatty_tasks import chatty
-    from jobs import services
     from jobs.models import Job, JobStatus
+    from jobs.services.creation import job_create
 
-    job = services.job_create(owner=owner, celery_task_name="bench.chatty", kwargs={"calls": calls})
+    job = job_create(owner=owner, celery_task_name="bench.chatty", kwargs={"calls": calls})
     before = None if capture else common.table_counters(["jobs_job"])
     index_bytes = None if capture else jobs_index_bytes()
     if capture:

@@ -8,7 +8,7 @@ JOB_* defaults) on this benchmark's own database and Redis db 12, started once p
   job bookkeeping; the worker imports it with ``-I bench.noop_tasks``), published with
   apply_async; done when all N results are SUCCESS in the result backend (django-db, as for
   jobs);
-* jobs: N ``long_running_task(seconds=0)`` jobs created with jobs.services.jobs_create_bulk
+* jobs: N ``long_running_task(seconds=0)`` jobs created with jobs.services.creation.job_create_bulk
   (500 per call, sent after commit); done when all N job rows are ``succeeded``.
 
 The clock runs from the first publish/create to the last completion, polled every 50 ms in
@@ -123,8 +123,8 @@ def main() -> int:
         from django_celery_results.models import TaskResult
 
         from bench.noop_tasks import noop
-        from jobs import services
         from jobs.models import Job, JobEvent, JobStatus
+        from jobs.services.creation import job_create_bulk
 
         owner = common.make_user("bench-worker")
 
@@ -150,10 +150,10 @@ def main() -> int:
 
         def create_jobs(count: int) -> None:
             for first in range(0, count, BATCH):
-                services.jobs_create_bulk(owner=owner, items=[item] * min(BATCH, count - first))
+                job_create_bulk(owner=owner, items=[item] * min(BATCH, count - first))
 
         jobs = run_phase(
-            "jobs: long_running_task(seconds=0) via jobs_create_bulk",
+            "jobs: long_running_task(seconds=0) via job_create_bulk",
             n,
             create_jobs,
             lambda: Job.objects.filter(status=JobStatus.SUCCEEDED).count(),

@@ -19,7 +19,8 @@ class JobStatus(models.TextChoices):
 # Named groups of statuses, used everywhere a rule depends on them.
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
 TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REVOKED)
-RETRYABLE_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED)
+# An operator may run these again (manual retry); automatic retries happen from running.
+MANUAL_RETRY_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED)
 
 
 class JobPriority(models.TextChoices):
@@ -54,7 +55,11 @@ class Job(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     traceback = models.TextField(blank=True, default="")
-    attempts = models.PositiveIntegerField(default=0, help_text="Retries so far (automatic and manual).")
+    attempts = models.PositiveIntegerField(
+        default=0,
+        help_text="Retries so far, automatic and manual: 0 on the first run. The current (or last) attempt is "
+        "number attempts + 1; messages, the admin and the API count attempts from 1 that way.",
+    )
     max_retries = models.PositiveIntegerField(default=0, help_text="Automatic retries allowed.")
     run_at = models.DateTimeField(null=True, blank=True, help_text="Not before this time (also set by retry backoff).")
     created_at = models.DateTimeField(default=timezone.now)

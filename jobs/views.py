@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from taskhub.errors import InvalidInput
 from taskhub.openapi import ERRORS
 
-from . import selectors, services
+from . import selectors
 from .catalog import catalog
 from .filters import JobFilter
 from .models import Job
@@ -23,6 +23,8 @@ from .serializers import (
     JobEventSerializer,
     JobSerializer,
 )
+from .services.creation import job_create, job_create_bulk
+from .services.operations import job_cancel, job_delete, job_retry
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -99,11 +101,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         key = self._idempotency_key()
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        job = services.job_create(owner=request.user, idempotency_key=key, **serializer.validated_data)
+        job = job_create(owner=request.user, idempotency_key=key, **serializer.validated_data)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        services.job_delete(job_id=instance.id)
+        job_delete(job_id=instance.id)
 
     @extend_schema(
         summary="Create up to JOB_BULK_MAX jobs at once (all or nothing)",
@@ -114,14 +116,14 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     def bulk(self, request):
         serializer = JobBulkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        jobs = services.jobs_create_bulk(owner=request.user, items=serializer.validated_data["jobs"])
+        jobs = job_create_bulk(owner=request.user, items=serializer.validated_data["jobs"])
         return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Cancel a job", request=None, responses={200: JobSerializer, **ERRORS(401, 404, 409)})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = self.get_object()
-        return Response(JobSerializer(services.job_cancel(job_id=job.id, by=request.user)).data)
+        return Response(JobSerializer(job_cancel(job_id=job.id, by=request.user)).data)
 
     @extend_schema(
         summary="Run a failed or revoked job again",
@@ -131,7 +133,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         job = self.get_object()
-        return Response(JobSerializer(services.job_retry(job_id=job.id, by=request.user)).data)
+        return Response(JobSerializer(job_retry(job_id=job.id, by=request.user)).data)
 
     @extend_schema(summary="The job's timeline", responses={200: JobEventSerializer(many=True), **ERRORS(401, 404)})
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None, filter_backends=[])

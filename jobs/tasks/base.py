@@ -26,9 +26,17 @@ from django.db import close_old_connections, connection
 
 from taskhub.errors import Conflict, InvalidInput, NotFound
 
-from .. import services
 from ..catalog import catalog
-from ..services import RunState
+from ..services.execution import (
+    RunState,
+    job_clean_progress_meta,
+    job_fail,
+    job_heartbeat,
+    job_revoke,
+    job_start,
+    job_succeed,
+    job_update_progress,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +68,7 @@ class JobRun:
 
     def __init__(self, *, job, entry, worker: str):
         self.job_id = job.id
-        self.attempt = job.attempts
+        self.attempts = job.attempts
         self.entry = entry
         self.worker = worker
         self.started = time.monotonic()
@@ -76,20 +84,20 @@ class JobRun:
     def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
         self.raise_if_stopped()
         percent = int(max(0, min(100, percent)))
-        meta = services.progress_meta_clean(meta, message)
+        meta = job_clean_progress_meta(meta=meta, message=message)
         now = time.monotonic()
         with self._lock:
             self._pending = (percent, meta)
             if now - self._last_write < settings.JOB_PROGRESS_MIN_INTERVAL:
                 return  # throttled: the watchdog flushes the latest value with the next heartbeat
             self._pending, self._last_write = None, now
-        state = services.job_update_progress(job_id=self.job_id, attempt=self.attempt, progress=percent, meta=meta)
+        state = job_update_progress(job_id=self.job_id, attempts=self.attempts, progress=percent, meta=meta)
         self._note(state)
         self.raise_if_stopped()
 
     def raise_if_stopped(self) -> None:
         if self.gone:
-            raise JobLost(f"Job {self.job_id} is no longer running as attempt {self.attempt}.")
+            raise JobLost(f"Job {self.job_id} is no longer running as attempt {self.attempts + 1}.")
         if self.cancel_requested_at is not None:
             raise JobCancelled(f"Job {self.job_id} was cancelled.")
 
@@ -120,9 +128,9 @@ class JobRun:
             if pending:
                 self._last_write = time.monotonic()
         try:
-            state, requested_at = services.job_record_heartbeat(
+            state, requested_at = job_heartbeat(
                 job_id=self.job_id,
-                attempt=self.attempt,
+                attempts=self.attempts,
                 progress=pending[0] if pending else None,
                 meta=pending[1] if pending else None,
             )
@@ -135,7 +143,13 @@ class JobRun:
         if state is RunState.CANCEL_REQUESTED:
             self._note(state, requested_at)
             waited = time.time() - requested_at.timestamp() if requested_at else 0.0
-            if waited >= settings.JOB_CANCEL_GRACE_SECONDS:
+            if not self.entry.cancellable:
+                # It never calls progress, so it cannot stop by itself: no point in waiting.
+                self._terminate(
+                    f"Terminated {waited:.1f}s after the cancel request (the task does not stop cooperatively).",
+                    revoke=True,
+                )
+            elif waited >= settings.JOB_CANCEL_GRACE_SECONDS:
                 self._terminate(
                     f"Terminated {waited:.1f}s after the cancel request (grace period "
                     f"{settings.JOB_CANCEL_GRACE_SECONDS:g}s).",
@@ -153,18 +167,16 @@ class JobRun:
         logger.warning("Job %s: %s", self.job_id, reason)
         try:
             if revoke:
-                services.job_stop_revoked(job_id=self.job_id, attempt=self.attempt, reason=reason, worker=self.worker)
+                job_revoke(job_id=self.job_id, attempts=self.attempts, reason=reason, worker=self.worker)
             else:
-                services.job_fail(
-                    job_id=self.job_id, attempt=self.attempt, error=reason, retryable=False, worker=self.worker
-                )
+                job_fail(job_id=self.job_id, attempts=self.attempts, error=reason, auto_retry=False, worker=self.worker)
         except Exception:
             logger.exception("Could not record termination of job %s", self.job_id)
         _terminate_self()
 
 
 class JobTask(Task):
-    """Base class of catalog tasks (see :func:`jobs.catalog.job_task`)."""
+    """Base class of catalog tasks (see :func:`jobs.tasks.registry.job_task`)."""
 
     abstract = True
 
@@ -173,7 +185,7 @@ class JobTask(Task):
         if job_id is None or getattr(self.request, "called_directly", False):
             return self.run(*args, **kwargs)  # plain function call, e.g. in a unit test: no job row
         worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
-        job = services.job_start(job_id=job_id, worker=worker)
+        job = job_start(job_id=job_id, worker=worker)
         if job is None:
             logger.info("Job %s is not pending (cancelled, already running or deleted): skipped.", job_id)
             raise Ignore()
@@ -186,10 +198,10 @@ class JobTask(Task):
             finally:
                 run.stop()
         except JobCancelled:
-            self._record(services.job_stop_revoked, run, reason="Stopped at a progress check after the cancel request.")
+            self._record(job_revoke, run, reason="Stopped at a progress check after the cancel request.")
             raise Ignore() from None
         except JobLost:
-            logger.warning("Job %s attempt %s lost its row while running; result dropped.", job_id, run.attempt)
+            logger.warning("Job %s attempt %s lost its row while running; result dropped.", job_id, run.attempts + 1)
             raise Ignore() from None
         except Exception as exc:
             soft_limit = isinstance(exc, SoftTimeLimitExceeded)
@@ -199,20 +211,20 @@ class JobTask(Task):
                 else f"{type(exc).__name__}: {exc}"
             )
             retried = self._record(
-                services.job_fail,
+                job_fail,
                 run,
                 error=error,
                 traceback="".join(traceback_module.format_exception(exc)),
-                retryable=not soft_limit and isinstance(exc, run.entry.retry.retry_on),
+                auto_retry=not soft_limit and isinstance(exc, run.entry.retry.retry_on),
             )
             if retried:
                 raise Ignore() from None
             raise
         else:
             try:
-                self._record(services.job_succeed, run, result=result)
+                self._record(job_succeed, run, result=result)
             except InvalidInput as exc:
-                self._record(services.job_fail, run, error=exc.message, retryable=False)
+                self._record(job_fail, run, error=exc.message, auto_retry=False)
                 raise
             return result
         finally:
@@ -222,10 +234,16 @@ class JobTask(Task):
         """Record this attempt's outcome; if the row moved on meanwhile (revoked by the watchdog,
         re-queued by the sweeper, deleted), say so and carry on."""
         try:
-            return service(job_id=run.job_id, attempt=run.attempt, worker=run.worker, **kwargs)
+            return service(job_id=run.job_id, attempts=run.attempts, worker=run.worker, **kwargs)
         except (Conflict, NotFound) as exc:
             logger.warning("Job %s: outcome not recorded: %s", run.job_id, exc.message)
             return False
+
+    @property
+    def attempt(self) -> int:
+        """This run's attempt number, counted from 1 (1 outside a job, e.g. a plain function call)."""
+        run: JobRun | None = getattr(self.request, "job_run", None)
+        return run.attempts + 1 if run else 1
 
     def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
         """Report progress (0-100) with an optional message; stops the task if it was cancelled."""

@@ -6,8 +6,9 @@ import math
 import time
 from typing import Annotated
 
-from ..catalog import Between, MaxItems, job_task
 from ..models import JobPriority
+from ..parameters import Between, MaxItems
+from .registry import job_task
 
 
 @job_task(
@@ -103,9 +104,9 @@ def process_data(
 )
 def flaky_task(self, fail_times: Annotated[int, Between(0, 10)] = 1, message: str = "transient failure") -> dict:
     """Fail the first `fail_times` attempts, then succeed: shows automatic retries with backoff."""
-    attempt = self.request.job_run.attempt if getattr(self.request, "job_run", None) else 0
+    attempt = self.attempt
     self.progress(50, f"attempt {attempt}")
-    if attempt < fail_times:
+    if attempt <= fail_times:
         raise RuntimeError(f"{message} (attempt {attempt})")
     return {"attempt": attempt}
 
@@ -118,6 +119,6 @@ def flaky_task(self, fail_times: Annotated[int, Between(0, 10)] = 1, message: st
 )
 def blocking_sleep(self, seconds: Annotated[float, Between(0, 4 * 3600)] = 60.0) -> dict:
     """Sleep without reporting progress: it cannot stop cooperatively, so a cancel terminates it
-    after the grace period."""
+    at the next heartbeat."""
     time.sleep(seconds)
     return {"slept": seconds}

@@ -4,10 +4,10 @@ import dataclasses
 
 from celery import shared_task
 
-from .. import services
+from ..services.recovery import job_sweep
 
 
 @shared_task(name="jobs.tasks.maintenance_tasks.sweep_jobs", ignore_result=True, acks_late=False)
 def sweep_jobs() -> dict:
-    """Send unsent jobs and recover jobs whose worker died (see services.jobs_sweep)."""
-    return dataclasses.asdict(services.jobs_sweep())
+    """Send unsent jobs and recover jobs whose worker died (see jobs.services.recovery)."""
+    return dataclasses.asdict(job_sweep())

@@ -11,9 +11,10 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from accounts.tests.factories import UserFactory
-from jobs.models import PRIORITY_QUEUES, Job, JobPriority, JobStatus
+from jobs.models import PRIORITY_QUEUES, TERMINAL_STATUSES, Job, JobEvent, JobPriority, JobStatus
 
 LONG_RUNNING_TASK = "jobs.tasks.common_tasks.long_running_task"
+TERMINAL = [str(status) for status in TERMINAL_STATUSES]
 
 
 class JobFactory(DjangoModelFactory):
@@ -58,3 +59,26 @@ class JobFactory(DjangoModelFactory):
             cancel_requested_at=factory.LazyFunction(timezone.now),
             finished_at=factory.LazyFunction(timezone.now),
         )
+
+
+def make(status: str = "pending", **fields) -> Job:
+    """A row in ``status`` (the factory trait of that name), no event, nothing sent."""
+    return JobFactory(**({status: True} if status != "pending" else {}), **fields)
+
+
+def kinds(job: Job) -> list[str]:
+    """The job's timeline, as event kinds in order."""
+    return list(JobEvent.objects.filter(job_id=job.id).order_by("at", "id").values_list("kind", flat=True))
+
+
+def snapshot(job: Job) -> dict:
+    """Every column of the row, to prove that a refused change wrote nothing."""
+    return Job.objects.filter(id=job.id).values().get()
+
+
+def nested(depth: int) -> list:
+    """A list nested ``depth`` levels deep (JSON the encoders cannot store past a limit)."""
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value

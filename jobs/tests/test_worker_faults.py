@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from jobs import services
 from jobs.models import Job, JobEvent, JobStatus
+from jobs.services.recovery import SweepReport, job_sweep
 from jobs.tests.worker_support import *  # noqa: F403 - fixtures
 from jobs.tests.worker_support import wait_for, wait_status
 
@@ -40,11 +40,11 @@ def test_broker_down_at_create_then_sent_by_the_sweeper(
     job = Job.objects.get(id=job_id)
     assert job.status == JobStatus.PENDING and job.dispatched_at is None
 
-    assert services.jobs_sweep().dispatched == 0  # still down: nothing sent, nothing lost
+    assert job_sweep().dispatched == 0  # still down: nothing sent, nothing lost
     assert Job.objects.get(id=job_id).dispatched_at is None
 
     private_redis.start()
-    report = services.jobs_sweep()
+    report = job_sweep()
     assert report.dispatched == 1
     assert Job.objects.get(id=job_id).dispatched_at is not None
     make_worker(broker_url=private_redis.url)
@@ -69,7 +69,7 @@ def test_broker_restart_loses_nothing(private_redis, use_broker, make_worker, us
     assert Job.objects.get(id=queued).status == JobStatus.PENDING  # its message was lost with Redis
 
     fast_sweep.JOB_REDISPATCH_AFTER = 0
-    assert services.jobs_sweep().dispatched == 1
+    assert job_sweep().dispatched == 1
     assert wait_status(queued, timeout=30).status == JobStatus.SUCCEEDED
     assert (
         "Connection to broker lost" in worker.output()
@@ -89,9 +89,9 @@ def test_worker_killed_mid_job_is_recovered(make_worker, user_client, fast_sweep
 
     job = Job.objects.get(id=job_id)
     assert job.status == JobStatus.RUNNING  # nobody can know yet
-    assert services.jobs_sweep().requeued == 0  # heartbeat still fresh
+    assert job_sweep().requeued == 0  # heartbeat still fresh
     wait_for(
-        lambda: services.jobs_sweep() != services.SweepReport(),
+        lambda: job_sweep() != SweepReport(),
         timeout=15,
         interval=0.5,
         message="the sweeper to notice the stale heartbeat",
@@ -123,7 +123,7 @@ def test_killed_pool_process_is_recovered_without_running_twice(make_worker, use
         timeout=15,
         message="the redelivered message to be skipped",
     )
-    wait_for(lambda: services.jobs_sweep().requeued, timeout=15, interval=0.5)
+    wait_for(lambda: job_sweep().requeued, timeout=15, interval=0.5)
     job = wait_status(job_id, timeout=30)
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
     assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 2

@@ -1,0 +1,164 @@
+"""The one way a job changes state: a conditional UPDATE plus its timeline line, atomically.
+
+Each change names the statuses it may start from; when it matches no row the change was illegal
+or lost a race, and the caller turns that into a Conflict. Changes made for a running attempt are
+fenced on ``attempts`` too, so a worker that lost its job can never write over the next attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from taskhub.errors import ApplicationError, Conflict, NotFound
+
+from ..models import Job, JobEvent, JobEventKind, JobStatus
+from .dispatch import job_dispatch
+
+PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+
+
+def user_label(user: User | None) -> str:
+    return f"user {user.get_username()}" if user else "system"
+
+
+def worker_label(worker: str) -> str:
+    return f"worker {worker}" if worker else "system"
+
+
+def attempt_label(attempts: int) -> str:
+    """The attempt a row with this ``attempts`` value runs, counted from 1 (as everywhere people read it)."""
+    return f"attempt {attempts + 1}"
+
+
+def event(
+    job_id,
+    kind: str,
+    *,
+    from_status: str = "",
+    to_status: str = "",
+    actor: User | None = None,
+    actor_label: str = "",
+    message: str = "",
+    data: dict | None = None,
+    at: datetime | None = None,
+) -> JobEvent:
+    """An unsaved timeline line."""
+    return JobEvent(
+        job_id=job_id,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        actor_label=actor_label or user_label(actor),
+        message=message,
+        data=data or {},
+        at=at or timezone.now(),
+    )
+
+
+def transition(
+    job_id,
+    *,
+    sources: Sequence[str],
+    changes: dict[str, Any],
+    event: JobEvent | None,
+    where: Q | None = None,
+    send: bool = False,
+) -> bool:
+    """One conditional UPDATE plus its timeline line, atomically. True when the row matched.
+
+    ``send``: the job went (back) to pending; publish its message once the transaction commits.
+    """
+    with transaction.atomic():
+        query = Job.objects.filter(id=job_id, status__in=list(sources))
+        if where is not None:
+            query = query.filter(where)
+        matched = query.update(**changes)
+        if matched and event is not None:
+            event.save()
+        if matched and send:
+            transaction.on_commit(lambda: job_dispatch(jobs=Job.objects.filter(id=job_id, status=PENDING)))
+    return bool(matched)
+
+
+def finish_running(
+    job_id,
+    *,
+    status: str,
+    fence: Q,
+    actor_label: str,
+    message: str = "",
+    data: dict | None = None,
+    **changes: Any,
+) -> bool:
+    """running -> succeeded / failed / revoked for the attempt ``fence`` names. True when it matched."""
+    now = timezone.now()
+    return transition(
+        job_id,
+        sources=[RUNNING],
+        where=fence,
+        changes={"status": status, "finished_at": now, "heartbeat_at": now, **changes},
+        event=event(
+            job_id,
+            JobEventKind(status),
+            from_status=RUNNING,
+            to_status=status,
+            actor_label=actor_label,
+            at=now,
+            message=message,
+            data=data,
+        ),
+    )
+
+
+def requeue_running(
+    job_id,
+    *,
+    attempts: int,
+    fence: Q,
+    kind: str,
+    actor_label: str,
+    message: str,
+    run_at: datetime | None = None,
+    data: dict | None = None,
+    **changes: Any,
+) -> bool:
+    """running -> pending as the next attempt (``attempts`` + 1), sent again after commit."""
+    return transition(
+        job_id,
+        sources=[RUNNING],
+        where=fence,
+        send=True,
+        changes={
+            "status": PENDING,
+            "attempts": attempts + 1,
+            "run_at": run_at,
+            "dispatched_at": None,
+            "heartbeat_at": None,
+            **changes,
+        },
+        event=event(
+            job_id,
+            kind,
+            from_status=RUNNING,
+            to_status=PENDING,
+            actor_label=actor_label,
+            message=message,
+            data=data,
+        ),
+    )
+
+
+def conflict(job_id, action: str) -> ApplicationError:
+    """The error for a transition that matched no row: NotFound, or Conflict naming the status."""
+    status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+    if status is None:
+        return NotFound(f"Job {job_id} does not exist.")
+    return Conflict(f"Cannot {action} job {job_id}: it is {status}.", code="invalid_state")

@@ -1,0 +1,189 @@
+"""Creating jobs: a request is checked against the catalog and the limits, then written.
+
+Nothing is written and nothing is sent unless the whole request fits; the message is published
+only after the transaction commits (see ``dispatch``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Required, TypedDict, Unpack
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from taskhub.errors import ApplicationError, InvalidInput
+
+from ..catalog import CatalogEntry, catalog
+from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
+from ._json import json_problem, json_size
+from ._transitions import event
+from .dispatch import job_dispatch
+
+
+class JobRequest(TypedDict, total=False):
+    """What a client may ask of a job (the API's create body, one bulk item, the spec's call)."""
+
+    celery_task_name: Required[str]
+    name: str | None
+    task_type: str
+    args: list | None
+    kwargs: dict | None
+    priority: str | None
+    max_retries: int | None
+    run_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """A checked request for one job, ready to be written."""
+
+    entry: CatalogEntry
+    name: str
+    task_type: str
+    args: list
+    kwargs: dict
+    priority: str
+    max_retries: int
+    run_at: datetime | None
+
+    def fingerprint(self) -> str:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "entry"}
+        data = {"task": self.entry.name, **fields}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, cls=DjangoJSONEncoder).encode()).hexdigest()
+
+    def build(self, *, owner: User, now: datetime) -> Job:
+        return Job(
+            id=uuid.uuid4(),
+            owner=owner,
+            name=self.name,
+            task_type=self.task_type,
+            celery_task_name=self.entry.name,
+            args=self.args,
+            kwargs=self.kwargs,
+            priority=self.priority,
+            queue=PRIORITY_QUEUES[self.priority],
+            max_retries=self.max_retries,
+            run_at=self.run_at,
+            created_at=now,
+        )
+
+
+def job_build_spec(*, owner: User, **request: Unpack[JobRequest]) -> JobSpec:
+    """Check a job request against the catalog and the limits; raise InvalidInput naming the field."""
+    entry = catalog.get(request["celery_task_name"])
+    if entry.staff_only and not owner.is_staff:
+        raise ApplicationError(f"Task {entry.name} is for staff only.", code="permission_denied", status_code=403)
+    args = request.get("args")
+    args = [] if args is None else args
+    kwargs = request.get("kwargs")
+    kwargs = {} if kwargs is None else kwargs
+    entry.validate(args, kwargs)
+    for field, value in (("args", args), ("kwargs", kwargs)):
+        if problem := json_problem(value):
+            message = f"{problem[0].upper()}{problem[1:]}."
+            raise InvalidInput(f"{field}: {problem}.", code="invalid_arguments", fields={field: [message]})
+    size = json_size([args, kwargs])
+    if size > settings.JOB_MAX_PAYLOAD_BYTES:
+        message = f"args and kwargs take {size} bytes as JSON; the limit is {settings.JOB_MAX_PAYLOAD_BYTES}."
+        raise InvalidInput(f"args: {message}", code="payload_too_large", fields={"args": [message]})
+    priority = request.get("priority")
+    if priority is None:
+        priority = entry.priority
+    if priority not in JobPriority.values:
+        message = f"Unknown priority {priority!r}. Allowed: {', '.join(JobPriority.values)}."
+        raise InvalidInput(f"priority: {message}", fields={"priority": [message]})
+    max_retries = request.get("max_retries")
+    return JobSpec(
+        entry=entry,
+        name=request.get("name") or entry.name.rsplit(".", 1)[-1],
+        task_type=request.get("task_type") or "",
+        args=args,
+        kwargs=kwargs,
+        priority=priority,
+        max_retries=entry.retry.max_retries if max_retries is None else max_retries,
+        run_at=request.get("run_at"),
+    )
+
+
+def _created_event(job: Job, *, how: str = "") -> JobEvent:
+    return event(
+        job.id,
+        JobEventKind.CREATED,
+        to_status=JobStatus.PENDING,
+        actor=job.owner,
+        at=job.created_at,
+        message=f"Created{how} on queue {job.queue} with priority {job.priority}.",
+    )
+
+
+def job_create(*, owner: User, idempotency_key: str | None = None, **request: Unpack[JobRequest]) -> Job:
+    """Write a pending job and send it to the broker once the transaction commits.
+
+    The job id is also the Celery task id. When the broker is unreachable the job stays
+    pending with ``dispatched_at`` empty and the sweeper sends it later. With an
+    ``idempotency_key``, the same key and request return the first job; the same key with a
+    different request is refused.
+    """
+    spec = job_build_spec(owner=owner, **request)
+    fingerprint = spec.fingerprint() if idempotency_key else ""
+    if idempotency_key:
+        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _idempotent_replay(existing, fingerprint)
+    job = spec.build(owner=owner, now=timezone.now())
+    job.idempotency_key, job.request_fingerprint = idempotency_key, fingerprint
+    try:
+        with transaction.atomic():
+            job.save(force_insert=True)
+            _created_event(job).save()
+            transaction.on_commit(lambda: job_dispatch(jobs=[job]))
+    except IntegrityError:
+        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
+        if existing is None:
+            raise
+        return _idempotent_replay(existing, fingerprint)
+    return job
+
+
+def _idempotent_replay(existing: Job, fingerprint: str) -> Job:
+    if existing.request_fingerprint != fingerprint:
+        raise ApplicationError(
+            "This Idempotency-Key was already used with a different request body.",
+            code="idempotency_key_reused",
+            status_code=422,
+        )
+    return existing
+
+
+def job_create_bulk(*, owner: User, items: list[dict[str, Any]]) -> list[Job]:
+    """Create many jobs at once: all are checked first, then written in one transaction."""
+    if not items:
+        raise InvalidInput("jobs: give at least one job.", fields={"jobs": ["Give at least one job."]})
+    if len(items) > settings.JOB_BULK_MAX:
+        message = f"At most {settings.JOB_BULK_MAX} jobs per request, got {len(items)}."
+        raise InvalidInput(f"jobs: {message}", code="too_many", fields={"jobs": [message]})
+    specs = []
+    for index, item in enumerate(items):
+        try:
+            specs.append(job_build_spec(owner=owner, **item))
+        except ApplicationError as exc:
+            # Flat field names (``jobs[1].args``), as every other error: {name: [messages]}.
+            where = f"jobs[{index}]"
+            fields = {f"{where}.{name}": messages for name, messages in exc.fields.items()} or {where: [exc.message]}
+            message = f"{where}.{exc.message}" if exc.fields else f"{where}: {exc.message}"
+            raise type(exc)(message, code=exc.code, status_code=exc.status_code, fields=fields) from exc
+    now = timezone.now()
+    jobs = [spec.build(owner=owner, now=now) for spec in specs]
+    with transaction.atomic():
+        Job.objects.bulk_create(jobs)
+        JobEvent.objects.bulk_create([_created_event(job, how=" (bulk)") for job in jobs])
+        transaction.on_commit(lambda: job_dispatch(jobs=jobs))
+    return jobs

@@ -1,0 +1,51 @@
+"""Publishing a job's message to the broker. Called after commit, never inside a transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from ..catalog import catalog
+from ..models import Job
+
+logger = logging.getLogger(__name__)
+
+
+def job_dispatch(*, jobs: Iterable[Job]) -> list:
+    """Publish each job's message; mark the ones the broker took. Never raises for a broker outage.
+
+    Returns the ids sent. A job due later than the next sweep is left for the sweeper.
+    """
+    jobs, sent, now = list(jobs), [], timezone.now()  # now: also the dispatch time recorded below
+    for job in jobs:
+        if job.run_at and job.run_at > now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL):
+            continue  # far in the future: the sweeper sends it when it is due
+        entry = catalog.get(job.celery_task_name)
+        countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
+        try:
+            entry.celery_task.apply_async(
+                args=job.args,
+                kwargs=job.kwargs,
+                task_id=str(job.id),
+                queue=job.queue,
+                countdown=countdown,
+                soft_time_limit=entry.soft_time_limit,
+                time_limit=entry.time_limit + 60,
+                retry=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
+            logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
+            break
+        sent.append(job.id)
+    if sent:
+        # No status condition: a fast worker may have started the job already.
+        Job.objects.filter(id__in=sent).update(dispatched_at=now)
+        sent_ids = set(sent)
+        for job in jobs:
+            if job.id in sent_ids:
+                job.dispatched_at = now
+    return sent

@@ -1,0 +1,185 @@
+"""What the task base calls inside the worker while a job runs: start, heartbeat, progress, finish.
+
+Every write after the start is fenced on the ``attempts`` value the run started with, so a
+worker whose job was re-queued, finished or deleted meanwhile learns it (``RunState.GONE``)
+instead of writing over the next attempt.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from taskhub.errors import InvalidInput, NotFound
+
+from ..catalog import catalog
+from ..models import Job, JobEventKind, JobStatus
+from ._json import json_storable
+from ._transitions import attempt_label, conflict, event, finish_running, requeue_running, transition, worker_label
+
+PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+
+
+class RunState(enum.Enum):
+    """What a running task learns when it writes progress or a heartbeat."""
+
+    OK = "ok"
+    CANCEL_REQUESTED = "cancel_requested"
+    GONE = "gone"  # no longer this attempt's to run: finished, revoked, re-queued or deleted
+
+
+def job_start(*, job_id, worker: str) -> Job | None:
+    """pending -> running. None when the job is not pending (cancelled, already running, gone)."""
+    now = timezone.now()
+    started = transition(
+        job_id,
+        sources=[PENDING],
+        changes={"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker, "finished_at": None},
+        event=event(
+            job_id,
+            JobEventKind.STARTED,
+            from_status=PENDING,
+            to_status=RUNNING,
+            actor_label=worker_label(worker),
+            at=now,
+        ),
+    )
+    return Job.objects.get(id=job_id) if started else None
+
+
+def _run_state(job_id, attempts: int | None) -> tuple[RunState, datetime | None]:
+    row = Job.objects.filter(id=job_id).values("status", "attempts", "cancel_requested_at").first()
+    if row is None or row["status"] != RUNNING or row["attempts"] != attempts:
+        return RunState.GONE, None
+    return RunState.CANCEL_REQUESTED, row["cancel_requested_at"]
+
+
+def job_heartbeat(
+    *, job_id, attempts: int, progress: int | None = None, meta: dict | None = None
+) -> tuple[RunState, datetime | None]:
+    """Refresh the heartbeat (and flush throttled progress). Returns the run state.
+
+    A job being cancelled keeps its heartbeat while it winds down (or waits out the grace
+    period), so the sweeper does not take a live worker for a lost one.
+    """
+    changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if progress is not None:
+        changes.update(progress=progress, progress_meta=meta or {})
+    running = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempts)
+    if running.filter(cancel_requested_at__isnull=True).update(**changes):
+        return RunState.OK, None
+    state, requested_at = _run_state(job_id, attempts)
+    if state is RunState.CANCEL_REQUESTED:
+        running.update(heartbeat_at=changes["heartbeat_at"])
+    return state, requested_at
+
+
+def job_clean_progress_meta(*, meta: dict | None, message: str | None = None) -> dict:
+    """Progress metadata as it will be stored: a JSON object (with ``message`` when given)."""
+    meta = dict(meta or {})
+    if message is not None:
+        meta["message"] = str(message)
+    return json_storable(meta, field="progress_meta")
+
+
+def _check_progress(progress: Any) -> int:
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
+        raise InvalidInput(
+            f"progress: must be a number from 0 to 100, got {progress!r}.",
+            fields={"progress": ["Must be a number from 0 to 100."]},
+        )
+    return int(progress)
+
+
+def job_update_progress(
+    *, job_id, progress: int, meta: dict | None = None, message: str | None = None, attempts: int | None = None
+) -> RunState:
+    """Write progress of a running job. A finished or cancelled job is never changed.
+
+    ``attempts``: the attempt the caller runs (fences off a stale worker); None for any.
+    """
+    progress = _check_progress(progress)
+    meta = job_clean_progress_meta(meta=meta, message=message)
+    query = Job.objects.filter(id=job_id, status=RUNNING, cancel_requested_at__isnull=True)
+    if attempts is not None:
+        query = query.filter(attempts=attempts)
+    if query.update(progress=progress, progress_meta=meta, heartbeat_at=timezone.now()):
+        return RunState.OK
+    if attempts is None:
+        attempts = Job.objects.filter(id=job_id).values_list("attempts", flat=True).first()
+    return _run_state(job_id, attempts)[0]
+
+
+def job_succeed(*, job_id, attempts: int, result: Any = None, worker: str = "") -> None:
+    """running -> succeeded with the result; progress becomes 100."""
+    result = json_storable(result, field="result", code="result_not_json")
+    if not finish_running(
+        job_id,
+        status=JobStatus.SUCCEEDED,
+        fence=Q(attempts=attempts),
+        actor_label=worker_label(worker),
+        progress=100,
+        result=result,
+        error="",
+        traceback="",
+    ):
+        raise conflict(job_id, "complete")
+
+
+def job_fail(
+    *, job_id, attempts: int, error: str, traceback: str = "", auto_retry: bool = True, worker: str = ""
+) -> bool:
+    """running -> pending for an automatic retry (when ``auto_retry`` and retries are left),
+    else running -> failed. Returns True when a retry was scheduled.
+
+    The error of every attempt stays in the timeline.
+    """
+    job = Job.objects.filter(id=job_id).only("celery_task_name", "max_retries").first()
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    actor = worker_label(worker)
+    data = {"attempt": attempts + 1, "error": error, "traceback": traceback}
+    if auto_retry and attempts < job.max_retries:
+        delay = catalog.get(job.celery_task_name).retry.delay(attempts)
+        if requeue_running(
+            job_id,
+            attempts=attempts,
+            fence=Q(attempts=attempts, cancel_requested_at__isnull=True),
+            kind=JobEventKind.RETRY_SCHEDULED,
+            actor_label=actor,
+            run_at=timezone.now() + timedelta(seconds=delay),
+            data={**data, "delay": round(delay, 3)},
+            message=f"{attempt_label(attempts).capitalize()} failed: {error}; "
+            f"{attempt_label(attempts + 1)} of {job.max_retries + 1} in {delay:.1f}s.",
+            error=error,
+            traceback=traceback,
+        ):
+            return True
+    if not finish_running(
+        job_id,
+        status=JobStatus.FAILED,
+        fence=Q(attempts=attempts),
+        actor_label=actor,
+        message=error,
+        data=data,
+        error=error,
+        traceback=traceback,
+    ):
+        raise conflict(job_id, "fail")
+    return False
+
+
+def job_revoke(*, job_id, attempts: int, reason: str, worker: str = "") -> None:
+    """running -> revoked once a cancelled task has stopped (or is about to be terminated)."""
+    if not finish_running(
+        job_id,
+        status=JobStatus.REVOKED,
+        fence=Q(attempts=attempts),
+        actor_label=worker_label(worker),
+        message=reason,
+    ):
+        raise conflict(job_id, "revoke")

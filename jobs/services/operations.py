@@ -1,0 +1,123 @@
+"""What operators do to a job (API, admin, commands): cancel, retry, delete."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from taskhub.errors import Conflict, NotFound
+
+from ..catalog import catalog
+from ..models import MANUAL_RETRY_STATUSES, TERMINAL_STATUSES, Job, JobEventKind, JobStatus
+from ._transitions import attempt_label, conflict, event, transition, user_label
+
+PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+
+
+def _how_it_stops(celery_task_name: str) -> str:
+    grace = settings.JOB_CANCEL_GRACE_SECONDS
+    if celery_task_name in catalog and not catalog.get(celery_task_name).cancellable:
+        return "the task reports no progress, so it is terminated at its next heartbeat"
+    return f"the job stops at its next progress report or is terminated after {grace:g}s"
+
+
+def job_cancel(*, job_id, by: User | None = None) -> Job:
+    """Cancel durably: a pending job is revoked at once (it will never start); a running job is
+    marked cancel-requested and stops at its next progress call, or is terminated after the
+    grace period (at once when its task is not cancellable cooperatively)."""
+    now = timezone.now()
+    if transition(
+        job_id,
+        sources=[PENDING],
+        changes={"status": JobStatus.REVOKED, "cancel_requested_at": now, "cancelled_by": by, "finished_at": now},
+        event=event(
+            job_id,
+            JobEventKind.REVOKED,
+            from_status=PENDING,
+            to_status=JobStatus.REVOKED,
+            actor=by,
+            at=now,
+            message="Cancelled before it started.",
+        ),
+    ):
+        return Job.objects.get(id=job_id)
+    job = Job.objects.filter(id=job_id).only("status", "celery_task_name", "cancel_requested_at").first()
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    if job.status == RUNNING and transition(
+        job_id,
+        sources=[RUNNING],
+        where=Q(cancel_requested_at__isnull=True),
+        changes={"cancel_requested_at": now, "cancelled_by": by},
+        event=event(
+            job_id,
+            JobEventKind.CANCEL_REQUESTED,
+            from_status=RUNNING,
+            to_status=RUNNING,
+            actor=by,
+            at=now,
+            message=f"Cancel requested; {_how_it_stops(job.celery_task_name)}.",
+        ),
+    ):
+        return Job.objects.get(id=job_id)
+    job.refresh_from_db(fields=["status", "cancel_requested_at"])
+    if job.status == RUNNING and job.cancel_requested_at:
+        raise Conflict(
+            f"Job {job_id} is already being cancelled (requested at {job.cancel_requested_at:%Y-%m-%d %H:%M:%S}).",
+            code="cancel_pending",
+        )
+    raise Conflict(f"Cannot cancel job {job_id}: it already {job.status}.", code="invalid_state")
+
+
+def job_retry(*, job_id, by: User | None = None) -> Job:
+    """failed/revoked -> pending: the same job id runs again as the next attempt; history is kept."""
+    job = Job.objects.filter(id=job_id).only("status", "attempts", "error").first()
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    if not transition(
+        job_id,
+        sources=list(MANUAL_RETRY_STATUSES),
+        where=Q(attempts=job.attempts),
+        send=True,
+        changes={
+            "status": PENDING,
+            "attempts": job.attempts + 1,
+            "progress": 0,
+            "progress_meta": {},
+            "result": None,
+            "error": "",
+            "traceback": "",
+            "run_at": None,
+            "dispatched_at": None,
+            "started_at": None,
+            "finished_at": None,
+            "heartbeat_at": None,
+            "cancel_requested_at": None,
+            "cancelled_by": None,
+            "worker": "",
+        },
+        event=event(
+            job_id,
+            JobEventKind.RETRIED,
+            from_status=job.status,
+            to_status=PENDING,
+            actor=by,
+            data={"previous_error": job.error, "attempt": job.attempts + 2},
+            message=f"Retried by {user_label(by)} ({attempt_label(job.attempts + 1)}).",
+        ),
+    ):
+        raise conflict(job_id, "retry")
+    return Job.objects.get(id=job_id)
+
+
+def job_delete(*, job_id) -> None:
+    """Delete a finished job and its timeline. An active job must be cancelled first (409)."""
+    deleted, _ = Job.objects.filter(id=job_id, status__in=list(TERMINAL_STATUSES)).delete()
+    if deleted:
+        return
+    status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+    if status is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    raise Conflict(f"Job {job_id} is {status}: cancel it first, then delete it.", code="job_active")

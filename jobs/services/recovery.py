@@ -1,0 +1,118 @@
+"""The periodic sweep (celery beat): nothing is lost and nothing stays running forever.
+
+It sends pending jobs whose message never reached the broker (or vanished from it), and
+recovers running jobs whose worker died: their heartbeat went stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from ..models import Job, JobEvent, JobEventKind, JobStatus
+from ._transitions import attempt_label, event, finish_running, requeue_running
+from .dispatch import job_dispatch
+
+PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+SWEEPER = "sweeper"
+
+
+@dataclasses.dataclass
+class SweepReport:
+    dispatched: int = 0
+    requeued: int = 0
+    failed: int = 0
+    revoked: int = 0
+
+
+def job_sweep(*, batch_size: int = 500) -> SweepReport:
+    """One sweep: send what is due and unsent, then recover jobs whose worker died."""
+    report = SweepReport(dispatched=job_dispatch_due(batch_size=batch_size))
+    for outcome in job_recover_stale(batch_size=batch_size):
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+def job_dispatch_due(*, batch_size: int = 500) -> int:
+    """Send pending jobs that are due and were never sent, or whose message seems lost. Returns how many."""
+    now = timezone.now()
+    ready = Q(run_at__isnull=True) | Q(run_at__lte=now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL))
+    unsent = Q(dispatched_at__isnull=True) & (
+        Q(run_at__isnull=False) | Q(created_at__lte=now - timedelta(seconds=settings.JOB_DISPATCH_AFTER))
+    )
+    # A message can also vanish after it was sent (a Redis without persistence restarted):
+    # a job nobody started long after its message was sent is sent again. A duplicate is
+    # harmless, only one delivery can move the row from pending to running.
+    lost = Q(dispatched_at__lte=now - timedelta(seconds=settings.JOB_REDISPATCH_AFTER))
+    due = list(Job.objects.filter(ready & (unsent | lost), status=PENDING).order_by("created_at")[:batch_size])
+    sent = set(job_dispatch(jobs=due))
+    JobEvent.objects.bulk_create(
+        [
+            event(
+                job.id,
+                JobEventKind.DISPATCHED_LATE,
+                actor_label=SWEEPER,
+                at=now,
+                message=f"Sent again: no worker started it since it was sent at {job.dispatched_at:%Y-%m-%d %H:%M:%S}."
+                if job.dispatched_at
+                else "Sent by the sweeper (the broker was unreachable when it was created).",
+            )
+            for job in due
+            if job.id in sent
+        ]
+    )
+    return len(sent)
+
+
+def job_recover_stale(*, batch_size: int = 500) -> list[str]:
+    """Recover running jobs whose heartbeat is older than JOB_STALE_AFTER: their worker died.
+
+    Each is revoked (a cancel was waiting for it), re-queued (retries left) or failed with
+    "Worker lost". Returns what happened to each: "revoked", "requeued" or "failed".
+    """
+    now = timezone.now()
+    stale = Job.objects.filter(status=RUNNING, heartbeat_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER))
+    fields = ("id", "attempts", "max_retries", "cancel_requested_at", "heartbeat_at", "worker")
+    outcomes = []
+    for job in stale.only(*fields)[:batch_size]:
+        since = f"no heartbeat from worker {job.worker or '?'} since {job.heartbeat_at:%Y-%m-%d %H:%M:%S}"
+        # Fenced on the heartbeat read: a worker that beats meanwhile is alive after all.
+        fence = Q(attempts=job.attempts, heartbeat_at=job.heartbeat_at)
+        if job.cancel_requested_at:
+            outcome = "revoked"
+            done = finish_running(
+                job.id,
+                status=JobStatus.REVOKED,
+                fence=fence,
+                actor_label=SWEEPER,
+                message=f"Worker lost ({since}); cancelled.",
+            )
+        elif job.attempts < job.max_retries:
+            outcome = "requeued"
+            done = requeue_running(
+                job.id,
+                attempts=job.attempts,
+                fence=fence,
+                kind=JobEventKind.REQUEUED,
+                actor_label=SWEEPER,
+                message=f"Worker lost ({since}); re-queued as {attempt_label(job.attempts + 1)}.",
+                error=f"Worker lost: {since}.",
+            )
+        else:
+            outcome = "failed"
+            done = finish_running(
+                job.id,
+                status=JobStatus.FAILED,
+                fence=fence,
+                actor_label=SWEEPER,
+                message=f"Worker lost: {since}; no retries left.",
+                data={"attempt": job.attempts + 1, "error": "worker lost"},
+                error=f"Worker lost: {since}.",
+            )
+        if done:
+            outcomes.append(outcome)
+    return outcomes

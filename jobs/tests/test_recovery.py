@@ -1,0 +1,100 @@
+"""The sweeper (jobs.services.recovery): unsent jobs are sent, jobs of dead workers recovered."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs.models import Job, JobStatus
+from jobs.services.execution import (
+    RunState,
+    job_update_progress,
+)
+from jobs.services.recovery import SweepReport, job_sweep
+from jobs.tests.factories import LONG_RUNNING_TASK, kinds, make, snapshot
+
+pytestmark = pytest.mark.django_db
+
+LONG = LONG_RUNNING_TASK
+
+
+# --- the sweeper ---------------------------------------------------------------------------------
+
+
+def ago(seconds: float):
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def test_sweep_sends_pending_jobs_whose_message_never_left(settings, published):
+    settings.JOB_DISPATCH_AFTER = 10
+    unsent = make(created_at=ago(60))
+    fresh = make(created_at=ago(1))  # its own after-commit send may still be on its way
+    later = make(created_at=ago(60), run_at=timezone.now() + timedelta(hours=1))
+    sent = make(created_at=ago(60), dispatched_at=ago(50))
+    report = job_sweep()
+    assert report.dispatched == 1
+    assert [m["id"] for m in published] == [str(unsent.id)]
+    assert Job.objects.get(id=unsent.id).dispatched_at is not None
+    assert kinds(unsent) == ["dispatched"]
+    for job in (fresh, later, sent):
+        assert Job.objects.get(id=job.id).dispatched_at == job.dispatched_at
+        assert kinds(job) == []
+
+
+def test_sweep_sends_a_scheduled_job_when_it_is_due(published):
+    due = make(created_at=ago(3600), run_at=timezone.now() + timedelta(seconds=1))
+    job_sweep()
+    assert [m["id"] for m in published] == [str(due.id)]
+
+
+def test_sweep_sends_again_a_job_nobody_started_long_after_it_was_sent(settings, published):
+    settings.JOB_REDISPATCH_AFTER = 600
+    lost = make(created_at=ago(4000), dispatched_at=ago(3600))
+    job_sweep()
+    assert [m["id"] for m in published] == [str(lost.id)]
+    assert Job.objects.get(id=lost.id).dispatched_at > ago(5)
+
+
+def test_sweep_requeues_a_running_job_whose_worker_died(settings, published, django_capture_on_commit_callbacks):
+    settings.JOB_STALE_AFTER = 60
+    job = make("running", max_retries=1, heartbeat_at=ago(120), worker="dead:1")
+    with django_capture_on_commit_callbacks(execute=True):
+        report = job_sweep()
+    assert report.requeued == 1
+    row = Job.objects.get(id=job.id)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.error.startswith("Worker lost")
+    assert kinds(job) == ["requeued"]
+    assert [m["id"] for m in published] == [str(job.id)]
+    # The dead worker's late writes can no longer touch the new attempt.
+    assert job_update_progress(job_id=job.id, progress=99, attempts=0) is RunState.GONE
+
+
+def test_sweep_fails_a_lost_job_without_retries_left(settings):
+    settings.JOB_STALE_AFTER = 60
+    job = make("running", max_retries=1, attempts=1, heartbeat_at=ago(120))
+    assert job_sweep().failed == 1
+    row = Job.objects.get(id=job.id)
+    assert row.status == JobStatus.FAILED
+    assert row.error.startswith("Worker lost")
+    assert row.finished_at is not None
+    assert kinds(job) == ["failed"]
+
+
+def test_sweep_revokes_a_lost_job_that_was_being_cancelled(settings):
+    settings.JOB_STALE_AFTER = 60
+    job = make("running", max_retries=3, heartbeat_at=ago(120), cancel_requested_at=ago(100))
+    assert job_sweep().revoked == 1
+    row = Job.objects.get(id=job.id)
+    assert row.status == JobStatus.REVOKED
+    assert row.finished_at is not None
+    assert kinds(job) == ["revoked"]
+
+
+def test_sweep_leaves_live_jobs_alone(settings, published):
+    settings.JOB_STALE_AFTER = 60
+    live = make("running", max_retries=1, heartbeat_at=ago(5))
+    before = snapshot(live)
+    assert job_sweep() == SweepReport()
+    assert snapshot(live) == before
+    assert published == []
