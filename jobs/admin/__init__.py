@@ -1,0 +1,20 @@
+"""The Django admin of jobs (autodiscovered as ``jobs.admin``), one module per concern:
+
+- ``jobs``: ``JobAdmin``, the operator's view of every job: list, page, permissions.
+- ``operations``: cancel, retry and delete, as actions and from the job page, through
+  ``jobs.services.operations``.
+- ``live``: a job's live state: status badge, progress bar and the JSON view the page polls.
+- ``rendering``: read-only values shown as compact times and JSON blocks.
+- ``filters``: search by a complete job id, the queue and task list filters.
+- ``pagination``: the job list's paginator (the row estimate of a large table).
+- ``events``: ``JobEventAdmin``, every job's timeline in one list.
+"""
+
+from django.contrib import admin
+from django.utils.translation import gettext_lazy
+
+from . import events, jobs  # noqa: F401  (importing them registers the admins)
+
+admin.site.site_header = gettext_lazy("taskhub administration")
+admin.site.site_title = gettext_lazy("taskhub admin")
+admin.site.index_title = gettext_lazy("Jobs, schedules and users")
