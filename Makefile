@@ -30,11 +30,11 @@ $(VAR)/secret_key: | $(BIN)/.installed
 
 run: install
 	@set -e; \
-	$(BIN)/python manage.py migrate --noinput; \
+	echo "taskhub: migrating the database and collecting static files ..."; \
+	$(BIN)/python manage.py migrate --noinput -v0; \
 	$(BIN)/python manage.py collectstatic --noinput -v0; \
-	$(BIN)/python manage.py ensure_admin; \
-	echo "taskhub: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/"; \
-	TASKHUB_PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho start -f Procfile
+	admin="$$($(BIN)/python manage.py ensure_admin --no-color)"; \
+	TASKHUB_PORT=$(PORT) TASKHUB_BANNER="$$admin" PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/python scripts/run.py
 
 test: install
 	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
