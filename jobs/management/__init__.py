@@ -1,0 +1,1 @@
+"""manage.py commands for jobs: enqueue_job, cleanup_jobs."""
