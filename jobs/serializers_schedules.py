@@ -1,0 +1,116 @@
+"""The schedules API's bodies: a periodic job as django-celery-beat stores it, plus its owner."""
+
+import json
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from taskhub.serializers import StrictFieldsMixin
+
+from .models import JobPriority
+from .services.scheduling import INTERVAL_PERIODS
+
+
+class IntervalSerializer(StrictFieldsMixin, serializers.Serializer):
+    every = serializers.IntegerField(min_value=1, help_text="How many periods between two runs.")
+    period = serializers.ChoiceField(choices=INTERVAL_PERIODS)
+
+
+class CrontabSerializer(StrictFieldsMixin, serializers.Serializer):
+    minute = serializers.CharField(max_length=240, default="*", help_text="0-59, e.g. '*/15' or '0,30'.")
+    hour = serializers.CharField(max_length=96, default="*", help_text="0-23.")
+    day_of_week = serializers.CharField(max_length=64, default="*", help_text="0-6 (Sunday is 0) or names.")
+    day_of_month = serializers.CharField(max_length=124, default="*", help_text="1-31.")
+    month_of_year = serializers.CharField(max_length=64, default="*", help_text="1-12.")
+    timezone = serializers.CharField(
+        max_length=63, default=settings.TIME_ZONE, help_text="IANA time zone the fields are read in."
+    )
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["timezone"] = str(instance.timezone)
+        return data
+
+
+@extend_schema_field(OpenApiTypes.ANY)
+class JSONTextField(serializers.Field):
+    """django-celery-beat keeps args and kwargs as JSON text; clients see the JSON."""
+
+    def to_representation(self, value):
+        return json.loads(value or "null")
+
+
+class ScheduleSerializer(serializers.Serializer):
+    """A schedule as clients see it: every firing creates a job linked to it (``schedule`` in /jobs/)."""
+
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    task = serializers.CharField(read_only=True, help_text="The catalog task's canonical name.")
+    args = JSONTextField(read_only=True)
+    kwargs = JSONTextField(read_only=True)
+    priority = serializers.CharField(source="job_schedule.priority", read_only=True)
+    interval = IntervalSerializer(read_only=True, allow_null=True)
+    crontab = CrontabSerializer(read_only=True, allow_null=True)
+    enabled = serializers.BooleanField(read_only=True)
+    start_time = serializers.DateTimeField(read_only=True, allow_null=True)
+    expires = serializers.DateTimeField(read_only=True, allow_null=True)
+    one_off = serializers.BooleanField(read_only=True)
+    description = serializers.CharField(read_only=True)
+    last_run_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Last firing seen by beat.")
+    total_run_count = serializers.IntegerField(read_only=True)
+    date_changed = serializers.DateTimeField(read_only=True)
+    owner = serializers.CharField(source="job_schedule.owner.username", read_only=True)
+    owner_id = serializers.IntegerField(source="job_schedule.owner_id", read_only=True)
+
+
+def _flat(detail, prefix: str = "") -> dict:
+    if not isinstance(detail, dict):
+        return {prefix or "non_field_errors": detail}
+    flat = {}
+    for name, value in detail.items():
+        path = prefix if name == "non_field_errors" and prefix else (f"{prefix}.{name}" if prefix else name)
+        flat.update(_flat(value, path) if isinstance(value, dict) else {path: value})
+    return flat
+
+
+class ScheduleWriteSerializer(StrictFieldsMixin, serializers.Serializer):
+    """Create (all of it) or change (PATCH: only what is given) a schedule."""
+
+    read_only_names = ("id", "last_run_at", "total_run_count", "date_changed", "owner", "owner_id")
+
+    name = serializers.CharField(max_length=200, help_text="Unique; also the name of each job.")
+    task = serializers.CharField(max_length=200, help_text="A task name or alias from /api/v1/task-catalog/.")
+    args = serializers.JSONField(required=False, default=list, help_text="Positional arguments (a JSON array).")
+    kwargs = serializers.JSONField(required=False, default=dict, help_text="Keyword arguments (a JSON object).")
+    priority = serializers.ChoiceField(
+        choices=JobPriority.choices,
+        required=False,
+        error_messages={"invalid_choice": f'"{{input}}" is not a priority. Allowed: {", ".join(JobPriority.values)}.'},
+        help_text="Each job's priority; defaults to the task's.",
+    )
+    interval = IntervalSerializer(required=False, allow_null=True, help_text="Give this or crontab.")
+    crontab = CrontabSerializer(required=False, allow_null=True, help_text="Give this or interval.")
+    enabled = serializers.BooleanField(required=False, default=True)
+    start_time = serializers.DateTimeField(required=False, allow_null=True, help_text="Fire from this time on.")
+    expires = serializers.DateTimeField(required=False, allow_null=True, help_text="Stop firing at this time.")
+    one_off = serializers.BooleanField(required=False, default=False, help_text="Fire once, then disable.")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def to_internal_value(self, data):
+        """Errors of the nested interval and crontab get flat names (``interval.every``), like every error."""
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError(_flat(exc.detail)) from exc
+
+    def validate_args(self, value):
+        if not isinstance(value, list):
+            raise serializers.ValidationError("Must be a JSON array.")
+        return value
+
+    def validate_kwargs(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value

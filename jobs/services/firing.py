@@ -1,0 +1,124 @@
+"""A schedule's firing becomes a tracked job, once per slot however many beats fire it.
+
+The slot is the time the firing was due, rounded to the schedule: an interval's grid (counted
+from the schedule's start time, else the Unix epoch), a crontab's matching minute, a clocked
+schedule's time. ``Job`` has a unique (schedule, scheduled_for) constraint, so when a second
+beat process (started by mistake) fires the same slot, its insert fails and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+
+from celery.schedules import crontab
+from celery.utils.time import maybe_make_aware
+from django.db import IntegrityError
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from taskhub.errors import ApplicationError, NotFound
+
+from ..models import Job, JobSchedule
+from .creation import job_create
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Firing:
+    """What one firing did: the job it created, or why it created none."""
+
+    periodic_task_id: int
+    slot: datetime | None = None
+    job: Job | None = None
+    skipped: str = ""
+
+
+def schedule_slot(periodic_task: PeriodicTask, *, last_run_at: datetime, now: datetime) -> datetime:
+    """The slot of a firing at ``now`` by a beat whose previous firing was ``last_run_at``.
+
+    The firing was due one period after the later of ``last_run_at`` and the start time. Two
+    beats compute the same slot for the same due time: an interval is floored onto a fixed
+    grid, a crontab's next match after ``last_run_at`` is an exact minute.
+    """
+    last_run_at = maybe_make_aware(last_run_at)
+    start_time = periodic_task.start_time
+    if periodic_task.clocked:
+        return periodic_task.clocked.clocked_time
+    schedule = periodic_task.schedule
+    if periodic_task.interval:
+        every = schedule.run_every
+        due = max(last_run_at + every, start_time or last_run_at)
+        anchor = start_time or EPOCH
+        return anchor + every * ((due - anchor) // every)
+    since = max(last_run_at, start_time) if start_time else last_run_at
+    if isinstance(schedule, crontab):
+        start, delta, _ = schedule.remaining_delta(since)
+        return (start + delta).astimezone(UTC).replace(second=0, microsecond=0)
+    # Solar (sunrise...): the event's time, to the minute (its estimate varies by microseconds).
+    due = now + schedule.remaining_estimate(since)
+    return (due.astimezone(UTC) + timedelta(seconds=30)).replace(second=0, microsecond=0)
+
+
+def _schedule_of(periodic_task_id: int) -> tuple[PeriodicTask, JobSchedule]:
+    related = ("job_schedule__owner", "interval", "crontab", "solar", "clocked")
+    periodic_task = PeriodicTask.objects.select_related(*related).filter(pk=periodic_task_id).first()
+    if periodic_task is None:
+        raise NotFound(f"Schedule {periodic_task_id} not found.")
+    schedule = getattr(periodic_task, "job_schedule", None)
+    if schedule is None:
+        raise ApplicationError(
+            f"Periodic task {periodic_task.name!r} runs catalog task {periodic_task.task} but has no owner: open it "
+            "in the admin and save it (you become its owner), or create it through /api/v1/schedules/.",
+            code="schedule_without_owner",
+        )
+    if not schedule.owner.is_active:
+        raise ApplicationError(
+            f"Schedule {periodic_task.name!r} belongs to {schedule.owner.username}, whose account is inactive.",
+            code="owner_inactive",
+        )
+    return periodic_task, schedule
+
+
+def _create(periodic_task: PeriodicTask, schedule: JobSchedule, *, slot: datetime | None) -> Job:
+    return job_create(
+        owner=schedule.owner,
+        celery_task_name=periodic_task.task,
+        name=periodic_task.name,
+        args=json.loads(periodic_task.args or "[]"),
+        kwargs=json.loads(periodic_task.kwargs or "{}"),
+        priority=schedule.priority,
+        schedule_id=periodic_task.pk,
+        scheduled_for=slot,
+    )
+
+
+def job_schedule_fire(*, periodic_task_id: int, last_run_at: datetime, fired_at: datetime | None = None) -> Firing:
+    """Create the job of one firing (beat calls this instead of publishing the task).
+
+    Nothing happens for a schedule disabled or deleted since beat last read it, or for a slot
+    that already has its job. The job is checked like any other (``job_create``): a task or
+    arguments that no longer fit raise InvalidInput, as does an owner-less schedule.
+    """
+    periodic_task, schedule = _schedule_of(periodic_task_id)
+    if not periodic_task.enabled:
+        return Firing(periodic_task_id, skipped="disabled")
+    slot = schedule_slot(periodic_task, last_run_at=last_run_at, now=fired_at or timezone.now())
+    taken = Job.objects.filter(schedule_id=periodic_task.pk, scheduled_for=slot)
+    if taken.exists():
+        return Firing(periodic_task_id, slot=slot, skipped="slot already fired")
+    try:
+        job = _create(periodic_task, schedule, slot=slot)
+    except IntegrityError:
+        if not taken.exists():
+            raise
+        return Firing(periodic_task_id, slot=slot, skipped="slot already fired")
+    return Firing(periodic_task_id, slot=slot, job=job)
+
+
+def job_schedule_run_now(*, periodic_task_id: int) -> Job:
+    """A job of the schedule, now, outside its slots (also when the schedule is disabled)."""
+    periodic_task, schedule = _schedule_of(periodic_task_id)
+    return _create(periodic_task, schedule, slot=None)

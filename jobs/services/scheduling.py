@@ -1,0 +1,265 @@
+"""Schedules: periodic jobs stored by django-celery-beat, owned and checked like jobs.
+
+A schedule is django-celery-beat's ``PeriodicTask`` (task, arguments, interval or crontab,
+window) plus a :class:`~jobs.models.JobSchedule` row (owner, priority) sharing its id. Its
+task and arguments are checked exactly as a job's (``job_build_spec``) whenever it is saved,
+so a schedule that could not create its jobs is refused at once rather than failing at every
+firing. Each firing becomes a tracked job through ``job_create``: see :mod:`.firing`.
+"""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from datetime import datetime
+from functools import cache
+from typing import Any, TypedDict, Unpack
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django_celery_beat import validators
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from accounts.models import User
+from taskhub.errors import ApplicationError, InvalidInput, NotFound
+
+from ..models import JobSchedule
+from .creation import JobSpec, job_build_spec
+
+INTERVAL_PERIODS = ("days", "hours", "minutes", "seconds")
+CRONTAB_FIELDS = {
+    "minute": validators.minute_validator,
+    "hour": validators.hour_validator,
+    "day_of_week": validators.day_of_week_validator,
+    "day_of_month": validators.day_of_month_validator,
+    "month_of_year": validators.month_of_year_validator,
+}
+# Beat's own entries (settings.CELERY_BEAT_SCHEDULE, Celery's result cleanup): not catalog
+# tasks, so they publish plain Celery messages; only superusers may edit them in the admin.
+SYSTEM_TASK_PREFIXES = ("jobs.tasks.maintenance_tasks.",)
+
+
+class ScheduleRequest(TypedDict, total=False):
+    """A schedule as clients give it (the API's body; every key optional on update)."""
+
+    name: str
+    task: str
+    args: list | None
+    kwargs: dict | None
+    priority: str | None
+    interval: dict[str, Any] | None
+    crontab: dict[str, Any] | None
+    enabled: bool
+    start_time: datetime | None
+    expires: datetime | None
+    one_off: bool
+    description: str
+
+
+def _invalid(field: str, message: str, code: str = "invalid") -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", code=code, fields={field: [message]})
+
+
+def is_system_task(name: str) -> bool:
+    """A task beat runs for taskhub itself: the maintenance tasks and Celery's cleanup."""
+    beat_tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} | {"celery.backend_cleanup"}
+    return name in beat_tasks or name.startswith(SYSTEM_TASK_PREFIXES)
+
+
+def job_schedule_check(*, owner: User, task: str, args: Any, kwargs: Any, priority: str | None) -> JobSpec:
+    """The task, arguments and priority checked as a job's would be; errors name ``task``, not
+    ``celery_task_name``. Tasks outside the catalog (maintenance tasks too) are refused."""
+    try:
+        return job_build_spec(owner=owner, celery_task_name=task, args=args, kwargs=kwargs, priority=priority)
+    except ApplicationError as exc:
+        if "celery_task_name" not in exc.fields:
+            raise
+        fields = {("task" if name == "celery_task_name" else name): messages for name, messages in exc.fields.items()}
+        message = exc.message.replace("celery_task_name:", "task:", 1)
+        raise type(exc)(message, code=exc.code, status_code=exc.status_code, fields=fields) from exc
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _check_interval(value: dict[str, Any]) -> dict[str, Any]:
+    every, period = value.get("every"), value.get("period")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise _invalid("interval.every", "Must be a whole number, at least 1.")
+    if period not in INTERVAL_PERIODS:
+        raise _invalid("interval.period", f"Must be one of {', '.join(INTERVAL_PERIODS)}.")
+    return {"every": every, "period": period}
+
+
+def _check_crontab(value: dict[str, Any]) -> dict[str, Any]:
+    checked = {}
+    for field, validator in CRONTAB_FIELDS.items():
+        spec = value.get(field, "*")
+        if not isinstance(spec, str) or not spec.strip():
+            raise _invalid(f"crontab.{field}", "Must be a crontab field such as '*', '5', '*/15' or '1-5'.")
+        try:
+            validator(spec)
+        except ValidationError as exc:
+            raise _invalid(f"crontab.{field}", " ".join(exc.messages)) from exc
+        checked[field] = spec.strip()
+    tz = value.get("timezone") or settings.TIME_ZONE
+    if tz not in _timezones():
+        raise _invalid("crontab.timezone", f"Unknown time zone {tz!r}: use an IANA name such as 'Europe/Paris'.")
+    checked["timezone"] = tz
+    return checked
+
+
+def _check_timing(request: ScheduleRequest, *, required: bool) -> dict[str, Any] | None:
+    """``{"interval": {...}}`` or ``{"crontab": {...}}``; None when neither is given and not required."""
+    interval, crontab = request.get("interval"), request.get("crontab")
+    if interval is not None and crontab is not None:
+        message = "Give either interval or crontab, not both."
+        raise InvalidInput(f"interval: {message}", fields={"interval": [message], "crontab": [message]})
+    if interval is not None:
+        return {"interval": _check_interval(interval)}
+    if crontab is not None:
+        return {"crontab": _check_crontab(crontab)}
+    if required:
+        message = "Give an interval ({every, period}) or a crontab."
+        raise InvalidInput(f"interval: {message}", fields={"interval": [message], "crontab": [message]})
+    return None
+
+
+def _timing_rows(timing: dict[str, Any]) -> dict[str, Any]:
+    """The shared IntervalSchedule / CrontabSchedule rows for a checked timing (reused when equal)."""
+    if "interval" in timing:
+        interval = IntervalSchedule.objects.filter(**timing["interval"]).order_by("id").first()
+        return {"interval": interval or IntervalSchedule.objects.create(**timing["interval"]), "crontab": None}
+    crontab = CrontabSchedule.objects.filter(**timing["crontab"]).order_by("id").first()
+    return {"interval": None, "crontab": crontab or CrontabSchedule.objects.create(**timing["crontab"])}
+
+
+def _check_name(name: Any, *, periodic_task_id: int | None = None) -> str:
+    name = name.strip() if isinstance(name, str) else ""
+    if not name:
+        raise _invalid("name", "Give the schedule a name.")
+    if PeriodicTask.objects.filter(name=name).exclude(pk=periodic_task_id).exists():
+        raise _invalid("name", f"A schedule named {name!r} already exists.", code="duplicate_name")
+    return name
+
+
+def _check_window(start_time: datetime | None, expires: datetime | None) -> None:
+    if start_time and expires and expires <= start_time:
+        raise _invalid("expires", "Must be later than start_time.")
+
+
+def _save(periodic_task: PeriodicTask) -> None:
+    """Save, turning a lost race for the unique name into the same 400 as the check."""
+    try:
+        with transaction.atomic():
+            periodic_task.save()
+    except IntegrityError:
+        name = periodic_task.name
+        if PeriodicTask.objects.filter(name=name).exclude(pk=periodic_task.pk).exists():
+            raise _invalid("name", f"A schedule named {name!r} already exists.", "duplicate_name") from None
+        raise
+
+
+def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> PeriodicTask:
+    """Store a schedule owned by ``owner``; everything is checked before anything is written."""
+    spec = job_schedule_check(
+        owner=owner,
+        task=request.get("task"),
+        args=request.get("args"),
+        kwargs=request.get("kwargs"),
+        priority=request.get("priority"),
+    )
+    name = _check_name(request.get("name"))
+    timing = _check_timing(request, required=True)
+    start_time, expires = request.get("start_time"), request.get("expires")
+    _check_window(start_time, expires)
+    with transaction.atomic():
+        periodic_task = PeriodicTask(
+            name=name,
+            task=spec.entry.name,
+            args=json.dumps(spec.args),
+            kwargs=json.dumps(spec.kwargs),
+            enabled=request.get("enabled", True),
+            one_off=request.get("one_off", False),
+            start_time=start_time,
+            expires=expires,
+            description=request.get("description", ""),
+            **_timing_rows(timing),
+        )
+        _save(periodic_task)
+        JobSchedule.objects.create(periodic_task=periodic_task, owner=owner, priority=spec.priority)
+    return periodic_task
+
+
+def _locked(periodic_task_id: int) -> PeriodicTask:
+    periodic_task = (
+        PeriodicTask.objects.select_for_update(of=("self",))
+        .select_related("job_schedule__owner")
+        .filter(pk=periodic_task_id, job_schedule__isnull=False)
+        .first()
+    )
+    if periodic_task is None:
+        raise NotFound(f"Schedule {periodic_task_id} not found.")
+    return periodic_task
+
+
+@transaction.atomic
+def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequest]) -> PeriodicTask:
+    """Change a schedule; the result is checked as a whole (a new task must fit the kept arguments)."""
+    periodic_task = _locked(periodic_task_id)
+    schedule = periodic_task.job_schedule
+    spec = job_schedule_check(
+        owner=schedule.owner,
+        task=changes.get("task", periodic_task.task),
+        args=changes["args"] if "args" in changes else json.loads(periodic_task.args or "[]"),
+        kwargs=changes["kwargs"] if "kwargs" in changes else json.loads(periodic_task.kwargs or "{}"),
+        priority=changes["priority"] if "priority" in changes else schedule.priority,
+    )
+    if "name" in changes:
+        periodic_task.name = _check_name(changes["name"], periodic_task_id=periodic_task.pk)
+    # Giving both as null (or neither in a replacement) leaves the schedule without timing: refused.
+    timing = _check_timing(changes, required="interval" in changes and "crontab" in changes)
+    if changes.get("enabled", periodic_task.enabled) != periodic_task.enabled:
+        periodic_task.last_run_at = None  # as job_schedule_set_enabled: no catch-up of the time it was off
+    for field in ("start_time", "expires", "enabled", "one_off", "description"):
+        if field in changes:
+            setattr(periodic_task, field, changes[field])
+    _check_window(periodic_task.start_time, periodic_task.expires)
+    if timing is not None:
+        for field, row in _timing_rows(timing).items():
+            setattr(periodic_task, field, row)
+    periodic_task.task = spec.entry.name
+    periodic_task.args, periodic_task.kwargs = json.dumps(spec.args), json.dumps(spec.kwargs)
+    _save(periodic_task)
+    schedule.priority = spec.priority
+    schedule.save(update_fields=["priority"])
+    return periodic_task
+
+
+@transaction.atomic
+def job_schedule_set_enabled(*, periodic_task_id: int, enabled: bool) -> PeriodicTask:
+    """Turn a schedule on or off. Either way its last run is forgotten, so an enabled schedule
+    counts its first interval from now instead of catching up on the time it was off."""
+    periodic_task = _locked(periodic_task_id)
+    periodic_task.enabled = enabled
+    periodic_task.last_run_at = None
+    periodic_task.save()
+    return periodic_task
+
+
+def job_schedule_delete(*, periodic_task_id: int) -> None:
+    """Delete a schedule; its jobs stay, no longer linked (``Job.schedule`` is set to NULL)."""
+    with transaction.atomic():
+        _locked(periodic_task_id).delete()
+
+
+def job_schedule_set_owner(*, periodic_task: PeriodicTask, owner: User | None, priority: str | None) -> None:
+    """The admin's save of a periodic task: a catalog task's owner and priority (``owner`` None
+    for a task outside the catalog, which then has no JobSchedule)."""
+    if owner is None:
+        JobSchedule.objects.filter(periodic_task=periodic_task).delete()
+        return
+    JobSchedule.objects.update_or_create(periodic_task=periodic_task, defaults={"owner": owner, "priority": priority})

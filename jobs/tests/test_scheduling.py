@@ -1,0 +1,326 @@
+"""Firing schedules (jobs.services.firing, the JobScheduler in-process) and the periodic task admin.
+
+The real beat process is tested in test_schedules_beat.py; here the scheduler's entries are
+applied directly, as beat's tick does, against the real database.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from accounts.tests.factories import UserFactory
+from jobs.models import Job, JobSchedule, JobStatus
+from jobs.scheduling import JobScheduler
+from jobs.services import firing
+from jobs.services.firing import job_schedule_fire, schedule_slot
+from jobs.services.scheduling import job_schedule_create
+from jobs.tests.factories import LONG_RUNNING_TASK
+from taskhub.celery import app as celery_app
+from taskhub.errors import ApplicationError, InvalidInput
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
+EVERY_2S = {"every": 2, "period": "seconds"}
+
+
+@pytest.fixture
+def schedule(user) -> PeriodicTask:
+    return job_schedule_create(
+        owner=user, name="every 2s", task=LONG_RUNNING_TASK, kwargs={"seconds": 0}, interval=EVERY_2S
+    )
+
+
+def fire(periodic_task: PeriodicTask, last_run_at: datetime, fired_at: datetime | None = None):
+    return job_schedule_fire(periodic_task_id=periodic_task.pk, last_run_at=last_run_at, fired_at=fired_at)
+
+
+def test_a_firing_creates_a_tracked_job_of_its_schedule(schedule, user, published, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        firing = fire(schedule, last_run_at=T0 + timedelta(seconds=0.3))
+
+    job = firing.job
+    assert firing.slot == T0 + timedelta(seconds=2)
+    assert (job.schedule_id, job.scheduled_for, job.owner, job.name) == (schedule.pk, firing.slot, user, "every 2s")
+    assert (job.celery_task_name, job.kwargs, job.status) == (LONG_RUNNING_TASK, {"seconds": 0}, JobStatus.PENDING)
+    assert "by a schedule" in job.events.get().message
+    assert [message["id"] for message in published] == [str(job.id)]  # sent after commit like any job
+
+
+def test_one_slot_fires_one_job_whoever_fires_it(schedule, published, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = fire(schedule, last_run_at=T0 + timedelta(seconds=0.1))
+        # A second beat whose last run was a little later computes the same slot.
+        second = fire(schedule, last_run_at=T0 + timedelta(seconds=1.7))
+        following = fire(schedule, last_run_at=T0 + timedelta(seconds=2.1))
+
+    assert first.job is not None and second.job is None and second.skipped == "slot already fired"
+    assert second.slot == first.slot
+    assert following.slot == first.slot + timedelta(seconds=2) and following.job is not None
+    assert Job.objects.count() == 2 and len(published) == 2
+
+
+def test_the_constraint_holds_when_the_check_is_raced(schedule, monkeypatch):
+    """Two beats that both pass the existence check: the database refuses the second insert."""
+    create = firing._create
+
+    def lose_the_race(periodic_task, job_schedule, *, slot):
+        create(periodic_task, job_schedule, slot=slot)  # the other beat's insert lands first
+        return create(periodic_task, job_schedule, slot=slot)
+
+    monkeypatch.setattr(firing, "_create", lose_the_race)
+    second = fire(schedule, last_run_at=T0)
+    assert second.job is None and second.skipped == "slot already fired"
+    assert Job.objects.filter(schedule=schedule).count() == 1
+
+
+def test_interval_slots_follow_the_start_time():
+    start = T0 + timedelta(minutes=7)
+    periodic_task = PeriodicTask(interval=IntervalSchedule(every=1, period="hours"), start_time=start)
+    # First firing (beat backdates a new entry's last run by years): the start time itself.
+    assert schedule_slot(periodic_task, last_run_at=T0 - timedelta(days=9000), now=start) == start
+    later = start + timedelta(hours=5, minutes=1)
+    assert schedule_slot(periodic_task, last_run_at=later, now=later) == start + timedelta(hours=6)
+
+
+def test_crontab_slots_are_the_matching_minute_in_the_schedules_time_zone():
+    crontab = CrontabSchedule(minute="30", hour="9", timezone="Europe/Paris")
+    periodic_task = PeriodicTask(crontab=crontab)
+    nine_thirty_paris = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
+    for last_run_at in (T0, T0 + timedelta(hours=3, seconds=7)):  # two beats, different last runs
+        assert schedule_slot(periodic_task, last_run_at=last_run_at, now=nine_thirty_paris) == nine_thirty_paris
+
+
+def test_a_disabled_or_deleted_schedule_fires_nothing(schedule, published):
+    PeriodicTask.objects.filter(pk=schedule.pk).update(enabled=False)
+    assert fire(schedule, last_run_at=T0).skipped == "disabled"
+    schedule_id = schedule.pk
+    schedule.delete()
+    with pytest.raises(ApplicationError, match="not found"):
+        job_schedule_fire(periodic_task_id=schedule_id, last_run_at=T0)
+    assert Job.objects.count() == 0 and published == []
+
+
+def test_arguments_that_no_longer_fit_are_refused_at_firing(schedule, published):
+    PeriodicTask.objects.filter(pk=schedule.pk).update(kwargs=json.dumps({"seconds": "a while"}))
+    with pytest.raises(InvalidInput, match="seconds"):
+        fire(schedule, last_run_at=T0)
+    assert Job.objects.count() == 0 and published == []
+
+
+def test_an_inactive_owners_schedule_fires_nothing(schedule, user):
+    user.is_active = False
+    user.save()
+    with pytest.raises(ApplicationError, match="inactive"):
+        fire(schedule, last_run_at=T0)
+    assert Job.objects.count() == 0
+
+
+def scheduler() -> JobScheduler:
+    return JobScheduler(app=celery_app)
+
+
+# The scheduler commits and closes connections as beat does: these tests run outside a transaction.
+in_beat = pytest.mark.django_db(transaction=True)
+
+
+@in_beat
+def test_two_schedulers_fire_a_due_entry_once(schedule, published, django_capture_on_commit_callbacks):
+    PeriodicTask.objects.filter(pk=schedule.pk).update(last_run_at=timezone.now() - timedelta(seconds=3))
+    first, second = scheduler(), scheduler()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for beat in (first, second):
+            entry = beat.schedule[schedule.name]
+            assert entry.is_due().is_due
+            beat.apply_entry(entry, producer=None)
+
+    job = Job.objects.get(schedule=schedule)
+    assert [message["id"] for message in published] == [str(job.id)]  # the job's own message, nothing else
+
+
+@in_beat
+def test_an_owner_less_catalog_task_is_logged_and_sends_nothing(published, caplog):
+    PeriodicTask.objects.create(
+        name="legacy",
+        task=LONG_RUNNING_TASK,
+        interval=IntervalSchedule.objects.create(**EVERY_2S),
+        last_run_at=timezone.now() - timedelta(seconds=3),
+    )
+    beat = scheduler()
+    beat.apply_entry(beat.schedule["legacy"], producer=None)
+    assert "has no owner: open it in the admin and save it" in caplog.text
+    assert Job.objects.count() == 0 and published == []
+
+
+@in_beat
+def test_maintenance_entries_keep_celerys_path(published):
+    beat = scheduler()
+    beat.apply_entry(beat.schedule["taskhub-sweep-jobs"], producer=beat.producer)
+    assert [message["task"] for message in published] == ["jobs.tasks.maintenance_tasks.sweep_jobs"]
+    assert Job.objects.count() == 0
+
+
+@in_beat
+def test_beats_bookkeeping_does_not_undo_a_disable(schedule):
+    beat = scheduler()
+    entry = beat.schedule[schedule.name]
+    PeriodicTask.objects.filter(pk=schedule.pk).update(enabled=False)  # an operator, meanwhile
+    next(entry).save()
+    stored = PeriodicTask.objects.get(pk=schedule.pk)
+    assert stored.enabled is False and stored.total_run_count == 1
+
+
+# --- The periodic task admin -------------------------------------------------------------------
+
+ADD = "/admin/django_celery_beat/periodictask/add/"
+
+
+def change(periodic_task) -> str:
+    return f"/admin/django_celery_beat/periodictask/{periodic_task.pk}/change/"
+
+
+@pytest.fixture
+def superuser():
+    return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def admin_client(superuser) -> Client:
+    client = Client()
+    client.force_login(superuser)
+    return client
+
+
+def form_data(**changes) -> dict:
+    interval = IntervalSchedule.objects.filter(**EVERY_2S).first() or IntervalSchedule.objects.create(**EVERY_2S)
+    data = {
+        "name": "admin schedule",
+        "regtask": "",
+        "task": LONG_RUNNING_TASK,
+        "enabled": "on",
+        "description": "",
+        "owner": "",
+        "job_priority": "",
+        "interval": interval.pk,
+        "crontab": "",
+        "solar": "",
+        "clocked": "",
+        "start_time_0": "",
+        "start_time_1": "",
+        "args": "[]",
+        "kwargs": '{"seconds": 0}',
+        "expires_0": "",
+        "expires_1": "",
+        "expire_seconds": "",
+        "queue": "",
+        "exchange": "",
+        "routing_key": "",
+        "priority": "",
+        "headers": "{}",
+    }
+    return {**data, **changes}
+
+
+def errors_of(response) -> dict[str, list[str]]:
+    assert response.status_code == 200, response.status_code  # the form again, with its errors
+    return {
+        field: [str(error) for error in errors] for field, errors in response.context["adminform"].form.errors.items()
+    }
+
+
+def test_admin_saves_a_catalog_task_owned_by_the_admin(admin_client, superuser):
+    response = admin_client.post(ADD, form_data(task="app.tasks.common_tasks.long_running_task"))
+
+    assert response.status_code == 302, errors_of(response)
+    periodic_task = PeriodicTask.objects.get(name="admin schedule")
+    assert periodic_task.task == LONG_RUNNING_TASK  # the alias, stored as the canonical name
+    assert (periodic_task.job_schedule.owner, periodic_task.job_schedule.priority) == (superuser, "normal")
+
+
+def test_admin_takes_a_chosen_owner_and_priority(admin_client, user):
+    response = admin_client.post(ADD, form_data(owner=user.pk, job_priority="low"))
+    assert response.status_code == 302, errors_of(response)
+    schedule = JobSchedule.objects.get()
+    assert (schedule.owner, schedule.priority) == (user, "low")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"task": "os.system"}, "task", "not a task in the catalog"),
+        ({"task": "celery.chord_unlock"}, "task", "not a task in the catalog"),
+        ({"kwargs": '{"seconds": "soon"}'}, "kwargs", "kwargs.seconds"),
+        ({"kwargs": '{"bogus": 1, "seconds": 1}'}, "kwargs", "bogus"),
+        ({"args": "[1, 2]"}, "args", "positional"),
+        ({"queue": "low_priority"}, "queue", "job priority"),
+    ],
+)
+def test_admin_refuses_what_could_not_run_as_a_job(admin_client, changes, field, words):
+    response = admin_client.post(ADD, form_data(**changes))
+    errors = errors_of(response)
+    assert any(words in message for message in errors.get(field, [])), errors
+    assert not PeriodicTask.objects.filter(name="admin schedule").exists()
+    assert not JobSchedule.objects.exists()
+
+
+def test_only_superusers_schedule_jobs_for_someone_else(user):
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="django_celery_beat"))
+    client = Client()
+    client.force_login(staff)
+
+    errors = errors_of(client.post(ADD, form_data(owner=user.pk)))
+    assert errors["owner"] == ["Only superusers may schedule jobs for another user."]
+    assert client.post(ADD, form_data(owner=staff.pk)).status_code == 302
+    assert JobSchedule.objects.get().owner == staff
+
+
+def test_maintenance_tasks_are_for_superusers(admin_client):
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="django_celery_beat"))
+    staff_client = Client()
+    staff_client.force_login(staff)
+    sweep = "jobs.tasks.maintenance_tasks.sweep_jobs"
+
+    errors = errors_of(staff_client.post(ADD, form_data(task=sweep, kwargs="{}")))
+    assert any("only superusers" in message for message in errors["task"]), errors
+
+    response = admin_client.post(ADD, form_data(task=sweep, kwargs="{}"))
+    assert response.status_code == 302, errors_of(response)
+    assert not JobSchedule.objects.exists()  # not a job schedule: beat sends it as a Celery task
+
+
+def test_admin_list_shows_owners_and_no_wrong_scheduler_warning(admin_client, schedule, user):
+    response = admin_client.get("/admin/django_celery_beat/periodictask/")
+    assert response.status_code == 200
+    assert response.context["wrong_scheduler"] is False  # JobScheduler is a DatabaseScheduler
+    assert user.username in response.content.decode()
+
+
+def test_admin_page_lists_the_schedules_recent_jobs(admin_client, schedule):
+    jobs = [fire(schedule, last_run_at=T0 + timedelta(seconds=2 * n)).job for n in range(3)]
+
+    page = admin_client.get(change(schedule)).content.decode()
+
+    for job in jobs:
+        assert f'href="/admin/jobs/job/{job.pk}/change/"' in page
+    assert "Recent jobs" in page and "Pending" in page
+    all_jobs = admin_client.get(f"/admin/jobs/job/?schedule__exact={schedule.pk}")
+    assert f"?schedule__exact={schedule.pk}" in page and all_jobs.status_code == 200
+    assert len(all_jobs.context["cl"].result_list) == 3
+
+
+def test_admin_run_action_creates_tracked_jobs(admin_client, schedule, published, django_capture_on_commit_callbacks):
+    data = {"action": "run_tasks", "_selected_action": [schedule.pk]}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post("/admin/django_celery_beat/periodictask/", data, follow=True)
+
+    job = Job.objects.get(schedule=schedule)
+    assert [str(message) for message in response.context["messages"]] == ["1 job created."]
+    assert [message["id"] for message in published] == [str(job.id)]
