@@ -1,19 +1,25 @@
 """The Django admin of jobs (autodiscovered as ``jobs.admin``), one module per concern:
 
 - ``jobs``: ``JobAdmin``, the operator's view of every job: list, page, permissions.
+- ``submit``: the add page: submit a catalog task through ``jobs.services.creation.job_create``.
 - ``operations``: cancel, retry and delete, as actions and from the job page, through
   ``jobs.services.operations``.
-- ``live``: a job's live state: status badge, progress bar and the JSON view the page polls.
+- ``matching``: the same on everything the list's filters match, confirmed first, in batches.
+- ``live``: a job's live state: status badge, progress bar with a true message, attempt, run
+  time, and the JSON view the list and the page poll.
+- ``page``: the job page's live parts (header, fields, timeline, buttons) for that view.
 - ``rendering``: read-only values shown as compact times and JSON blocks.
 - ``filters``: search by a complete job id, the queue and task list filters.
 - ``pagination``: the job list's paginator (the row estimate of a large table).
 - ``events``: ``JobEventAdmin``, every job's timeline in one list.
+- ``schedules``: django-celery-beat's periodic tasks as job schedules (catalog tasks only, an
+  owner and a job priority, the recent jobs).
 """
 
 from django.contrib import admin
 from django.utils.translation import gettext_lazy
 
-from . import events, jobs  # noqa: F401  (importing them registers the admins)
+from . import events, jobs, schedules  # noqa: F401  (importing them registers the admins)
 
 admin.site.site_header = gettext_lazy("taskhub administration")
 admin.site.site_title = gettext_lazy("taskhub admin")

@@ -1,11 +1,14 @@
 """The job admin: an operator's view of every job, driven through jobs.services.
 
 Everything on a job belongs to the system, so the job page is view-only (no form can write
-a row a worker is updating). Operators act through the actions and the Cancel/Retry buttons
+a row a worker is updating). Operators submit jobs on the add page (``submit``) and act through
+the actions, the "all matching" operations (``matching``) and the Cancel/Retry buttons
 (``operations``), which call the same services as the API; the job permissions gate them:
-"change" to cancel or retry, "delete" to delete. Status badges and progress bars of active
-jobs are refreshed in place by ``jobs/admin/job_live.js``, which polls the staff-only
-``progress/`` view (``live``).
+"add" to submit, "change" to cancel or retry, "delete" to delete (the "operator" role has all
+three, the "viewer" role none). The list's badges, bars, attempts and times, and the whole job
+page, follow the jobs without a reload: ``jobs/admin/job_live.js`` follows the live-progress
+streams (``jobs/stream.js``) and asks the staff-only ``progress/`` view (``live``, ``page``) about
+each job that changed; it polls that view only where the streams do not get through.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth import get_permission_codename
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, QueryDict
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
@@ -22,28 +25,35 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from .. import selectors
-from ..models import MANUAL_RETRY_STATUSES, Job
+from ..models import Job
 from .filters import JobIdSearch, QueueFilter, TaskFilter
-from .live import job_state, progress_bar_html, progress_response, status_badge_html
+from .live import attempt_html, job_state, progress_bar_html, progress_response, status_badge_html, when_column_html
+from .matching import MatchingOperations
 from .operations import JobOperations
+from .page import offered_operations, page_parts
 from .pagination import JobPaginator
-from .rendering import json_column, when_column
+from .rendering import json_column
+from .submit import JobSubmission
+
+# The list's filters on what never changes on a job, by the list stream's names for them (jobs/filters.py).
+# Not the status: a job leaving the status the list shows must still reach the page.
+LIST_STREAM_FILTERS = {"priority__exact": "priority", "celery_task_name": "task"}
+
+
+def list_stream_url(request: HttpRequest) -> str:
+    """The list stream (``/api/v1/jobs/stream/``) narrowed by the list page's filters that it shares."""
+    query = QueryDict(mutable=True)
+    for admin_name, stream_name in LIST_STREAM_FILTERS.items():
+        if values := request.GET.getlist(admin_name):
+            query.setlist(stream_name, values)
+    url = reverse("job-list-stream")
+    return f"{url}?{query.urlencode()}" if query else url
 
 
 @admin.register(Job)
-class JobAdmin(JobIdSearch, JobOperations, admin.ModelAdmin):
-    list_display = (
-        "name",
-        "status_badge",
-        "progress_bar",
-        "priority",
-        "queue",
-        "owner",
-        "attempts",
-        "created",
-        "started",
-        "finished",
-    )
+class JobAdmin(JobIdSearch, JobSubmission, MatchingOperations, JobOperations, admin.ModelAdmin):
+    # Compact enough for a 1366 px screen: one time column, the queue in the priority's title.
+    list_display = ("name", "status_badge", "progress_bar", "priority_queue", "owner", "attempt", "when")
     list_display_links = ("name",)
     list_filter = ("status", "priority", QueueFilter, TaskFilter, "created_at")
     search_fields = ("name", "celery_task_name", "owner__username")
@@ -80,7 +90,7 @@ class JobAdmin(JobIdSearch, JobOperations, admin.ModelAdmin):
             gettext_lazy("Attempts and times"),
             {
                 "fields": (
-                    ("attempts", "max_retries"),
+                    "attempt_summary",
                     "worker",
                     "created_at",
                     "run_at",
@@ -105,9 +115,6 @@ class JobAdmin(JobIdSearch, JobOperations, admin.ModelAdmin):
 
     # --- reading ---
 
-    created = when_column("created_at", gettext_lazy("created"))
-    started = when_column("started_at", gettext_lazy("started"))
-    finished = when_column("finished_at", gettext_lazy("finished"))
     args_json = json_column("args", gettext_lazy("args"))
     kwargs_json = json_column("kwargs", gettext_lazy("kwargs"))
     result_json = json_column("result", gettext_lazy("result"))
@@ -121,6 +128,7 @@ class JobAdmin(JobIdSearch, JobOperations, admin.ModelAdmin):
         live = forms.Media(
             css={"all": ("jobs/admin/jobs.css",)},
             js=(
+                forms.Script("jobs/stream.js", defer=True),
                 forms.Script(
                     "jobs/admin/job_live.js",
                     **{
@@ -141,6 +149,22 @@ class JobAdmin(JobIdSearch, JobOperations, admin.ModelAdmin):
     def progress_bar(self, job: Job) -> str:
         return progress_bar_html(job_state(job))
 
+    @admin.display(description=gettext_lazy("priority"), ordering="priority")
+    def priority_queue(self, job: Job) -> str:
+        return format_html('<span title="queue {}">{}</span>', job.queue, job.priority)
+
+    @admin.display(description=gettext_lazy("attempt"), ordering="attempts")
+    def attempt(self, job: Job) -> str:
+        return attempt_html(job_state(job))
+
+    @admin.display(description=gettext_lazy("attempt"))
+    def attempt_summary(self, job: Job) -> str:
+        return job_state(job)["attempt_title"]
+
+    @admin.display(description=gettext_lazy("when"), ordering="created_at")
+    def when(self, job: Job) -> str:
+        return when_column_html(job, job_state(job))
+
     @admin.display(description=gettext_lazy("traceback"))
     def traceback_text(self, job: Job) -> str:
         if not job.traceback:
@@ -149,18 +173,25 @@ class JobAdmin(JobIdSearch, JobOperations, admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            may_operate = self.has_operate_permission(request)
             context.update(
                 timeline=selectors.job_events(job=obj),
-                can_cancel=may_operate and obj.is_active and not obj.cancel_requested_at,
-                can_retry=may_operate and obj.status in MANUAL_RETRY_STATUSES,
+                may_operate=self.has_operate_permission(request),
+                **offered_operations(self, request, obj),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    # --- permissions: the system owns every field ---
+    def changelist_view(self, request, extra_context=None):
+        # The list is a wide table: without the admin's navigation sidebar it fits a 1366 px
+        # screen next to its filters (the breadcrumbs lead back to the other models).
+        extra_context = {"is_nav_sidebar_enabled": False, **(extra_context or {})}
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            context["matching_links"] = self.matching_links(request, context["cl"])
+            context["job_list_stream_url"] = list_stream_url(request)
+        return response
 
-    def has_add_permission(self, request):
-        return False  # jobs are created through the API and manage.py enqueue_job
+    # --- permissions: the system owns every field ---
 
     def has_change_permission(self, request, obj=None):
         return False  # view-only: a saved form would overwrite what the worker writes
@@ -175,13 +206,18 @@ class JobAdmin(JobIdSearch, JobOperations, admin.ModelAdmin):
         codename = get_permission_codename("change", self.opts)
         return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
-    # --- extra admin views: live progress (JSON) and the job page's buttons ---
+    # --- extra admin views: live progress (JSON), the job page's buttons, all matching ---
 
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         site = self.admin_site
         return [
             path("progress/", never_cache(self.progress_view), name=f"{prefix}_progress"),
+            path(
+                "matching/<str:operation>/",
+                site.admin_view(self.matching_view),
+                name=f"{prefix}_matching",
+            ),
             path(
                 "<path:object_id>/cancel/",
                 site.admin_view(require_POST(self.cancel_view)),
@@ -199,4 +235,4 @@ class JobAdmin(JobIdSearch, JobOperations, admin.ModelAdmin):
         """Staff only. Not wrapped in admin_view: a poller wants a 403 in JSON, not a redirect to
         the login page."""
         allowed = self.admin_site.has_permission(request) and self.has_view_permission(request)
-        return progress_response(request, allowed=allowed)
+        return progress_response(request, allowed=allowed, page_parts=lambda job: page_parts(self, request, job))

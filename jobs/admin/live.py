@@ -1,13 +1,23 @@
-"""A job's live state: one place decides what its status badge and progress bar show, in the
-HTML of the list and page and in the JSON of the staff-only ``progress/`` view, which
-``jobs/admin/job_live.js`` polls to refresh the badges and bars of active jobs in place."""
+"""A job's live state: one place decides what its status badge, progress bar, attempt count and
+run time show, in the HTML of the list and the page and in the JSON of the staff-only
+``progress/`` view, which ``jobs/admin/job_live.js`` polls to refresh them in place. With
+``detail=1`` the view also returns the job page's parts (``page``): header, fields, timeline,
+buttons.
+
+The message beside a bar is true now, not merely the last one the task wrote: a finished job
+says how it ended (a task's "0/2 records" written before its last throttled report is not
+shown at 100 %), a job waiting for its automatic retry says which attempt comes when. Attempts
+are counted from 1 (``attempts`` + 1), as everywhere people read them.
+"""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
@@ -16,44 +26,102 @@ from taskhub.errors import error_body
 from .. import selectors
 from ..models import ACTIVE_STATUSES, Job, JobStatus
 from .filters import parse_job_id
+from .rendering import clock_text, duration_text, short_when_text, short_worker_text
 
 # How many ids one poll of the progress view may ask about ("Show all" lists up to 200).
 PROGRESS_MAX_IDS = 200
+# With detail=1 (a job page's parts, timeline included), fewer.
+PROGRESS_MAX_DETAIL_IDS = 10
 
 
-def live_state(
-    *,
-    id: uuid.UUID,
-    status: str,
-    progress: int,
-    progress_meta: Any,
-    cancel_requested_at: Any,
-) -> dict[str, Any]:
-    """What the badge and the progress bar of one job show; also the JSON the page polls."""
-    if status == JobStatus.RUNNING and cancel_requested_at:
+def _attempt_phrase(attempts: int, max_retries: int) -> str:
+    """ "attempt 2 of 4"; a manual retry past the automatic ones is just "attempt 5"."""
+    attempt, allowed = attempts + 1, max_retries + 1
+    return f"attempt {attempt} of {allowed}" if attempt <= allowed else f"attempt {attempt}"
+
+
+def progress_message(row: dict[str, Any], *, now: datetime) -> str:
+    """The message beside the progress bar, true at this moment."""
+    status = row["status"]
+    if status == JobStatus.SUCCEEDED:
+        if row["started_at"] and row["finished_at"]:
+            return f"done in {duration_text(row['finished_at'] - row['started_at'])}"
+        return "done"
+    if status == JobStatus.FAILED:
+        first_line = (row["error_head"] or "").strip().split("\n", 1)[0]
+        return f"failed: {first_line}" if first_line else "failed"
+    if status == JobStatus.REVOKED:
+        return "cancelled" if row["started_at"] else "cancelled before it started"
+    if status == JobStatus.PENDING:
+        attempt = _attempt_phrase(row["attempts"], row["max_retries"])
+        run_at = row["run_at"]
+        if run_at and run_at > now:
+            if row["attempts"]:
+                return f"waiting to retry: {attempt} at {clock_text(run_at, now=now)}"
+            return f"scheduled for {clock_text(run_at, now=now)}"
+        return f"queued: {attempt}" if row["attempts"] else "queued"
+    meta = row["progress_meta"]
+    message = meta.get("message") if isinstance(meta, dict) else None
+    return "" if message is None else str(message)
+
+
+def attempt_texts(attempts: int, max_retries: int) -> tuple[str, str]:
+    """The Attempts column: ``2/4``, and its title "attempt 2 of 4 (3 automatic retries allowed)"."""
+    attempt, allowed = attempts + 1, max_retries + 1
+    short = f"{attempt}/{allowed}" if attempt <= allowed else str(attempt)
+    if max_retries == 0:
+        retries = "no automatic retries"
+    elif max_retries == 1:
+        retries = "1 automatic retry allowed"
+    else:
+        retries = f"{max_retries} automatic retries allowed"
+    return short, f"{_attempt_phrase(attempts, max_retries)} ({retries})"
+
+
+def run_text(row: dict[str, Any], *, now: datetime) -> str:
+    """How long the current attempt ran or runs, and where: "running 12s · worker-7"."""
+    status, started = row["status"], row["started_at"]
+    if status == JobStatus.PENDING:
+        return "waiting"
+    if started is None:
+        return "never ran"
+    if status == JobStatus.RUNNING:
+        text = f"running {duration_text(now - started)}"
+    else:
+        text = f"ran {duration_text((row['finished_at'] or now) - started)}"
+    return f"{text} · {short_worker_text(row['worker'])}" if row["worker"] else text
+
+
+def live_state(row: dict[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
+    """What the badge, bar, attempt and run time of one job show; also the JSON the page polls."""
+    now = now or timezone.now()
+    status = row["status"]
+    if status == JobStatus.RUNNING and row["cancel_requested_at"]:
         badge, label = "cancelling", _("Cancelling")
     else:
         badge, label = status, str(JobStatus(status).label)
-    message = progress_meta.get("message") if isinstance(progress_meta, dict) else None
+    attempt, attempt_title = attempt_texts(row["attempts"], row["max_retries"])
     return {
-        "id": str(id),
+        "id": str(row["id"]),
         "status": status,
         "badge": badge,
         "label": label,
-        "progress": progress,
-        "message": "" if message is None else str(message),
+        "progress": row["progress"],
+        "message": progress_message(row, now=now),
         "active": status in ACTIVE_STATUSES,
+        "attempt": attempt,
+        "attempt_title": attempt_title,
+        "run": run_text(row, now=now),
     }
 
 
+def job_row(job: Job) -> dict[str, Any]:
+    """A Job as the row selectors.job_live_rows reads."""
+    return {**{name: getattr(job, name) for name in selectors.JOB_LIVE_ROW_FIELDS}, "error_head": job.error[:200]}
+
+
 def job_state(job: Job) -> dict[str, Any]:
-    return live_state(
-        id=job.id,
-        status=job.status,
-        progress=job.progress,
-        progress_meta=job.progress_meta,
-        cancel_requested_at=job.cancel_requested_at,
-    )
+    return live_state(job_row(job))
 
 
 def status_badge_html(state: dict[str, Any]) -> str:
@@ -83,21 +151,58 @@ def progress_bar_html(state: dict[str, Any]) -> str:
     )
 
 
-def progress_response(request: HttpRequest, *, allowed: bool) -> JsonResponse:
-    """``?ids=<uuid>,<uuid>`` -> ``{"jobs": [live state, ...]}`` of the jobs the user may see.
+def attempt_html(state: dict[str, Any]) -> str:
+    return format_html(
+        '<span class="job-attempt" data-job-id="{}" data-job-part="attempt" title="{}">{}</span>',
+        state["id"],
+        state["attempt_title"],
+        state["attempt"],
+    )
+
+
+def when_column_html(job: Job, state: dict[str, Any]) -> str:
+    """The list's one time column: when the job was created, and how long it ran where."""
+    title = " · ".join(
+        f"{label} {timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+        for label, value in (("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at))
+        if value
+    )
+    if job.worker:
+        title = f"{title} · worker {job.worker}"
+    return format_html(
+        '<span class="job-when-cell" title="{}"><span class="job-when">{}</span>'
+        '<span class="job-when__run" data-job-id="{}" data-job-part="run">{}</span></span>',
+        title,
+        short_when_text(job.created_at),
+        state["id"],
+        state["run"],
+    )
+
+
+def progress_response(
+    request: HttpRequest, *, allowed: bool, page_parts: Callable[[Job], dict[str, Any]]
+) -> JsonResponse:
+    """``?ids=<uuid>,<uuid>`` -> ``{"jobs": [live state, ...]}`` of the jobs the user may see;
+    with ``&detail=1`` each state also has ``page_parts(job)`` (at most PROGRESS_MAX_DETAIL_IDS).
 
     ``allowed``: whether the user may poll at all (staff with the job view permission); if not,
     a 403 in JSON, as a poller wants, rather than a redirect to the login page.
     """
     if not allowed:
         return JsonResponse(error_body("permission_denied", _("Staff members only.")), status=403)
+    detail = request.GET.get("detail") == "1"
+    limit = PROGRESS_MAX_DETAIL_IDS if detail else PROGRESS_MAX_IDS
     raw_ids = [part.strip() for part in request.GET.get("ids", "").split(",") if part.strip()]
-    if len(raw_ids) > PROGRESS_MAX_IDS:
-        message = _("ids: at most %(max)d ids at a time.") % {"max": PROGRESS_MAX_IDS}
+    if len(raw_ids) > limit:
+        message = _("ids: at most %(max)d ids at a time.") % {"max": limit}
         return JsonResponse(error_body("invalid", message), status=400)
     job_ids = [parse_job_id(raw) for raw in raw_ids]
     if None in job_ids:
         message = _("ids: a comma-separated list of job ids (UUIDs) is expected.")
         return JsonResponse(error_body("invalid", message), status=400)
-    rows = selectors.job_progress(user=request.user, job_ids=job_ids)
-    return JsonResponse({"jobs": [live_state(**row) for row in rows]})
+    if detail:
+        jobs = selectors.job_list(user=request.user).filter(id__in=job_ids)
+        return JsonResponse({"jobs": [{**job_state(job), **page_parts(job)} for job in jobs]})
+    now = timezone.now()
+    rows = selectors.job_live_rows(user=request.user, job_ids=job_ids)
+    return JsonResponse({"jobs": [live_state(row, now=now) for row in rows]})

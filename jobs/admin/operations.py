@@ -57,6 +57,15 @@ DELETE_REFUSED = ngettext_lazy(
 )
 
 
+REFUSED = {"cancel": CANCEL_REFUSED, "retry": RETRY_REFUSED, "delete": DELETE_REFUSED}
+
+
+def _selects_across(request: HttpRequest) -> bool:
+    """The list's "Select all N" was used: the action applies to every matching job, which the
+    "all matching" operations (``matching``) do with a confirmation and in batches."""
+    return request.POST.get("select_across") == "1"
+
+
 def _run(jobs: Iterable[Job], operation: Callable[[Job], Any]) -> tuple[list[Any], list[ApplicationError]]:
     """Apply ``operation`` to each job; collect the results and the refusals."""
     done, refused = [], []
@@ -71,23 +80,26 @@ def _run(jobs: Iterable[Job], operation: Callable[[Job], Any]) -> tuple[list[Any
 class JobOperations:
     """ModelAdmin mixin for jobs: the actions ``cancel``, ``retry`` and ``delete_selected``, the
     job page's Cancel/Retry views and Django's delete hooks, all through the services.
-    Cancel and retry are gated by the admin's ``has_operate_permission``."""
+    Cancel and retry are gated by the admin's ``has_operate_permission``. With "Select all N"
+    the actions lead to the "all matching" operations (``matching_redirect``)."""
 
     # --- actions on the list ---
 
     @admin.action(description=gettext_lazy("Cancel selected jobs"), permissions=("operate",))
-    def cancel(self, request: HttpRequest, queryset) -> None:
+    def cancel(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        if _selects_across(request):
+            return self.matching_redirect(request, "cancel")
         done, refused = _run(queryset, lambda job: job_cancel(job_id=job.pk, by=request.user))
-        revoked = sum(1 for job in done if job.status == JobStatus.REVOKED)
-        self._report_done(request, CANCELLED, revoked)
-        self._report_done(request, CANCEL_REQUESTED, len(done) - revoked)
-        self._report_refused(request, refused, CANCEL_REFUSED)
+        self.report_outcome(request, "cancel", done, refused)
+        return None
 
     @admin.action(description=gettext_lazy("Retry selected jobs"), permissions=("operate",))
-    def retry(self, request: HttpRequest, queryset) -> None:
+    def retry(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        if _selects_across(request):
+            return self.matching_redirect(request, "retry")
         done, refused = _run(queryset, lambda job: job_retry(job_id=job.pk, by=request.user))
-        self._report_done(request, QUEUED_AGAIN, len(done))
-        self._report_refused(request, refused, RETRY_REFUSED)
+        self.report_outcome(request, "retry", done, refused)
+        return None
 
     @admin.action(description=gettext_lazy("Delete selected jobs"), permissions=("delete",))
     def delete_selected(self, request: HttpRequest, queryset) -> HttpResponse | None:
@@ -96,6 +108,8 @@ class JobOperations:
         Active jobs are left out of the confirmation with a message (cancel them first); the
         service refuses them again if one started meanwhile.
         """
+        if _selects_across(request):
+            return self.matching_redirect(request, "delete")
         if not request.POST.get("post"):
             active = queryset.filter(status__in=ACTIVE_STATUSES).count()
             if active:
@@ -118,9 +132,19 @@ class JobOperations:
                 job_delete(job_id=job.pk)
 
         done, refused = _run(list(queryset), delete)
-        self._report_done(request, DELETED, len(done))
-        self._report_refused(request, refused, DELETE_REFUSED)
+        self.report_outcome(request, "delete", done, refused)
         return None
+
+    def report_outcome(self, request: HttpRequest, operation: str, done: list, refused: list[ApplicationError]) -> None:
+        """What ``operation`` (cancel, retry, delete) did: a success message per outcome and one
+        error message with the services' reasons for the refusals."""
+        if operation == "cancel":
+            revoked = sum(1 for job in done if job.status == JobStatus.REVOKED)
+            self._report_done(request, CANCELLED, revoked)
+            self._report_done(request, CANCEL_REQUESTED, len(done) - revoked)
+        else:
+            self._report_done(request, QUEUED_AGAIN if operation == "retry" else DELETED, len(done))
+        self._report_refused(request, refused, REFUSED[operation])
 
     def _report_done(self, request: HttpRequest, message: Any, count: int) -> None:
         """A success message for ``count`` jobs, if any; ``message`` is keyed on "count"."""

@@ -13,7 +13,9 @@ ESTIMATE_COUNT_ABOVE = 100_000
 
 class JobPaginator(Paginator):
     """Counting every row of a large jobs table is slow on PostgreSQL: once the table is
-    large, the unfiltered list shows the planner's estimate instead."""
+    large, the unfiltered list shows the planner's estimate instead (``estimated`` then says so)."""
+
+    estimated = False
 
     @cached_property
     def count(self) -> int:
@@ -21,5 +23,6 @@ class JobPaginator(Paginator):
         if query is not None and not query.where:
             estimate = selectors.job_count_estimate()
             if estimate is not None and estimate > ESTIMATE_COUNT_ABOVE:
+                self.estimated = True
                 return estimate
         return super().count

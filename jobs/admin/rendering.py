@@ -1,11 +1,11 @@
-"""How the read-only values of jobs and events are shown: compact local times in list columns,
-indented JSON on the page."""
+"""How the read-only values of jobs and events are shown: compact local times, durations and
+worker names in list columns, indented JSON on the page."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin
@@ -53,3 +53,44 @@ def json_column(field: str, description: Any) -> Callable[[Any, Any], str]:
         return json_block_html(getattr(obj, field))
 
     return column
+
+
+def clock_text(value: datetime, *, now: datetime | None = None) -> str:
+    """A local time as people read it in a message: ``14:05:09`` today, with the date otherwise."""
+    local = timezone.localtime(value)
+    today = timezone.localtime(now or timezone.now()).date()
+    return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M:%S")
+
+
+def short_when_text(value: datetime, *, now: datetime | None = None) -> str:
+    """A compact creation time for the list: ``14:05:09`` today, ``28 Nov 14:05`` this year."""
+    local = timezone.localtime(value)
+    current = timezone.localtime(now or timezone.now())
+    if local.date() == current.date():
+        return local.strftime("%H:%M:%S")
+    if local.year == current.year:
+        return local.strftime("%d %b %H:%M")
+    return local.strftime("%Y-%m-%d")
+
+
+def duration_text(delta: timedelta) -> str:
+    """``3.2s``, ``42s``, ``12m 5s``, ``3h 12m``, ``2d 3h``."""
+    seconds = max(delta.total_seconds(), 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60}s"
+    if whole < 86400:
+        return f"{whole // 3600}h {whole % 3600 // 60}m"
+    return f"{whole // 86400}d {whole % 86400 // 3600}h"
+
+
+def short_worker_text(worker: str) -> str:
+    """A worker's name as short as a list column needs: the host's first label of
+    ``celery@worker-7.example.com`` (Celery's default node name tells nothing)."""
+    node, _, host = worker.rpartition("@")
+    name = host.split(".")[0] if node else worker
+    return name if len(name) <= 14 else f"{name[:13]}…"

@@ -1,5 +1,5 @@
-"""The job admin through Django's test client: list, filters, search, actions, job page, live
-progress view and permissions. Every change is checked on the rows the services wrote."""
+"""The job admin through Django's test client: list, filters, search, actions, job page and
+permissions. Every change is checked on the rows the services wrote (live parts: test_admin_live)."""
 
 import uuid
 from datetime import timedelta
@@ -12,71 +12,10 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
-from jobs.admin import live, pagination
+from jobs.admin import pagination
 from jobs.models import Job, JobEvent, JobEventKind, JobStatus
-
-TASK = "jobs.tasks.common_tasks.long_running_task"
-CHANGELIST = "/admin/jobs/job/"
-PROGRESS = "/admin/jobs/job/progress/"
-
-
-def make_job(owner, status=JobStatus.PENDING, **fields) -> Job:
-    """A job row in the given state (set up directly: the admin is what is under test)."""
-    now = timezone.now()
-    values = {
-        "name": f"{status} job",
-        "celery_task_name": TASK,
-        "priority": "normal",
-        "queue": "default",
-        "status": status,
-        "created_at": now,
-    }
-    if status != JobStatus.PENDING:
-        values.update(started_at=now, heartbeat_at=now, worker="celery@test")
-    if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REVOKED):
-        values["finished_at"] = now
-    values.update(fields)
-    job = Job.objects.create(owner=owner, **values)
-    JobEvent.objects.create(
-        job=job,
-        kind=JobEventKind.CREATED,
-        to_status=JobStatus.PENDING,
-        actor=owner,
-        actor_label=f"user {owner.username}",
-        message="Created on queue default with priority normal.",
-    )
-    return job
-
-
-def messages_of(response) -> list[str]:
-    return [str(message) for message in response.context["messages"]]
-
-
-def run_action(client, action: str, jobs, **extra):
-    data = {
-        "action": action,
-        "_selected_action": [str(job.pk) for job in jobs],
-        **extra,
-    }
-    return client.post(CHANGELIST, data, follow=True)
-
-
-@pytest.fixture
-def operator(db):
-    return UserFactory(username="operator", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def owner(db):
-    return UserFactory(username="alice")
-
-
-@pytest.fixture
-def operator_client(operator) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
-
+from jobs.tests.admin_support import *  # noqa: F403  (helpers and fixtures)
+from jobs.tests.admin_support import CHANGELIST, PROGRESS, change_url, make_job, messages_of, run_action
 
 # --- the list -----------------------------------------------------------------------------------
 
@@ -116,28 +55,39 @@ def test_changelist_shows_badges_and_progress_bars(operator_client, owner):
     # Live updates: the stylesheet and the poller with its URL.
     assert "jobs/admin/jobs.css" in html
     assert f'data-progress-url="{PROGRESS}"' in html
-    # Owner, queue, priority and attempts columns.
-    for column in (
-        "column-owner",
-        "column-queue",
-        "column-priority",
-        "column-attempts",
-    ):
+    # Owner, priority (with the queue) and attempt columns.
+    for column in ("column-owner", "column-priority_queue", "column-attempt"):
         assert column in html
     assert ">alice<" in html
 
 
-def test_changelist_offers_no_add_and_only_service_backed_actions(operator_client, owner):
+def test_changelist_offers_submit_and_only_service_backed_actions(operator_client, owner):
     make_job(owner)
 
     response = operator_client.get(CHANGELIST)
 
     html = response.content.decode()
-    assert "/admin/jobs/job/add/" not in html
+    assert 'href="/admin/jobs/job/add/"' in html and "Submit a job" in html
     choices = [value for value, _ in response.context["action_form"].fields["action"].choices]
     assert choices == ["", "cancel", "retry", "delete_selected"]
     assert "Delete selected jobs" in html
-    assert operator_client.get("/admin/jobs/job/add/").status_code == 403
+    # The README says jobs can be submitted through the admin (issue: the add page was a 403).
+    assert operator_client.get("/admin/jobs/job/add/").status_code == 200
+
+
+def test_list_columns_are_compact(operator_client, owner):
+    """One "when" column instead of three time columns; priority carries the queue; attempts are
+    counted from 1 ("attempt 2 of 4" reads 2/4)."""
+    make_job(owner, JobStatus.RUNNING, attempts=1, max_retries=3, worker="celery@worker-7.example.com")
+
+    html = operator_client.get(CHANGELIST).content.decode()
+
+    for gone in ("column-created", "column-started", "column-finished", "column-queue"):
+        assert gone not in html
+    for column in ("column-when", "column-attempt", "column-priority_queue", "column-owner"):
+        assert column in html
+    assert 'data-job-part="attempt"' in html and ">2/4<" in html
+    assert "worker-7" in html  # the worker, abbreviated to its host
 
 
 def test_filters(operator_client, owner):
@@ -343,10 +293,6 @@ def test_delete_action_refuses_active_jobs(operator_client, owner):
 # --- the job page -------------------------------------------------------------------------------
 
 
-def change_url(job: Job) -> str:
-    return f"/admin/jobs/job/{job.pk}/change/"
-
-
 def test_job_page_is_read_only_and_shows_input_outcome_and_timeline(operator_client, operator, owner):
     job = make_job(
         owner,
@@ -388,7 +334,7 @@ def test_job_page_is_read_only_and_shows_input_outcome_and_timeline(operator_cli
     assert "pending → running" in html and "worker w1" in html and "user alice" in html
     # Read-only: no save buttons; Retry (not Cancel) offered; Delete allowed for a finished job.
     assert 'name="_save"' not in html
-    assert "Retry job" in html and "Cancel job" not in html
+    assert '<li data-job-operation="retry">' in html and '<li data-job-operation="cancel" hidden>' in html
     assert f"/admin/jobs/job/{job.pk}/delete/" in html
     # A forged save changes nothing.
     assert operator_client.post(change_url(job), {"name": "renamed", "status": "succeeded"}).status_code == 403
@@ -401,7 +347,7 @@ def test_job_page_of_an_active_job_offers_cancel_and_no_delete(operator_client, 
 
     html = operator_client.get(change_url(job)).content.decode()
 
-    assert "Cancel job" in html and "Retry job" not in html
+    assert '<li data-job-operation="cancel">' in html and '<li data-job-operation="retry" hidden>' in html
     assert f"/admin/jobs/job/{job.pk}/delete/" not in html
     assert 'style="width: 55%"' in html and "halfway" in html
 
@@ -503,63 +449,6 @@ def test_staff_with_view_permission_only_cannot_operate(owner):
     assert client.post(f"/admin/jobs/job/{job.pk}/cancel/").status_code == 403
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
-
-
-# --- live progress ------------------------------------------------------------------------------
-
-
-def test_progress_view_returns_the_live_state(operator_client, owner):
-    running = make_job(
-        owner,
-        JobStatus.RUNNING,
-        progress=70,
-        progress_meta={"message": "epoch 7/10", "epoch": 7},
-    )
-    stopping = make_job(owner, JobStatus.RUNNING, progress=20, cancel_requested_at=timezone.now())
-    done = make_job(owner, JobStatus.SUCCEEDED, progress=100)
-    missing = uuid.uuid4()
-
-    response = operator_client.get(PROGRESS, {"ids": f"{running.pk},{stopping.pk}, {done.pk},{missing}"})
-
-    assert response.status_code == 200
-    assert response["Cache-Control"].startswith("max-age=0")
-    jobs = {job["id"]: job for job in response.json()["jobs"]}
-    assert set(jobs) == {str(running.pk), str(stopping.pk), str(done.pk)}
-    assert jobs[str(running.pk)] == {
-        "id": str(running.pk),
-        "status": "running",
-        "badge": "running",
-        "label": "Running",
-        "progress": 70,
-        "message": "epoch 7/10",
-        "active": True,
-    }
-    assert jobs[str(stopping.pk)]["badge"] == "cancelling" and jobs[str(stopping.pk)]["active"] is True
-    assert jobs[str(done.pk)]["active"] is False and jobs[str(done.pk)]["label"] == "Succeeded"
-
-    assert operator_client.get(PROGRESS).json() == {"jobs": []}
-
-
-def test_progress_view_refuses_bad_ids(operator_client):
-    response = operator_client.get(PROGRESS, {"ids": "not-a-uuid"})
-    assert response.status_code == 400 and response.json()["code"] == "invalid"
-
-    too_many = ",".join(str(uuid.uuid4()) for _ in range(live.PROGRESS_MAX_IDS + 1))
-    response = operator_client.get(PROGRESS, {"ids": too_many})
-    assert response.status_code == 400 and response.json()["code"] == "invalid"
-
-
-@pytest.mark.parametrize("is_logged_in", [False, True])
-def test_progress_view_refuses_non_staff(owner, is_logged_in):
-    job = make_job(owner, JobStatus.RUNNING, progress=10)
-    client = Client()
-    if is_logged_in:
-        client.force_login(owner)  # owns the job, but is not staff
-
-    response = client.get(PROGRESS, {"ids": str(job.pk)})
-
-    assert response.status_code == 403
-    assert response.json()["code"] == "permission_denied"
 
 
 # --- the rest of the admin ----------------------------------------------------------------------
