@@ -1,0 +1,265 @@
+"""Following jobs as they change: the async feeds the stream views serve (a blocking one for
+commands: jobs/follow.py).
+
+Changes arrive on Redis pub/sub when ``JOB_EVENTS_REDIS_URL`` is set, and the rows are re-read
+every ``JOB_STREAM_KEEPALIVE`` seconds as well (a lost message or a Redis outage only delays a
+stream). Without Redis (the embedded default) the rows are re-read every
+``JOB_STREAM_POLL_INTERVAL`` seconds: the followed job by primary key; for a list, the active jobs,
+the ones it saw active (by primary key) and the ones created since the last look. A state is shown
+only when it is newer than the last one shown (:meth:`JobState.newer_than`).
+
+An async feed holds no thread and no database connection while it waits: its reads run on this
+process's few stream-database threads (``JOB_STREAM_DB_THREADS``), which keep one connection each
+whatever the number of open streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .live import JobState, channel, read_state, read_states
+from .models import ACTIVE_STATUSES, Job
+
+logger = logging.getLogger(__name__)
+
+KEEPALIVE = "keepalive"  # nothing was sent for JOB_STREAM_KEEPALIVE seconds: send a comment
+GONE = "gone"  # the followed job's row was deleted
+_SEEN_MAX = 10_000  # job versions a list feed remembers
+
+
+# --- database reads off the event loop ----------------------------------------------------------
+@cache
+def _db_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.JOB_STREAM_DB_THREADS, thread_name_prefix="stream-db")
+
+
+def _db_call(function: Callable[..., Any], args: tuple) -> Any:
+    close_old_connections()  # these threads outlive requests: honour CONN_MAX_AGE and health checks here
+    return function(*args)
+
+
+async def run_db(function: Callable[..., Any], *args: Any) -> Any:
+    """Run ORM code on the stream-database threads (not a thread per stream, not the request's)."""
+    return await asyncio.get_running_loop().run_in_executor(_db_executor(), _db_call, function, args)
+
+
+# --- where newer states come from ---------------------------------------------------------------
+class _Feed:
+    """Messages from Redis pub/sub, or (without Redis, or after a Redis error) only the clock."""
+
+    def __init__(self) -> None:
+        self.client: aioredis.Redis | None = None
+        self.pubsub: aioredis.client.PubSub | None = None
+
+    @property
+    def period(self) -> float:
+        """Seconds between two reads of the rows."""
+        return settings.JOB_STREAM_KEEPALIVE if self.pubsub else settings.JOB_STREAM_POLL_INTERVAL
+
+    async def open(self) -> None:
+        if not settings.JOB_EVENTS_REDIS_URL:
+            return
+        self.client = aioredis.Redis.from_url(settings.JOB_EVENTS_REDIS_URL, socket_connect_timeout=2)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self.pubsub.subscribe(channel())
+        except (redis.RedisError, OSError) as exc:
+            await self._fall_back(exc)
+
+    async def _fall_back(self, exc: Exception) -> None:
+        logger.warning("Live progress: Redis pub/sub unavailable (%s); this stream polls the rows.", exc)
+        await self.close()
+
+    async def close(self) -> None:
+        pubsub, client, self.pubsub, self.client = self.pubsub, self.client, None, None
+        for resource in (pubsub, client):
+            if resource is not None:
+                try:
+                    await resource.aclose()
+                except (redis.RedisError, OSError):
+                    pass
+
+    async def receive(self, timeout: float) -> list[JobState]:
+        """The states published within ``timeout`` seconds (returns at the first batch)."""
+        if self.pubsub is None:
+            await asyncio.sleep(max(0.0, timeout))
+            return []
+        loop = asyncio.get_running_loop()
+        deadline, states = loop.time() + max(0.0, timeout), []
+        try:
+            while not states and (left := deadline - loop.time()) > 0:
+                message = await self.pubsub.get_message(timeout=left)
+                while message is not None:
+                    if message["type"] == "message":
+                        states.append(JobState.from_message(message["data"]))
+                    message = await self.pubsub.get_message(timeout=0)
+        except (redis.RedisError, OSError) as exc:
+            await self._fall_back(exc)
+        return states
+
+
+@dataclass
+class _Clock:
+    """When a stream re-reads the rows, owes the client a keep-alive comment, or has lived long enough."""
+
+    period: float
+    started: float = field(default_factory=time.monotonic)
+    last_read: float = field(default_factory=time.monotonic)
+    last_sent: float = field(default_factory=time.monotonic)
+
+    def wait(self) -> float:
+        keepalive_at = self.last_sent + settings.JOB_STREAM_KEEPALIVE
+        return max(0.0, min(self.last_read + self.period, keepalive_at) - time.monotonic())
+
+    def read_due(self) -> bool:
+        return time.monotonic() >= self.last_read + self.period
+
+    def keepalive_due(self) -> bool:
+        return time.monotonic() >= self.last_sent + settings.JOB_STREAM_KEEPALIVE
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.started + settings.JOB_STREAM_MAX_SECONDS
+
+
+# --- one job ------------------------------------------------------------------------------------
+async def job_states(job_id) -> AsyncIterator[JobState | str]:
+    """The job's state at once, then every newer state; ``KEEPALIVE`` when idle; ``GONE`` if the row is
+    deleted. Ends after a terminal state, or after ``JOB_STREAM_MAX_SECONDS`` (the client reconnects).
+    """
+    job_id = str(job_id)
+    feed = _Feed()
+    await feed.open()  # before the first read, so no change falls between the two
+    try:
+        current = await run_db(read_state, job_id)
+        if current is None:
+            yield GONE
+            return
+        yield current
+        clock = _Clock(feed.period)
+        while not current.terminal and not clock.expired():
+            states = [s for s in await feed.receive(clock.wait()) if s.job_id == job_id]
+            clock.period = feed.period
+            if clock.read_due():
+                clock.last_read = time.monotonic()
+                fresh = await run_db(read_state, job_id)
+                if fresh is None:
+                    yield GONE
+                    return
+                states.append(fresh)
+            for state in states:
+                if state.newer_than(current):
+                    shown, current = current, state
+                    if state.fields != shown.fields:  # not only a later heartbeat (a flush of the same progress)
+                        clock.last_sent = time.monotonic()
+                        yield state
+            if clock.keepalive_due():
+                clock.last_sent = time.monotonic()
+                yield KEEPALIVE
+    finally:
+        await feed.close()
+
+
+# --- many jobs ----------------------------------------------------------------------------------
+@dataclass
+class ListScope:
+    """Which jobs a list stream shows, built by the view from the user and the list's filters.
+
+    ``candidates``: the jobs the user may see that pass every filter except ``status`` (a job's only
+    filtered field that changes); ``statuses``: the status filter, empty for any; ``owner_id``: the
+    owner a non-staff user is limited to; ``filtered``: whether filters other than status apply.
+    """
+
+    candidates: QuerySet[Job]
+    statuses: frozenset[str]
+    owner_id: int | None
+    filtered: bool
+
+
+def _list_read(scope: ListScope, tracked: list[str], since) -> list[JobState]:
+    """The active candidates (newest first, at most JOB_STREAM_LIST_LIMIT), the tracked ones by
+    primary key, and the ones created since ``since``: each part uses an index."""
+    recent = Q(status__in=list(ACTIVE_STATUSES)) | Q(created_at__gte=since) if since else Q(status__in=ACTIVE_STATUSES)
+    jobs = scope.candidates.filter(recent).order_by("-created_at", "-id")[: settings.JOB_STREAM_LIST_LIMIT]
+    states = read_states(jobs)
+    if tracked:
+        states += read_states(scope.candidates.filter(id__in=tracked))
+    return states
+
+
+def _members(scope: ListScope, job_ids: list[str]) -> set[str]:
+    return {str(pk) for pk in scope.candidates.filter(id__in=job_ids).values_list("id", flat=True)}
+
+
+async def list_states(scope: ListScope) -> AsyncIterator[JobState | str]:
+    """The active jobs in ``scope`` at once, then every newer state of a job in it; ``KEEPALIVE`` when
+    idle. Ends after ``JOB_STREAM_MAX_SECONDS`` (the client reconnects)."""
+    feed = _Feed()
+    await feed.open()
+    seen: OrderedDict[str, JobState] = OrderedDict()  # the last state shown, per job
+    members: dict[str, bool] = {}  # whether a job passes the filters other than status (never changes)
+    try:
+        clock = _Clock(feed.period)
+        since = timezone.now()
+        states = await run_db(_list_read, scope, [], None)
+        first = True
+        while True:
+            shown = False
+            for state in await _in_scope(scope, states, members):
+                previous = seen.get(state.job_id)
+                if state.newer_than(previous):
+                    seen[state.job_id] = state
+                    seen.move_to_end(state.job_id)
+                    if previous and state.fields == previous.fields:
+                        continue  # only a later heartbeat
+                    if not scope.statuses or state.status in scope.statuses:
+                        shown = True
+                        yield state
+            while len(seen) > _SEEN_MAX:
+                seen.popitem(last=False)
+            if shown:
+                clock.last_sent = time.monotonic()
+            if first or clock.keepalive_due():  # first: the snapshot is complete (even if empty)
+                first, clock.last_sent = False, time.monotonic()
+                yield KEEPALIVE
+            if clock.expired():
+                return
+            states = await feed.receive(clock.wait())
+            clock.period = feed.period
+            if clock.read_due():
+                clock.last_read, now = time.monotonic(), timezone.now()
+                tracked = [job_id for job_id, state in seen.items() if not state.terminal]
+                states += await run_db(_list_read, scope, tracked, since - timedelta(seconds=1))
+                since = now
+    finally:
+        await feed.close()
+
+
+async def _in_scope(scope: ListScope, states: list[JobState], members: dict[str, bool]) -> list[JobState]:
+    """The states of jobs the scope covers. Owner and status are checked here; the other filters
+    once per job in the database, with the list's own filter code (the view built ``candidates``)."""
+    states = [s for s in states if scope.owner_id is None or s.fields["owner_id"] == scope.owner_id]
+    if not scope.filtered:
+        return states
+    unknown = list({s.job_id for s in states if s.job_id not in members})
+    if unknown:
+        found = await run_db(_members, scope, unknown)
+        members.update({job_id: job_id in found for job_id in unknown})
+        while len(members) > _SEEN_MAX:
+            members.pop(next(iter(members)))
+    return [s for s in states if members.get(s.job_id)]
