@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ if str(ROOT) not in sys.path:
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+# Redis dbs the benchmarks may flush: 0 is the app's default, 7 and up belong to test suites.
+BENCH_REDIS_DBS = range(1, 7)
 SECRET_KEY = "bench-only-secret-key-not-for-production-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -51,8 +55,8 @@ def configure(*, database: str, redis_db: int) -> BenchEnv:
     """Point this process (and the workers it starts) at the benchmark's own database and Redis db."""
     if not database.startswith("taskhub_bench"):
         raise SystemExit(f"refusing to use database {database!r}: benchmark databases start with taskhub_bench")
-    if redis_db in (0, 14):
-        raise SystemExit(f"refusing Redis db {redis_db}: 0 is the default one and 14 belongs to the test suite")
+    if redis_db not in BENCH_REDIS_DBS:
+        raise SystemExit(f"refusing Redis db {redis_db}: benchmarks use dbs 1-6 (others: the app, the tests)")
     env = BenchEnv(database, redis_db)
     os.environ["DJANGO_SETTINGS_MODULE"] = "taskhub.settings"
     os.environ["DATABASE_URL"] = env.database_url
@@ -271,3 +275,147 @@ def _cell(value: object) -> str:
 
 def ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.1f}x" if denominator else "n/a"
+
+
+# --- processes started as the Procfile starts them ------------------------------------------------
+
+
+def procfile_command(name: str) -> str:
+    """The Procfile's command line of process ``name`` (``web``, ``worker``), unchanged."""
+    from honcho import environ
+
+    return environ.parse_procfile((ROOT / "Procfile").read_text()).processes[name]
+
+
+class Process:
+    """A shell command run in its own session (as honcho runs a Procfile line), its output in a file."""
+
+    def __init__(self, command: str, *, env: dict[str, str | None], label: str):
+        """``env`` is added to this process's environment; a None value removes the variable."""
+        self.command, self.label = command, label
+        # The virtualenv's bin first, as `make run` puts it (the Procfile names bare celery / uvicorn).
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        merged = {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1", **env}
+        self.env = {name: value for name, value in merged.items() if value is not None}
+        self.log = Path(tempfile.mkstemp(prefix=f"taskhub-bench-{label}-", suffix=".log")[1])
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, ready: Callable[[str], bool], timeout: float = 60.0) -> Process:
+        with self.log.open("ab") as handle:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", self.command],
+                cwd=ROOT,
+                env=self.env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not ready(self.output()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = self.output()[-3000:]
+                self.stop()
+                raise SystemExit(f"{self.label} did not start ({self.command}):\n{tail}")
+            time.sleep(0.1)
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def pids(self) -> list[int]:
+        """This process and all its descendants (a worker's pool, uvicorn's workers)."""
+        if not self.process:
+            return []
+        found, todo = [], [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            with contextlib.suppress(OSError):
+                todo.extend(int(child) for child in children.read_text().split())
+        return found
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to the process (a warm shutdown: it stops its own children), then SIGKILL the group."""
+        if self.process and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        self.log.unlink(missing_ok=True)
+
+
+# --- where the CPU goes ---------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
+    """User + system CPU seconds of each live process (from /proc; a process gone is left out)."""
+    seconds = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds used by the whole machine so far (every process, everyone's): busy time in /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def postgres_backend_pids(database: str) -> list[int]:
+    """The server processes of the connections open on ``database`` (this machine's PostgreSQL)."""
+    with _admin_connection() as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [database]).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def redis_server_pid() -> int | None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        return int(client.info("server")["process_id"])
+    except Exception:  # noqa: BLE001 - a remote Redis: no CPU figure for it
+        return None
+    finally:
+        client.close()
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_web(port: int, env: dict[str, str | None] | None = None) -> Process:
+    """The Procfile's web line on ``port`` (WEB_CONCURRENCY=2 unless ``env`` says otherwise), once it answers."""
+    import urllib.request
+
+    def answers(_output: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    web_env = {"TASKHUB_PORT": str(port), "WEB_CONCURRENCY": "2", "LOG_LEVEL": "WARNING", **(env or {})}
+    return Process(procfile_command("web"), env=web_env, label="web").start(ready=answers, timeout=120)

@@ -12,7 +12,7 @@
     the job rows they read (EXPLAIN ANALYZE), and the size of a page.
 (b') The same for the jobs of part (a), which share their created_at 500 at a time.
 
-Own database taskhub_bench_api, own Redis db 11. DRF's user throttle (1200/min) is raised for
+Own database taskhub_bench_api, own Redis db 4. DRF's user throttle (1200/min) is raised for
 the run so that it never answers 429; its cache look-ups are still paid.
 """
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _common as common
 
-ENV = common.configure(database="taskhub_bench_api", redis_db=11)
+ENV = common.configure(database="taskhub_bench_api", redis_db=4)
 
 JOBS_URL = "/api/v1/jobs/"
 PAGED_URL = "/bench/paged-jobs/"

@@ -13,7 +13,7 @@ of the task's thread, once without it for the wall time and PostgreSQL's own cou
 updated jobs_job rows (n_tup_upd, which also sees the watchdog thread's heartbeat writes).
 JOB_HEARTBEAT_INTERVAL keeps its default (5 s).
 
-Own database taskhub_bench_progress, own Redis db 13 (job_create publishes the job's message
+Own database taskhub_bench_progress, own Redis db 4 (job_create publishes the job's message
 after commit; nothing consumes it, the task runs here).
 """
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _common as common
 
-ENV = common.configure(database="taskhub_bench_progress", redis_db=13)
+ENV = common.configure(database="taskhub_bench_progress", redis_db=4)
 
 
 def set_clause(sql: str) -> str:

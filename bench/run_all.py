@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run every benchmark one after the other (`make bench`); exit non-zero if any of them fails.
 
-    python bench/run_all.py [--quick] [--only api,worker,progress]
+    python bench/run_all.py [--quick] [--only throughput,api_load,...]
 
 Each script prints its own tables; this one repeats their final ``ratios:`` lines at the end.
 The scripts set their own database and Redis db, whatever DATABASE_URL / CELERY_BROKER_URL
@@ -17,7 +17,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = {"api": "bench_api.py", "worker": "bench_worker.py", "progress": "bench_progress.py"}
+SCRIPTS = {
+    "throughput": "throughput.py",
+    "api_load": "api_load.py",
+    "priority": "priority.py",
+    "list_scale": "list_scale.py",
+    "api": "bench_api.py",
+    "progress": "bench_progress.py",
+    "cleanup": "cleanup_memory.py",
+}
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ from billiard.process import current_process
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
 from taskhub.errors import Conflict, InvalidInput, NotFound
 
@@ -37,6 +37,7 @@ from ..services.execution import (
     job_succeed,
     job_update_progress,
 )
+from .watchdog import watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ def _terminate_self() -> None:
 
 
 class JobRun:
-    """One attempt of one job inside a worker process: progress throttling and the watchdog."""
+    """One attempt of one job inside a worker process: progress throttling, and what the process's
+    watchdog (``jobs.tasks.watchdog``) does for it at each heartbeat."""
 
     def __init__(self, *, job, entry, worker: str):
         self.job_id = job.id
@@ -78,7 +80,10 @@ class JobRun:
         self._pending: tuple[int, dict] | None = None
         self._last_write = 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name=f"job-watchdog-{job.id}", daemon=True)
+        # Kept by the watchdog: when the next heartbeat is due, held around each beat, watched or not.
+        self.next_beat = float("inf")
+        self.beating = threading.Lock()
+        self.watched = False
 
     # -- called from the task --------------------------------------------------------------------
     def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
@@ -107,20 +112,15 @@ class JobRun:
         elif state is RunState.CANCEL_REQUESTED:
             self.cancel_requested_at = cancel_requested_at or self.cancel_requested_at or time.time()
 
-    # -- the watchdog thread ---------------------------------------------------------------------
+    # -- beaten by the watchdog thread -----------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        watchdog().watch(self)
 
     def stop(self) -> None:
+        """Once this returns the watchdog neither beats this run nor acts on it (a beat in progress
+        is waited for; one that learns of a cancel after this was called terminates nothing)."""
         self._stop.set()
-        self._thread.join(timeout=settings.JOB_HEARTBEAT_INTERVAL + 5)
-
-    def _watch(self) -> None:
-        try:
-            while not self._stop.wait(settings.JOB_HEARTBEAT_INTERVAL):
-                self._beat()
-        finally:
-            connection.close()
+        watchdog().unwatch(self)
 
     def _beat(self) -> None:
         with self._lock:
@@ -179,6 +179,11 @@ class JobTask(Task):
     """Base class of catalog tasks (see :func:`jobs.tasks.registry.job_task`)."""
 
     abstract = True
+    # The job row holds the outcome (status, result, error, traceback): no second copy in Celery's
+    # result backend, which cost two result rows per job with django-db.
+    # https://docs.celeryq.dev/en/stable/userguide/tasks.html#Task.ignore_result
+    ignore_result = True
+    store_errors_even_if_ignored = False
 
     def __call__(self, *args, **kwargs):
         job_id = self.request.id
