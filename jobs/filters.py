@@ -12,10 +12,11 @@ class JobFilter(django_filters.FilterSet):
     owner = django_filters.CharFilter(method="filter_owner", help_text="Owner id or username (staff).")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    schedule = django_filters.NumberFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
 
     class Meta:
         model = Job
-        fields = ("status", "priority", "task", "task_type", "owner", "created_after", "created_before")
+        fields = ("status", "priority", "task", "task_type", "owner", "created_after", "created_before", "schedule")
 
     def filter_task(self, queryset, name, value):
         if value in catalog:

@@ -75,6 +75,19 @@ class Job(models.Model):
     # NULL, not "", when absent: the unique constraint must not treat absent keys as equal.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # Indexed below with the list's order (partial: most jobs have no schedule), not by the FK.
+    schedule = models.ForeignKey(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,
+        help_text="The schedule that created this job.",
+    )
+    scheduled_for = models.DateTimeField(
+        null=True, blank=True, help_text="The schedule's slot this job was fired for: one job per slot."
+    )
 
     class Meta:
         ordering = ("-created_at",)
@@ -87,6 +100,12 @@ class Job(models.Model):
                 condition=Q(idempotency_key__isnull=False),
                 name="job_owner_idempotency_key_unique",
             ),
+            # A second beat started by mistake cannot fire a schedule twice for one slot.
+            models.UniqueConstraint(
+                fields=("schedule", "scheduled_for"),
+                condition=Q(schedule__isnull=False, scheduled_for__isnull=False),
+                name="job_schedule_slot_unique",
+            ),
         ]
         indexes = [
             # The list's cursor order is (-created_at, -id); each filter has an index in that order.
@@ -95,6 +114,11 @@ class Job(models.Model):
             models.Index(fields=("celery_task_name", "-created_at", "-id"), name="job_task_created"),
             models.Index(fields=("task_type", "-created_at", "-id"), name="job_type_created"),
             models.Index(fields=("-created_at", "-id"), name="job_created"),
+            models.Index(
+                fields=("schedule", "-created_at", "-id"),
+                condition=Q(schedule__isnull=False),
+                name="job_schedule_created",
+            ),
             # The sweeper's scans: unsent pending jobs, and running jobs (few) for stale heartbeats.
             # No index contains progress or heartbeat_at, so those frequent writes stay HOT
             # updates in PostgreSQL (no index maintenance).
@@ -148,3 +172,27 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class JobSchedule(models.Model):
+    """Who a periodic job runs as, and at which priority.
+
+    django-celery-beat's ``PeriodicTask`` stores the task, its arguments and the interval or
+    crontab, but has no owner: this row adds one, one-to-one, sharing the periodic task's id.
+    Every firing of a catalog task creates a ``Job`` owned by ``owner``.
+    """
+
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", primary_key=True, on_delete=models.CASCADE, related_name="job_schedule"
+    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_schedules")
+    priority = models.CharField(max_length=10, choices=JobPriority.choices, default=JobPriority.NORMAL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(priority__in=JobPriority.values), name="jobschedule_priority_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"schedule {self.periodic_task_id} of {self.owner_id}"

@@ -47,6 +47,8 @@ class JobSerializer(serializers.ModelSerializer):
             "worker",
             "owner",
             "owner_id",
+            "schedule",
+            "scheduled_for",
         )
         read_only_fields = fields
 

@@ -1,6 +1,7 @@
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import stream_views, views, views_schedules
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -15,5 +16,20 @@ router = OptionalSlashRouter()
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("tasks", views.JobViewSet, basename="task")
 router.register("task-catalog", views.TaskCatalogViewSet, basename="task-catalog")
+router.register("schedules", views_schedules.ScheduleViewSet, basename="schedule")
 
-urlpatterns = router.urls
+# Live progress streams (server-sent events), before the router so that jobs/stream/ is not a job id.
+stream_urls = [
+    url
+    for prefix, basename in (("jobs", "job"), ("tasks", "task"))
+    for url in (
+        re_path(rf"^{prefix}/stream/?$", stream_views.job_list_stream, name=f"{basename}-list-stream"),
+        re_path(
+            rf"^{prefix}/(?P<pk>{views.JobViewSet.lookup_value_regex})/stream/?$",
+            stream_views.job_stream,
+            name=f"{basename}-stream",
+        ),
+    )
+]
+
+urlpatterns = [*stream_urls, *router.urls]

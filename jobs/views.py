@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from taskhub.errors import InvalidInput
@@ -16,6 +17,7 @@ from . import selectors
 from .catalog import catalog
 from .filters import JobFilter
 from .models import Job
+from .permissions import OthersJobsPermission
 from .serializers import (
     CatalogEntrySerializer,
     JobBulkCreateSerializer,
@@ -58,12 +60,14 @@ class JobCursorPagination(CursorPagination):
 @extend_schema_view(
     list=extend_schema(summary="List jobs", responses={200: JobSerializer(many=True), **ERRORS(400, 401)}),
     retrieve=extend_schema(summary="A job", responses={200: JobSerializer, **ERRORS(401, 404)}),
-    destroy=extend_schema(summary="Delete a finished job", responses={204: None, **ERRORS(401, 404, 409)}),
+    destroy=extend_schema(summary="Delete a finished job", responses={204: None, **ERRORS(401, 403, 404, 409)}),
 )
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
-    """Jobs: yours, or everyone's for staff. Another user's job answers 404."""
+    """Jobs: yours, or everyone's for staff. Another user's job answers 404; staff acting on it
+    need the job permissions (``jobs.permissions``)."""
 
     serializer_class = JobSerializer
+    permission_classes = (IsAuthenticated, OthersJobsPermission)
     pagination_class = JobCursorPagination
     filterset_class = JobFilter
     search_fields = ("name",)
@@ -79,7 +83,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         return selectors.job_list(user=self.request.user)
 
     def get_object(self):
-        return selectors.job_get(user=self.request.user, job_id=self.kwargs["pk"])
+        job = selectors.job_get(user=self.request.user, job_id=self.kwargs["pk"])
+        self.check_object_permissions(self.request, job)
+        return job
 
     def _idempotency_key(self) -> str | None:
         key = self.request.headers.get("Idempotency-Key")
@@ -119,7 +125,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         jobs = job_create_bulk(owner=request.user, items=serializer.validated_data["jobs"])
         return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Cancel a job", request=None, responses={200: JobSerializer, **ERRORS(401, 404, 409)})
+    @extend_schema(summary="Cancel a job", request=None, responses={200: JobSerializer, **ERRORS(401, 403, 404, 409)})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = self.get_object()
@@ -128,7 +134,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @extend_schema(
         summary="Run a failed or revoked job again",
         request=None,
-        responses={200: JobSerializer, **ERRORS(401, 404, 409)},
+        responses={200: JobSerializer, **ERRORS(401, 403, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -69,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: under ASGI the chain above runs synchronously, entered once per request (taskhub/middleware.py).
+    "taskhub.middleware.SynchronousChainMiddleware",
 ]
 
 ROOT_URLCONF = "taskhub.urls"
@@ -103,9 +106,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME", default=None)
+    _pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", default=8)
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _pool_max_size > 0:
+        # A psycopg connection pool per process. Under ASGI every request runs in a thread of its own,
+        # so persistent per-thread connections piled up (16 API clients exhausted PostgreSQL's 100).
+        # A request or task borrows a connection and gives it back; when all are busy it waits (up to
+        # DATABASE_POOL_TIMEOUT seconds) instead of failing. Pooling needs CONN_MAX_AGE = 0.
+        # https://docs.djangoproject.com/en/5.2/ref/databases/#connection-pool
+        # https://www.psycopg.org/psycopg3/docs/api/pool.html#psycopg_pool.ConnectionPool
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+            "max_size": _pool_max_size,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+    else:  # DATABASE_POOL_MAX_SIZE=0 (e.g. behind PgBouncer): persistent connections
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -229,6 +247,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The live progress streams are plain async views: a hook documents them (jobs/stream_openapi.py).
+    # https://drf-spectacular.readthedocs.io/en/latest/customization.html#step-7-preprocessing-hooks
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobs.stream_openapi.add_stream_paths",
+    ],
 }
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -261,7 +285,14 @@ CELERY_TASK_TRACK_STARTED = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Celery's Django fixup closes every database connection before and after every task unless this
+# is set (and with a connection pool in a prefork worker it closes the whole pool): a new PostgreSQL
+# connection per job. taskhub instead recycles connections per task as Django does per request
+# (taskhub/celery.py). https://github.com/celery/celery/blob/main/celery/fixups/django.py
+CELERY_DB_REUSE_MAX = 2**31
+# django-celery-beat's DatabaseScheduler, extended so that a schedule of a catalog task fires a
+# tracked job (jobs/scheduling.py). https://django-celery-beat.readthedocs.io/en/latest/
+CELERY_BEAT_SCHEDULER = "jobs.scheduling:JobScheduler"
 
 # Limits on jobs; the broker visibility timeout must outlast the longest job, or Redis would
 # hand a running job's message to a second worker.
@@ -276,6 +307,23 @@ JOB_REDISPATCH_AFTER = env.float("JOB_REDISPATCH_AFTER", default=3600.0)
 JOB_MAX_PAYLOAD_BYTES = env.int("JOB_MAX_PAYLOAD_BYTES", default=256 * 1024)
 JOB_BULK_MAX = env.int("JOB_BULK_MAX", default=500)
 JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=10.0)
+
+# --- Live progress (server-sent event streams, jobs/live.py, jobs/streaming.py) -----------------
+# The worker-side services publish each committed change on Redis pub/sub. Unset: the broker when
+# it is Redis, else CACHE_URL when that is Redis, else nothing (the embedded default: streams poll
+# the rows instead). "none" turns publishing off. https://redis.io/docs/latest/develop/pubsub/
+_events_url = env.str("JOB_EVENTS_REDIS_URL", default=None)
+if _events_url is None:
+    _candidates = (CELERY_BROKER_URL, env.str("CACHE_URL", default=""))
+    _events_url = next((url for url in _candidates if url.startswith(("redis://", "rediss://"))), "")
+JOB_EVENTS_REDIS_URL = "" if _events_url.lower() in ("", "none", "off") else _events_url
+# Pub/sub channels are server-wide (not per Redis db): the channel name ends with the db number.
+JOB_EVENTS_CHANNEL = env.str("JOB_EVENTS_CHANNEL", default="taskhub:jobs")
+JOB_STREAM_KEEPALIVE = env.float("JOB_STREAM_KEEPALIVE", default=15.0)  # seconds; also the re-read period with Redis
+JOB_STREAM_POLL_INTERVAL = env.float("JOB_STREAM_POLL_INTERVAL", default=0.5)  # seconds, without Redis
+JOB_STREAM_MAX_SECONDS = env.float("JOB_STREAM_MAX_SECONDS", default=3600.0)  # then the client reconnects
+JOB_STREAM_DB_THREADS = env.int("JOB_STREAM_DB_THREADS", default=2)  # per web process, one connection each
+JOB_STREAM_LIST_LIMIT = env.int("JOB_STREAM_LIST_LIMIT", default=500)  # active jobs a list stream tracks
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.filesystem.html
@@ -305,4 +353,24 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": JOB_SWEEP_INTERVAL,
         "options": {"queue": "high_priority", "expires": JOB_SWEEP_INTERVAL * 3},
     },
+}
+
+# --- Retention ----------------------------------------------------------------------------------
+# How long finished jobs (and their timelines) are kept after they finished, per status: a whole
+# number and a unit (s, m, h, d, w), e.g. 30d or 12h; empty or 0 keeps them forever. Beat's
+# daily purge_jobs task and `manage.py cleanup_jobs` (without --older-than) delete the older ones,
+# JOB_RETENTION_BATCH_SIZE rows per short transaction.
+JOB_RETENTION_SUCCEEDED = env.str("JOB_RETENTION_SUCCEEDED", default="30d")
+JOB_RETENTION_FAILED = env.str("JOB_RETENTION_FAILED", default="90d")
+JOB_RETENTION_REVOKED = env.str("JOB_RETENTION_REVOKED", default="30d")
+JOB_RETENTION_BATCH_SIZE = env.int("JOB_RETENTION_BATCH_SIZE", default=1000)
+# Celery's result rows (django-celery-results) are deleted this many seconds after they were
+# written (0: kept forever), by the same task and by Celery's own daily celery.backend_cleanup.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
+CELERY_RESULT_EXPIRES = timedelta(seconds=env.int("CELERY_RESULT_EXPIRES", default=24 * 3600))
+CELERY_BEAT_SCHEDULE["taskhub-purge-jobs"] = {
+    "task": "jobs.tasks.maintenance_tasks.purge_jobs",
+    # Daily at a quiet hour (CELERY_TIMEZONE); a run missed by 12 hours is dropped, the next one catches up.
+    "schedule": crontab(minute=30, hour=3),
+    "options": {"queue": "high_priority", "expires": 12 * 3600},
 }

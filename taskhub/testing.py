@@ -107,6 +107,8 @@ def child_database_url() -> str:
 class WorkerProcess:
     """A real ``celery worker`` process on the test database and a chosen broker."""
 
+    ready_marker = " ready."  # in the log once the process serves
+
     def __init__(
         self,
         *,
@@ -157,7 +159,7 @@ class WorkerProcess:
                 self.args, cwd=BASE_DIR, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
             )
         wait_for(
-            lambda: " ready." in self.output() or self.process.poll() is not None,
+            lambda: self.ready_marker in self.output() or self.process.poll() is not None,
             timeout=ready_timeout,
             message=f"worker {self.name} to be ready",
         )
@@ -189,3 +191,23 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.process = None
+
+
+class BeatProcess(WorkerProcess):
+    """A real ``celery beat`` process (the Procfile's command) on the test database and a chosen
+    broker; started, read and stopped like a worker."""
+
+    ready_marker = "beat: Starting..."
+
+    def __init__(
+        self,
+        *,
+        broker_url: str,
+        scheduler: str = "jobs.scheduling:JobScheduler",
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        name = name or f"beat-{os.getpid()}-{free_port()}"
+        super().__init__(broker_url=broker_url, env=env, name=name, database_url=database_url)
+        self.args = [sys.executable, "-m", "celery", "-A", "taskhub", "beat", "-S", scheduler, "-l", "info"]

@@ -11,13 +11,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import connections, transaction
+from django.db.models import Q, QuerySet
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from accounts.models import User
 from taskhub.errors import ApplicationError, Conflict, NotFound
 
+from ..live import job_changed
 from ..models import Job, JobEvent, JobEventKind, JobStatus
 from .dispatch import job_dispatch
 
@@ -71,21 +73,43 @@ def transition(
     event: JobEvent | None,
     where: Q | None = None,
     send: bool = False,
-) -> bool:
+    returning: Sequence[str] = (),
+) -> bool | dict[str, Any]:
     """One conditional UPDATE plus its timeline line, atomically. True when the row matched.
 
     ``send``: the job went (back) to pending; publish its message once the transaction commits.
+    ``returning``: fields of the updated row to return instead of True (read by the UPDATE itself,
+    no second query).
     """
     with transaction.atomic():
         query = Job.objects.filter(id=job_id, status__in=list(sources))
         if where is not None:
             query = query.filter(where)
-        matched = query.update(**changes)
+        matched = _update_returning(query, changes, returning) if returning else query.update(**changes)
         if matched and event is not None:
             event.save()
+        if matched:
+            job_changed(job_id)
         if matched and send:
             transaction.on_commit(lambda: job_dispatch(jobs=Job.objects.filter(id=job_id, status=PENDING)))
-    return bool(matched)
+    return matched if returning else bool(matched)
+
+
+def _update_returning(query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
+    """``query.update(**changes)`` with ``RETURNING fields`` (PostgreSQL, SQLite >= 3.35): the updated
+    row's fields as the database returns them (meant for plain columns such as ``attempts``), None
+    when no row matched. Django's update() returns only a count."""
+    update = query.query.chain(UpdateQuery)
+    update.add_update_values(changes)
+    compiler = update.get_compiler(query.db)
+    compiler.pre_sql_setup()
+    statement, params = compiler.as_sql()
+    fields = list(fields)
+    columns = ", ".join(compiler.quote_name_unless_alias(Job._meta.get_field(name).column) for name in fields)
+    with connections[query.db].cursor() as cursor:
+        cursor.execute(f"{statement} RETURNING {columns}", params)
+        row = cursor.fetchone()
+    return None if row is None else dict(zip(fields, row, strict=True))
 
 
 def finish_running(

@@ -1,7 +1,8 @@
 """Creating jobs: a request is checked against the catalog and the limits, then written.
 
 Nothing is written and nothing is sent unless the whole request fits; the message is published
-only after the transaction commits (see ``dispatch``).
+only after the transaction commits (see ``dispatch``), and so is the new job's state for live
+streams (``jobs/live.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from accounts.models import User
 from taskhub.errors import ApplicationError, InvalidInput
 
 from ..catalog import CatalogEntry, catalog
+from ..live import job_changed, jobs_changed
 from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
 from ._json import json_problem, json_size
 from ._transitions import event
@@ -124,13 +126,21 @@ def _created_event(job: Job, *, how: str = "") -> JobEvent:
     )
 
 
-def job_create(*, owner: User, idempotency_key: str | None = None, **request: Unpack[JobRequest]) -> Job:
+def job_create(
+    *,
+    owner: User,
+    idempotency_key: str | None = None,
+    schedule_id: int | None = None,
+    scheduled_for: datetime | None = None,
+    **request: Unpack[JobRequest],
+) -> Job:
     """Write a pending job and send it to the broker once the transaction commits.
 
     The job id is also the Celery task id. When the broker is unreachable the job stays
     pending with ``dispatched_at`` empty and the sweeper sends it later. With an
     ``idempotency_key``, the same key and request return the first job; the same key with a
-    different request is refused.
+    different request is refused. ``schedule_id`` and ``scheduled_for`` link a schedule's job
+    to its periodic task and slot (one job per slot: a second one raises IntegrityError).
     """
     spec = job_build_spec(owner=owner, **request)
     fingerprint = spec.fingerprint() if idempotency_key else ""
@@ -140,11 +150,13 @@ def job_create(*, owner: User, idempotency_key: str | None = None, **request: Un
             return _idempotent_replay(existing, fingerprint)
     job = spec.build(owner=owner, now=timezone.now())
     job.idempotency_key, job.request_fingerprint = idempotency_key, fingerprint
+    job.schedule_id, job.scheduled_for = schedule_id, scheduled_for
     try:
         with transaction.atomic():
             job.save(force_insert=True)
-            _created_event(job).save()
+            _created_event(job, how=" by a schedule" if schedule_id else "").save()
             transaction.on_commit(lambda: job_dispatch(jobs=[job]))
+            job_changed(job.id)  # list streams show a new job at once, not only when it starts
     except IntegrityError:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
         if existing is None:
@@ -186,4 +198,5 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]]) -> list[Job]:
         Job.objects.bulk_create(jobs)
         JobEvent.objects.bulk_create([_created_event(job, how=" (bulk)") for job in jobs])
         transaction.on_commit(lambda: job_dispatch(jobs=jobs))
+        jobs_changed(job.id for job in jobs)
     return jobs

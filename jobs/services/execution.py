@@ -17,6 +17,7 @@ from django.utils import timezone
 from taskhub.errors import InvalidInput, NotFound
 
 from ..catalog import catalog
+from ..live import job_changed
 from ..models import Job, JobEventKind, JobStatus
 from ._json import json_storable
 from ._transitions import attempt_label, conflict, event, finish_running, requeue_running, transition, worker_label
@@ -33,12 +34,18 @@ class RunState(enum.Enum):
 
 
 def job_start(*, job_id, worker: str) -> Job | None:
-    """pending -> running. None when the job is not pending (cancelled, already running, gone)."""
+    """pending -> running. None when the job is not pending (cancelled, already running, gone).
+
+    The job comes back with the fields a run needs (``attempts``, from the UPDATE itself); the others
+    are deferred: read from the database on first access.
+    """
     now = timezone.now()
+    changes = {"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker, "finished_at": None}
     started = transition(
         job_id,
         sources=[PENDING],
-        changes={"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker, "finished_at": None},
+        returning=("attempts",),
+        changes=changes,
         event=event(
             job_id,
             JobEventKind.STARTED,
@@ -48,7 +55,11 @@ def job_start(*, job_id, worker: str) -> Job | None:
             at=now,
         ),
     )
-    return Job.objects.get(id=job_id) if started else None
+    if not started:
+        return None
+    known = {"id": Job._meta.pk.to_python(job_id), **changes, **started}
+    names = [field.attname for field in Job._meta.concrete_fields if field.attname in known]  # in model order
+    return Job.from_db(Job.objects.db, names, [known[name] for name in names])
 
 
 def _run_state(job_id, attempts: int | None) -> tuple[RunState, datetime | None]:
@@ -71,6 +82,8 @@ def job_heartbeat(
         changes.update(progress=progress, progress_meta=meta or {})
     running = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempts)
     if running.filter(cancel_requested_at__isnull=True).update(**changes):
+        if progress is not None:
+            job_changed(job_id)
         return RunState.OK, None
     state, requested_at = _run_state(job_id, attempts)
     if state is RunState.CANCEL_REQUESTED:
@@ -108,6 +121,7 @@ def job_update_progress(
     if attempts is not None:
         query = query.filter(attempts=attempts)
     if query.update(progress=progress, progress_meta=meta, heartbeat_at=timezone.now()):
+        job_changed(job_id)
         return RunState.OK
     if attempts is None:
         attempts = Job.objects.filter(id=job_id).values_list("attempts", flat=True).first()

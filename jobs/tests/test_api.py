@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -377,7 +378,7 @@ def test_bulk_creates_every_job_in_one_transaction(
         "high_priority",
         "low_priority",
     ]
-    assert len(callbacks) == 1  # one commit, one send of all three
+    assert len(callbacks) == 2  # one commit: one send of all three, one publish of all three for live streams
     assert Job.objects.filter(owner=user, status="pending", dispatched_at__isnull=False).count() == 3
     assert JobEvent.objects.filter(kind="created").count() == 3
     assert sorted(message["id"] for message in published) == sorted(job["id"] for job in body)
@@ -683,7 +684,11 @@ def test_events_show_the_timeline(user, user_client):
         ("delete", "", "succeeded"),
     ],
 )
-def test_another_users_job_is_not_found(other_user, user_client, staff_client, prefix, method, suffix, status):
+def test_another_users_job_is_not_found(
+    other_user, user_client, staff_user, staff_client, prefix, method, suffix, status
+):
+    # Staff acting on someone else's job also need the job permissions (see the tests at the end).
+    staff_user.user_permissions.add(*Permission.objects.filter(codename__in=["change_job", "delete_job"]))
     job = JobFactory(owner=other_user, **({status: True} if status != "pending" else {}))
     before = snapshot(job)
     response = getattr(user_client, method)(f"{prefix}{job.id}/{suffix}")
@@ -888,3 +893,81 @@ def test_absurdly_nested_json_body_is_a_400_not_a_500(user_client, nothing_writt
     with nothing_written():
         response = user_client.generic("POST", "/api/v1/jobs/", body, content_type="application/json")
     assert_error(response, 400, code="parse_error")
+
+
+# --- acting on other users' jobs needs the job permissions -------------------------------------
+
+
+def grant(user, *codenames: str) -> None:
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="jobs", codename__in=codenames))
+
+
+OPERATIONS = [
+    ("post", "cancel/", "pending", "jobs.change_job", 200),
+    ("post", "cancel/", "running", "jobs.change_job", 200),
+    ("post", "retry/", "failed", "jobs.change_job", 200),
+    ("delete", "", "succeeded", "jobs.delete_job", 204),
+]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize(("method", "suffix", "status", "permission", "success"), OPERATIONS)
+def test_view_only_staff_cannot_act_on_other_users_jobs(
+    other_user, staff_user, staff_client, nothing_written, prefix, method, suffix, status, permission, success
+):
+    """Staff see every job, but cancel, retry and delete someone else's job only with the
+    permission the admin asks for too: "change" to cancel or retry, "delete" to delete."""
+    grant(staff_user, "view_job")
+    job = JobFactory(owner=other_user, **({status: True} if status != "pending" else {}))
+    before = snapshot(job)
+
+    with nothing_written():
+        body = assert_error(getattr(staff_client, method)(f"{prefix}{job.id}/{suffix}"), 403, code="permission_denied")
+
+    assert permission in body["message"]
+    assert snapshot(job) == before
+    # The detail stays visible.
+    assert staff_client.get(f"{prefix}{job.id}/").status_code == 200
+
+
+@pytest.mark.parametrize(("method", "suffix", "status", "permission", "success"), OPERATIONS)
+def test_staff_with_the_permission_act_on_other_users_jobs(
+    other_user, staff_user, staff_client, method, suffix, status, permission, success
+):
+    grant(staff_user, permission.split(".")[1])
+    job = JobFactory(owner=other_user, **({status: True} if status != "pending" else {}))
+
+    assert getattr(staff_client, method)(f"/api/v1/jobs/{job.id}/{suffix}").status_code == success
+
+
+def test_the_change_permission_does_not_allow_deleting(other_user, staff_user, staff_client):
+    grant(staff_user, "view_job", "change_job")
+    job = JobFactory(owner=other_user, succeeded=True)
+
+    body = assert_error(staff_client.delete(f"/api/v1/jobs/{job.id}/"), 403, code="permission_denied")
+
+    assert "jobs.delete_job" in body["message"]
+    assert Job.objects.filter(id=job.id).exists()
+
+
+@pytest.mark.parametrize(("method", "suffix", "status", "permission", "success"), OPERATIONS)
+def test_owners_act_on_their_own_jobs_without_any_permission(
+    staff_user, staff_client, method, suffix, status, permission, success
+):
+    job = JobFactory(owner=staff_user, **({status: True} if status != "pending" else {}))
+
+    assert not staff_user.get_all_permissions()
+    assert getattr(staff_client, method)(f"/api/v1/jobs/{job.id}/{suffix}").status_code == success
+
+
+@pytest.mark.parametrize(("method", "suffix", "status", "permission", "success"), OPERATIONS)
+def test_permissions_do_not_let_non_staff_see_other_users_jobs(
+    user, other_user, user_client, method, suffix, status, permission, success
+):
+    grant(user, "view_job", "change_job", "delete_job")
+    job = JobFactory(owner=other_user, **({status: True} if status != "pending" else {}))
+    before = snapshot(job)
+
+    assert_error(getattr(user_client, method)(f"/api/v1/jobs/{job.id}/{suffix}"), 404, code="not_found")
+
+    assert snapshot(job) == before

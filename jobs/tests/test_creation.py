@@ -97,7 +97,7 @@ def test_create_sends_after_commit_with_the_job_id_as_celery_task_id(
             priority="high",
         )
     assert published == []  # nothing leaves before the transaction commits
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # the send, then the new job's state for live streams (jobs/live.py)
 
     callbacks[0]()
     assert published == [
