@@ -477,3 +477,36 @@ def test_me_with_the_token_of_a_deactivated_user(user, password, login, bearer_c
     response = bearer_client(access).get(ME)
 
     assert_error(response, 401)
+
+
+# --- tokens whose signature is valid but whose user claim is not an id -----------------
+
+
+BAD_USER_IDS = [[1], "1 OR 1=1", "a\x00b", {"id": 1}, 1.5, True, None, -1, 10**30, "9" * 30, ""]
+
+
+def signed_with_user_id(token_class, user, user_id):
+    """A token signed with the server's key (as a leaked key or a bug elsewhere could produce)."""
+    token = token_class.for_user(user)
+    token["user_id"] = user_id
+    return str(token)
+
+
+@pytest.mark.parametrize("user_id", BAD_USER_IDS)
+def test_an_access_token_whose_user_id_is_not_an_id_is_a_401(api_client, user, user_id):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {signed_with_user_id(AccessToken, user, user_id)}")
+    response = api_client.get(ME)
+    assert_error(response, 401, "token_not_valid")
+    assert "user identification" in response.json()["message"]
+
+
+@pytest.mark.parametrize("user_id", BAD_USER_IDS)
+def test_a_refresh_token_whose_user_id_is_not_an_id_is_a_401(api_client, user, user_id):
+    response = api_client.post(REFRESH, {"refresh": signed_with_user_id(RefreshToken, user, user_id)})
+    assert_error(response, 401, "token_not_valid")
+
+
+def test_a_user_id_given_as_digits_still_signs_in(api_client, user):
+    """Other simplejwt versions write the id as a string: the digits of the user's id are accepted."""
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {signed_with_user_id(AccessToken, user, str(user.pk))}")
+    assert api_client.get(ME).json()["username"] == user.username

@@ -4,9 +4,11 @@ Bad input is answered with a 4xx in the shared error shape, and then nothing is 
 nothing is sent to the broker.
 """
 
+import base64
 import uuid
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
@@ -542,6 +544,40 @@ def test_list_with_a_malformed_filter_is_refused(user_client, params, field):
     assert_error(user_client.get("/api/v1/jobs/", params), 400, code="invalid", field=field)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # Python reads offsets up to ±23:59, PostgreSQL only ±15:59: compared in UTC they all work.
+        ("2020-01-01T00:00:00-16:05", "2020-01-01T16:05:00+00:00"),
+        ("2020-01-01T00:00:00+23:59", "2019-12-31T00:01:00+00:00"),
+        ("2020-01-01T00:00:00Z", "2020-01-01T00:00:00+00:00"),
+    ],
+)
+def test_time_filters_with_any_utc_offset_compare_in_utc(user, user_client, value, expected):
+    before = JobFactory(owner=user, created_at=datetime.fromisoformat(expected) - timedelta(seconds=1))
+    after = JobFactory(owner=user, created_at=datetime.fromisoformat(expected) + timedelta(seconds=1))
+    assert ids(user_client.get("/api/v1/jobs/", {"created_after": value})) == [str(after.id)]
+    assert ids(user_client.get("/api/v1/jobs/", {"created_before": value})) == [str(before.id)]
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+@pytest.mark.parametrize("field", ["created_after", "created_before"])
+def test_time_filters_beyond_the_calendar_are_refused(user_client, field, value):
+    error = assert_error(user_client.get("/api/v1/jobs/", {field: value}), 400, code="invalid", field=field)
+    assert "out of range" in error["message"]
+
+
+@pytest.mark.parametrize("param", ["search", "task", "task_type", "owner", "status", "cursor", "ordering"])
+def test_a_nul_character_in_a_query_parameter_is_refused(staff_client, param):
+    error = assert_error(staff_client.get("/api/v1/jobs/", {param: "a\x00b"}), 400, code="invalid", field=param)
+    assert "NUL" in error["message"]
+
+
+def test_a_nul_character_in_an_admin_filter_is_refused(admin_client):
+    response = admin_client.get("/admin/jobs/job/", {"q": "a\x00b"})
+    assert_error(response, 400, code="invalid", field="q")
+
+
 def test_owner_filter_is_for_staff(user, other_user, user_client, staff_client):
     mine, theirs = JobFactory(owner=user), JobFactory(owner=other_user)
     assert set(ids(staff_client.get("/api/v1/jobs/", {"owner": other_user.username}))) == {str(theirs.id)}
@@ -592,6 +628,29 @@ def test_cursor_pages_follow_next_links(user, user_client):
     page = user_client.get("/api/v1/jobs/", {"page_size": 10}).json()
     back = user_client.get(user_client.get(page["next"]).json()["previous"]).json()
     assert [job["id"] for job in back["results"]] == seen[:10]
+
+
+@pytest.mark.parametrize(
+    "position",
+    ["0001-01-01T00:00:00+01:00", "not a time", "2020-01-01\x00"],
+)
+def test_a_forged_cursor_is_a_400_naming_the_cursor(user, user_client, position):
+    JobFactory(owner=user)
+    cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    error = assert_error(user_client.get("/api/v1/jobs/", {"cursor": cursor}), 400, code="invalid", field="cursor")
+    assert "cursor" in error["message"]
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "bz1hYmM="])  # o=abc
+def test_a_malformed_cursor_is_a_400(user_client, cursor):
+    assert_error(user_client.get("/api/v1/jobs/", {"cursor": cursor}), 400, code="invalid", field="cursor")
+
+
+def test_a_cursor_position_with_an_offset_postgresql_refuses_compares_in_utc(user, user_client):
+    older = JobFactory(owner=user, created_at=datetime.fromisoformat("2020-01-01T16:04:00+00:00"))
+    JobFactory(owner=user, created_at=datetime.fromisoformat("2020-01-01T16:06:00+00:00"))
+    cursor = base64.b64encode(urlencode({"p": "2020-01-01T00:00:00-16:05"}).encode()).decode()
+    assert ids(user_client.get("/api/v1/jobs/", {"cursor": cursor})) == [str(older.id)]
 
 
 def test_cursor_pages_are_stable_for_jobs_created_together(user, user_client):
