@@ -196,6 +196,10 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
+    # Which address a throttle counts: 0 ignores X-Forwarded-For (a client could set a new one per
+    # request); behind N trusted proxies, the address the N-th proxy saw.
+    # https://www.django-rest-framework.org/api-guide/throttling/#how-clients-are-identified
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     # https://www.django-rest-framework.org/api-guide/throttling/#setting-the-throttling-policy
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="60/min"),
