@@ -287,6 +287,8 @@ JOB_REDISPATCH_AFTER = env.float("JOB_REDISPATCH_AFTER", default=3600.0)
 JOB_MAX_PAYLOAD_BYTES = env.int("JOB_MAX_PAYLOAD_BYTES", default=256 * 1024)
 JOB_BULK_MAX = env.int("JOB_BULK_MAX", default=500)
 JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=10.0)
+# Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
+JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.filesystem.html

@@ -79,13 +79,13 @@ class JobSpec:
 def job_build_spec(*, owner: User, **request: Unpack[JobRequest]) -> JobSpec:
     """Check a job request against the catalog and the limits; raise InvalidInput naming the field."""
     entry = catalog.get(request["celery_task_name"])
-    if entry.staff_only and not owner.is_staff:
-        raise ApplicationError(f"Task {entry.name} is for staff only.", code="permission_denied", status_code=403)
+    entry.check_owner(owner)
     args = request.get("args")
     args = [] if args is None else args
     kwargs = request.get("kwargs")
     kwargs = {} if kwargs is None else kwargs
     entry.validate(args, kwargs)
+    entry.check_arguments(owner, args, kwargs)
     for field, value in (("args", args), ("kwargs", kwargs)):
         if problem := json_problem(value):
             message = f"{problem[0].upper()}{problem[1:]}."

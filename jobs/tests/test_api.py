@@ -99,12 +99,12 @@ def test_create_with_the_spec_example_body(user, user_client, prefix, published,
     ]
 
 
-def test_create_takes_defaults_from_the_catalog(user_client):
+def test_create_takes_defaults_from_the_catalog(user, user_client):
     response = user_client.post(
         "/api/v1/jobs/",
         {
             "celery_task_name": "send_notification",
-            "kwargs": {"to": ["a@example.com"], "subject": "hi"},
+            "kwargs": {"to": [user.email], "subject": "hi"},
         },
     )
     assert response.status_code == 201, response.content
@@ -361,7 +361,7 @@ def test_bulk_creates_every_job_in_one_transaction(
         SPEC_BODY,
         {
             "celery_task_name": "send_notification",
-            "kwargs": {"to": ["a@example.com"], "subject": "s"},
+            "kwargs": {"to": [user.email], "subject": "s"},
         },
         {"celery_task_name": "flaky_task", "args": [0], "name": "third"},
     ]
