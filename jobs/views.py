@@ -157,7 +157,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None, filter_backends=[])
     def events(self, request, pk=None):
         job = self.get_object()
-        return Response(JobEventSerializer(selectors.job_events(job=job), many=True).data)
+        events = selectors.job_events(job=job)
+        return Response(JobEventSerializer(events, many=True, context=self.get_serializer_context()).data)
 
 
 @extend_schema_view(

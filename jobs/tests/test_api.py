@@ -5,12 +5,16 @@ nothing is sent to the broker.
 """
 
 import base64
+import json
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlencode
 
+import celery
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -699,6 +703,31 @@ def test_detail_of_an_own_job(user, user_client, prefix):
             "RuntimeError: boom",
         )
         assert body["traceback"].startswith("Traceback")
+
+
+def test_a_users_failed_job_shows_no_server_paths_staff_see_them(user, user_client, staff_client):
+    project_file = settings.BASE_DIR / "jobs" / "tasks" / "common_tasks.py"
+    library_file = Path(celery.__file__).parent / "app" / "trace.py"
+    traceback = (
+        "Traceback (most recent call last):\n"
+        f'  File "{library_file}", line 453, in trace_task\n'
+        f'  File "{project_file}", line 40, in process_data\n'
+        '  File "/opt/elsewhere/vendor/lib.py", line 7, in parse\n'
+        f"FileNotFoundError: [Errno 2] No such file or directory: '{settings.BASE_DIR}/var/in.csv'\n"
+    )
+    job = JobFactory(owner=user, failed=True, traceback=traceback, error=traceback.splitlines()[-1])
+    JobEvent.objects.create(job=job, kind="failed", data={"traceback": traceback, "attempt": 1}, message=job.error)
+    server = [str(settings.BASE_DIR), str(library_file.parent), "/opt/elsewhere"]
+    mine = user_client.get(f"/api/v1/jobs/{job.id}/").json()
+    events = user_client.get(f"/api/v1/jobs/{job.id}/events/").json()
+    shown = mine["traceback"] + mine["error"] + json.dumps(events)
+    assert not [path for path in server if path in shown], shown
+    assert 'File "jobs/tasks/common_tasks.py", line 40' in mine["traceback"]
+    assert 'File "lib.py", line 7' in mine["traceback"] and "<python>/" in mine["traceback"]
+    assert events[0]["data"]["attempt"] == 1
+    # Staff (operators) see the full text.
+    assert staff_client.get(f"/api/v1/jobs/{job.id}/").json()["traceback"] == traceback
+    assert staff_client.get(f"/api/v1/jobs/{job.id}/events/").json()[0]["data"]["traceback"] == traceback
 
 
 @pytest.mark.parametrize(
