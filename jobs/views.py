@@ -128,13 +128,15 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @extend_schema(
         summary="Create up to JOB_BULK_MAX jobs at once (all or nothing)",
         request=JobBulkCreateSerializer,
-        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403)},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403, 422)},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
+        key = self._idempotency_key()
         serializer = JobBulkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        jobs = job_create_bulk(owner=request.user, items=serializer.validated_data["jobs"])
+        jobs = job_create_bulk(owner=request.user, items=serializer.validated_data["jobs"], idempotency_key=key)
         return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Cancel a job", request=None, responses={200: JobSerializer, **ERRORS(401, 404, 409)})

@@ -354,6 +354,32 @@ def test_longest_idempotency_key_is_accepted(user_client):
     assert response.status_code == 201, response.content
 
 
+def test_bulk_with_an_idempotency_key_creates_the_jobs_once(user_client, published, django_capture_on_commit_callbacks):
+    body = {"jobs": [SPEC_BODY, {**SPEC_BODY, "args": [5]}]}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = user_client.post("/api/v1/jobs/bulk/", body, format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+        again = user_client.post("/api/v1/jobs/bulk/", body, format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert [job["id"] for job in first.json()] == [job["id"] for job in again.json()]
+    assert Job.objects.count() == 2 and len(published) == 2  # written and sent once
+
+
+def test_bulk_with_a_reused_idempotency_key_and_another_list_is_refused(user_client, nothing_written):
+    body = {"jobs": [SPEC_BODY, {**SPEC_BODY, "args": [5]}]}
+    assert user_client.post("/api/v1/jobs/bulk/", body, format="json", HTTP_IDEMPOTENCY_KEY="b").status_code == 201
+    for other in ({"jobs": [SPEC_BODY]}, {"jobs": [SPEC_BODY, {**SPEC_BODY, "args": [6]}]}):
+        with nothing_written():
+            response = user_client.post("/api/v1/jobs/bulk/", other, format="json", HTTP_IDEMPOTENCY_KEY="b")
+        assert_error(response, 422, code="idempotency_key_reused")
+
+
+def test_bulk_idempotency_keys_do_not_collide_with_single_creates(user_client):
+    single = user_client.post("/api/v1/jobs/", SPEC_BODY, format="json", HTTP_IDEMPOTENCY_KEY="same")
+    bulk = user_client.post("/api/v1/jobs/bulk/", {"jobs": [SPEC_BODY]}, format="json", HTTP_IDEMPOTENCY_KEY="same")
+    assert (single.status_code, bulk.status_code) == (201, 201)
+    assert bulk.json()[0]["id"] != single.json()["id"]
+
+
 # --- bulk ----------------------------------------------------------------------------------------
 
 
