@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
+from amqp.exceptions import ChannelError
+from celery import current_app
 from django.conf import settings
 from django.utils import timezone
 
@@ -49,3 +51,21 @@ def job_dispatch(*, jobs: Iterable[Job]) -> list:
             if job.id in sent_ids:
                 job.dispatched_at = now
     return sent
+
+
+def broker_queue_sizes(queues: Iterable[str]) -> dict[str, int] | None:
+    """Messages waiting in each queue (not those a worker holds), or None when the broker cannot
+    be asked. The sweeper uses it to tell a lost message from one waiting in a backlog."""
+    sizes = {}
+    try:
+        with current_app.connection_for_read() as connection:
+            for queue in queues:
+                with connection.channel() as channel:  # a refused declare closes its channel (AMQP)
+                    try:
+                        sizes[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                    except ChannelError:
+                        sizes[queue] = 0  # no such queue: nothing waits in it (Redis drops empty lists)
+    except Exception as exc:  # noqa: BLE001 - any broker failure: nothing is decided this sweep
+        logger.warning("Cannot read the broker's queue sizes: %s", exc)
+        return None
+    return sizes

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from ..models import Job, JobEvent, JobEventKind, JobStatus
 from ._transitions import attempt_label, event, finish_running, requeue_running
-from .dispatch import job_dispatch
+from .dispatch import broker_queue_sizes, job_dispatch
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 SWEEPER = "sweeper"
@@ -38,17 +38,20 @@ def job_sweep(*, batch_size: int = 500) -> SweepReport:
 
 
 def job_dispatch_due(*, batch_size: int = 500) -> int:
-    """Send pending jobs that are due and were never sent, or whose message seems lost. Returns how many."""
+    """Send pending jobs that are due and were never sent, or whose message was lost. Returns how many.
+
+    A message is lost when Redis restarted without persistence (or a queue was purged): the job
+    was sent, has been due for JOB_LOST_AFTER, nobody started it, and its queue is empty. A job
+    waiting in a backlog (its queue holds messages) is left alone, however long it waits.
+    A duplicate is harmless: only one delivery can move the row from pending to running.
+    """
     now = timezone.now()
     ready = Q(run_at__isnull=True) | Q(run_at__lte=now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL))
     unsent = Q(dispatched_at__isnull=True) & (
         Q(run_at__isnull=False) | Q(created_at__lte=now - timedelta(seconds=settings.JOB_DISPATCH_AFTER))
     )
-    # A message can also vanish after it was sent (a Redis without persistence restarted):
-    # a job nobody started long after its message was sent is sent again. A duplicate is
-    # harmless, only one delivery can move the row from pending to running.
-    lost = Q(dispatched_at__lte=now - timedelta(seconds=settings.JOB_REDISPATCH_AFTER))
-    due = list(Job.objects.filter(ready & (unsent | lost), status=PENDING).order_by("created_at")[:batch_size])
+    due = list(Job.objects.filter(ready & unsent, status=PENDING).order_by("created_at")[:batch_size])
+    due += _lost(now, batch_size - len(due)) if len(due) < batch_size else []
     sent = set(job_dispatch(jobs=due))
     JobEvent.objects.bulk_create(
         [
@@ -57,7 +60,8 @@ def job_dispatch_due(*, batch_size: int = 500) -> int:
                 JobEventKind.DISPATCHED_LATE,
                 actor_label=SWEEPER,
                 at=now,
-                message=f"Sent again: no worker started it since it was sent at {job.dispatched_at:%Y-%m-%d %H:%M:%S}."
+                message=f"Sent again: its message was lost (sent at {job.dispatched_at:%Y-%m-%d %H:%M:%S}, "
+                f"never started, and queue {job.queue} is empty)."
                 if job.dispatched_at
                 else "Sent by the sweeper (the broker was unreachable when it was created).",
             )
@@ -66,6 +70,20 @@ def job_dispatch_due(*, batch_size: int = 500) -> int:
         ]
     )
     return len(sent)
+
+
+def _lost(now, limit: int) -> list[Job]:
+    """Sent jobs due for JOB_LOST_AFTER that nobody started, on queues that hold no message."""
+    since = now - timedelta(seconds=settings.JOB_LOST_AFTER)
+    overdue = Job.objects.filter(
+        Q(run_at__isnull=True) | Q(run_at__lte=since), status=PENDING, dispatched_at__lte=since
+    )
+    queues = set(overdue.values_list("queue", flat=True).distinct())
+    sizes = broker_queue_sizes(queues) if queues else None
+    if not sizes:
+        return []
+    empty = [queue for queue, size in sizes.items() if size == 0]
+    return list(overdue.filter(queue__in=empty).order_by("dispatched_at")[:limit])
 
 
 def job_recover_stale(*, batch_size: int = 500) -> list[str]:

@@ -3,8 +3,10 @@
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.recovery import SweepReport, job_sweep
@@ -68,7 +70,8 @@ def test_broker_restart_loses_nothing(private_redis, use_broker, make_worker, us
     time.sleep(2)
     assert Job.objects.get(id=queued).status == JobStatus.PENDING  # its message was lost with Redis
 
-    fast_sweep.JOB_REDISPATCH_AFTER = 0
+    # A minute later (JOB_LOST_AFTER, the production default) its queue is still empty: it is sent again.
+    Job.objects.filter(id=queued).update(dispatched_at=timezone.now() - timedelta(seconds=61))
     assert job_sweep().dispatched == 1
     assert wait_status(queued, timeout=30).status == JobStatus.SUCCEEDED
     assert (
