@@ -313,10 +313,18 @@ else:
         "interval_step": 0.2,
     }
 
+# Housekeeping has a queue and a worker of its own (the Procfile's maintenance process): it must
+# run while user jobs occupy every other worker process. Expired runs are dropped, not piled up.
+CELERY_TASK_ROUTES = {"jobs.tasks.maintenance_tasks.*": {"queue": "maintenance"}}
 CELERY_BEAT_SCHEDULE = {
-    "taskhub-sweep-jobs": {
-        "task": "jobs.tasks.maintenance_tasks.sweep_jobs",
+    "taskhub-dispatch-jobs": {
+        "task": "jobs.tasks.maintenance_tasks.dispatch_jobs",
         "schedule": JOB_SWEEP_INTERVAL,
-        "options": {"queue": "high_priority", "expires": JOB_SWEEP_INTERVAL * 3},
+        "options": {"queue": "maintenance", "expires": JOB_SWEEP_INTERVAL * 3},
+    },
+    "taskhub-recover-jobs": {
+        "task": "jobs.tasks.maintenance_tasks.recover_jobs",
+        "schedule": JOB_SWEEP_INTERVAL,
+        "options": {"queue": "maintenance", "expires": JOB_SWEEP_INTERVAL * 3},
     },
 }

@@ -26,6 +26,9 @@ def job_dispatch(*, jobs: Iterable[Job]) -> list:
     for job in jobs:
         if job.run_at and job.run_at > now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL):
             continue  # far in the future: the sweeper sends it when it is due
+        if job.celery_task_name not in catalog:
+            logger.error("Job %s names task %s, which is not registered: not sent.", job.id, job.celery_task_name)
+            continue  # the sweeper fails it with the reason (recovery.job_dispatch_due)
         entry = catalog.get(job.celery_task_name)
         countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
         try:

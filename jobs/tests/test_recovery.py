@@ -136,3 +136,27 @@ def test_sweep_leaves_live_jobs_alone(settings, published):
     assert job_sweep() == SweepReport()
     assert snapshot(live) == before
     assert published == []
+
+
+def test_a_job_whose_task_left_the_catalog_fails_and_recovery_goes_on(settings, published):
+    """One pending job of a task a deploy removed used to make every sweep raise before the
+    stale-heartbeat recovery: now it fails with the reason and everything else is recovered."""
+    gone = make(celery_task_name="jobs.tasks.removed.old_task", created_at=ago(60))
+    unsent = make(created_at=ago(60))
+    stale = make("running", max_retries=1, heartbeat_at=ago(settings.JOB_STALE_AFTER + 60), worker="dead:1")
+    report = job_sweep()
+    assert (report.dispatched, report.requeued) == (1, 1)
+    gone = Job.objects.get(id=gone.id)
+    assert gone.status == JobStatus.FAILED and "jobs.tasks.removed.old_task is not registered" in gone.error
+    assert kinds(gone) == ["failed"] and gone.finished_at is not None
+    assert str(unsent.id) in [m["id"] for m in published]
+    assert Job.objects.get(id=stale.id).status == JobStatus.PENDING
+
+
+def test_maintenance_runs_on_its_own_queue():
+    from celery import current_app
+
+    for name in ("dispatch_jobs", "recover_jobs"):
+        task = f"jobs.tasks.maintenance_tasks.{name}"
+        assert current_app.amqp.router.route({}, task)["queue"].name == "maintenance"
+    assert {entry["options"]["queue"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {"maintenance"}
