@@ -9,6 +9,7 @@ from datetime import timedelta
 from amqp.exceptions import ChannelError
 from celery import current_app
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from ..catalog import catalog
@@ -47,8 +48,15 @@ def job_dispatch(*, jobs: Iterable[Job]) -> list:
             break
         sent.append(job.id)
     if sent:
-        # No status condition: a fast worker may have started the job already.
-        Job.objects.filter(id__in=sent).update(dispatched_at=now)
+        try:
+            # No status condition: a fast worker may have started the job already.
+            Job.objects.filter(id__in=sent).update(dispatched_at=now)
+        except DatabaseError as exc:
+            # The jobs are committed and sent; only the send time is missing. Raising here (after
+            # commit) would turn a created job into a 500 that a client would retry as a duplicate.
+            # The sweeper sends them again later, which is harmless: one delivery runs a job.
+            logger.warning("Sent %d job(s) but could not record it: %s", len(sent), exc)
+            return sent
         sent_ids = set(sent)
         for job in jobs:
             if job.id in sent_ids:
