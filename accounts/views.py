@@ -9,12 +9,15 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt import views as jwt_views
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from taskhub.errors import ApplicationError
 from taskhub.openapi import ERRORS
 from taskhub.serializers import StrictFieldsMixin
 
 from . import selectors, services
+from .authentication import user_id_from_claims
 from .models import User
 from .serializers import LogoutSerializer, PasswordChangeSerializer, RegisterSerializer, UserSerializer
 
@@ -46,7 +49,12 @@ class StrictTokenObtainPairSerializer(StrictFieldsMixin, jwt_serializers.TokenOb
 class StrictTokenRefreshSerializer(StrictFieldsMixin, jwt_serializers.TokenRefreshSerializer):
     def validate(self, attrs):
         # simplejwt looks the token's user up with .get(): a refresh token of a deleted user
-        # raised DoesNotExist (a 500). It is a token that no longer signs anyone in: 401.
+        # raised DoesNotExist (a 500), one whose user claim is no id raised in the query. Both
+        # are tokens that sign nobody in: 401.
+        try:
+            user_id_from_claims(RefreshToken(attrs["refresh"]).payload)
+        except TokenError as exc:
+            raise InvalidToken(str(exc)) from exc
         try:
             return super().validate(attrs)
         except User.DoesNotExist as exc:

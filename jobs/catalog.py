@@ -18,7 +18,7 @@ from typing import Any
 from celery import Task, current_app
 from django.conf import settings
 
-from taskhub.errors import InvalidInput
+from taskhub.errors import ApplicationError, InvalidInput
 
 from .models import PRIORITY_QUEUES, JobPriority
 from .parameters import Parameters
@@ -61,6 +61,9 @@ class CatalogEntry:
     retry: RetryPolicy
     cancellable: bool
     staff_only: bool = False
+    # Who may run it with which arguments, beyond the schema: ``authorize(owner, arguments)``
+    # raises an ApplicationError (e.g. a 403) to refuse; ``arguments`` are bound by name.
+    authorize: Callable[[Any, dict[str, Any]], None] | None = None
 
     @classmethod
     def from_function(
@@ -76,6 +79,7 @@ class CatalogEntry:
         cancellable: bool = True,
         staff_only: bool = False,
         schema: dict[str, Any] | None = None,
+        authorize: Callable[[Any, dict[str, Any]], None] | None = None,
     ) -> CatalogEntry:
         """The entry for ``function(self, ...)``. A declared ``schema`` replaces the one derived
         from the signature and is checked now, so a broken one fails at import time."""
@@ -91,6 +95,7 @@ class CatalogEntry:
             retry=retry or RetryPolicy(),
             cancellable=cancellable,
             staff_only=staff_only,
+            authorize=authorize,
         )
 
     @property
@@ -108,6 +113,16 @@ class CatalogEntry:
     def validate(self, args: list, kwargs: dict) -> None:
         """Raise InvalidInput naming the argument when ``args``/``kwargs`` don't fit the schema."""
         self.parameters.validate(args, kwargs)
+
+    def check_owner(self, owner: Any) -> None:
+        """Refuse (403) a staff-only task to anyone else, before their arguments are even read."""
+        if self.staff_only and not owner.is_staff:
+            raise ApplicationError(f"Task {self.name} is for staff only.", code="permission_denied", status_code=403)
+
+    def check_arguments(self, owner: Any, args: list, kwargs: dict) -> None:
+        """Refuse (raise) arguments ``owner`` may not run the task with (valid ones: validate first)."""
+        if self.authorize is not None:
+            self.authorize(owner, self.parameters.bind(args, kwargs))
 
     def describe(self) -> dict[str, Any]:
         return {

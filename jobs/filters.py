@@ -1,7 +1,31 @@
+from datetime import UTC
+
 import django_filters
+from django import forms
 
 from .catalog import catalog
 from .models import Job, JobPriority, JobStatus
+
+
+class UTCDateTimeField(forms.DateTimeField):
+    """An ISO 8601 time with any offset Python reads (up to ±23:59), converted to UTC.
+
+    PostgreSQL refuses offsets beyond ±15:59; in UTC every such time compares as meant, and one
+    that leaves the calendar in UTC (year 0 or 10000) is a 400 instead of a 500.
+    """
+
+    def to_python(self, value):
+        value = django_filters.fields.IsoDateTimeField().to_python(value)
+        if value is None or value.tzinfo is None:
+            return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise forms.ValidationError("This time is out of range once converted to UTC.", code="invalid") from exc
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCDateTimeField
 
 
 class JobFilter(django_filters.FilterSet):
@@ -10,8 +34,8 @@ class JobFilter(django_filters.FilterSet):
     task = django_filters.CharFilter(method="filter_task", help_text="Task name or alias.")
     task_type = django_filters.CharFilter()
     owner = django_filters.CharFilter(method="filter_owner", help_text="Owner id or username (staff).")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
     schedule = django_filters.NumberFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
 
     class Meta:

@@ -269,6 +269,12 @@ class Parameters:
         except TypeError as exc:
             _fail("args" if self.positional else "kwargs", f"{self.task}: {exc}")
 
+    def bind(self, args: list, kwargs: dict) -> dict[str, Any]:
+        """Valid ``args``/``kwargs`` by parameter name, defaults filled in (as the call will see them)."""
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
     def _bind(self, args: list, kwargs: dict) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
         """Name the arguments as the call will; each name's origin (``args[0]``) and rank in argument order."""
         positional = self.positional

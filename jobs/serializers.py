@@ -4,6 +4,12 @@ from rest_framework import serializers
 from taskhub.serializers import StrictFieldsMixin
 
 from .models import Job, JobEvent, JobPriority
+from .redaction import strip_server_paths
+
+
+def _shows_server_paths(context: dict) -> bool:
+    request = context.get("request")
+    return bool(request and request.user.is_staff)
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -55,6 +61,12 @@ class JobSerializer(serializers.ModelSerializer):
     def get_progress_message(self, job: Job) -> str:
         meta = job.progress_meta if isinstance(job.progress_meta, dict) else {}
         return str(meta.get("message", ""))
+
+    def to_representation(self, job: Job) -> dict:
+        data = super().to_representation(job)
+        if not _shows_server_paths(self.context):
+            data["error"], data["traceback"] = strip_server_paths(data["error"]), strip_server_paths(data["traceback"])
+        return data
 
 
 class JobCreateSerializer(StrictFieldsMixin, serializers.Serializer):
@@ -120,6 +132,17 @@ class JobEventSerializer(serializers.ModelSerializer):
         model = JobEvent
         fields = ("id", "at", "kind", "from_status", "to_status", "actor", "actor_label", "message", "data")
         read_only_fields = fields
+
+    def to_representation(self, event: JobEvent) -> dict:
+        data = super().to_representation(event)
+        if not _shows_server_paths(self.context):
+            data["message"] = strip_server_paths(data["message"])
+            if isinstance(data["data"], dict):
+                data["data"] = {
+                    key: strip_server_paths(value) if isinstance(value, str) else value
+                    for key, value in data["data"].items()
+                }
+        return data
 
 
 class CatalogEntrySerializer(serializers.Serializer):

@@ -2,10 +2,12 @@
 
 import re
 
+from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -15,7 +17,7 @@ from taskhub.openapi import ERRORS
 
 from . import selectors
 from .catalog import catalog
-from .filters import JobFilter
+from .filters import JobFilter, UTCDateTimeField
 from .models import Job
 from .permissions import OthersJobsPermission
 from .serializers import (
@@ -47,6 +49,22 @@ class JobCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def decode_cursor(self, request):
+        """A cursor a client forged or broke is a 400 naming it, not DRF's 404 or a database error:
+        its position must be a time (the ordering is always ``created_at``), compared in UTC."""
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as exc:
+            raise InvalidInput("cursor: not a cursor this API gave out.", fields={"cursor": [str(exc.detail)]}) from exc
+        if cursor is None or cursor.position is None:
+            return cursor
+        try:
+            position = UTCDateTimeField().clean(cursor.position)
+        except ValidationError as exc:
+            message = f"cursor: its position {cursor.position!r} is not a valid time."
+            raise InvalidInput(message, fields={"cursor": exc.messages}) from exc
+        return cursor._replace(position=position.isoformat())
 
     def get_ordering(self, request, queryset, view):
         """The client's ordering with the id as tie-breaker: jobs created together (bulk) share
@@ -116,13 +134,15 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @extend_schema(
         summary="Create up to JOB_BULK_MAX jobs at once (all or nothing)",
         request=JobBulkCreateSerializer,
-        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403)},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403, 422)},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
+        key = self._idempotency_key()
         serializer = JobBulkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        jobs = job_create_bulk(owner=request.user, items=serializer.validated_data["jobs"])
+        jobs = job_create_bulk(owner=request.user, items=serializer.validated_data["jobs"], idempotency_key=key)
         return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Cancel a job", request=None, responses={200: JobSerializer, **ERRORS(401, 403, 404, 409)})
@@ -145,7 +165,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None, filter_backends=[])
     def events(self, request, pk=None):
         job = self.get_object()
-        return Response(JobEventSerializer(selectors.job_events(job=job), many=True).data)
+        events = selectors.job_events(job=job)
+        return Response(JobEventSerializer(events, many=True, context=self.get_serializer_context()).data)
 
 
 @extend_schema_view(

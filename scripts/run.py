@@ -1,4 +1,4 @@
-"""Run the Procfile's processes (web, worker, beat) for `make run`, and stop them cleanly on Ctrl-C.
+"""Run the Procfile's processes (web, worker, beat, maintenance) for `make run`, and stop them cleanly on Ctrl-C.
 
 This is honcho (`honcho start`) with two of its stop rules changed:
 
@@ -64,7 +64,7 @@ def announce_when_ready(runner: manager.Manager, port: str, timeout: float = 120
         f"  admin     {base}/admin/",
         f"  API docs  {base}/api/docs/",
         *(f"  {line}" for line in os.environ.get("TASKHUB_BANNER", "").splitlines() if line),
-        "  Ctrl-C stops web, worker and beat.",
+        "  Ctrl-C stops them all.",
         "",
     ]
     text = "\n".join(lines) + "\n"

@@ -5,9 +5,11 @@ when input fields are at fault). Services raise :class:`ApplicationError`; DRF a
 errors are translated by :func:`exception_handler` so clients never see another shape.
 """
 
+import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -96,7 +98,27 @@ _CODES = {
 }
 
 
+logger = logging.getLogger(__name__)
+
+
+def _too_large(exc: Exception) -> tuple[dict[str, Any], int] | None:
+    """The 413 body for a request over Django's upload limits, or None for any other error."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = error_body("payload_too_large", f"The request body is larger than the limit of {limit} bytes.")
+    elif isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        body = error_body("too_many_fields", f"The request has more than the limit of {limit} fields.")
+    else:
+        return None
+    logger.warning("Refused an oversized request: %s", body["message"])
+    return body, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if too_large := _too_large(exc):
+        body, status_code = too_large
+        return Response(body, status=status_code)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
@@ -131,6 +153,14 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         message = f"Too many requests: try again in {int(exc.wait) + 1} seconds."
     response.data = error_body(code, message)
     return response
+
+
+def json_400(request, exception=None) -> JsonResponse:
+    """Django's 400s outside DRF (e.g. an admin form over the field limit), in the one shape."""
+    if too_large := _too_large(exception):
+        body, status_code = too_large
+        return JsonResponse(body, status=status_code)
+    return JsonResponse(error_body("bad_request", "Bad request."), status=400)
 
 
 def json_404(request, exception=None) -> JsonResponse:

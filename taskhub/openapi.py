@@ -1,5 +1,6 @@
 """OpenAPI helpers: the shared error body, documented once and referenced by every endpoint."""
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -33,3 +34,9 @@ _DESCRIPTIONS = {
 
 def ERRORS(*codes: int) -> dict[int, OpenApiResponse]:  # noqa: N802 - reads like a constant in decorators
     return {code: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[code]) for code in codes}
+
+
+class StrictJWTScheme(SimpleJWTScheme):
+    """The bearer scheme for accounts' stricter JWT authentication (simplejwt's, documented the same)."""
+
+    target_class = "accounts.authentication.StrictJWTAuthentication"

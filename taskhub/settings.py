@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # https://whitenoise.readthedocs.io/en/stable/django.html
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "taskhub.middleware.RejectNulParametersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -185,12 +186,18 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django logs an oversized request as an ERROR of these security loggers; taskhub.errors
+    # answers it with a 413 and a warning instead (a client's mistake, not a server fault).
+    # https://docs.djangoproject.com/en/5.2/ref/logging/#django-security
+    "loggers": {
+        f"django.security.{name}": {"level": "CRITICAL"} for name in ("RequestDataTooBig", "TooManyFieldsSent")
+    },
 }
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.StrictJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -207,6 +214,10 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
+    # Which address a throttle counts: 0 ignores X-Forwarded-For (a client could set a new one per
+    # request); behind N trusted proxies, the address the N-th proxy saw.
+    # https://www.django-rest-framework.org/api-guide/throttling/#how-clients-are-identified
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     # https://www.django-rest-framework.org/api-guide/throttling/#setting-the-throttling-policy
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="60/min"),
@@ -303,10 +314,13 @@ JOB_STALE_AFTER = env.float("JOB_STALE_AFTER", default=60.0)
 JOB_CANCEL_GRACE_SECONDS = env.float("JOB_CANCEL_GRACE_SECONDS", default=30.0)
 JOB_PROGRESS_MIN_INTERVAL = env.float("JOB_PROGRESS_MIN_INTERVAL", default=0.5)
 JOB_DISPATCH_AFTER = env.float("JOB_DISPATCH_AFTER", default=10.0)
-JOB_REDISPATCH_AFTER = env.float("JOB_REDISPATCH_AFTER", default=3600.0)
+# A sent job due this long that nobody started, whose queue is empty, lost its message: sent again.
+JOB_LOST_AFTER = env.float("JOB_LOST_AFTER", default=60.0)
 JOB_MAX_PAYLOAD_BYTES = env.int("JOB_MAX_PAYLOAD_BYTES", default=256 * 1024)
 JOB_BULK_MAX = env.int("JOB_BULK_MAX", default=500)
 JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=10.0)
+# Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
+JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
 
 # --- Live progress (server-sent event streams, jobs/live.py, jobs/streaming.py) -----------------
 # The worker-side services publish each committed change on Redis pub/sub. Unset: the broker when
@@ -347,11 +361,19 @@ else:
         "interval_step": 0.2,
     }
 
+# Housekeeping has a queue and a worker of its own (the Procfile's maintenance process): it must
+# run while user jobs occupy every other worker process. Expired runs are dropped, not piled up.
+CELERY_TASK_ROUTES = {"jobs.tasks.maintenance_tasks.*": {"queue": "maintenance"}}
 CELERY_BEAT_SCHEDULE = {
-    "taskhub-sweep-jobs": {
-        "task": "jobs.tasks.maintenance_tasks.sweep_jobs",
+    "taskhub-dispatch-jobs": {
+        "task": "jobs.tasks.maintenance_tasks.dispatch_jobs",
         "schedule": JOB_SWEEP_INTERVAL,
-        "options": {"queue": "high_priority", "expires": JOB_SWEEP_INTERVAL * 3},
+        "options": {"queue": "maintenance", "expires": JOB_SWEEP_INTERVAL * 3},
+    },
+    "taskhub-recover-jobs": {
+        "task": "jobs.tasks.maintenance_tasks.recover_jobs",
+        "schedule": JOB_SWEEP_INTERVAL,
+        "options": {"queue": "maintenance", "expires": JOB_SWEEP_INTERVAL * 3},
     },
 }
 
@@ -372,5 +394,5 @@ CELERY_BEAT_SCHEDULE["taskhub-purge-jobs"] = {
     "task": "jobs.tasks.maintenance_tasks.purge_jobs",
     # Daily at a quiet hour (CELERY_TIMEZONE); a run missed by 12 hours is dropped, the next one catches up.
     "schedule": crontab(minute=30, hour=3),
-    "options": {"queue": "high_priority", "expires": 12 * 3600},
+    "options": {"queue": "maintenance", "expires": 12 * 3600},
 }

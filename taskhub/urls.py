@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from . import health
 
+handler400 = "taskhub.errors.json_400"
 handler404 = "taskhub.errors.json_404"
 handler500 = "taskhub.errors.json_500"
 

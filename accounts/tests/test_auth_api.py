@@ -5,7 +5,9 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import User
@@ -261,6 +263,30 @@ def test_login_is_throttled(api_client, user, password, throttle_rates):
     assert int(response["Retry-After"]) > 0
 
 
+def test_a_new_x_forwarded_for_per_request_does_not_bypass_the_login_throttle(api_client, user, password):
+    """With the production rate (10/min): the client's own address counts, not a header it sets."""
+    limit = int(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login"].split("/")[0])
+    wrong = {"username": user.username, "password": "guess-number-1"}
+    for attempt in range(limit):
+        response = api_client.post(TOKEN, wrong, HTTP_X_FORWARDED_FOR=f"203.0.113.{attempt}")
+        assert_error(response, 401, code="authentication_failed")
+    right = {"username": user.username, "password": password}
+    response = api_client.post(TOKEN, right, HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert_error(response, 429, code="throttled")
+
+
+def test_behind_one_proxy_the_address_it_appends_is_the_client(api_client, user, password, throttle_rates):
+    throttle_rates(login="2/min")
+    wrong = {"username": user.username, "password": "guess-number-1"}
+    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}):
+        for forged in ("203.0.113.1", "203.0.113.2"):  # the client's forged part varies, the proxy's does not
+            api_client.post(TOKEN, wrong, HTTP_X_FORWARDED_FOR=f"{forged}, 192.0.2.10")
+        blocked = api_client.post(TOKEN, wrong, HTTP_X_FORWARDED_FOR="203.0.113.3, 192.0.2.10")
+        other_client = api_client.post(TOKEN, wrong, HTTP_X_FORWARDED_FOR="203.0.113.3, 192.0.2.99")
+    assert_error(blocked, 429, code="throttled")
+    assert_error(other_client, 401, code="authentication_failed")
+
+
 # --- refresh --------------------------------------------------------------------------
 
 
@@ -477,3 +503,36 @@ def test_me_with_the_token_of_a_deactivated_user(user, password, login, bearer_c
     response = bearer_client(access).get(ME)
 
     assert_error(response, 401)
+
+
+# --- tokens whose signature is valid but whose user claim is not an id -----------------
+
+
+BAD_USER_IDS = [[1], "1 OR 1=1", "a\x00b", {"id": 1}, 1.5, True, None, -1, 10**30, "9" * 30, ""]
+
+
+def signed_with_user_id(token_class, user, user_id):
+    """A token signed with the server's key (as a leaked key or a bug elsewhere could produce)."""
+    token = token_class.for_user(user)
+    token["user_id"] = user_id
+    return str(token)
+
+
+@pytest.mark.parametrize("user_id", BAD_USER_IDS)
+def test_an_access_token_whose_user_id_is_not_an_id_is_a_401(api_client, user, user_id):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {signed_with_user_id(AccessToken, user, user_id)}")
+    response = api_client.get(ME)
+    assert_error(response, 401, "token_not_valid")
+    assert "user identification" in response.json()["message"]
+
+
+@pytest.mark.parametrize("user_id", BAD_USER_IDS)
+def test_a_refresh_token_whose_user_id_is_not_an_id_is_a_401(api_client, user, user_id):
+    response = api_client.post(REFRESH, {"refresh": signed_with_user_id(RefreshToken, user, user_id)})
+    assert_error(response, 401, "token_not_valid")
+
+
+def test_a_user_id_given_as_digits_still_signs_in(api_client, user):
+    """Other simplejwt versions write the id as a string: the digits of the user's id are accepted."""
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {signed_with_user_id(AccessToken, user, str(user.pk))}")
+    assert api_client.get(ME).json()["username"] == user.username

@@ -81,13 +81,13 @@ class JobSpec:
 def job_build_spec(*, owner: User, **request: Unpack[JobRequest]) -> JobSpec:
     """Check a job request against the catalog and the limits; raise InvalidInput naming the field."""
     entry = catalog.get(request["celery_task_name"])
-    if entry.staff_only and not owner.is_staff:
-        raise ApplicationError(f"Task {entry.name} is for staff only.", code="permission_denied", status_code=403)
+    entry.check_owner(owner)
     args = request.get("args")
     args = [] if args is None else args
     kwargs = request.get("kwargs")
     kwargs = {} if kwargs is None else kwargs
     entry.validate(args, kwargs)
+    entry.check_arguments(owner, args, kwargs)
     for field, value in (("args", args), ("kwargs", kwargs)):
         if problem := json_problem(value):
             message = f"{problem[0].upper()}{problem[1:]}."
@@ -165,18 +165,27 @@ def job_create(
     return job
 
 
+def _key_reused() -> ApplicationError:
+    return ApplicationError(
+        "This Idempotency-Key was already used with a different request body.",
+        code="idempotency_key_reused",
+        status_code=422,
+    )
+
+
 def _idempotent_replay(existing: Job, fingerprint: str) -> Job:
     if existing.request_fingerprint != fingerprint:
-        raise ApplicationError(
-            "This Idempotency-Key was already used with a different request body.",
-            code="idempotency_key_reused",
-            status_code=422,
-        )
+        raise _key_reused()
     return existing
 
 
-def job_create_bulk(*, owner: User, items: list[dict[str, Any]]) -> list[Job]:
-    """Create many jobs at once: all are checked first, then written in one transaction."""
+def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key: str | None = None) -> list[Job]:
+    """Create many jobs at once: all are checked first, then written in one transaction.
+
+    With an ``idempotency_key``, the same key and list return the first request's jobs; the same
+    key with another list is refused. Each job keeps ``bulk:<hash of the key>:<index>`` as its
+    key, so the (owner, key) unique constraint makes a concurrent repeat write nothing.
+    """
     if not items:
         raise InvalidInput("jobs: give at least one job.", fields={"jobs": ["Give at least one job."]})
     if len(items) > settings.JOB_BULK_MAX:
@@ -192,11 +201,40 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]]) -> list[Job]:
             fields = {f"{where}.{name}": messages for name, messages in exc.fields.items()} or {where: [exc.message]}
             message = f"{where}.{exc.message}" if exc.fields else f"{where}: {exc.message}"
             raise type(exc)(message, code=exc.code, status_code=exc.status_code, fields=fields) from exc
+    keys, fingerprint = _bulk_keys(idempotency_key, specs)
+    if keys and (replayed := _bulk_replay(owner, keys, fingerprint)):
+        return replayed
     now = timezone.now()
     jobs = [spec.build(owner=owner, now=now) for spec in specs]
-    with transaction.atomic():
-        Job.objects.bulk_create(jobs)
-        JobEvent.objects.bulk_create([_created_event(job, how=" (bulk)") for job in jobs])
-        transaction.on_commit(lambda: job_dispatch(jobs=jobs))
-        jobs_changed(job.id for job in jobs)
+    for job, key in zip(jobs, keys, strict=False):
+        job.idempotency_key, job.request_fingerprint = key, fingerprint
+    try:
+        with transaction.atomic():
+            Job.objects.bulk_create(jobs)
+            JobEvent.objects.bulk_create([_created_event(job, how=" (bulk)") for job in jobs])
+            transaction.on_commit(lambda: job_dispatch(jobs=jobs))
+            jobs_changed(job.id for job in jobs)
+    except IntegrityError:
+        if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
+            raise
+        return replayed
     return jobs
+
+
+def _bulk_keys(idempotency_key: str | None, specs: list[JobSpec]) -> tuple[list[str], str]:
+    """Each job's key of a keyed bulk request, and the fingerprint of the whole list."""
+    if not idempotency_key:
+        return [], ""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+    fingerprint = hashlib.sha256("".join(spec.fingerprint() for spec in specs).encode()).hexdigest()
+    return [f"bulk:{digest}:{index}" for index in range(len(specs))], fingerprint
+
+
+def _bulk_replay(owner: User, keys: list[str], fingerprint: str) -> list[Job]:
+    """The jobs a keyed bulk request created before (in request order), or [] if it is new."""
+    existing = {job.idempotency_key: job for job in Job.objects.filter(owner=owner, idempotency_key__in=keys)}
+    if not existing:
+        return []
+    if len(existing) != len(keys) or any(job.request_fingerprint != fingerprint for job in existing.values()):
+        raise _key_reused()
+    return [existing[key] for key in keys]

@@ -26,49 +26,57 @@ def _how_it_stops(celery_task_name: str) -> str:
 def job_cancel(*, job_id, by: User | None = None) -> Job:
     """Cancel durably: a pending job is revoked at once (it will never start); a running job is
     marked cancel-requested and stops at its next progress call, or is terminated after the
-    grace period (at once when its task is not cancellable cooperatively)."""
-    now = timezone.now()
-    if transition(
-        job_id,
-        sources=[PENDING],
-        changes={"status": JobStatus.REVOKED, "cancel_requested_at": now, "cancelled_by": by, "finished_at": now},
-        event=event(
+    grace period (at once when its task is not cancellable cooperatively).
+
+    The job may move between the two attempts (started, or re-queued by the sweeper or a retry):
+    the cancel follows it a few times rather than report a state it left a moment ago.
+    """
+    for _ in range(3):
+        now = timezone.now()
+        if transition(
             job_id,
-            JobEventKind.REVOKED,
-            from_status=PENDING,
-            to_status=JobStatus.REVOKED,
-            actor=by,
-            at=now,
-            message="Cancelled before it started.",
-        ),
-    ):
-        return Job.objects.get(id=job_id)
-    job = Job.objects.filter(id=job_id).only("status", "celery_task_name", "cancel_requested_at").first()
-    if job is None:
-        raise NotFound(f"Job {job_id} does not exist.")
-    if job.status == RUNNING and transition(
-        job_id,
-        sources=[RUNNING],
-        where=Q(cancel_requested_at__isnull=True),
-        changes={"cancel_requested_at": now, "cancelled_by": by},
-        event=event(
+            sources=[PENDING],
+            changes={"status": JobStatus.REVOKED, "cancel_requested_at": now, "cancelled_by": by, "finished_at": now},
+            event=event(
+                job_id,
+                JobEventKind.REVOKED,
+                from_status=PENDING,
+                to_status=JobStatus.REVOKED,
+                actor=by,
+                at=now,
+                message="Cancelled before it started.",
+            ),
+        ):
+            return Job.objects.get(id=job_id)
+        job = Job.objects.filter(id=job_id).only("status", "celery_task_name", "cancel_requested_at").first()
+        if job is None:
+            raise NotFound(f"Job {job_id} does not exist.")
+        if job.status != RUNNING:
+            if job.status == PENDING:
+                continue  # re-queued meanwhile: revoke it as a pending job
+            raise Conflict(f"Cannot cancel job {job_id}: it already {job.status}.", code="invalid_state")
+        if job.cancel_requested_at:
+            raise Conflict(
+                f"Job {job_id} is already being cancelled (requested at {job.cancel_requested_at:%Y-%m-%d %H:%M:%S}).",
+                code="cancel_pending",
+            )
+        if transition(
             job_id,
-            JobEventKind.CANCEL_REQUESTED,
-            from_status=RUNNING,
-            to_status=RUNNING,
-            actor=by,
-            at=now,
-            message=f"Cancel requested; {_how_it_stops(job.celery_task_name)}.",
-        ),
-    ):
-        return Job.objects.get(id=job_id)
-    job.refresh_from_db(fields=["status", "cancel_requested_at"])
-    if job.status == RUNNING and job.cancel_requested_at:
-        raise Conflict(
-            f"Job {job_id} is already being cancelled (requested at {job.cancel_requested_at:%Y-%m-%d %H:%M:%S}).",
-            code="cancel_pending",
-        )
-    raise Conflict(f"Cannot cancel job {job_id}: it already {job.status}.", code="invalid_state")
+            sources=[RUNNING],
+            where=Q(cancel_requested_at__isnull=True),
+            changes={"cancel_requested_at": now, "cancelled_by": by},
+            event=event(
+                job_id,
+                JobEventKind.CANCEL_REQUESTED,
+                from_status=RUNNING,
+                to_status=RUNNING,
+                actor=by,
+                at=now,
+                message=f"Cancel requested; {_how_it_stops(job.celery_task_name)}.",
+            ),
+        ):
+            return Job.objects.get(id=job_id)
+    raise Conflict(f"Job {job_id} keeps changing state; try the cancel again.", code="conflict")
 
 
 def job_retry(*, job_id, by: User | None = None) -> Job:

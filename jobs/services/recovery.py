@@ -7,18 +7,21 @@ recovers running jobs whose worker died: their heartbeat went stale.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from ..catalog import catalog
 from ..models import Job, JobEvent, JobEventKind, JobStatus
-from ._transitions import attempt_label, event, finish_running, requeue_running
-from .dispatch import job_dispatch
+from ._transitions import attempt_label, event, finish_running, requeue_running, transition
+from .dispatch import broker_queue_sizes, job_dispatch
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 SWEEPER = "sweeper"
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -30,7 +33,10 @@ class SweepReport:
 
 
 def job_sweep(*, batch_size: int = 500) -> SweepReport:
-    """One sweep: send what is due and unsent, then recover jobs whose worker died."""
+    """One sweep: send what is due and unsent, then recover jobs whose worker died.
+
+    Beat runs the two halves as separate maintenance tasks; this runs both, for a caller that
+    wants one report (tests, a shell)."""
     report = SweepReport(dispatched=job_dispatch_due(batch_size=batch_size))
     for outcome in job_recover_stale(batch_size=batch_size):
         setattr(report, outcome, getattr(report, outcome) + 1)
@@ -38,18 +44,24 @@ def job_sweep(*, batch_size: int = 500) -> SweepReport:
 
 
 def job_dispatch_due(*, batch_size: int = 500) -> int:
-    """Send pending jobs that are due and were never sent, or whose message seems lost. Returns how many."""
+    """Send pending jobs that are due and were never sent, or whose message was lost. Returns how many.
+
+    A message is lost when Redis restarted without persistence (or a queue was purged): the job
+    was sent, has been due for JOB_LOST_AFTER, nobody started it, and its queue is empty. A job
+    waiting in a backlog (its queue holds messages) is left alone, however long it waits.
+    A duplicate is harmless: only one delivery can move the row from pending to running.
+    """
     now = timezone.now()
     ready = Q(run_at__isnull=True) | Q(run_at__lte=now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL))
     unsent = Q(dispatched_at__isnull=True) & (
         Q(run_at__isnull=False) | Q(created_at__lte=now - timedelta(seconds=settings.JOB_DISPATCH_AFTER))
     )
-    # A message can also vanish after it was sent (a Redis without persistence restarted):
-    # a job nobody started long after its message was sent is sent again. A duplicate is
-    # harmless, only one delivery can move the row from pending to running.
-    lost = Q(dispatched_at__lte=now - timedelta(seconds=settings.JOB_REDISPATCH_AFTER))
-    due = list(Job.objects.filter(ready & (unsent | lost), status=PENDING).order_by("created_at")[:batch_size])
-    sent = set(job_dispatch(jobs=due))
+    due = list(Job.objects.filter(ready & unsent, status=PENDING).order_by("created_at")[:batch_size])
+    due += _lost(now, batch_size - len(due)) if len(due) < batch_size else []
+    unrunnable = [job for job in due if job.celery_task_name not in catalog]
+    for job in unrunnable:
+        _fail_unregistered(job)
+    sent = set(job_dispatch(jobs=[job for job in due if job.celery_task_name in catalog]))
     JobEvent.objects.bulk_create(
         [
             event(
@@ -57,7 +69,8 @@ def job_dispatch_due(*, batch_size: int = 500) -> int:
                 JobEventKind.DISPATCHED_LATE,
                 actor_label=SWEEPER,
                 at=now,
-                message=f"Sent again: no worker started it since it was sent at {job.dispatched_at:%Y-%m-%d %H:%M:%S}."
+                message=f"Sent again: its message was lost (sent at {job.dispatched_at:%Y-%m-%d %H:%M:%S}, "
+                f"never started, and queue {job.queue} is empty)."
                 if job.dispatched_at
                 else "Sent by the sweeper (the broker was unreachable when it was created).",
             )
@@ -66,6 +79,38 @@ def job_dispatch_due(*, batch_size: int = 500) -> int:
         ]
     )
     return len(sent)
+
+
+def _fail_unregistered(job: Job) -> None:
+    """pending -> failed: its task left the catalog (a deploy removed or renamed it); it can never run."""
+    error = f"Task {job.celery_task_name} is not registered (any more): the job cannot run."
+    transition(
+        job.id,
+        sources=[PENDING],
+        changes={"status": JobStatus.FAILED, "error": error, "finished_at": timezone.now()},
+        event=event(
+            job.id,
+            JobEventKind.FAILED,
+            from_status=PENDING,
+            to_status=JobStatus.FAILED,
+            actor_label=SWEEPER,
+            message=error,
+        ),
+    )
+
+
+def _lost(now, limit: int) -> list[Job]:
+    """Sent jobs due for JOB_LOST_AFTER that nobody started, on queues that hold no message."""
+    since = now - timedelta(seconds=settings.JOB_LOST_AFTER)
+    overdue = Job.objects.filter(
+        Q(run_at__isnull=True) | Q(run_at__lte=since), status=PENDING, dispatched_at__lte=since
+    )
+    queues = set(overdue.values_list("queue", flat=True).distinct())
+    sizes = broker_queue_sizes(queues) if queues else None
+    if not sizes:
+        return []
+    empty = [queue for queue, size in sizes.items() if size == 0]
+    return list(overdue.filter(queue__in=empty).order_by("dispatched_at")[:limit])
 
 
 def job_recover_stale(*, batch_size: int = 500) -> list[str]:
@@ -79,40 +124,48 @@ def job_recover_stale(*, batch_size: int = 500) -> list[str]:
     fields = ("id", "attempts", "max_retries", "cancel_requested_at", "heartbeat_at", "worker")
     outcomes = []
     for job in stale.only(*fields)[:batch_size]:
-        since = f"no heartbeat from worker {job.worker or '?'} since {job.heartbeat_at:%Y-%m-%d %H:%M:%S}"
-        # Fenced on the heartbeat read: a worker that beats meanwhile is alive after all.
-        fence = Q(attempts=job.attempts, heartbeat_at=job.heartbeat_at)
-        if job.cancel_requested_at:
-            outcome = "revoked"
-            done = finish_running(
-                job.id,
-                status=JobStatus.REVOKED,
-                fence=fence,
-                actor_label=SWEEPER,
-                message=f"Worker lost ({since}); cancelled.",
-            )
-        elif job.attempts < job.max_retries:
-            outcome = "requeued"
-            done = requeue_running(
-                job.id,
-                attempts=job.attempts,
-                fence=fence,
-                kind=JobEventKind.REQUEUED,
-                actor_label=SWEEPER,
-                message=f"Worker lost ({since}); re-queued as {attempt_label(job.attempts + 1)}.",
-                error=f"Worker lost: {since}.",
-            )
-        else:
-            outcome = "failed"
-            done = finish_running(
-                job.id,
-                status=JobStatus.FAILED,
-                fence=fence,
-                actor_label=SWEEPER,
-                message=f"Worker lost: {since}; no retries left.",
-                data={"attempt": job.attempts + 1, "error": "worker lost"},
-                error=f"Worker lost: {since}.",
-            )
-        if done:
-            outcomes.append(outcome)
+        try:
+            if outcome := _recover(job):
+                outcomes.append(outcome)
+        except Exception:
+            logger.exception("Could not recover job %s; the next sweep tries again.", job.id)
     return outcomes
+
+
+def _recover(job: Job) -> str | None:
+    """Revoke, re-queue or fail one job whose worker died; what happened, or None if it moved on."""
+    since = f"no heartbeat from worker {job.worker or '?'} since {job.heartbeat_at:%Y-%m-%d %H:%M:%S}"
+    # Fenced on the heartbeat read: a worker that beats meanwhile is alive after all.
+    fence = Q(attempts=job.attempts, heartbeat_at=job.heartbeat_at)
+    if job.cancel_requested_at:
+        outcome = "revoked"
+        done = finish_running(
+            job.id,
+            status=JobStatus.REVOKED,
+            fence=fence,
+            actor_label=SWEEPER,
+            message=f"Worker lost ({since}); cancelled.",
+        )
+    elif job.attempts < job.max_retries:
+        outcome = "requeued"
+        done = requeue_running(
+            job.id,
+            attempts=job.attempts,
+            fence=fence,
+            kind=JobEventKind.REQUEUED,
+            actor_label=SWEEPER,
+            message=f"Worker lost ({since}); re-queued as {attempt_label(job.attempts + 1)}.",
+            error=f"Worker lost: {since}.",
+        )
+    else:
+        outcome = "failed"
+        done = finish_running(
+            job.id,
+            status=JobStatus.FAILED,
+            fence=fence,
+            actor_label=SWEEPER,
+            message=f"Worker lost: {since}; no retries left.",
+            data={"attempt": job.attempts + 1, "error": "worker lost"},
+            error=f"Worker lost: {since}.",
+        )
+    return outcome if done else None

@@ -1,17 +1,26 @@
-"""Housekeeping run by celery beat, not by users (not in the catalog)."""
+"""Housekeeping run by celery beat, not by users (not in the catalog).
 
-import dataclasses
+Each runs on the ``maintenance`` queue, consumed by its own small worker (the Procfile's
+``maintenance`` process), so it is never queued behind user jobs that occupy every other worker
+process. Dispatch, recovery and retention are separate tasks: a failure in one never stops another.
+"""
 
 from celery import shared_task
 
-from ..services.recovery import job_sweep
+from ..services.recovery import job_dispatch_due, job_recover_stale
 from ..services.retention import job_purge_finished, job_purge_task_results
 
 
-@shared_task(name="jobs.tasks.maintenance_tasks.sweep_jobs", ignore_result=True, acks_late=False)
-def sweep_jobs() -> dict:
-    """Send unsent jobs and recover jobs whose worker died (see jobs.services.recovery)."""
-    return dataclasses.asdict(job_sweep())
+@shared_task(name="jobs.tasks.maintenance_tasks.dispatch_jobs", ignore_result=True, acks_late=False)
+def dispatch_jobs() -> int:
+    """Send jobs whose message never reached the broker or was lost (see jobs.services.recovery)."""
+    return job_dispatch_due()
+
+
+@shared_task(name="jobs.tasks.maintenance_tasks.recover_jobs", ignore_result=True, acks_late=False)
+def recover_jobs() -> list[str]:
+    """Re-queue, fail or revoke running jobs whose worker died (see jobs.services.recovery)."""
+    return job_recover_stale()
 
 
 @shared_task(name="jobs.tasks.maintenance_tasks.purge_jobs", ignore_result=True, acks_late=False)

@@ -6,6 +6,7 @@ the services, so the catalog must not import the task base.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from celery import Task, shared_task
 
@@ -29,6 +30,7 @@ def job_task(
     cancellable: bool = True,
     staff_only: bool = False,
     schema: dict | None = None,
+    authorize: Callable[[Any, dict[str, Any]], None] | None = None,
 ) -> Callable[[Callable], Task]:
     """Register ``function(self, ...)`` as a catalog entry and a Celery task on JobTask.
 
@@ -37,7 +39,8 @@ def job_task(
     calls ``progress`` must say ``cancellable=False``: a cancel then terminates it at the next
     heartbeat (no grace period). ``schema`` declares the parameters' JSON Schema instead of
     deriving it from the signature; either way it is what a job's args/kwargs are checked
-    against.
+    against. ``authorize(owner, arguments)`` may refuse an owner or arguments beyond the schema
+    (raise an ApplicationError); it runs when a job is created.
     """
 
     def decorate(function: Callable) -> Task:
@@ -52,6 +55,7 @@ def job_task(
             cancellable=cancellable,
             staff_only=staff_only,
             schema=schema,
+            authorize=authorize,
         )
         catalog.add(entry)
         return shared_task(bind=True, base=JobTask, name=name, typing=False)(function)

@@ -4,11 +4,17 @@ Bad input is answered with a 4xx in the shared error shape, and then nothing is 
 nothing is sent to the broker.
 """
 
+import base64
+import json
 import uuid
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
 
+import celery
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -98,12 +104,12 @@ def test_create_with_the_spec_example_body(user, user_client, prefix, published,
     ]
 
 
-def test_create_takes_defaults_from_the_catalog(user_client):
+def test_create_takes_defaults_from_the_catalog(user, user_client):
     response = user_client.post(
         "/api/v1/jobs/",
         {
             "celery_task_name": "send_notification",
-            "kwargs": {"to": ["a@example.com"], "subject": "hi"},
+            "kwargs": {"to": [user.email], "subject": "hi"},
         },
     )
     assert response.status_code == 201, response.content
@@ -349,6 +355,32 @@ def test_longest_idempotency_key_is_accepted(user_client):
     assert response.status_code == 201, response.content
 
 
+def test_bulk_with_an_idempotency_key_creates_the_jobs_once(user_client, published, django_capture_on_commit_callbacks):
+    body = {"jobs": [SPEC_BODY, {**SPEC_BODY, "args": [5]}]}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = user_client.post("/api/v1/jobs/bulk/", body, format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+        again = user_client.post("/api/v1/jobs/bulk/", body, format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert [job["id"] for job in first.json()] == [job["id"] for job in again.json()]
+    assert Job.objects.count() == 2 and len(published) == 2  # written and sent once
+
+
+def test_bulk_with_a_reused_idempotency_key_and_another_list_is_refused(user_client, nothing_written):
+    body = {"jobs": [SPEC_BODY, {**SPEC_BODY, "args": [5]}]}
+    assert user_client.post("/api/v1/jobs/bulk/", body, format="json", HTTP_IDEMPOTENCY_KEY="b").status_code == 201
+    for other in ({"jobs": [SPEC_BODY]}, {"jobs": [SPEC_BODY, {**SPEC_BODY, "args": [6]}]}):
+        with nothing_written():
+            response = user_client.post("/api/v1/jobs/bulk/", other, format="json", HTTP_IDEMPOTENCY_KEY="b")
+        assert_error(response, 422, code="idempotency_key_reused")
+
+
+def test_bulk_idempotency_keys_do_not_collide_with_single_creates(user_client):
+    single = user_client.post("/api/v1/jobs/", SPEC_BODY, format="json", HTTP_IDEMPOTENCY_KEY="same")
+    bulk = user_client.post("/api/v1/jobs/bulk/", {"jobs": [SPEC_BODY]}, format="json", HTTP_IDEMPOTENCY_KEY="same")
+    assert (single.status_code, bulk.status_code) == (201, 201)
+    assert bulk.json()[0]["id"] != single.json()["id"]
+
+
 # --- bulk ----------------------------------------------------------------------------------------
 
 
@@ -360,7 +392,7 @@ def test_bulk_creates_every_job_in_one_transaction(
         SPEC_BODY,
         {
             "celery_task_name": "send_notification",
-            "kwargs": {"to": ["a@example.com"], "subject": "s"},
+            "kwargs": {"to": [user.email], "subject": "s"},
         },
         {"celery_task_name": "flaky_task", "args": [0], "name": "third"},
     ]
@@ -543,6 +575,40 @@ def test_list_with_a_malformed_filter_is_refused(user_client, params, field):
     assert_error(user_client.get("/api/v1/jobs/", params), 400, code="invalid", field=field)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # Python reads offsets up to ±23:59, PostgreSQL only ±15:59: compared in UTC they all work.
+        ("2020-01-01T00:00:00-16:05", "2020-01-01T16:05:00+00:00"),
+        ("2020-01-01T00:00:00+23:59", "2019-12-31T00:01:00+00:00"),
+        ("2020-01-01T00:00:00Z", "2020-01-01T00:00:00+00:00"),
+    ],
+)
+def test_time_filters_with_any_utc_offset_compare_in_utc(user, user_client, value, expected):
+    before = JobFactory(owner=user, created_at=datetime.fromisoformat(expected) - timedelta(seconds=1))
+    after = JobFactory(owner=user, created_at=datetime.fromisoformat(expected) + timedelta(seconds=1))
+    assert ids(user_client.get("/api/v1/jobs/", {"created_after": value})) == [str(after.id)]
+    assert ids(user_client.get("/api/v1/jobs/", {"created_before": value})) == [str(before.id)]
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+@pytest.mark.parametrize("field", ["created_after", "created_before"])
+def test_time_filters_beyond_the_calendar_are_refused(user_client, field, value):
+    error = assert_error(user_client.get("/api/v1/jobs/", {field: value}), 400, code="invalid", field=field)
+    assert "out of range" in error["message"]
+
+
+@pytest.mark.parametrize("param", ["search", "task", "task_type", "owner", "status", "cursor", "ordering"])
+def test_a_nul_character_in_a_query_parameter_is_refused(staff_client, param):
+    error = assert_error(staff_client.get("/api/v1/jobs/", {param: "a\x00b"}), 400, code="invalid", field=param)
+    assert "NUL" in error["message"]
+
+
+def test_a_nul_character_in_an_admin_filter_is_refused(admin_client):
+    response = admin_client.get("/admin/jobs/job/", {"q": "a\x00b"})
+    assert_error(response, 400, code="invalid", field="q")
+
+
 def test_owner_filter_is_for_staff(user, other_user, user_client, staff_client):
     mine, theirs = JobFactory(owner=user), JobFactory(owner=other_user)
     assert set(ids(staff_client.get("/api/v1/jobs/", {"owner": other_user.username}))) == {str(theirs.id)}
@@ -595,6 +661,29 @@ def test_cursor_pages_follow_next_links(user, user_client):
     assert [job["id"] for job in back["results"]] == seen[:10]
 
 
+@pytest.mark.parametrize(
+    "position",
+    ["0001-01-01T00:00:00+01:00", "not a time", "2020-01-01\x00"],
+)
+def test_a_forged_cursor_is_a_400_naming_the_cursor(user, user_client, position):
+    JobFactory(owner=user)
+    cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    error = assert_error(user_client.get("/api/v1/jobs/", {"cursor": cursor}), 400, code="invalid", field="cursor")
+    assert "cursor" in error["message"]
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "bz1hYmM="])  # o=abc
+def test_a_malformed_cursor_is_a_400(user_client, cursor):
+    assert_error(user_client.get("/api/v1/jobs/", {"cursor": cursor}), 400, code="invalid", field="cursor")
+
+
+def test_a_cursor_position_with_an_offset_postgresql_refuses_compares_in_utc(user, user_client):
+    older = JobFactory(owner=user, created_at=datetime.fromisoformat("2020-01-01T16:04:00+00:00"))
+    JobFactory(owner=user, created_at=datetime.fromisoformat("2020-01-01T16:06:00+00:00"))
+    cursor = base64.b64encode(urlencode({"p": "2020-01-01T00:00:00-16:05"}).encode()).decode()
+    assert ids(user_client.get("/api/v1/jobs/", {"cursor": cursor})) == [str(older.id)]
+
+
 def test_cursor_pages_are_stable_for_jobs_created_together(user, user_client):
     """Bulk-created jobs share ``created_at``: the id breaks the tie, so every row shows once."""
     created = user_client.post(
@@ -641,6 +730,31 @@ def test_detail_of_an_own_job(user, user_client, prefix):
             "RuntimeError: boom",
         )
         assert body["traceback"].startswith("Traceback")
+
+
+def test_a_users_failed_job_shows_no_server_paths_staff_see_them(user, user_client, staff_client):
+    project_file = settings.BASE_DIR / "jobs" / "tasks" / "common_tasks.py"
+    library_file = Path(celery.__file__).parent / "app" / "trace.py"
+    traceback = (
+        "Traceback (most recent call last):\n"
+        f'  File "{library_file}", line 453, in trace_task\n'
+        f'  File "{project_file}", line 40, in process_data\n'
+        '  File "/opt/elsewhere/vendor/lib.py", line 7, in parse\n'
+        f"FileNotFoundError: [Errno 2] No such file or directory: '{settings.BASE_DIR}/var/in.csv'\n"
+    )
+    job = JobFactory(owner=user, failed=True, traceback=traceback, error=traceback.splitlines()[-1])
+    JobEvent.objects.create(job=job, kind="failed", data={"traceback": traceback, "attempt": 1}, message=job.error)
+    server = [str(settings.BASE_DIR), str(library_file.parent), "/opt/elsewhere"]
+    mine = user_client.get(f"/api/v1/jobs/{job.id}/").json()
+    events = user_client.get(f"/api/v1/jobs/{job.id}/events/").json()
+    shown = mine["traceback"] + mine["error"] + json.dumps(events)
+    assert not [path for path in server if path in shown], shown
+    assert 'File "jobs/tasks/common_tasks.py", line 40' in mine["traceback"]
+    assert 'File "lib.py", line 7' in mine["traceback"] and "<python>/" in mine["traceback"]
+    assert events[0]["data"]["attempt"] == 1
+    # Staff (operators) see the full text.
+    assert staff_client.get(f"/api/v1/jobs/{job.id}/").json()["traceback"] == traceback
+    assert staff_client.get(f"/api/v1/jobs/{job.id}/events/").json()[0]["data"]["traceback"] == traceback
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def test_builtin_tasks_are_registered():
         "jobs.tasks.common_tasks.flaky_task",
     } <= names
     # Housekeeping is scheduled by beat, never run as a user's job.
-    assert "jobs.tasks.maintenance_tasks.sweep_jobs" not in names
+    assert "jobs.tasks.maintenance_tasks.dispatch_jobs" not in names
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_aliases_resolve_to_the_registered_task(alias, canonical):
     assert alias in catalog
 
 
-@pytest.mark.parametrize("name", ["os.system", "jobs.tasks.maintenance_tasks.sweep_jobs", "", None, 42])
+@pytest.mark.parametrize("name", ["os.system", "jobs.tasks.maintenance_tasks.dispatch_jobs", "", None, 42])
 def test_unknown_task_is_refused_with_the_allowed_names(name):
     with pytest.raises(InvalidInput) as caught:
         catalog.get(name)

@@ -69,7 +69,7 @@ def test_create_routes_the_priority_to_its_queue(user, priority, queue):
     ],
 )
 def test_create_takes_priority_and_retries_from_the_catalog_entry(user, task, priority, queue, max_retries):
-    kwargs = {"to": ["a@example.com"], "subject": "hi"} if "notification" in task else {}
+    kwargs = {"to": [user.email], "subject": "hi"} if "notification" in task else {}
     job = job_create(owner=user, celery_task_name=task, kwargs=kwargs)
     row = Job.objects.get(id=job.id)
     assert (row.priority, row.queue, row.max_retries) == (priority, queue, max_retries)

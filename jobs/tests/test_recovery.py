@@ -3,15 +3,20 @@
 from datetime import timedelta
 
 import pytest
+from celery import current_app
+from django.conf import settings
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus
+from accounts.tests.factories import UserFactory
+from jobs.models import Job, JobEvent, JobStatus
+from jobs.services.creation import job_create
 from jobs.services.execution import (
     RunState,
     job_update_progress,
 )
 from jobs.services.recovery import SweepReport, job_sweep
 from jobs.tests.factories import LONG_RUNNING_TASK, kinds, make, snapshot
+from jobs.tests.worker_support import *  # noqa: F403 - fixtures (private_redis, use_broker)
 
 pytestmark = pytest.mark.django_db
 
@@ -47,12 +52,45 @@ def test_sweep_sends_a_scheduled_job_when_it_is_due(published):
     assert [m["id"] for m in published] == [str(due.id)]
 
 
-def test_sweep_sends_again_a_job_nobody_started_long_after_it_was_sent(settings, published):
-    settings.JOB_REDISPATCH_AFTER = 600
-    lost = make(created_at=ago(4000), dispatched_at=ago(3600))
-    job_sweep()
+@pytest.fixture
+def empty_queues():
+    """The job queues of the test broker, emptied: what a Redis restarted without persistence holds."""
+    with current_app.connection_for_write() as connection:
+        for queue in settings.JOB_QUEUES:
+            connection.default_channel.queue_declare(queue=queue, durable=True)
+            connection.default_channel.queue_purge(queue)
+    yield
+    with current_app.connection_for_write() as connection:
+        for queue in settings.JOB_QUEUES:
+            connection.default_channel.queue_purge(queue)
+
+
+def test_sweep_sends_again_a_job_whose_message_was_lost(empty_queues, published):
+    """Production default JOB_LOST_AFTER (60 s): sent 61 s ago, due, never started, queue empty."""
+    lost = make(created_at=ago(62), dispatched_at=ago(61))
+    recent = make(created_at=ago(31), dispatched_at=ago(30))  # may still be on its way to a worker
+    later = make(created_at=ago(120), dispatched_at=ago(120), run_at=ago(-30))  # not due yet
+    assert job_sweep().dispatched == 1
     assert [m["id"] for m in published] == [str(lost.id)]
     assert Job.objects.get(id=lost.id).dispatched_at > ago(5)
+    assert "its message was lost" in JobEvent.objects.get(job_id=lost.id, kind="dispatched").message
+    assert kinds(recent) == kinds(later) == []
+
+
+def test_sweep_never_resends_jobs_waiting_in_a_backlog(empty_queues, published, django_capture_on_commit_callbacks):
+    """An hour-old job behind a backlog still has its message in the queue: it is not sent again."""
+    with django_capture_on_commit_callbacks(execute=True):
+        backlog = [job_create(owner=UserFactory(), celery_task_name=LONG, args=[1]) for _ in range(3)]
+    Job.objects.filter(id__in=[job.id for job in backlog]).update(dispatched_at=ago(3600), created_at=ago(3600))
+    published.clear()
+    assert job_sweep().dispatched == 0 and published == []
+
+
+def test_sweep_with_the_broker_down_decides_nothing_about_lost_messages(private_redis, use_broker, published):
+    use_broker(private_redis.url)
+    private_redis.stop()
+    make(created_at=ago(62), dispatched_at=ago(61))
+    assert job_sweep().dispatched == 0 and published == []
 
 
 def test_sweep_requeues_a_running_job_whose_worker_died(settings, published, django_capture_on_commit_callbacks):
@@ -98,3 +136,27 @@ def test_sweep_leaves_live_jobs_alone(settings, published):
     assert job_sweep() == SweepReport()
     assert snapshot(live) == before
     assert published == []
+
+
+def test_a_job_whose_task_left_the_catalog_fails_and_recovery_goes_on(settings, published):
+    """One pending job of a task a deploy removed used to make every sweep raise before the
+    stale-heartbeat recovery: now it fails with the reason and everything else is recovered."""
+    gone = make(celery_task_name="jobs.tasks.removed.old_task", created_at=ago(60))
+    unsent = make(created_at=ago(60))
+    stale = make("running", max_retries=1, heartbeat_at=ago(settings.JOB_STALE_AFTER + 60), worker="dead:1")
+    report = job_sweep()
+    assert (report.dispatched, report.requeued) == (1, 1)
+    gone = Job.objects.get(id=gone.id)
+    assert gone.status == JobStatus.FAILED and "jobs.tasks.removed.old_task is not registered" in gone.error
+    assert kinds(gone) == ["failed"] and gone.finished_at is not None
+    assert str(unsent.id) in [m["id"] for m in published]
+    assert Job.objects.get(id=stale.id).status == JobStatus.PENDING
+
+
+def test_maintenance_runs_on_its_own_queue():
+    from celery import current_app
+
+    for name in ("dispatch_jobs", "recover_jobs"):
+        task = f"jobs.tasks.maintenance_tasks.{name}"
+        assert current_app.amqp.router.route({}, task)["queue"].name == "maintenance"
+    assert {entry["options"]["queue"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {"maintenance"}

@@ -127,7 +127,7 @@ BAD_INPUT = [
     ({"interval": {"every": 0, "period": "seconds"}}, "interval.every", "1"),
     ({"interval": {"every": 5, "period": "weeks"}}, "interval.period", "weeks"),
     ({"interval": {"every": 5, "period": "microseconds"}}, "interval.period", "microseconds"),
-    ({"task": "jobs.tasks.maintenance_tasks.sweep_jobs"}, "task", "Unknown task"),
+    ({"task": "jobs.tasks.maintenance_tasks.dispatch_jobs"}, "task", "Unknown task"),
     ({"task": "os.system"}, "task", "Unknown task"),
     ({"kwargs": {"seconds": "soon"}}, "kwargs", "kwargs.seconds"),
     ({"kwargs": {"seconds": 5, "bogus": 1}}, "kwargs", "kwargs.bogus"),
@@ -180,7 +180,7 @@ def test_owners_list_their_schedules_and_staff_list_all(make_schedule, other_cli
     mine, theirs = make_schedule(), make_schedule(client=other_client)
     # Beat's own entries (no owner) are not schedules of the API.
     PeriodicTask.objects.create(
-        name="sweep", task="jobs.tasks.maintenance_tasks.sweep_jobs", interval=IntervalSchedule.objects.first()
+        name="sweep", task="jobs.tasks.maintenance_tasks.dispatch_jobs", interval=IntervalSchedule.objects.first()
     )
 
     def listed(client) -> set[int]:

@@ -162,7 +162,7 @@ def test_an_owner_less_catalog_task_is_logged_and_sends_nothing(published, caplo
 def test_maintenance_entries_keep_celerys_path(published):
     beat = scheduler()
     beat.apply_entry(beat.schedule["taskhub-sweep-jobs"], producer=beat.producer)
-    assert [message["task"] for message in published] == ["jobs.tasks.maintenance_tasks.sweep_jobs"]
+    assert [message["task"] for message in published] == ["jobs.tasks.maintenance_tasks.dispatch_jobs"]
     assert Job.objects.count() == 0
 
 
@@ -286,7 +286,7 @@ def test_maintenance_tasks_are_for_superusers(admin_client):
     staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="django_celery_beat"))
     staff_client = Client()
     staff_client.force_login(staff)
-    sweep = "jobs.tasks.maintenance_tasks.sweep_jobs"
+    sweep = "jobs.tasks.maintenance_tasks.dispatch_jobs"
 
     errors = errors_of(staff_client.post(ADD, form_data(task=sweep, kwargs="{}")))
     assert any("only superusers" in message for message in errors["task"]), errors

@@ -3,8 +3,10 @@
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.recovery import SweepReport, job_sweep
@@ -68,7 +70,8 @@ def test_broker_restart_loses_nothing(private_redis, use_broker, make_worker, us
     time.sleep(2)
     assert Job.objects.get(id=queued).status == JobStatus.PENDING  # its message was lost with Redis
 
-    fast_sweep.JOB_REDISPATCH_AFTER = 0
+    # A minute later (JOB_LOST_AFTER, the production default) its queue is still empty: it is sent again.
+    Job.objects.filter(id=queued).update(dispatched_at=timezone.now() - timedelta(seconds=61))
     assert job_sweep().dispatched == 1
     assert wait_status(queued, timeout=30).status == JobStatus.SUCCEEDED
     assert (
@@ -127,3 +130,19 @@ def test_killed_pool_process_is_recovered_without_running_twice(make_worker, use
     job = wait_status(job_id, timeout=30)
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
     assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 2
+
+
+def test_housekeeping_runs_while_every_job_worker_is_busy(make_worker, user_client, user):
+    """The sweeps used to share the job workers' queue: behind hours-long jobs they expired unrun.
+    On their own queue and worker they run at once."""
+    from jobs.tasks.maintenance_tasks import dispatch_jobs
+    from jobs.tests.factories import make
+
+    make_worker(concurrency=1)
+    busy = create(user_client, "blocking_sleep", kwargs={"seconds": 30})
+    wait_status(busy, JobStatus.RUNNING, timeout=20)
+    unsent = make(owner=user, created_at=timezone.now() - timedelta(seconds=60))  # its send never happened
+    make_worker(queues="maintenance", concurrency=1)
+    dispatch_jobs.apply_async(expires=30)  # as beat sends it: routed to the maintenance queue
+    wait_for(lambda: Job.objects.get(id=unsent.id).dispatched_at is not None, timeout=10, message="the dispatch")
+    assert Job.objects.get(id=busy).status == JobStatus.RUNNING  # the job worker was busy all along

@@ -196,7 +196,7 @@ def test_scheduled_job_does_not_start_before_run_at(worker, user_client):
     assert job.status == JobStatus.SUCCEEDED and job.started_at >= run_at
 
 
-def test_urgent_notification_is_sent_through_the_email_backend(make_worker, user_client, tmp_path):
+def test_urgent_notification_is_sent_through_the_email_backend(make_worker, staff_client, tmp_path):
     make_worker(
         env={
             "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
@@ -205,7 +205,7 @@ def test_urgent_notification_is_sent_through_the_email_backend(make_worker, user
         }
     )
     job_id = create(
-        user_client,
+        staff_client,  # staff may notify anyone (users only themselves)
         "send_notification",
         kwargs={"to": ["ops@example.com"], "subject": "Backup done", "body": "All 3 volumes copied."},
     )

@@ -61,7 +61,7 @@ def test_make_run_banner_and_ctrl_c_stop_cleanly(tmp_path):
     port = free_port()
     process, log = make_run(tmp_path, port, "first.log")
     try:
-        wait_for(lambda: "Ctrl-C stops web, worker and beat." in output(log), timeout=120, message="the banner")
+        wait_for(lambda: "Ctrl-C stops them all." in output(log), timeout=120, message="the banner")
         wait_for(lambda: "celery@" in output(log) and " ready." in output(log), timeout=60, message="worker ready")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5) as response:
             assert response.status == 200
@@ -74,7 +74,7 @@ def test_make_run_banner_and_ctrl_c_stop_cleanly(tmp_path):
     assert f"Admin 'admin' created with password {password}" in banner
     assert oct((tmp_path / "var" / "admin_password").stat().st_mode & 0o777) == "0o600"
     assert "Operations to perform" not in first  # no migration chatter
-    assert "taskhub stopped: web.1, worker.1, beat.1 shut down cleanly." in first, first[-3000:]
+    assert "taskhub stopped: web.1, worker.1, beat.1, maintenance.1 shut down cleanly." in first, first[-3000:]
     assert "make: ***" not in first  # no "Error 130"
     assert "Warm shutdown" in first and "SIGKILL" not in first
     assert "exited with 'signal" not in first  # no pool process was killed under a job
@@ -83,7 +83,7 @@ def test_make_run_banner_and_ctrl_c_stop_cleanly(tmp_path):
     # The next run says where the password is; once it was changed, how to reset it.
     process, log = make_run(tmp_path, port, "second.log")
     try:
-        wait_for(lambda: "Ctrl-C stops web, worker and beat." in output(log), timeout=120, message="the banner")
+        wait_for(lambda: "Ctrl-C stops them all." in output(log), timeout=120, message="the banner")
     finally:
         ctrl_c(process)
     assert f"Admin 'admin': password in {tmp_path / 'var' / 'admin_password'}." in output(log)

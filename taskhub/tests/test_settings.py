@@ -17,6 +17,7 @@ PRODUCTION = {
     "SESSION_COOKIE_SECURE": "true",
     "CSRF_COOKIE_SECURE": "true",
     "ALLOWED_HOSTS": "taskhub.example.com",
+    "CACHE_URL": "redis://127.0.0.1:6379/3",
 }
 
 
@@ -95,6 +96,30 @@ def test_deployment_checklist_fails_on_an_insecure_setting(tmp_path):
 
     assert result.returncode != 0
     assert "security.W012" in result.stderr
+
+
+def test_deployment_checklist_warns_of_per_process_throttle_counters(tmp_path):
+    result = manage(
+        tmp_path,
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'production.sqlite3'}",
+        **{**PRODUCTION, "CACHE_URL": "locmemcache://taskhub"},
+    )
+    assert result.returncode != 0
+    assert "accounts.W001" in result.stderr and "CACHE_URL" in result.stderr
+
+
+def test_several_web_processes_with_a_per_process_cache_refuse_to_start(tmp_path):
+    env = {"SECRET_KEY": secrets.token_urlsafe(50), "CACHE_URL": "locmemcache://taskhub"}
+    refused = manage(tmp_path, "check", WEB_CONCURRENCY="2", **env)
+    assert refused.returncode != 0 and "accounts.E001" in refused.stderr
+    assert manage(tmp_path, "check", WEB_CONCURRENCY="1", **env).returncode == 0
+    shared = manage(tmp_path, "check", WEB_CONCURRENCY="2", **{**env, "CACHE_URL": "redis://127.0.0.1:6379/3"})
+    assert shared.returncode == 0, shared.stderr
 
 
 PRINT_SETTINGS = """
