@@ -84,7 +84,7 @@ def test_creates_the_job_as_the_api_does_and_prints_its_id(user, published, djan
 @pytest.mark.django_db
 def test_defaults_come_from_the_catalog(user):
     out, _ = enqueue(
-        "send_notification", "--kwargs", '{"to": ["a@example.com"], "subject": "hi"}', "--user", user.username
+        "send_notification", "--kwargs", json.dumps({"to": [user.email], "subject": "hi"}), "--user", user.username
     )
     job = Job.objects.get(id=out.strip())
     assert (job.name, job.priority, job.queue, job.max_retries) == ("send_notification", "urgent", "high_priority", 5)

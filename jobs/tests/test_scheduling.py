@@ -161,7 +161,7 @@ def test_an_owner_less_catalog_task_is_logged_and_sends_nothing(published, caplo
 @in_beat
 def test_maintenance_entries_keep_celerys_path(published):
     beat = scheduler()
-    beat.apply_entry(beat.schedule["taskhub-sweep-jobs"], producer=beat.producer)
+    beat.apply_entry(beat.schedule["taskhub-dispatch-jobs"], producer=beat.producer)
     assert [message["task"] for message in published] == ["jobs.tasks.maintenance_tasks.dispatch_jobs"]
     assert Job.objects.count() == 0
 

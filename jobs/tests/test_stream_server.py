@@ -150,6 +150,13 @@ async def open_streams(port: int, token: str, path: str, count: int) -> list:
     return await asyncio.gather(*(one() for _ in range(count)))
 
 
+async def close_streams(streams: list) -> None:
+    """Close every stream and wait until its transport is gone (no unclosed socket left behind)."""
+    for _, writer in streams:
+        writer.close()
+    await asyncio.gather(*(writer.wait_closed() for _, writer in streams), return_exceptions=True)
+
+
 def test_200_open_streams_hold_no_connection_or_thread_and_do_not_slow_the_api(worker, server, token):
     job_id = create_job(server, token, 20)
     wait_status(job_id, JobStatus.RUNNING)
@@ -173,8 +180,7 @@ def test_200_open_streams_hold_no_connection_or_thread_and_do_not_slow_the_api(w
         threads = server.threads()
         assert read_state(job_id).status == JobStatus.RUNNING  # measured while the job still runs
     finally:
-        for _, writer in streams:
-            loop.call_soon_threadsafe(writer.close)
+        asyncio.run_coroutine_threadsafe(close_streams(streams), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         holder.join(10)
         loop.close()
