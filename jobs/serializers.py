@@ -1,7 +1,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
-from taskhub.serializers import StrictFieldsMixin
+from taskhub.serializers import StrictFieldsMixin, TaskArgumentsMixin
 
 from .models import Job, JobEvent, JobPriority
 from .redaction import strip_server_paths
@@ -69,7 +69,7 @@ class JobSerializer(serializers.ModelSerializer):
         return data
 
 
-class JobCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
     read_only_names = JobSerializer.Meta.fields
 
     name = serializers.CharField(max_length=200, required=False, help_text="Defaults to the task's short name.")
@@ -90,16 +90,6 @@ class JobCreateSerializer(StrictFieldsMixin, serializers.Serializer):
         min_value=0, max_value=20, required=False, help_text="Automatic retries; defaults to the task's policy."
     )
     run_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Do not start before this time.")
-
-    def validate_args(self, value):
-        if not isinstance(value, list):
-            raise serializers.ValidationError("Must be a JSON array.")
-        return value
-
-    def validate_kwargs(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return value
 
 
 class JobBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):

@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from taskhub.serializers import StrictFieldsMixin
+from taskhub.serializers import StrictFieldsMixin, TaskArgumentsMixin
 
 from .models import JobPriority
 from .services.scheduling import INTERVAL_PERIODS
@@ -75,7 +75,7 @@ def _flat(detail, prefix: str = "") -> dict:
     return flat
 
 
-class ScheduleWriteSerializer(StrictFieldsMixin, serializers.Serializer):
+class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
     """Create (all of it) or change (PATCH: only what is given) a schedule."""
 
     read_only_names = ("id", "last_run_at", "total_run_count", "date_changed", "owner", "owner_id")
@@ -104,13 +104,3 @@ class ScheduleWriteSerializer(StrictFieldsMixin, serializers.Serializer):
             return super().to_internal_value(data)
         except serializers.ValidationError as exc:
             raise serializers.ValidationError(_flat(exc.detail)) from exc
-
-    def validate_args(self, value):
-        if not isinstance(value, list):
-            raise serializers.ValidationError("Must be a JSON array.")
-        return value
-
-    def validate_kwargs(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return value

@@ -23,3 +23,17 @@ class StrictFieldsMixin:
                     {name: ["This field is read-only." if name in readonly else "Unknown field."] for name in unknown}
                 )
         return super().to_internal_value(data)
+
+
+class TaskArgumentsMixin:
+    """``args`` must be a JSON array and ``kwargs`` an object (their contents: the catalog's schema)."""
+
+    def validate_args(self, value):
+        if not isinstance(value, list):
+            raise serializers.ValidationError("Must be a JSON array.")
+        return value
+
+    def validate_kwargs(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value

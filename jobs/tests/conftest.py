@@ -1,7 +1,11 @@
 """Fixtures for the job engine tests that need no worker."""
 
+from contextlib import contextmanager
+
 import pytest
 from celery.signals import after_task_publish
+
+from jobs.models import Job, JobEvent
 
 
 @pytest.fixture
@@ -28,3 +32,19 @@ def published():
     after_task_publish.connect(record, weak=False)
     yield messages
     after_task_publish.disconnect(record)
+
+
+@pytest.fixture
+def nothing_written(published, django_capture_on_commit_callbacks):
+    """``with nothing_written(): ...``: no job, no event, no after-commit send, no message."""
+
+    @contextmanager
+    def check():
+        before = (Job.objects.count(), JobEvent.objects.count())
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            yield
+        assert callbacks == []
+        assert (Job.objects.count(), JobEvent.objects.count()) == before
+        assert published == []
+
+    return check

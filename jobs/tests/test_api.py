@@ -7,7 +7,6 @@ nothing is sent to the broker.
 import base64
 import json
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -40,22 +39,6 @@ SPEC_BODY = {
     "kwargs": {"param": "value"},
     "priority": "normal",
 }
-
-
-@pytest.fixture
-def nothing_written(published, django_capture_on_commit_callbacks):
-    """``with nothing_written(): ...``: no job, no event, no after-commit send, no message."""
-
-    @contextmanager
-    def check():
-        before = (Job.objects.count(), JobEvent.objects.count())
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            yield
-        assert callbacks == []
-        assert (Job.objects.count(), JobEvent.objects.count()) == before
-        assert published == []
-
-    return check
 
 
 def ids(response) -> list[str]:

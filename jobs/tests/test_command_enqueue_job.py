@@ -3,14 +3,13 @@
 import io
 import json
 import re
-from contextlib import contextmanager
 
 import pytest
 from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
 
 from accounts.tests.factories import UserFactory
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.models import Job, JobStatus
 from jobs.serializers import JobSerializer
 from jobs.tests.factories import LONG_RUNNING_TASK
 
@@ -28,22 +27,6 @@ def failure(*args: str, returncode: int) -> str:
         call_command("enqueue_job", *args, stdout=io.StringIO(), stderr=io.StringIO())
     assert caught.value.returncode == returncode, caught.value
     return str(caught.value)
-
-
-@pytest.fixture
-def nothing_written(published, django_capture_on_commit_callbacks):
-    """``with nothing_written(): ...``: no job, no event, no after-commit send, no message."""
-
-    @contextmanager
-    def check():
-        before = (Job.objects.count(), JobEvent.objects.count())
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            yield
-        assert callbacks == []
-        assert (Job.objects.count(), JobEvent.objects.count()) == before
-        assert published == []
-
-    return check
 
 
 # --- creating ------------------------------------------------------------------------------------
