@@ -154,7 +154,10 @@ def requeue_running(
     data: dict | None = None,
     **changes: Any,
 ) -> bool:
-    """running -> pending as the next attempt (``attempts`` + 1), sent again after commit."""
+    """running -> pending as the next attempt (``attempts`` + 1), sent again after commit.
+
+    The next attempt starts from nothing: its progress and message are the new run's to report.
+    """
     return transition(
         job_id,
         sources=[RUNNING],
@@ -166,6 +169,8 @@ def requeue_running(
             "run_at": run_at,
             "dispatched_at": None,
             "heartbeat_at": None,
+            "progress": 0,
+            "progress_meta": {},
             **changes,
         },
         event=event(

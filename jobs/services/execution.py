@@ -148,15 +148,27 @@ def job_fail(
     *, job_id, attempts: int, error: str, traceback: str = "", auto_retry: bool = True, worker: str = ""
 ) -> bool:
     """running -> pending for an automatic retry (when ``auto_retry`` and retries are left),
-    else running -> failed. Returns True when a retry was scheduled.
+    else running -> failed; a job whose cancel was requested ends revoked instead (never retried).
+    Returns True when a retry was scheduled.
 
     The error of every attempt stays in the timeline.
     """
-    job = Job.objects.filter(id=job_id).only("celery_task_name", "max_retries").first()
+    job = Job.objects.filter(id=job_id).only("celery_task_name", "max_retries", "cancel_requested_at").first()
     if job is None:
         raise NotFound(f"Job {job_id} does not exist.")
     actor = worker_label(worker)
     data = {"attempt": attempts + 1, "error": error, "traceback": traceback}
+    if job.cancel_requested_at and finish_running(
+        job_id,
+        status=JobStatus.REVOKED,
+        fence=Q(attempts=attempts),
+        actor_label=actor,
+        message=f"Cancelled; it stopped with {error}",
+        data=data,
+        error=error,
+        traceback=traceback,
+    ):
+        return False  # a cancelled job ends revoked, whatever it raised on the way out
     if auto_retry and attempts < job.max_retries:
         delay = catalog.get(job.celery_task_name).retry.delay(attempts)
         if requeue_running(

@@ -19,6 +19,7 @@ from jobs.services.execution import (
     job_succeed,
     job_update_progress,
 )
+from jobs.services.operations import job_cancel
 from jobs.tests.factories import LONG_RUNNING_TASK, TERMINAL, kinds, make, nested, snapshot
 from taskhub.errors import Conflict, InvalidInput, NotFound
 
@@ -220,6 +221,25 @@ def test_fail_with_retries_left_schedules_a_retry(published, django_capture_on_c
     # Sent again (with a countdown) once the transaction committed.
     assert [m["id"] for m in published] == [str(job.id)]
     assert row.dispatched_at is not None
+
+
+def test_an_automatic_retry_starts_from_zero_progress(published, django_capture_on_commit_callbacks):
+    job = make("running", max_retries=2, progress=70, progress_meta={"message": "7/10 files"})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert job_fail(job_id=job.id, attempts=0, error="OSError: down") is True
+    row = Job.objects.get(id=job.id)
+    assert (row.status, row.progress, row.progress_meta) == ("pending", 0, {})
+
+
+def test_a_cancelled_job_that_raises_with_retries_left_ends_revoked(user):
+    """The cancel was asked for; the exception it may cause (or any other) must not turn it into a
+    failure, nor be retried."""
+    job = make("running", max_retries=3)
+    job_cancel(job_id=job.id, by=user)
+    assert job_fail(job_id=job.id, attempts=0, error="RuntimeError: interrupted", traceback="tb") is False
+    row = Job.objects.get(id=job.id)
+    assert (row.status, row.attempts, row.error) == (JobStatus.REVOKED, 0, "RuntimeError: interrupted")
+    assert kinds(row)[-1] == "revoked"
 
 
 def test_fail_without_retries_left_fails_with_error_and_traceback():

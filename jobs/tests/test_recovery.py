@@ -160,3 +160,10 @@ def test_maintenance_runs_on_its_own_queue():
         task = f"jobs.tasks.maintenance_tasks.{name}"
         assert current_app.amqp.router.route({}, task)["queue"].name == "maintenance"
     assert {entry["options"]["queue"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {"maintenance"}
+
+
+def test_a_job_requeued_after_its_worker_died_starts_from_zero_progress():
+    job = make("running", max_retries=1, progress=55, progress_meta={"message": "half"}, heartbeat_at=ago(120))
+    assert job_sweep().requeued == 1
+    row = Job.objects.get(id=job.id)
+    assert (row.status, row.progress, row.progress_meta) == ("pending", 0, {})
