@@ -42,6 +42,8 @@ def job_dispatch(*, jobs: Iterable[Job]) -> list:
                 soft_time_limit=entry.soft_time_limit,
                 time_limit=entry.time_limit + 60,
                 retry=False,
+                # The attempt this message is for: a late duplicate cannot start a later attempt.
+                headers={"taskhub_attempts": job.attempts},
             )
         except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
             logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from taskhub.errors import InvalidInput, NotFound
@@ -33,17 +34,26 @@ class RunState(enum.Enum):
     GONE = "gone"  # no longer this attempt's to run: finished, revoked, re-queued or deleted
 
 
-def job_start(*, job_id, worker: str) -> Job | None:
-    """pending -> running. None when the job is not pending (cancelled, already running, gone).
+# A delivery this much before the job's run_at (by the database's clock) is still taken as on time.
+EARLY_DELIVERY = timedelta(seconds=2)
+
+
+def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None:
+    """pending -> running. None when the job is not pending (cancelled, already running, gone),
+    when the message is of another attempt (``attempts``, from its headers), or when it came
+    before the job's ``run_at`` (a duplicate of a retry still waiting for its backoff). A refused
+    early delivery loses nothing: the sweeper sends a due job whose message is gone.
 
     The job comes back with the fields a run needs (``attempts``, from the UPDATE itself); the others
     are deferred: read from the database on first access.
     """
     now = timezone.now()
     changes = {"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker, "finished_at": None}
+    due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + EARLY_DELIVERY)
     started = transition(
         job_id,
         sources=[PENDING],
+        where=due if attempts is None else due & Q(attempts=attempts),
         returning=("attempts",),
         changes=changes,
         event=event(

@@ -190,9 +190,11 @@ class JobTask(Task):
         if job_id is None or getattr(self.request, "called_directly", False):
             return self.run(*args, **kwargs)  # plain function call, e.g. in a unit test: no job row
         worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
-        job = job_start(job_id=job_id, worker=worker)
+        job = job_start(job_id=job_id, worker=worker, attempts=getattr(self.request, "taskhub_attempts", None))
         if job is None:
-            logger.info("Job %s is not pending (cancelled, already running or deleted): skipped.", job_id)
+            logger.info(
+                "Job %s is not pending, not due yet or of another attempt (a cancel, a duplicate): skipped.", job_id
+            )
             raise Ignore()
         run = JobRun(job=job, entry=catalog.get(self.name), worker=worker)
         self.request.job_run = run

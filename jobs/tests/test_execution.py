@@ -57,6 +57,23 @@ def test_start_of_a_job_that_is_not_pending_returns_none_and_changes_nothing(sta
     assert kinds(job) == []
 
 
+def test_start_of_a_message_for_another_attempt_changes_nothing():
+    """A late duplicate of attempt 1's message must not start attempt 2 (re-queued meanwhile)."""
+    job = make(attempts=1)
+    assert job_start(job_id=job.id, worker="w", attempts=0) is None
+    assert Job.objects.get(id=job.id).status == JobStatus.PENDING and kinds(job) == []
+    assert job_start(job_id=job.id, worker="w", attempts=1).status == JobStatus.RUNNING
+
+
+def test_start_before_run_at_changes_nothing():
+    """A duplicate delivered while the retry still waits for its backoff does not start it early."""
+    waiting = make(attempts=1, run_at=timezone.now() + timedelta(seconds=30))
+    assert job_start(job_id=waiting.id, worker="w", attempts=1) is None
+    assert Job.objects.get(id=waiting.id).status == JobStatus.PENDING
+    due = make(attempts=1, run_at=timezone.now() + timedelta(seconds=1))  # within the tolerance
+    assert job_start(job_id=due.id, worker="w", attempts=1) is not None
+
+
 def test_start_of_an_unknown_job_returns_none(db):
     assert job_start(job_id="00000000-0000-0000-0000-000000000000", worker="w") is None
 

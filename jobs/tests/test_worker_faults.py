@@ -146,3 +146,22 @@ def test_housekeeping_runs_while_every_job_worker_is_busy(make_worker, user_clie
     dispatch_jobs.apply_async(expires=30)  # as beat sends it: routed to the maintenance queue
     wait_for(lambda: Job.objects.get(id=unsent.id).dispatched_at is not None, timeout=10, message="the dispatch")
     assert Job.objects.get(id=busy).status == JobStatus.RUNNING  # the job worker was busy all along
+
+
+def test_a_duplicate_delivery_never_starts_a_job_before_its_run_at(worker, user_client):
+    """A second message (a sweeper re-send, a redelivery) arriving while the job still waits for its
+    run_at (a retry's backoff) is skipped; the job starts once, when due."""
+    from jobs.catalog import catalog
+
+    run_at = timezone.now() + timedelta(seconds=6)
+    job_id = create(user_client, "long_running_task", args=[0], run_at=run_at.isoformat())
+    job = Job.objects.get(id=job_id)
+    catalog.get(job.celery_task_name).celery_task.apply_async(  # the duplicate: no countdown
+        args=job.args, kwargs=job.kwargs, task_id=job_id, queue=job.queue, headers={"taskhub_attempts": 0}
+    )
+    time.sleep(3)
+    assert Job.objects.get(id=job_id).status == JobStatus.PENDING  # delivered, refused
+    job = wait_status(job_id, timeout=30)
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.started_at >= run_at - timedelta(seconds=2)
+    assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 1
