@@ -219,3 +219,23 @@ def job_revoke(*, job_id, attempts: int, reason: str, worker: str = "") -> None:
         message=reason,
     ):
         raise conflict(job_id, "revoke")
+
+
+def job_fail_unstarted(*, job_id, error: str, attempts: int | None = None) -> bool:
+    """pending -> failed: the worker could not even start the task (an argument the call cannot
+    take, a task name it does not know). Otherwise the job would wait for a start that never comes.
+    ``attempts``: the message's attempt, if known (a stale message fails no later attempt)."""
+    return transition(
+        job_id,
+        sources=[PENDING],
+        where=None if attempts is None else Q(attempts=attempts),
+        changes={"status": JobStatus.FAILED, "error": error, "finished_at": timezone.now()},
+        event=event(
+            job_id,
+            JobEventKind.FAILED,
+            from_status=PENDING,
+            to_status=JobStatus.FAILED,
+            actor_label="worker",
+            message=f"Could not start: {error}",
+        ),
+    )

@@ -165,3 +165,30 @@ def test_a_duplicate_delivery_never_starts_a_job_before_its_run_at(worker, user_
     assert job.status == JobStatus.SUCCEEDED
     assert job.started_at >= run_at - timedelta(seconds=2)
     assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 1
+
+
+def test_a_job_that_fails_before_its_task_runs_ends_failed_with_the_reason(worker, user):
+    """A message whose arguments the call cannot take (here a kwarg named self, crafted past the
+    catalog) used to leave its job pending forever."""
+    from jobs.catalog import catalog
+    from jobs.tests.factories import make
+
+    job = make(owner=user)
+    task = catalog.get(job.celery_task_name).celery_task
+    task.apply_async(kwargs={"self": 1}, task_id=str(job.id), queue=job.queue, headers={"taskhub_attempts": 0})
+    job = wait_status(str(job.id), timeout=20)
+    assert job.status == JobStatus.FAILED and "TypeError" in job.error and "self" in job.error
+    assert JobEvent.objects.get(job_id=job.id, kind="failed").message.startswith("Could not start")
+
+
+def test_a_message_naming_a_task_the_worker_does_not_know_fails_its_job(worker, user):
+    from celery import current_app
+
+    from jobs.tests.factories import make
+
+    job = make(owner=user)
+    current_app.send_task(
+        "jobs.tasks.not_a_task.evil", task_id=str(job.id), queue=job.queue, headers={"taskhub_attempts": 0}
+    )
+    job = wait_status(str(job.id), timeout=20)
+    assert job.status == JobStatus.FAILED and "no task named 'jobs.tasks.not_a_task.evil'" in job.error
