@@ -8,10 +8,10 @@ instead of writing over the next attempt.
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -48,7 +48,8 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
     are deferred: read from the database on first access.
     """
     now = timezone.now()
-    changes = {"status": RUNNING, "started_at": now, "heartbeat_at": now, "worker": worker, "finished_at": None}
+    # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
+    changes = {"status": RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": worker, "finished_at": None}
     due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + EARLY_DELIVERY)
     started = transition(
         job_id,
@@ -67,27 +68,32 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
     )
     if not started:
         return None
-    known = {"id": Job._meta.pk.to_python(job_id), **changes, **started}
+    plain = {name: value for name, value in changes.items() if not hasattr(value, "resolve_expression")}
+    known = {"id": Job._meta.pk.to_python(job_id), **plain, **started}
     names = [field.attname for field in Job._meta.concrete_fields if field.attname in known]  # in model order
     return Job.from_db(Job.objects.db, names, [known[name] for name in names])
 
 
-def _run_state(job_id, attempts: int | None) -> tuple[RunState, datetime | None]:
-    row = Job.objects.filter(id=job_id).values("status", "attempts", "cancel_requested_at").first()
+def _run_state(job_id, attempts: int | None) -> tuple[RunState, float | None]:
+    """GONE, or CANCEL_REQUESTED with the seconds since the request by the database's clock (the
+    worker's may differ from the web host's that asked)."""
+    since = ExpressionWrapper(Now() - F("cancel_requested_at"), output_field=DurationField())
+    row = Job.objects.filter(id=job_id).values("status", "attempts", waited=since).first()
     if row is None or row["status"] != RUNNING or row["attempts"] != attempts:
         return RunState.GONE, None
-    return RunState.CANCEL_REQUESTED, row["cancel_requested_at"]
+    return RunState.CANCEL_REQUESTED, row["waited"].total_seconds() if row["waited"] is not None else 0.0
 
 
 def job_heartbeat(
     *, job_id, attempts: int, progress: int | None = None, meta: dict | None = None
-) -> tuple[RunState, datetime | None]:
-    """Refresh the heartbeat (and flush throttled progress). Returns the run state.
+) -> tuple[RunState, float | None]:
+    """Refresh the heartbeat (and flush throttled progress). Returns the run state and, for a job
+    being cancelled, the seconds since the cancel request.
 
     A job being cancelled keeps its heartbeat while it winds down (or waits out the grace
     period), so the sweeper does not take a live worker for a lost one.
     """
-    changes: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    changes: dict[str, Any] = {"heartbeat_at": Now()}
     if progress is not None:
         changes.update(progress=progress, progress_meta=meta or {})
     running = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempts)
@@ -95,10 +101,10 @@ def job_heartbeat(
         if progress is not None:
             job_changed(job_id)
         return RunState.OK, None
-    state, requested_at = _run_state(job_id, attempts)
+    state, waited = _run_state(job_id, attempts)
     if state is RunState.CANCEL_REQUESTED:
-        running.update(heartbeat_at=changes["heartbeat_at"])
-    return state, requested_at
+        running.update(heartbeat_at=Now())
+    return state, waited
 
 
 def job_clean_progress_meta(*, meta: dict | None, message: str | None = None) -> dict:
@@ -130,7 +136,7 @@ def job_update_progress(
     query = Job.objects.filter(id=job_id, status=RUNNING, cancel_requested_at__isnull=True)
     if attempts is not None:
         query = query.filter(attempts=attempts)
-    if query.update(progress=progress, progress_meta=meta, heartbeat_at=timezone.now()):
+    if query.update(progress=progress, progress_meta=meta, heartbeat_at=Now()):
         job_changed(job_id)
         return RunState.OK
     if attempts is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.models import User
@@ -36,7 +37,7 @@ def job_cancel(*, job_id, by: User | None = None) -> Job:
         if transition(
             job_id,
             sources=[PENDING],
-            changes={"status": JobStatus.REVOKED, "cancel_requested_at": now, "cancelled_by": by, "finished_at": now},
+            changes={"status": JobStatus.REVOKED, "cancel_requested_at": Now(), "cancelled_by": by, "finished_at": now},
             event=event(
                 job_id,
                 JobEventKind.REVOKED,
@@ -64,7 +65,8 @@ def job_cancel(*, job_id, by: User | None = None) -> Job:
             job_id,
             sources=[RUNNING],
             where=Q(cancel_requested_at__isnull=True),
-            changes={"cancel_requested_at": now, "cancelled_by": by},
+            # The database's clock: the worker measures the grace period from it with the same clock.
+            changes={"cancel_requested_at": Now(), "cancelled_by": by},
             event=event(
                 job_id,
                 JobEventKind.CANCEL_REQUESTED,

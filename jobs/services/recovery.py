@@ -11,7 +11,8 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from ..catalog import catalog
@@ -119,8 +120,9 @@ def job_recover_stale(*, batch_size: int = 500) -> list[str]:
     Each is revoked (a cancel was waiting for it), re-queued (retries left) or failed with
     "Worker lost". Returns what happened to each: "revoked", "requeued" or "failed".
     """
-    now = timezone.now()
-    stale = Job.objects.filter(status=RUNNING, heartbeat_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER))
+    # The database's clock, the one heartbeats are written with: a worker's skewed clock changes nothing.
+    stale_before = ExpressionWrapper(Now() - timedelta(seconds=settings.JOB_STALE_AFTER), output_field=DateTimeField())
+    stale = Job.objects.filter(status=RUNNING, heartbeat_at__lt=stale_before)
     fields = ("id", "attempts", "max_retries", "cancel_requested_at", "heartbeat_at", "worker")
     outcomes = []
     for job in stale.only(*fields)[:batch_size]:

@@ -106,11 +106,11 @@ class JobRun:
         if self.cancel_requested_at is not None:
             raise JobCancelled(f"Job {self.job_id} was cancelled.")
 
-    def _note(self, state: RunState, cancel_requested_at=None) -> None:
+    def _note(self, state: RunState) -> None:
         if state is RunState.GONE:
             self.gone = True
         elif state is RunState.CANCEL_REQUESTED:
-            self.cancel_requested_at = cancel_requested_at or self.cancel_requested_at or time.time()
+            self.cancel_requested_at = self.cancel_requested_at or time.time()
 
     # -- beaten by the watchdog thread -----------------------------------------------------------
     def start(self) -> None:
@@ -128,7 +128,7 @@ class JobRun:
             if pending:
                 self._last_write = time.monotonic()
         try:
-            state, requested_at = job_heartbeat(
+            state, waited = job_heartbeat(
                 job_id=self.job_id,
                 attempts=self.attempts,
                 progress=pending[0] if pending else None,
@@ -141,8 +141,8 @@ class JobRun:
         if self._stop.is_set():
             return
         if state is RunState.CANCEL_REQUESTED:
-            self._note(state, requested_at)
-            waited = time.time() - requested_at.timestamp() if requested_at else 0.0
+            self._note(state)
+            waited = waited or 0.0  # seconds since the cancel request, by the database's clock
             if not self.entry.cancellable:
                 # It never calls progress, so it cannot stop by itself: no point in waiting.
                 self._terminate(

@@ -4,6 +4,7 @@ import os
 import signal
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -192,3 +193,32 @@ def test_a_message_naming_a_task_the_worker_does_not_know_fails_its_job(worker, 
     )
     job = wait_status(str(job.id), timeout=20)
     assert job.status == JobStatus.FAILED and "no task named 'jobs.tasks.not_a_task.evil'" in job.error
+
+
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+@pytest.mark.skipif(not FAKETIME.exists(), reason="needs Debian's faketime package (.ci/run installs it)")
+@pytest.mark.parametrize("skew", ["-60s", "+90s"])
+def test_a_worker_whose_clock_is_off_is_neither_reaped_nor_denied_its_grace(make_worker, user_client, skew):
+    """Heartbeats, staleness and the cancel grace period all use the database's clock: a worker
+    whose clock is a minute behind (or ahead) keeps its live job, with the production defaults."""
+    worker = make_worker(
+        env={
+            "LD_PRELOAD": str(FAKETIME),
+            "FAKETIME": skew,
+            "JOB_STALE_AFTER": "60",  # the production defaults for what this test is about
+            "JOB_CANCEL_GRACE_SECONDS": "30",
+            "JOB_HEARTBEAT_INTERVAL": "5",
+        }
+    )
+    job_id = create(user_client, "long_running_task", args=[30])
+    started = wait_status(job_id, JobStatus.RUNNING, JobStatus.FAILED, timeout=20)
+    assert started.status == JobStatus.RUNNING, (started.error, worker.output()[-2000:])
+    time.sleep(6)  # at least one heartbeat from the skewed worker
+    assert job_sweep().requeued == 0 and job_sweep().failed == 0  # the sweeper's clock is right
+    assert Job.objects.get(id=job_id).status == JobStatus.RUNNING
+    user_client.post(f"/api/v1/jobs/{job_id}/cancel/")
+    wait_status(job_id, JobStatus.REVOKED, timeout=30)  # stops at its next progress call
+    assert "progress check" in JobEvent.objects.get(job_id=job_id, kind="revoked").message  # not "Terminated"
+    assert "FAKETIME" in worker.env
