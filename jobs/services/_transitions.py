@@ -95,10 +95,20 @@ def transition(
     return matched if returning else bool(matched)
 
 
+def _can_return(alias: str) -> bool:
+    """UPDATE … RETURNING: PostgreSQL, SQLite from 3.35 (which brought it with INSERT … RETURNING)."""
+    return connections[alias].features.can_return_columns_from_insert
+
+
 def _update_returning(query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
     """``query.update(**changes)`` with ``RETURNING fields`` (PostgreSQL, SQLite >= 3.35): the updated
     row's fields as the database returns them (meant for plain columns such as ``attempts``), None
     when no row matched. Django's update() returns only a count."""
+    if not _can_return(query.db):
+        # Inside transition()'s transaction: SQLite's write lock (IMMEDIATE) keeps the row as updated.
+        matched = list(query.values_list("pk", flat=True))
+        query.update(**changes)
+        return Job.objects.filter(pk__in=matched).values(*fields).first()
     update = query.query.chain(UpdateQuery)
     update.add_update_values(changes)
     compiler = update.get_compiler(query.db)

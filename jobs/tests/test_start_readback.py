@@ -1,0 +1,36 @@
+"""job_start reads back what a run needs from its own UPDATE (RETURNING), not with a second query;
+a database without RETURNING (SQLite before 3.35) gets the same answer another way."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs.models import Job, JobStatus
+from jobs.services.execution import job_start
+from jobs.tests.factories import kinds, make
+
+pytestmark = pytest.mark.django_db
+
+
+def test_start_returns_the_attempt_from_the_update_itself():
+    job = make(attempts=2)
+    with CaptureQueriesContext(connection) as queries:
+        started = job_start(job_id=str(job.id), worker="w:1")
+    statements = [query["sql"] for query in queries.captured_queries if query["sql"].split()[0] != "SAVEPOINT"]
+    assert [sql.split()[0] for sql in statements if sql.split()[0] in ("SELECT", "UPDATE", "INSERT")] == [
+        "UPDATE",
+        "INSERT",
+    ]
+    assert "RETURNING" in statements[0] and "IN ('pending')" in statements[0]
+    assert started.id == job.id and started.attempts == 2 and started.status == JobStatus.RUNNING
+    assert started.name == job.name  # any other field is read on first access
+    assert kinds(job) == ["started"]
+
+
+def test_start_without_returning_support_gives_the_same_answer(monkeypatch):
+    monkeypatch.setattr("jobs.services._transitions._can_return", lambda alias: False)
+    job = make(attempts=1)
+    started = job_start(job_id=job.id, worker="w:1")
+    assert started.attempts == 1 and Job.objects.get(id=job.id).status == JobStatus.RUNNING
+    assert job_start(job_id=job.id, worker="w:2") is None  # no longer pending: nothing matched
+    assert Job.objects.get(id=job.id).worker == "w:1" and kinds(job) == ["started"]
