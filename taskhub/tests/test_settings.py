@@ -65,17 +65,15 @@ def test_production_refuses_to_start_without_a_real_secret_key(tmp_path, secret_
     assert result.stdout == ""
 
 
+def deploy_check(tmp_path, **overrides: str) -> subprocess.CompletedProcess:
+    """``check --deploy --fail-level WARNING`` with the production environment, plus ``overrides``."""
+    env = {**PRODUCTION, "SECRET_KEY": secrets.token_urlsafe(50), **overrides}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'production.sqlite3'}"
+    return manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", **env)
+
+
 def test_production_settings_pass_the_deployment_checklist(tmp_path):
-    result = manage(
-        tmp_path,
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'production.sqlite3'}",
-        **PRODUCTION,
-    )
+    result = deploy_check(tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -83,32 +81,14 @@ def test_production_settings_pass_the_deployment_checklist(tmp_path):
 
 def test_deployment_checklist_fails_on_an_insecure_setting(tmp_path):
     """The check above can fail: the same environment with insecure cookies does not pass."""
-    result = manage(
-        tmp_path,
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'production.sqlite3'}",
-        **{**PRODUCTION, "SESSION_COOKIE_SECURE": "false"},
-    )
+    result = deploy_check(tmp_path, SESSION_COOKIE_SECURE="false")
 
     assert result.returncode != 0
     assert "security.W012" in result.stderr
 
 
 def test_deployment_checklist_warns_of_per_process_throttle_counters(tmp_path):
-    result = manage(
-        tmp_path,
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'production.sqlite3'}",
-        **{**PRODUCTION, "CACHE_URL": "locmemcache://taskhub"},
-    )
+    result = deploy_check(tmp_path, CACHE_URL="locmemcache://taskhub")
     assert result.returncode != 0
     assert "accounts.W001" in result.stderr and "CACHE_URL" in result.stderr
 
