@@ -182,7 +182,14 @@ def machine_line() -> str:
 def make_user(username: str, *, is_staff: bool = False):
     from accounts.models import User
 
-    user = User(username=username, email=f"{username}@bench.invalid", is_staff=is_staff)
+    # No quota (0): the benchmarks load the engine far past one user's default share.
+    user = User(
+        username=username,
+        email=f"{username}@bench.invalid",
+        is_staff=is_staff,
+        max_active_jobs=0,
+        max_jobs_per_minute=0,
+    )
     user.set_unusable_password()  # the real hasher costs ~0.3 s, and nobody logs in here
     user.save()
     return user

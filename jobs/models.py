@@ -128,6 +128,8 @@ class Job(models.Model):
                 name="job_undispatched",
             ),
             models.Index(fields=("started_at",), condition=Q(status=JobStatus.RUNNING), name="job_running"),
+            # Per-user quotas count an owner's active jobs (jobs/services/_quotas.py).
+            models.Index(fields=("owner",), condition=Q(status__in=ACTIVE_STATUSES), name="job_owner_active"),
         ]
 
     def __str__(self) -> str:

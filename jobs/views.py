@@ -119,7 +119,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         summary="Create a job",
         request=JobCreateSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: JobSerializer, **ERRORS(400, 401, 403, 422)},
+        responses={201: JobSerializer, **ERRORS(400, 401, 403, 422, 429)},
     )
     def create(self, request):
         key = self._idempotency_key()
@@ -135,7 +135,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         summary="Create up to JOB_BULK_MAX jobs at once (all or nothing)",
         request=JobBulkCreateSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403, 422)},
+        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403, 422, 429)},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
@@ -154,7 +154,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @extend_schema(
         summary="Run a failed or revoked job again",
         request=None,
-        responses={200: JobSerializer, **ERRORS(401, 403, 404, 409)},
+        responses={200: JobSerializer, **ERRORS(401, 403, 404, 409, 429)},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):

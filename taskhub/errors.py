@@ -24,10 +24,17 @@ class ApplicationError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
 
     def __init__(
-        self, message: str, *, code: str | None = None, fields: dict | None = None, status_code: int | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: dict | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
         if code:
             self.code = code
         if status_code:
@@ -120,7 +127,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         body, status_code = too_large
         return Response(body, status=status_code)
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code, headers=exc.headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):

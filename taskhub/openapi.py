@@ -27,7 +27,8 @@ _DESCRIPTIONS = {
     409: "The object's state does not allow this (e.g. cancel a finished job).",
     413: "The request is too large.",
     422: "The Idempotency-Key was used with a different request body.",
-    429: "Too many requests.",
+    429: "Too many requests: a rate throttle, or a job quota (`quota_active_jobs`, `quota_per_minute`; "
+    "the message names the limit, `Retry-After` says when a per-minute slot frees).",
     503: "A dependency is down.",
 }
 

@@ -320,6 +320,11 @@ JOB_MAX_PAYLOAD_BYTES = env.int("JOB_MAX_PAYLOAD_BYTES", default=256 * 1024)
 JOB_BULK_MAX = env.int("JOB_BULK_MAX", default=500)
 JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=10.0)
 # Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
+# Per-user quotas (429 over either): active = pending or running jobs; per minute = new jobs in any
+# 60 seconds (a bulk request counts each job). 0 = no limit; a user's own limits (admin) override these.
+JOB_QUOTA_MAX_ACTIVE = env.int("JOB_QUOTA_MAX_ACTIVE", default=1000)
+JOB_QUOTA_PER_MINUTE = env.int("JOB_QUOTA_PER_MINUTE", default=1000)
+JOB_QUOTA_EXEMPT_STAFF = env.bool("JOB_QUOTA_EXEMPT_STAFF", default=True)
 JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
 
 # --- Live progress (server-sent event streams, jobs/live.py, jobs/streaming.py) -----------------

@@ -26,6 +26,7 @@ from ..catalog import CatalogEntry, catalog
 from ..live import job_changed, jobs_changed
 from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
 from ._json import json_problem, json_size
+from ._quotas import check_quota
 from ._transitions import event
 from .dispatch import job_dispatch
 
@@ -137,7 +138,8 @@ def job_create(
     """Write a pending job and send it to the broker once the transaction commits.
 
     The job id is also the Celery task id. When the broker is unreachable the job stays
-    pending with ``dispatched_at`` empty and the sweeper sends it later. With an
+    pending with ``dispatched_at`` empty and the sweeper sends it later. The owner's quotas
+    (``_quotas``) are checked in the same transaction (429 over a limit). With an
     ``idempotency_key``, the same key and request return the first job; the same key with a
     different request is refused. ``schedule_id`` and ``scheduled_for`` link a schedule's job
     to its periodic task and slot (one job per slot: a second one raises IntegrityError).
@@ -153,6 +155,7 @@ def job_create(
     job.schedule_id, job.scheduled_for = schedule_id, scheduled_for
     try:
         with transaction.atomic():
+            check_quota(owner, count=1, now=job.created_at)
             job.save(force_insert=True)
             _created_event(job, how=" by a schedule" if schedule_id else "").save()
             transaction.on_commit(lambda: job_dispatch(jobs=[job]))
@@ -210,6 +213,7 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
         job.idempotency_key, job.request_fingerprint = key, fingerprint
     try:
         with transaction.atomic():
+            check_quota(owner, count=len(jobs), now=now)
             Job.objects.bulk_create(jobs)
             JobEvent.objects.bulk_create([_created_event(job, how=" (bulk)") for job in jobs])
             transaction.on_commit(lambda: job_dispatch(jobs=jobs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -12,6 +13,7 @@ from taskhub.errors import Conflict, NotFound
 
 from ..catalog import catalog
 from ..models import MANUAL_RETRY_STATUSES, TERMINAL_STATUSES, Job, JobEventKind, JobStatus
+from ._quotas import check_quota
 from ._transitions import attempt_label, conflict, event, transition, user_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -83,41 +85,46 @@ def job_cancel(*, job_id, by: User | None = None) -> Job:
 
 def job_retry(*, job_id, by: User | None = None) -> Job:
     """failed/revoked -> pending: the same job id runs again as the next attempt; history is kept."""
-    job = Job.objects.filter(id=job_id).only("status", "attempts", "error").first()
+    job = Job.objects.filter(id=job_id).only("status", "attempts", "error", "owner").first()
     if job is None:
         raise NotFound(f"Job {job_id} does not exist.")
-    if not transition(
-        job_id,
-        sources=list(MANUAL_RETRY_STATUSES),
-        where=Q(attempts=job.attempts),
-        send=True,
-        changes={
-            "status": PENDING,
-            "attempts": job.attempts + 1,
-            "progress": 0,
-            "progress_meta": {},
-            "result": None,
-            "error": "",
-            "traceback": "",
-            "run_at": None,
-            "dispatched_at": None,
-            "started_at": None,
-            "finished_at": None,
-            "heartbeat_at": None,
-            "cancel_requested_at": None,
-            "cancelled_by": None,
-            "worker": "",
-        },
-        event=event(
+    with transaction.atomic():
+        if by is not None and by.pk == job.owner_id:
+            # A retry makes the job active again: it counts against its owner's quota (not a new submission).
+            check_quota(by, count=1, now=timezone.now(), submitted=False)
+        retried = transition(
             job_id,
-            JobEventKind.RETRIED,
-            from_status=job.status,
-            to_status=PENDING,
-            actor=by,
-            data={"previous_error": job.error, "attempt": job.attempts + 2},
-            message=f"Retried by {user_label(by)} ({attempt_label(job.attempts + 1)}).",
-        ),
-    ):
+            sources=list(MANUAL_RETRY_STATUSES),
+            where=Q(attempts=job.attempts),
+            send=True,
+            changes={
+                "status": PENDING,
+                "attempts": job.attempts + 1,
+                "progress": 0,
+                "progress_meta": {},
+                "result": None,
+                "error": "",
+                "traceback": "",
+                "run_at": None,
+                "dispatched_at": None,
+                "started_at": None,
+                "finished_at": None,
+                "heartbeat_at": None,
+                "cancel_requested_at": None,
+                "cancelled_by": None,
+                "worker": "",
+            },
+            event=event(
+                job_id,
+                JobEventKind.RETRIED,
+                from_status=job.status,
+                to_status=PENDING,
+                actor=by,
+                data={"previous_error": job.error, "attempt": job.attempts + 2},
+                message=f"Retried by {user_label(by)} ({attempt_label(job.attempts + 1)}).",
+            ),
+        )
+    if not retried:
         raise conflict(job_id, "retry")
     return Job.objects.get(id=job_id)
 

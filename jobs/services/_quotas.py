@@ -1,0 +1,113 @@
+"""Per-user quotas: how many jobs a user may have active, and submit per minute.
+
+Checked inside the transaction that writes the jobs, under a lock on the owner's row
+(``FOR NO KEY UPDATE``: it does not block the jobs' own foreign-key checks), so two requests
+racing for a user's last slot cannot both take it. Staff are exempt when
+``JOB_QUOTA_EXEMPT_STAFF`` is on (operators act on purpose). A user's own limits
+(``max_active_jobs``, ``max_jobs_per_minute``) override the settings; 0 means no limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet
+from rest_framework import status
+
+from accounts.models import User
+from taskhub.errors import ApplicationError
+
+from ..models import ACTIVE_STATUSES, Job
+
+WINDOW = timedelta(seconds=60)
+PER_MINUTE, ACTIVE = "quota_per_minute", "quota_active_jobs"
+
+
+class QuotaExceeded(ApplicationError):
+    code = "quota_exceeded"
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+
+@dataclasses.dataclass(frozen=True)
+class Quota:
+    max_active: int  # 0: no limit
+    per_minute: int  # 0: no limit
+
+    @classmethod
+    def of(cls, user: User) -> Quota:
+        if settings.JOB_QUOTA_EXEMPT_STAFF and user.is_staff:
+            return cls(0, 0)
+        max_active, per_minute = user.max_active_jobs, user.max_jobs_per_minute
+        return cls(
+            settings.JOB_QUOTA_MAX_ACTIVE if max_active is None else max_active,
+            settings.JOB_QUOTA_PER_MINUTE if per_minute is None else per_minute,
+        )
+
+
+def check_quota(owner: User, *, count: int, now: datetime, submitted: bool = True) -> None:
+    """Refuse (429) ``count`` more active jobs for ``owner``; call inside the writing transaction.
+
+    ``submitted`` says the jobs are new submissions (counted per minute); a manual retry makes
+    a job active again without submitting a new one. The owner's row is locked, then both are
+    counted in one statement (each count stops at its limit: a user far over it costs no more).
+    """
+    quota = Quota.of(owner)
+    per_minute = quota.per_minute if submitted else 0
+    if not quota.max_active and not per_minute:
+        return
+    for limit, code, what in (
+        (per_minute, PER_MINUTE, "new jobs per minute"),
+        (quota.max_active, ACTIVE, "active jobs"),
+    ):
+        if limit and count > limit:
+            raise QuotaExceeded(
+                f"Quota exceeded: this request asks for {count} jobs; the limit is {limit} {what} per user.", code=code
+            )
+    jobs = Job.objects.filter(owner=owner).order_by()
+    recent = jobs.filter(created_at__gt=now - WINDOW)
+    submitted_count, active = _lock_and_count(
+        owner,
+        recent.values("pk")[:per_minute],
+        jobs.filter(status__in=ACTIVE_STATUSES).values("pk")[: quota.max_active],
+    )
+    if per_minute and submitted_count + count > per_minute:
+        # Room comes back as the oldest counted jobs leave the 60-second window.
+        free_at = recent.order_by("-created_at").values_list("created_at", flat=True)[per_minute - count]
+        wait = max(1, math.ceil((free_at + WINDOW - now).total_seconds()))
+        raise QuotaExceeded(
+            f"Quota exceeded: at most {per_minute} new jobs per minute per user; you submitted "
+            f"{submitted_count} in the last 60 seconds and asked for {count} more. Try again in {wait} seconds.",
+            code=PER_MINUTE,
+            headers={"Retry-After": str(wait)},
+        )
+    if quota.max_active and active + count > quota.max_active:
+        raise QuotaExceeded(
+            f"Quota exceeded: at most {quota.max_active} active (pending or running) jobs per user; you have "
+            f"{active} and asked for {count} more. Wait for some to finish or cancel some.",
+            code=ACTIVE,
+        )
+
+
+def _lock_and_count(owner: User, *limited: QuerySet) -> tuple[int, ...]:
+    """Lock ``owner``'s row, then count each sliced queryset (an empty [:0] slice counts 0).
+
+    Two statements: under READ COMMITTED each statement reads what was committed when it began,
+    so the counts must come after the lock is granted, not in the statement that waited for it.
+    The lock is ``FOR NO KEY UPDATE``: the jobs' own foreign-key checks do not wait for it.
+    """
+    User.objects.select_for_update(no_key=True).filter(pk=owner.pk).values_list("pk").first()
+    counts, params = [], []
+    for queryset in limited:
+        if queryset.query.high_mark == 0:
+            counts.append("0")
+            continue
+        sql, sql_params = queryset.query.sql_with_params()
+        counts.append(f"(SELECT COUNT(*) FROM ({sql}) AS counted)")
+        params.extend(sql_params)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(counts)}", params)
+        return tuple(cursor.fetchone())
