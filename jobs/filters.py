@@ -1,7 +1,13 @@
+import json
 from datetime import UTC
+from typing import Any
 
 import django_filters
 from django import forms
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTransform, KeyTransformExact
+from drf_spectacular.drainage import set_override
 
 from .catalog import catalog
 from .models import Job, JobPriority, JobStatus
@@ -28,6 +34,164 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCDateTimeField
 
 
+# --- Search by arguments ------------------------------------------------------------------------
+# On PostgreSQL every term is a JSON containment (``@>``) that the GIN indexes on ``args`` and
+# ``kwargs`` answer (migration 0006); SQLite, the embedded default, can only match top-level keys.
+
+MAX_ARGUMENT_TERMS = 10
+MAX_ARGUMENT_TERM_LENGTH = 1000
+KWARG_HELP = (
+    "Jobs whose kwargs have this key and value: `key:value`, e.g. `user_id:42` or `email:a@example.com`. "
+    'The value is read as JSON when it is JSON (`42` also matches the string "42"). '
+    "Repeat for several (all must match)."
+)
+ARG_HELP = "Jobs whose args list holds this value (read as JSON when it is JSON). Repeat for several."
+KWARGS_CONTAINS_HELP = 'Jobs whose kwargs contain this JSON object (nested containment), e.g. `{"user": {"id": 7}}`.'
+ARGS_CONTAINS_HELP = "Jobs whose args contain every element of this JSON array, e.g. `[1, 2]`."
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _alternatives(text: str) -> list[Any]:
+    """What a term's value may match: its JSON reading, and the text itself when that differs."""
+    value = _json_or_text(text)
+    return [value] if value == text else [value, text]
+
+
+def _check_postgresql(value, postgresql_only: bool) -> None:
+    if value and postgresql_only and connection.vendor != "postgresql":
+        raise forms.ValidationError(
+            "This search needs PostgreSQL; the embedded SQLite database matches only kwarg=key:value.",
+            code="unsupported",
+        )
+
+
+class ArgumentTermsField(forms.Field):
+    """Repeated query parameters (``?kwarg=a:1&kwarg=b:2``) as a list of strings."""
+
+    widget = forms.MultipleHiddenInput
+
+    def __init__(self, *args, postgresql_only: bool = True, **kwargs):
+        self.postgresql_only = postgresql_only
+        super().__init__(*args, **kwargs)
+
+    def validate(self, value):
+        super().validate(value)
+        _check_postgresql(value, self.postgresql_only)
+
+    def to_python(self, value):
+        values = [str(item) for item in value or [] if item != ""]  # an empty box searches nothing
+        if len(values) > MAX_ARGUMENT_TERMS:
+            raise forms.ValidationError(f"At most {MAX_ARGUMENT_TERMS} terms.", code="too_many")
+        if any(len(item) > MAX_ARGUMENT_TERM_LENGTH for item in values):
+            raise forms.ValidationError(f"A term is at most {MAX_ARGUMENT_TERM_LENGTH} characters.", code="too_long")
+        return values
+
+
+class KwargTermsField(ArgumentTermsField):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, postgresql_only=False, **kwargs)
+
+    def to_python(self, value):
+        pairs = []
+        for term in super().to_python(value):
+            key, colon, text = term.partition(":")
+            if not colon or not key:
+                raise forms.ValidationError(f"{term!r}: write key:value, e.g. user_id:42.", code="invalid")
+            pairs.append((key, text))
+        return pairs
+
+
+class JSONTermField(forms.CharField):
+    """One JSON value of a given type (``dict`` or ``list``)."""
+
+    def __init__(self, *args, json_type: type, **kwargs):
+        self.json_type = json_type
+        super().__init__(*args, max_length=MAX_ARGUMENT_TERM_LENGTH, **kwargs)
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        if not text:
+            return None
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}.", code="invalid") from exc
+        if not isinstance(parsed, self.json_type):
+            kind = "object" if self.json_type is dict else "array"
+            raise forms.ValidationError(f"Give a JSON {kind}.", code="invalid")
+        return parsed
+
+    def validate(self, value):
+        super().validate(value)
+        _check_postgresql(value, postgresql_only=True)
+
+
+def filter_by_arguments(
+    queryset: QuerySet,
+    *,
+    kwarg: list[tuple[str, str]] = (),
+    arg: list[str] = (),
+    kwargs_contains: dict | None = None,
+    args_contains: list | None = None,
+) -> QuerySet:
+    """Jobs whose arguments match every term (the API's and the admin's argument search).
+
+    The terms come cleaned by the fields above (which refuse PostgreSQL-only terms on SQLite)."""
+    postgresql = connection.vendor == "postgresql"
+    for key, text in kwarg:
+        if postgresql:
+            queryset = queryset.filter(_any(Q(kwargs__contains={key: value}) for value in _alternatives(text)))
+        else:
+            matches = [KeyTransformExact(KeyTransform(key, "kwargs"), value) for value in _alternatives(text)]
+            queryset = queryset.filter(_any(Q(match) for match in matches))
+    for text in arg:
+        queryset = queryset.filter(_any(Q(args__contains=[value]) for value in _alternatives(text)))
+    if kwargs_contains:
+        queryset = queryset.filter(kwargs__contains=kwargs_contains)
+    if args_contains:
+        queryset = queryset.filter(args__contains=args_contains)
+    return queryset
+
+
+def _any(conditions) -> Q:
+    combined = Q()
+    for condition in conditions:
+        combined |= condition
+    return combined
+
+
+class ArgumentsFilter(django_filters.Filter):
+    """One of the argument search's parameters; the FilterSet applies them together."""
+
+    field_class = ArgumentTermsField
+
+    def filter(self, queryset, value):
+        return queryset  # JobFilter.filter_queryset applies every argument term at once
+
+
+class KwargFilter(ArgumentsFilter):
+    field_class = KwargTermsField
+
+
+class JSONTermFilter(ArgumentsFilter):
+    field_class = JSONTermField
+
+
+def _documented(filter_: ArgumentsFilter, schema: dict) -> ArgumentsFilter:
+    """The filter with its OpenAPI schema (drf-spectacular cannot infer a custom filter's type)."""
+    set_override(filter_, "field", {**schema, "description": filter_.extra["help_text"]})
+    return filter_
+
+
+REPEATED = {"type": "array", "items": {"type": "string"}}
+
+
 class JobFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, help_text="Repeat for several.")
     priority = django_filters.MultipleChoiceFilter(choices=JobPriority.choices)
@@ -37,10 +201,19 @@ class JobFilter(django_filters.FilterSet):
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
     schedule = django_filters.NumberFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
+    kwarg = _documented(KwargFilter(help_text=KWARG_HELP), REPEATED)
+    arg = _documented(ArgumentsFilter(help_text=ARG_HELP), REPEATED)
+    kwargs_contains = _documented(JSONTermFilter(json_type=dict, help_text=KWARGS_CONTAINS_HELP), {"type": "string"})
+    args_contains = _documented(JSONTermFilter(json_type=list, help_text=ARGS_CONTAINS_HELP), {"type": "string"})
 
     class Meta:
         model = Job
         fields = ("status", "priority", "task", "task_type", "owner", "created_after", "created_before", "schedule")
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        terms = {name: self.form.cleaned_data.get(name) for name in ARGUMENT_FILTERS}
+        return filter_by_arguments(queryset, **{name: value for name, value in terms.items() if value})
 
     def filter_task(self, queryset, name, value):
         if value in catalog:
@@ -49,3 +222,6 @@ class JobFilter(django_filters.FilterSet):
 
     def filter_owner(self, queryset, name, value):
         return queryset.filter(owner_id=int(value)) if value.isdecimal() else queryset.filter(owner__username=value)
+
+
+ARGUMENT_FILTERS = ("kwarg", "arg", "kwargs_contains", "args_contains")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 
+from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy
 
 from ..catalog import catalog
+from ..filters import ARGUMENT_FILTERS, JobFilter, filter_by_arguments
 
 
 def parse_job_id(text: str) -> uuid.UUID | None:
@@ -57,3 +59,45 @@ class TaskFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.filter(celery_task_name=self.value())
         return queryset
+
+
+class ArgumentFilter(admin.ListFilter):
+    """Search by arguments, as ``GET /api/v1/jobs/``: ``kwarg=key:value`` (repeatable), ``arg``,
+    ``kwargs_contains`` and ``args_contains`` (JSON), cleaned by the API filter's own fields."""
+
+    title = gettext_lazy("arguments")
+    template = "admin/jobs/argument_filter.html"
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        self.raw = {name: params.pop(name) for name in ARGUMENT_FILTERS if name in params}
+        self.other_params = [
+            (name, value) for name, values in request.GET.lists() if name not in ARGUMENT_FILTERS for value in values
+        ]
+
+    def has_output(self) -> bool:
+        return True
+
+    def expected_parameters(self) -> list[str]:
+        return list(ARGUMENT_FILTERS)
+
+    def choices(self, changelist):
+        yield {
+            "kwarg": self.raw.get("kwarg", [""])[-1],
+            "kwargs_contains": self.raw.get("kwargs_contains", [""])[-1],
+            "other_params": self.other_params,
+            "active": bool(self.raw),
+        }
+
+    def queryset(self, request, queryset):
+        if not self.raw:
+            return queryset
+        terms = {}
+        for name, values in self.raw.items():
+            field = JobFilter.base_filters[name].field
+            try:
+                terms[name] = field.clean(values if name in ("kwarg", "arg") else values[-1])
+            except forms.ValidationError as exc:
+                messages.error(request, f"Argument search, {name}: {' '.join(exc.messages)}")
+                return queryset.none()
+        return filter_by_arguments(queryset, **{name: value for name, value in terms.items() if value})
