@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = {
     "throughput": "throughput.py",
     "api_load": "api_load.py",
+    "capacity": "capacity.py",
     "priority": "priority.py",
     "list_scale": "list_scale.py",
     "api": "bench_api.py",
