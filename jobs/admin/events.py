@@ -9,12 +9,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
 
 from ..models import JobEvent
-from .filters import JobIdSearch
+from .filters import CheckedLookups, JobIdSearch
 from .rendering import json_block_html
 
 
 @admin.register(JobEvent)
-class JobEventAdmin(JobIdSearch, admin.ModelAdmin):
+class JobEventAdmin(CheckedLookups, JobIdSearch, admin.ModelAdmin):
     """Every job's timeline in one list: who cancelled, retried or re-queued what, and when.
 
     Read-only like the timeline on each job page. Newest first by primary key, which the

@@ -8,6 +8,8 @@ import uuid
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.utils.translation import gettext_lazy
 
 from ..catalog import catalog
@@ -20,6 +22,22 @@ def parse_job_id(text: str) -> uuid.UUID | None:
         return uuid.UUID(text.strip())
     except ValueError:
         return None
+
+
+class CheckedLookups:
+    """ModelAdmin mixin: a filter value the database cannot take (a time that leaves the calendar
+    once converted to UTC, e.g. ``created_at__gte=0001-01-01T00:00:00+01:00``) is an incorrect
+    lookup (Django's "?e=1" page), not a 500. Compiling the list's query finds it without a query."""
+
+    def get_changelist_instance(self, request):
+        try:
+            changelist = super().get_changelist_instance(request)
+            changelist.queryset.query.sql_with_params()
+        except (EmptyResultSet, FullResultSet):
+            pass  # a filter that matches nothing (or everything) is a fine filter
+        except (OverflowError, ValueError) as exc:  # e.g. created_at__day=99999999999999999999
+            raise IncorrectLookupParameters(exc) from exc
+        return changelist
 
 
 class JobIdSearch:

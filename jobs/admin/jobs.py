@@ -26,7 +26,7 @@ from django.views.decorators.http import require_POST
 
 from .. import selectors
 from ..models import Job
-from .filters import ArgumentFilter, JobIdSearch, QueueFilter, TaskFilter
+from .filters import ArgumentFilter, CheckedLookups, JobIdSearch, QueueFilter, TaskFilter
 from .live import attempt_html, job_state, progress_bar_html, progress_response, status_badge_html, when_column_html
 from .matching import MatchingOperations
 from .operations import JobOperations
@@ -51,7 +51,7 @@ def list_stream_url(request: HttpRequest) -> str:
 
 
 @admin.register(Job)
-class JobAdmin(JobIdSearch, JobSubmission, MatchingOperations, JobOperations, admin.ModelAdmin):
+class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, JobOperations, admin.ModelAdmin):
     # Compact enough for a 1366 px screen: one time column, the queue in the priority's title.
     list_display = ("name", "status_badge", "progress_bar", "priority_queue", "owner", "attempt", "when")
     list_display_links = ("name",)
