@@ -2,7 +2,8 @@
 
 The worker-side services call :func:`job_changed` once per committed change (every transition,
 every progress write). Once the transaction commits, the job's state is read back by primary key
-and published on Redis pub/sub when Redis is configured (``JOB_EVENTS_REDIS_URL``). Without Redis
+and published on Redis pub/sub when Redis is configured (``JOB_EVENTS_REDIS_URL``) and a stream
+is subscribed (with no subscriber nothing is read back or sent: one ``PUBSUB NUMSUB``). Without Redis
 (the embedded default) nothing is published: streams poll the rows instead. Publishing never makes
 a job write fail: a Redis outage logs a warning and pauses publishing briefly; streams re-read the
 rows periodically, so they catch up.
@@ -171,10 +172,17 @@ class _Publisher:
         if not url or time.monotonic() < self.paused_until:
             return
         try:
+            client, name = _client(url), channel()
+            # Nobody listening: no read-back, no message. Safe without a lock: our change is
+            # committed before we ask, and a stream subscribes before it reads its first state,
+            # so a stream that subscribes after this answer reads the change itself.
+            [(_, listeners)] = client.pubsub_numsub(name)
+            if not listeners:
+                return
             states = read_states(Job.objects.filter(id__in=list(job_ids)))
-            pipe = _client(url).pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for state in states:
-                pipe.publish(channel(), state.to_message())
+                pipe.publish(name, state.to_message())
             pipe.execute()
         except Exception as exc:  # noqa: BLE001 - never fail a job write; streams re-read the rows
             self.paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS

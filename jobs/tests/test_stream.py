@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.test import AsyncClient
+from django.test.utils import CaptureQueriesContext
 from rest_framework_simplejwt.tokens import AccessToken
 
 from conftest import assert_error
@@ -316,6 +317,17 @@ def test_a_refused_write_publishes_nothing(user, subscriber):
     job = JobFactory(owner=user, succeeded=True)
     job_update_progress(job_id=job.id, progress=10)
     assert subscriber(timeout=0.3) == []
+
+
+def test_with_no_stream_listening_nothing_is_read_back_or_sent(user, settings):
+    """The read-back costs a query per change; nobody subscribed, it is skipped (one NUMSUB)."""
+    client = redis.Redis.from_url(settings.JOB_EVENTS_REDIS_URL)
+    assert client.pubsub_numsub(channel()) == [(channel().encode(), 0)]
+    job = JobFactory(owner=user, running=True)
+    with CaptureQueriesContext(connection) as queries:
+        _publisher.publish([job.id])
+    assert len(queries) == 0
+    client.close()
 
 
 def test_a_redis_outage_never_fails_a_job_write(user, settings, caplog):
