@@ -25,6 +25,7 @@ SCRIPTS = {
     "api": "bench_api.py",
     "progress": "bench_progress.py",
     "cleanup": "cleanup_memory.py",
+    "observability": "observability.py",
 }
 
 
