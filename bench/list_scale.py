@@ -32,8 +32,18 @@ DEPTH = 20
 BATCH = 250_000
 
 
-def insert_jobs(owner_id: int, first: int, count: int) -> None:
-    """Jobs number first .. first+count-1, job n created n milliseconds before a fixed instant (newest first)."""
+def insert_jobs(
+    owner_id: int,
+    first: int,
+    count: int,
+    *,
+    start: str = "2026-01-01T00:00:00+00:00",
+    overrides: dict[str, str] | None = None,
+) -> None:
+    """Jobs number first .. first+count-1, job n created n milliseconds before ``start`` (newest first).
+
+    ``overrides``: SQL expressions (of ``n``) for columns, over the finished jobs written by default.
+    """
     from django.db import connection
     from django.db.models import NOT_PROVIDED
 
@@ -55,8 +65,9 @@ def insert_jobs(owner_id: int, first: int, count: int) -> None:
         "finished_at": "%(start)s::timestamptz - n * interval '1 millisecond' + interval '20 ms'",
         "heartbeat_at": "%(start)s::timestamptz - n * interval '1 millisecond' + interval '20 ms'",
         "worker": "'bench@host:1'",
+        **(overrides or {}),
     }
-    columns, values, params = [], [], {"owner": owner_id, "start": "2026-01-01T00:00:00+00:00"}
+    columns, values, params = [], [], {"owner": owner_id, "start": start}
     for field in Job._meta.concrete_fields:
         columns.append(connection.ops.quote_name(field.column))
         if field.attname in overrides:

@@ -26,6 +26,7 @@ SCRIPTS = {
     "api": "bench_api.py",
     "progress": "bench_progress.py",
     "cleanup": "cleanup_memory.py",
+    "observability": "observability.py",
 }
 
 

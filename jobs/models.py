@@ -54,6 +54,9 @@ class Job(models.Model):
     progress_meta = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    error_type = models.CharField(
+        max_length=200, blank=True, default="", help_text="The error's exception class (metrics count failures by it)."
+    )
     traceback = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(
         default=0,
@@ -130,6 +133,14 @@ class Job(models.Model):
             models.Index(fields=("started_at",), condition=Q(status=JobStatus.RUNNING), name="job_running"),
             # Per-user quotas count an owner's active jobs (jobs/services/_quotas.py).
             models.Index(fields=("owner",), condition=Q(status__in=ACTIVE_STATUSES), name="job_owner_active"),
+            # Metrics (jobs/metrics.py): the rollup reads finished jobs in finished_at order, and the
+            # gauges count active jobs per status, queue and task from this small index alone.
+            models.Index(fields=("finished_at",), condition=Q(finished_at__isnull=False), name="job_finished"),
+            models.Index(
+                fields=("status", "queue", "celery_task_name"),
+                condition=Q(status__in=ACTIVE_STATUSES),
+                name="job_active_queue_task",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -153,6 +164,10 @@ class JobEventKind(models.TextChoices):
     REQUEUED = "requeued", "Re-queued after worker loss"
 
 
+# Timeline kinds that send a job round again: an automatic retry, a re-queue after worker loss, an operator's retry.
+RETRY_EVENT_KINDS = (JobEventKind.RETRY_SCHEDULED, JobEventKind.REQUEUED, JobEventKind.RETRIED)
+
+
 class JobEvent(models.Model):
     """One line of a job's timeline: a transition or an operator action, with who and when."""
 
@@ -170,7 +185,11 @@ class JobEvent(models.Model):
 
     class Meta:
         ordering = ("at", "id")
-        indexes = [models.Index(fields=("job", "at"), name="jobevent_job_at")]
+        indexes = [
+            models.Index(fields=("job", "at"), name="jobevent_job_at"),
+            # The metrics rollup counts retries by the time they happened; few events are retries.
+            models.Index(fields=("at",), condition=Q(kind__in=RETRY_EVENT_KINDS), name="jobevent_retry_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
@@ -198,3 +217,82 @@ class JobSchedule(models.Model):
 
     def __str__(self) -> str:
         return f"schedule {self.periodic_task_id} of {self.owner_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A worker process seen alive: its watchdog thread stamps ``last_seen`` (the database's clock)
+    every ``JOB_HEARTBEAT_INTERVAL``; alive = seen within ``JOB_STALE_AFTER``. A process that stops
+    cleanly removes its row; a killed one's row goes stale (and is pruned after a day)."""
+
+    hostname = models.CharField(max_length=255, help_text="The Celery worker's node name, e.g. celery@host.")
+    pid = models.PositiveIntegerField(help_text="The process that runs jobs (a pool process, or the worker itself).")
+    queues = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("hostname", "pid"), name="workerheartbeat_hostname_pid")]
+        indexes = [models.Index(fields=("last_seen",), name="workerheartbeat_last_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid}"
+
+    @property
+    def label(self) -> str:
+        """As jobs name the process that runs them (``Job.worker``)."""
+        return f"{self.hostname}:{self.pid}"
+
+
+# Histogram buckets (seconds) of the metrics rollup: a job's wait in its queue, a task's run. Changing
+# them later keeps the old buckets' totals, which stay exposed (cumulative buckets are all that
+# histogram_quantile needs).
+METRIC_BUCKETS = {
+    "wait_seconds": (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
+    "run_seconds": (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
+}
+
+
+class MetricTotal(models.Model):
+    """One monotonic figure of the metrics rollup (jobs/services/metrics.py): a counter or a histogram
+    bucket, by its labels. Only ever increased, so it survives restarts, deletes and retention."""
+
+    metric = models.CharField(max_length=50)
+    task = models.CharField(max_length=200, blank=True, default="")
+    queue = models.CharField(max_length=50, blank=True, default="")
+    status = models.CharField(max_length=10, blank=True, default="")
+    label = models.CharField(max_length=200, blank=True, default="", help_text="Exception class, retry kind or le.")
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("metric", "task", "queue", "status", "label"), name="metrictotal_labels")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric}{{{self.task},{self.queue},{self.status},{self.label}}} {self.value:g}"
+
+
+class MetricCursor(models.Model):
+    """How far the rollup has read one source of rows (finished jobs, retry events)."""
+
+    source = models.CharField(max_length=20, primary_key=True)
+    watermark = models.DateTimeField(null=True, blank=True, help_text="The latest time of a row counted.")
+
+    def __str__(self) -> str:
+        return f"{self.source} at {self.watermark}"
+
+
+class MetricSeen(models.Model):
+    """A row the rollup counted near its watermark: rows are re-read for a while behind the watermark
+    (clocks of other hosts, late commits), and these keep them from being counted twice."""
+
+    source = models.CharField(max_length=20)
+    key = models.CharField(max_length=64)
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("source", "key", "at"), name="metricseen_source_key_at")]
+        indexes = [models.Index(fields=("source", "at"), name="metricseen_source_at")]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.key} at {self.at}"

@@ -1,7 +1,7 @@
-from django.urls import re_path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from . import stream_views, views, views_schedules
+from . import stream_views, views, views_metrics, views_schedules
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -32,4 +32,4 @@ stream_urls = [
     )
 ]
 
-urlpatterns = [*stream_urls, *router.urls]
+urlpatterns = [*stream_urls, path("stats/", views_metrics.StatsView.as_view(), name="stats"), *router.urls]

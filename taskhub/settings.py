@@ -380,7 +380,20 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": JOB_SWEEP_INTERVAL,
         "options": {"queue": "maintenance", "expires": JOB_SWEEP_INTERVAL * 3},
     },
+    # Metrics' totals (jobs/services/metrics.py) also advance at each scrape; this keeps them current
+    # between scrapes and catches up after a pause. Every minute: each pass reads only new rows.
+    "taskhub-rollup-metrics": {
+        "task": "jobs.tasks.maintenance_tasks.rollup_metrics",
+        "schedule": 60.0,
+        "options": {"queue": "maintenance", "expires": 180},
+    },
 }
+
+# --- Metrics (GET /metrics, jobs/views_metrics.py) ----------------------------------------------
+# Prometheus scrapes /metrics with `Authorization: Bearer <METRICS_TOKEN>`; staff members may also
+# read it in a logged-in browser session. Empty (the default): staff sessions only.
+# https://prometheus.io/docs/prometheus/latest/configuration/configuration/#scrape_config
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Retention ----------------------------------------------------------------------------------
 # How long finished jobs (and their timelines) are kept after they finished, per status: a whole

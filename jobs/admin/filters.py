@@ -4,11 +4,13 @@ queue and task filters offer the configured choices rather than a DISTINCT over 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.utils.translation import gettext_lazy
 
@@ -24,20 +26,34 @@ def parse_job_id(text: str) -> uuid.UUID | None:
         return None
 
 
-class CheckedLookups:
-    """ModelAdmin mixin: a filter value the database cannot take (a time that leaves the calendar
-    once converted to UTC, e.g. ``created_at__gte=0001-01-01T00:00:00+01:00``) is an incorrect
-    lookup (Django's "?e=1" page), not a 500. Compiling the list's query finds it without a query."""
+POSTGRESQL_MAX_OFFSET = timedelta(hours=16)
 
-    def get_changelist_instance(self, request):
+
+class CheckedLookups:
+    """ModelAdmin mixin: a filter value the database cannot take is an incorrect lookup (Django's
+    "?e=1" page), not a 500: a time that leaves the calendar once converted to UTC
+    (``created_at__gte=0001-01-01T00:00:00+01:00``), a day number past any int, or a UTC offset
+    beyond PostgreSQL's ±15:59 (Python reads up to ±23:59). Compiling the list's query finds
+    them without running it."""
+
+    def get_changelist(self, request, **kwargs):
+        return CheckedChangeList
+
+
+class CheckedChangeList(ChangeList):
+    def get_queryset(self, request, exclude_parameters=None):
+        queryset = super().get_queryset(request, exclude_parameters)
         try:
-            changelist = super().get_changelist_instance(request)
-            changelist.queryset.query.sql_with_params()
+            _, params = queryset.query.sql_with_params()
         except (EmptyResultSet, FullResultSet):
-            pass  # a filter that matches nothing (or everything) is a fine filter
-        except (OverflowError, ValueError) as exc:  # e.g. created_at__day=99999999999999999999
+            return queryset  # a filter that matches nothing (or everything) is a fine filter
+        except (OverflowError, ValueError) as exc:  # e.g. created_at__gte=0001-01-01T00:00:00+01:00
             raise IncorrectLookupParameters(exc) from exc
-        return changelist
+        for value in params:
+            offset = value.utcoffset() if isinstance(value, datetime) else None
+            if offset is not None and abs(offset) >= POSTGRESQL_MAX_OFFSET:
+                raise IncorrectLookupParameters(f"UTC offset {offset} is beyond ±15:59.")
+        return queryset
 
 
 class JobIdSearch:

@@ -155,17 +155,26 @@ def job_succeed(*, job_id, attempts: int, result: Any = None, worker: str = "") 
         progress=100,
         result=result,
         error="",
+        error_type="",
         traceback="",
     ):
         raise conflict(job_id, "complete")
 
 
 def job_fail(
-    *, job_id, attempts: int, error: str, traceback: str = "", auto_retry: bool = True, worker: str = ""
+    *,
+    job_id,
+    attempts: int,
+    error: str,
+    error_type: str = "",
+    traceback: str = "",
+    auto_retry: bool = True,
+    worker: str = "",
 ) -> bool:
     """running -> pending for an automatic retry (when ``auto_retry`` and retries are left),
     else running -> failed; a job whose cancel was requested ends revoked instead (never retried).
-    Returns True when a retry was scheduled.
+    Returns True when a retry was scheduled. ``error_type``: the exception's class (metrics count
+    failures by it).
 
     The error of every attempt stays in the timeline.
     """
@@ -182,6 +191,7 @@ def job_fail(
         message=f"Cancelled; it stopped with {error}",
         data=data,
         error=error,
+        error_type=error_type,
         traceback=traceback,
     ):
         return False  # a cancelled job ends revoked, whatever it raised on the way out
@@ -198,6 +208,7 @@ def job_fail(
             message=f"{attempt_label(attempts).capitalize()} failed: {error}; "
             f"{attempt_label(attempts + 1)} of {job.max_retries + 1} in {delay:.1f}s.",
             error=error,
+            error_type=error_type,
             traceback=traceback,
         ):
             return True
@@ -209,6 +220,7 @@ def job_fail(
         message=error,
         data=data,
         error=error,
+        error_type=error_type,
         traceback=traceback,
     ):
         raise conflict(job_id, "fail")
@@ -227,7 +239,7 @@ def job_revoke(*, job_id, attempts: int, reason: str, worker: str = "") -> None:
         raise conflict(job_id, "revoke")
 
 
-def job_fail_unstarted(*, job_id, error: str, attempts: int | None = None) -> bool:
+def job_fail_unstarted(*, job_id, error: str, error_type: str = "", attempts: int | None = None) -> bool:
     """pending -> failed: the worker could not even start the task (an argument the call cannot
     take, a task name it does not know). Otherwise the job would wait for a start that never comes.
     ``attempts``: the message's attempt, if known (a stale message fails no later attempt)."""
@@ -235,7 +247,7 @@ def job_fail_unstarted(*, job_id, error: str, attempts: int | None = None) -> bo
         job_id,
         sources=[PENDING],
         where=None if attempts is None else Q(attempts=attempts),
-        changes={"status": JobStatus.FAILED, "error": error, "finished_at": timezone.now()},
+        changes={"status": JobStatus.FAILED, "error": error, "error_type": error_type, "finished_at": timezone.now()},
         event=event(
             job_id,
             JobEventKind.FAILED,

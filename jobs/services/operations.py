@@ -104,6 +104,7 @@ def job_retry(*, job_id, by: User | None = None) -> Job:
                 "progress_meta": {},
                 "result": None,
                 "error": "",
+                "error_type": "",
                 "traceback": "",
                 "run_at": None,
                 "dispatched_at": None,

@@ -22,6 +22,8 @@ from .dispatch import broker_queue_sizes, job_dispatch
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 SWEEPER = "sweeper"
+# The exception class metrics give a job whose worker died (no exception was raised anywhere).
+WORKER_LOST = "WorkerLost"
 logger = logging.getLogger(__name__)
 
 
@@ -88,7 +90,12 @@ def _fail_unregistered(job: Job) -> None:
     transition(
         job.id,
         sources=[PENDING],
-        changes={"status": JobStatus.FAILED, "error": error, "finished_at": timezone.now()},
+        changes={
+            "status": JobStatus.FAILED,
+            "error": error,
+            "error_type": "NotRegistered",
+            "finished_at": timezone.now(),
+        },
         event=event(
             job.id,
             JobEventKind.FAILED,
@@ -158,6 +165,7 @@ def _recover(job: Job) -> str | None:
             actor_label=SWEEPER,
             message=f"Worker lost ({since}); re-queued as {attempt_label(job.attempts + 1)}.",
             error=f"Worker lost: {since}.",
+            error_type=WORKER_LOST,
         )
     else:
         outcome = "failed"
@@ -169,5 +177,6 @@ def _recover(job: Job) -> str | None:
             message=f"Worker lost: {since}; no retries left.",
             data={"attempt": job.attempts + 1, "error": "worker lost"},
             error=f"Worker lost: {since}.",
+            error_type=WORKER_LOST,
         )
     return outcome if done else None

@@ -23,6 +23,7 @@ from django_celery_results.models import TaskResult
 from taskhub.errors import InvalidInput
 
 from ..models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job
+from .metrics import metrics_advance
 
 MAX_BATCH_SIZE = 10_000
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -155,6 +156,8 @@ def job_purge_finished(
         raise InvalidInput(f"older_than: {message}", fields={"older_than": [message]})
     ages = {status: older_than for status in chosen} if older_than is not None else job_retention_policy()
     now = now or timezone.now()
+    if not dry_run:
+        metrics_advance(until_done=True)  # count what is about to go: metrics' totals never go back
     counts: dict[str, int] = {}
     for status in chosen:
         if ages[status] is None:

@@ -169,7 +169,14 @@ class JobRun:
             if revoke:
                 job_revoke(job_id=self.job_id, attempts=self.attempts, reason=reason, worker=self.worker)
             else:
-                job_fail(job_id=self.job_id, attempts=self.attempts, error=reason, auto_retry=False, worker=self.worker)
+                job_fail(
+                    job_id=self.job_id,
+                    attempts=self.attempts,
+                    error=reason,
+                    error_type="TimeLimitExceeded",
+                    auto_retry=False,
+                    worker=self.worker,
+                )
         except Exception:
             logger.exception("Could not record termination of job %s", self.job_id)
         _terminate_self()
@@ -221,6 +228,7 @@ class JobTask(Task):
                 job_fail,
                 run,
                 error=error,
+                error_type=type(exc).__name__,
                 traceback="".join(traceback_module.format_exception(exc)),
                 auto_retry=not soft_limit and isinstance(exc, run.entry.retry.retry_on),
             )
@@ -231,7 +239,7 @@ class JobTask(Task):
             try:
                 self._record(job_succeed, run, result=result)
             except InvalidInput as exc:
-                self._record(job_fail, run, error=exc.message, auto_retry=False)
+                self._record(job_fail, run, error=exc.message, error_type=type(exc).__name__, auto_retry=False)
                 raise
             return result
         finally:

@@ -7,8 +7,10 @@ process. Dispatch, recovery and retention are separate tasks: a failure in one n
 
 from celery import shared_task
 
+from ..services.metrics import metrics_advance
 from ..services.recovery import job_dispatch_due, job_recover_stale
 from ..services.retention import job_purge_finished, job_purge_task_results
+from ..services.workers import worker_prune
 
 
 @shared_task(name="jobs.tasks.maintenance_tasks.dispatch_jobs", ignore_result=True, acks_late=False)
@@ -27,3 +29,10 @@ def recover_jobs() -> list[str]:
 def purge_jobs() -> dict:
     """Delete finished jobs past their JOB_RETENTION_* age and expired task results (daily, by beat)."""
     return {**job_purge_finished(), "task_results": job_purge_task_results()}
+
+
+@shared_task(name="jobs.tasks.maintenance_tasks.rollup_metrics", ignore_result=True, acks_late=False)
+def rollup_metrics() -> dict:
+    """Count finished jobs and retries into the metrics totals (see jobs.services.metrics), so that
+    they stay current between scrapes; forget worker processes not seen for a day."""
+    return {**metrics_advance(until_done=True), "workers_pruned": worker_prune()}

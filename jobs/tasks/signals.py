@@ -21,7 +21,8 @@ def fail_job_that_never_started(sender=None, task_id=None, exception=None, **ext
         return
     attempts = getattr(sender.request, "taskhub_attempts", None)
     # Only a row still pending was never started; a started job records its own failure.
-    if job_fail_unstarted(job_id=task_id, error=f"{type(exception).__name__}: {exception}", attempts=attempts):
+    error = f"{type(exception).__name__}: {exception}"
+    if job_fail_unstarted(job_id=task_id, error=error, error_type=type(exception).__name__, attempts=attempts):
         logger.error("Job %s failed before its task ran: %s", task_id, exception)
 
 
@@ -31,5 +32,5 @@ def fail_job_of_an_unknown_task(sender=None, name=None, id=None, message=None, *
         return
     headers = getattr(message, "headers", None) or {}
     error = f"This worker has no task named {name!r} (a crafted message, or a worker of another version)."
-    if job_fail_unstarted(job_id=id, error=error, attempts=headers.get("taskhub_attempts")):
+    if job_fail_unstarted(job_id=id, error=error, error_type="NotRegistered", attempts=headers.get("taskhub_attempts")):
         logger.error("Job %s failed: %s", id, error)

@@ -42,13 +42,14 @@ class Watchdog:
         self._thread = threading.Thread(target=self._loop, name="job-watchdog", daemon=True)
         self._thread.start()
 
-    def watch(self, run: Watched) -> None:
-        """Beat ``run`` every heartbeat interval, the first one interval after now."""
-        run.next_beat = time.monotonic() + settings.JOB_HEARTBEAT_INTERVAL
+    def watch(self, run: Watched, *, first_after: float | None = None) -> None:
+        """Beat ``run`` every heartbeat interval, the first one ``first_after`` seconds (default: one
+        interval) after now."""
+        run.next_beat = time.monotonic() + (settings.JOB_HEARTBEAT_INTERVAL if first_after is None else first_after)
         run.watched = True
         with self._wake:
             self._runs.add(run)
-            if run.next_beat < self._wake_at:  # only when the interval was shortened (tests)
+            if run.next_beat < self._wake_at:  # a first beat sooner, or an interval shortened (tests)
                 self._wake.notify()
 
     def unwatch(self, run: Watched) -> None:

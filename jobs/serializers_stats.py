@@ -1,0 +1,96 @@
+"""The stats endpoint's query parameters (checked: anything else is a 400) and its answer's shape."""
+
+from rest_framework import serializers
+
+from .catalog import catalog
+from .metrics import known_queues
+from .stats import SLOWEST_DEFAULT, SLOWEST_MAX
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    queue = serializers.ChoiceField(choices=(), required=False, help_text="Only this queue's jobs.")
+    task = serializers.CharField(required=False, max_length=200, help_text="Only this task's jobs (name or alias).")
+    slowest = serializers.IntegerField(
+        required=False,
+        default=SLOWEST_DEFAULT,
+        min_value=1,
+        max_value=SLOWEST_MAX,
+        help_text=f"How many of the slowest tasks to list (1-{SLOWEST_MAX}).",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["queue"].choices = known_queues()
+
+    def validate_task(self, value: str) -> str:
+        if value not in catalog:
+            raise serializers.ValidationError(f"Unknown task {value!r}: give a task name or alias of the catalog.")
+        return catalog.get(value).name
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {name: [f"Unknown parameter; allowed: {', '.join(self.fields)}."] for name in unknown}
+            )
+        return attrs
+
+
+class StatsQueueSerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    pending = serializers.IntegerField(help_text="Pending now.")
+    running = serializers.IntegerField(help_text="Running now.")
+    succeeded = serializers.IntegerField(help_text="Finished in the last day.")
+    failed = serializers.IntegerField(help_text="Finished in the last day.")
+    revoked = serializers.IntegerField(help_text="Finished in the last day.")
+    oldest_pending_seconds = serializers.FloatField(
+        help_text="How long the oldest pending job that is due has waited (0 when none)."
+    )
+
+
+class StatsThroughputSerializer(serializers.Serializer):
+    finished = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    revoked = serializers.IntegerField()
+    per_minute = serializers.FloatField(help_text="Finished jobs per minute over the window.")
+    failure_rate = serializers.FloatField(
+        allow_null=True, help_text="failed / (succeeded + failed); null when no job ran to an outcome."
+    )
+
+
+class StatsMinuteSerializer(serializers.Serializer):
+    minute = serializers.DateTimeField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    revoked = serializers.IntegerField()
+
+
+class StatsSlowTaskSerializer(serializers.Serializer):
+    task = serializers.CharField()
+    runs = serializers.IntegerField(help_text="Jobs of this task that ran and finished in the last day.")
+    p50_seconds = serializers.FloatField()
+    p95_seconds = serializers.FloatField()
+
+
+class StatsWorkerSerializer(serializers.Serializer):
+    worker = serializers.CharField(help_text="node name:pid, as jobs name it (`worker`).")
+    hostname = serializers.CharField()
+    pid = serializers.IntegerField()
+    queues = serializers.ListField(child=serializers.CharField())
+    started_at = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    running = serializers.IntegerField(help_text="Jobs running in this process now.")
+
+
+class StatsSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=("own", "all"), help_text="Your jobs, or everyone's (staff).")
+    generated_at = serializers.DateTimeField(help_text="The database's now, which every window ends at.")
+    queues = StatsQueueSerializer(many=True)
+    last_hour = StatsThroughputSerializer()
+    last_day = StatsThroughputSerializer()
+    finished_per_minute = StatsMinuteSerializer(many=True, help_text="The last 60 minutes and the current one.")
+    slowest_tasks = StatsSlowTaskSerializer(many=True, help_text="By p95 run time over the last day.")
+    workers = StatsWorkerSerializer(
+        many=True, allow_null=True, help_text="Worker processes seen alive (staff only; null for other users)."
+    )

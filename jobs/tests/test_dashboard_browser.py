@@ -1,0 +1,72 @@
+"""The jobs dashboard in headless Chromium: linked from the admin index for those who may see jobs,
+its figures and chart follow new jobs without a reload (it polls /api/v1/stats/ with the admin
+session); a staff member without the view permission gets neither the link nor the page.
+
+Leaves a screenshot for a human to look at: /tmp/admin-dashboard.png.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.tests.factories import UserFactory
+from jobs.models import WorkerHeartbeat
+from jobs.tests.admin_support import ensure_roles, member_of
+from jobs.tests.browser_support import *  # noqa: F403  (asgi_live_server, browser)
+from jobs.tests.browser_support import in_thread, log_in, open_page
+from jobs.tests.factories import make
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOT = "/tmp/admin-dashboard.png"
+FIGURE = """([name, text]) => document.querySelector(`[data-figure="${name}"]`).textContent === text"""
+CHART_TOTAL = """(total) => document.querySelector("[data-chart]").dataset.total === String(total)"""
+
+
+def finished(status: str, seconds: float):
+    now = timezone.now()
+    return make(status, started_at=now - timedelta(seconds=seconds), finished_at=now)
+
+
+def test_the_dashboard_goes_live_without_a_reload(asgi_live_server, browser):
+    def set_up():
+        ensure_roles()
+        member_of("viewer", username="dash-viewer")
+        UserFactory(username="dash-staff", is_staff=True)  # staff, but no permission on jobs
+        make()
+        make(priority="urgent")
+        finished("succeeded", 2)
+        WorkerHeartbeat.objects.create(
+            hostname="w1@host", pid=42, queues=["default"], started_at=timezone.now(), last_seen=timezone.now()
+        )
+
+    in_thread(set_up)
+    page, errors = open_page(browser)
+    log_in(page, asgi_live_server, "dash-viewer", next_url="/admin/")
+    page.click("#jobs-monitoring a")
+    page.wait_for_url(f"{asgi_live_server.url}/admin/jobs/dashboard/")
+    page.wait_for_function(FIGURE, arg=["pending", "2"])
+    page.wait_for_function(FIGURE, arg=["workers", "1"])
+    page.wait_for_function(CHART_TOTAL, arg=1)
+    assert page.inner_text('[data-table="workers"]').startswith("w1@host:42")
+    assert "high_priority" in page.inner_text('[data-table="queues"]')
+    page.evaluate("window.notReloaded = true")
+
+    in_thread(lambda: [finished("succeeded", 1), finished("failed", 30), finished("failed", 20)])
+    page.wait_for_function(FIGURE, arg=["hour-finished", "4"], timeout=15_000)
+    page.wait_for_function(FIGURE, arg=["hour-failure-rate", "50.0%"])
+    page.wait_for_function(CHART_TOTAL, arg=4)
+    assert page.locator("[data-chart] rect.dashboard-bar--failed").count() == 1  # both in this minute
+    assert page.evaluate("window.notReloaded") is True
+    assert page.inner_text('[data-table="slowest"]').startswith("jobs.tasks.common_tasks.long_running_task")
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    errors.check()
+    page.close()
+
+    page, _ = open_page(browser)
+    log_in(page, asgi_live_server, "dash-staff", next_url="/admin/")
+    assert page.locator("#jobs-monitoring").count() == 0
+    response = page.goto(f"{asgi_live_server.url}/admin/jobs/dashboard/")
+    assert response.status == 403
+    page.close()
