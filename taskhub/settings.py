@@ -322,6 +322,22 @@ JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=10.0)
 # Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
 JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
 
+# Django's standard task API (django.tasks; on Django 5.2 the django-tasks backport): @task
+# functions run as tracked jobs (jobs/tasks/django_backend.py, README "Using Django's task API").
+# QUEUES: the queue_name values tasks may use (taskhub's queues); OWNER: the service account
+# (created on first use) owning jobs enqueued outside `owned_by(user)`; MAX_RETRIES: automatic retries.
+# https://docs.djangoproject.com/en/6.0/topics/tasks/
+TASKS = {
+    "default": {
+        "BACKEND": "jobs.tasks.django_backend.TaskhubBackend",
+        "QUEUES": ["default", "high_priority", "low_priority"],
+        "OPTIONS": {
+            "OWNER": env.str("TASKS_OWNER", default="django-tasks"),
+            "MAX_RETRIES": env.int("TASKS_MAX_RETRIES", default=0),
+        },
+    }
+}
+
 # --- Live progress (server-sent event streams, jobs/live.py, jobs/streaming.py) -----------------
 # The worker-side services publish each committed change on Redis pub/sub. Unset: the broker when
 # it is Redis, else CACHE_URL when that is Redis, else nothing (the embedded default: streams poll
