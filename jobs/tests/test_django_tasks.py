@@ -150,7 +150,8 @@ def test_enqueue_creates_a_tracked_job_of_the_service_account(worker, staff_clie
     assert [item["id"] for item in listed] == [result.id]
 
 
-def test_retries_are_counted_in_attempts(worker, settings):
+def test_retries_are_counted_in_attempts(make_worker, settings, signal_log):
+    make_worker(env={"TASKHUB_TEST_SIGNAL_LOG": str(signal_log.path)})
     settings.TASKS = {
         "default": {**settings.TASKS["default"], "OPTIONS": {**settings.TASKS["default"]["OPTIONS"], "MAX_RETRIES": 2}}
     }
@@ -162,6 +163,17 @@ def test_retries_are_counted_in_attempts(worker, settings):
     assert "attempt 2 failed on purpose" in result.errors[1].traceback
     assert result.started_at < result.last_attempted_at
     assert Job.objects.get(id=result.id).attempts == 2  # taskhub counts retries
+    # Each attempt is started and finished; the ones that will be retried finish READY.
+    wait_for(lambda: len(signal_log(result.id)) == 7, timeout=10, message="seven signals")
+    assert [(s["signal"], s["status"], s["attempts"]) for s in signal_log(result.id)] == [
+        ("enqueued", "READY", 0),
+        ("started", "RUNNING", 1),
+        ("finished", "READY", 1),
+        ("started", "RUNNING", 2),
+        ("finished", "READY", 2),
+        ("started", "RUNNING", 3),
+        ("finished", "SUCCESSFUL", 3),
+    ]
 
 
 def test_without_retries_a_failure_is_final(worker):
