@@ -16,8 +16,10 @@ the backend's ``QUEUES`` lists the names its tasks may use (taskhub's queues onl
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import contextvars
+import dataclasses
 import json
 import re
 import sys
@@ -122,8 +124,8 @@ def standard_task(path: Any) -> Task:
         raise TaskRefused(f"{path} is not in an installed app: only functions decorated with @task run.")
     try:
         module = sys.modules.get(module_name) or import_module(module_name)
-    except ImportError as exc:
-        raise TaskRefused(f"{path} cannot be imported: {exc}.") from exc
+    except Exception as exc:  # whatever its import raises: the job is refused with it
+        raise TaskRefused(f"{path} cannot be imported: {type(exc).__name__}: {exc}.") from exc
     found = vars(module).get(name)  # no module __getattr__: nothing runs beyond the import
     if not isinstance(found, Task) or found.module_path != path:
         raise TaskRefused(f"{path} is not a function decorated with @task.")
@@ -146,10 +148,10 @@ class TaskhubTaskResult(TaskResult):
     progress_message: str = ""
 
     def refresh(self) -> None:
+        """Reload everything from one read of the row (the standard's fields and taskhub's agree)."""
         fresh = self.task.get_backend().get_result(self.id)
-        TaskResult.refresh(self)  # the standard's fields (explicit: super() fails in a slots dataclass)
-        for name in ("job_status", "progress", "progress_message"):
-            object.__setattr__(self, name, getattr(fresh, name))
+        for field in dataclasses.fields(fresh):
+            object.__setattr__(self, field.name, getattr(fresh, field.name))
 
     async def arefresh(self) -> None:
         await sync_to_async(self.refresh)()
@@ -171,14 +173,32 @@ class TaskhubTaskContext(TaskContext):
         await sync_to_async(self.progress)(percent, message, **meta)
 
 
-_CLASS_PATH = re.compile(r"((?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*)(?::|$)")
+_CLASS_PATH = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
+
+
+def exception_name(exc_type: type[BaseException]) -> str:
+    """How the runner names an exception in a job's error: ``module.Class``, plain for builtins
+    (``ValueError``, as every other job's error reads)."""
+    if exc_type.__module__ == "builtins":
+        return exc_type.__qualname__
+    return f"{exc_type.__module__}.{exc_type.__qualname__}"
+
+
+def _exception_path(message: str) -> str:
+    """The class path a job error starts with; other endings (worker lost, time limits, refused)
+    are JobInterrupted."""
+    match = _CLASS_PATH.match(message)
+    name = match.group(1) if match else ""
+    if "." in name:
+        return name
+    if isinstance(getattr(builtins, name, None), type) and issubclass(getattr(builtins, name), BaseException):
+        return f"builtins.{name}"
+    return f"{JobInterrupted.__module__}.{JobInterrupted.__qualname__}"
 
 
 def _error(message: str, traceback: str, *, redact: bool) -> TaskError:
-    """A TaskError from a job error. The runner writes errors as ``module.Class: message``; other
-    endings (worker lost, time limits) are JobInterrupted."""
-    match = _CLASS_PATH.match(message)
-    path = match.group(1) if match else f"{JobInterrupted.__module__}.{JobInterrupted.__qualname__}"
+    """A TaskError from a job error, which the runner writes as ``module.Class: message``."""
+    path = _exception_path(message)
     text = traceback or message
     return TaskError(exception_class_path=path, traceback=strip_server_paths(text) if redact else text)
 
@@ -196,6 +216,7 @@ class TaskhubBackend(BaseTaskBackend):
     def __init__(self, alias: str, params: dict) -> None:
         params = {"QUEUES": list(TASKHUB_QUEUES), **params}
         super().__init__(alias, params)
+        self.queues = set(self.queues) or set(TASKHUB_QUEUES)  # none listed: taskhub's, never any name
         unknown = sorted(set(self.queues) - set(TASKHUB_QUEUES))
         if unknown:
             raise InvalidTaskBackend(
@@ -218,7 +239,7 @@ class TaskhubBackend(BaseTaskBackend):
         job = job_create(
             owner=owner,
             celery_task_name=RUNNER_TASK,
-            name=task.module_path,
+            name=task.module_path[:200],
             task_type=TASK_TYPE,
             kwargs={
                 "task": task.module_path,

@@ -22,6 +22,7 @@ from .django_backend import (
     TaskhubBackend,
     TaskhubTaskContext,
     TaskRefused,
+    exception_name,
     standard_task,
 )
 from .registry import job_task
@@ -50,7 +51,7 @@ class StandardTaskRunner(JobTask):
     abstract = True
 
     def error_message(self, exc: BaseException) -> str:
-        return f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        return f"{exception_name(type(exc))}: {exc}"
 
     def __call__(self, *args, **kwargs):
         job_id = self.request.id

@@ -160,6 +160,9 @@ def test_retries_are_counted_in_attempts(make_worker, settings, signal_log):
     assert result.attempts == 3 and len(result.worker_ids) == 3
     assert [e.exception_class for e in result.errors] == [RuntimeError, RuntimeError]
     assert "attempt 1 failed on purpose" in result.errors[0].traceback
+    assert Job.objects.get(id=result.id).events.filter(kind="retry_scheduled").first().data["error"] == (
+        "RuntimeError: attempt 1 failed on purpose"  # as every job's error reads: builtins by name
+    )
     assert "attempt 2 failed on purpose" in result.errors[1].traceback
     assert result.started_at < result.last_attempted_at
     assert Job.objects.get(id=result.id).attempts == 2  # taskhub counts retries
@@ -224,6 +227,10 @@ def test_queue_names_are_taskhub_queues(worker, settings):
     assert result.task.queue_name == "low_priority" and result.task.priority == 90
     with pytest.raises(InvalidTask, match="maintenance"):
         standard_tasks.add.using(queue_name="maintenance")
+    settings.TASKS = {"default": {**settings.TASKS["default"], "QUEUES": []}}  # none listed: taskhub's
+    assert standard_tasks.add.get_backend().queues == {"default", "high_priority", "low_priority"}
+    with pytest.raises(InvalidTask, match="emails"):
+        standard_tasks.add.using(queue_name="emails")
     settings.TASKS = {"default": {**settings.TASKS["default"], "QUEUES": ["default", "emails"]}}
     with pytest.raises(standard_api.InvalidTaskBackend, match="emails"):
         standard_tasks.add.get_backend()
