@@ -115,8 +115,8 @@ def _in_installed_app(module: str) -> bool:
 
 def standard_task(path: Any) -> Task:
     """The task a job names by import path: a module-level function decorated with ``@task`` for a
-    taskhub backend, in a module of an installed app. Anything else raises TaskRefused, and is
-    neither called nor imported (a module outside the installed apps is never imported)."""
+    taskhub backend, in a module of an installed app. Anything else raises TaskRefused and is never
+    called; a module outside the installed apps is not even imported."""
     if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise TaskRefused(f"{path!r} is not an import path.")
     module_name, _, name = path.rpartition(".")
