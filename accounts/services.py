@@ -87,3 +87,19 @@ def user_logout(*, refresh: str) -> None:
         RefreshToken(refresh).blacklist()
     except TokenError as exc:
         raise ApplicationError(f"refresh: {exc}", code="token_not_valid", status_code=401) from exc
+
+
+def user_service_account(*, username: str) -> User:
+    """The account that owns work done on no person's behalf (e.g. ``django.tasks`` jobs), created
+    on first use: active, not staff, without a usable password (it never logs in)."""
+    user = User.objects.filter(username=username).first()
+    if user is not None:
+        return user
+    user = User(username=username, email=f"{username}@service.invalid")
+    user.set_unusable_password()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:  # created concurrently by another process
+        return User.objects.get(username=username)
+    return user

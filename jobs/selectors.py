@@ -12,7 +12,7 @@ from django_celery_beat.models import PeriodicTask
 from accounts.models import User
 from taskhub.errors import NotFound
 
-from .models import Job, JobEvent
+from .models import Job, JobEvent, JobEventKind
 
 
 def job_list(*, user: User) -> QuerySet[Job]:
@@ -100,3 +100,19 @@ def job_live_rows(*, user: User, job_ids: Iterable[uuid.UUID]) -> list[dict[str,
     (``error_head``), which the message quotes. Unknown ids and other users' jobs are absent."""
     jobs = job_list(user=user).filter(id__in=list(job_ids)).annotate(error_head=Left("error", 200))
     return list(jobs.values(*JOB_LIVE_ROW_FIELDS, "error_head"))
+
+
+# The timeline lines a django.tasks result is made of: attempts started, cancels, and failures.
+STANDARD_HISTORY_KINDS = (
+    JobEventKind.STARTED,
+    JobEventKind.FAILED,
+    JobEventKind.RETRY_SCHEDULED,
+    JobEventKind.REQUEUED,
+    JobEventKind.CANCEL_REQUESTED,
+    JobEventKind.REVOKED,
+)
+
+
+def job_standard_history(*, job_id) -> QuerySet[JobEvent]:
+    """A job's starts, cancels and failures in order (``django.tasks`` results: worker_ids, errors)."""
+    return JobEvent.objects.filter(job_id=job_id, kind__in=STANDARD_HISTORY_KINDS).order_by("at", "id")

@@ -327,6 +327,22 @@ JOB_QUOTA_PER_MINUTE = env.int("JOB_QUOTA_PER_MINUTE", default=1000)
 JOB_QUOTA_EXEMPT_STAFF = env.bool("JOB_QUOTA_EXEMPT_STAFF", default=True)
 JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
 
+# Django's standard task API (django.tasks; on Django 5.2 the django-tasks backport): @task
+# functions run as tracked jobs (jobs/tasks/django_backend.py, README "Using Django's task API").
+# QUEUES: the queue_name values tasks may use (taskhub's queues); OWNER: the service account
+# (created on first use) owning jobs enqueued outside `owned_by(user)`; MAX_RETRIES: automatic retries.
+# https://docs.djangoproject.com/en/6.0/topics/tasks/
+TASKS = {
+    "default": {
+        "BACKEND": "jobs.tasks.django_backend.TaskhubBackend",
+        "QUEUES": ["default", "high_priority", "low_priority"],
+        "OPTIONS": {
+            "OWNER": env.str("TASKS_OWNER", default="django-tasks"),
+            "MAX_RETRIES": env.int("TASKS_MAX_RETRIES", default=0),
+        },
+    }
+}
+
 # --- Live progress (server-sent event streams, jobs/live.py, jobs/streaming.py) -----------------
 # The worker-side services publish each committed change on Redis pub/sub. Unset: the broker when
 # it is Redis, else CACHE_URL when that is Redis, else nothing (the embedded default: streams poll

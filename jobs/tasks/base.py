@@ -222,7 +222,7 @@ class JobTask(Task):
             error = (
                 f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
                 if soft_limit
-                else f"{type(exc).__name__}: {exc}"
+                else self.error_message(exc)
             )
             retried = self._record(
                 job_fail,
@@ -244,6 +244,10 @@ class JobTask(Task):
             return result
         finally:
             self.request.job_run = None
+
+    def error_message(self, exc: BaseException) -> str:
+        """The job's error for an exception the task raised (its traceback is stored beside it)."""
+        return f"{type(exc).__name__}: {exc}"
 
     def _record(self, service, run: JobRun, **kwargs):
         """Record this attempt's outcome; if the row moved on meanwhile (revoked by the watchdog,
