@@ -26,7 +26,7 @@ def job_dispatch(*, jobs: Iterable[Job]) -> list:
     whose queue is paused stays unsent until the queue is resumed (``jobs.services.queues``).
     """
     jobs, sent, now = list(jobs), [], timezone.now()  # now: also the dispatch time recorded below
-    paused = paused_queues({job.queue for job in jobs}) if jobs else set()
+    paused = paused_queues({job.queue for job in jobs}, fresh=False) if jobs else set()
     for job in jobs:
         if job.queue in paused:
             continue  # held: resuming the queue sends it

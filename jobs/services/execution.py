@@ -7,6 +7,7 @@ instead of writing over the next attempt.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from datetime import timedelta
 from typing import Any
@@ -23,9 +24,10 @@ from ..live import job_changed
 from ..models import Job, JobEventKind, JobStatus
 from ._json import json_storable
 from ._transitions import attempt_label, conflict, event, finish_running, requeue_running, transition, worker_label
-from .gates import Limit, limits_for, queue_paused, rate_limit_claim, rate_limit_defer
+from .gates import Limit, any_limits, limits_for, queue_not_paused, queue_paused, rate_limit_claim, rate_limit_defer
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+NOT_PAUSED = queue_not_paused()
 
 
 class RunState(enum.Enum):
@@ -79,15 +81,16 @@ class _NoSlot(Exception):
 def _start(job_id, worker: str, fence: Q) -> dict[str, Any] | None:
     """The start's conditional UPDATE, refused when the job is not due or its queue is paused, then
     a slot of each rate limit it starts under, in the same transaction (rolled back if one has none:
-    ``_NoSlot``)."""
+    ``_NoSlot``). Without any rate limit set, the UPDATE and the event are all there is."""
     # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
     changes = {"status": RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": worker, "finished_at": None}
     due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + EARLY_DELIVERY)
-    with transaction.atomic():
+    limited = any_limits()
+    with transaction.atomic() if limited else contextlib.nullcontext():
         started = transition(
             job_id,
             sources=[PENDING],
-            where=due & fence & ~queue_paused(),
+            where=due & fence & Q(NOT_PAUSED),
             returning=("attempts", "queue", "celery_task_name", "started_at", "heartbeat_at"),
             changes=changes,
             event=event(
@@ -99,7 +102,7 @@ def _start(job_id, worker: str, fence: Q) -> dict[str, Any] | None:
                 at=timezone.now(),
             ),
         )
-        if started:
+        if started and limited:
             for limit in limits_for(queue=started["queue"], task=started["celery_task_name"]):
                 if not rate_limit_claim(limit, at=started["started_at"]):
                     raise _NoSlot(limit)

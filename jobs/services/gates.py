@@ -3,10 +3,10 @@
 Operators change them through ``jobs.services.queues``; this module only reads and enforces them,
 so that dispatch, the start and the sweep can use it without importing the operators' services.
 
-- A pause is read with the statement that needs it: ``job_dispatch`` and the sweep ask which of
-  their queues are paused (one query on a table of a few rows), and the start's own conditional
-  UPDATE refuses a job whose queue is paused (``queue_paused``, a NOT EXISTS in its WHERE).
-  Nothing starts once a pause has committed.
+- A pause is read with the statement that needs it: the start's own conditional UPDATE refuses a
+  job whose queue is paused (``queue_paused``, a NOT EXISTS in its WHERE), so nothing starts once
+  a pause has committed; the sweep asks which queues are paused. ``job_dispatch`` (every create)
+  asks only when the per-process cache says some queue is paused.
 - Rate limits are cached per process for ``CACHE_SECONDS``: with no limit set, a start costs a
   dictionary lookup. A limit set (or changed) applies everywhere within that time.
 - A start under a limit takes one of the limit's ``limit`` slot rows, one last used ``period``
@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connections, transaction
-from django.db.models import Exists, Min, OuterRef, Subquery
+from django.db.models import BooleanField, Exists, Min, OuterRef, Subquery
+from django.db.models.expressions import RawSQL
 
-from ..models import QueueControl, RateLimit, RateLimitScope, RateLimitSlot
+from ..models import Job, QueueControl, RateLimit, RateLimitScope, RateLimitSlot
 
 CACHE_SECONDS = 1.0
 
@@ -36,8 +37,23 @@ def queue_paused(queue=None) -> Exists:
     return Exists(QueueControl.objects.filter(name=OuterRef("queue") if queue is None else queue, paused=True))
 
 
-def paused_queues(queues: Iterable[str] | None = None) -> set[str]:
-    """The paused queues among ``queues`` (all of them by default): one query, never cached."""
+def queue_not_paused() -> RawSQL:
+    """For the start's UPDATE of ``jobs_job``: true unless the job's queue is paused. ``~queue_paused()``
+    as SQL written once: compiling Django's correlated subquery at every start cost more than running it."""
+    job, control = Job._meta.db_table, QueueControl._meta.db_table
+    sql = f'NOT EXISTS (SELECT 1 FROM "{control}" WHERE "{control}"."name" = "{job}"."queue" AND "{control}"."paused")'
+    return RawSQL(sql, (), output_field=BooleanField())
+
+
+def paused_queues(queues: Iterable[str] | None = None, *, fresh: bool = True) -> set[str]:
+    """The paused queues among ``queues`` (all of them by default): one query.
+
+    ``fresh=False`` (``job_dispatch``, on every create) trusts the per-process cache when it says
+    that nothing is paused, and queries only otherwise: sending a job of a queue paused in the last
+    second only costs a delivery (the start holds it), while believing a resumed queue still paused
+    would leave its new jobs to the sweeper."""
+    if not fresh and not _cache.get().paused:
+        return set()
     paused = QueueControl.objects.filter(paused=True)
     if queues is not None:
         paused = paused.filter(name__in=list(queues))
@@ -56,34 +72,48 @@ class Limit:
         return f"{self.scope} {self.name}: {self.limit} per {self.period}s"
 
 
-class _LimitCache:
-    """Every rate limit, read at most once per CACHE_SECONDS per process (there are few)."""
+@dataclass(frozen=True)
+class _Controls:
+    limits: dict[tuple[str, str], Limit]
+    paused: frozenset[str]
+
+
+class _ControlCache:
+    """Every rate limit and the paused queues, read at most once per CACHE_SECONDS per process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded_at = float("-inf")
-        self._limits: dict[tuple[str, str], Limit] = {}
+        self._controls = _Controls({}, frozenset())
 
-    def get(self) -> dict[tuple[str, str], Limit]:
+    def get(self) -> _Controls:
         if time.monotonic() - self._loaded_at < CACHE_SECONDS:
-            return self._limits
+            return self._controls
         with self._lock:
             if time.monotonic() - self._loaded_at >= CACHE_SECONDS:
                 rows = RateLimit.objects.values_list("id", "scope", "name", "limit", "period")
-                self._limits = {(scope, name): Limit(pk, scope, name, n, p) for pk, scope, name, n, p in rows}
+                paused = QueueControl.objects.filter(paused=True).values_list("name", flat=True)
+                self._controls = _Controls(
+                    {(scope, name): Limit(pk, scope, name, n, p) for pk, scope, name, n, p in rows}, frozenset(paused)
+                )
                 self._loaded_at = time.monotonic()
-        return self._limits
+        return self._controls
 
     def forget(self) -> None:
         self._loaded_at = float("-inf")
 
 
-_cache = _LimitCache()
+_cache = _ControlCache()
+
+
+def any_limits() -> bool:
+    """Whether any rate limit is set (from the cache): without one, a start needs no slot at all."""
+    return bool(_cache.get().limits)
 
 
 def limits_for(*, queue: str, task: str) -> list[Limit]:
     """The rate limits a job of this queue and task starts under (queue first), from the cache."""
-    limits = _cache.get()
+    limits = _cache.get().limits
     if not limits:
         return []
     found = (limits.get((RateLimitScope.QUEUE, queue)), limits.get((RateLimitScope.TASK, task)))
@@ -91,7 +121,7 @@ def limits_for(*, queue: str, task: str) -> list[Limit]:
 
 
 def forget_limits() -> None:
-    """Read the limits again at the next start (this process changed one)."""
+    """Read the limits and pauses again at their next use (this process changed one)."""
     _cache.forget()
 
 

@@ -117,6 +117,7 @@ def queue_pause(*, queue: str, by: User | None, source: str, reason: str = "") -
                 after={"paused": True},
                 reason=reason,
             )
+    forget_limits()
     return bool(changed)
 
 
@@ -139,6 +140,7 @@ def queue_resume(*, queue: str, by: User | None, source: str, reason: str = "") 
                 after={"paused": False},
                 reason=reason,
             )
+    forget_limits()
     if not changed:
         return None
     sent = 0
