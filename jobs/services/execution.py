@@ -58,9 +58,15 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
     fence = Q() if attempts is None else Q(attempts=attempts)
     try:
         started = _start(job_id, worker, fence)
-        if not started and _hold(job_id, fence):
-            return None
-        if not started:  # its queue may have been resumed between the two: once more
+        if not started:
+            # Why not: one read. A job no longer pending (or of another attempt) is simply skipped.
+            row = Job.objects.filter(fence, id=job_id).values("status", paused=queue_paused()).first()
+            if row is None or row["status"] != PENDING:
+                return None
+            if row["paused"]:
+                _hold(job_id, fence)
+                return None
+            # Not due yet, or its queue was resumed between the two: once more, then skipped.
             started = _start(job_id, worker, fence)
     except _NoSlot as refused:
         _defer(job_id, fence, refused.limit)
