@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from . import stream_views, views, views_metrics, views_schedules
+from . import stream_views, views, views_metrics, views_queues, views_schedules
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -17,6 +17,9 @@ router.register("jobs", views.JobViewSet, basename="job")
 router.register("tasks", views.JobViewSet, basename="task")
 router.register("task-catalog", views.TaskCatalogViewSet, basename="task-catalog")
 router.register("schedules", views_schedules.ScheduleViewSet, basename="schedule")
+router.register("queues", views_queues.QueueViewSet, basename="queue")
+router.register("rate-limits", views_queues.RateLimitViewSet, basename="rate-limit")
+router.register("queue-changes", views_queues.QueueChangeViewSet, basename="queue-change")
 
 # Live progress streams (server-sent events), before the router so that jobs/stream/ is not a job id.
 stream_urls = [

@@ -12,6 +12,8 @@
 - ``filters``: search by a complete job id, the queue and task list filters.
 - ``pagination``: the job list's paginator (the row estimate of a large table).
 - ``events``: ``JobEventAdmin``, every job's timeline in one list.
+- ``queues``: queue control: pause and resume queues, rate limits of queues and tasks, and the
+  audit trail of every change.
 - ``schedules``: django-celery-beat's periodic tasks as job schedules (catalog tasks only, an
   owner and a job priority, the recent jobs).
 """
@@ -19,7 +21,7 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy
 
-from . import events, jobs, schedules  # noqa: F401  (importing them registers the admins)
+from . import events, jobs, queues, schedules  # noqa: F401  (importing them registers the admins)
 
 admin.site.site_header = gettext_lazy("taskhub administration")
 admin.site.site_title = gettext_lazy("taskhub admin")

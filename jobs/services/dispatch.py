@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from ..catalog import catalog
 from ..models import Job
+from .gates import paused_queues
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +22,14 @@ logger = logging.getLogger(__name__)
 def job_dispatch(*, jobs: Iterable[Job]) -> list:
     """Publish each job's message; mark the ones the broker took. Never raises for a broker outage.
 
-    Returns the ids sent. A job due later than the next sweep is left for the sweeper.
+    Returns the ids sent. A job due later than the next sweep is left for the sweeper, and a job
+    whose queue is paused stays unsent until the queue is resumed (``jobs.services.queues``).
     """
     jobs, sent, now = list(jobs), [], timezone.now()  # now: also the dispatch time recorded below
+    paused = paused_queues({job.queue for job in jobs}, fresh=False) if jobs else set()
     for job in jobs:
+        if job.queue in paused:
+            continue  # held: resuming the queue sends it
         if job.run_at and job.run_at > now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL):
             continue  # far in the future: the sweeper sends it when it is due
         if job.celery_task_name not in catalog:

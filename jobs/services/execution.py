@@ -7,10 +7,12 @@ instead of writing over the next attempt.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -22,8 +24,10 @@ from ..live import job_changed
 from ..models import Job, JobEventKind, JobStatus
 from ._json import json_storable
 from ._transitions import attempt_label, conflict, event, finish_running, requeue_running, transition, worker_label
+from .gates import Limit, any_limits, limits_for, queue_not_paused, queue_paused, rate_limit_claim, rate_limit_defer
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+NOT_PAUSED = queue_not_paused()
 
 
 class RunState(enum.Enum):
@@ -44,34 +48,112 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
     before the job's ``run_at`` (a duplicate of a retry still waiting for its backoff). A refused
     early delivery loses nothing: the sweeper sends a due job whose message is gone.
 
+    Queue control (``gates``) may refuse it too, and then the job waits without a message, to be
+    sent again: its queue is paused (it is held, ``dispatched_at`` empty, until the queue is
+    resumed), or a rate limit has no free slot (it is deferred to when one frees, ``run_at``).
+
     The job comes back with the fields a run needs (``attempts``, from the UPDATE itself); the others
     are deferred: read from the database on first access.
     """
-    now = timezone.now()
+    fence = Q() if attempts is None else Q(attempts=attempts)
+    try:
+        started = _start(job_id, worker, fence)
+        if not started:
+            # Why not: one read. A job no longer pending (or of another attempt) is simply skipped.
+            row = Job.objects.filter(fence, id=job_id).values("status", paused=queue_paused()).first()
+            if row is None or row["status"] != PENDING:
+                return None
+            if row["paused"]:
+                _hold(job_id, fence)
+                return None
+            # Not due yet, or its queue was resumed between the two: once more, then skipped.
+            started = _start(job_id, worker, fence)
+    except _NoSlot as refused:
+        _defer(job_id, fence, refused.limit)
+        return None
+    if not started:
+        return None
+    known = {"id": Job._meta.pk.to_python(job_id), "status": RUNNING, "worker": worker, "finished_at": None, **started}
+    names = [field.attname for field in Job._meta.concrete_fields if field.attname in known]  # in model order
+    return Job.from_db(Job.objects.db, names, [known[name] for name in names])
+
+
+class _NoSlot(Exception):
+    def __init__(self, limit: Limit):
+        super().__init__(str(limit))
+        self.limit = limit
+
+
+def _start(job_id, worker: str, fence: Q) -> dict[str, Any] | None:
+    """The start's conditional UPDATE, refused when the job is not due or its queue is paused, then
+    a slot of each rate limit it starts under, in the same transaction (rolled back if one has none:
+    ``_NoSlot``). Without any rate limit set, the UPDATE and the event are all there is."""
     # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
     changes = {"status": RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": worker, "finished_at": None}
     due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + EARLY_DELIVERY)
-    started = transition(
+    limited = any_limits()
+    with transaction.atomic() if limited else contextlib.nullcontext():
+        started = transition(
+            job_id,
+            sources=[PENDING],
+            where=due & fence & Q(NOT_PAUSED),
+            returning=("attempts", "queue", "celery_task_name", "started_at", "heartbeat_at"),
+            changes=changes,
+            event=event(
+                job_id,
+                JobEventKind.STARTED,
+                from_status=PENDING,
+                to_status=RUNNING,
+                actor_label=worker_label(worker),
+                at=timezone.now(),
+            ),
+        )
+        if started and limited:
+            for limit in limits_for(queue=started["queue"], task=started["celery_task_name"]):
+                if not rate_limit_claim(limit, at=started["started_at"]):
+                    raise _NoSlot(limit)
+    return started or None
+
+
+def _hold(job_id, fence: Q) -> bool:
+    """A sent job whose queue is paused waits unsent (``dispatched_at`` empty): resuming the queue
+    sends it. True when held (a duplicate of a held job's message finds it unsent: not held twice)."""
+    return transition(
         job_id,
         sources=[PENDING],
-        where=due if attempts is None else due & Q(attempts=attempts),
-        returning=("attempts",),
-        changes=changes,
+        where=fence & Q(dispatched_at__isnull=False) & queue_paused(),
+        changes={"dispatched_at": None},
         event=event(
             job_id,
-            JobEventKind.STARTED,
-            from_status=PENDING,
-            to_status=RUNNING,
-            actor_label=worker_label(worker),
-            at=now,
+            JobEventKind.HELD,
+            actor_label="worker",
+            message="Held: its queue is paused. It is sent again when the queue is resumed.",
         ),
     )
-    if not started:
-        return None
-    plain = {name: value for name, value in changes.items() if not hasattr(value, "resolve_expression")}
-    known = {"id": Job._meta.pk.to_python(job_id), **plain, **started}
-    names = [field.attname for field in Job._meta.concrete_fields if field.attname in known]  # in model order
-    return Job.from_db(Job.objects.db, names, [known[name] for name in names])
+
+
+def _defer(job_id, fence: Q, limit: Limit) -> bool:
+    """pending, due later: the job waits for a slot of ``limit``, unsent until then (the sweeper, or
+    a countdown when it is due soon, sends it). True when deferred; False when the job moved on or
+    the limit is gone (then it is sent again at once)."""
+    with transaction.atomic():
+        until = rate_limit_defer(limit)
+        return transition(
+            job_id,
+            sources=[PENDING],
+            where=fence,
+            send=True,
+            changes={"run_at": until or timezone.now(), "dispatched_at": None},
+            event=event(
+                job_id,
+                JobEventKind.RATE_LIMITED,
+                actor_label="worker",
+                message=f"Rate limit {limit} reached: deferred to {until:%Y-%m-%d %H:%M:%S}."
+                if until
+                else f"Rate limit {limit} was removed: sent again.",
+                data={"scope": limit.scope, "name": limit.name, "limit": limit.limit, "period": limit.period},
+            ),
+        )
 
 
 def _run_state(job_id, attempts: int | None) -> tuple[RunState, float | None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from ..catalog import catalog
 from ..models import Job, JobEvent, JobEventKind, JobStatus
 from ._transitions import attempt_label, event, finish_running, requeue_running, transition
 from .dispatch import broker_queue_sizes, job_dispatch
+from .gates import paused_queues
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 SWEEPER = "sweeper"
@@ -46,42 +48,55 @@ def job_sweep(*, batch_size: int = 500) -> SweepReport:
     return report
 
 
-def job_dispatch_due(*, batch_size: int = 500) -> int:
+def job_dispatch_due(*, batch_size: int = 500, queues: Iterable[str] | None = None, resumed: bool = False) -> int:
     """Send pending jobs that are due and were never sent, or whose message was lost. Returns how many.
 
     A message is lost when Redis restarted without persistence (or a queue was purged): the job
     was sent, has been due for JOB_LOST_AFTER, nobody started it, and its queue is empty. A job
     waiting in a backlog (its queue holds messages) is left alone, however long it waits.
     A duplicate is harmless: only one delivery can move the row from pending to running.
+
+    Paused queues are left alone: their jobs are held, not lost. ``queues``: only these.
+    ``resumed``: they were just resumed; their unsent jobs go at once, however recent.
     """
     now = timezone.now()
+    paused = paused_queues(queues)
     ready = Q(run_at__isnull=True) | Q(run_at__lte=now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL))
     unsent = Q(dispatched_at__isnull=True) & (
         Q(run_at__isnull=False) | Q(created_at__lte=now - timedelta(seconds=settings.JOB_DISPATCH_AFTER))
     )
-    due = list(Job.objects.filter(ready & unsent, status=PENDING).order_by("created_at")[:batch_size])
-    due += _lost(now, batch_size - len(due)) if len(due) < batch_size else []
+    if resumed:
+        unsent = Q(dispatched_at__isnull=True)
+    pending = Job.objects.filter(status=PENDING).exclude(queue__in=paused)
+    if queues is not None:
+        pending = pending.filter(queue__in=list(queues))
+    due = list(pending.filter(ready & unsent).order_by("created_at")[:batch_size])
+    due += _lost(pending, now, batch_size - len(due)) if len(due) < batch_size and not resumed else []
     unrunnable = [job for job in due if job.celery_task_name not in catalog]
     for job in unrunnable:
         _fail_unregistered(job)
     sent = set(job_dispatch(jobs=[job for job in due if job.celery_task_name in catalog]))
     JobEvent.objects.bulk_create(
         [
-            event(
-                job.id,
-                JobEventKind.DISPATCHED_LATE,
-                actor_label=SWEEPER,
-                at=now,
-                message=f"Sent again: its message was lost (sent at {job.dispatched_at:%Y-%m-%d %H:%M:%S}, "
-                f"never started, and queue {job.queue} is empty)."
-                if job.dispatched_at
-                else "Sent by the sweeper (the broker was unreachable when it was created).",
-            )
+            event(job.id, JobEventKind.DISPATCHED_LATE, actor_label=SWEEPER, at=now, message=_sent_why(job, resumed))
             for job in due
             if job.id in sent
         ]
     )
     return len(sent)
+
+
+def _sent_why(job: Job, resumed: bool) -> str:
+    if resumed:
+        return f"Sent: queue {job.queue} was resumed."
+    if job.dispatched_at:
+        return (
+            f"Sent again: its message was lost (sent at {job.dispatched_at:%Y-%m-%d %H:%M:%S}, "
+            f"never started, and queue {job.queue} is empty)."
+        )
+    if job.run_at:
+        return f"Sent by the sweeper: due at {job.run_at:%Y-%m-%d %H:%M:%S}."
+    return "Sent by the sweeper (the broker was unreachable when it was created, or its queue was paused)."
 
 
 def _fail_unregistered(job: Job) -> None:
@@ -107,12 +122,11 @@ def _fail_unregistered(job: Job) -> None:
     )
 
 
-def _lost(now, limit: int) -> list[Job]:
-    """Sent jobs due for JOB_LOST_AFTER that nobody started, on queues that hold no message."""
+def _lost(pending, now, limit: int) -> list[Job]:
+    """Sent jobs due for JOB_LOST_AFTER that nobody started, on queues that hold no message (and
+    are not paused: ``pending`` leaves those out)."""
     since = now - timedelta(seconds=settings.JOB_LOST_AFTER)
-    overdue = Job.objects.filter(
-        Q(run_at__isnull=True) | Q(run_at__lte=since), status=PENDING, dispatched_at__lte=since
-    )
+    overdue = pending.filter(Q(run_at__isnull=True) | Q(run_at__lte=since), dispatched_at__lte=since)
     queues = set(overdue.values_list("queue", flat=True).distinct())
     sizes = broker_queue_sizes(queues) if queues else None
     if not sizes:

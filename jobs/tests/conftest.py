@@ -6,6 +6,7 @@ import pytest
 from celery.signals import after_task_publish
 
 from jobs.models import Job, JobEvent
+from jobs.services.gates import forget_limits
 
 
 @pytest.fixture
@@ -48,3 +49,11 @@ def nothing_written(published, django_capture_on_commit_callbacks):
         assert published == []
 
     return check
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate limits are cached per process for a second: a test never sees another test's."""
+    forget_limits()
+    yield
+    forget_limits()

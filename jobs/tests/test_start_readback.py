@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from jobs.models import Job, JobStatus
 from jobs.services.execution import job_start
+from jobs.services.gates import limits_for
 from jobs.tests.factories import kinds, make
 
 pytestmark = pytest.mark.django_db
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def test_start_returns_the_attempt_from_the_update_itself():
     job = make(attempts=2)
+    limits_for(queue=job.queue, task=job.celery_task_name)  # rate limits: a per-process cache, read once a second
     with CaptureQueriesContext(connection) as queries:
         started = job_start(job_id=str(job.id), worker="w:1")
     statements = [query["sql"] for query in queries.captured_queries if query["sql"].split()[0] != "SAVEPOINT"]

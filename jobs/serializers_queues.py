@@ -1,0 +1,130 @@
+"""Bodies of the queue control API (/api/v1/queues/, /api/v1/rate-limits/, /api/v1/queue-changes/)."""
+
+from rest_framework import serializers
+
+from taskhub.serializers import StrictFieldsMixin
+
+from .models import RATE_LIMIT_MAX, RATE_PERIOD_MAX, RateLimitScope
+from .services.queues import queue_check, task_check
+
+REASON = serializers.CharField(
+    max_length=500, required=False, allow_blank=True, default="", help_text="Why: kept in the audit trail."
+)
+
+
+def _flat(detail, prefix: str = "") -> dict:
+    """Nested errors under dotted names (``rate_limit.limit``), like every error of the API."""
+    if not isinstance(detail, dict):
+        return {prefix or "non_field_errors": detail}
+    flat = {}
+    for name, value in detail.items():
+        path = prefix if name == "non_field_errors" and prefix else (f"{prefix}.{name}" if prefix else name)
+        flat.update(_flat(value, path) if isinstance(value, dict) else {path: value})
+    return flat
+
+
+class RateValueSerializer(StrictFieldsMixin, serializers.Serializer):
+    limit = serializers.IntegerField(
+        min_value=1, max_value=RATE_LIMIT_MAX, help_text=f"Starts allowed per period, 1-{RATE_LIMIT_MAX}."
+    )
+    period = serializers.IntegerField(
+        min_value=1, max_value=RATE_PERIOD_MAX, help_text=f"The period in seconds, 1-{RATE_PERIOD_MAX}."
+    )
+
+
+class QueueSerializer(serializers.Serializer):
+    """A queue: whether it is paused, its rate limit, and its active jobs (every user's)."""
+
+    name = serializers.CharField(read_only=True)
+    paused = serializers.BooleanField(read_only=True)
+    paused_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    paused_by = serializers.CharField(read_only=True, allow_null=True, help_text="Username.")
+    reason = serializers.CharField(read_only=True, help_text="Why it was paused.")
+    rate_limit = RateValueSerializer(read_only=True, allow_null=True, help_text="At most limit starts per period.")
+    pending = serializers.IntegerField(read_only=True)
+    unsent = serializers.IntegerField(
+        read_only=True,
+        help_text="Pending jobs with no message in the broker: held by a pause, deferred by a rate limit, "
+        "or waiting for the sweeper.",
+    )
+    running = serializers.IntegerField(read_only=True)
+
+
+class QueueResumedSerializer(QueueSerializer):
+    sent = serializers.IntegerField(read_only=True, help_text="Held jobs sent at once by this resume.")
+
+
+class QueueActionSerializer(StrictFieldsMixin, serializers.Serializer):
+    """Optional body of pause and resume."""
+
+    reason = REASON
+
+
+class QueueUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
+    """PATCH a queue: set its rate limit, or clear it with null."""
+
+    read_only_names = ("name", "paused", "paused_at", "paused_by", "pending", "unsent", "running")
+
+    rate_limit = RateValueSerializer(allow_null=True, help_text="{limit, period}, or null to clear it.")
+    reason = REASON
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError(_flat(exc.detail)) from exc
+
+
+class RateLimitSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    scope = serializers.ChoiceField(choices=RateLimitScope.choices, read_only=True)
+    queue = serializers.SerializerMethodField(help_text="The queue limited, for a queue's limit.")
+    task = serializers.SerializerMethodField(help_text="The task limited (canonical name), for a task's limit.")
+    limit = serializers.IntegerField(read_only=True)
+    period = serializers.IntegerField(read_only=True, help_text="Seconds.")
+    updated_at = serializers.DateTimeField(read_only=True)
+    updated_by = serializers.CharField(source="updated_by.username", read_only=True, allow_null=True, default=None)
+
+    def get_queue(self, limit) -> str | None:
+        return limit.name if limit.scope == RateLimitScope.QUEUE else None
+
+    def get_task(self, limit) -> str | None:
+        return limit.name if limit.scope == RateLimitScope.TASK else None
+
+
+class RateLimitWriteSerializer(RateValueSerializer):
+    """Set the rate limit of one queue or one task (replacing the one it has)."""
+
+    read_only_names = ("id", "scope", "updated_at", "updated_by")
+
+    queue = serializers.CharField(required=False, help_text="A queue; give this or task.")
+    task = serializers.CharField(required=False, help_text="A task name or alias from the catalog; or queue.")
+    reason = REASON
+
+    def validate_queue(self, value: str) -> str:
+        return queue_check(value)
+
+    def validate_task(self, value: str) -> str:
+        return task_check(value)
+
+    def validate(self, attrs):
+        if ("queue" in attrs) == ("task" in attrs):
+            message = "Give exactly one of queue and task."
+            raise serializers.ValidationError({"queue": [message], "task": [message]})
+        return attrs
+
+
+class QueueChangeSerializer(serializers.Serializer):
+    """One line of the audit trail."""
+
+    id = serializers.IntegerField(read_only=True)
+    at = serializers.DateTimeField(read_only=True)
+    actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True, default=None)
+    actor_label = serializers.CharField(read_only=True)
+    source = serializers.CharField(read_only=True, help_text="api, admin or command.")
+    action = serializers.CharField(read_only=True, help_text="paused, resumed, limit_set or limit_cleared.")
+    scope = serializers.CharField(read_only=True, help_text="queue or task.")
+    name = serializers.CharField(read_only=True)
+    before = serializers.JSONField(read_only=True, allow_null=True)
+    after = serializers.JSONField(read_only=True, allow_null=True)
+    reason = serializers.CharField(read_only=True)

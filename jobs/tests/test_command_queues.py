@@ -1,0 +1,59 @@
+"""manage.py queues: list, pause, resume, limit, unlimit; exit status 2 on bad input, nothing changed."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from accounts.tests.factories import UserFactory
+from jobs.models import QueueControl, QueueControlChange, RateLimit
+from jobs.tests.factories import make
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command("queues", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_pause_resume_limit_unlimit_and_list():
+    UserFactory(username="ops")
+    make(), make("running")
+    assert run("pause", "default", "--user", "ops", "--reason", "incident") == "Paused default.\n"
+    assert run("pause", "default") == "default was paused already.\n"
+    assert run("limit", "default", "5/10") == "Rate limit of queue default: 5 per 10s.\n"
+    assert "jobs.tasks.common_tasks.long_running_task: 2 per 60s" in run("limit", "long_running_task", "2/60", "--task")
+    listing = run("list")
+    assert "default         paused    5/10s                   1        1        1" in listing
+    assert "task jobs.tasks.common_tasks.long_running_task: 2 per 60s" in listing
+    assert run("resume", "default") == "Resumed default: sent 1 held jobs.\n"
+    assert run("unlimit", "default") == "Cleared the rate limit of default.\n"
+    assert run("unlimit", "default") == "default had no rate limit.\n"
+    changes = list(QueueControlChange.objects.order_by("id").values_list("action", "source", "actor_label", "reason"))
+    assert changes[0] == ("paused", "command", "user ops", "incident")
+    assert [c[0] for c in changes] == ["paused", "limit_set", "limit_set", "resumed", "limit_cleared"]
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["pause", "nope"], "'nope' is not a queue"),
+        (["limit", "default", "0/10"], "limit: must be a whole number from 1"),
+        (["limit", "default", "--", "-5/10"], "limit: must be a whole number from 1"),
+        (["limit", "default", "5/0"], "period: must be a whole number from 1"),
+        (["limit", "default", "five"], "rate: expected N/PERIOD"),
+        (["limit", "nope", "5/10", "--task"], "'nope' is not a registered task"),
+        (["pause"], "pause: name the queue"),
+        (["pause", "default", "--user", "ghost"], "--user: no active user 'ghost'"),
+        (["resume", "long_running_task", "--task"], "--task: only limit and unlimit"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_problem_and_changes_nothing(args, words):
+    with pytest.raises(CommandError) as refused:
+        run(*args)
+    assert refused.value.returncode == 2 and words in str(refused.value)
+    assert not QueueControl.objects.filter(paused=True).exists()
+    assert not RateLimit.objects.exists() and not QueueControlChange.objects.exists()

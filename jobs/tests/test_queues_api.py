@@ -1,0 +1,253 @@
+"""The queue control API: /api/v1/queues/, /api/v1/rate-limits/, /api/v1/queue-changes/."""
+
+from contextlib import contextmanager
+
+import pytest
+from django.contrib.auth.models import Permission
+from rest_framework.test import APIClient
+
+from accounts.tests.factories import UserFactory
+from conftest import assert_error
+from jobs.models import QueueControl, QueueControlChange, RateLimit, RateLimitSlot
+from jobs.tests.factories import LONG_RUNNING_TASK, make, snapshot
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def controller(db):
+    """A staff member allowed to steer queues (the jobs.change_queuecontrol permission)."""
+    user = UserFactory(is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="change_queuecontrol", content_type__app_label="jobs"))
+    return user
+
+
+@pytest.fixture
+def controller_client(controller) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user=controller)
+    return client
+
+
+@pytest.fixture
+def nothing_changed():
+    """``with nothing_changed(): ...``: no pause, no rate limit, no audit line was written."""
+
+    @contextmanager
+    def check():
+        def state():
+            return (
+                list(QueueControl.objects.values_list("name", "paused")),
+                list(RateLimit.objects.values_list("scope", "name", "limit", "period")),
+                RateLimitSlot.objects.count(),
+                QueueControlChange.objects.count(),
+            )
+
+        before = state()
+        yield
+        assert state() == before
+
+    return check
+
+
+def queue(client, name="default") -> dict:
+    response = client.get(f"/api/v1/queues/{name}/")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+# --- who may -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/queues/", "/api/v1/queues/default/", "/api/v1/rate-limits/", "/api/v1/queue-changes/"]
+)
+def test_users_who_are_not_staff_get_a_403_and_anonymous_a_401(user_client, api_client, path):
+    assert_error(user_client.get(path), 403, "permission_denied")
+    assert_error(api_client.get(path), 401, "not_authenticated")
+
+
+def test_staff_read_but_changing_needs_the_queue_control_permission(staff_client, nothing_changed):
+    assert [q["name"] for q in staff_client.get("/api/v1/queues/").json()] == [
+        "high_priority",
+        "default",
+        "low_priority",
+    ]
+    with nothing_changed():
+        body = assert_error(staff_client.post("/api/v1/queues/default/pause/"), 403, "permission_denied")
+        assert "jobs.change_queuecontrol" in body["message"]
+        assert_error(staff_client.patch("/api/v1/queues/default/", {"rate_limit": {"limit": 1, "period": 1}}), 403)
+        assert_error(staff_client.post("/api/v1/rate-limits/", {"queue": "default", "limit": 1, "period": 1}), 403)
+
+
+def test_non_staff_cannot_pause_even_with_the_permission(nothing_changed):
+    user = UserFactory()
+    user.user_permissions.add(Permission.objects.get(codename="change_queuecontrol"))
+    client = APIClient()
+    client.force_authenticate(user=user)
+    with nothing_changed():
+        assert_error(client.post("/api/v1/queues/default/pause/"), 403, "permission_denied")
+
+
+# --- queues --------------------------------------------------------------------------------------
+
+
+def test_list_shows_pause_limit_and_counts_of_every_users_jobs(controller_client):
+    make(), make(dispatched_at="2026-01-01T00:00:00Z"), make("running"), make("succeeded"), make(priority="low")
+    queues = {q["name"]: q for q in controller_client.get("/api/v1/queues/").json()}
+    assert queues["default"] == {
+        "name": "default",
+        "paused": False,
+        "paused_at": None,
+        "paused_by": None,
+        "reason": "",
+        "rate_limit": None,
+        "pending": 2,
+        "unsent": 1,
+        "running": 1,
+    }
+    assert (queues["low_priority"]["pending"], queues["high_priority"]["pending"]) == (1, 0)
+
+
+def test_pause_and_resume_are_recorded_with_who_when_and_where(controller, controller_client):
+    body = controller_client.post("/api/v1/queues/default/pause/", {"reason": "partner API down"}).json()
+    assert body["paused"] is True and body["paused_by"] == controller.username and body["reason"] == "partner API down"
+    assert body["paused_at"]
+    again = controller_client.post("/api/v1/queues/default/pause/")  # already paused: no change, no line
+    assert again.status_code == 200 and again.json()["paused"] is True
+    resumed = controller_client.post("/api/v1/queues/default/resume/").json()
+    assert resumed["paused"] is False and resumed["sent"] == 0 and resumed["paused_by"] is None
+    changes = controller_client.get("/api/v1/queue-changes/?queue=default").json()["results"]
+    assert [(c["action"], c["source"], c["actor"], c["scope"], c["name"]) for c in changes] == [
+        ("resumed", "api", controller.username, "queue", "default"),
+        ("paused", "api", controller.username, "queue", "default"),
+    ]
+    assert changes[1]["reason"] == "partner API down" and changes[1]["before"] == {"paused": False}
+    assert changes[1]["after"] == {"paused": True} and changes[1]["at"]
+
+
+def test_pausing_touches_no_running_job(controller_client):
+    running = make("running")
+    before = snapshot(running)
+    controller_client.post("/api/v1/queues/default/pause/")
+    assert snapshot(running) == before
+
+
+@pytest.mark.parametrize("method,suffix", [("get", ""), ("patch", ""), ("post", "pause/"), ("post", "resume/")])
+def test_an_unknown_queue_is_a_404_naming_it(controller_client, nothing_changed, method, suffix):
+    with nothing_changed():
+        body = None if method == "get" else {"rate_limit": None}
+        response = getattr(controller_client, method)(f"/api/v1/queues/nope/{suffix}", body, format="json")
+        error = assert_error(response, 404, "unknown_queue")
+    assert "nope" in error["message"] and "default" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"rate_limit": {"limit": -5, "period": 10}}, "rate_limit.limit"),
+        ({"rate_limit": {"limit": 0, "period": 10}}, "rate_limit.limit"),
+        ({"rate_limit": {"limit": 5, "period": 0}}, "rate_limit.period"),
+        ({"rate_limit": {"limit": 5, "period": -1}}, "rate_limit.period"),
+        ({"rate_limit": {"limit": 5}}, "rate_limit.period"),
+        ({"rate_limit": {"limit": "many", "period": 10}}, "rate_limit.limit"),
+        ({"rate_limit": {"limit": 10_001, "period": 10}}, "rate_limit.limit"),
+        ({"rate_limit": {"limit": 5, "period": 10, "burst": 2}}, "rate_limit.burst"),
+        ({"rate_limit": {"limit": 5, "period": 10}, "paused": True}, "paused"),
+        ({}, "rate_limit"),
+    ],
+)
+def test_a_bad_rate_limit_is_a_400_naming_the_field(controller_client, nothing_changed, body, field):
+    with nothing_changed():
+        response = controller_client.patch("/api/v1/queues/default/", body, format="json")
+        error = assert_error(response, 400, field=field)
+    assert error["message"].startswith(f"{field}:")
+
+
+def test_patch_sets_replaces_and_clears_a_queues_rate_limit(controller_client):
+    body = controller_client.patch("/api/v1/queues/default/", {"rate_limit": {"limit": 5, "period": 10}}).json()
+    assert body["rate_limit"] == {"limit": 5, "period": 10}
+    assert RateLimitSlot.objects.filter(rate_limit__name="default").count() == 5
+    body = controller_client.patch("/api/v1/queues/default/", {"rate_limit": {"limit": 3, "period": 60}}).json()
+    assert body["rate_limit"] == {"limit": 3, "period": 60}
+    assert RateLimitSlot.objects.filter(rate_limit__name="default").count() == 3
+    body = controller_client.patch("/api/v1/queues/default/", {"rate_limit": None}, format="json").json()
+    assert body["rate_limit"] is None and not RateLimit.objects.exists() and not RateLimitSlot.objects.exists()
+    changes = controller_client.get("/api/v1/queue-changes/").json()["results"]
+    assert [(c["action"], c["before"], c["after"]) for c in changes] == [
+        ("limit_cleared", {"limit": 3, "period": 60}, None),
+        ("limit_set", {"limit": 5, "period": 10}, {"limit": 3, "period": 60}),
+        ("limit_set", None, {"limit": 5, "period": 10}),
+    ]
+
+
+# --- rate limits ---------------------------------------------------------------------------------
+
+
+def test_rate_limits_of_queues_and_tasks(controller, controller_client):
+    created = controller_client.post("/api/v1/rate-limits/", {"task": "long_running_task", "limit": 2, "period": 30})
+    assert created.status_code == 201, created.content
+    limit = created.json()
+    assert limit["scope"] == "task" and limit["task"] == LONG_RUNNING_TASK and limit["queue"] is None
+    assert (limit["limit"], limit["period"], limit["updated_by"]) == (2, 30, controller.username)
+    replaced = controller_client.post("/api/v1/rate-limits/", {"task": LONG_RUNNING_TASK, "limit": 4, "period": 30})
+    assert replaced.status_code == 200 and replaced.json()["id"] == limit["id"] and replaced.json()["limit"] == 4
+    queue_limit = controller_client.post("/api/v1/rate-limits/", {"queue": "low_priority", "limit": 1, "period": 5})
+    assert queue_limit.status_code == 201 and queue_limit.json()["queue"] == "low_priority"
+    assert [(x["scope"], x["limit"]) for x in controller_client.get("/api/v1/rate-limits/").json()] == [
+        ("queue", 1),
+        ("task", 4),
+    ]
+    assert queue(controller_client, "low_priority")["rate_limit"] == {"limit": 1, "period": 5}
+    assert controller_client.delete(f"/api/v1/rate-limits/{limit['id']}/").status_code == 204
+    assert_error(controller_client.get(f"/api/v1/rate-limits/{limit['id']}/"), 404, "not_found")
+    task_changes = controller_client.get("/api/v1/queue-changes/?task=long_running_task").json()["results"]
+    assert [c["action"] for c in task_changes] == ["limit_cleared", "limit_set", "limit_set"]
+
+
+@pytest.mark.parametrize(
+    "body,field,code",
+    [
+        ({"queue": "nope", "limit": 5, "period": 10}, "queue", "unknown_queue"),
+        ({"task": "nope", "limit": 5, "period": 10}, "task", "unknown_task"),
+        ({"queue": "default", "limit": -5, "period": 10}, "limit", "invalid"),
+        ({"queue": "default", "limit": 5, "period": 0}, "period", "invalid"),
+        ({"queue": "default", "limit": 5, "period": 86_401}, "period", "invalid"),
+        ({"limit": 5, "period": 10}, "queue", "invalid"),
+        ({"queue": "default", "task": "long_running_task", "limit": 5, "period": 10}, "task", "invalid"),
+        ({"queue": "default", "limit": 5, "period": 10, "scope": "task"}, "scope", "invalid"),
+    ],
+)
+def test_a_bad_rate_limit_request_is_a_400_naming_the_field(controller_client, nothing_changed, body, field, code):
+    with nothing_changed():
+        assert_error(controller_client.post("/api/v1/rate-limits/", body, format="json"), 400, code, field=field)
+
+
+def test_an_unknown_rate_limit_is_a_404(controller_client, nothing_changed):
+    with nothing_changed():
+        assert_error(controller_client.delete("/api/v1/rate-limits/999/"), 404, "not_found")
+
+
+# --- the audit trail -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query,field,code",
+    [
+        ("queue=nope", "queue", "unknown_queue"),
+        ("task=nope", "task", "unknown_task"),
+        ("action=x", "action", "invalid"),
+    ],
+)
+def test_a_bad_audit_filter_is_a_400_naming_it(controller_client, query, field, code):
+    assert_error(controller_client.get(f"/api/v1/queue-changes/?{query}"), 400, code, field=field)
+
+
+def test_audit_filters(controller_client):
+    controller_client.post("/api/v1/queues/default/pause/")
+    controller_client.post("/api/v1/queues/low_priority/pause/")
+    controller_client.post("/api/v1/queues/low_priority/resume/")
+    assert len(controller_client.get("/api/v1/queue-changes/").json()["results"]) == 3
+    assert len(controller_client.get("/api/v1/queue-changes/?queue=low_priority").json()["results"]) == 2
+    paused = controller_client.get("/api/v1/queue-changes/?action=paused").json()["results"]
+    assert [c["name"] for c in paused] == ["low_priority", "default"]
