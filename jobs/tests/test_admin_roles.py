@@ -11,8 +11,17 @@ from jobs.models import Job, JobEventKind, JobStatus
 from jobs.tests.admin_support import *  # noqa: F403  (helpers and fixtures)
 from jobs.tests.admin_support import CHANGELIST, PROGRESS, change_url, client_for, make_job, member_of, run_action
 
-VIEWER_PERMISSIONS = {"jobs.view_job", "jobs.view_jobevent"}
-OPERATOR_PERMISSIONS = {"jobs.view_job", "jobs.add_job", "jobs.change_job", "jobs.delete_job", "jobs.view_jobevent"}
+QUEUE_VIEWING = {"jobs.view_queuecontrol", "jobs.view_ratelimit", "jobs.view_queuecontrolchange"}
+VIEWER_PERMISSIONS = {"jobs.view_job", "jobs.view_jobevent", *QUEUE_VIEWING}
+OPERATOR_PERMISSIONS = {
+    "jobs.view_job",
+    "jobs.add_job",
+    "jobs.change_job",
+    "jobs.delete_job",
+    "jobs.view_jobevent",
+    "jobs.change_queuecontrol",
+    *QUEUE_VIEWING,
+}
 
 
 def permissions_of(group: Group) -> set[str]:
@@ -27,7 +36,7 @@ def test_the_roles_migration_makes_the_groups_and_can_be_reversed(db):
     # As on a fresh database: the job permissions do not exist yet when the migration runs.
     Permission.objects.filter(content_type__app_label="jobs").delete()
     executor = MigrationExecutor(connection)
-    executor.migrate([("accounts", "0002_operator_roles")])
+    executor.migrate([("accounts", "0004_queue_control_roles")])
 
     assert permissions_of(Group.objects.get(name="viewer")) == VIEWER_PERMISSIONS
     assert permissions_of(Group.objects.get(name="operator")) == OPERATOR_PERMISSIONS
@@ -108,3 +117,16 @@ def test_role_members_reach_the_admin_index(roles, group):
     assert "/admin/jobs/job/" in html
     assert ("/admin/jobs/job/add/" in html) is (group == "operator")
     assert not LogEntry.objects.filter(action_flag=ADDITION).exists()
+
+
+def test_an_operator_pauses_and_resumes_a_queue_and_a_viewer_only_sees_it(roles):
+    from rest_framework.test import APIClient
+
+    clients = {}
+    for role in ("operator", "viewer"):
+        clients[role] = APIClient()
+        clients[role].force_authenticate(member_of(role))
+    assert clients["viewer"].get("/api/v1/queues/").status_code == 200
+    assert clients["viewer"].post("/api/v1/queues/default/pause/").status_code == 403
+    assert clients["operator"].post("/api/v1/queues/default/pause/").status_code == 200
+    assert clients["operator"].post("/api/v1/queues/default/resume/").status_code == 200
