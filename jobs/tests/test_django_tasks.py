@@ -321,3 +321,33 @@ def test_crafted_messages_are_refused_and_never_run(worker, tmp_path, user_clien
     )
     assert_error(response, 400, "invalid_arguments", "kwargs")
     assert Job.objects.count() == len(crafted)
+
+
+# -- the same rules as every job ---------------------------------------------------------------------
+
+
+def test_enqueue_obeys_the_owners_quota(db, user):
+    """Standard tasks go through the creation service: a user at their active-jobs quota is refused."""
+    from jobs.services._quotas import QuotaExceeded
+
+    user.max_active_jobs = 1
+    user.save()
+    with owned_by(user):
+        standard_tasks.add.enqueue(1, 2)
+        with pytest.raises(QuotaExceeded, match="at most 1 active"):
+            standard_tasks.add.enqueue(3, 4)
+    assert Job.objects.filter(owner=user).count() == 1
+
+
+def test_a_paused_queue_holds_standard_tasks_until_resumed(worker, staff_user):
+    from jobs.services.queues import queue_pause, queue_resume
+
+    queue_pause(queue="default", by=staff_user, source="api")
+    result = standard_tasks.add.enqueue(2, 3)
+    time.sleep(3)  # a worker is running: the job would have run by now
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+    assert Job.objects.get(id=result.id).dispatched_at is None
+
+    queue_resume(queue="default", by=staff_user, source="api")
+    assert finished(result).return_value == 5
