@@ -328,14 +328,15 @@ def test_crafted_messages_are_refused_and_never_run(worker, tmp_path, user_clien
 
 def test_enqueue_obeys_the_owners_quota(db, user):
     """Standard tasks go through the creation service: a user at their active-jobs quota is refused."""
-    from jobs.services._quotas import QuotaExceeded
+    from taskhub.errors import ApplicationError
 
     user.max_active_jobs = 1
     user.save()
     with owned_by(user):
         standard_tasks.add.enqueue(1, 2)
-        with pytest.raises(QuotaExceeded, match="at most 1 active"):
+        with pytest.raises(ApplicationError, match="at most 1 active") as refused:
             standard_tasks.add.enqueue(3, 4)
+    assert (refused.value.code, refused.value.status_code) == ("quota_active_jobs", 429)
     assert Job.objects.filter(owner=user).count() == 1
 
 
