@@ -114,7 +114,7 @@ def test_cancel_running_cooperative_job_stops_at_next_progress(worker, user_clie
 def test_cancel_non_cooperative_job_terminates_it_at_the_next_heartbeat(make_worker, user_client):
     """blocking_sleep is declared cancellable=False (it never calls progress): waiting out the
     grace period would only delay the stop, so the watchdog terminates it at once."""
-    worker = make_worker(env={"JOB_CANCEL_GRACE_SECONDS": "30"})  # the production default
+    worker = make_worker()  # the production grace period, 30 s
     job_id = create(user_client, "blocking_sleep", kwargs={"seconds": 60})
     wait_status(job_id, JobStatus.RUNNING, timeout=20)
     pool_before = set(worker.pool_pids())
