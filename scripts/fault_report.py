@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 HEADER = (
-    "| scenario | broker | jobs | run | lost | run twice | late sends | recovery (s) | note |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---|"
+    "| scenario | broker | jobs | run | lost | run twice | late sends | recovery (s) | bound (s) | note |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
 )
 
 
@@ -22,7 +22,7 @@ def main(folder: Path) -> None:
         twice = f"{r['twice']}" + (f" (≤ {r['twice_allowed']} allowed)" if r["twice_allowed"] else "")
         lines.append(
             f"| {r['scenario'].replace('_', ' ')} | {r['broker']} | {r['jobs']} | {r['run']} | {r['lost']} "
-            f"| {twice} | {r['late_sends']} | {r['recovery_s']:.1f} | {r['note']} |"
+            f"| {twice} | {r['late_sends']} | {r['recovery_s']:.1f} | {r['within']:g} | {r['note']} |"
         )
     commands = "\n".join(f"- `{r['command']}`" for r in sorted(records, key=lambda r: (r["scenario"], r["broker"])))
     report = "\n".join(lines) + "\n\nReproduce one row:\n\n" + commands + "\n"

@@ -277,6 +277,7 @@ class Outcome:
     unexplained: int  # a second start that no recovery re-queue or retry accounts for
     late_sends: int  # messages the sweeper sent again or late
     recovery_s: float  # from the fault to the last job in its final status
+    within: float  # the bound the scenario asserts on recovery_s
     note: str = ""
 
     @property
@@ -293,8 +294,10 @@ def outcome(
     timeout: float = 180,
     observer: Observer | None = None,
     note: str = "",
+    within: float,
 ) -> Outcome:
-    """Wait for the jobs to settle, then measure, record and print the scenario's figures."""
+    """Wait for the jobs to settle, then measure, record and print the scenario's figures; assert that
+    none is lost, none ran twice beyond ``twice_allowed``, and all settled ``within`` seconds of the fault."""
     rows = (observer or Observer()).settle(expected, timeout=timeout)
     finished = [row["finished_at"].timestamp() for row in rows.values() if row["finished_at"]]
     result = Outcome(
@@ -308,6 +311,7 @@ def outcome(
         unexplained=sum(1 for row in rows.values() if row["started"] > 1 + row["requeued"] + row["retried"]),
         late_sends=sum(row["late_sends"] for row in rows.values()),
         recovery_s=round(max(finished, default=fault_at) - fault_at, 1),
+        within=within,
         note=note,
     )
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
@@ -316,11 +320,12 @@ def outcome(
     print(
         f"\nFAULT {result.scenario}[{result.broker}]: jobs={result.jobs} run={result.run} lost={result.lost} "
         f"twice={result.twice} (allowed {result.twice_allowed}) late_sends={result.late_sends} "
-        f"recovery={result.recovery_s}s",
+        f"recovery={result.recovery_s}s (bound {within:g}s)",
         file=sys.stderr,
     )
     stuck = {i: (row["status"], row["worker"]) for i, row in rows.items() if row["status"] != expected[i]}
     assert result.lost == 0, f"lost jobs: {stuck}"
     assert result.unexplained == 0, rows
     assert result.twice <= result.twice_allowed, rows
+    assert result.recovery_s <= within, f"recovered in {result.recovery_s}s, more than {within}s"
     return result
