@@ -21,10 +21,11 @@ for name, url in NEEDED.items():
         socket.create_connection((host, port), timeout=3).close()
     except OSError as exc:
         down.append(f"  {name} at {host}:{port} ({exc.strerror or exc})")
+names = " and ".join([", ".join(list(NEEDED)[:-1]), list(NEEDED)[-1]])
 if down:
     sys.exit(
-        f"The test suite needs {', '.join(NEEDED)}, and these do not answer:\n"
+        f"The test suite needs {names}, and these do not answer:\n"
         + "\n".join(down)
         + "\nStart them (see README: Running the tests), or point TEST_DATABASE_URL / TEST_BROKER_URL at yours."
     )
-print(f"{', '.join(NEEDED)} answer.")
+print(f"{names} answer.")

@@ -182,6 +182,10 @@ class TcpProxy:
         self.cut()
 
 
+# The local RabbitMQ the suite makes its virtual hosts on (.ci/run starts it).
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
 def rabbitmqctl(*args: str) -> str:
     result = subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=60)
     return result.stdout
@@ -191,7 +195,7 @@ class RabbitMQVhost:
     """A virtual host of its own on the local RabbitMQ (``rabbitmqctl``), reached through a TcpProxy
     so that a test can take "the broker" down for its own processes only."""
 
-    def __init__(self, base_url: str = "amqp://guest:guest@127.0.0.1:5672/") -> None:
+    def __init__(self, base_url: str = AMQP_URL) -> None:
         parsed = urlsplit(base_url)
         self.credentials = f"{parsed.username or 'guest'}:{parsed.password or 'guest'}"
         self.name = f"taskhub_test_{os.getpid()}_{free_port()}"

@@ -33,7 +33,6 @@ from taskhub.testing import (
     wait_for,
 )
 
-AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REPORT_DIR = Path(settings.VAR_DIR) / "faults"
 TERMINAL = ("succeeded", "failed", "revoked")
 BROKERS = ("redis", "rabbitmq")
@@ -51,7 +50,7 @@ class Broker:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.server = RedisServer(persistent=True) if kind == "redis" else RabbitMQVhost(AMQP_URL)
+        self.server = RedisServer(persistent=True) if kind == "redis" else RabbitMQVhost()
 
     @property
     def url(self) -> str:
