@@ -47,7 +47,7 @@ test: install
 # staleness). Writes var/test/faults/report.md, the table of docs/RELIABILITY.md.
 FAULT_PROCESSES ?= 4
 test-faults: install
-	@$(TEST_ENV) FAULTS=1 $(BIN)/python scripts/check_services.py
+	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
 	rm -rf $(CURDIR)/var/test/faults
 	$(TEST_ENV) $(BIN)/pytest jobs/tests/test_faults.py -m faults -n $(FAULT_PROCESSES) --dist load $(FAULTS_ARGS)
 	@$(TEST_ENV) $(BIN)/python scripts/fault_report.py $(CURDIR)/var/test/faults

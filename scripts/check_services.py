@@ -9,8 +9,8 @@ NEEDED = {
     "PostgreSQL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/taskhub"),
     "Redis": os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14"),
 }
-if os.environ.get("FAULTS"):  # make test-faults: the fault suite also runs every broker scenario on RabbitMQ
-    NEEDED["RabbitMQ"] = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# The worker tests and the fault suite also run on RabbitMQ, in virtual hosts of their own.
+NEEDED["RabbitMQ"] = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DEFAULT_PORTS = {"postgres": 5432, "postgresql": 5432, "redis": 6379, "amqp": 5672}
 
 down = []
