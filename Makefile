@@ -13,7 +13,7 @@ TEST_ENV := DEBUG=false \
 	CELERY_RESULT_BACKEND=django-db \
 	TASKHUB_VAR_DIR=$(CURDIR)/var/test
 
-.PHONY: install run test lint format migrations-check clean bench
+.PHONY: install run test test-faults lint format migrations-check clean bench
 
 $(BIN)/.installed: requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,21 @@ run: install
 	admin="$$($(BIN)/python manage.py ensure_admin --no-color)"; \
 	TASKHUB_PORT=$(PORT) TASKHUB_BANNER="$$admin" PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/python scripts/run.py
 
+# `make test` runs the suite, then (unless PYTEST_ARGS picks tests) the fault suite.
 test: install
 	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-faults; fi
+
+# The fault suite (jobs/tests/test_faults.py): real processes with the production recovery settings,
+# on Redis and on RabbitMQ, FAULT_PROCESSES scenarios at a time (mostly waiting for a minute of
+# staleness). Writes var/test/faults/report.md, the table of docs/RELIABILITY.md.
+FAULT_PROCESSES ?= 4
+test-faults: install
+	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
+	rm -rf $(CURDIR)/var/test/faults
+	$(TEST_ENV) $(BIN)/pytest jobs/tests/test_faults.py -m faults -n $(FAULT_PROCESSES) --dist load $(FAULTS_ARGS)
+	@$(TEST_ENV) $(BIN)/python scripts/fault_report.py $(CURDIR)/var/test/faults
 
 lint: install
 	$(BIN)/ruff check .

@@ -370,10 +370,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
-        "visibility_timeout": JOB_MAX_TIME_LIMIT + 3600,
-        # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
-        "queue_order_strategy": "priority",
         # Publishing fails fast when the broker is down (the API answers at once and the
         # sweeper sends the job later) instead of retrying inside the request for seconds.
         # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.html#kombu.Connection.default_channel
@@ -381,6 +377,17 @@ else:
         "interval_start": 0,
         "interval_step": 0.2,
     }
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        CELERY_BROKER_TRANSPORT_OPTIONS |= {
+            # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
+            "visibility_timeout": JOB_MAX_TIME_LIMIT + 3600,
+            # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
+            "queue_order_strategy": "priority",
+        }
+    # RabbitMQ (amqp://) has neither: an unacknowledged message goes back to its queue when the
+    # worker's connection closes (raise RabbitMQ's consumer_timeout above JOB_MAX_TIME_LIMIT), and a
+    # worker serves its queues in no particular order, so high_priority needs a worker of its own for
+    # urgent jobs to overtake a backlog (docs/RELIABILITY.md, "Priorities on RabbitMQ").
 
 # Housekeeping has a queue and a worker of its own (the Procfile's maintenance process): it must
 # run while user jobs occupy every other worker process. Expired runs are dropped, not piled up.

@@ -22,7 +22,7 @@ from billiard.process import current_process
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from taskhub.errors import Conflict, InvalidInput, NotFound
 
@@ -48,6 +48,30 @@ class JobCancelled(Exception):
 
 class JobLost(Exception):
     """Raised inside a task whose job is no longer its to run (finished elsewhere, re-queued, deleted)."""
+
+
+# What a database that is restarting or out of reach raises (not a refused write: no IntegrityError).
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def _waiting_out_outages(write, *, job_id, what: str):
+    """``write()``, tried again while the database is out of reach, for at most JOB_STALE_AFTER.
+
+    A worker that gave up at the first refused connection left its job running with no heartbeat:
+    the sweeper re-queued it a minute later and it ran again from the start. Waiting out a
+    restart keeps it one run. A longer outage raises, and the sweeper decides as for a lost worker.
+    """
+    deadline, delay = time.monotonic() + settings.JOB_STALE_AFTER, 0.5
+    while True:
+        try:
+            return write()
+        except DATABASE_DOWN as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("Job %s: the database is out of reach (%s); %s again in %.1fs.", job_id, exc, what, delay)
+            close_old_connections()  # a broken connection is replaced on the next try
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _terminate_self() -> None:
@@ -96,7 +120,15 @@ class JobRun:
             if now - self._last_write < settings.JOB_PROGRESS_MIN_INTERVAL:
                 return  # throttled: the watchdog flushes the latest value with the next heartbeat
             self._pending, self._last_write = None, now
-        state = job_update_progress(job_id=self.job_id, attempts=self.attempts, progress=percent, meta=meta)
+        try:
+            state = job_update_progress(job_id=self.job_id, attempts=self.attempts, progress=percent, meta=meta)
+        except DATABASE_DOWN as exc:
+            # The task goes on; the watchdog writes the latest progress with a later heartbeat.
+            logger.warning("Job %s: progress not written, the database is out of reach: %s", self.job_id, exc)
+            close_old_connections()
+            with self._lock:
+                self._pending = self._pending or (percent, meta)
+            return
         self._note(state)
         self.raise_if_stopped()
 
@@ -197,7 +229,10 @@ class JobTask(Task):
         if job_id is None or getattr(self.request, "called_directly", False):
             return self.run(*args, **kwargs)  # plain function call, e.g. in a unit test: no job row
         worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
-        job = job_start(job_id=job_id, worker=worker, attempts=getattr(self.request, "taskhub_attempts", None))
+        attempts = getattr(self.request, "taskhub_attempts", None)
+        job = _waiting_out_outages(
+            lambda: job_start(job_id=job_id, worker=worker, attempts=attempts), job_id=job_id, what="start"
+        )
         if job is None:
             logger.info(
                 "Job %s is not pending, not due yet or of another attempt (a cancel, a duplicate): skipped.", job_id
@@ -253,7 +288,11 @@ class JobTask(Task):
         """Record this attempt's outcome; if the row moved on meanwhile (revoked by the watchdog,
         re-queued by the sweeper, deleted), say so and carry on."""
         try:
-            return service(job_id=run.job_id, attempts=run.attempts, worker=run.worker, **kwargs)
+            return _waiting_out_outages(
+                lambda: service(job_id=run.job_id, attempts=run.attempts, worker=run.worker, **kwargs),
+                job_id=run.job_id,
+                what=service.__name__.removeprefix("job_"),
+            )
         except (Conflict, NotFound) as exc:
             logger.warning("Job %s: outcome not recorded: %s", run.job_id, exc.message)
             return False

@@ -52,13 +52,16 @@ def test_sweep_sends_a_scheduled_job_when_it_is_due(published):
     assert [m["id"] for m in published] == [str(due.id)]
 
 
-@pytest.fixture
-def empty_queues():
-    """The job queues of the test broker, emptied: what a Redis restarted without persistence holds."""
+@pytest.fixture(params=["redis", "rabbitmq"])
+def empty_queues(request):
+    """The job queues of the test broker (Redis, or a RabbitMQ virtual host: the sweeper reads queue
+    sizes by a passive queue_declare on both), emptied: what a broker restarted without persistence holds."""
+    if request.param == "rabbitmq":
+        request.getfixturevalue("rabbitmq_url")
     with current_app.connection_for_write() as connection:
-        for queue in settings.JOB_QUEUES:
-            connection.default_channel.queue_declare(queue=queue, durable=True)
-            connection.default_channel.queue_purge(queue)
+        for queue in current_app.conf.task_queues:  # declared as Celery declares them (AMQP compares)
+            queue(connection.default_channel).declare()
+            connection.default_channel.queue_purge(queue.name)
     yield
     with current_app.connection_for_write() as connection:
         for queue in settings.JOB_QUEUES:

@@ -13,14 +13,18 @@ from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.recovery import SweepReport, job_sweep
 from jobs.tests.worker_support import *  # noqa: F403 - fixtures
 from jobs.tests.worker_support import wait_for, wait_status
+from taskhub.testing import SHORT_RECOVERY
 
 pytestmark = [pytest.mark.worker, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
 def fast_sweep(settings):
-    """The sweeper's thresholds as the test workers use them (see taskhub.testing.WorkerProcess)."""
-    settings.JOB_STALE_AFTER = 3
+    """Shortened recovery in this process's sweeper (the test calls job_sweep itself), to check the
+    mechanism without idling for a minute; the workers of the tests that rely on staleness run with
+    SHORT_RECOVERY to match. Each has a production-default counterpart in test_faults.py: worker main
+    SIGKILL, pool child SIGKILL, broker down during creates, broker restart (volatile)."""
+    settings.JOB_STALE_AFTER = float(SHORT_RECOVERY["JOB_STALE_AFTER"])
     settings.JOB_DISPATCH_AFTER = 0
     return settings
 
@@ -86,7 +90,7 @@ def test_broker_restart_loses_nothing(private_redis, use_broker, make_worker, us
 
 @pytest.mark.parametrize("max_retries, outcome", [(1, JobStatus.SUCCEEDED), (0, JobStatus.FAILED)])
 def test_worker_killed_mid_job_is_recovered(make_worker, user_client, fast_sweep, max_retries, outcome):
-    worker = make_worker()
+    worker = make_worker(env=SHORT_RECOVERY)  # heartbeats well inside the shortened staleness
     job_id = create(user_client, "long_running_task", args=[3], max_retries=max_retries)
     wait_for(lambda: Job.objects.filter(id=job_id, status="running", progress__gt=0).exists(), timeout=20)
     worker.kill()
@@ -107,7 +111,7 @@ def test_worker_killed_mid_job_is_recovered(make_worker, user_client, fast_sweep
         return
     assert job.status == JobStatus.PENDING and job.attempts == 1
     assert JobEvent.objects.filter(job_id=job_id, kind="requeued").exists()
-    make_worker()
+    make_worker(env=SHORT_RECOVERY)
     job = wait_status(job_id, timeout=30)
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 1 and job.progress == 100
     assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 2
@@ -117,7 +121,7 @@ def test_worker_killed_mid_job_is_recovered(make_worker, user_client, fast_sweep
 def test_killed_pool_process_is_recovered_without_running_twice(make_worker, user_client, fast_sweep):
     """Only the process running the job dies (OOM killer): Celery re-queues the message, the
     row says the job is still running, so the redelivery is skipped and the sweeper decides."""
-    worker = make_worker(concurrency=1)
+    worker = make_worker(concurrency=1, env=SHORT_RECOVERY)
     job_id = create(user_client, "long_running_task", args=[3], max_retries=1)
     wait_for(lambda: Job.objects.filter(id=job_id, status="running", progress__gt=0).exists(), timeout=20)
     for pid in worker.pool_pids():
@@ -203,15 +207,7 @@ FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 def test_a_worker_whose_clock_is_off_is_neither_reaped_nor_denied_its_grace(make_worker, user_client, skew):
     """Heartbeats, staleness and the cancel grace period all use the database's clock: a worker
     whose clock is a minute behind (or ahead) keeps its live job, with the production defaults."""
-    worker = make_worker(
-        env={
-            "LD_PRELOAD": str(FAKETIME),
-            "FAKETIME": skew,
-            "JOB_STALE_AFTER": "60",  # the production defaults for what this test is about
-            "JOB_CANCEL_GRACE_SECONDS": "30",
-            "JOB_HEARTBEAT_INTERVAL": "5",
-        }
-    )
+    worker = make_worker(env={"LD_PRELOAD": str(FAKETIME), "FAKETIME": skew})  # production recovery settings
     job_id = create(user_client, "long_running_task", args=[30])
     started = wait_status(job_id, JobStatus.RUNNING, JobStatus.FAILED, timeout=20)
     assert started.status == JobStatus.RUNNING, (started.error, worker.output()[-2000:])

@@ -114,7 +114,7 @@ def test_cancel_running_cooperative_job_stops_at_next_progress(worker, user_clie
 def test_cancel_non_cooperative_job_terminates_it_at_the_next_heartbeat(make_worker, user_client):
     """blocking_sleep is declared cancellable=False (it never calls progress): waiting out the
     grace period would only delay the stop, so the watchdog terminates it at once."""
-    worker = make_worker(env={"JOB_CANCEL_GRACE_SECONDS": "30"})  # the production default
+    worker = make_worker()  # the production grace period, 30 s
     job_id = create(user_client, "blocking_sleep", kwargs={"seconds": 60})
     wait_status(job_id, JobStatus.RUNNING, timeout=20)
     pool_before = set(worker.pool_pids())
@@ -173,7 +173,21 @@ def test_manual_retry_runs_the_same_job_again(worker, user_client):
 
 
 def test_urgent_job_overtakes_a_backlog_of_normal_jobs(make_worker, user_client):
+    """Redis: the worker polls high_priority first (queue_order_strategy "priority")."""
     make_worker(concurrency=1)
+    assert_urgent_overtakes_a_backlog(user_client)
+
+
+def test_on_rabbitmq_a_worker_of_its_own_runs_urgent_jobs_ahead_of_a_backlog(make_worker, user_client, rabbitmq_url):
+    """RabbitMQ has no order between the queues a worker consumes (one worker on all three ran an urgent
+    job after 4 of 6 queued normal ones): there, high_priority gets a worker of its own
+    (docs/RELIABILITY.md, "Priorities on RabbitMQ")."""
+    make_worker(concurrency=1, queues="default,low_priority", broker_url=rabbitmq_url)
+    make_worker(concurrency=1, queues="high_priority", broker_url=rabbitmq_url)
+    assert_urgent_overtakes_a_backlog(user_client)
+
+
+def assert_urgent_overtakes_a_backlog(user_client) -> None:
     backlog = [create(user_client, "long_running_task", args=[1], name=f"normal {i}") for i in range(6)]
     wait_status(backlog[0], JobStatus.RUNNING, JobStatus.SUCCEEDED, timeout=20)
     urgent = create(user_client, "long_running_task", args=[0], priority="urgent")

@@ -9,9 +9,18 @@ from django.conf import settings
 
 from jobs.models import Job, JobStatus
 from taskhub.celery import app as celery_app
-from taskhub.testing import RedisServer, WorkerProcess, wait_for
+from taskhub.testing import RabbitMQVhost, RedisServer, WorkerProcess, wait_for
 
-__all__ = ["broker_url", "make_worker", "private_redis", "use_broker", "wait_for", "wait_status", "worker"]
+__all__ = [
+    "broker_url",
+    "make_worker",
+    "private_redis",
+    "rabbitmq_url",
+    "use_broker",
+    "wait_for",
+    "wait_status",
+    "worker",
+]
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +77,16 @@ def use_broker(monkeypatch):
 
     yield switch
     _reset_producers()
+
+
+@pytest.fixture
+def rabbitmq_url(use_broker):
+    """A RabbitMQ virtual host of this test's own; this process publishes there. Start workers on it
+    with ``make_worker(broker_url=rabbitmq_url)``."""
+    vhost = RabbitMQVhost().start()
+    use_broker(vhost.url)
+    yield vhost.url
+    vhost.close()
 
 
 def wait_status(job_id, *statuses: str, timeout: float = 30.0) -> Job:
