@@ -3,7 +3,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
@@ -14,6 +13,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from taskhub.errors import ApplicationError
 from taskhub.openapi import ERRORS
+from taskhub.pagination import StrictCursorPagination
 from taskhub.serializers import StrictFieldsMixin
 
 from . import selectors, services
@@ -100,11 +100,8 @@ class LogoutView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class UserPagination(CursorPagination):
+class UserPagination(StrictCursorPagination):
     ordering = "id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 @extend_schema_view(

@@ -4,10 +4,10 @@ from django_celery_beat.models import PeriodicTask
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from taskhub.openapi import ERRORS
+from taskhub.pagination import StrictCursorPagination
 
 from . import selectors
 from .serializers import JobSerializer
@@ -21,11 +21,8 @@ from .services.scheduling import (
 )
 
 
-class ScheduleCursorPagination(CursorPagination):
+class ScheduleCursorPagination(StrictCursorPagination):
     ordering = "-id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 @extend_schema_view(
