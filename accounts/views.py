@@ -18,6 +18,7 @@ from taskhub.serializers import StrictFieldsMixin
 
 from . import selectors, services
 from .authentication import user_id_from_claims
+from .filters import UserFilter
 from .models import User
 from .serializers import LogoutSerializer, PasswordChangeSerializer, RegisterSerializer, UserSerializer
 
@@ -115,7 +116,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     pagination_class = UserPagination
     permission_classes = [permissions.IsAdminUser]
     search_fields = ("username", "email", "first_name", "last_name")
-    filterset_fields = ("is_staff", "is_active")
+    filterset_class = UserFilter
 
     def get_queryset(self):
         return selectors.user_list()

@@ -3,6 +3,8 @@ from datetime import UTC
 import django_filters
 from django import forms
 
+from taskhub.filters import StrictIntegerFilter
+
 from .catalog import catalog
 from .models import Job, JobPriority, JobStatus
 
@@ -36,7 +38,7 @@ class JobFilter(django_filters.FilterSet):
     owner = django_filters.CharFilter(method="filter_owner", help_text="Owner id or username (staff).")
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    schedule = django_filters.NumberFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
+    schedule = StrictIntegerFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
 
     class Meta:
         model = Job

@@ -126,3 +126,23 @@ def test_the_bulk_idempotency_key_format_is_checked(user_client):
     response = user_client.post("/api/v1/jobs/bulk/", body, format="json", HTTP_IDEMPOTENCY_KEY="a b")
     assert not Job.objects.exists()
     assert_error(response, 400, code="invalid_idempotency_key", field="Idempotency-Key")
+
+
+@pytest.mark.parametrize("value", ["0.5", "1e3", "１", "null"])
+def test_the_schedule_filter_takes_whole_numbers_only(user_client, value):
+    """A NumberFilter took 0.5 (and matched nothing); the schema says integer."""
+    assert_error(user_client.get("/api/v1/jobs/", {"schedule": value}), 400, code="invalid", field="schedule")
+
+
+@pytest.mark.parametrize("field", ["is_staff", "is_active"])
+@pytest.mark.parametrize("value", ["null", "yes", "2", "unknown"])
+def test_the_users_boolean_filters_take_true_or_false_only(staff_client, field, value):
+    """``is_staff=null`` listed everyone: the select widget read any unknown value as no filter."""
+    assert_error(staff_client.get("/api/v1/users/", {field: value}), 400, code="invalid", field=field)
+
+
+def test_the_users_boolean_filters_filter(staff_client, staff_user, user):
+    listed = staff_client.get("/api/v1/users/", {"is_staff": "false"}).json()["results"]
+    assert [row["id"] for row in listed] == [user.id]
+    listed = staff_client.get("/api/v1/users/", {"is_staff": "true", "is_active": "true"}).json()["results"]
+    assert [row["id"] for row in listed] == [staff_user.id]
