@@ -2,7 +2,6 @@
 
 import re
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -28,11 +27,11 @@ from .serializers import (
 from .services.creation import job_create, job_create_bulk
 from .services.operations import job_cancel, job_delete, job_retry
 
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
     OpenApiParameter.HEADER,
     required=False,
     description="1-255 visible ASCII characters. The same key and body return the first job; "
@@ -78,7 +77,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
 
     def _idempotency_key(self) -> str | None:
         key = self.request.headers.get("Idempotency-Key")
-        if key is not None and not IDEMPOTENCY_KEY.match(key):
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
             raise InvalidInput(
                 "Idempotency-Key: must be 1-255 visible ASCII characters.",
                 code="invalid_idempotency_key",
