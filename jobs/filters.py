@@ -3,7 +3,7 @@ from datetime import UTC
 import django_filters
 from django import forms
 
-from taskhub.filters import StrictIntegerFilter
+from taskhub.filters import StrictIntegerFilter, refuse_empty
 
 from .catalog import catalog
 from .models import Job, JobPriority, JobStatus
@@ -17,6 +17,7 @@ class UTCDateTimeField(forms.DateTimeField):
     """
 
     def to_python(self, value):
+        refuse_empty(value)
         value = django_filters.fields.IsoDateTimeField().to_python(value)
         if value is None or value.tzinfo is None:
             return value

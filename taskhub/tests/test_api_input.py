@@ -128,14 +128,14 @@ def test_the_bulk_idempotency_key_format_is_checked(user_client):
     assert_error(response, 400, code="invalid_idempotency_key", field="Idempotency-Key")
 
 
-@pytest.mark.parametrize("value", ["0.5", "1e3", "１", "null"])
+@pytest.mark.parametrize("value", ["0.5", "1e3", "１", "null", ""])
 def test_the_schedule_filter_takes_whole_numbers_only(user_client, value):
     """A NumberFilter took 0.5 (and matched nothing); the schema says integer."""
     assert_error(user_client.get("/api/v1/jobs/", {"schedule": value}), 400, code="invalid", field="schedule")
 
 
 @pytest.mark.parametrize("field", ["is_staff", "is_active"])
-@pytest.mark.parametrize("value", ["null", "yes", "2", "unknown"])
+@pytest.mark.parametrize("value", ["null", "yes", "2", "unknown", ""])
 def test_the_users_boolean_filters_take_true_or_false_only(staff_client, field, value):
     """``is_staff=null`` listed everyone: the select widget read any unknown value as no filter."""
     assert_error(staff_client.get("/api/v1/users/", {field: value}), 400, code="invalid", field=field)
@@ -146,3 +146,10 @@ def test_the_users_boolean_filters_filter(staff_client, staff_user, user):
     assert [row["id"] for row in listed] == [user.id]
     listed = staff_client.get("/api/v1/users/", {"is_staff": "true", "is_active": "true"}).json()["results"]
     assert [row["id"] for row in listed] == [staff_user.id]
+
+
+@pytest.mark.parametrize("field", ["created_after", "created_before"])
+@pytest.mark.parametrize("value", ["", "yesterday"])
+def test_the_time_filters_take_a_date_time_only(user_client, field, value):
+    """``created_before=`` (empty) listed every job: the schema says date-time, and "" is none."""
+    assert_error(user_client.get("/api/v1/jobs/", {field: value}), 400, code="invalid", field=field)
