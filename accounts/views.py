@@ -3,7 +3,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
@@ -14,10 +13,12 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from taskhub.errors import ApplicationError
 from taskhub.openapi import ERRORS
+from taskhub.pagination import StrictCursorPagination
 from taskhub.serializers import StrictFieldsMixin
 
 from . import selectors, services
 from .authentication import user_id_from_claims
+from .filters import UserFilter
 from .models import User
 from .serializers import LogoutSerializer, PasswordChangeSerializer, RegisterSerializer, UserSerializer
 
@@ -100,11 +101,8 @@ class LogoutView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class UserPagination(CursorPagination):
+class UserPagination(StrictCursorPagination):
     ordering = "id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 @extend_schema_view(
@@ -118,7 +116,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     pagination_class = UserPagination
     permission_classes = [permissions.IsAdminUser]
     search_fields = ("username", "email", "first_name", "last_name")
-    filterset_fields = ("is_staff", "is_active")
+    filterset_class = UserFilter
 
     def get_queryset(self):
         return selectors.user_list()

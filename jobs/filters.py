@@ -9,6 +9,8 @@ from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTransform, KeyTransformExact
 from drf_spectacular.drainage import set_override
 
+from taskhub.filters import StrictIntegerFilter, refuse_empty
+
 from .catalog import catalog
 from .models import Job, JobPriority, JobStatus
 
@@ -21,6 +23,7 @@ class UTCDateTimeField(forms.DateTimeField):
     """
 
     def to_python(self, value):
+        refuse_empty(value)
         value = django_filters.fields.IsoDateTimeField().to_python(value)
         if value is None or value.tzinfo is None:
             return value
@@ -200,7 +203,7 @@ class JobFilter(django_filters.FilterSet):
     owner = django_filters.CharFilter(method="filter_owner", help_text="Owner id or username (staff).")
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    schedule = django_filters.NumberFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
+    schedule = StrictIntegerFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
     kwarg = _documented(KwargFilter(help_text=KWARG_HELP), REPEATED)
     arg = _documented(ArgumentsFilter(help_text=ARG_HELP), REPEATED)
     kwargs_contains = _documented(JSONTermFilter(json_type=dict, help_text=KWARGS_CONTAINS_HELP), {"type": "string"})

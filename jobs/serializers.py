@@ -18,7 +18,12 @@ class JobSerializer(serializers.ModelSerializer):
     celery_task_id = serializers.UUIDField(source="id", read_only=True, help_text="Same as id.")
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     owner_id = serializers.IntegerField(read_only=True)
-    cancelled_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    cancelled_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who cancelled it; null: not cancelled, or by the system.",
+    )
     progress_message = serializers.SerializerMethodField()
 
     class Meta:
@@ -93,30 +98,22 @@ class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Ser
 
 
 class JobBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+    """Up to JOB_BULK_MAX job requests, created all together or not at all. An item's errors are
+    named ``jobs[<index>].<field>`` (``taskhub.errors.flat_fields``)."""
+
     jobs = serializers.ListField(
-        child=serializers.JSONField(),
+        child=JobCreateSerializer(),
         allow_empty=False,
+        min_length=1,
         max_length=settings.JOB_BULK_MAX,
         help_text="Job requests, each one as the body of POST /api/v1/jobs/.",
     )
 
-    def validate(self, attrs):
-        """Check every item; errors are named ``jobs[<index>].<field>`` (flat, like every error)."""
-        validated, errors = [], {}
-        for index, item in enumerate(attrs["jobs"]):
-            serializer = JobCreateSerializer(data=item)
-            if serializer.is_valid():
-                validated.append(serializer.validated_data)
-                continue
-            for name, messages in serializer.errors.items():
-                errors[f"jobs[{index}]" if name == "non_field_errors" else f"jobs[{index}].{name}"] = messages
-        if errors:
-            raise serializers.ValidationError(errors)
-        return {"jobs": validated}
-
 
 class JobEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="The user who acted; null: the system."
+    )
 
     class Meta:
         model = JobEvent

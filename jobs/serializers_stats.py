@@ -33,6 +33,10 @@ class StatsQuerySerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {name: [f"Unknown parameter; allowed: {', '.join(self.fields)}."] for name in unknown}
             )
+        # DRF skips an empty optional query parameter; the schema says it is no value of its type.
+        empty = sorted(name for name in self.fields if self.initial_data.get(name) == "")
+        if empty:
+            raise serializers.ValidationError({name: ["Give a value or leave the parameter out."] for name in empty})
         return attrs
 
 

@@ -2,22 +2,19 @@
 
 import re
 
-from django.core.exceptions import ValidationError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from taskhub.errors import InvalidInput
 from taskhub.openapi import ERRORS
+from taskhub.pagination import StrictCursorPagination
 
 from . import selectors
 from .catalog import catalog
-from .filters import JobFilter, UTCDateTimeField
+from .filters import JobFilter
 from .models import Job
 from .permissions import OthersJobsPermission
 from .serializers import (
@@ -30,11 +27,11 @@ from .serializers import (
 from .services.creation import job_create, job_create_bulk
 from .services.operations import job_cancel, job_delete, job_retry
 
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
     OpenApiParameter.HEADER,
     required=False,
     description="1-255 visible ASCII characters. The same key and body return the first job; "
@@ -42,37 +39,10 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 )
 
 
-class JobCursorPagination(CursorPagination):
+class JobCursorPagination(StrictCursorPagination):
     """Cursor pages: stable under inserts and no COUNT(*) on a large table."""
 
     ordering = "-created_at"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-    def decode_cursor(self, request):
-        """A cursor a client forged or broke is a 400 naming it, not DRF's 404 or a database error:
-        its position must be a time (the ordering is always ``created_at``), compared in UTC."""
-        try:
-            cursor = super().decode_cursor(request)
-        except NotFound as exc:
-            raise InvalidInput("cursor: not a cursor this API gave out.", fields={"cursor": [str(exc.detail)]}) from exc
-        if cursor is None or cursor.position is None:
-            return cursor
-        try:
-            position = UTCDateTimeField().clean(cursor.position)
-        except ValidationError as exc:
-            message = f"cursor: its position {cursor.position!r} is not a valid time."
-            raise InvalidInput(message, fields={"cursor": exc.messages}) from exc
-        return cursor._replace(position=position.isoformat())
-
-    def get_ordering(self, request, queryset, view):
-        """The client's ordering with the id as tie-breaker: jobs created together (bulk) share
-        ``created_at``, and the cursor's offset among equal values needs one fixed order."""
-        ordering = super().get_ordering(request, queryset, view)
-        if ordering[-1].lstrip("-") in ("id", "pk"):
-            return ordering
-        return (*ordering, "-id" if ordering[0].startswith("-") else "id")
 
 
 @extend_schema_view(
@@ -107,7 +77,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
 
     def _idempotency_key(self) -> str | None:
         key = self.request.headers.get("Idempotency-Key")
-        if key is not None and not IDEMPOTENCY_KEY.match(key):
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
             raise InvalidInput(
                 "Idempotency-Key: must be 1-255 visible ASCII characters.",
                 code="invalid_idempotency_key",

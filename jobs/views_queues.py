@@ -7,11 +7,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from taskhub.errors import InvalidInput
 from taskhub.openapi import ERRORS
+from taskhub.pagination import StrictCursorPagination
 
 from . import selectors_queues as selectors
 from .models import QueueControlAction, QueueControlSource, RateLimitScope
@@ -142,11 +142,8 @@ class RateLimitViewSet(viewsets.ViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class QueueChangePagination(CursorPagination):
+class QueueChangePagination(StrictCursorPagination):
     ordering = ("-at", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 @extend_schema_view(

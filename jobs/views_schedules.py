@@ -1,13 +1,14 @@
 """The schedules API (/api/v1/schedules/): periodic jobs, owner-scoped like jobs."""
 
 from django_celery_beat.models import PeriodicTask
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from taskhub.openapi import ERRORS
+from taskhub.pagination import StrictCursorPagination
 
 from . import selectors
 from .serializers import JobSerializer
@@ -20,19 +21,23 @@ from .services.scheduling import (
     job_schedule_update,
 )
 
+# The router's lookup pattern ([0-9]+) would be documented as a string with that pattern.
+SCHEDULE_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The schedule's id.")
 
-class ScheduleCursorPagination(CursorPagination):
+
+class ScheduleCursorPagination(StrictCursorPagination):
     ordering = "-id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 @extend_schema_view(
     list=extend_schema(summary="List schedules", responses={200: ScheduleSerializer(many=True), **ERRORS(400, 401)}),
-    retrieve=extend_schema(summary="A schedule", responses={200: ScheduleSerializer, **ERRORS(401, 404)}),
+    retrieve=extend_schema(
+        summary="A schedule", parameters=[SCHEDULE_ID], responses={200: ScheduleSerializer, **ERRORS(401, 404)}
+    ),
     destroy=extend_schema(
-        summary="Delete a schedule (its jobs stay, unlinked)", responses={204: None, **ERRORS(401, 404)}
+        summary="Delete a schedule (its jobs stay, unlinked)",
+        parameters=[SCHEDULE_ID],
+        responses={204: None, **ERRORS(401, 404)},
     ),
 )
 class ScheduleViewSet(viewsets.GenericViewSet):
@@ -77,6 +82,7 @@ class ScheduleViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Replace a schedule",
+        parameters=[SCHEDULE_ID],
         request=ScheduleWriteSerializer,
         responses={200: ScheduleSerializer, **ERRORS(400, 401, 403, 404)},
     )
@@ -85,6 +91,7 @@ class ScheduleViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Change a schedule",
+        parameters=[SCHEDULE_ID],
         request=ScheduleWriteSerializer,
         responses={200: ScheduleSerializer, **ERRORS(400, 401, 403, 404)},
     )
@@ -106,13 +113,23 @@ class ScheduleViewSet(viewsets.GenericViewSet):
         job_schedule_delete(periodic_task_id=self.get_object().pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(summary="Enable a schedule", request=None, responses={200: ScheduleSerializer, **ERRORS(401, 404)})
+    @extend_schema(
+        summary="Enable a schedule",
+        parameters=[SCHEDULE_ID],
+        request=None,
+        responses={200: ScheduleSerializer, **ERRORS(401, 404)},
+    )
     @action(detail=True, methods=["post"])
     def enable(self, request, pk=None):
         job_schedule_set_enabled(periodic_task_id=self.get_object().pk, enabled=True)
         return self._answer(int(pk))
 
-    @extend_schema(summary="Disable a schedule", request=None, responses={200: ScheduleSerializer, **ERRORS(401, 404)})
+    @extend_schema(
+        summary="Disable a schedule",
+        parameters=[SCHEDULE_ID],
+        request=None,
+        responses={200: ScheduleSerializer, **ERRORS(401, 404)},
+    )
     @action(detail=True, methods=["post"])
     def disable(self, request, pk=None):
         job_schedule_set_enabled(periodic_task_id=self.get_object().pk, enabled=False)
@@ -120,6 +137,7 @@ class ScheduleViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Run the schedule's job now (outside its slots)",
+        parameters=[SCHEDULE_ID],
         request=None,
         responses={201: JobSerializer, **ERRORS(400, 401, 403, 404)},
     )

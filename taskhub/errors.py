@@ -66,30 +66,44 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict[str,
     return body
 
 
-def _flatten(detail: Any) -> Any:
-    """DRF error details to plain strings (lists of messages per field)."""
+def _join(path: str, key: Any) -> str:
+    """``jobs`` + 0 -> ``jobs[0]``; ``interval`` + ``every`` -> ``interval.every``; a nested object's
+    ``non_field_errors`` belong to the object itself."""
+    if key == "non_field_errors" and path:
+        return path
+    if isinstance(key, int) or (isinstance(key, str) and key.isdecimal() and path):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def flat_fields(detail: Any, path: str = "") -> dict[str, list[str]]:
+    """Errors as the Error schema documents them, ``{name: [message, ...]}``, whatever their nesting.
+
+    DRF nests a list field's errors by index (``{"jobs": {0: [...]}}``), a nested serializer's by
+    field and a list serializer's as a list of objects; each becomes one name such as ``jobs[0]``,
+    ``jobs[1].name`` or ``interval.every``.
+    """
+    fields: dict[str, list[str]] = {}
     if isinstance(detail, dict):
-        return {key: _flatten(value) for key, value in detail.items()}
-    if isinstance(detail, list):
-        return [_flatten(item) for item in detail]
-    return str(detail)
+        for key, value in detail.items():
+            for name, messages in flat_fields(value, _join(path, key)).items():
+                fields.setdefault(name, []).extend(messages)
+    elif isinstance(detail, list | tuple):
+        for index, item in enumerate(detail):
+            nested = isinstance(item, dict | list | tuple)
+            for name, messages in flat_fields(item, _join(path, index) if nested else path).items():
+                fields.setdefault(name, []).extend(messages)
+    elif detail is not None and str(detail):
+        fields.setdefault(path or "non_field_errors", []).append(str(detail))
+    return fields
 
 
-def _first_message(fields: Any, path: str = "") -> str:
+def _first_message(fields: dict[str, list[str]]) -> str:
     """The first error as one sentence that names its field, e.g. ``kwargs.seconds: ...``."""
-    if isinstance(fields, dict):
-        for key, value in fields.items():
-            sub = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
-            if message := _first_message(value, sub):
-                return message
-        return ""
-    if isinstance(fields, list):
-        for index, item in enumerate(fields):
-            sub = f"{path}[{index}]" if isinstance(item, (dict, list)) else path
-            if message := _first_message(item, sub):
-                return message
-        return ""
-    return f"{path}: {fields}" if path else str(fields)
+    for name, messages in fields.items():
+        for message in messages:
+            return message if name == "non_field_errors" else f"{name}: {message}"
+    return ""
 
 
 _CODES = {
@@ -127,7 +141,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         body, status_code = too_large
         return Response(body, status=status_code)
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code, headers=exc.headers)
+        return Response(
+            error_body(exc.code, exc.message, flat_fields(exc.fields)), status=exc.status_code, headers=exc.headers
+        )
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):
@@ -140,9 +156,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return None
 
     if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail)
-        if not isinstance(fields, dict):
-            fields = {"non_field_errors": fields if isinstance(fields, list) else [fields]}
+        fields = flat_fields(exc.detail)
         response.data = error_body("invalid", _first_message(fields) or "Invalid input.", fields)
         return response
 
@@ -150,7 +164,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), None)
     if isinstance(detail, dict):
         # simplejwt's token errors: {"detail": "...", "code": "token_not_valid", "messages": [...]}
-        message = str(detail.get("detail", "")) or _first_message(_flatten(detail))
+        message = str(detail.get("detail", "")) or _first_message(flat_fields(detail))
         code = str(detail.get("code", code or "error"))
     else:
         message = str(detail)

@@ -1,6 +1,8 @@
-"""OpenAPI helpers: the shared error body, documented once and referenced by every endpoint."""
+"""OpenAPI helpers: the shared error body, documented once and referenced by every endpoint, and
+the errors every operation can answer whatever its view declares (``AutoSchema``)."""
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -25,7 +27,8 @@ _DESCRIPTIONS = {
     403: "Not allowed.",
     404: "Not found (or not yours).",
     409: "The object's state does not allow this (e.g. cancel a finished job).",
-    413: "The request is too large.",
+    413: "The request is too large (body over DATA_UPLOAD_MAX_MEMORY_SIZE, or too many fields).",
+    415: "The body is not JSON (Content-Type: application/json).",
     422: "The Idempotency-Key was used with a different request body.",
     429: "Too many requests: a rate throttle, or a job quota (`quota_active_jobs`, `quota_per_minute`; "
     "the message names the limit, `Retry-After` says when a per-minute slot frees).",
@@ -35,6 +38,34 @@ _DESCRIPTIONS = {
 
 def ERRORS(*codes: int) -> dict[int, OpenApiResponse]:  # noqa: N802 - reads like a constant in decorators
     return {code: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[code]) for code in codes}
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema, plus the errors any request to the operation can get, which no
+    view declares: 400 (a NUL in any query parameter, ``taskhub.middleware``), 401 (a bad token,
+    wherever a view authenticates), 404 (a path parameter that names nothing), 429 (the default
+    throttles), and for a request body 413 (too large) and 415 (not JSON). Endpoints added later get
+    them too; what a view declares itself (``ERRORS``) is kept."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        for code in sorted(self._common_error_codes()):
+            if str(code) not in responses:
+                response = OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[code])
+                responses[str(code)] = self._get_response_for_code(response, str(code), direction=direction)
+        return responses
+
+    def _common_error_codes(self) -> set[int]:
+        codes = {400}
+        if self.view.get_authenticators():
+            codes.add(401)
+        if "{" in self.path:
+            codes.add(404)
+        if self.view.get_throttles():
+            codes.add(429)
+        if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:
+            codes |= {413, 415}
+        return codes
 
 
 class StrictJWTScheme(SimpleJWTScheme):

@@ -251,3 +251,12 @@ def test_audit_filters(controller_client):
     assert len(controller_client.get("/api/v1/queue-changes/?queue=low_priority").json()["results"]) == 2
     paused = controller_client.get("/api/v1/queue-changes/?action=paused").json()["results"]
     assert [c["name"] for c in paused] == ["low_priority", "default"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"page_size": "null"}, "page_size"), ({"page_size": "0"}, "page_size"), ({"cursor": "öïÞ¡"}, "cursor")],
+)
+def test_the_audit_trails_pages_refuse_bad_paging_with_a_400(staff_client, query, field):
+    """As every list: a page size that is no positive whole number, a cursor nobody wrote (schemathesis)."""
+    assert_error(staff_client.get("/api/v1/queue-changes/", query), 400, field=field)

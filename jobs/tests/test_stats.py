@@ -115,6 +115,8 @@ def test_filters_by_queue_and_task(user_client, mix):
         ({"slowest": "51"}, "slowest"),
         ({"slowest": "many"}, "slowest"),
         ({"window": "1h"}, "window"),
+        ({"task": ""}, "task"),
+        ({"queue": ""}, "queue"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_parameter(user_client, query, field):
