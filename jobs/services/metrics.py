@@ -43,7 +43,7 @@ from ..models import (
     MetricSeen,
     MetricTotal,
 )
-from .stats_rollup import STATS_KEEP, StatsRollup, stats_rollup_replace
+from .stats_rollup import STATS_KEEP, StatsRollup, stats_rollup_build
 
 logger = logging.getLogger(__name__)
 
@@ -190,15 +190,10 @@ def _build_stats(source: Source, *, now: datetime, low: datetime) -> None:
     rows = (
         source.rows()
         .filter(**{f"{source.time_field}__gt": now - STATS_KEEP})
-        .annotate(seen_key=Cast("pk", CharField(max_length=64)))
+        .alias(seen_key=Cast("pk", CharField(max_length=64)))
         .filter(Q(**{f"{source.time_field}__lte": low}) | Exists(seen))
-        .values(*source.fields)
     )
-    rollup = StatsRollup()
-    for row in rows.iterator(chunk_size=BATCH):
-        _count_stats(row, rollup)
-    stats_rollup_replace(rollup)
-    logger.info("stats rollup built from %d minute rows of jobs", len(rollup.counts))
+    logger.info("stats rollup built: %d minute rows", stats_rollup_build(rows))
 
 
 def _advance(source: Source, batch: int) -> int | None:
