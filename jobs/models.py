@@ -279,9 +279,64 @@ class MetricCursor(models.Model):
 
     source = models.CharField(max_length=20, primary_key=True)
     watermark = models.DateTimeField(null=True, blank=True, help_text="The latest time of a row counted.")
+    stats_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Finished jobs only: the stats rollup (JobStatsMinute) holds every job counted that finished "
+        "after this; empty until the rollup is built from the rows, at the first pass.",
+    )
 
     def __str__(self) -> str:
         return f"{self.source} at {self.watermark}"
+
+
+def run_bucket_field(bound: float) -> str:
+    """The ``JobStatsMinute`` column of the run-time bucket whose upper bound is ``bound``."""
+    return "run_le_inf" if bound == float("inf") else "run_le_" + format(bound, "g").replace(".", "_")
+
+
+# The run-time histogram of JobStatsMinute: one column per bucket of /metrics' run_seconds (not
+# cumulative: jobs whose run fell in (previous bound, bound]), then the jobs past the last bound.
+STATS_RUN_BOUNDS = (*METRIC_BUCKETS["run_seconds"], float("inf"))
+STATS_RUN_FIELDS = tuple(run_bucket_field(bound) for bound in STATS_RUN_BOUNDS)
+
+
+class JobStatsMinute(models.Model):
+    """Jobs that finished in one minute, per owner, queue and task: what ``GET /api/v1/stats/`` reads
+    instead of the job rows (jobs/stats.py). Advanced with the metrics' totals by the same pass
+    (jobs/services/stats_rollup.py), so each finished job is counted once; kept for a day and a margin.
+    The run-time bucket columns (``run_le_*``, one per /metrics bucket) are added below the class."""
+
+    minute = models.DateTimeField(help_text="The minute the jobs finished in (its start).")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    queue = models.CharField(max_length=50)
+    task = models.CharField(max_length=200, help_text="The registered task (celery_task_name).")
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    revoked = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # Staff read a range of minutes (this index); other users their own rows (the next one).
+            models.UniqueConstraint(fields=("minute", "owner", "queue", "task"), name="jobstatsminute_key"),
+        ]
+        indexes = [models.Index(fields=("owner", "minute"), name="jobstatsminute_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.owner_id} {self.queue} {self.task}"
+
+
+for _bound, _field in zip(STATS_RUN_BOUNDS, STATS_RUN_FIELDS, strict=True):
+    JobStatsMinute.add_to_class(
+        _field,
+        models.PositiveIntegerField(
+            default=0,
+            help_text=f"Jobs whose run took at most {_bound:g} s (more than the bound before)."
+            if _bound != float("inf")
+            else "Jobs whose run took longer than the last bound.",
+        ),
+    )
+del _bound, _field
 
 
 class MetricSeen(models.Model):

@@ -73,8 +73,12 @@ class StatsMinuteSerializer(serializers.Serializer):
 class StatsSlowTaskSerializer(serializers.Serializer):
     task = serializers.CharField()
     runs = serializers.IntegerField(help_text="Jobs of this task that ran and finished in the last day.")
-    p50_seconds = serializers.FloatField()
-    p95_seconds = serializers.FloatField()
+    p50_seconds = serializers.FloatField(
+        help_text="Median run time, estimated from the run-time histogram (the buckets of /metrics' "
+        "taskhub_job_run_seconds) as Prometheus' histogram_quantile does: linear interpolation inside "
+        "the bucket that holds the rank."
+    )
+    p95_seconds = serializers.FloatField(help_text="95th percentile run time, estimated as p50_seconds.")
 
 
 class StatsWorkerSerializer(serializers.Serializer):
@@ -91,8 +95,8 @@ class StatsSerializer(serializers.Serializer):
     scope = serializers.ChoiceField(choices=("own", "all"), help_text="Your jobs, or everyone's (staff).")
     generated_at = serializers.DateTimeField(help_text="The database's now, which every window ends at.")
     queues = StatsQueueSerializer(many=True)
-    last_hour = StatsThroughputSerializer()
-    last_day = StatsThroughputSerializer()
+    last_hour = StatsThroughputSerializer(help_text="The current minute and the 59 before it.")
+    last_day = StatsThroughputSerializer(help_text="The current minute and the 1,439 before it.")
     finished_per_minute = StatsMinuteSerializer(many=True, help_text="The last 60 minutes and the current one.")
     slowest_tasks = StatsSlowTaskSerializer(many=True, help_text="By p95 run time over the last day.")
     workers = StatsWorkerSerializer(

@@ -1,55 +1,57 @@
 """The figures of ``GET /api/v1/stats/`` and the admin dashboard, over the jobs a user may see
-(``selectors.job_list``: their own, or all for staff).
+(their own, or all for staff).
 
-Each read is bounded at 1,000,000 jobs: active jobs come from the small active-jobs index, finished
-ones from the ``finished_at`` index over the last hour or day, never from the whole table.
+Cheap at 1,000,000 jobs a day: what finished comes from the per-minute rollup (``JobStatsMinute``: a
+row per minute, owner, queue and task, which the metrics pass advances), never from the job rows;
+what is live and must be exact (pending and running now, the oldest due pending job) comes from the
+small indexes of active jobs. Each request first advances the rollup by one bounded batch (as a
+/metrics scrape does), so a job that finished a second ago is counted.
+
+Windows are whole minutes by the database's clock: the last hour is the current minute and the 59
+before it, the last day the current minute and the 1,439 before it. Run-time percentiles come from
+the rollup's histogram buckets (the buckets of /metrics' ``taskhub_job_run_seconds``), interpolated
+linearly inside the bucket that holds the rank, as Prometheus' ``histogram_quantile`` does.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
-from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, FloatField, Func, Min, QuerySet
-from django.db.models.functions import Coalesce, Greatest, TruncMinute
+from django.db.models import Count, Min, QuerySet, Sum
+from django.db.models.functions import Coalesce, Greatest
 
 from accounts.models import User
 from taskhub.clock import database_now
 
 from .metrics import due_pending, known_queues, running_per_worker, workers_alive
-from .models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job
+from .models import ACTIVE_STATUSES, STATS_RUN_BOUNDS, STATS_RUN_FIELDS, TERMINAL_STATUSES, Job, JobStatsMinute
 from .selectors import job_list
+from .services.metrics import metrics_advance
+from .services.stats_rollup import minute_of
 
-HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+HOUR_MINUTES, DAY_MINUTES = 60, 24 * 60
 SLOWEST_DEFAULT, SLOWEST_MAX = 5, 50
+OUTCOMES = tuple(str(status) for status in TERMINAL_STATUSES)
 
 
-class PercentileCont(Aggregate):
-    """PostgreSQL's ``percentile_cont(f) WITHIN GROUP (ORDER BY expression)``."""
-
-    function = "percentile_cont"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression, fraction: float, **extra):
-        super().__init__(expression, fraction=float(fraction), **extra)
-
-
-class Seconds(Func):
-    """An interval in seconds (PostgreSQL's ``EXTRACT(EPOCH FROM …)``)."""
-
-    template = "EXTRACT(EPOCH FROM %(expressions)s)"
-    output_field = FloatField()
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    """As percentile_cont: linear interpolation between the closest ranks."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def histogram_quantile(fraction: float, counts: list[int]) -> float | None:
+    """The ``fraction`` quantile of a histogram: ``counts`` per bucket of ``STATS_RUN_BOUNDS`` (not
+    cumulative). As Prometheus' histogram_quantile: the rank ``fraction * total`` falls in a bucket;
+    the value is interpolated linearly between that bucket's lower and upper bound (the first bucket
+    starts at 0; a rank in the last, unbounded bucket gives the highest finite bound). None: no runs."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank, below = fraction * total, 0
+    for index, (bound, count) in enumerate(zip(STATS_RUN_BOUNDS, counts, strict=True)):
+        if count and below + count >= rank:
+            if bound == float("inf"):
+                return STATS_RUN_BOUNDS[index - 1]
+            lower = STATS_RUN_BOUNDS[index - 1] if index else 0.0
+            return lower + (bound - lower) * (rank - below) / count
+        below += count
+    return STATS_RUN_BOUNDS[-2]
 
 
 def _visible(user: User, *, queue: str | None, task: str | None) -> QuerySet[Job]:
@@ -61,9 +63,30 @@ def _visible(user: User, *, queue: str | None, task: str | None) -> QuerySet[Job
     return jobs
 
 
-def _counts(jobs: QuerySet[Job], now: datetime, *, queue: str | None) -> list[dict[str, Any]]:
-    """Per queue: pending and running now, how long the oldest due pending job waits, and the jobs
-    that finished in the last day per final status."""
+def _visible_minutes(user: User, *, queue: str | None, task: str | None) -> QuerySet[JobStatsMinute]:
+    """The rollup's rows of the jobs ``user`` may see (the same rule as ``job_list``)."""
+    rows = JobStatsMinute.objects.all() if user.is_staff else JobStatsMinute.objects.filter(owner=user)
+    if queue:
+        rows = rows.filter(queue=queue)
+    if task:
+        rows = rows.filter(task=task)
+    return rows
+
+
+def _last_day(rows: QuerySet[JobStatsMinute], now_minute: datetime) -> list[dict[str, Any]]:
+    """Per queue and task over the last day: finished jobs per outcome and the run-time buckets."""
+    sums = {field: Sum(field) for field in (*OUTCOMES, *STATS_RUN_FIELDS)}
+    return list(
+        rows.filter(minute__gt=now_minute - timedelta(minutes=DAY_MINUTES), minute__lte=now_minute)
+        .values("queue", "task")
+        .annotate(**sums)
+        .order_by()
+    )
+
+
+def _counts(jobs: QuerySet[Job], day: list[dict[str, Any]], now: datetime, *, queue: str | None):
+    """Per queue: pending and running now, how long the oldest due pending job waits (exact, from
+    the job rows' active indexes), and the jobs that finished in the last day per final status."""
     queues: dict[str, dict[str, Any]] = {}
 
     def queue_row(name: str) -> dict[str, Any]:
@@ -85,90 +108,67 @@ def _counts(jobs: QuerySet[Job], now: datetime, *, queue: str | None) -> list[di
     )
     for row in oldest:
         queue_row(row["queue"])["oldest_pending_seconds"] = round(max(0.0, (now - row["since"]).total_seconds()), 3)
-    finished = (
-        jobs.filter(status__in=TERMINAL_STATUSES, finished_at__gt=now - DAY)
-        .values("queue", "status")
-        .annotate(n=Count("*"))
-        .order_by()
-    )
-    for row in finished:
-        queue_row(row["queue"])[row["status"]] = row["n"]
+    for row in day:
+        counts = queue_row(row["queue"])
+        for outcome in OUTCOMES:
+            counts[outcome] += row[outcome] or 0
     return [queues[name] for name in sorted(queues)]
 
 
-def _throughput(jobs: QuerySet[Job], now: datetime, window: timedelta) -> dict[str, Any]:
-    counts = dict(
-        jobs.filter(status__in=TERMINAL_STATUSES, finished_at__gt=now - window)
-        .values("status")
-        .annotate(n=Count("*"))
-        .order_by()
-        .values_list("status", "n")
-    )
-    succeeded, failed, revoked = (counts.get(str(status), 0) for status in TERMINAL_STATUSES)
+def _throughput(counts: dict[str, int], minutes: int) -> dict[str, Any]:
+    succeeded, failed, revoked = (counts.get(outcome, 0) for outcome in OUTCOMES)
     finished = succeeded + failed + revoked
     return {
         "finished": finished,
         "succeeded": succeeded,
         "failed": failed,
         "revoked": revoked,
-        "per_minute": round(finished / (window.total_seconds() / 60), 3),
+        "per_minute": round(finished / minutes, 3),
         # Of the jobs that ran to an outcome (cancelled ones are nobody's failure); None without any.
         "failure_rate": round(failed / (succeeded + failed), 4) if succeeded + failed else None,
     }
 
 
-def _per_minute(jobs: QuerySet[Job], now: datetime) -> list[dict[str, Any]]:
+def _day_totals(day: list[dict[str, Any]]) -> dict[str, int]:
+    return {outcome: sum(row[outcome] or 0 for row in day) for outcome in OUTCOMES}
+
+
+def _per_minute(rows: QuerySet[JobStatsMinute], now_minute: datetime) -> list[dict[str, Any]]:
     """Finished jobs per minute over the last hour, oldest first: 60 whole minutes and the current one."""
-    start = now.replace(second=0, microsecond=0) - timedelta(minutes=60)
-    rows = (
-        jobs.filter(status__in=TERMINAL_STATUSES, finished_at__gte=start)
-        .annotate(minute=TruncMinute("finished_at"))
-        .values("minute", "status")
-        .annotate(n=Count("*"))
+    start = now_minute - timedelta(minutes=HOUR_MINUTES)
+    series = {start + timedelta(minutes=i): {outcome: 0 for outcome in OUTCOMES} for i in range(HOUR_MINUTES + 1)}
+    per_minute = (
+        rows.filter(minute__gte=start, minute__lte=now_minute)
+        .values("minute")
+        .annotate(**{outcome: Sum(outcome) for outcome in OUTCOMES})
         .order_by()
     )
-    series = {start + timedelta(minutes=i): {str(s): 0 for s in TERMINAL_STATUSES} for i in range(61)}
-    for row in rows:
-        minute = row["minute"]
-        if minute in series:
-            series[minute][row["status"]] = row["n"]
+    for row in per_minute:
+        if row["minute"] in series:
+            series[row["minute"]] = {outcome: row[outcome] or 0 for outcome in OUTCOMES}
     return [{"minute": minute, **counts} for minute, counts in series.items()]
 
 
-def _slowest(jobs: QuerySet[Job], now: datetime, limit: int) -> list[dict[str, Any]]:
+def _last_hour(series: list[dict[str, Any]]) -> dict[str, int]:
+    """The current minute and the 59 before it (the series' last 60 entries)."""
+    return {outcome: sum(minute[outcome] for minute in series[-HOUR_MINUTES:]) for outcome in OUTCOMES}
+
+
+def _slowest(day: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     """Tasks by their p95 run time over the jobs finished in the last day, slowest first."""
-    ran = jobs.filter(
-        status__in=TERMINAL_STATUSES,
-        finished_at__gt=now - DAY,
-        started_at__isnull=False,
-        finished_at__gte=F("started_at"),
-    )
-    if connection.vendor == "postgresql":
-        seconds = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
-        epoch = Seconds(seconds)
-        rows = list(
-            ran.values("celery_task_name")
-            .annotate(runs=Count("*"), p50=PercentileCont(epoch, 0.5), p95=PercentileCont(epoch, 0.95))
-            .order_by("-p95", "celery_task_name")[:limit]
-        )
-    else:  # SQLite (the embedded default, one machine): in Python
-        durations: dict[str, list[float]] = {}
-        for task, started, finished in ran.values_list("celery_task_name", "started_at", "finished_at"):
-            durations.setdefault(task, []).append((finished - started).total_seconds())
-        rows = [
-            {"celery_task_name": task, "runs": len(v), "p50": _percentile(v, 0.5), "p95": _percentile(v, 0.95)}
-            for task, v in durations.items()
-        ]
-        rows = sorted(rows, key=lambda row: (-row["p95"], row["celery_task_name"]))[:limit]
-    return [
-        {
-            "task": row["celery_task_name"],
-            "runs": row["runs"],
-            "p50_seconds": round(row["p50"], 3),
-            "p95_seconds": round(row["p95"], 3),
-        }
-        for row in rows
-    ]
+    per_task: dict[str, list[int]] = {}
+    for row in day:
+        counts = per_task.setdefault(row["task"], [0] * len(STATS_RUN_FIELDS))
+        for index, field in enumerate(STATS_RUN_FIELDS):
+            counts[index] += row[field] or 0
+    tasks = []
+    for task, counts in per_task.items():
+        if sum(counts):
+            p50, p95 = histogram_quantile(0.5, counts), histogram_quantile(0.95, counts)
+            tasks.append(
+                {"task": task, "runs": sum(counts), "p50_seconds": round(p50, 3), "p95_seconds": round(p95, 3)}
+            )
+    return sorted(tasks, key=lambda row: (-row["p95_seconds"], row["task"]))[:limit]
 
 
 def _workers() -> list[dict[str, Any]]:
@@ -192,15 +192,19 @@ def job_stats(*, user: User, queue: str | None = None, task: str | None = None, 
 
     Worker processes are infrastructure: staff see them, other users get None.
     """
-    jobs = _visible(user, queue=queue, task=task)
+    metrics_advance(stats_only=True)  # count what finished since the last pass (one bounded batch)
     now = database_now()
+    now_minute = minute_of(now)
+    minutes = _visible_minutes(user, queue=queue, task=task)
+    day = _last_day(minutes, now_minute)
+    series = _per_minute(minutes, now_minute)
     return {
         "scope": "all" if user.is_staff else "own",
         "generated_at": now,
-        "queues": _counts(jobs, now, queue=queue),
-        "last_hour": _throughput(jobs, now, HOUR),
-        "last_day": _throughput(jobs, now, DAY),
-        "finished_per_minute": _per_minute(jobs, now),
-        "slowest_tasks": _slowest(jobs, now, slowest),
+        "queues": _counts(_visible(user, queue=queue, task=task), day, now, queue=queue),
+        "last_hour": _throughput(_last_hour(series), HOUR_MINUTES),
+        "last_day": _throughput(_day_totals(day), DAY_MINUTES),
+        "finished_per_minute": series,
+        "slowest_tasks": _slowest(day, slowest),
         "workers": _workers() if user.is_staff else None,
     }

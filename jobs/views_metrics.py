@@ -67,7 +67,12 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 class StatsView(APIView):
     """Counts, throughput, failure rate, finished jobs per minute, slowest tasks and workers, over
-    the jobs you may see (yours; staff: everyone's)."""
+    the jobs you may see (yours; staff: everyone's).
+
+    Finished jobs are read from a per-minute rollup (windows are whole minutes by the database's
+    clock), which each request first brings up to date; pending and running counts and the oldest
+    due pending job are exact, read live. Run-time percentiles are estimated from histogram buckets
+    (linear interpolation inside the bucket, as Prometheus' histogram_quantile)."""
 
     permission_classes = (IsAuthenticated,)
 

@@ -11,6 +11,9 @@ after they were stamped, so a row can appear behind the watermark. Each pass the
 last ``LATE`` (5 minutes) behind the watermark too, and ``MetricSeen`` remembers the rows counted
 there so none is counted twice. A row that appears more than ``LATE`` behind the watermark is not
 counted (a clock more than 5 minutes off).
+
+The same pass feeds the stats rollup (``JobStatsMinute``, jobs/services/stats_rollup.py) from the same
+rows of finished jobs, so both count each finished job once.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import CharField, Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast
 
 from taskhub.clock import database_now
@@ -40,6 +43,7 @@ from ..models import (
     MetricSeen,
     MetricTotal,
 )
+from .stats_rollup import STATS_KEEP, StatsRollup, stats_rollup_build
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +114,18 @@ class Source:
     rows: Callable[[], QuerySet]
     fields: tuple[str, ...]
     count: Callable[[dict[str, Any], Totals], None]
+    stats: bool = False  # also feeds the stats rollup (finished jobs)
+
+
+def _wait_and_run(row: dict[str, Any]) -> tuple[float, float] | None:
+    """A finished job's wait in its queue and its run, in seconds; None when it did not start."""
+    started, finished = row["started_at"], row["finished_at"]
+    # Waiting starts when the job was created or became due (run_at, a retry's backoff), or went
+    # round again (re-queued, retried by an operator): deliberate delays are not a queue's wait.
+    due = max(t for t in (row["created_at"], row["run_at"], row["last_round"]) if t is not None)
+    if started is None or started < due:
+        return None  # it never started this round (cancelled while pending): no wait, no run
+    return (started - due).total_seconds(), max(0.0, (finished - started).total_seconds())
 
 
 def _count_job(row: dict[str, Any], totals: Totals) -> None:
@@ -117,14 +133,14 @@ def _count_job(row: dict[str, Any], totals: Totals) -> None:
     totals.add(FINISHED, task=task, queue=row["queue"], status=status)
     if status == JobStatus.FAILED:
         totals.add(FAILURES, task=task, label=row["error_type"] or UNKNOWN_EXCEPTION)
-    started, finished = row["started_at"], row["finished_at"]
-    # Waiting starts when the job was created or became due (run_at, a retry's backoff), or went
-    # round again (re-queued, retried by an operator): deliberate delays are not a queue's wait.
-    due = max(t for t in (row["created_at"], row["run_at"], row["last_round"]) if t is not None)
-    if started is None or started < due:
-        return  # it never started this round (cancelled while pending): no wait, no run
-    totals.observe(WAIT, WAIT_BUCKETS, task=task, seconds=(started - due).total_seconds())
-    totals.observe(RUN, RUN_BUCKETS, task=task, seconds=max(0.0, (finished - started).total_seconds()))
+    if (times := _wait_and_run(row)) is not None:
+        totals.observe(WAIT, WAIT_BUCKETS, task=task, seconds=times[0])
+        totals.observe(RUN, RUN_BUCKETS, task=task, seconds=times[1])
+
+
+def _count_stats(row: dict[str, Any], rollup: StatsRollup) -> None:
+    times = _wait_and_run(row)
+    rollup.add(row, run=None if times is None else times[1])
 
 
 def _finished_jobs() -> QuerySet:
@@ -148,6 +164,7 @@ SOURCES = (
         time_field="finished_at",
         rows=_finished_jobs,
         fields=(
+            "owner_id",
             "celery_task_name",
             "queue",
             "status",
@@ -159,9 +176,24 @@ SOURCES = (
             "last_round",
         ),
         count=_count_job,
+        stats=True,
     ),
     Source(name="retries", time_field="at", rows=_retry_events, fields=("task", "kind"), count=_count_retry),
 )
+
+
+def _build_stats(source: Source, *, now: datetime, low: datetime) -> None:
+    """Build the stats rollup from the rows of the last day that passes so far counted (or, behind
+    the first watermark, never will): at or before ``low``, or remembered in ``MetricSeen`` after it.
+    The rows after ``low`` that no pass counted yet are left to the pass, which adds them."""
+    seen = MetricSeen.objects.filter(source=source.name, key=OuterRef("seen_key"), at=OuterRef(source.time_field))
+    rows = (
+        source.rows()
+        .filter(**{f"{source.time_field}__gt": now - STATS_KEEP})
+        .alias(seen_key=Cast("pk", CharField(max_length=64)))
+        .filter(Q(**{f"{source.time_field}__lte": low}) | Exists(seen))
+    )
+    logger.info("stats rollup built: %d minute rows", stats_rollup_build(rows))
 
 
 def _advance(source: Source, batch: int) -> int | None:
@@ -174,6 +206,9 @@ def _advance(source: Source, batch: int) -> int | None:
         now = database_now()
         watermark = cursor.watermark or now
         low = watermark - LATE
+        if source.stats and cursor.stats_since is None:
+            _build_stats(source, now=now, low=low)
+            cursor.stats_since = now - STATS_KEEP
         seen = MetricSeen.objects.filter(source=source.name, key=OuterRef("seen_key"), at=OuterRef(source.time_field))
         rows = list(
             source.rows()
@@ -183,10 +218,13 @@ def _advance(source: Source, batch: int) -> int | None:
             .order_by(source.time_field, "pk")
             .values("seen_key", *source.fields, seen_at=F(source.time_field))[:batch]
         )
-        totals = Totals()
+        totals, rollup = Totals(), StatsRollup()
         for row in rows:
             source.count(row, totals)
+            if source.stats:
+                _count_stats(row, rollup)
         totals.save()
+        rollup.save()
         MetricSeen.objects.bulk_create(
             [MetricSeen(source=source.name, key=row["seen_key"], at=row["seen_at"]) for row in rows],
             batch_size=1000,
@@ -196,19 +234,25 @@ def _advance(source: Source, batch: int) -> int | None:
         # rows that the other clocks stamp meanwhile.
         latest = max((row["seen_at"] for row in rows), default=watermark)
         cursor.watermark = max(watermark, min(latest, now))
-        cursor.save(update_fields=["watermark"])
+        cursor.save(update_fields=["watermark", "stats_since"])
         MetricSeen.objects.filter(source=source.name, at__lte=cursor.watermark - LATE).delete()
     return len(rows)
 
 
-def metrics_advance(*, batch: int = BATCH, until_done: bool = False, max_batches: int = 1000) -> dict[str, int]:
-    """Count the rows finished (and retries made) since the last pass into the totals.
+def metrics_advance(
+    *, batch: int = BATCH, until_done: bool = False, max_batches: int = 1000, stats_only: bool = False
+) -> dict[str, int]:
+    """Count the rows finished (and retries made) since the last pass into the totals (and the
+    finished jobs into the stats rollup).
 
-    One batch per source (a scrape), or every batch until done (``until_done``: beat's task, the
-    purge before it deletes). Returns the rows counted per source.
+    One batch per source (a scrape, a stats request), or every batch until done (``until_done``:
+    beat's task, the purge before it deletes). ``stats_only``: only the source the stats read (the
+    stats endpoint). Returns the rows counted per source.
     """
     counted: dict[str, int] = {}
     for source in SOURCES:
+        if stats_only and not source.stats:
+            continue
         counted[source.name] = 0
         for _ in range(max_batches if until_done else 1):
             done = _advance(source, batch)

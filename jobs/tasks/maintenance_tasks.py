@@ -7,9 +7,12 @@ process. Dispatch, recovery and retention are separate tasks: a failure in one n
 
 from celery import shared_task
 
+from taskhub.clock import database_now
+
 from ..services.metrics import metrics_advance
 from ..services.recovery import job_dispatch_due, job_recover_stale
 from ..services.retention import job_purge_finished, job_purge_task_results
+from ..services.stats_rollup import stats_rollup_prune
 from ..services.workers import worker_prune
 
 
@@ -33,6 +36,11 @@ def purge_jobs() -> dict:
 
 @shared_task(name="jobs.tasks.maintenance_tasks.rollup_metrics", ignore_result=True, acks_late=False)
 def rollup_metrics() -> dict:
-    """Count finished jobs and retries into the metrics totals (see jobs.services.metrics), so that
-    they stay current between scrapes; forget worker processes not seen for a day."""
-    return {**metrics_advance(until_done=True), "workers_pruned": worker_prune()}
+    """Count finished jobs and retries into the metrics totals and the stats rollup (see
+    jobs.services.metrics), so that they stay current between scrapes; forget worker processes not
+    seen for a day and the stats' minutes older than a day (and a margin)."""
+    return {
+        **metrics_advance(until_done=True),
+        "workers_pruned": worker_prune(),
+        "stats_minutes_pruned": stats_rollup_prune(now=database_now()),
+    }
