@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from taskhub.errors import flat_fields
 from taskhub.serializers import StrictFieldsMixin
 
 from .models import RATE_LIMIT_MAX, RATE_PERIOD_MAX, RateLimitScope
@@ -10,17 +11,6 @@ from .services.queues import queue_check, task_check
 REASON = serializers.CharField(
     max_length=500, required=False, allow_blank=True, default="", help_text="Why: kept in the audit trail."
 )
-
-
-def _flat(detail, prefix: str = "") -> dict:
-    """Nested errors under dotted names (``rate_limit.limit``), like every error of the API."""
-    if not isinstance(detail, dict):
-        return {prefix or "non_field_errors": detail}
-    flat = {}
-    for name, value in detail.items():
-        path = prefix if name == "non_field_errors" and prefix else (f"{prefix}.{name}" if prefix else name)
-        flat.update(_flat(value, path) if isinstance(value, dict) else {path: value})
-    return flat
 
 
 class RateValueSerializer(StrictFieldsMixin, serializers.Serializer):
@@ -72,7 +62,7 @@ class QueueUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
         try:
             return super().to_internal_value(data)
         except serializers.ValidationError as exc:
-            raise serializers.ValidationError(_flat(exc.detail)) from exc
+            raise serializers.ValidationError(flat_fields(exc.detail)) from exc
 
 
 class RateLimitSerializer(serializers.Serializer):

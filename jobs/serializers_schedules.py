@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from taskhub.errors import flat_fields
 from taskhub.serializers import StrictFieldsMixin, TaskArgumentsMixin
 
 from .models import JobPriority
@@ -65,16 +66,6 @@ class ScheduleSerializer(serializers.Serializer):
     owner_id = serializers.IntegerField(source="job_schedule.owner_id", read_only=True)
 
 
-def _flat(detail, prefix: str = "") -> dict:
-    if not isinstance(detail, dict):
-        return {prefix or "non_field_errors": detail}
-    flat = {}
-    for name, value in detail.items():
-        path = prefix if name == "non_field_errors" and prefix else (f"{prefix}.{name}" if prefix else name)
-        flat.update(_flat(value, path) if isinstance(value, dict) else {path: value})
-    return flat
-
-
 class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
     """Create (all of it) or change (PATCH: only what is given) a schedule."""
 
@@ -103,4 +94,4 @@ class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers
         try:
             return super().to_internal_value(data)
         except serializers.ValidationError as exc:
-            raise serializers.ValidationError(_flat(exc.detail)) from exc
+            raise serializers.ValidationError(flat_fields(exc.detail)) from exc
