@@ -125,9 +125,12 @@ def job_retry(*, job_id, by: User | None = None) -> Job:
                 message=f"Retried by {user_label(by)} ({attempt_label(job.attempts + 1)}).",
             ),
         )
-    if not retried:
+        # Read before the commit sends the message: the answer is the retry as written (pending, the
+        # next attempt), not whatever a fast worker has made of it since.
+        answer = Job.objects.get(id=job_id) if retried else None
+    if answer is None:
         raise conflict(job_id, "retry")
-    return Job.objects.get(id=job_id)
+    return answer
 
 
 def job_delete(*, job_id) -> None:
