@@ -41,7 +41,8 @@ PRIORITY_QUEUES = {
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, help_text="Also the Celery task id.")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    # No index of its own: job_owner_created starts with owner (an index less to write per change).
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     name = models.CharField(max_length=200)
     task_type = models.CharField(max_length=100, blank=True, default="", help_text="Free label for grouping.")
     celery_task_name = models.CharField(max_length=200, help_text="The registered task that runs this job.")
@@ -72,7 +73,7 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     worker = models.CharField(max_length=255, blank=True, default="")
     # NULL, not "", when absent: the unique constraint must not treat absent keys as equal.
@@ -141,6 +142,8 @@ class Job(models.Model):
                 condition=Q(status__in=ACTIVE_STATUSES),
                 name="job_active_queue_task",
             ),
+            # Deleting a user clears cancelled_by: few jobs have one, and only they are in this index.
+            models.Index(fields=("cancelled_by",), condition=Q(cancelled_by__isnull=False), name="job_cancelled_by"),
         ]
 
     def __str__(self) -> str:
@@ -173,13 +176,13 @@ RETRY_EVENT_KINDS = (JobEventKind.RETRY_SCHEDULED, JobEventKind.REQUEUED, JobEve
 class JobEvent(models.Model):
     """One line of a job's timeline: a transition or an operator action, with who and when."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events", db_index=False)
     at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=20, choices=JobEventKind.choices)
     from_status = models.CharField(max_length=10, blank=True, default="")
     to_status = models.CharField(max_length=10, blank=True, default="")
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     actor_label = models.CharField(max_length=255, blank=True, default="", help_text="Who or what acted.")
     message = models.TextField(blank=True, default="")
@@ -188,7 +191,9 @@ class JobEvent(models.Model):
     class Meta:
         ordering = ("at", "id")
         indexes = [
+            # Also the foreign key's index (job first); actor is set only on a person's action.
             models.Index(fields=("job", "at"), name="jobevent_job_at"),
+            models.Index(fields=("actor",), condition=Q(actor__isnull=False), name="jobevent_actor"),
             # The metrics rollup counts retries by the time they happened; few events are retries.
             models.Index(fields=("at",), condition=Q(kind__in=RETRY_EVENT_KINDS), name="jobevent_retry_at"),
         ]
