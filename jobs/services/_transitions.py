@@ -80,24 +80,53 @@ def transition(
     ``send``: the job went (back) to pending; publish its message once the transaction commits.
     ``returning``: fields of the updated row to return instead of True (read by the UPDATE itself,
     no second query).
+
+    On PostgreSQL the UPDATE and the timeline INSERT are one statement (``WITH changed AS (UPDATE …
+    RETURNING …) INSERT … SELECT … FROM changed``): atomic by itself, one round trip, no
+    BEGIN/COMMIT of its own (inside a caller's transaction it is part of that). Elsewhere (SQLite,
+    the embedded default) the two statements run in a transaction.
     """
+    query = Job.objects.filter(id=job_id, status__in=list(sources))
+    if where is not None:
+        query = query.filter(where)
+    if event is not None and _can_return(query.db) and connections[query.db].vendor == "postgresql":
+        matched = _update_with_event(query, changes, returning, event)
+        _after(job_id, matched, send)
+        return matched if returning else bool(matched)
     with transaction.atomic():
-        query = Job.objects.filter(id=job_id, status__in=list(sources))
-        if where is not None:
-            query = query.filter(where)
         matched = _update_returning(query, changes, returning) if returning else query.update(**changes)
         if matched and event is not None:
             event.save()
-        if matched:
-            job_changed(job_id)
-        if matched and send:
-            transaction.on_commit(lambda: job_dispatch(jobs=Job.objects.filter(id=job_id, status=PENDING)))
+        _after(job_id, matched, send)
     return matched if returning else bool(matched)
+
+
+def _after(job_id, matched, send: bool) -> None:
+    """What follows a change that matched: the live publish and, for a job back to pending, its
+    message, both once the transaction commits (at once when there is none)."""
+    if matched:
+        job_changed(job_id)
+    if matched and send:
+        transaction.on_commit(lambda: job_dispatch(jobs=Job.objects.filter(id=job_id, status=PENDING)))
 
 
 def _can_return(alias: str) -> bool:
     """UPDATE … RETURNING: PostgreSQL, SQLite from 3.35 (which brought it with INSERT … RETURNING)."""
     return connections[alias].features.can_return_columns_from_insert
+
+
+def _update_sql(query: QuerySet[Job], changes: dict[str, Any]) -> tuple[Any, str, list]:
+    """The compiler and SQL of ``query.update(**changes)``, as Django would run it."""
+    update = query.query.chain(UpdateQuery)
+    update.add_update_values(changes)
+    compiler = update.get_compiler(query.db)
+    compiler.pre_sql_setup()
+    statement, params = compiler.as_sql()
+    return compiler, statement, list(params)
+
+
+def _columns(compiler, fields: Sequence[str]) -> list[str]:
+    return [compiler.quote_name_unless_alias(Job._meta.get_field(name).column) for name in fields]
 
 
 def _update_returning(query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
@@ -109,16 +138,49 @@ def _update_returning(query: QuerySet[Job], changes: dict[str, Any], fields: Seq
         matched = list(query.values_list("pk", flat=True))
         query.update(**changes)
         return Job.objects.filter(pk__in=matched).values(*fields).first()
-    update = query.query.chain(UpdateQuery)
-    update.add_update_values(changes)
-    compiler = update.get_compiler(query.db)
-    compiler.pre_sql_setup()
-    statement, params = compiler.as_sql()
+    compiler, statement, params = _update_sql(query, changes)
     fields = list(fields)
-    columns = ", ".join(compiler.quote_name_unless_alias(Job._meta.get_field(name).column) for name in fields)
     with connections[query.db].cursor() as cursor:
-        cursor.execute(f"{statement} RETURNING {columns}", params)
+        cursor.execute(f"{statement} RETURNING {', '.join(_columns(compiler, fields))}", params)
         row = cursor.fetchone()
+    return None if row is None else dict(zip(fields, row, strict=True))
+
+
+def _update_with_event(
+    query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str], line: JobEvent
+) -> dict[str, Any] | bool:
+    """PostgreSQL: the conditional UPDATE and its timeline line in one statement. The line is
+    inserted only when the UPDATE matched (it selects from the updated row). Returns the
+    ``fields`` of the updated row (None when it matched nothing), or whether it matched."""
+    connection = connections[query.db]
+    compiler, statement, params = _update_sql(query, changes)
+    fields = list(fields)
+    key = compiler.quote_name_unless_alias(Job._meta.pk.column)
+    returned = ", ".join([key, *_columns(compiler, fields)])
+    quote = connection.ops.quote_name
+    names, values = [], []
+    for field in JobEvent._meta.local_concrete_fields:
+        if field.primary_key:
+            continue
+        names.append(quote(field.column))
+        if field.attname == "job_id":
+            values.append(f"changed.{key}")
+        else:
+            # Typed: in INSERT … SELECT an untyped parameter (a NULL, a string) would be taken as text.
+            values.append(f"CAST(%s AS {field.cast_db_type(connection)})")
+            params.append(field.get_db_prep_save(getattr(line, field.attname), connection))
+    answer = ", ".join(f"changed.{column}" for column in _columns(compiler, fields)) or "1"
+    sql = (
+        f"WITH changed AS ({statement} RETURNING {returned}), "
+        f"line AS (INSERT INTO {quote(JobEvent._meta.db_table)} ({', '.join(names)}) "
+        f"SELECT {', '.join(values)} FROM changed) "
+        f"SELECT {answer} FROM changed"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if not fields:
+        return row is not None
     return None if row is None else dict(zip(fields, row, strict=True))
 
 

@@ -22,6 +22,7 @@ from taskhub.errors import InvalidInput, NotFound
 from ..catalog import catalog
 from ..live import job_changed
 from ..models import Job, JobEventKind, JobStatus
+from . import _hot_path
 from ._json import json_storable
 from ._transitions import attempt_label, conflict, event, finish_running, requeue_running, transition, worker_label
 from .gates import Limit, any_limits, limits_for, queue_not_paused, queue_paused, rate_limit_claim, rate_limit_defer
@@ -57,7 +58,7 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
     """
     fence = Q() if attempts is None else Q(attempts=attempts)
     try:
-        started = _start(job_id, worker, fence)
+        started = _start(job_id, worker, attempts)
         if not started:
             # Why not: one read. A job no longer pending (or of another attempt) is simply skipped.
             row = Job.objects.filter(fence, id=job_id).values("status", paused=queue_paused()).first()
@@ -67,7 +68,7 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
                 _hold(job_id, fence)
                 return None
             # Not due yet, or its queue was resumed between the two: once more, then skipped.
-            started = _start(job_id, worker, fence)
+            started = _start(job_id, worker, attempts)
     except _NoSlot as refused:
         _defer(job_id, fence, refused.limit)
         return None
@@ -84,35 +85,53 @@ class _NoSlot(Exception):
         self.limit = limit
 
 
-def _start(job_id, worker: str, fence: Q) -> dict[str, Any] | None:
+def _start(job_id, worker: str, attempts: int | None) -> dict[str, Any] | None:
     """The start's conditional UPDATE, refused when the job is not due or its queue is paused, then
     a slot of each rate limit it starts under, in the same transaction (rolled back if one has none:
     ``_NoSlot``). Without any rate limit set, the UPDATE and the event are all there is."""
-    # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
-    changes = {"status": RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": worker, "finished_at": None}
-    due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + EARLY_DELIVERY)
     limited = any_limits()
     with transaction.atomic() if limited else contextlib.nullcontext():
-        started = transition(
-            job_id,
-            sources=[PENDING],
-            where=due & fence & Q(NOT_PAUSED),
-            returning=("attempts", "queue", "celery_task_name", "started_at", "heartbeat_at"),
-            changes=changes,
-            event=event(
+        if _hot_path.available():
+            started = _hot_path.start(
                 job_id,
-                JobEventKind.STARTED,
-                from_status=PENDING,
-                to_status=RUNNING,
-                actor_label=worker_label(worker),
+                worker=worker,
+                attempts=attempts,
+                early=EARLY_DELIVERY,
                 at=timezone.now(),
-            ),
-        )
+                actor_label=worker_label(worker),
+            )
+            if started:
+                job_changed(job_id)
+        else:
+            started = _start_through_the_orm(job_id, worker, attempts)
         if started and limited:
             for limit in limits_for(queue=started["queue"], task=started["celery_task_name"]):
                 if not rate_limit_claim(limit, at=started["started_at"]):
                     raise _NoSlot(limit)
     return started or None
+
+
+def _start_through_the_orm(job_id, worker: str, attempts: int | None) -> dict[str, Any] | None:
+    """``_hot_path.start`` as a transition (SQLite; and the reference its tests compare with)."""
+    # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
+    changes = {"status": RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": worker, "finished_at": None}
+    due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + EARLY_DELIVERY)
+    fence = Q() if attempts is None else Q(attempts=attempts)
+    return transition(
+        job_id,
+        sources=[PENDING],
+        where=due & fence & Q(NOT_PAUSED),
+        returning=_hot_path.STARTED_FIELDS,
+        changes=changes,
+        event=event(
+            job_id,
+            JobEventKind.STARTED,
+            from_status=PENDING,
+            to_status=RUNNING,
+            actor_label=worker_label(worker),
+            at=timezone.now(),
+        ),
+    )
 
 
 def _hold(job_id, fence: Q) -> bool:
@@ -215,10 +234,14 @@ def job_update_progress(
     """
     progress = _check_progress(progress)
     meta = job_clean_progress_meta(meta=meta, message=message)
-    query = Job.objects.filter(id=job_id, status=RUNNING, cancel_requested_at__isnull=True)
-    if attempts is not None:
-        query = query.filter(attempts=attempts)
-    if query.update(progress=progress, progress_meta=meta, heartbeat_at=Now()):
+    if attempts is not None and _hot_path.available():
+        written = _hot_path.progress(job_id, attempts=attempts, progress=progress, meta=meta)
+    else:
+        query = Job.objects.filter(id=job_id, status=RUNNING, cancel_requested_at__isnull=True)
+        if attempts is not None:
+            query = query.filter(attempts=attempts)
+        written = query.update(progress=progress, progress_meta=meta, heartbeat_at=Now())
+    if written:
         job_changed(job_id)
         return RunState.OK
     if attempts is None:
@@ -229,6 +252,12 @@ def job_update_progress(
 def job_succeed(*, job_id, attempts: int, result: Any = None, worker: str = "") -> None:
     """running -> succeeded with the result; progress becomes 100."""
     result = json_storable(result, field="result", code="result_not_json")
+    if _hot_path.available():
+        at, label = timezone.now(), worker_label(worker)
+        if _hot_path.succeed(job_id, attempts=attempts, result=result, at=at, actor_label=label):
+            job_changed(job_id)
+            return
+        raise conflict(job_id, "complete")
     if not finish_running(
         job_id,
         status=JobStatus.SUCCEEDED,

@@ -19,11 +19,11 @@ def test_start_returns_the_attempt_from_the_update_itself():
     with CaptureQueriesContext(connection) as queries:
         started = job_start(job_id=str(job.id), worker="w:1")
     statements = [query["sql"] for query in queries.captured_queries if query["sql"].split()[0] != "SAVEPOINT"]
-    assert [sql.split()[0] for sql in statements if sql.split()[0] in ("SELECT", "UPDATE", "INSERT")] == [
-        "UPDATE",
-        "INSERT",
+    # One statement: the conditional UPDATE … RETURNING and the timeline INSERT selecting from it.
+    assert [sql.split()[0] for sql in statements if sql.split()[0] in ("SELECT", "UPDATE", "INSERT", "WITH")] == [
+        "WITH"
     ]
-    assert "RETURNING" in statements[0] and "IN ('pending')" in statements[0]
+    assert "RETURNING" in statements[0] and "\"status\" = 'pending'" in statements[0] and "INSERT INTO" in statements[0]
     assert started.id == job.id and started.attempts == 2 and started.status == JobStatus.RUNNING
     assert started.name == job.name  # any other field is read on first access
     assert kinds(job) == ["started"]

@@ -1,0 +1,148 @@
+"""The three statements every job's run makes, written once as SQL (PostgreSQL).
+
+A run starts (pending -> running, with its timeline line), reports progress, and succeeds
+(running -> succeeded, with its line). Through the ORM each of these built and compiled a query
+at every call: in a profile of the worker running no-op jobs, building the filters and compiling
+them were a third of the pool processes' CPU, more than PostgreSQL took to run the statements.
+Here they are plain SQL with parameters, built from the models' table and column names at import.
+
+They do exactly what ``transition()`` / ``QuerySet.update()`` did for these cases (same
+conditions, same columns, same clocks, same event): ``execution`` uses them on PostgreSQL and
+the ORM elsewhere (SQLite, the embedded default), and ``jobs/tests/test_hot_path.py`` runs both
+on the same jobs and compares the rows. Any other change of a job goes through ``transition()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from django.db import connections
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+
+from ..models import Job, JobEvent, JobEventKind, JobStatus
+from .gates import queue_not_paused
+
+JOB, EVENT = Job._meta.db_table, JobEvent._meta.db_table
+STARTED_FIELDS = ("attempts", "queue", "celery_task_name", "started_at", "heartbeat_at")
+
+_LINE_COLUMNS = ", ".join(
+    f'"{field.column}"' for field in JobEvent._meta.local_concrete_fields if not field.primary_key
+)
+
+
+def _line(kind: str, from_status: str, to_status: str) -> str:
+    """The timeline INSERT of a one-statement transition: selects from ``changed`` (the updated row),
+    so it writes a line only when the UPDATE matched. Parameters: ``at``, ``actor_label``."""
+    values = {
+        "job_id": "changed.id",
+        "at": "%(at)s",
+        "kind": f"'{kind}'",
+        "from_status": f"'{from_status}'",
+        "to_status": f"'{to_status}'",
+        "actor_id": "NULL",
+        "actor_label": "%(actor_label)s",
+        "message": "''",
+        "data": "'{}'::jsonb",
+    }
+    fields = [field for field in JobEvent._meta.local_concrete_fields if not field.primary_key]
+    assert [field.attname for field in fields] == list(values), "JobEvent's columns changed: update _line()"
+    return f'line AS (INSERT INTO "{EVENT}" ({_LINE_COLUMNS}) SELECT {", ".join(values.values())} FROM changed)'
+
+
+_START = f"""
+WITH changed AS (
+    UPDATE "{JOB}" SET "status" = '{JobStatus.RUNNING}', "started_at" = STATEMENT_TIMESTAMP(),
+        "heartbeat_at" = STATEMENT_TIMESTAMP(), "worker" = %(worker)s, "finished_at" = NULL
+    WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.PENDING}'
+        AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP() + %(early)s)
+        {{fence}}
+        AND {queue_not_paused().sql}
+    RETURNING "{JOB}"."id", {", ".join(f'"{JOB}"."{name}"' for name in STARTED_FIELDS)}
+), {_line(JobEventKind.STARTED, JobStatus.PENDING, JobStatus.RUNNING)}
+SELECT {", ".join(f"changed.{name}" for name in STARTED_FIELDS)} FROM changed
+"""
+_START_ANY_ATTEMPT = _START.replace("{fence}", "")
+_START_ATTEMPT = _START.replace("{fence}", f'AND "{JOB}"."attempts" = %(attempts)s')
+
+_SUCCEED = f"""
+WITH changed AS (
+    UPDATE "{JOB}" SET "status" = '{JobStatus.SUCCEEDED}', "finished_at" = %(at)s, "heartbeat_at" = %(at)s,
+        "progress" = 100, "result" = %(result)s, "error" = '', "error_type" = '', "traceback" = ''
+    WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
+    RETURNING "{JOB}"."id"
+), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)}
+SELECT 1 FROM changed
+"""
+
+_PROGRESS = f"""
+UPDATE "{JOB}" SET "progress" = %(progress)s, "progress_meta" = %(meta)s, "heartbeat_at" = STATEMENT_TIMESTAMP()
+WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}'
+    AND "{JOB}"."cancel_requested_at" IS NULL AND "{JOB}"."attempts" = %(attempts)s
+"""
+
+
+@contextlib.contextmanager
+def _cursor():
+    """A cursor binding its parameters on the server (Django's binds them into the SQL text), so that
+    psycopg prepares each of these statements once per connection (after ``prepare_threshold``
+    runs): PostgreSQL then skips parsing and planning them. Wrapped as Django wraps its own cursors
+    (the query log, ``CaptureQueriesContext``)."""
+    connection = connections["default"]
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+    with wrapper(raw, connection) as cursor:
+        yield cursor
+
+
+def available(alias: str = "default") -> bool:
+    """Whether these statements can run on the database (data-modifying WITH: PostgreSQL)."""
+    return connections[alias].vendor == "postgresql"
+
+
+def _json(name: str, value: Any, connection) -> Any:
+    return Job._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: datetime, actor_label: str):
+    """pending -> running when due, of ``attempts`` (any when None) and its queue not paused, with
+    its ``started`` line. The row's ``STARTED_FIELDS``, or None when it matched nothing."""
+    params = {"id": job_id, "worker": worker, "early": early, "at": at, "actor_label": actor_label}
+    if attempts is not None:
+        params["attempts"] = attempts
+    with _cursor() as cursor:
+        cursor.execute(_START_ANY_ATTEMPT if attempts is None else _START_ATTEMPT, params)
+        row = cursor.fetchone()
+    return None if row is None else dict(zip(STARTED_FIELDS, row, strict=True))
+
+
+def succeed(job_id, *, attempts: int, result: Any, at: datetime, actor_label: str) -> bool:
+    """running -> succeeded for ``attempts``, progress 100, with its ``succeeded`` line."""
+    connection = connections["default"]
+    params = {
+        "id": job_id,
+        "attempts": attempts,
+        "result": _json("result", result, connection),
+        "at": at,
+        "actor_label": actor_label,
+    }
+    with _cursor() as cursor:
+        cursor.execute(_SUCCEED, params)
+        return cursor.fetchone() is not None
+
+
+def progress(job_id, *, attempts: int, progress: int, meta: dict) -> bool:
+    """Progress of the running, not cancelled ``attempts``; stamps the heartbeat. Whether it matched."""
+    connection = connections["default"]
+    params = {
+        "id": job_id,
+        "attempts": attempts,
+        "progress": progress,
+        "meta": _json("progress_meta", meta, connection),
+    }
+    with _cursor() as cursor:
+        cursor.execute(_PROGRESS, params)
+        return cursor.rowcount == 1

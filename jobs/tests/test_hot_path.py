@@ -1,0 +1,147 @@
+"""A run's start, progress and success are SQL written once on PostgreSQL (``_hot_path``): they
+must leave exactly the rows and timeline lines the ORM's transitions leave, in every case the
+conditions decide (due or not, which attempt, paused queue, cancelled, finished, gone)."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs.models import Job, JobEvent, QueueControl
+from jobs.services.execution import RunState, job_start, job_succeed, job_update_progress
+from jobs.services.gates import limits_for
+from jobs.tests.factories import make
+from taskhub.errors import Conflict, NotFound
+
+pytestmark = pytest.mark.django_db
+
+# Columns the two paths set from a clock (each run reads its own): compared by being set or not.
+CLOCKS = ("started_at", "heartbeat_at", "finished_at", "cancel_requested_at")
+
+
+def twins(status="pending", **fields):
+    """Two identical rows (but their ids)."""
+    now = timezone.now()
+    return make(status, created_at=now, **fields), make(status, created_at=now, **fields)
+
+
+def row(job) -> dict:
+    values = Job.objects.filter(id=job.id).values().get()
+    for name in ("id", "name", "owner_id", "created_at", "dispatched_at"):
+        values.pop(name)
+    for name in CLOCKS:
+        values[name] = values[name] is not None
+    return values
+
+
+def lines(job) -> list[tuple]:
+    return list(
+        JobEvent.objects.filter(job_id=job.id)
+        .order_by("at", "id")
+        .values_list("kind", "from_status", "to_status", "actor_id", "actor_label", "message", "data")
+    )
+
+
+@pytest.fixture
+def through_the_orm(monkeypatch):
+    """Run a service with the hot path switched off (as on SQLite)."""
+
+    def run(service, **kwargs):
+        with monkeypatch.context() as patch:
+            patch.setattr("jobs.services._hot_path.available", lambda alias="default": False)
+            return service(**kwargs)
+
+    return run
+
+
+def outcome(service, **kwargs):
+    try:
+        return ("ok", service(**kwargs))
+    except (Conflict, NotFound) as exc:
+        return (type(exc).__name__, exc.code)
+
+
+def compare(hot, orm, through_the_orm, service, **kwargs):
+    """The service on ``hot`` by the hot path and on ``orm`` through the ORM: same answer, rows, lines."""
+    fast = outcome(service, job_id=str(hot.id), **kwargs)
+    slow = outcome(lambda **kw: through_the_orm(service, **kw), job_id=str(orm.id), **kwargs)
+    if service is job_start:  # a Job, or None
+        fast, slow = [(kind, value and value.attempts) for kind, value in (fast, slow)]
+    assert fast == slow
+    assert row(hot) == row(orm)
+    assert lines(hot) == lines(orm)
+    return fast
+
+
+@pytest.mark.parametrize(
+    ("fields", "attempts", "starts"),
+    [
+        ({}, None, True),
+        ({"attempts": 2}, 2, True),
+        ({"attempts": 2}, 1, False),  # a message of another attempt
+        ({"run_at": timezone.now() + timedelta(minutes=5)}, None, False),  # a duplicate before its backoff ends
+        ({"run_at": timezone.now() + timedelta(seconds=1)}, None, True),  # early by less than the margin
+        ({"status": "running"}, None, False),
+        ({"status": "succeeded"}, None, False),
+    ],
+)
+def test_start(fields, attempts, starts, through_the_orm):
+    status = fields.pop("status", "pending")
+    hot, orm = twins(status, **fields)
+    answer = compare(hot, orm, through_the_orm, job_start, worker="w:1", attempts=attempts)
+    assert (answer[1] is not None) is starts
+    if starts:
+        assert Job.objects.get(id=hot.id).worker == "w:1" and lines(hot)[0][0] == "started"
+
+
+def test_start_of_a_paused_queue_holds_it(through_the_orm):
+    hot, orm = twins(dispatched_at=timezone.now())
+    QueueControl.objects.create(name=hot.queue, paused=True)
+    assert compare(hot, orm, through_the_orm, job_start, worker="w:1")[1] is None
+    assert Job.objects.get(id=hot.id).dispatched_at is None  # held, both ways
+
+
+@pytest.mark.parametrize(
+    ("status", "fields", "attempts"),
+    [
+        ("running", {}, 0),
+        ("running", {"attempts": 1}, 0),  # re-queued meanwhile: gone
+        ("running", {"cancel_requested_at": timezone.now()}, 0),
+        ("succeeded", {}, 0),
+    ],
+)
+def test_progress(status, fields, attempts, through_the_orm):
+    hot, orm = twins(status, **fields)
+    answer = compare(
+        hot, orm, through_the_orm, job_update_progress, progress=40, meta={"rows": 3}, message="m", attempts=attempts
+    )
+    assert answer[1] in (RunState.OK, RunState.GONE, RunState.CANCEL_REQUESTED)
+
+
+@pytest.mark.parametrize(
+    ("status", "fields", "attempts"),
+    [("running", {}, 0), ("running", {"attempts": 3}, 3), ("running", {"attempts": 3}, 2), ("revoked", {}, 0)],
+)
+@pytest.mark.parametrize("result", [None, {"a": [1, "b", None]}, "text", 3.5])
+def test_succeed(status, fields, attempts, result, through_the_orm):
+    hot, orm = twins(status, **fields)
+    compare(hot, orm, through_the_orm, job_succeed, attempts=attempts, result=result, worker="w:1")
+
+
+def test_succeed_of_a_job_that_is_gone():
+    with pytest.raises(NotFound):
+        job_succeed(job_id="6f1c3a52-0000-4000-8000-000000000000", attempts=0, result=None, worker="w:1")
+
+
+def test_each_is_one_statement():
+    job = make()
+    limits_for(queue=job.queue, task=job.celery_task_name)  # rate limits: a per-process cache, read once a second
+    with CaptureQueriesContext(connection) as queries:
+        started = job_start(job_id=str(job.id), worker="w:1")
+        job_update_progress(job_id=job.id, progress=5, attempts=started.attempts)
+        job_succeed(job_id=job.id, attempts=started.attempts, result=1, worker="w:1")
+    statements = [q["sql"].split()[0] for q in queries.captured_queries if q["sql"].split()[0] != "SAVEPOINT"]
+    assert [s for s in statements if s != "RELEASE"] == ["WITH", "UPDATE", "WITH"]
+    assert [kind for kind, *_ in lines(job)] == ["started", "succeeded"]
