@@ -68,10 +68,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Job.objects.none()
-        return selectors.job_list(user=self.request.user)
+        return selectors.job_list(user=self.request.user, names_only=True)
 
     def get_object(self):
-        job = selectors.job_get(user=self.request.user, job_id=self.kwargs["pk"])
+        job = selectors.job_get(user=self.request.user, job_id=self.kwargs["pk"], names_only=True)
         self.check_object_permissions(self.request, job)
         return job
 
