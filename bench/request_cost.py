@@ -8,8 +8,7 @@ On a shared machine the HTTP benchmark's figures move with everyone else's load;
 much less, so they are what to compare between two commits (run the script of one commit in a
 ``git worktree`` of the other). 200 jobs of one non-staff owner; DRF's APIClient with
 ``force_authenticate`` through the whole stack (middleware, routing, throttles, filters, cursor
-pagination, serializer, JSON). Own database taskhub_bench_request, own Redis db 4. Not in
-``make bench``.
+pagination, serializer, JSON). Own database taskhub_bench_request, own Redis db 4.
 """
 
 from __future__ import annotations

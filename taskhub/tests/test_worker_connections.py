@@ -56,6 +56,12 @@ def test_a_connection_broken_between_tasks_is_replaced_before_the_next_tasks_fir
     before_a_task()
     with _Other() as other:  # another session ends this one, as a server restart would
         other.execute("SELECT pg_terminate_backend(%s)", [broken])
+        # pg_terminate_backend only signals it: wait until it has gone, as a restart is over
+        # before the next task (a query racing the exit is the task base's to retry).
+        deadline = time.monotonic() + 10
+        while other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [broken]).fetchone():
+            assert time.monotonic() < deadline, "the backend did not exit"
+            time.sleep(0.05)
     before_a_task()
     assert pid() != broken  # the health check on reuse (CONN_HEALTH_CHECKS) found it dead: no error
 
