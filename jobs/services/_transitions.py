@@ -21,6 +21,7 @@ from taskhub.errors import ApplicationError, Conflict, NotFound
 
 from ..live import job_changed
 from ..models import Job, JobEvent, JobEventKind, JobStatus
+from . import _hot_path
 from .dispatch import job_dispatch
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -89,7 +90,7 @@ def transition(
     query = Job.objects.filter(id=job_id, status__in=list(sources))
     if where is not None:
         query = query.filter(where)
-    if event is not None and _can_return(query.db) and connections[query.db].vendor == "postgresql":
+    if event is not None and _can_return(query.db) and _hot_path.available(query.db):
         matched = _update_with_event(query, changes, returning, event)
         _after(job_id, matched, send)
         return matched if returning else bool(matched)
