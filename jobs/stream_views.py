@@ -26,6 +26,7 @@ from rest_framework.settings import api_settings
 
 from accounts.models import User
 from taskhub.errors import exception_handler
+from taskhub.handlers import release_request_thread
 
 from . import selectors
 from .filters import JobFilter
@@ -100,14 +101,18 @@ def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes
 
 
 def _release_request_thread() -> None:
-    """Give back the thread Django's ASGI handler keeps for this request while the stream waits.
+    """Give back the thread the ASGI handler keeps for this request while the stream waits.
 
-    The handler runs each request in a ThreadSensitiveContext: its first sync call (the
-    request_started signal, the middleware) starts a one-thread executor that lives until the
-    response ends, idle. A stream lasts minutes to hours, so it is shut down here, once the view and
-    the middleware are done; the response's ``close()`` at the very end gets a fresh one for its
-    brief sync work. (asgiref keeps the executors in ``SyncToAsync.context_to_thread_executor``.)
+    The handler runs each request's synchronous code (the request_started signal, the middleware,
+    the response's ``close()``) on a thread of its own. A stream lasts minutes to hours, so once
+    the view and the middleware are done the thread goes back to the handler for other requests
+    (``taskhub.handlers``). Under Django's own handler (a per-request ThreadSensitiveContext whose
+    one-thread executor lives until the response ends) that executor is shut down instead; the
+    response's ``close()`` at the very end gets a fresh one for its brief sync work (asgiref keeps
+    the executors in ``SyncToAsync.context_to_thread_executor``).
     """
+    if release_request_thread():
+        return
     context = SyncToAsync.thread_sensitive_context.get(None)
     executor = SyncToAsync.context_to_thread_executor.pop(context, None) if context is not None else None
     if executor is not None:

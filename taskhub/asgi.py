@@ -1,7 +1,13 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskhub.settings")
+django.setup(set_prefix=False)
 
-application = get_asgi_application()
+from taskhub.handlers import ReusedThreadASGIHandler  # noqa: E402 (after Django is set up)
+from taskhub.runtime import freeze_loaded_objects, load_web_code  # noqa: E402
+
+application = ReusedThreadASGIHandler()
+load_web_code()
+freeze_loaded_objects()

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from kombu import Exchange, Queue
 
+from taskhub.runtime import freeze_loaded_objects
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskhub.settings")
 
 app = Celery("taskhub")
@@ -43,3 +45,11 @@ def _recycle_database_connections(task=None, **kwargs) -> None:
             connection._kept = borrowed
             connection.close_at = time.monotonic() + POOLED_CONNECTION_KEPT_SECONDS
     close_old_connections()
+
+
+@signals.worker_process_init.connect
+@signals.worker_ready.connect
+def _freeze_loaded_objects(**kwargs) -> None:
+    """A pool process has started, or the worker's main process (the consumer) is ready: what is
+    loaded now lives as long as the process; keep it out of garbage collections (taskhub/runtime.py)."""
+    freeze_loaded_objects()

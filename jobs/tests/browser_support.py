@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import uvicorn
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-from django.core.asgi import get_asgi_application
 from django.db import connections
 
+from taskhub.handlers import ReusedThreadASGIHandler
 from taskhub.testing import free_port, wait_for
 
 __all__ = ["asgi_live_server", "browser"]
@@ -41,13 +41,13 @@ LAPTOP = {"width": 1366, "height": 768}
 
 
 class AsgiLiveServer:
-    """``taskhub.asgi`` on uvicorn in a thread; static files served from the apps' folders, as by
-    ``live_server``."""
+    """``taskhub.asgi``'s handler on uvicorn in a thread; static files served from the apps' folders,
+    as by ``live_server``."""
 
     def __init__(self) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            ASGIStaticFilesHandler(get_asgi_application()),
+            ASGIStaticFilesHandler(ReusedThreadASGIHandler()),
             host="127.0.0.1",
             port=self.port,
             lifespan="off",

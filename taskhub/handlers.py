@@ -1,0 +1,97 @@
+"""The ASGI handler: Django's, with each request's synchronous code on a thread that is reused.
+
+Django's ``ASGIHandler`` enters a fresh ``ThreadSensitiveContext`` per request, so every request
+to a synchronous view (DRF, the admin) starts a new thread for its synchronous code and, at the
+end, another one to join it; thread-local state built on first use (Celery's result backend
+object, for one) is built again every time. Here a request takes an idle single-thread executor
+(or makes one) and gives it back when it is done, through asgiref's documented
+``ThreadSensitiveContext(executor=…)``: the request's synchronous code runs on one thread, one
+call at a time, as before. Django's connections stay per request (they live in the request's
+context, not in the thread). https://github.com/django/asgiref/blob/main/asgiref/sync.py
+
+A response that lasts (a live stream: an async view) gives its thread back early with
+``release_request_thread()`` once its synchronous part (middleware, view) is done; what it still
+does synchronously at the end (closing the response) gets a fresh thread, shut down when the
+response is over, as under Django's handler. (asgiref keeps a context's executor in
+``SyncToAsync.context_to_thread_executor``.)
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+from django.core.handlers.asgi import ASGIHandler
+
+# Idle threads kept for the next requests; a thread given back while this many are idle is shut down.
+# The database pool's default size (DATABASE_POOL_MAX_SIZE): more requests than that in one process
+# at once wait for a connection anyway.
+MAX_IDLE_THREADS = 8
+
+
+@dataclass
+class _Lease:
+    handler: "ReusedThreadASGIHandler"
+    executor: ThreadPoolExecutor
+    returned: bool = False
+
+    def give_back(self) -> None:
+        if not self.returned:
+            self.returned = True
+            self.handler._give_back(self.executor)
+
+
+_lease: ContextVar[_Lease | None] = ContextVar("taskhub_request_thread", default=None)
+
+
+def release_request_thread() -> bool:
+    """Give the current request's thread back for other requests (from async code, e.g. a stream
+    that goes on waiting on the event loop). False if this request has no thread from this handler
+    (another handler serves it)."""
+    lease = _lease.get()
+    if lease is None:
+        return False
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is not None and SyncToAsync.context_to_thread_executor.get(context) is lease.executor:
+        del SyncToAsync.context_to_thread_executor[context]
+    lease.give_back()
+    return True
+
+
+def _shut_down_later_thread(context: ThreadSensitiveContext, leased: ThreadPoolExecutor) -> None:
+    """The thread a request got after giving its own back (see ``release_request_thread``)."""
+    later = SyncToAsync.context_to_thread_executor.get(context)
+    if later is not None and later is not leased:
+        later.shutdown(wait=False)
+
+
+class ReusedThreadASGIHandler(ASGIHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self._idle: list[ThreadPoolExecutor] = []  # only touched from the event loop's thread
+        self._made = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        lease = _Lease(self, self._idle.pop() if self._idle else self._new_executor())
+        token = _lease.set(lease)
+        try:
+            async with ThreadSensitiveContext(executor=lease.executor) as context:
+                try:
+                    await self.handle(scope, receive, send)
+                finally:
+                    _shut_down_later_thread(context, lease.executor)
+        finally:
+            _lease.reset(token)
+            lease.give_back()
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        self._made += 1
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"request-{self._made}")
+
+    def _give_back(self, executor: ThreadPoolExecutor) -> None:
+        if len(self._idle) < MAX_IDLE_THREADS:
+            self._idle.append(executor)
+        else:
+            executor.shutdown(wait=False)
