@@ -102,7 +102,9 @@ class JobRun:
         self.gone = False
         self._lock = threading.Lock()
         self._pending: tuple[int, dict] | None = None
-        self._last_write = 0.0
+        # The start has just written the row: progress within JOB_PROGRESS_MIN_INTERVAL of it waits
+        # (a job that ends sooner never writes it: its outcome supersedes it).
+        self._last_write = self.started
         self._stop = threading.Event()
         # Kept by the watchdog: when the next heartbeat is due, held around each beat, watched or not.
         self.next_beat = float("inf")
@@ -117,9 +119,13 @@ class JobRun:
         now = time.monotonic()
         with self._lock:
             self._pending = (percent, meta)
-            if now - self._last_write < settings.JOB_PROGRESS_MIN_INTERVAL:
-                return  # throttled: the watchdog flushes the latest value with the next heartbeat
-            self._pending, self._last_write = None, now
+            due = self._last_write + settings.JOB_PROGRESS_MIN_INTERVAL
+            if now >= due:
+                self._pending, self._last_write = None, now
+        if now < due:
+            # Throttled: the watchdog writes the latest value when the interval is over.
+            watchdog().beat_by(self, due)
+            return
         try:
             state = job_update_progress(job_id=self.job_id, attempts=self.attempts, progress=percent, meta=meta)
         except DATABASE_DOWN as exc:

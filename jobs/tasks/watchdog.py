@@ -1,7 +1,8 @@
 """One watchdog thread per worker process, shared by the job runs of that process.
 
 Every ``JOB_HEARTBEAT_INTERVAL`` seconds it calls ``_beat()`` of each run it watches (heartbeat,
-throttled progress, cancel grace period, hard time limit: see ``jobs.tasks.base.JobRun``). A
+throttled progress, cancel grace period, hard time limit: see ``jobs.tasks.base.JobRun``), and
+sooner when a run asks (``beat_by``: a throttled progress value is due). A
 thread per run would cost a thread start and join for every job, most of which end before their
 first heartbeat.
 
@@ -51,6 +52,15 @@ class Watchdog:
             self._runs.add(run)
             if run.next_beat < self._wake_at:  # a first beat sooner, or an interval shortened (tests)
                 self._wake.notify()
+
+    def beat_by(self, run: Watched, when: float) -> None:
+        """Beat ``run`` at ``when`` (a ``time.monotonic()`` value) if its next beat is later (a
+        throttled progress value to write)."""
+        with self._wake:
+            if run.watched and when < run.next_beat:
+                run.next_beat = when
+                if when < self._wake_at:
+                    self._wake.notify()
 
     def unwatch(self, run: Watched) -> None:
         """Stop beating ``run``; returns once a beat of it in progress has finished."""

@@ -52,21 +52,55 @@ def test_one_thread_beats_every_run_of_the_process_and_none_after_it_stopped(set
     assert watchdog_threads() == 1  # kept for the next runs: no thread per job
 
 
+def progress_of(run: JobRun) -> tuple[int, dict]:
+    return Job.objects.values_list("progress", "progress_meta").get(id=run.job_id)
+
+
+def test_progress_right_after_the_start_is_written_when_the_interval_is_over():
+    """Production defaults (JOB_PROGRESS_MIN_INTERVAL 0.5 s, heartbeat 5 s): the start has just
+    written the row, so a report at once waits for the interval, then the watchdog writes it, long
+    before the next heartbeat. A later report, past the interval, is written at once."""
+    run = started_run()
+    run.start()
+    try:
+        run.progress(10, "first")
+        assert progress_of(run)[0] == 0  # held back
+        wait_for(lambda: progress_of(run)[0] == 10, timeout=3, message="the watchdog to write the held report")
+        flushed = time.monotonic() - run.started
+        assert 0.45 <= flushed < 3, flushed
+        assert progress_of(run) == (10, {"message": "first"})
+        time.sleep(max(0.0, run._last_write + 0.55 - time.monotonic()))
+        run.progress(20, "past the interval")
+        assert progress_of(run) == (20, {"message": "past the interval"})  # written at once
+    finally:
+        run.stop()
+
+
+def test_a_job_that_ends_within_the_interval_writes_no_progress():
+    """Its outcome supersedes the held report: the watchdog never writes it."""
+    run = started_run()
+    run.start()
+    run.progress(0, "0/0s")
+    run.stop()
+    time.sleep(0.8)
+    assert progress_of(run) == (0, {})
+
+
 def test_throttled_progress_is_flushed_by_the_next_heartbeat(settings):
     settings.JOB_HEARTBEAT_INTERVAL = 0.3
     settings.JOB_PROGRESS_MIN_INTERVAL = 60
     run = started_run()
     run.start()
     try:
-        run.progress(10, "written at once")
-        run.progress(55, "held back by the throttle")
-        assert Job.objects.values_list("progress", flat=True).get(id=run.job_id) == 10
+        run.progress(10, "held back by the throttle")
+        run.progress(55, "held back by the throttle too")
+        assert progress_of(run)[0] == 0
         wait_for(
-            lambda: Job.objects.values_list("progress", flat=True).get(id=run.job_id) == 55,
+            lambda: progress_of(run)[0] == 55,
             timeout=5,
             message="the watchdog to flush the latest progress",
         )
-        assert Job.objects.get(id=run.job_id).progress_meta == {"message": "held back by the throttle"}
+        assert progress_of(run)[1] == {"message": "held back by the throttle too"}
     finally:
         run.stop()
 
