@@ -14,6 +14,12 @@ run deletes exactly the same rows. Each run deletes every finished job older tha
 * the same with ``batch_size=10,000`` (the largest allowed);
 * baseline: ``Job.objects.filter(<the same rows>).delete()``, one queryset delete, the naive way.
 
+Then the performance issue's figure: ``manage.py cleanup_jobs --older-than 30d`` as an operator
+runs it, a process of its own, on ``--target`` old finished jobs (1,000,000; ``--quick``:
+50,000): jobs/s, rows/s (jobs and timeline rows) and the process's peak RSS (``wait4``'s
+``ru_maxrss``), against the target of 20,000 rows/s under 200 MB. The snapshot holds the larger
+of ``n`` and the target; the comparisons restore the ``n`` oldest.
+
 Each run happens twice on the same restored rows: once plain, for the wall time and the growth
 of the process's peak RSS (``ru_maxrss``; the baseline runs last, since that figure never goes
 down), and once under tracemalloc for the peak of Python allocations (tracing slows Python code
@@ -26,8 +32,11 @@ Own database taskhub_bench_cleanup, own Redis db 6 (unused: nothing is sent).
 from __future__ import annotations
 
 import gc
+import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
@@ -45,6 +54,8 @@ OLDER_THAN = timedelta(days=30)
 ACTIVE = 2_000
 YOUNG = 2_000
 MIB = 1024 * 1024
+TARGET_ROWS_PER_SECOND = 20_000
+TARGET_PEAK_MB = 200
 
 
 def _copy(model, rows: Iterator[dict]) -> int:
@@ -211,13 +222,46 @@ def run(label: str, old: int, delete: Callable[[], object]) -> list:
     return [label, old, events, figures["wall"], old / figures["wall"], figures["peak"], figures["rss"]]
 
 
+def run_command(old: int) -> list:
+    """``manage.py cleanup_jobs`` in a process of its own on ``old`` old finished jobs: the
+    operator's command, with the production settings (batch size JOB_RETENTION_BATCH_SIZE)."""
+    restore(old)
+    before = counts()
+    if before["old"] != old or before["active"] != ACTIVE or before["young"] != YOUNG:
+        raise SystemExit(f"restore went wrong: {before}")
+    command = [sys.executable, "manage.py", "cleanup_jobs", "--older-than", "30d"]
+    with tempfile.TemporaryFile(mode="w+") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=common.ROOT, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own resource usage
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        printed = output.read()
+    if process.returncode != 0:
+        raise SystemExit(f"cleanup_jobs exited {process.returncode}:\n{printed}")
+    after = counts()
+    if (after["old"], after["active"], after["young"]) != (0, ACTIVE, YOUNG):
+        raise SystemExit(f"cleanup_jobs: expected only the old finished jobs gone, found {after}")
+    events = before["events"] - after["events"]
+    peak = usage.ru_maxrss / 1024  # KiB on Linux
+    print(f"# manage.py cleanup_jobs: {old:,} jobs, {events:,} timeline rows, {wall:.1f}s, peak RSS {peak:.0f} MiB")
+    print("\n".join(f"#   {line}" for line in printed.strip().splitlines()))
+    return [old, events, wall, old / wall, (old + events) / wall, peak]
+
+
 def main() -> int:
-    args = common.parse_args(__doc__, lambda p: p.add_argument("-n", type=int, help="old finished jobs"))
+    def extra(parser):
+        parser.add_argument("-n", type=int, help="old finished jobs for the comparisons")
+        parser.add_argument("--target", type=int, help="old finished jobs for manage.py cleanup_jobs")
+
+    args = common.parse_args(__doc__, extra)
     old = args.n or (20_000 if args.quick else 200_000)
+    target = args.target or (50_000 if args.quick else 1_000_000)
     with common.bench_environment(ENV):
         from jobs.services.retention import job_purge_finished
 
-        populate(common.make_user("bench-cleanup"), old)
+        populate(common.make_user("bench-cleanup"), max(old, target))
 
         def batched(size: int) -> Callable[[], object]:
             return lambda: job_purge_finished(older_than=OLDER_THAN, batch_size=size)
@@ -229,16 +273,36 @@ def main() -> int:
             run("batched, batch_size=10,000", old, batched(10_000)),
             run("baseline: one queryset .delete()", old, naive_delete),
         ]
+        command = run_command(target)
     common.print_table(
         f"Deleting the finished jobs older than 30 days ({ACTIVE:,} active and {YOUNG:,} young jobs stay)",
         ["run", "jobs deleted", "timeline rows", "s", "jobs/s", "tracemalloc peak MiB", "max RSS growth MiB"],
         rows,
     )
+    jobs, events, wall, jobs_per_second, rows_per_second, peak = command
+    met = rows_per_second >= TARGET_ROWS_PER_SECOND and peak < TARGET_PEAK_MB
+    common.print_table(
+        "manage.py cleanup_jobs --older-than 30d, a process of its own (production settings)",
+        ["jobs deleted", "timeline rows", "s", "jobs/s", "rows/s", "peak RSS MiB", "target"],
+        [
+            (
+                jobs,
+                events,
+                wall,
+                jobs_per_second,
+                rows_per_second,
+                peak,
+                f"{'met' if met else 'missed'} (>= {TARGET_ROWS_PER_SECOND:,} rows/s, < {TARGET_PEAK_MB} MB)",
+            )
+        ],
+    )
     small, default, large, naive = rows
     print(
         f"\nratios: memory (tracemalloc peak) baseline/batched = {common.ratio(naive[5], default[5])} "
         f"(batch 1,000), {common.ratio(naive[5], large[5])} (batch 10,000); batched all/quarter rows = "
-        f"{common.ratio(default[5], small[5])}; time baseline/batched(1,000) = {common.ratio(naive[3], default[3])}"
+        f"{common.ratio(default[5], small[5])}; time baseline/batched(1,000) = {common.ratio(naive[3], default[3])}; "
+        f"cleanup_jobs on {jobs:,} jobs: {rows_per_second:,.0f} rows/s ({jobs_per_second:,.0f} jobs/s), "
+        f"peak RSS {peak:.0f} MiB ({'met' if met else 'missed'})"
     )
     return 0
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """What one API request costs in-process, without HTTP or other clients: a list page, a job's
-detail and the serializer alone, timed round-robin (``common.interleaved``).
+detail, a create and the serializer alone, timed round-robin (``common.interleaved``).
 
     .venv/bin/python bench/request_cost.py [--quick]
 
@@ -8,7 +8,9 @@ On a shared machine the HTTP benchmark's figures move with everyone else's load;
 much less, so they are what to compare between two commits (run the script of one commit in a
 ``git worktree`` of the other). 200 jobs of one non-staff owner; DRF's APIClient with
 ``force_authenticate`` through the whole stack (middleware, routing, throttles, filters, cursor
-pagination, serializer, JSON). Own database taskhub_bench_request, own Redis db 4.
+pagination, serializer, JSON). A create is the whole of it: the quota check, the row and its
+timeline line, the commit, the message published to Redis (nobody consumes it) and the sent stamp.
+Own database taskhub_bench_request, own Redis db 4.
 """
 
 from __future__ import annotations
@@ -67,8 +69,16 @@ def main() -> int:
 
             return call
 
+        def create():
+            response = client.post(
+                "/api/v1/jobs/", {"celery_task_name": "long_running_task", "args": [0]}, format="json"
+            )
+            assert response.status_code == 201, response.content
+            return response
+
         timings = common.interleaved(
             {
+                "POST /api/v1/jobs/": create,
                 "GET /api/v1/jobs/?page_size=50": get("/api/v1/jobs/?page_size=50"),
                 "GET /api/v1/jobs/{id}/": get(f"/api/v1/jobs/{job_id}/"),
                 "JobSerializer over 50 jobs": lambda: [serializer.to_representation(job) for job in page],
@@ -84,7 +94,8 @@ def main() -> int:
         medians = {name: common.median_ms(t) for name, t in timings.items()}
         print(
             f"ratios: list page {medians['GET /api/v1/jobs/?page_size=50']:.2f} ms, detail "
-            f"{medians['GET /api/v1/jobs/{id}/']:.2f} ms, serializer over 50 jobs "
+            f"{medians['GET /api/v1/jobs/{id}/']:.2f} ms, create {medians['POST /api/v1/jobs/']:.2f} ms, "
+            f"serializer over 50 jobs "
             f"{medians['JobSerializer over 50 jobs']:.2f} ms (in-process medians)"
         )
     return 0

@@ -70,7 +70,8 @@ _START_ATTEMPT = _START.replace("{fence}", f'AND "{JOB}"."attempts" = %(attempts
 _SUCCEED = f"""
 WITH changed AS (
     UPDATE "{JOB}" SET "status" = '{JobStatus.SUCCEEDED}', "finished_at" = %(at)s, "heartbeat_at" = %(at)s,
-        "progress" = 100, "result" = %(result)s, "error" = '', "error_type" = '', "traceback" = ''
+        "progress" = 100, "progress_meta" = COALESCE(%(meta)s, "progress_meta"), "result" = %(result)s,
+        "error" = '', "error_type" = '', "traceback" = ''
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
     RETURNING "{JOB}"."id"
 ), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)}
@@ -123,13 +124,17 @@ def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: da
     return None if row is None else dict(zip(STARTED_FIELDS, row, strict=True))
 
 
-def succeed(job_id, *, attempts: int, result: Any, at: datetime, actor_label: str) -> bool:
-    """running -> succeeded for ``attempts``, progress 100, with its ``succeeded`` line."""
+def succeed(
+    job_id, *, attempts: int, result: Any, at: datetime, actor_label: str, progress_meta: dict | None = None
+) -> bool:
+    """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
+    its ``succeeded`` line."""
     connection = connections["default"]
     params = {
         "id": job_id,
         "attempts": attempts,
         "result": _json("result", result, connection),
+        "meta": None if progress_meta is None else _json("progress_meta", progress_meta, connection),
         "at": at,
         "actor_label": actor_label,
     }

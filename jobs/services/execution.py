@@ -249,15 +249,21 @@ def job_update_progress(
     return _run_state(job_id, attempts)[0]
 
 
-def job_succeed(*, job_id, attempts: int, result: Any = None, worker: str = "") -> None:
-    """running -> succeeded with the result; progress becomes 100."""
+def job_succeed(
+    *, job_id, attempts: int, result: Any = None, worker: str = "", progress_meta: dict | None = None
+) -> None:
+    """running -> succeeded with the result; progress becomes 100. ``progress_meta``: the run's last
+    progress report, held back by the throttle when it ended (written with the outcome)."""
     result = json_storable(result, field="result", code="result_not_json")
     if _hot_path.available():
         at, label = timezone.now(), worker_label(worker)
-        if _hot_path.succeed(job_id, attempts=attempts, result=result, at=at, actor_label=label):
+        if _hot_path.succeed(
+            job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
+        ):
             job_changed(job_id)
             return
         raise conflict(job_id, "complete")
+    held = {} if progress_meta is None else {"progress_meta": progress_meta}
     if not finish_running(
         job_id,
         status=JobStatus.SUCCEEDED,
@@ -268,6 +274,7 @@ def job_succeed(*, job_id, attempts: int, result: Any = None, worker: str = "") 
         error="",
         error_type="",
         traceback="",
+        **held,
     ):
         raise conflict(job_id, "complete")
 

@@ -138,6 +138,24 @@ class JobRun:
         self._note(state)
         self.raise_if_stopped()
 
+    def take_held(self) -> tuple[int, dict] | None:
+        """The report the throttle still holds (the run has stopped: the watchdog will not write it)."""
+        with self._lock:
+            held, self._pending = self._pending, None
+        return held
+
+    def write_held(self) -> None:
+        """Write the report the throttle still holds, if any (before a failure is recorded: where
+        the run had got to)."""
+        held = self.take_held()
+        if held is None:
+            return
+        try:
+            job_update_progress(job_id=self.job_id, attempts=self.attempts, progress=held[0], meta=held[1])
+        except Exception as exc:  # noqa: BLE001 - the outcome matters, this report does not
+            logger.warning("Job %s: last progress report not written: %s", self.job_id, exc)
+            close_old_connections()
+
     def raise_if_stopped(self) -> None:
         if self.gone:
             raise JobLost(f"Job {self.job_id} is no longer running as attempt {self.attempts + 1}.")
@@ -259,6 +277,7 @@ class JobTask(Task):
             logger.warning("Job %s attempt %s lost its row while running; result dropped.", job_id, run.attempts + 1)
             raise Ignore() from None
         except Exception as exc:
+            run.write_held()
             soft_limit = isinstance(exc, SoftTimeLimitExceeded)
             error = (
                 f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
@@ -277,8 +296,9 @@ class JobTask(Task):
                 raise Ignore() from None
             raise
         else:
+            held = run.take_held()  # written with the outcome, not on its own
             try:
-                self._record(job_succeed, run, result=result)
+                self._record(job_succeed, run, result=result, progress_meta=held[1] if held else None)
             except InvalidInput as exc:
                 self._record(job_fail, run, error=exc.message, error_type=type(exc).__name__, auto_retry=False)
                 raise

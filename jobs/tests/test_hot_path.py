@@ -130,6 +130,14 @@ def test_succeed(status, fields, attempts, result, through_the_orm):
     compare(hot, orm, through_the_orm, job_succeed, attempts=attempts, result=result, worker="w:1")
 
 
+@pytest.mark.parametrize("progress_meta", [None, {}, {"message": "9/9 rows", "rows": 9}])
+def test_succeed_with_the_report_the_throttle_held(progress_meta, through_the_orm):
+    hot, orm = twins("running", progress_meta={"message": "earlier"})
+    compare(hot, orm, through_the_orm, job_succeed, attempts=0, result=1, worker="w:1", progress_meta=progress_meta)
+    expected = {"message": "earlier"} if progress_meta is None else progress_meta
+    assert Job.objects.get(id=hot.id).progress_meta == expected
+
+
 def test_succeed_of_a_job_that_is_gone():
     with pytest.raises(NotFound):
         job_succeed(job_id="6f1c3a52-0000-4000-8000-000000000000", attempts=0, result=None, worker="w:1")

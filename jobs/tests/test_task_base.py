@@ -188,3 +188,28 @@ def test_a_task_that_is_not_cancellable_is_terminated_at_the_first_heartbeat_aft
     assert job.status == JobStatus.REVOKED
     assert (job.finished_at - requested.cancel_requested_at).total_seconds() < 5
     assert "does not stop cooperatively" in JobEvent.objects.get(job_id=run.job_id, kind="revoked").message
+
+
+def test_a_report_held_by_the_throttle_at_the_end_is_written_with_the_outcome(user):
+    """Production defaults: ``progress(0, "0/0s")`` right after the start is held (within
+    JOB_PROGRESS_MIN_INTERVAL of the start's write); the run ends first and the success carries it:
+    two statements in all."""
+    from jobs.tasks.common_tasks import long_running_task
+
+    job = new_job(user, "long_running_task", seconds=0)
+    outcome, writes = run_eagerly(long_running_task, job, seconds=0)
+    assert outcome.successful()
+    assert [sql.split()[0] for sql in writes] == ["WITH", "WITH"], writes
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.progress_meta) == (JobStatus.SUCCEEDED, 100, {"message": "0/0s"})
+
+
+def test_a_report_held_by_the_throttle_when_the_task_fails_is_written_before_the_failure(user):
+    """Where the run had got to stays on the failed job."""
+    from jobs.tasks.common_tasks import flaky_task
+
+    job = job_create(owner=user, celery_task_name="flaky_task", kwargs={"fail_times": 1}, max_retries=0)
+    outcome, _ = run_eagerly(flaky_task, job, fail_times=1)
+    assert outcome.failed()
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.progress_meta) == (JobStatus.FAILED, 50, {"message": "attempt 1"})

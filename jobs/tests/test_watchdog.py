@@ -76,14 +76,16 @@ def test_progress_right_after_the_start_is_written_when_the_interval_is_over():
         run.stop()
 
 
-def test_a_job_that_ends_within_the_interval_writes_no_progress():
-    """Its outcome supersedes the held report: the watchdog never writes it."""
+def test_a_run_that_stops_within_the_interval_leaves_its_report_to_the_outcome():
+    """The watchdog never writes the held report once the run has stopped: the task base writes it
+    with the outcome (test_task_base)."""
     run = started_run()
     run.start()
     run.progress(0, "0/0s")
     run.stop()
     time.sleep(0.8)
     assert progress_of(run) == (0, {})
+    assert run.take_held() == (0, {"message": "0/0s"})
 
 
 def test_throttled_progress_is_flushed_by_the_next_heartbeat(settings):
