@@ -1,4 +1,5 @@
-"""Query filters that take what the OpenAPI document says they take, and refuse the rest (400).
+"""Query filters that take what the OpenAPI document says they take, and refuse the rest (400); the
+filter backend of every list (``FilterBackend``).
 
 django-filter's ``BooleanFilter`` reads any value it does not know (``null``, ``yes``) as "no filter"
 and its ``NumberFilter`` takes decimals (``0.5``) for an integer column; an empty value
@@ -10,6 +11,7 @@ import re
 
 import django_filters
 from django import forms
+from django_filters.rest_framework import DjangoFilterBackend
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
@@ -51,3 +53,31 @@ class StrictIntegerFilter(django_filters.NumberFilter):
 
 class StrictBooleanFilter(django_filters.BooleanFilter):
     field_class = StrictBooleanField
+
+
+# The query parameters a paginator reads (DRF's names for its three paginators).
+_PAGINATION_PARAMETERS = (
+    "cursor_query_param",
+    "page_query_param",
+    "page_size_query_param",
+    "limit_query_param",
+    "offset_query_param",
+)
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter's backend, skipped when the request names no parameter but the paginator's.
+
+    A FilterSet given no data filters nothing, but building it is not free: every request deep-copies
+    the set's filters, builds a form class and a form from them and validates it. That was a fifth
+    of a 50-job list page's CPU (``bench/README.md``), for the most common list request of all: the
+    newest page, or the next one. With any other parameter (a filter, a search, an unknown name)
+    the FilterSet runs as before.
+    """
+
+    def filter_queryset(self, request, queryset, view):
+        paginator = getattr(view, "paginator", None)
+        paging = {getattr(paginator, name, None) for name in _PAGINATION_PARAMETERS}
+        if all(name in paging for name in request.query_params):
+            return queryset
+        return super().filter_queryset(request, queryset, view)

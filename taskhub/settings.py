@@ -204,7 +204,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["taskhub.parsers.SafeJSONParser"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "taskhub.filters.FilterBackend",  # django-filter's, skipped when no parameter but paging's
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
