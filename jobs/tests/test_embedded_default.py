@@ -85,3 +85,41 @@ def test_embedded_default_runs_a_job_end_to_end(tmp_path):
     assert job_id in worker.output() and "filesystem://" in worker.output()
     assert "No hostname was supplied" not in worker.output()
     assert (tmp_path / "taskhub.sqlite3").exists() and (tmp_path / "broker").is_dir()
+
+
+QUOTAS = """
+from datetime import timedelta
+from django.utils import timezone
+from accounts.models import User
+from jobs.models import Job
+from jobs.services.creation import job_create
+from jobs.services._quotas import QuotaExceeded
+user = User.objects.create(username="quota", email="quota@example.com", max_jobs_per_minute=2, max_active_jobs=3)
+def create():
+    try:
+        return job_create(owner=user, celery_task_name="long_running_task", args=[1]).id
+    except QuotaExceeded as exc:
+        return exc.code
+print(create(), create(), create())  # the third: over 2 per minute
+Job.objects.update(created_at=timezone.now() - timedelta(seconds=61))  # out of the window, still active
+print(create(), create())  # the fourth is active job 4 of 3
+"""
+
+
+def test_quotas_count_on_the_embedded_default(tmp_path):
+    """The quota counts are SQL of their own (jobs/services/_quotas.py); on SQLite (no row lock)
+    they count the same: 2 per minute, then 3 active."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+    }
+    env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
+    for args in (["migrate", "--noinput", "-v0"], ["shell", "-v0", "-c", QUOTAS]):
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()[-2:]
+    assert first.split()[2] == "quota_per_minute" and len(first.split()) == 3, first
+    assert second.split()[1] == "quota_active_jobs", second
