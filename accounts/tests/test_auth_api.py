@@ -536,3 +536,42 @@ def test_a_user_id_given_as_digits_still_signs_in(api_client, user):
     """Other simplejwt versions write the id as a string: the digits of the user's id are accepted."""
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {signed_with_user_id(AccessToken, user, str(user.pk))}")
     assert api_client.get(ME).json()["username"] == user.username
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "words"),
+    [
+        ("deactivate", "user_inactive", "inactive"),
+        ("delete", "user_not_found", "not found"),
+        ("new password", "password_changed", "password has been changed"),
+    ],
+)
+def test_an_access_token_stops_working_when_its_user_changes(api_client, user, change, code, words):
+    """What simplejwt's own lookup refused, the project's (accounts.selectors.user_by_id) refuses."""
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    assert api_client.get("/api/v1/jobs/").status_code == 200
+    if change == "deactivate":
+        user.is_active = False
+        user.save()
+    elif change == "delete":
+        user.delete()
+    else:
+        user.set_password("another-correct-horse-battery-9")
+        user.save()
+    body = assert_error(api_client.get("/api/v1/jobs/"), 401, code=code)
+    assert words in body["message"], body
+
+
+def test_the_users_lookup_makes_the_user_the_orm_makes(db):
+    """``user_by_id`` (SQL written once on PostgreSQL) returns the same User, field for field."""
+    from django.utils import timezone
+
+    from accounts.selectors import user_by_id
+
+    user = UserFactory(first_name="Ada", last_name="Lovelace", is_staff=True, max_active_jobs=7, max_jobs_per_minute=0)
+    User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+    fast, orm = user_by_id(user.pk), User.objects.get(pk=user.pk)
+    fields = [field.attname for field in User._meta.concrete_fields]
+    assert {name: getattr(fast, name) for name in fields} == {name: getattr(orm, name) for name in fields}
+    assert fast._state.adding is False and fast._state.db == "default"
+    assert user_by_id(user.pk + 1000) is None
