@@ -1,15 +1,17 @@
-"""The three statements every job's run makes, written once as SQL (PostgreSQL).
+"""The statements every job makes, written once as SQL (PostgreSQL).
 
-A run starts (pending -> running, with its timeline line), reports progress, and succeeds
-(running -> succeeded, with its line). Through the ORM each of these built and compiled a query
+A job is created (its row and its ``created`` line, one statement); a run starts (pending ->
+running, with its timeline line), reports progress, and succeeds (running -> succeeded, with its
+line). Through the ORM each of these built and compiled a query
 at every call: in a profile of the worker running no-op jobs, building the filters and compiling
 them were a third of the pool processes' CPU, more than PostgreSQL took to run the statements.
 Here they are plain SQL with parameters, built from the models' table and column names at import.
 
-They do exactly what ``transition()`` / ``QuerySet.update()`` did for these cases (same
-conditions, same columns, same clocks, same event): ``execution`` uses them on PostgreSQL and
-the ORM elsewhere (SQLite, the embedded default), and ``jobs/tests/test_hot_path.py`` runs both
-on the same jobs and compares the rows. Any other change of a job goes through ``transition()``.
+They do exactly what ``Model.save()`` / ``transition()`` / ``QuerySet.update()`` did for these
+cases (same conditions, same columns, same clocks, same event): ``creation`` and ``execution`` use
+them on PostgreSQL and the ORM elsewhere (SQLite, the embedded default), and
+``jobs/tests/test_hot_path.py`` runs both on the same jobs and compares the rows. Any other
+change of a job goes through ``transition()``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,31 @@ UPDATE "{JOB}" SET "progress" = %(progress)s, "progress_meta" = %(meta)s, "heart
 WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}'
     AND "{JOB}"."cancel_requested_at" IS NULL AND "{JOB}"."attempts" = %(attempts)s
 """
+
+
+_JOB_FIELDS = Job._meta.concrete_fields
+_EVENT_FIELDS = [field for field in JobEvent._meta.concrete_fields if not field.primary_key]
+_INSERT = f"""
+WITH job AS (
+    INSERT INTO "{JOB}" ({", ".join(f'"{field.column}"' for field in _JOB_FIELDS)})
+    VALUES ({", ".join(["%s"] * len(_JOB_FIELDS))})
+)
+INSERT INTO "{EVENT}" ({", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)})
+VALUES ({", ".join(["%s"] * len(_EVENT_FIELDS))})
+"""
+
+
+def insert(job: Job, line: JobEvent) -> None:
+    """Write a new ``job`` and its first timeline ``line`` in one statement, as ``save()`` of each
+    would (every column from the instances, prepared by their fields); ``job`` becomes a saved
+    instance (the line's id is the database's; nobody reads it). The line's foreign key is checked
+    at the end of the statement, when the job's row is there."""
+    connection = connections["default"]
+    params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _JOB_FIELDS]
+    params += [field.get_db_prep_save(field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
+    with _cursor() as cursor:
+        cursor.execute(_INSERT, params)
+    job._state.adding, job._state.db = False, connection.alias
 
 
 @contextlib.contextmanager

@@ -153,3 +153,51 @@ def test_each_is_one_statement():
     statements = [q["sql"].split()[0] for q in queries.captured_queries if q["sql"].split()[0] != "SAVEPOINT"]
     assert [s for s in statements if s != "RELEASE"] == ["WITH", "UPDATE", "WITH"]
     assert [kind for kind, *_ in lines(job)] == ["started", "succeeded"]
+
+
+def created_row(job) -> dict:
+    values = Job.objects.filter(id=job.id).values().get()
+    values.pop("id")
+    return values
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"celery_task_name": "long_running_task", "args": [3]},
+        {
+            "celery_task_name": "process_data",
+            "name": "nightly",
+            "task_type": "reports",
+            "kwargs": {"records": [{"v": 1, "t": "é\\u00e9"}], "group_by": None},
+            "priority": "high",
+            "max_retries": 0,
+            "run_at": timezone.now() + timedelta(hours=1),
+        },
+    ],
+)
+@pytest.mark.parametrize("idempotency_key", [None, "key-1"])
+def test_create(request_, idempotency_key, user, through_the_orm, django_capture_on_commit_callbacks):
+    """A job and its ``created`` line in one statement: the same row, column for column (but the
+    id), and the same line as the ORM's two saves."""
+    from jobs.services.creation import job_create
+
+    with django_capture_on_commit_callbacks(execute=False), CaptureQueriesContext(connection) as queries:
+        hot = job_create(owner=user, idempotency_key=idempotency_key, **request_)
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().startswith(("INSERT", "WITH"))]
+    assert len(inserts) == 1 and "INSERT INTO" in inserts[0], inserts  # the job and its line, one statement
+    with django_capture_on_commit_callbacks(execute=False):
+        orm = through_the_orm(
+            job_create,
+            owner=user,
+            idempotency_key=None if idempotency_key is None else idempotency_key + "-orm",
+            **request_,
+        )
+    assert hot._state.adding is False and orm._state.adding is False
+    fast, slow = created_row(hot), created_row(orm)
+    assert fast.pop("created_at") <= slow.pop("created_at")
+    if idempotency_key:
+        assert (fast.pop("idempotency_key"), slow.pop("idempotency_key")) == ("key-1", "key-1-orm")
+    assert fast == slow
+    assert lines(hot) == lines(orm) and lines(hot)[0][0] == "created"
+    assert Job.objects.get(id=hot.id).created_at == hot.created_at  # the instance is the row
