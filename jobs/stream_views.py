@@ -16,7 +16,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import SyncToAsync
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django_filters.utils import translate_validation
@@ -100,27 +99,10 @@ def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _release_request_thread() -> None:
-    """Give back the thread the ASGI handler keeps for this request while the stream waits.
-
-    The handler runs each request's synchronous code (the request_started signal, the middleware,
-    the response's ``close()``) on a thread of its own. A stream lasts minutes to hours, so once
-    the view and the middleware are done the thread goes back to the handler for other requests
-    (``taskhub.handlers``). Under Django's own handler (a per-request ThreadSensitiveContext whose
-    one-thread executor lives until the response ends) that executor is shut down instead; the
-    response's ``close()`` at the very end gets a fresh one for its brief sync work (asgiref keeps
-    the executors in ``SyncToAsync.context_to_thread_executor``).
-    """
-    if release_request_thread():
-        return
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None) if context is not None else None
-    if executor is not None:
-        executor.shutdown(wait=False)
-
-
 async def _events(states: AsyncIterator[JobState | str], *, identity: bool) -> AsyncIterator[bytes]:
-    _release_request_thread()
+    # A stream lasts minutes to hours: once the view and the middleware are done, its request
+    # thread goes back for other requests (taskhub.handlers).
+    release_request_thread()
     yield f"retry: {RETRY_MS}\n\n".encode()
     async for state in states:
         if state == KEEPALIVE:

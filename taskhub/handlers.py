@@ -44,18 +44,23 @@ class _Lease:
 _lease: ContextVar[_Lease | None] = ContextVar("taskhub_request_thread", default=None)
 
 
-def release_request_thread() -> bool:
-    """Give the current request's thread back for other requests (from async code, e.g. a stream
-    that goes on waiting on the event loop). False if this request has no thread from this handler
-    (another handler serves it)."""
+def release_request_thread() -> None:
+    """Give the current request's thread back (from async code: a stream that goes on waiting on
+    the event loop). Served by ``ReusedThreadASGIHandler``, the thread goes back to it for other
+    requests. Served by Django's own handler (a per-request ThreadSensitiveContext whose one-thread
+    executor lives until the response ends: the test client, for one), that executor is shut down
+    instead. Either way the response's ``close()`` at the very end gets a fresh thread for its
+    brief sync work."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
     lease = _lease.get()
     if lease is None:
-        return False
-    context = SyncToAsync.thread_sensitive_context.get(None)
+        executor = SyncToAsync.context_to_thread_executor.pop(context, None) if context is not None else None
+        if executor is not None:
+            executor.shutdown(wait=False)
+        return
     if context is not None and SyncToAsync.context_to_thread_executor.get(context) is lease.executor:
         del SyncToAsync.context_to_thread_executor[context]
     lease.give_back()
-    return True
 
 
 def _shut_down_later_thread(context: ThreadSensitiveContext, leased: ThreadPoolExecutor) -> None:

@@ -21,9 +21,10 @@ def freeze_loaded_objects() -> int:
     return gc.get_freeze_count()
 
 
-def load_web_code() -> None:
+def prepare_web_process() -> None:
     """Import what the first request would import lazily (the URLconf and, through it, every view,
-    serializer and filter), so that it is loaded before the objects are frozen."""
+    serializer and filter), then freeze what is loaded."""
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018 (imports the URLconf)
+    freeze_loaded_objects()
