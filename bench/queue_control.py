@@ -38,10 +38,10 @@ def main() -> None:
         from django.db.models.functions import Now
 
         from jobs.models import Job, JobEventKind, JobStatus
+        from jobs.queues.services import rate_limit_set
         from jobs.services import gates
         from jobs.services._transitions import event, transition
         from jobs.services.execution import EARLY_DELIVERY, job_start
-        from jobs.services.queues import rate_limit_set
 
         owner = common.make_user("bench")
         spec = {"owner": owner, "celery_task_name": "jobs.tasks.common_tasks.long_running_task", "name": "bench"}
@@ -108,7 +108,7 @@ def main() -> None:
                 for name in names
             ],
         )
-        from jobs.services.queues import rate_limit_clear
+        from jobs.queues.services import rate_limit_clear
 
         rate_limit_clear(scope="queue", name="low_priority", by=None, source="command")
 

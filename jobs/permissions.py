@@ -31,22 +31,3 @@ class OthersJobsPermission(BasePermission):
         # DRF reads the refusal's message from the permission instance (one per request).
         self.message = f"You may not {_VERBS[view.action]} another user's job: that needs the {needed} permission."
         return False
-
-
-QUEUE_CONTROL_PERMISSION = "jobs.change_queuecontrol"
-
-
-class QueueControlPermission(BasePermission):
-    """Queue control is for staff: they read it; pausing, resuming and rate limits also need
-    ``jobs.change_queuecontrol`` (superusers have it; give it to operators in the admin). Other
-    users get a 403: the counts cover every user's jobs."""
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated and user.is_staff):
-            self.message = "Queue control is for staff members."
-            return False
-        if request.method in ("GET", "HEAD", "OPTIONS") or user.has_perm(QUEUE_CONTROL_PERMISSION):
-            return True
-        self.message = f"Changing queue control needs the {QUEUE_CONTROL_PERMISSION} permission."
-        return False

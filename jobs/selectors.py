@@ -7,7 +7,6 @@ from typing import Any
 from django.db import connection
 from django.db.models import F, QuerySet
 from django.db.models.functions import Left
-from django_celery_beat.models import PeriodicTask
 
 from accounts.models import User
 from taskhub.errors import NotFound
@@ -63,27 +62,6 @@ def job_count_estimate() -> int | None:
         )
         row = cursor.fetchone()
     return row[0] if row and row[0] >= 0 else None
-
-
-def job_schedule_list(*, user: User) -> QuerySet[PeriodicTask]:
-    """Schedules (periodic tasks with an owner): the user's own, or all for staff."""
-    schedules = PeriodicTask.objects.filter(job_schedule__isnull=False).select_related(
-        "job_schedule__owner", "interval", "crontab"
-    )
-    return schedules if user.is_staff else schedules.filter(job_schedule__owner=user)
-
-
-def job_schedule_get(*, user: User, schedule_id: int) -> PeriodicTask:
-    """The schedule if the user may see it; another user's schedule is reported as not found."""
-    schedule = job_schedule_list(user=user).filter(pk=schedule_id).first()
-    if schedule is None:
-        raise NotFound(f"Schedule {schedule_id} not found.")
-    return schedule
-
-
-def job_schedule_recent_jobs(*, periodic_task_id: int, limit: int = 20) -> list[Job]:
-    """The schedule's latest jobs, newest first (its admin page lists them)."""
-    return list(Job.objects.filter(schedule_id=periodic_task_id).order_by("-created_at", "-id")[:limit])
 
 
 # What the admin's live list shows of a job (job_progress stays as it is for its other callers).

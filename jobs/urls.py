@@ -1,7 +1,11 @@
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from . import stream_views, views, views_metrics, views_queues, views_schedules
+from . import views
+from .observability.views import StatsView
+from .queues.views import QueueChangeViewSet, QueueViewSet, RateLimitViewSet
+from .schedules.views import ScheduleViewSet
+from .streams.views import job_list_stream, job_stream
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -16,23 +20,23 @@ router = OptionalSlashRouter()
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("tasks", views.JobViewSet, basename="task")
 router.register("task-catalog", views.TaskCatalogViewSet, basename="task-catalog")
-router.register("schedules", views_schedules.ScheduleViewSet, basename="schedule")
-router.register("queues", views_queues.QueueViewSet, basename="queue")
-router.register("rate-limits", views_queues.RateLimitViewSet, basename="rate-limit")
-router.register("queue-changes", views_queues.QueueChangeViewSet, basename="queue-change")
+router.register("schedules", ScheduleViewSet, basename="schedule")
+router.register("queues", QueueViewSet, basename="queue")
+router.register("rate-limits", RateLimitViewSet, basename="rate-limit")
+router.register("queue-changes", QueueChangeViewSet, basename="queue-change")
 
 # Live progress streams (server-sent events), before the router so that jobs/stream/ is not a job id.
 stream_urls = [
     url
     for prefix, basename in (("jobs", "job"), ("tasks", "task"))
     for url in (
-        re_path(rf"^{prefix}/stream/?$", stream_views.job_list_stream, name=f"{basename}-list-stream"),
+        re_path(rf"^{prefix}/stream/?$", job_list_stream, name=f"{basename}-list-stream"),
         re_path(
             rf"^{prefix}/(?P<pk>{views.JobViewSet.lookup_value_regex})/stream/?$",
-            stream_views.job_stream,
+            job_stream,
             name=f"{basename}-stream",
         ),
     )
 ]
 
-urlpatterns = [*stream_urls, path("stats/", views_metrics.StatsView.as_view(), name="stats"), *router.urls]
+urlpatterns = [*stream_urls, path("stats/", StatsView.as_view(), name="stats"), *router.urls]

@@ -258,11 +258,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # The live progress streams are plain async views: a hook documents them (jobs/stream_openapi.py).
+    # The live progress streams are plain async views: a hook documents them (jobs/streams/openapi.py).
     # https://drf-spectacular.readthedocs.io/en/latest/customization.html#step-7-preprocessing-hooks
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "jobs.stream_openapi.add_stream_paths",
+        "jobs.streams.openapi.add_stream_paths",
     ],
 }
 
@@ -302,8 +302,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # (taskhub/celery.py). https://github.com/celery/celery/blob/main/celery/fixups/django.py
 CELERY_DB_REUSE_MAX = 2**31
 # django-celery-beat's DatabaseScheduler, extended so that a schedule of a catalog task fires a
-# tracked job (jobs/scheduling.py). https://django-celery-beat.readthedocs.io/en/latest/
-CELERY_BEAT_SCHEDULER = "jobs.scheduling:JobScheduler"
+# tracked job (jobs/schedules/scheduler.py). https://django-celery-beat.readthedocs.io/en/latest/
+CELERY_BEAT_SCHEDULER = "jobs.schedules.scheduler:JobScheduler"
 
 # Limits on jobs; the broker visibility timeout must outlast the longest job, or Redis would
 # hand a running job's message to a second worker.
@@ -343,7 +343,7 @@ TASKS = {
     }
 }
 
-# --- Live progress (server-sent event streams, jobs/live.py, jobs/streaming.py) -----------------
+# --- Live progress (server-sent event streams, jobs/live.py, jobs/streams/) -----------------
 # The worker-side services publish each committed change on Redis pub/sub. Unset: the broker when
 # it is Redis, else CACHE_URL when that is Redis, else nothing (the embedded default: streams poll
 # the rows instead). "none" turns publishing off. https://redis.io/docs/latest/develop/pubsub/
@@ -412,7 +412,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# --- Metrics (GET /metrics, jobs/views_metrics.py) ----------------------------------------------
+# --- Metrics (GET /metrics, jobs/observability/views.py) ----------------------------------------------
 # Prometheus scrapes /metrics with `Authorization: Bearer <METRICS_TOKEN>`; staff members may also
 # read it in a logged-in browser session. Empty (the default): staff sessions only.
 # https://prometheus.io/docs/prometheus/latest/configuration/configuration/#scrape_config

@@ -424,7 +424,7 @@ class BeatProcess(WorkerProcess):
         self,
         *,
         broker_url: str,
-        scheduler: str = "jobs.scheduling:JobScheduler",
+        scheduler: str = "jobs.schedules.scheduler:JobScheduler",
         env: dict[str, str] | None = None,
         name: str | None = None,
         database_url: str | None = None,

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from jobs.admin.dashboard import dashboard_view
-from jobs.views_metrics import metrics_view
+from jobs.observability.views import metrics_view
 
 from . import health
 

@@ -27,7 +27,14 @@ from django.views.decorators.http import require_POST
 from .. import selectors
 from ..models import Job
 from .filters import ArgumentFilter, CheckedLookups, JobIdSearch, QueueFilter, TaskFilter
-from .live import attempt_html, job_state, progress_bar_html, progress_response, status_badge_html, when_column_html
+from .job_state import (
+    attempt_html,
+    job_state,
+    progress_bar_html,
+    progress_response,
+    status_badge_html,
+    when_column_html,
+)
 from .matching import MatchingOperations
 from .operations import JobOperations
 from .page import offered_operations, page_parts

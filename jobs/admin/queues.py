@@ -1,7 +1,7 @@
 """Queue control in the admin: pause and resume queues (actions), edit their rate limits, rate
 limits of tasks, and the audit trail of every change (also shown on each queue's page).
 
-Every change goes through ``jobs.services.queues`` with source ``admin``, as the API's do; the
+Every change goes through ``jobs.queues.services`` with source ``admin``, as the API's do; the
 page asks for ``jobs.change_queuecontrol`` to change anything.
 """
 
@@ -15,7 +15,6 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from taskhub.errors import ApplicationError
 
-from .. import selectors_queues
 from ..models import (
     RATE_LIMIT_MAX,
     RATE_PERIOD_MAX,
@@ -25,7 +24,8 @@ from ..models import (
     RateLimit,
     RateLimitScope,
 )
-from ..services.queues import (
+from ..queues.selectors import queue_change_list, queue_list
+from ..queues.services import (
     queue_check,
     queue_controls_ensure,
     queue_pause,
@@ -40,7 +40,7 @@ ADMIN = QueueControlSource.ADMIN
 
 
 def _changes_html(scope: str, name: str) -> str:
-    changes = selectors_queues.queue_change_list().filter(scope=scope, name=name)[:20]
+    changes = queue_change_list().filter(scope=scope, name=name)[:20]
     if not changes:
         return "-"
     rows = format_html_join(
@@ -120,7 +120,7 @@ class QueueControlAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         queue_controls_ensure()
-        self._queues = {queue["name"]: queue for queue in selectors_queues.queue_list()}
+        self._queues = {queue["name"]: queue for queue in queue_list()}
         return super().changelist_view(request, extra_context)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):

@@ -22,11 +22,11 @@ from django_celery_beat.models import PeriodicTask
 from accounts.models import User
 from taskhub.errors import ApplicationError
 
-from .. import selectors
 from ..catalog import catalog
 from ..models import JobPriority
-from ..services.firing import job_schedule_run_now
-from ..services.scheduling import is_system_task, job_schedule_check, job_schedule_set_owner
+from ..schedules import selectors as schedule_selectors
+from ..schedules.firing import job_schedule_run_now
+from ..schedules.services import is_system_task, job_schedule_check, job_schedule_set_owner
 from .rendering import when_html
 
 BROKER_OPTIONS = ("queue", "exchange", "routing_key", "priority")
@@ -135,7 +135,7 @@ class ScheduleAdmin(PeriodicTaskAdmin):
 
     @admin.display(description=gettext_lazy("Recent jobs"))
     def recent_runs(self, obj: PeriodicTask) -> str:
-        jobs = selectors.job_schedule_recent_jobs(periodic_task_id=obj.pk) if obj.pk else []
+        jobs = schedule_selectors.job_schedule_recent_jobs(periodic_task_id=obj.pk) if obj.pk else []
         if not jobs:
             return gettext_lazy("No job yet.")
         rows = format_html_join(

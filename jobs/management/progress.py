@@ -1,7 +1,7 @@
 """Following a job from the command line: its states as they change, shown as a bar or as lines.
 
 ``job_states`` is the one source of states. It follows the job as its live-progress stream does
-(``jobs.follow.iter_job_states``: Redis pub/sub when configured, re-reading the row as the fallback),
+(``jobs.streams.follow.iter_job_states``: Redis pub/sub when configured, re-reading the row as the fallback),
 so a bar moves as soon as the worker writes, and the displays and commands only see its states.
 """
 
@@ -18,9 +18,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from accounts.models import User
 from jobs import live
-from jobs.follow import iter_job_states
 from jobs.models import TERMINAL_STATUSES
 from jobs.selectors import job_get, job_progress
+from jobs.streams.follow import iter_job_states
 from taskhub.errors import NotFound
 
 

@@ -23,7 +23,7 @@ def job_dispatch(*, jobs: Iterable[Job]) -> list:
     """Publish each job's message; mark the ones the broker took. Never raises for a broker outage.
 
     Returns the ids sent. A job due later than the next sweep is left for the sweeper, and a job
-    whose queue is paused stays unsent until the queue is resumed (``jobs.services.queues``).
+    whose queue is paused stays unsent until the queue is resumed (``jobs.queues.services``).
     """
     jobs, sent, now = list(jobs), [], timezone.now()  # now: also the dispatch time recorded below
     paused = paused_queues({job.queue for job in jobs}, fresh=False) if jobs else set()

@@ -1,6 +1,6 @@
 """What may start now: paused queues and rate limits, checked where a job would be sent or started.
 
-Operators change them through ``jobs.services.queues``; this module only reads and enforces them,
+Operators change them through ``jobs.queues.services``; this module only reads and enforces them,
 so that dispatch, the start and the sweep can use it without importing the operators' services.
 
 - A pause is read with the statement that needs it: the start's own conditional UPDATE refuses a

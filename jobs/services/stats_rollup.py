@@ -1,5 +1,5 @@
 """The stats rollup: jobs finished per minute, owner, queue and task (``JobStatsMinute``), which
-``GET /api/v1/stats/`` reads instead of the job rows (jobs/stats.py).
+``GET /api/v1/stats/`` reads instead of the job rows (jobs/observability/stats.py).
 
 It is fed by the metrics pass (jobs/services/metrics.py), from the very rows that pass counts into
 the metrics' totals, in the same transaction and under the same cursor lock:

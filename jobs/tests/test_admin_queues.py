@@ -6,7 +6,7 @@ from django.test import Client
 
 from accounts.tests.factories import UserFactory
 from jobs.models import QueueControl, QueueControlChange, RateLimit
-from jobs.services.queues import queue_pause
+from jobs.queues.services import queue_pause
 
 pytestmark = pytest.mark.django_db
 

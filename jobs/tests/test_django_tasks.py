@@ -343,7 +343,7 @@ def test_enqueue_obeys_the_owners_quota(db, user):
 
 
 def test_a_paused_queue_holds_standard_tasks_until_resumed(worker, staff_user):
-    from jobs.services.queues import queue_pause, queue_resume
+    from jobs.queues.services import queue_pause, queue_resume
 
     queue_pause(queue="default", by=staff_user, source="api")
     result = standard_tasks.add.enqueue(2, 3)

@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from jobs.models import Job, JobEvent, JobStatus, RateLimit
+from jobs.queues.services import queue_pause, queue_resume, rate_limit_clear, rate_limit_set
 from jobs.services import gates
 from jobs.services.creation import job_create
 from jobs.services.execution import job_start
-from jobs.services.queues import queue_pause, queue_resume, rate_limit_clear, rate_limit_set
 from jobs.services.recovery import job_dispatch_due, job_sweep
 from jobs.tests.factories import LONG_RUNNING_TASK, kinds, make, snapshot
 

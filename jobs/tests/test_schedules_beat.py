@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from accounts.tests.factories import UserFactory
 from jobs.models import Job, JobEventKind, JobStatus
-from jobs.services.scheduling import job_schedule_create
+from jobs.schedules.services import job_schedule_create
 from jobs.tests.factories import LONG_RUNNING_TASK
 from jobs.tests.worker_support import *  # noqa: F403  (broker_url, make_worker, wait_for)
 from jobs.tests.worker_support import wait_for

@@ -1,4 +1,4 @@
-"""Firing schedules (jobs.services.firing, the JobScheduler in-process) and the periodic task admin.
+"""Firing schedules (jobs.schedules.firing, the JobScheduler in-process) and the periodic task admin.
 
 The real beat process is tested in test_schedules_beat.py; here the scheduler's entries are
 applied directly, as beat's tick does, against the real database.
@@ -15,10 +15,10 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 
 from accounts.tests.factories import UserFactory
 from jobs.models import Job, JobSchedule, JobStatus
-from jobs.scheduling import JobScheduler
-from jobs.services import firing
-from jobs.services.firing import job_schedule_fire, schedule_slot
-from jobs.services.scheduling import job_schedule_create
+from jobs.schedules import firing
+from jobs.schedules.firing import job_schedule_fire, schedule_slot
+from jobs.schedules.scheduler import JobScheduler
+from jobs.schedules.services import job_schedule_create
 from jobs.tests.factories import LONG_RUNNING_TASK
 from taskhub.celery import app as celery_app
 from taskhub.errors import ApplicationError, InvalidInput

@@ -18,9 +18,9 @@ from jobs.models import (
     JobStatsMinute,
     MetricCursor,
 )
+from jobs.observability.stats import histogram_quantile
 from jobs.services.metrics import LATE, metrics_advance
 from jobs.services.stats_rollup import minute_of
-from jobs.stats import histogram_quantile
 from jobs.tasks.maintenance_tasks import rollup_metrics
 from jobs.tests.factories import LONG_RUNNING_TASK, make
 

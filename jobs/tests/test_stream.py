@@ -17,12 +17,12 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework_simplejwt.tokens import AccessToken
 
 from conftest import assert_error
-from jobs.follow import iter_job_states
 from jobs.live import JobState, _publisher, channel
 from jobs.models import JobStatus
 from jobs.services.creation import job_create, job_create_bulk
 from jobs.services.execution import job_succeed, job_update_progress
 from jobs.services.operations import job_cancel
+from jobs.streams.follow import iter_job_states
 from jobs.tests.factories import JobFactory
 from taskhub.errors import NotFound
 from taskhub.testing import free_port

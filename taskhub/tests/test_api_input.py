@@ -8,7 +8,7 @@ import pytest
 
 from conftest import assert_error
 from jobs.models import Job
-from jobs.services.scheduling import job_schedule_create
+from jobs.schedules.services import job_schedule_create
 from jobs.tests.factories import LONG_RUNNING_TASK, JobFactory
 
 pytestmark = pytest.mark.django_db

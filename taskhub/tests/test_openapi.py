@@ -137,7 +137,7 @@ def test_every_operation_documents_the_errors_any_request_can_get(schema):
     error = {"$ref": "#/components/schemas/Error"}
     for path, method, operation in operations(schema):
         if path.endswith("/stream/"):
-            continue  # plain async views: no throttle, no body (documented by jobs.stream_openapi)
+            continue  # plain async views: no throttle, no body (documented by jobs.streams.openapi)
         expected = {"400", "429"}
         if "{" in path:
             expected.add("404")

@@ -37,7 +37,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from jobs.models import JobEvent
-from jobs.services.scheduling import job_schedule_create
+from jobs.schedules.services import job_schedule_create
 from jobs.tests.factories import make
 from jobs.tests.stream_support import AsgiServer
 from taskhub.testing import child_database_url

@@ -5,9 +5,9 @@ import re
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
-from jobs import selectors_queues
 from jobs.models import QueueControlSource, RateLimitScope
-from jobs.services.queues import queue_pause, queue_resume, rate_limit_clear, rate_limit_set
+from jobs.queues.selectors import queue_list, rate_limit_list
+from jobs.queues.services import queue_pause, queue_resume, rate_limit_clear, rate_limit_set
 from taskhub.errors import ApplicationError
 
 EXIT_BAD_INPUT = 2
@@ -81,12 +81,12 @@ class Command(BaseCommand):
 
     def _list(self) -> None:
         self.stdout.write(f"{'queue':<16}{'state':<10}{'rate limit':<16}{'pending':>9}{'unsent':>9}{'running':>9}")
-        for queue in selectors_queues.queue_list():
+        for queue in queue_list():
             limit = queue["rate_limit"]
             rate = f"{limit['limit']}/{limit['period']}s" if limit else "-"
             self.stdout.write(
                 f"{queue['name']:<16}{'paused' if queue['paused'] else 'running':<10}{rate:<16}"
                 f"{queue['pending']:>9}{queue['unsent']:>9}{queue['running']:>9}"
             )
-        for limit in selectors_queues.rate_limit_list().filter(scope=RateLimitScope.TASK):
+        for limit in rate_limit_list().filter(scope=RateLimitScope.TASK):
             self.stdout.write(f"task {limit.name}: {limit.limit} per {limit.period}s")

@@ -25,7 +25,7 @@
  * {id, status, badge, label, progress, message, active, attempt, attempt_title, run} and, on a
  * job page, also {title, fields: {name: html}, timeline: html, can_cancel, can_retry}; parts
  * missing from a state are left as they are. HTML in a state is rendered and escaped by the
- * server (jobs/admin/live.py, page.py).
+ * server (jobs/admin/job_state.py, page.py).
  */
 "use strict";
 {

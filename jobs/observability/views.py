@@ -17,9 +17,9 @@ from rest_framework.views import APIView
 from taskhub.errors import error_body
 from taskhub.openapi import ERRORS
 
-from .metrics import JobCollector
-from .serializers_stats import StatsQuerySerializer, StatsSerializer
-from .services.metrics import metrics_advance
+from ..services.metrics import metrics_advance
+from .collector import JobCollector
+from .serializers import StatsQuerySerializer, StatsSerializer
 from .stats import job_stats
 
 # One registry of taskhub's own collector (not prometheus_client's global one, whose process
@@ -53,7 +53,7 @@ def _refusal(request: HttpRequest) -> JsonResponse | None:
 
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The Prometheus text exposition of taskhub's jobs, queues and workers (``jobs.metrics``)."""
+    """The Prometheus text exposition of taskhub's jobs, queues and workers (``jobs.observability.collector``)."""
     if request.method not in ("GET", "HEAD"):
         body = error_body("method_not_allowed", f'Method "{request.method}" not allowed.')
         return JsonResponse(body, status=405, headers={"Allow": "GET, HEAD"})

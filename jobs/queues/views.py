@@ -1,6 +1,6 @@
 """The queue control API: /api/v1/queues/ (pause, resume, rate limit), /api/v1/rate-limits/ (per
 queue or per task) and /api/v1/queue-changes/ (the audit trail). Staff only; changes need
-``jobs.change_queuecontrol`` (``jobs.permissions.QueueControlPermission``)."""
+``jobs.change_queuecontrol`` (``jobs.queues.permissions.QueueControlPermission``)."""
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -13,10 +13,10 @@ from taskhub.errors import InvalidInput
 from taskhub.openapi import ERRORS
 from taskhub.pagination import StrictCursorPagination
 
-from . import selectors_queues as selectors
-from .models import QueueControlAction, QueueControlSource, RateLimitScope
+from ..models import QueueControlAction, QueueControlSource, RateLimitScope
+from . import selectors
 from .permissions import QueueControlPermission
-from .serializers_queues import (
+from .serializers import (
     QueueActionSerializer,
     QueueChangeSerializer,
     QueueResumedSerializer,
@@ -25,7 +25,7 @@ from .serializers_queues import (
     RateLimitSerializer,
     RateLimitWriteSerializer,
 )
-from .services.queues import queue_check, queue_pause, queue_resume, rate_limit_clear, rate_limit_set, task_check
+from .services import queue_check, queue_pause, queue_resume, rate_limit_clear, rate_limit_set, task_check
 
 API = QueueControlSource.API
 QUEUE_NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(settings.JOB_QUEUES))

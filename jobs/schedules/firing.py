@@ -21,7 +21,7 @@ from django_celery_beat.models import PeriodicTask
 from taskhub.errors import ApplicationError, NotFound
 
 from ..models import Job, JobSchedule
-from .creation import job_create
+from ..services.creation import job_create
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -1,5 +1,5 @@
 """Following jobs as they change: the async feeds the stream views serve (a blocking one for
-commands: jobs/follow.py).
+commands: jobs/streams/follow.py).
 
 Changes arrive on Redis pub/sub when ``JOB_EVENTS_REDIS_URL`` is set, and the rows are re-read
 every ``JOB_STREAM_KEEPALIVE`` seconds as well (a lost message or a Redis outage only delays a
@@ -33,8 +33,8 @@ from django.db import close_old_connections
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from .live import JobState, channel, read_state, read_states
-from .models import ACTIVE_STATUSES, Job
+from ..live import JobState, channel, read_state, read_states
+from ..models import ACTIVE_STATUSES, Job
 
 logger = logging.getLogger(__name__)
 

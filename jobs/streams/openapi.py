@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .filters import JobFilter
-from .models import JobPriority, JobStatus
+from ..filters import JobFilter
+from ..models import JobPriority, JobStatus
 
 _TIME = {"type": "string", "format": "date-time", "nullable": True}
 STATE_SCHEMA: dict[str, Any] = {

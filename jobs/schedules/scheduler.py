@@ -1,6 +1,6 @@
 """celery beat's scheduler: a schedule of a catalog task fires a tracked job.
 
-Run as ``celery -A taskhub beat -S jobs.scheduling:JobScheduler`` (the Procfile,
+Run as ``celery -A taskhub beat -S jobs.schedules.scheduler:JobScheduler`` (the Procfile,
 ``CELERY_BEAT_SCHEDULER``). It is django-celery-beat's ``DatabaseScheduler`` (schedules in
 the database, edits picked up within ``max_interval``, 5 s) with one change: a due entry whose
 task is in the catalog is not published as a bare Celery message, which a worker would skip
@@ -17,8 +17,8 @@ from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
 from taskhub.errors import ApplicationError
 
-from .catalog import catalog
-from .services.firing import job_schedule_fire
+from ..catalog import catalog
+from .firing import job_schedule_fire
 
 logger = logging.getLogger(__name__)
 

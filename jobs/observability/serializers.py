@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
-from .catalog import catalog
-from .metrics import known_queues
+from ..catalog import catalog
+from .collector import known_queues
 from .stats import SLOWEST_DEFAULT, SLOWEST_MAX
 
 

@@ -10,8 +10,8 @@ from rest_framework import serializers
 from taskhub.errors import flat_fields
 from taskhub.serializers import StrictFieldsMixin, TaskArgumentsMixin
 
-from .models import JobPriority
-from .services.scheduling import INTERVAL_PERIODS
+from ..models import JobPriority
+from .services import INTERVAL_PERIODS
 
 
 class IntervalSerializer(StrictFieldsMixin, serializers.Serializer):

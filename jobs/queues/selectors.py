@@ -9,7 +9,7 @@ from django.db.models import Count, Q, QuerySet
 
 from taskhub.errors import NotFound
 
-from .models import ACTIVE_STATUSES, Job, JobStatus, QueueControl, QueueControlChange, RateLimit, RateLimitScope
+from ..models import ACTIVE_STATUSES, Job, JobStatus, QueueControl, QueueControlChange, RateLimit, RateLimitScope
 
 
 def queue_list(*, names: list[str] | None = None) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from accounts.models import User
 from taskhub.errors import ApplicationError, InvalidInput, NotFound
 
 from ..models import JobSchedule
-from .creation import JobSpec, job_build_spec
+from ..services.creation import JobSpec, job_build_spec
 
 INTERVAL_PERIODS = ("days", "hours", "minutes", "seconds")
 CRONTAB_FIELDS = {

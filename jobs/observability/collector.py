@@ -21,7 +21,7 @@ from prometheus_client.utils import floatToGoString
 
 from taskhub.clock import database_now
 
-from .models import (
+from ..models import (
     ACTIVE_STATUSES,
     METRIC_BUCKETS,
     PRIORITY_QUEUES,

@@ -10,16 +10,11 @@ from rest_framework.response import Response
 from taskhub.openapi import ERRORS
 from taskhub.pagination import StrictCursorPagination
 
+from ..serializers import JobSerializer
 from . import selectors
-from .serializers import JobSerializer
-from .serializers_schedules import ScheduleSerializer, ScheduleWriteSerializer
-from .services.firing import job_schedule_run_now
-from .services.scheduling import (
-    job_schedule_create,
-    job_schedule_delete,
-    job_schedule_set_enabled,
-    job_schedule_update,
-)
+from .firing import job_schedule_run_now
+from .serializers import ScheduleSerializer, ScheduleWriteSerializer
+from .services import job_schedule_create, job_schedule_delete, job_schedule_set_enabled, job_schedule_update
 
 # The router's lookup pattern ([0-9]+) would be documented as a string with that pattern.
 SCHEDULE_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The schedule's id.")

@@ -1,4 +1,4 @@
-"""Following one job from a command, blocking: the same changes as its stream (jobs/streaming.py).
+"""Following one job from a command, blocking: the same changes as its stream (jobs/streams/feeds.py).
 
 Redis pub/sub when ``JOB_EVENTS_REDIS_URL`` is set, re-reading the row every ``JOB_STREAM_KEEPALIVE``
 seconds as well; without Redis, re-reading it every ``JOB_STREAM_POLL_INTERVAL`` seconds.
@@ -15,7 +15,7 @@ from django.conf import settings
 
 from taskhub.errors import NotFound
 
-from .live import JobState, channel, read_state
+from ..live import JobState, channel, read_state
 
 logger = logging.getLogger(__name__)
 

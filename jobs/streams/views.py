@@ -27,10 +27,10 @@ from accounts.models import User
 from taskhub.errors import exception_handler
 from taskhub.handlers import release_request_thread
 
-from . import selectors
-from .filters import JobFilter
-from .live import JobState
-from .streaming import GONE, KEEPALIVE, ListScope, job_states, list_states, run_db
+from .. import selectors
+from ..filters import JobFilter
+from ..live import JobState
+from .feeds import GONE, KEEPALIVE, ListScope, job_states, list_states, run_db
 
 RETRY_MS = 2000  # how soon a browser's EventSource reconnects after a drop
 

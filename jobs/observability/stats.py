@@ -24,11 +24,11 @@ from django.db.models.functions import Coalesce, Greatest
 from accounts.models import User
 from taskhub.clock import database_now
 
-from .metrics import due_pending, known_queues, running_per_worker, workers_alive
-from .models import ACTIVE_STATUSES, STATS_RUN_BOUNDS, STATS_RUN_FIELDS, TERMINAL_STATUSES, Job, JobStatsMinute
-from .selectors import job_list
-from .services.metrics import metrics_advance
-from .services.stats_rollup import minute_of
+from ..models import ACTIVE_STATUSES, STATS_RUN_BOUNDS, STATS_RUN_FIELDS, TERMINAL_STATUSES, Job, JobStatsMinute
+from ..selectors import job_list
+from ..services.metrics import metrics_advance
+from ..services.stats_rollup import minute_of
+from .collector import due_pending, known_queues, running_per_worker, workers_alive
 
 HOUR_MINUTES, DAY_MINUTES = 60, 24 * 60
 SLOWEST_DEFAULT, SLOWEST_MAX = 5, 50

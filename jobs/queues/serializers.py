@@ -5,8 +5,8 @@ from rest_framework import serializers
 from taskhub.errors import flat_fields
 from taskhub.serializers import StrictFieldsMixin
 
-from .models import RATE_LIMIT_MAX, RATE_PERIOD_MAX, RateLimitScope
-from .services.queues import queue_check, task_check
+from ..models import RATE_LIMIT_MAX, RATE_PERIOD_MAX, RateLimitScope
+from .services import queue_check, task_check
 
 REASON = serializers.CharField(
     max_length=500, required=False, allow_blank=True, default="", help_text="Why: kept in the audit trail."

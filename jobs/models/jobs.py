@@ -1,0 +1,202 @@
+"""The job row (the single source of truth about a job) and its timeline."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REVOKED = "revoked", "Revoked"
+
+
+# Named groups of statuses, used everywhere a rule depends on them.
+ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
+TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REVOKED)
+# An operator may run these again (manual retry); automatic retries happen from running.
+MANUAL_RETRY_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED)
+
+
+class JobPriority(models.TextChoices):
+    URGENT = "urgent", "Urgent"
+    HIGH = "high", "High"
+    NORMAL = "normal", "Normal"
+    LOW = "low", "Low"
+
+
+# The spec's queues: urgent and high share high_priority, which workers always poll first.
+PRIORITY_QUEUES = {
+    JobPriority.URGENT: "high_priority",
+    JobPriority.HIGH: "high_priority",
+    JobPriority.NORMAL: "default",
+    JobPriority.LOW: "low_priority",
+}
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, help_text="Also the Celery task id.")
+    # No index of its own: job_owner_created starts with owner (an index less to write per change).
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
+    name = models.CharField(max_length=200)
+    task_type = models.CharField(max_length=100, blank=True, default="", help_text="Free label for grouping.")
+    celery_task_name = models.CharField(max_length=200, help_text="The registered task that runs this job.")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    priority = models.CharField(max_length=10, choices=JobPriority.choices, default=JobPriority.NORMAL)
+    queue = models.CharField(max_length=50)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    progress_meta = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    error_type = models.CharField(
+        max_length=200, blank=True, default="", help_text="The error's exception class (metrics count failures by it)."
+    )
+    traceback = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(
+        default=0,
+        help_text="Retries so far, automatic and manual: 0 on the first run. The current (or last) attempt is "
+        "number attempts + 1; messages, the admin and the API count attempts from 1 that way.",
+    )
+    max_retries = models.PositiveIntegerField(default=0, help_text="Automatic retries allowed.")
+    run_at = models.DateTimeField(null=True, blank=True, help_text="Not before this time (also set by retry backoff).")
+    created_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="When the message reached the broker.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    worker = models.CharField(max_length=255, blank=True, default="")
+    # NULL, not "", when absent: the unique constraint must not treat absent keys as equal.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # Indexed below with the list's order (partial: most jobs have no schedule), not by the FK.
+    schedule = models.ForeignKey(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,
+        help_text="The schedule that created this job.",
+    )
+    scheduled_for = models.DateTimeField(
+        null=True, blank=True, help_text="The schedule's slot this job was fired for: one job per slot."
+    )
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=100), name="job_progress_0_100"),
+            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
+            models.CheckConstraint(condition=Q(priority__in=JobPriority.values), name="job_priority_valid"),
+            models.UniqueConstraint(
+                fields=("owner", "idempotency_key"),
+                condition=Q(idempotency_key__isnull=False),
+                name="job_owner_idempotency_key_unique",
+            ),
+            # A second beat started by mistake cannot fire a schedule twice for one slot.
+            models.UniqueConstraint(
+                fields=("schedule", "scheduled_for"),
+                condition=Q(schedule__isnull=False, scheduled_for__isnull=False),
+                name="job_schedule_slot_unique",
+            ),
+        ]
+        indexes = [
+            # The list's cursor order is (-created_at, -id); each filter has an index in that order.
+            models.Index(fields=("owner", "-created_at", "-id"), name="job_owner_created"),
+            models.Index(fields=("status", "-created_at", "-id"), name="job_status_created"),
+            models.Index(fields=("celery_task_name", "-created_at", "-id"), name="job_task_created"),
+            models.Index(fields=("task_type", "-created_at", "-id"), name="job_type_created"),
+            models.Index(fields=("-created_at", "-id"), name="job_created"),
+            models.Index(
+                fields=("schedule", "-created_at", "-id"),
+                condition=Q(schedule__isnull=False),
+                name="job_schedule_created",
+            ),
+            # The sweeper's scans: unsent pending jobs, and running jobs (few) for stale heartbeats.
+            # No index contains progress or heartbeat_at, so those frequent writes stay HOT
+            # updates in PostgreSQL (no index maintenance).
+            models.Index(
+                fields=("created_at",),
+                condition=Q(status=JobStatus.PENDING, dispatched_at__isnull=True),
+                name="job_undispatched",
+            ),
+            models.Index(fields=("started_at",), condition=Q(status=JobStatus.RUNNING), name="job_running"),
+            # Per-user quotas count an owner's active jobs (jobs/services/_quotas.py).
+            models.Index(fields=("owner",), condition=Q(status__in=ACTIVE_STATUSES), name="job_owner_active"),
+            # Metrics (jobs/observability/collector.py): the rollup reads finished jobs in finished_at order, and the
+            # gauges count active jobs per status, queue and task from this small index alone.
+            models.Index(fields=("finished_at",), condition=Q(finished_at__isnull=False), name="job_finished"),
+            models.Index(
+                fields=("status", "queue", "celery_task_name"),
+                condition=Q(status__in=ACTIVE_STATUSES),
+                name="job_active_queue_task",
+            ),
+            # Deleting a user clears cancelled_by: few jobs have one, and only they are in this index.
+            models.Index(fields=("cancelled_by",), condition=Q(cancelled_by__isnull=False), name="job_cancelled_by"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class JobEventKind(models.TextChoices):
+    CREATED = "created", "Created"
+    DISPATCHED_LATE = "dispatched", "Sent by the sweeper"
+    STARTED = "started", "Started"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    RETRY_SCHEDULED = "retry_scheduled", "Automatic retry scheduled"
+    CANCEL_REQUESTED = "cancel_requested", "Cancel requested"
+    REVOKED = "revoked", "Revoked"
+    RETRIED = "retried", "Retried by an operator"
+    REQUEUED = "requeued", "Re-queued after worker loss"
+    HELD = "held", "Held: its queue is paused"
+    RATE_LIMITED = "rate_limited", "Deferred by a rate limit"
+
+
+# Timeline kinds that send a job round again: an automatic retry, a re-queue after worker loss, an operator's retry.
+RETRY_EVENT_KINDS = (JobEventKind.RETRY_SCHEDULED, JobEventKind.REQUEUED, JobEventKind.RETRIED)
+
+
+class JobEvent(models.Model):
+    """One line of a job's timeline: a transition or an operator action, with who and when."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events", db_index=False)
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=20, choices=JobEventKind.choices)
+    from_status = models.CharField(max_length=10, blank=True, default="")
+    to_status = models.CharField(max_length=10, blank=True, default="")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    actor_label = models.CharField(max_length=255, blank=True, default="", help_text="Who or what acted.")
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("at", "id")
+        indexes = [
+            # Also the foreign key's index (job first); actor is set only on a person's action.
+            models.Index(fields=("job", "at"), name="jobevent_job_at"),
+            models.Index(fields=("actor",), condition=Q(actor__isnull=False), name="jobevent_actor"),
+            # The metrics rollup counts retries by the time they happened; few events are retries.
+            models.Index(fields=("at",), condition=Q(kind__in=RETRY_EVENT_KINDS), name="jobevent_retry_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"

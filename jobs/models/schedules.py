@@ -1,0 +1,32 @@
+"""Who a periodic job runs as: the row django-celery-beat's PeriodicTask lacks."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .jobs import JobPriority
+
+
+class JobSchedule(models.Model):
+    """Who a periodic job runs as, and at which priority.
+
+    django-celery-beat's ``PeriodicTask`` stores the task, its arguments and the interval or
+    crontab, but has no owner: this row adds one, one-to-one, sharing the periodic task's id.
+    Every firing of a catalog task creates a ``Job`` owned by ``owner``.
+    """
+
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", primary_key=True, on_delete=models.CASCADE, related_name="job_schedule"
+    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_schedules")
+    priority = models.CharField(max_length=10, choices=JobPriority.choices, default=JobPriority.NORMAL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(priority__in=JobPriority.values), name="jobschedule_priority_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"schedule {self.periodic_task_id} of {self.owner_id}"

@@ -1,0 +1,32 @@
+"""Reading schedules: the periodic tasks a user may see, and a schedule's latest jobs."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django_celery_beat.models import PeriodicTask
+
+from accounts.models import User
+from taskhub.errors import NotFound
+
+from ..models import Job
+
+
+def job_schedule_list(*, user: User) -> QuerySet[PeriodicTask]:
+    """Schedules (periodic tasks with an owner): the user's own, or all for staff."""
+    schedules = PeriodicTask.objects.filter(job_schedule__isnull=False).select_related(
+        "job_schedule__owner", "interval", "crontab"
+    )
+    return schedules if user.is_staff else schedules.filter(job_schedule__owner=user)
+
+
+def job_schedule_get(*, user: User, schedule_id: int) -> PeriodicTask:
+    """The schedule if the user may see it; another user's schedule is reported as not found."""
+    schedule = job_schedule_list(user=user).filter(pk=schedule_id).first()
+    if schedule is None:
+        raise NotFound(f"Schedule {schedule_id} not found.")
+    return schedule
+
+
+def job_schedule_recent_jobs(*, periodic_task_id: int, limit: int = 20) -> list[Job]:
+    """The schedule's latest jobs, newest first (its admin page lists them)."""
+    return list(Job.objects.filter(schedule_id=periodic_task_id).order_by("-created_at", "-id")[:limit])
