@@ -410,6 +410,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"queue": "maintenance", "expires": 180},
     },
+    # Retention (JOB_RETENTION_* below, CELERY_RESULT_EXPIRES): deletes finished jobs and result rows.
+    "taskhub-purge-jobs": {
+        "task": "jobs.tasks.maintenance_tasks.purge_jobs",
+        # Daily at a quiet hour (CELERY_TIMEZONE); a run missed by 12 hours is dropped, the next one catches up.
+        "schedule": crontab(minute=30, hour=3),
+        "options": {"queue": "maintenance", "expires": 12 * 3600},
+    },
 }
 
 # --- Metrics (GET /metrics, jobs/observability/views.py) ----------------------------------------------
@@ -431,9 +438,3 @@ JOB_RETENTION_BATCH_SIZE = env.int("JOB_RETENTION_BATCH_SIZE", default=1000)
 # written (0: kept forever), by the same task and by Celery's own daily celery.backend_cleanup.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
 CELERY_RESULT_EXPIRES = timedelta(seconds=env.int("CELERY_RESULT_EXPIRES", default=24 * 3600))
-CELERY_BEAT_SCHEDULE["taskhub-purge-jobs"] = {
-    "task": "jobs.tasks.maintenance_tasks.purge_jobs",
-    # Daily at a quiet hour (CELERY_TIMEZONE); a run missed by 12 hours is dropped, the next one catches up.
-    "schedule": crontab(minute=30, hour=3),
-    "options": {"queue": "maintenance", "expires": 12 * 3600},
-}
