@@ -1,0 +1,79 @@
+"""The REST API: Django REST framework, simplejwt tokens, sign-up, the OpenAPI schema
+(drf-spectacular) and the /metrics endpoint."""
+
+from datetime import timedelta
+
+from taskhub.settings.environment import env
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.StrictJWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["taskhub.parsers.SafeJSONParser"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "taskhub.filters.FilterBackend",  # django-filter's, skipped when no parameter but paging's
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "taskhub.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "taskhub.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    # Which address a throttle counts: 0 ignores X-Forwarded-For (a client could set a new one per
+    # request); behind N trusted proxies, the address the N-th proxy saw.
+    # https://www.django-rest-framework.org/api-guide/throttling/#how-clients-are-identified
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    # https://www.django-rest-framework.org/api-guide/throttling/#setting-the-throttling-policy
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON", default="60/min"),
+        "user": env.str("THROTTLE_USER", default="1200/min"),
+        "login": env.str("THROTTLE_LOGIN", default="10/min"),
+        "register": env.str("THROTTLE_REGISTER", default="10/hour"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
+    # https://django-rest-framework-simplejwt.readthedocs.io/en/latest/settings.html#rotate-refresh-tokens
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    # Tokens carry a hash of the password: changing it invalidates access tokens at once too.
+    # https://django-rest-framework-simplejwt.readthedocs.io/en/latest/settings.html#check-revoke-token
+    "CHECK_REVOKE_TOKEN": True,
+}
+
+REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "taskhub API",
+    "DESCRIPTION": "Background jobs you can see and steer: submit, follow, cancel and retry jobs.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Swagger UI and ReDoc assets are served from this server, not a CDN.
+    # https://drf-spectacular.readthedocs.io/en/latest/settings.html#self-contained-ui-installation
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The live progress streams are plain async views: a hook documents them (jobs/streams/openapi.py).
+    # https://drf-spectacular.readthedocs.io/en/latest/customization.html#step-7-preprocessing-hooks
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobs.streams.openapi.add_stream_paths",
+    ],
+}
+
+# Prometheus scrapes /metrics with `Authorization: Bearer <METRICS_TOKEN>`; staff members may also
+# read it in a logged-in browser session. Empty (the default): staff sessions only.
+# https://prometheus.io/docs/prometheus/latest/configuration/configuration/#scrape_config
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

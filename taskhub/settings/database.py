@@ -1,0 +1,38 @@
+"""Where data lives: the database (DATABASE_URL) and the cache (CACHE_URL)."""
+
+from taskhub.settings.environment import VAR_DIR, env
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'taskhub.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat write to the same file at once: WAL lets readers run beside the
+    # writer, IMMEDIATE takes the write lock at BEGIN (no lock upgrade deadlocks) and the busy
+    # timeout makes writers queue instead of failing.
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#setting-pragma-options
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME", default=None)
+    _pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", default=8)
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _pool_max_size > 0:
+        # A psycopg connection pool per process. Under ASGI every request runs in a thread of its own,
+        # so persistent per-thread connections piled up (16 API clients exhausted PostgreSQL's 100).
+        # A request or task borrows a connection and gives it back; when all are busy it waits (up to
+        # DATABASE_POOL_TIMEOUT seconds) instead of failing. Pooling needs CONN_MAX_AGE = 0.
+        # https://docs.djangoproject.com/en/5.2/ref/databases/#connection-pool
+        # https://www.psycopg.org/psycopg3/docs/api/pool.html#psycopg_pool.ConnectionPool
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+            "max_size": _pool_max_size,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+    else:  # DATABASE_POOL_MAX_SIZE=0 (e.g. behind PgBouncer): persistent connections
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+
+# Throttle counters live in the cache; with several web processes it must be shared (Redis).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://taskhub")}

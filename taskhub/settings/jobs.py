@@ -1,0 +1,55 @@
+"""taskhub's own job settings: limits, intervals, quotas, retention, and Django's task API (TASKS).
+
+Celery's settings (the broker, the workers, the beat schedule) are in taskhub/settings/workers.py;
+the live progress streams' in taskhub/settings/streams.py.
+"""
+
+from taskhub.settings.environment import env
+
+# Limits on jobs; the broker visibility timeout must outlast the longest job, or Redis would
+# hand a running job's message to a second worker.
+JOB_MAX_TIME_LIMIT = env.int("JOB_MAX_TIME_LIMIT", default=6 * 3600)
+JOB_DEFAULT_TIME_LIMIT = env.int("JOB_DEFAULT_TIME_LIMIT", default=3600)
+JOB_HEARTBEAT_INTERVAL = env.float("JOB_HEARTBEAT_INTERVAL", default=5.0)
+JOB_STALE_AFTER = env.float("JOB_STALE_AFTER", default=60.0)
+JOB_CANCEL_GRACE_SECONDS = env.float("JOB_CANCEL_GRACE_SECONDS", default=30.0)
+JOB_PROGRESS_MIN_INTERVAL = env.float("JOB_PROGRESS_MIN_INTERVAL", default=0.5)
+JOB_DISPATCH_AFTER = env.float("JOB_DISPATCH_AFTER", default=10.0)
+# A sent job due this long that nobody started, whose queue is empty, lost its message: sent again.
+JOB_LOST_AFTER = env.float("JOB_LOST_AFTER", default=60.0)
+JOB_MAX_PAYLOAD_BYTES = env.int("JOB_MAX_PAYLOAD_BYTES", default=256 * 1024)
+JOB_BULK_MAX = env.int("JOB_BULK_MAX", default=500)
+JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=10.0)
+# Per-user quotas (429 over either): active = pending or running jobs; per minute = new jobs in any
+# 60 seconds (a bulk request counts each job). 0 = no limit; a user's own limits (admin) override these.
+JOB_QUOTA_MAX_ACTIVE = env.int("JOB_QUOTA_MAX_ACTIVE", default=1000)
+JOB_QUOTA_PER_MINUTE = env.int("JOB_QUOTA_PER_MINUTE", default=1000)
+JOB_QUOTA_EXEMPT_STAFF = env.bool("JOB_QUOTA_EXEMPT_STAFF", default=True)
+# Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
+JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
+
+# Django's standard task API (django.tasks; on Django 5.2 the django-tasks backport): @task
+# functions run as tracked jobs (jobs/tasks/django_backend.py, README "Using Django's task API").
+# QUEUES: the queue_name values tasks may use (taskhub's queues); OWNER: the service account
+# (created on first use) owning jobs enqueued outside `owned_by(user)`; MAX_RETRIES: automatic retries.
+# https://docs.djangoproject.com/en/6.0/topics/tasks/
+TASKS = {
+    "default": {
+        "BACKEND": "jobs.tasks.django_backend.TaskhubBackend",
+        "QUEUES": ["default", "high_priority", "low_priority"],
+        "OPTIONS": {
+            "OWNER": env.str("TASKS_OWNER", default="django-tasks"),
+            "MAX_RETRIES": env.int("TASKS_MAX_RETRIES", default=0),
+        },
+    }
+}
+
+# --- Retention ----------------------------------------------------------------------------------
+# How long finished jobs (and their timelines) are kept after they finished, per status: a whole
+# number and a unit (s, m, h, d, w), e.g. 30d or 12h; empty or 0 keeps them forever. Beat's
+# daily purge_jobs task and `manage.py cleanup_jobs` (without --older-than) delete the older ones,
+# JOB_RETENTION_BATCH_SIZE rows per short transaction.
+JOB_RETENTION_SUCCEEDED = env.str("JOB_RETENTION_SUCCEEDED", default="30d")
+JOB_RETENTION_FAILED = env.str("JOB_RETENTION_FAILED", default="90d")
+JOB_RETENTION_REVOKED = env.str("JOB_RETENTION_REVOKED", default="30d")
+JOB_RETENTION_BATCH_SIZE = env.int("JOB_RETENTION_BATCH_SIZE", default=1000)
