@@ -4,7 +4,8 @@
 Compared, interleaved round-robin on pending jobs of the same table:
 
 * before: the start as it was before queue control: the conditional UPDATE ... RETURNING and the
-  ``started`` line (``_transitions.transition`` with the same WHERE, minus the pause check);
+  ``started`` line (written here with the ORM: the same WHERE minus the pause check, in a
+  transaction, as the door's ORM path writes a transition);
 * no control: ``job_start`` today with no pause and no rate limit: the same two statements, the
   UPDATE's WHERE also refusing a paused queue (NOT EXISTS on ``jobs_queuecontrol``), and a lookup
   in the per-process rate-limit cache;
@@ -34,13 +35,13 @@ def main() -> None:
     args = common.parse_args(__doc__)
     rounds = 300 if args.quick else 2000
     with common.bench_environment(ENV):
+        from django.db import transaction
         from django.db.models import Q
         from django.db.models.functions import Now
 
-        from jobs.models import Job, JobEventKind, JobStatus
+        from jobs.models import Job, JobEvent, JobEventKind, JobStatus
         from jobs.queues.services import rate_limit_set
         from jobs.services import gates
-        from jobs.services._transitions import event, transition
         from jobs.services.execution import EARLY_DELIVERY, job_start
 
         owner = common.make_user("bench")
@@ -62,14 +63,10 @@ def main() -> None:
                 job = next(pending[name])
                 due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + EARLY_DELIVERY)
                 changes = {"status": JobStatus.RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": "b:1"}
-                assert transition(
-                    job.id,
-                    sources=[JobStatus.PENDING],
-                    where=due & Q(attempts=0),
-                    returning=("attempts",),
-                    changes={**changes, "finished_at": None},
-                    event=event(job.id, JobEventKind.STARTED, actor_label="worker b:1"),
-                )
+                with transaction.atomic():
+                    query = Job.objects.filter(due, id=job.id, status=JobStatus.PENDING, attempts=0)
+                    assert query.update(**changes, finished_at=None) == 1
+                    JobEvent.objects.create(job_id=job.id, kind=JobEventKind.STARTED, actor_label="worker b:1")
 
             return start
 

@@ -28,9 +28,9 @@ from ..models import (
     RateLimitScope,
     RateLimitSlot,
 )
-from ..services._transitions import user_label
 from ..services.gates import forget_limits
 from ..services.recovery import job_dispatch_due
+from ..services.timeline import user_label
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,10 @@
 - ``operations``: what operators do: cancel, retry, delete.
 - ``recovery``: the periodic sweep: send unsent jobs, recover jobs whose worker died.
 - ``task_service``: the original specification's ``task_service`` facade.
-- ``_transitions``: the one conditional UPDATE every state change goes through.
+- ``timeline``: a job's timeline line, built one way.
+- ``_state``: the one door for a change to a job (status, progress, heartbeat): the SQL or the ORM
+  path chosen once, the timeline line, the publish and the re-send after commit. ``_sql`` holds
+  its statements; only the door imports it (and ``jobs.live``).
 
 Callers import the function they use from the module that owns it.
 """

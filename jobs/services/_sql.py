@@ -1,28 +1,34 @@
-"""The statements every job makes, written once as SQL (PostgreSQL).
+"""The job statements written once as SQL (PostgreSQL), and the SQL of a generic transition.
+
+Only the door (``_state``) uses this module: it decides, once per change, whether a statement
+here runs or the ORM does (SQLite, the embedded default), and adds the publish and the re-send.
 
 A job is created (its row and its ``created`` line, one statement); a run starts (pending ->
 running, with its timeline line), reports progress, and succeeds (running -> succeeded, with its
-line). Through the ORM each of these built and compiled a query
-at every call: in a profile of the worker running no-op jobs, building the filters and compiling
-them were a third of the pool processes' CPU, more than PostgreSQL took to run the statements.
-Here they are plain SQL with parameters, built from the models' table and column names at import.
+line). Through the ORM each of these built and compiled a query at every call: in a profile of
+the worker running no-op jobs, building the filters and compiling them were a third of the pool
+processes' CPU, more than PostgreSQL took to run the statements. Here they are plain SQL with
+parameters, built from the models' table and column names at import. Any other change is
+``update_with_event``: the ORM's conditional UPDATE, compiled, with its timeline INSERT in the
+same statement.
 
-They do exactly what ``Model.save()`` / ``transition()`` / ``QuerySet.update()`` did for these
-cases (same conditions, same columns, same clocks, same event): ``creation`` and ``execution`` use
-them on PostgreSQL and the ORM elsewhere (SQLite, the embedded default), and
-``jobs/tests/test_hot_path.py`` runs both on the same jobs and compares the rows. Any other
-change of a job goes through ``transition()``.
+They do exactly what ``Model.save()`` / the ORM path of ``_state`` do for these cases (same
+conditions, same columns, same clocks, same event): ``jobs/tests/services/test_hot_path.py``
+runs both on the same jobs and compares the rows.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from django.db import connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models import QuerySet
+from django.db.models.sql import UpdateQuery
 
 from ..models import Job, JobEvent, JobEventKind, JobStatus
 from .gates import queue_not_paused
@@ -182,3 +188,72 @@ def progress(job_id, *, attempts: int, progress: int, meta: dict) -> bool:
     with _cursor() as cursor:
         cursor.execute(_PROGRESS, params)
         return cursor.rowcount == 1
+
+
+def can_return(alias: str) -> bool:
+    """UPDATE … RETURNING: PostgreSQL, SQLite from 3.35 (which brought it with INSERT … RETURNING)."""
+    return connections[alias].features.can_return_columns_from_insert
+
+
+def _update_sql(query: QuerySet[Job], changes: dict[str, Any]) -> tuple[Any, str, list]:
+    """The compiler and SQL of ``query.update(**changes)``, as Django would run it."""
+    update = query.query.chain(UpdateQuery)
+    update.add_update_values(changes)
+    compiler = update.get_compiler(query.db)
+    compiler.pre_sql_setup()
+    statement, params = compiler.as_sql()
+    return compiler, statement, list(params)
+
+
+def _columns(compiler, fields: Sequence[str]) -> list[str]:
+    return [compiler.quote_name_unless_alias(Job._meta.get_field(name).column) for name in fields]
+
+
+def update_returning(query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
+    """``query.update(**changes)`` with ``RETURNING fields`` (``can_return``): the updated row's
+    fields as the database returns them (meant for plain columns such as ``attempts``), None when
+    no row matched. Django's update() returns only a count."""
+    compiler, statement, params = _update_sql(query, changes)
+    fields = list(fields)
+    with connections[query.db].cursor() as cursor:
+        cursor.execute(f"{statement} RETURNING {', '.join(_columns(compiler, fields))}", params)
+        row = cursor.fetchone()
+    return None if row is None else dict(zip(fields, row, strict=True))
+
+
+def update_with_event(
+    query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str], line: JobEvent
+) -> dict[str, Any] | bool | None:
+    """PostgreSQL: the conditional UPDATE and its timeline line in one statement. The line is
+    inserted only when the UPDATE matched (it selects from the updated row). Returns the
+    ``fields`` of the updated row (None when it matched nothing), or whether it matched."""
+    connection = connections[query.db]
+    compiler, statement, params = _update_sql(query, changes)
+    fields = list(fields)
+    key = compiler.quote_name_unless_alias(Job._meta.pk.column)
+    returned = ", ".join([key, *_columns(compiler, fields)])
+    quote = connection.ops.quote_name
+    names, values = [], []
+    for field in JobEvent._meta.local_concrete_fields:
+        if field.primary_key:
+            continue
+        names.append(quote(field.column))
+        if field.attname == "job_id":
+            values.append(f"changed.{key}")
+        else:
+            # Typed: in INSERT … SELECT an untyped parameter (a NULL, a string) would be taken as text.
+            values.append(f"CAST(%s AS {field.cast_db_type(connection)})")
+            params.append(field.get_db_prep_save(getattr(line, field.attname), connection))
+    answer = ", ".join(f"changed.{column}" for column in _columns(compiler, fields)) or "1"
+    sql = (
+        f"WITH changed AS ({statement} RETURNING {returned}), "
+        f"line AS (INSERT INTO {quote(JobEvent._meta.db_table)} ({', '.join(names)}) "
+        f"SELECT {', '.join(values)} FROM changed) "
+        f"SELECT {answer} FROM changed"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if not fields:
+        return row is not None
+    return None if row is None else dict(zip(fields, row, strict=True))

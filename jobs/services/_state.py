@@ -1,8 +1,17 @@
-"""The one way a job changes state: a conditional UPDATE plus its timeline line, atomically.
+"""The one door for a change to a job: every write of its status, progress or heartbeat.
 
-Each change names the statuses it may start from; when it matches no row the change was illegal
-or lost a race, and the caller turns that into a Conflict. Changes made for a running attempt are
-fenced on ``attempts`` too, so a worker that lost its job can never write over the next attempt.
+Each change is a conditional UPDATE that names the statuses it may start from, with its timeline
+line, atomically; when it matches no row the change was illegal or lost a race, and the caller
+turns that into a Conflict (``conflict``). Changes made for a running attempt are fenced on
+``attempts`` too, so a worker that lost its job can never write over the next attempt.
+
+The door decides once, per change, how it is written: on PostgreSQL a statement of ``_sql`` (the
+UPDATE and its line in one statement, the hot path's fixed texts), elsewhere (SQLite, the
+embedded default) the ORM in a transaction. Then it schedules what follows every change that
+matched: the live publish (``jobs.live``) and, for a job that went (back) to pending, its message
+(``dispatch``), both once the transaction commits. Stage modules (``creation``, ``execution``,
+``operations``, ``recovery``) describe the change and call the door; they import neither ``_sql``
+nor ``live``.
 """
 
 from __future__ import annotations
@@ -11,59 +20,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, transaction
-from django.db.models import Q, QuerySet
-from django.db.models.sql import UpdateQuery
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
-from accounts.models import User
 from taskhub.errors import ApplicationError, Conflict, NotFound
 
-from ..live import job_changed
+from ..live import job_changed, jobs_changed
 from ..models import Job, JobEvent, JobEventKind, JobStatus
-from . import _hot_path
+from . import _sql
 from .dispatch import job_dispatch
+from .gates import queue_not_paused
+from .timeline import event, worker_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
-
-
-def user_label(user: User | None) -> str:
-    return f"user {user.get_username()}" if user else "system"
-
-
-def worker_label(worker: str) -> str:
-    return f"worker {worker}" if worker else "system"
-
-
-def attempt_label(attempts: int) -> str:
-    """The attempt a row with this ``attempts`` value runs, counted from 1 (as everywhere people read it)."""
-    return f"attempt {attempts + 1}"
-
-
-def event(
-    job_id,
-    kind: str,
-    *,
-    from_status: str = "",
-    to_status: str = "",
-    actor: User | None = None,
-    actor_label: str = "",
-    message: str = "",
-    data: dict | None = None,
-    at: datetime | None = None,
-) -> JobEvent:
-    """An unsaved timeline line."""
-    return JobEvent(
-        job_id=job_id,
-        kind=kind,
-        from_status=from_status,
-        to_status=to_status,
-        actor=actor,
-        actor_label=actor_label or user_label(actor),
-        message=message,
-        data=data or {},
-        at=at or timezone.now(),
-    )
 
 
 def transition(
@@ -90,99 +61,40 @@ def transition(
     query = Job.objects.filter(id=job_id, status__in=list(sources))
     if where is not None:
         query = query.filter(where)
-    if event is not None and _can_return(query.db) and _hot_path.available(query.db):
-        matched = _update_with_event(query, changes, returning, event)
-        _after(job_id, matched, send)
+    if event is not None and _sql.available(query.db) and _sql.can_return(query.db):
+        matched = _sql.update_with_event(query, changes, returning, event)
+        _after([job_id], matched, send)
         return matched if returning else bool(matched)
     with transaction.atomic():
         matched = _update_returning(query, changes, returning) if returning else query.update(**changes)
         if matched and event is not None:
             event.save()
-        _after(job_id, matched, send)
+        _after([job_id], matched, send)
     return matched if returning else bool(matched)
 
 
-def _after(job_id, matched, send: bool) -> None:
-    """What follows a change that matched: the live publish and, for a job back to pending, its
-    message, both once the transaction commits (at once when there is none)."""
-    if matched:
-        job_changed(job_id)
-    if matched and send:
-        transaction.on_commit(lambda: job_dispatch(jobs=Job.objects.filter(id=job_id, status=PENDING)))
+def _after(job_ids, matched, send: bool) -> None:
+    """What follows a change that matched: the live publish and, for jobs (back) in pending, their
+    messages, both once the transaction commits (at once when there is none)."""
+    if not matched:
+        return
+    job_ids = list(job_ids)
+    if len(job_ids) == 1:
+        job_changed(job_ids[0])
+    else:
+        jobs_changed(job_ids)
+    if send:
+        transaction.on_commit(lambda: job_dispatch(jobs=Job.objects.filter(id__in=job_ids, status=PENDING)))
 
 
-def _can_return(alias: str) -> bool:
-    """UPDATE … RETURNING: PostgreSQL, SQLite from 3.35 (which brought it with INSERT … RETURNING)."""
-    return connections[alias].features.can_return_columns_from_insert
-
-
-def _update_sql(query: QuerySet[Job], changes: dict[str, Any]) -> tuple[Any, str, list]:
-    """The compiler and SQL of ``query.update(**changes)``, as Django would run it."""
-    update = query.query.chain(UpdateQuery)
-    update.add_update_values(changes)
-    compiler = update.get_compiler(query.db)
-    compiler.pre_sql_setup()
-    statement, params = compiler.as_sql()
-    return compiler, statement, list(params)
-
-
-def _columns(compiler, fields: Sequence[str]) -> list[str]:
-    return [compiler.quote_name_unless_alias(Job._meta.get_field(name).column) for name in fields]
-
-
-def _update_returning(query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
-    """``query.update(**changes)`` with ``RETURNING fields`` (PostgreSQL, SQLite >= 3.35): the updated
-    row's fields as the database returns them (meant for plain columns such as ``attempts``), None
-    when no row matched. Django's update() returns only a count."""
-    if not _can_return(query.db):
-        # Inside transition()'s transaction: SQLite's write lock (IMMEDIATE) keeps the row as updated.
-        matched = list(query.values_list("pk", flat=True))
-        query.update(**changes)
-        return Job.objects.filter(pk__in=matched).values(*fields).first()
-    compiler, statement, params = _update_sql(query, changes)
-    fields = list(fields)
-    with connections[query.db].cursor() as cursor:
-        cursor.execute(f"{statement} RETURNING {', '.join(_columns(compiler, fields))}", params)
-        row = cursor.fetchone()
-    return None if row is None else dict(zip(fields, row, strict=True))
-
-
-def _update_with_event(
-    query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str], line: JobEvent
-) -> dict[str, Any] | bool:
-    """PostgreSQL: the conditional UPDATE and its timeline line in one statement. The line is
-    inserted only when the UPDATE matched (it selects from the updated row). Returns the
-    ``fields`` of the updated row (None when it matched nothing), or whether it matched."""
-    connection = connections[query.db]
-    compiler, statement, params = _update_sql(query, changes)
-    fields = list(fields)
-    key = compiler.quote_name_unless_alias(Job._meta.pk.column)
-    returned = ", ".join([key, *_columns(compiler, fields)])
-    quote = connection.ops.quote_name
-    names, values = [], []
-    for field in JobEvent._meta.local_concrete_fields:
-        if field.primary_key:
-            continue
-        names.append(quote(field.column))
-        if field.attname == "job_id":
-            values.append(f"changed.{key}")
-        else:
-            # Typed: in INSERT … SELECT an untyped parameter (a NULL, a string) would be taken as text.
-            values.append(f"CAST(%s AS {field.cast_db_type(connection)})")
-            params.append(field.get_db_prep_save(getattr(line, field.attname), connection))
-    answer = ", ".join(f"changed.{column}" for column in _columns(compiler, fields)) or "1"
-    sql = (
-        f"WITH changed AS ({statement} RETURNING {returned}), "
-        f"line AS (INSERT INTO {quote(JobEvent._meta.db_table)} ({', '.join(names)}) "
-        f"SELECT {', '.join(values)} FROM changed) "
-        f"SELECT {answer} FROM changed"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if not fields:
-        return row is not None
-    return None if row is None else dict(zip(fields, row, strict=True))
+def _update_returning(query, changes: dict[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
+    """``query.update(**changes)`` returning the updated row's ``fields`` (None when none matched)."""
+    if _sql.can_return(query.db):
+        return _sql.update_returning(query, changes, fields)
+    # Inside transition()'s transaction: SQLite's write lock (IMMEDIATE) keeps the row as updated.
+    matched = list(query.values_list("pk", flat=True))
+    query.update(**changes)
+    return Job.objects.filter(pk__in=matched).values(*fields).first()
 
 
 def finish_running(
@@ -264,3 +176,106 @@ def conflict(job_id, action: str) -> ApplicationError:
     if status is None:
         return NotFound(f"Job {job_id} does not exist.")
     return Conflict(f"Cannot {action} job {job_id}: it is {status}.", code="invalid_state")
+
+
+# --- The stages' own changes: a new job, and a run's start, progress, heartbeat and success ---
+
+
+def create(jobs: Sequence[Job], lines: Sequence[JobEvent]) -> None:
+    """(new) -> pending: write ``jobs`` and their ``created`` lines inside the caller's transaction;
+    publish them and send their messages once it commits. One job on PostgreSQL is one statement."""
+    if len(jobs) == 1 and _sql.available():
+        _sql.insert(jobs[0], lines[0])
+    elif len(jobs) == 1:
+        jobs[0].save(force_insert=True)
+        lines[0].save()
+    else:
+        Job.objects.bulk_create(jobs)
+        JobEvent.objects.bulk_create(lines)
+    written = list(jobs)
+    transaction.on_commit(lambda: job_dispatch(jobs=written))
+    # List streams show a new job at once, not only when it starts.
+    _after([job.id for job in written], True, send=False)
+
+
+# The fields a started run needs, read by the start's UPDATE itself.
+STARTED_FIELDS = _sql.STARTED_FIELDS
+
+
+def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any] | None:
+    """pending -> running when due (``run_at`` at most ``early`` ahead, by the database's clock), of
+    ``attempts`` (any when None), its queue not paused; with its ``started`` line. The row's
+    ``STARTED_FIELDS``, or None when it matched nothing."""
+    at, label = timezone.now(), worker_label(worker)
+    if _sql.available():
+        started = _sql.start(job_id, worker=worker, attempts=attempts, early=early, at=at, actor_label=label)
+        _after([job_id], started, send=False)
+        return started
+    # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
+    due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + early)
+    fence = Q() if attempts is None else Q(attempts=attempts)
+    return transition(
+        job_id,
+        sources=[PENDING],
+        where=due & fence & Q(queue_not_paused()),
+        returning=STARTED_FIELDS,
+        changes={"status": RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": worker, "finished_at": None},
+        event=event(job_id, JobEventKind.STARTED, from_status=PENDING, to_status=RUNNING, actor_label=label, at=at),
+    )
+
+
+def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: dict | None) -> bool:
+    """running -> succeeded for ``attempts``: the result, progress 100 (and ``progress_meta``, the
+    run's last report, when given), with its ``succeeded`` line. Whether it matched."""
+    if _sql.available():
+        at, label = timezone.now(), worker_label(worker)
+        done = _sql.succeed(
+            job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
+        )
+        _after([job_id], done, send=False)
+        return done
+    held = {} if progress_meta is None else {"progress_meta": progress_meta}
+    return finish_running(
+        job_id,
+        status=JobStatus.SUCCEEDED,
+        fence=Q(attempts=attempts),
+        actor_label=worker_label(worker),
+        progress=100,
+        result=result,
+        error="",
+        error_type="",
+        traceback="",
+        **held,
+    )
+
+
+def progress(job_id, *, attempts: int | None, progress: int, meta: dict) -> bool:
+    """Progress of the running, not cancelled job (of ``attempts``; any when None); stamps the
+    heartbeat. A finished or cancelled job is never changed. Whether it matched."""
+    if attempts is not None and _sql.available():
+        written = _sql.progress(job_id, attempts=attempts, progress=progress, meta=meta)
+    else:
+        query = Job.objects.filter(id=job_id, status=RUNNING, cancel_requested_at__isnull=True)
+        if attempts is not None:
+            query = query.filter(attempts=attempts)
+        written = bool(query.update(progress=progress, progress_meta=meta, heartbeat_at=Now()))
+    _after([job_id], written, send=False)
+    return written
+
+
+def heartbeat(job_id, *, attempts: int, progress: int | None = None, meta: dict | None = None) -> bool:
+    """Stamp the running, not cancelled attempt's heartbeat (the database's clock), with the
+    throttled progress when given (published then: a heartbeat alone shows nothing new)."""
+    changes: dict[str, Any] = {"heartbeat_at": Now()}
+    if progress is not None:
+        changes.update(progress=progress, progress_meta=meta or {})
+    running = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempts, cancel_requested_at__isnull=True)
+    written = bool(running.update(**changes))
+    _after([job_id], written and progress is not None, send=False)
+    return written
+
+
+def heartbeat_cancelling(job_id, *, attempts: int) -> None:
+    """A job being cancelled keeps its heartbeat while it winds down (or waits out the grace
+    period), so the sweeper does not take a live worker for a lost one."""
+    Job.objects.filter(id=job_id, status=RUNNING, attempts=attempts).update(heartbeat_at=Now())

@@ -1,8 +1,8 @@
 """Creating jobs: a request is checked against the catalog and the limits, then written.
 
 Nothing is written and nothing is sent unless the whole request fits; the message is published
-only after the transaction commits (see ``dispatch``), and so is the new job's state for live
-streams (``jobs/live.py``).
+only after the transaction commits, and so is the new job's state for live streams: the door
+(``_state.create``) writes the rows and schedules both.
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ from accounts.models import User
 from taskhub.errors import ApplicationError, InvalidInput
 
 from ..catalog import CatalogEntry, catalog
-from ..live import job_changed, jobs_changed
 from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
-from . import _hot_path
+from . import _state
 from ._json import json_problem, json_size
 from ._quotas import check_quota
-from ._transitions import event
-from .dispatch import job_dispatch
+from .timeline import event
 
 
 class JobRequest(TypedDict, total=False):
@@ -157,14 +155,7 @@ def job_create(
     try:
         with transaction.atomic():
             check_quota(owner, count=1, now=job.created_at)
-            line = _created_event(job, how=" by a schedule" if schedule_id else "")
-            if _hot_path.available():
-                _hot_path.insert(job, line)  # one statement (PostgreSQL)
-            else:
-                job.save(force_insert=True)
-                line.save()
-            transaction.on_commit(lambda: job_dispatch(jobs=[job]))
-            job_changed(job.id)  # list streams show a new job at once, not only when it starts
+            _state.create([job], [_created_event(job, how=" by a schedule" if schedule_id else "")])
     except IntegrityError:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
         if existing is None:
@@ -219,10 +210,7 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
     try:
         with transaction.atomic():
             check_quota(owner, count=len(jobs), now=now)
-            Job.objects.bulk_create(jobs)
-            JobEvent.objects.bulk_create([_created_event(job, how=" (bulk)") for job in jobs])
-            transaction.on_commit(lambda: job_dispatch(jobs=jobs))
-            jobs_changed(job.id for job in jobs)
+            _state.create(jobs, [_created_event(job, how=" (bulk)") for job in jobs])
     except IntegrityError:
         if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
             raise

@@ -20,15 +20,14 @@ from django.utils import timezone
 from taskhub.errors import InvalidInput, NotFound
 
 from ..catalog import catalog
-from ..live import job_changed
 from ..models import Job, JobEventKind, JobStatus
-from . import _hot_path
+from . import _state
 from ._json import json_storable
-from ._transitions import attempt_label, conflict, event, finish_running, requeue_running, transition, worker_label
-from .gates import Limit, any_limits, limits_for, queue_not_paused, queue_paused, rate_limit_claim, rate_limit_defer
+from ._state import conflict, finish_running, requeue_running, transition
+from .gates import Limit, any_limits, limits_for, queue_paused, rate_limit_claim, rate_limit_defer
+from .timeline import attempt_label, event, worker_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
-NOT_PAUSED = queue_not_paused()
 
 
 class RunState(enum.Enum):
@@ -91,47 +90,12 @@ def _start(job_id, worker: str, attempts: int | None) -> dict[str, Any] | None:
     ``_NoSlot``). Without any rate limit set, the UPDATE and the event are all there is."""
     limited = any_limits()
     with transaction.atomic() if limited else contextlib.nullcontext():
-        if _hot_path.available():
-            started = _hot_path.start(
-                job_id,
-                worker=worker,
-                attempts=attempts,
-                early=EARLY_DELIVERY,
-                at=timezone.now(),
-                actor_label=worker_label(worker),
-            )
-            if started:
-                job_changed(job_id)
-        else:
-            started = _start_through_the_orm(job_id, worker, attempts)
+        started = _state.start(job_id, worker=worker, attempts=attempts, early=EARLY_DELIVERY)
         if started and limited:
             for limit in limits_for(queue=started["queue"], task=started["celery_task_name"]):
                 if not rate_limit_claim(limit, at=started["started_at"]):
                     raise _NoSlot(limit)
     return started or None
-
-
-def _start_through_the_orm(job_id, worker: str, attempts: int | None) -> dict[str, Any] | None:
-    """``_hot_path.start`` as a transition (SQLite; and the reference its tests compare with)."""
-    # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
-    changes = {"status": RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": worker, "finished_at": None}
-    due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + EARLY_DELIVERY)
-    fence = Q() if attempts is None else Q(attempts=attempts)
-    return transition(
-        job_id,
-        sources=[PENDING],
-        where=due & fence & Q(NOT_PAUSED),
-        returning=_hot_path.STARTED_FIELDS,
-        changes=changes,
-        event=event(
-            job_id,
-            JobEventKind.STARTED,
-            from_status=PENDING,
-            to_status=RUNNING,
-            actor_label=worker_label(worker),
-            at=timezone.now(),
-        ),
-    )
 
 
 def _hold(job_id, fence: Q) -> bool:
@@ -194,17 +158,11 @@ def job_heartbeat(
     A job being cancelled keeps its heartbeat while it winds down (or waits out the grace
     period), so the sweeper does not take a live worker for a lost one.
     """
-    changes: dict[str, Any] = {"heartbeat_at": Now()}
-    if progress is not None:
-        changes.update(progress=progress, progress_meta=meta or {})
-    running = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempts)
-    if running.filter(cancel_requested_at__isnull=True).update(**changes):
-        if progress is not None:
-            job_changed(job_id)
+    if _state.heartbeat(job_id, attempts=attempts, progress=progress, meta=meta):
         return RunState.OK, None
     state, waited = _run_state(job_id, attempts)
     if state is RunState.CANCEL_REQUESTED:
-        running.update(heartbeat_at=Now())
+        _state.heartbeat_cancelling(job_id, attempts=attempts)
     return state, waited
 
 
@@ -234,15 +192,7 @@ def job_update_progress(
     """
     progress = _check_progress(progress)
     meta = job_clean_progress_meta(meta=meta, message=message)
-    if attempts is not None and _hot_path.available():
-        written = _hot_path.progress(job_id, attempts=attempts, progress=progress, meta=meta)
-    else:
-        query = Job.objects.filter(id=job_id, status=RUNNING, cancel_requested_at__isnull=True)
-        if attempts is not None:
-            query = query.filter(attempts=attempts)
-        written = query.update(progress=progress, progress_meta=meta, heartbeat_at=Now())
-    if written:
-        job_changed(job_id)
+    if _state.progress(job_id, attempts=attempts, progress=progress, meta=meta):
         return RunState.OK
     if attempts is None:
         attempts = Job.objects.filter(id=job_id).values_list("attempts", flat=True).first()
@@ -255,27 +205,7 @@ def job_succeed(
     """running -> succeeded with the result; progress becomes 100. ``progress_meta``: the run's last
     progress report, held back by the throttle when it ended (written with the outcome)."""
     result = json_storable(result, field="result", code="result_not_json")
-    if _hot_path.available():
-        at, label = timezone.now(), worker_label(worker)
-        if _hot_path.succeed(
-            job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
-        ):
-            job_changed(job_id)
-            return
-        raise conflict(job_id, "complete")
-    held = {} if progress_meta is None else {"progress_meta": progress_meta}
-    if not finish_running(
-        job_id,
-        status=JobStatus.SUCCEEDED,
-        fence=Q(attempts=attempts),
-        actor_label=worker_label(worker),
-        progress=100,
-        result=result,
-        error="",
-        error_type="",
-        traceback="",
-        **held,
-    ):
+    if not _state.succeed(job_id, attempts=attempts, result=result, worker=worker, progress_meta=progress_meta):
         raise conflict(job_id, "complete")
 
 

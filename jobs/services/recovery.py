@@ -18,9 +18,10 @@ from django.utils import timezone
 
 from ..catalog import catalog
 from ..models import Job, JobEvent, JobEventKind, JobStatus
-from ._transitions import attempt_label, event, finish_running, requeue_running, transition
+from ._state import finish_running, requeue_running, transition
 from .dispatch import broker_queue_sizes, job_dispatch
 from .gates import paused_queues
+from .timeline import attempt_label, event
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 SWEEPER = "sweeper"

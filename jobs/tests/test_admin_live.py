@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client
 from django.utils import timezone
 
-from jobs.admin import live
+from jobs.admin import job_state as live
 from jobs.models import JobEvent, JobEventKind, JobStatus
 from jobs.tests.admin_support import *  # noqa: F403  (helpers and fixtures)
 from jobs.tests.admin_support import CHANGELIST, PROGRESS, TASK, change_url, make_job

@@ -1,4 +1,4 @@
-"""A run's start, progress and success are SQL written once on PostgreSQL (``_hot_path``): they
+"""A run's start, progress and success are SQL written once on PostgreSQL (``jobs.services._sql``, through the door ``_state``): they
 must leave exactly the rows and timeline lines the ORM's transitions leave, in every case the
 conditions decide (due or not, which attempt, paused queue, cancelled, finished, gone)."""
 
@@ -50,7 +50,7 @@ def through_the_orm(monkeypatch):
 
     def run(service, **kwargs):
         with monkeypatch.context() as patch:
-            patch.setattr("jobs.services._hot_path.available", lambda alias="default": False)
+            patch.setattr("jobs.services._sql.available", lambda alias="default": False)
             return service(**kwargs)
 
     return run

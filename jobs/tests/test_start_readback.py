@@ -30,7 +30,7 @@ def test_start_returns_the_attempt_from_the_update_itself():
 
 
 def test_start_without_returning_support_gives_the_same_answer(monkeypatch):
-    monkeypatch.setattr("jobs.services._transitions._can_return", lambda alias: False)
+    monkeypatch.setattr("jobs.services._sql.can_return", lambda alias: False)
     job = make(attempts=1)
     started = job_start(job_id=job.id, worker="w:1")
     assert started.attempts == 1 and Job.objects.get(id=job.id).status == JobStatus.RUNNING
