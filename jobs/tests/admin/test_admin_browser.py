@@ -35,7 +35,7 @@ JOB_PAGE_SCREENSHOT = "/tmp/admin-job-page.png"
 LIVE_PAGE_SCREENSHOT = "/tmp/admin-job-live.png"
 SUBMIT_SCREENSHOT = "/tmp/admin-job-submit.png"
 TASK = "jobs.tasks.common_tasks.long_running_task"
-JOBS_CSS = Path(__file__).resolve().parents[1] / "static" / "jobs" / "admin" / "jobs.css"
+JOBS_CSS = Path(__file__).resolve().parents[2] / "static" / "jobs" / "admin" / "jobs.css"
 
 BAR_SHOWS = """([id, percent]) => {
     const bar = document.querySelector(`.job-progress[data-job-id="${id}"]`);

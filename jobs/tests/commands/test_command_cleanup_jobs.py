@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from jobs.models import Job, JobEvent
-from jobs.tests.test_retention import old, remaining
+from jobs.tests.services.test_retention import old, remaining
 from taskhub.testing import child_database_url
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from jobs.models import WorkerHeartbeat
-from jobs.tests.test_metrics import scrape, value
+from jobs.tests.observability.test_metrics import scrape, value
 from jobs.tests.worker_support import *  # noqa: F403 - fixtures
 from jobs.tests.worker_support import wait_for, wait_status
 

@@ -16,7 +16,7 @@ from jobs.models import Job, JobStatus
 from jobs.services.creation import job_create
 from jobs.services.operations import job_retry
 from jobs.tests.factories import LONG_RUNNING_TASK, JobFactory, make
-from jobs.tests.test_dispatch_faults import trigger
+from jobs.tests.faults.test_dispatch_faults import trigger
 from taskhub.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
