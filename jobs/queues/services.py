@@ -29,8 +29,8 @@ from ..models import (
     RateLimitSlot,
 )
 from ..services.gates import forget_limits
+from ..services.labels import user_label
 from ..services.recovery import job_dispatch_due
-from ..services.timeline import user_label
 
 logger = logging.getLogger(__name__)
 

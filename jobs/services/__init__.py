@@ -6,10 +6,11 @@
 - ``operations``: what operators do: cancel, retry, delete.
 - ``recovery``: the periodic sweep: send unsent jobs, recover jobs whose worker died.
 - ``task_service``: the original specification's ``task_service`` facade.
-- ``timeline``: a job's timeline line, built one way.
+- ``labels``: how people read who changed a job and which attempt it was.
 - ``_state``: the one door for a change to a job (status, progress, heartbeat): the SQL or the ORM
-  path chosen once, the timeline line, the publish and the re-send after commit. ``_sql`` holds
-  its statements; only the door imports it (and ``jobs.live``).
+  path chosen once, the timeline line, the publish and the re-send after commit. Its statements
+  are a private SQL module beside it, which only the door imports (as it alone imports
+  ``jobs.live``).
 
 Callers import the function they use from the module that owns it.
 """

@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from accounts.models import User
 from taskhub.errors import ApplicationError, Conflict, NotFound
 
 from ..live import job_changed, jobs_changed
@@ -32,9 +33,36 @@ from ..models import Job, JobEvent, JobEventKind, JobStatus
 from . import _sql
 from .dispatch import job_dispatch
 from .gates import queue_not_paused
-from .timeline import event, worker_label
+from .labels import user_label, worker_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+
+
+def event(
+    job_id,
+    kind: str,
+    *,
+    from_status: str = "",
+    to_status: str = "",
+    actor: User | None = None,
+    actor_label: str = "",
+    message: str = "",
+    data: dict | None = None,
+    at: datetime | None = None,
+) -> JobEvent:
+    """An unsaved timeline line: the one way a line is built (the door writes it with its change;
+    a line that records no change, such as a message the sweeper sent, is saved by its stage)."""
+    return JobEvent(
+        job_id=job_id,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        actor_label=actor_label or user_label(actor),
+        message=message,
+        data=data or {},
+        at=at or timezone.now(),
+    )
 
 
 def transition(

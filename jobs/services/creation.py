@@ -27,7 +27,7 @@ from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, 
 from . import _state
 from ._json import json_problem, json_size
 from ._quotas import check_quota
-from .timeline import event
+from ._state import event
 
 
 class JobRequest(TypedDict, total=False):

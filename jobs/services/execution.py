@@ -23,9 +23,9 @@ from ..catalog import catalog
 from ..models import Job, JobEventKind, JobStatus
 from . import _state
 from ._json import json_storable
-from ._state import conflict, finish_running, requeue_running, transition
+from ._state import conflict, event, finish_running, requeue_running, transition
 from .gates import Limit, any_limits, limits_for, queue_paused, rate_limit_claim, rate_limit_defer
-from .timeline import attempt_label, event, worker_label
+from .labels import attempt_label, worker_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 

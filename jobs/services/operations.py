@@ -14,8 +14,8 @@ from taskhub.errors import Conflict, NotFound
 from ..catalog import catalog
 from ..models import MANUAL_RETRY_STATUSES, TERMINAL_STATUSES, Job, JobEventKind, JobStatus
 from ._quotas import check_quota
-from ._state import conflict, transition
-from .timeline import attempt_label, event, user_label
+from ._state import conflict, event, transition
+from .labels import attempt_label, user_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 

@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from ..catalog import catalog
 from ..models import Job, JobEvent, JobEventKind, JobStatus
-from ._state import finish_running, requeue_running, transition
+from ._state import event, finish_running, requeue_running, transition
 from .dispatch import broker_queue_sizes, job_dispatch
 from .gates import paused_queues
-from .timeline import attempt_label, event
+from .labels import attempt_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 SWEEPER = "sweeper"
