@@ -6,5 +6,9 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self) -> None:
+        # The checks that the settings' dotted paths and beat's tasks exist (taskhub/checks.py). Registered
+        # here, not by an app of taskhub's own: standard_task() imports a job's path in any installed app.
+        from taskhub import checks  # noqa: F401
+
         # Fill the task catalog in every process (web, worker, beat, commands).
         from . import tasks  # noqa: F401
