@@ -51,8 +51,7 @@ def measure(*, jobs: int, steps: int, broker_url: str) -> dict:
 
     import bench.stream_tasks  # noqa: F401 - registers bench.ticker in this process's catalog
     from jobs.services.creation import job_create
-    from jobs.tests.stream_support import AsgiServer, EventStream
-    from taskhub.testing import WorkerProcess, child_database_url
+    from taskhub.testing import AsgiServer, EventStream, WorkerProcess, child_database_url
 
     owner = common.make_user("stream-bench")
     token = str(AccessToken.for_user(owner))

@@ -1,5 +1,5 @@
 """Render the fault suite's records (one JSON file per scenario and broker, written by
-jobs/tests/fault_support.py) as the markdown table of docs/RELIABILITY.md; print it and write it
+taskhub/testing/faults.py) as the markdown table of docs/RELIABILITY.md; print it and write it
 next to them as report.md."""
 
 import json

@@ -18,13 +18,17 @@ from taskhub.testing.processes import (
     wait_for,
 )
 from taskhub.testing.servers import AMQP_URL, PostgresServer, RabbitMQVhost, RedisServer, rabbitmqctl
+from taskhub.testing.web import AsgiServer, Event, EventStream
 
 __all__ = [
     "AMQP_URL",
     "BASE_DIR",
     "PRODUCTION_RECOVERY",
     "SHORT_RECOVERY",
+    "AsgiServer",
     "BeatProcess",
+    "Event",
+    "EventStream",
     "PostgresServer",
     "RabbitMQVhost",
     "RedisServer",

@@ -13,12 +13,12 @@ valid against the documented schema, documented headers, and schema-invalid inpu
 Deterministic: derandomized generation with a fixed seed, and a bounded number of examples per
 operation (``SCHEMATHESIS_MAX_EXAMPLES``, 30: about two minutes; more for a deeper run). Not in the
 run: the live streams (``text/event-stream``), which stay open for as long as their job runs; they
-are tested on the same server by jobs/tests/test_stream*.py.
+are tested on the same server by jobs/tests/streams/test_stream*.py.
 
 Throttle rates are raised on this server only: with the defaults (60 anonymous requests a minute, 10
 logins) nearly every sign-up and token request of the run would be a 429 and their code would never
-run. The 429s themselves, with the default rates, are tested in accounts/tests/test_auth_api.py, and
-test_openapi.py checks that every throttled operation documents them.
+run. The 429s themselves, with the default rates, are tested in accounts/tests/test_register.py and
+test_login.py, and test_openapi.py checks that every throttled operation documents them.
 """
 
 import json
@@ -39,8 +39,7 @@ from accounts.tests.factories import UserFactory
 from jobs.models import JobEvent
 from jobs.schedules.services import job_schedule_create
 from jobs.tests.factories import make
-from jobs.tests.stream_support import AsgiServer
-from taskhub.testing import child_database_url
+from taskhub.testing import AsgiServer, child_database_url
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "30"))
 RUN_TIMEOUT = 300 + 10 * MAX_EXAMPLES  # seconds; 30 examples take about 120 on 2 cores
@@ -185,7 +184,7 @@ def test_every_operation_conforms_to_the_schema(live_api, run_config, tmp_path):
         str(run_config),
         "run",
         f"http://127.0.0.1:{live_api.port}/api/schema/?format=json",
-        # The live streams stay open while their job runs: tested in jobs/tests/test_stream*.py instead.
+        # The live streams stay open while their job runs: tested in jobs/tests/streams/test_stream*.py instead.
         "--exclude-path-regex",
         "/stream/$",
     ]

@@ -14,8 +14,7 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from jobs.admin import pagination
 from jobs.models import Job, JobEvent, JobEventKind, JobStatus
-from jobs.tests.admin_support import *  # noqa: F403  (helpers and fixtures)
-from jobs.tests.admin_support import CHANGELIST, PROGRESS, change_url, make_job, messages_of, run_action
+from taskhub.testing.admin import CHANGELIST, PROGRESS, change_url, make_job, messages_of, run_action
 
 # --- the list -----------------------------------------------------------------------------------
 

@@ -22,11 +22,9 @@ from accounts.tests.factories import UserFactory
 from jobs.models import Job, JobEvent, JobEventKind, JobStatus
 from jobs.services.creation import job_create
 from jobs.services.execution import job_revoke, job_succeed, job_update_progress
-from jobs.tests.admin_support import ensure_roles, member_of
-from jobs.tests.browser_support import *  # noqa: F403  (asgi_live_server, browser)
-from jobs.tests.browser_support import PageErrors, in_thread, log_in, open_page
-from jobs.tests.worker_support import *  # noqa: F403  (broker_url, make_worker, worker)
-from jobs.tests.worker_support import wait_status
+from taskhub.testing.admin import ensure_roles, member_of
+from taskhub.testing.browser import PageErrors, in_thread, log_in, open_page
+from taskhub.testing.workers import wait_status
 
 pytestmark = pytest.mark.browser
 

@@ -15,8 +15,7 @@ from django.utils import timezone
 
 from jobs.admin import job_state as live
 from jobs.models import JobEvent, JobEventKind, JobStatus
-from jobs.tests.admin_support import *  # noqa: F403  (helpers and fixtures)
-from jobs.tests.admin_support import CHANGELIST, PROGRESS, TASK, change_url, make_job
+from taskhub.testing.admin import CHANGELIST, PROGRESS, TASK, change_url, make_job
 
 
 def test_progress_view_returns_the_live_state(operator_client, owner):

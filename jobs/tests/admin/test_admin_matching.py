@@ -13,8 +13,7 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from jobs.admin import matching, pagination
 from jobs.models import Job, JobEventKind, JobStatus
-from jobs.tests.admin_support import *  # noqa: F403  (helpers and fixtures)
-from jobs.tests.admin_support import CHANGELIST, client_for, make_job, member_of, messages_of
+from taskhub.testing.admin import CHANGELIST, client_for, make_job, member_of, messages_of
 
 MATCHING = "/admin/jobs/job/matching/"
 

@@ -8,8 +8,16 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from jobs.models import Job, JobEventKind, JobStatus
-from jobs.tests.admin_support import *  # noqa: F403  (helpers and fixtures)
-from jobs.tests.admin_support import CHANGELIST, PROGRESS, change_url, client_for, make_job, member_of, run_action
+from taskhub.testing.admin import (
+    CHANGELIST,
+    PROGRESS,
+    change_url,
+    client_for,
+    ensure_roles,
+    make_job,
+    member_of,
+    run_action,
+)
 
 QUEUE_VIEWING = {"jobs.view_queuecontrol", "jobs.view_ratelimit", "jobs.view_queuecontrolchange"}
 VIEWER_PERMISSIONS = {"jobs.view_job", "jobs.view_jobevent", *QUEUE_VIEWING}
@@ -44,7 +52,7 @@ def test_the_roles_migration_makes_the_groups_and_can_be_reversed(db):
 
 def test_the_roles_can_be_made_again(roles):
     """Running the migration's code again (a group renamed back, permissions added) changes nothing."""
-    again = ensure_roles()  # noqa: F405
+    again = ensure_roles()
 
     assert set(again) == {"viewer", "operator"}
     assert permissions_of(again["viewer"]) == VIEWER_PERMISSIONS

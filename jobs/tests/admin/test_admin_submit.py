@@ -9,8 +9,7 @@ from django.contrib.admin.models import ADDITION, LogEntry
 
 from jobs.catalog import catalog
 from jobs.models import Job, JobEvent, JobEventKind, JobStatus
-from jobs.tests.admin_support import *  # noqa: F403  (helpers and fixtures)
-from jobs.tests.admin_support import change_url, client_for, member_of, messages_of
+from taskhub.testing.admin import change_url, client_for, member_of, messages_of
 
 ADD = "/admin/jobs/job/add/"
 LONG = "jobs.tasks.common_tasks.long_running_task"

@@ -12,10 +12,9 @@ from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from jobs.models import WorkerHeartbeat
-from jobs.tests.admin_support import ensure_roles, member_of
-from jobs.tests.browser_support import *  # noqa: F403  (asgi_live_server, browser)
-from jobs.tests.browser_support import in_thread, log_in, open_page
 from jobs.tests.factories import make
+from taskhub.testing.admin import ensure_roles, member_of
+from taskhub.testing.browser import in_thread, log_in, open_page
 
 pytestmark = pytest.mark.browser
 

@@ -23,7 +23,6 @@ from jobs.services.execution import job_succeed, job_update_progress
 from jobs.services.operations import job_cancel
 from jobs.tests.commands.test_command_enqueue_job import UUID, enqueue, failure
 from jobs.tests.factories import JobFactory
-from jobs.tests.worker_support import *  # noqa: F403 - fixtures
 from taskhub.errors import NotFound
 from taskhub.testing import child_database_url
 

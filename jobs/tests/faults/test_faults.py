@@ -14,16 +14,8 @@ import time
 
 import pytest
 
-from jobs.tests.fault_support import *  # noqa: F403 - fixtures
-from jobs.tests.fault_support import (
-    Observer,
-    Stack,
-    create,
-    create_elsewhere,
-    migrate,
-    outcome,
-)
 from taskhub.testing import PRODUCTION_RECOVERY
+from taskhub.testing.faults import Observer, Stack, create, create_elsewhere, migrate, outcome
 
 pytestmark = [pytest.mark.faults, pytest.mark.worker, pytest.mark.timeout(360)]
 

@@ -11,9 +11,8 @@ from django.utils import timezone
 
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.recovery import SweepReport, job_sweep
-from jobs.tests.worker_support import *  # noqa: F403 - fixtures
-from jobs.tests.worker_support import wait_for, wait_status
-from taskhub.testing import SHORT_RECOVERY
+from taskhub.testing import SHORT_RECOVERY, wait_for
+from taskhub.testing.workers import wait_status
 
 pytestmark = [pytest.mark.worker, pytest.mark.timeout(120)]
 

@@ -9,8 +9,8 @@ from django.test import Client
 
 from jobs.models import WorkerHeartbeat
 from jobs.tests.observability.test_metrics import scrape, value
-from jobs.tests.worker_support import *  # noqa: F403 - fixtures
-from jobs.tests.worker_support import wait_for, wait_status
+from taskhub.testing import wait_for
+from taskhub.testing.workers import wait_status
 
 pytestmark = [pytest.mark.worker, pytest.mark.timeout(120)]
 

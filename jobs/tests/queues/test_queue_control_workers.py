@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 from accounts.tests.factories import UserFactory
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.recovery import job_dispatch_due
-from jobs.tests.worker_support import *  # noqa: F403 - fixtures
-from jobs.tests.worker_support import wait_for, wait_status
+from taskhub.testing import wait_for
+from taskhub.testing.workers import wait_status
 
 pytestmark = [pytest.mark.worker, pytest.mark.timeout(180)]
 

@@ -18,9 +18,7 @@ from accounts.tests.factories import UserFactory
 from jobs.models import Job, JobEventKind, JobStatus
 from jobs.schedules.services import job_schedule_create
 from jobs.tests.factories import LONG_RUNNING_TASK
-from jobs.tests.worker_support import *  # noqa: F403  (broker_url, make_worker, wait_for)
-from jobs.tests.worker_support import wait_for
-from taskhub.testing import BeatProcess
+from taskhub.testing import BeatProcess, wait_for
 
 pytestmark = pytest.mark.worker
 

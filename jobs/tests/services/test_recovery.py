@@ -16,7 +16,6 @@ from jobs.services.execution import (
 )
 from jobs.services.recovery import SweepReport, job_sweep
 from jobs.tests.factories import LONG_RUNNING_TASK, kinds, make, snapshot
-from jobs.tests.worker_support import *  # noqa: F403 - fixtures (private_redis, use_broker)
 
 pytestmark = pytest.mark.django_db
 

@@ -13,10 +13,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.tests.factories import UserFactory
 from jobs.live import read_state
 from jobs.models import JobStatus
-from jobs.tests.stream_support import AsgiServer, EventStream
-from jobs.tests.worker_support import *  # noqa: F403 - fixtures
-from jobs.tests.worker_support import wait_for, wait_status
-from taskhub.testing import child_database_url
+from taskhub.testing import AsgiServer, EventStream, child_database_url, wait_for
+from taskhub.testing.workers import wait_status
 
 pytestmark = [pytest.mark.worker, pytest.mark.timeout(180)]
 

@@ -21,8 +21,8 @@ from jobs.tasks.django_backend import RUNNER_TASK, JobCancelled, TaskhubBackend,
 from jobs.tasks.standard_api import InvalidTask, TaskResultDoesNotExist, TaskResultStatus
 from jobs.tests import standard_tasks
 from jobs.tests.factories import JobFactory
-from jobs.tests.worker_support import *  # noqa: F403 - fixtures
-from jobs.tests.worker_support import wait_for, wait_status
+from taskhub.testing import wait_for
+from taskhub.testing.workers import wait_status
 
 pytestmark = [pytest.mark.worker, pytest.mark.timeout(120)]
 

@@ -8,8 +8,7 @@ from django_celery_results.models import TaskResult
 
 from jobs.models import Job, JobStatus
 from jobs.services.creation import job_create_bulk
-from jobs.tests.worker_support import *  # noqa: F403 - fixtures
-from jobs.tests.worker_support import wait_for
+from taskhub.testing import wait_for
 
 pytestmark = pytest.mark.worker
 

@@ -1,7 +1,6 @@
-"""Driving the admin in headless Chromium: the browser, the project's ASGI application on uvicorn in a
-thread of the test process, logging in, and what went wrong loading a page.
-
-Import the fixtures into a test module with ``from jobs.tests.browser_support import *``.
+"""Driving the admin in headless Chromium: the browser's command line, the project's ASGI application
+on uvicorn in a thread of the test process, logging in, and what went wrong loading a page. The
+fixtures (``asgi_live_server``, ``browser``) are in jobs/tests/admin/conftest.py.
 
 pytest-django's ``live_server`` is a WSGI server, and a WSGI server cannot serve the admin's
 live-progress streams: Django collects an asynchronous streaming response whole before handing it
@@ -15,15 +14,12 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import uvicorn
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.db import connections
 
 from taskhub.handlers import ReusedThreadASGIHandler
-from taskhub.testing import free_port, wait_for
-
-__all__ = ["asgi_live_server", "browser"]
+from taskhub.testing.processes import free_port, wait_for
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
@@ -70,25 +66,6 @@ class AsgiLiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
-
-
-@pytest.fixture
-def asgi_live_server(transactional_db):
-    server = AsgiLiveServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (the CI script .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def in_thread(function, *args, **kwargs):

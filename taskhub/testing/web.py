@@ -1,6 +1,8 @@
-"""The real ASGI server (uvicorn, as the Procfile starts it) and a small server-sent events client.
+"""The Procfile's web process (uvicorn on ``taskhub.asgi``) on a free port, and a small server-sent
+events client for its streams.
 
-Used by the stream tests and bench/stream_latency.py; nothing here is imported by the running app.
+Used by the stream tests, the schemathesis run and bench/stream_latency.py; nothing here is imported
+by the running app.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from taskhub.testing import BASE_DIR, free_port, wait_for
+from taskhub.testing.processes import BASE_DIR, free_port, wait_for
 
 
 def procfile_web_options() -> list[str]:

@@ -1,6 +1,7 @@
-"""The fault suite's harness (jobs/tests/test_faults.py): a whole taskhub of real processes with the
-production recovery settings (job workers, the maintenance worker, beat) on a broker of the test's
-own, a fault, and the figures docs/RELIABILITY.md shows.
+"""The fault suite's harness (jobs/tests/faults/test_faults.py; its fixtures are in
+jobs/tests/faults/conftest.py): a whole taskhub of real processes with the production recovery
+settings (job workers, the maintenance worker, beat) on a broker of the test's own, a fault, and the
+figures docs/RELIABILITY.md shows.
 
 Every scenario writes one JSON record to ``REPORT_DIR``; ``scripts/fault_report.py`` turns them into
 the table of docs/RELIABILITY.md.
@@ -18,20 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from taskhub.testing import (
-    BASE_DIR,
-    BeatProcess,
-    PostgresServer,
-    RabbitMQVhost,
-    RedisServer,
-    WorkerProcess,
-    child_database_url,
-    wait_for,
-)
+from taskhub.testing.processes import BASE_DIR, BeatProcess, WorkerProcess, child_database_url, wait_for
+from taskhub.testing.servers import RabbitMQVhost, RedisServer
 
 REPORT_DIR = Path(settings.VAR_DIR) / "faults"
 TERMINAL = ("succeeded", "failed", "revoked")
@@ -116,43 +108,6 @@ class Stack:
     def close(self) -> None:
         for process in self.processes:
             process.kill()
-
-
-@pytest.fixture(params=BROKERS)
-def broker(request):
-    server = Broker(request.param).start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def stack(broker, transactional_db, monkeypatch):
-    """A stack on the scenario's broker and the test database; this test process publishes to the
-    same broker (its API creates jobs there)."""
-    from jobs.tests.worker_support import _reset_producers
-
-    monkeypatch.setenv("CELERY_BROKER_URL", broker.url)
-    _reset_producers()
-    processes = Stack(broker_url=broker.url)
-    yield processes
-    processes.close()
-    _reset_producers()
-
-
-@pytest.fixture
-def private_postgres():
-    server = PostgresServer().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def api(transactional_db):
-    from accounts.tests.factories import UserFactory
-
-    client = APIClient()
-    client.force_authenticate(UserFactory())
-    return client
 
 
 def create(api: APIClient, count: int = 1, *, seconds: int = 5, max_retries: int = 1, **body) -> list[str]:

@@ -1,11 +1,10 @@
-"""Helpers and fixtures for the job admin's tests (client and browser).
-
-Import the fixtures into a test module with ``from jobs.tests.admin_support import *``.
+"""Helpers for the job admin's tests (client and browser): job rows in any state, the admin's URLs,
+its roles and their members, its messages. The fixtures built on them (``roles``, ``operator``,
+``owner``, ``operator_client``) are in jobs/tests/admin/conftest.py.
 """
 
 import importlib
 
-import pytest
 from django.apps import apps as global_apps
 from django.contrib.auth.models import Group
 from django.db import connection
@@ -14,23 +13,6 @@ from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobEventKind, JobStatus
-
-__all__ = [
-    "CHANGELIST",
-    "PROGRESS",
-    "TASK",
-    "change_url",
-    "client_for",
-    "ensure_roles",
-    "make_job",
-    "member_of",
-    "messages_of",
-    "operator",
-    "operator_client",
-    "owner",
-    "roles",
-    "run_action",
-]
 
 TASK = "jobs.tasks.common_tasks.long_running_task"
 CHANGELIST = "/admin/jobs/job/"
@@ -104,23 +86,3 @@ def member_of(group_name: str, **fields):
     user = UserFactory(is_staff=True, **fields)
     user.groups.add(Group.objects.get(name=group_name))
     return user
-
-
-@pytest.fixture
-def roles(db) -> dict[str, Group]:
-    return ensure_roles()
-
-
-@pytest.fixture
-def operator(db):
-    return UserFactory(username="operator", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def owner(db):
-    return UserFactory(username="alice")
-
-
-@pytest.fixture
-def operator_client(operator) -> Client:
-    return client_for(operator)
