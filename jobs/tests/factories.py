@@ -1,4 +1,5 @@
-"""Job rows in any state, for tests that start from a given point of the lifecycle.
+"""Job rows in any state, for tests that start from a given point of the lifecycle; the API's
+prefixes and the specification's example request.
 
 Rows made here skip the services on purpose (no event, nothing sent): use them to set up a
 state, then act through the services or the API and assert on the outcome.
@@ -15,6 +16,19 @@ from jobs.models import PRIORITY_QUEUES, TERMINAL_STATUSES, Job, JobEvent, JobPr
 
 LONG_RUNNING_TASK = "jobs.tasks.common_tasks.long_running_task"
 TERMINAL = [str(status) for status in TERMINAL_STATUSES]
+
+# The jobs API's prefix and the original specification's, which serves the same views.
+PREFIXES = ["/api/v1/jobs/", "/api/v1/tasks/"]
+
+# The original specification's example request, byte for byte.
+SPEC_BODY = {
+    "name": "数据处理任务",
+    "task_type": "data_processing",
+    "celery_task_name": "app.tasks.common_tasks.long_running_task",
+    "args": [60],
+    "kwargs": {"param": "value"},
+    "priority": "normal",
+}
 
 
 class JobFactory(DjangoModelFactory):
@@ -74,6 +88,11 @@ def kinds(job: Job) -> list[str]:
 def snapshot(job: Job) -> dict:
     """Every column of the row, to prove that a refused change wrote nothing."""
     return Job.objects.filter(id=job.id).values().get()
+
+
+def ids(response) -> list[str]:
+    """The job ids of a list page, in order."""
+    return [job["id"] for job in response.json()["results"]]
 
 
 def nested(depth: int) -> list:
