@@ -1,5 +1,12 @@
+"""Users, and JWTs in the states the auth tests need (expired, tampered with)."""
+
+import base64
+import json
+from datetime import timedelta
+
 import factory
 from factory.django import DjangoModelFactory
+from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
 
@@ -18,3 +25,23 @@ class UserFactory(DjangoModelFactory):
     def _save(obj, create, extracted, **kwargs):  # noqa: N805
         if create:
             obj.save()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def tampered(token: str, **claims) -> str:
+    """The token with its payload claims changed and the original signature kept."""
+    header, payload, signature = token.split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    decoded.update(claims)
+    forged = _b64(json.dumps(decoded).encode())
+    assert forged != payload
+    return f"{header}.{forged}.{signature}"
+
+
+def expired_access(user) -> str:
+    token = AccessToken.for_user(user)
+    token.set_exp(lifetime=-timedelta(seconds=1))
+    return str(token)
