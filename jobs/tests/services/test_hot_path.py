@@ -1,6 +1,7 @@
-"""A run's start, progress and success are SQL written once on PostgreSQL (``jobs.services._sql``, through the door ``_state``): they
-must leave exactly the rows and timeline lines the ORM's transitions leave, in every case the
-conditions decide (due or not, which attempt, paused queue, cancelled, finished, gone)."""
+"""A run's start, progress and success are SQL written once on PostgreSQL (``jobs.services._sql``,
+through the door ``_state``): they must leave exactly the rows and timeline lines the ORM's
+transitions leave, in every case the conditions decide (due or not, which attempt, paused queue,
+cancelled, finished, gone)."""
 
 from datetime import timedelta
 
