@@ -42,14 +42,14 @@ test: install
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-faults; fi
 
-# The fault suite (jobs/tests/test_faults.py): real processes with the production recovery settings,
+# The fault suite (jobs/tests/faults/test_faults.py): real processes with the production recovery settings,
 # on Redis and on RabbitMQ, FAULT_PROCESSES scenarios at a time (mostly waiting for a minute of
 # staleness). Writes var/test/faults/report.md, the table of docs/RELIABILITY.md.
 FAULT_PROCESSES ?= 4
 test-faults: install
 	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
 	rm -rf $(CURDIR)/var/test/faults
-	$(TEST_ENV) $(BIN)/pytest jobs/tests/test_faults.py -m faults -n $(FAULT_PROCESSES) --dist load $(FAULTS_ARGS)
+	$(TEST_ENV) $(BIN)/pytest jobs/tests/faults/test_faults.py -m faults -n $(FAULT_PROCESSES) --dist load $(FAULTS_ARGS)
 	@$(TEST_ENV) $(BIN)/python scripts/fault_report.py $(CURDIR)/var/test/faults
 
 lint: install
