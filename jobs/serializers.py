@@ -71,7 +71,7 @@ class JobSerializer(serializers.ModelSerializer):
     def to_representation(self, job: Job) -> dict:
         """The fields above, written out: DRF's field-by-field walk (``get_attribute`` and
         ``to_representation`` of 31 field objects per job) was a quarter of a list page's CPU. The
-        same output, key for key: ``jobs/tests/test_serializers.py`` compares it with DRF's own
+        same output, key for key: ``jobs/tests/api/test_serializers.py`` compares it with DRF's own
         walk (``represent_generically``) over jobs in every state."""
         moment = _moment
         meta = job.progress_meta
