@@ -16,7 +16,7 @@ class UserAdmin(DjangoUserAdmin):
             {
                 "description": "Empty: the JOB_QUOTA_* settings apply; 0: no limit. Staff are exempt while "
                 "JOB_QUOTA_EXEMPT_STAFF is on.",
-                "fields": ("max_active_jobs", "max_jobs_per_minute"),
+                "fields": ("max_active_jobs", "max_jobs_per_minute", "max_running_jobs"),
             },
         ),
     )

@@ -17,6 +17,12 @@ class User(AbstractUser):
         blank=True,
         help_text="At most this many new jobs in any 60 seconds. Empty: the JOB_QUOTA_PER_MINUTE setting; 0: no limit.",
     )
+    max_running_jobs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="At most this many running jobs at once (more wait their turn). Empty: the JOB_QUOTA_MAX_RUNNING "
+        "setting (by default half of the worker processes alive); 0: no limit.",
+    )
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"

@@ -95,6 +95,9 @@ class Job(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
+        # Urgent jobs overtake everyone's on high_priority: a right given to operators, not to anyone
+        # who can register (a refused priority is a 403 naming this permission).
+        permissions = [("submit_urgent", "Can submit jobs with priority urgent")]
         constraints = [
             models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=100), name="job_progress_0_100"),
             models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
@@ -167,6 +170,7 @@ class JobEventKind(models.TextChoices):
     REQUEUED = "requeued", "Re-queued after worker loss"
     HELD = "held", "Held: its queue is paused"
     RATE_LIMITED = "rate_limited", "Deferred by a rate limit"
+    FAIR_SHARE = "fair_share", "Waiting for its owner's share of the workers"
 
 
 # Timeline kinds that send a job round again: an automatic retry, a re-queue after worker loss, an operator's retry.

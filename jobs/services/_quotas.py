@@ -1,26 +1,32 @@
-"""Per-user quotas: how many jobs a user may have active, and submit per minute.
+"""Per-user quotas: how many jobs a user may have active, submit per minute, and run at once.
 
 Checked inside the transaction that writes the jobs, under a lock on the owner's row
 (``FOR NO KEY UPDATE``: it does not block the jobs' own foreign-key checks), so two requests
 racing for a user's last slot cannot both take it. Staff are exempt when
 ``JOB_QUOTA_EXEMPT_STAFF`` is on (operators act on purpose). A user's own limits
 (``max_active_jobs``, ``max_jobs_per_minute``) override the settings; 0 means no limit.
+
+The running share (``check_running_share``) is checked at the start instead, in the start's
+transaction under the same lock: a job over it is not refused but waits its turn.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models.functions import Now
 from rest_framework import status
 
 from accounts.models import User
 from taskhub.errors import ApplicationError
 
-from ..models import ACTIVE_STATUSES, Job
+from ..models import ACTIVE_STATUSES, Job, JobStatus, WorkerHeartbeat
 
 WINDOW = timedelta(seconds=60)
 PER_MINUTE, ACTIVE = "quota_per_minute", "quota_active_jobs"
@@ -115,3 +121,99 @@ def _lock_and_count(owner: User, *, since: datetime, per_minute: int, active: in
         cursor.execute(_COUNT, [owner.pk, since, per_minute, owner.pk, active])
         submitted, active_count = cursor.fetchone()
     return submitted, active_count
+
+
+# --- Fair shares: how many jobs one user may run at once ---
+
+
+class OverShare(Exception):
+    """The start would give its owner more running jobs than their share: it is rolled back."""
+
+    def __init__(self, *, owner_id: int, running: int, cap: int, capacity: int | None):
+        super().__init__(f"user {owner_id} runs {running} jobs; the cap is {cap}")
+        self.owner_id, self.running, self.cap, self.capacity = owner_id, running, cap, capacity
+
+
+CAPACITY_CACHE_SECONDS = 5.0
+
+
+class _Capacity:
+    """Worker processes alive for each queue (their heartbeat rows), read at most once per
+    ``CAPACITY_CACHE_SECONDS`` per process: a start pays a dictionary lookup."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded_at = float("-inf")
+        self._alive: dict[str, int] = {}
+
+    def of(self, queue: str) -> int:
+        if time.monotonic() - self._loaded_at >= CAPACITY_CACHE_SECONDS:
+            with self._lock:
+                if time.monotonic() - self._loaded_at >= CAPACITY_CACHE_SECONDS:
+                    alive: dict[str, int] = {}
+                    seen = Now() - timedelta(seconds=settings.JOB_STALE_AFTER)
+                    for queues in WorkerHeartbeat.objects.filter(last_seen__gte=seen).values_list("queues", flat=True):
+                        for name in queues or ():
+                            alive[name] = alive.get(name, 0) + 1
+                    self._alive, self._loaded_at = alive, time.monotonic()
+        # The process asking runs jobs of this queue itself, before its first heartbeat too.
+        return max(1, self._alive.get(queue, 0))
+
+    def forget(self) -> None:
+        self._loaded_at = float("-inf")
+
+
+capacity = _Capacity()
+
+
+def running_cap(*, is_staff: bool, own: int | None, queue: str) -> tuple[int, int | None] | None:
+    """A user's cap on running jobs and the capacity it was drawn from (None when set as a number),
+    or None when there is no cap."""
+    if settings.JOB_QUOTA_EXEMPT_STAFF and is_staff:
+        return None
+    if own is not None:
+        return (own, None) if own else None
+    setting = str(settings.JOB_QUOTA_MAX_RUNNING).strip().lower()
+    if setting != "auto":
+        return (int(setting), None) if int(setting) else None
+    alive = capacity.of(queue)
+    return max(1, math.floor(alive * settings.JOB_FAIR_SHARE)), alive
+
+
+_OWNER = f'SELECT "is_staff", "max_running_jobs" FROM "{_USER}" WHERE "id" = %s'
+_RUNNING = f"""
+SELECT COUNT(*) FROM (
+    SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %s AND "status" = '{JobStatus.RUNNING}' LIMIT %s
+) AS running
+"""
+
+
+def check_running_share(*, owner_id: int, queue: str) -> None:
+    """Call inside the start's transaction, after its UPDATE: lock the owner's row, then count their
+    running jobs (this start included, up to the cap + 1); ``OverShare`` when over their cap.
+
+    The lock makes starts of one user's jobs take turns, so two workers starting them at the same
+    moment cannot both take the last place; other users' starts do not wait for it. Counted after
+    the lock is granted (READ COMMITTED: a statement sees what was committed when it began).
+    """
+    with connection.cursor() as cursor:
+        lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
+        cursor.execute(_OWNER + lock, [owner_id])
+        row = cursor.fetchone()
+        if row is None:
+            return
+        cap = running_cap(is_staff=row[0], own=row[1], queue=queue)
+        if cap is None:
+            return
+        cursor.execute(_RUNNING, [owner_id, cap[0] + 1])
+        running = cursor.fetchone()[0]
+    if running > cap[0]:
+        raise OverShare(owner_id=owner_id, running=running - 1, cap=cap[0], capacity=cap[1])
+
+
+def share_wait_seconds(*, owner_id: int, cap: int) -> float:
+    """How long a job over its owner's share waits before it is tried again: the owner's pending
+    jobs over their share, one second each, at least 1 s and at most ``JOB_FAIR_SHARE_MAX_WAIT``."""
+    most = settings.JOB_FAIR_SHARE_MAX_WAIT
+    backlog = Job.objects.filter(owner_id=owner_id, status=JobStatus.PENDING)[: int(most * cap) + 1].count()
+    return min(most, max(1.0, backlog / max(cap, 1)))

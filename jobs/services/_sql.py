@@ -34,7 +34,7 @@ from ..models import Job, JobEvent, JobEventKind, JobStatus
 from .gates import queue_not_paused
 
 JOB, EVENT = Job._meta.db_table, JobEvent._meta.db_table
-STARTED_FIELDS = ("attempts", "queue", "celery_task_name", "started_at", "heartbeat_at")
+STARTED_FIELDS = ("attempts", "queue", "celery_task_name", "owner_id", "started_at", "heartbeat_at")
 
 _LINE_COLUMNS = ", ".join(
     f'"{field.column}"' for field in JobEvent._meta.local_concrete_fields if not field.primary_key

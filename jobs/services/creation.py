@@ -29,6 +29,9 @@ from ._json import json_problem, json_size
 from ._quotas import check_quota
 from ._state import event
 
+# Urgent jobs overtake everyone's: asking for it is a right (jobs.models.Job's permissions).
+URGENT_PERMISSION = "jobs.submit_urgent"
+
 
 class JobRequest(TypedDict, total=False):
     """What a client may ask of a job (the API's create body, one bulk item, the spec's call)."""
@@ -102,6 +105,12 @@ def job_build_spec(*, owner: User, **request: Unpack[JobRequest]) -> JobSpec:
     if priority not in JobPriority.values:
         message = f"Unknown priority {priority!r}. Allowed: {', '.join(JobPriority.values)}."
         raise InvalidInput(f"priority: {message}", fields={"priority": [message]})
+    asked_urgent = priority == JobPriority.URGENT and entry.priority != JobPriority.URGENT
+    if asked_urgent and not owner.has_perm(URGENT_PERMISSION):
+        message = f"Priority urgent needs the {URGENT_PERMISSION} permission (operators have it); use high."
+        raise ApplicationError(
+            f"priority: {message}", code="permission_denied", status_code=403, fields={"priority": [message]}
+        )
     max_retries = request.get("max_retries")
     return JobSpec(
         entry=entry,

@@ -7,7 +7,6 @@ instead of writing over the next attempt.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from datetime import timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from ..catalog import catalog
 from ..models import Job, JobEventKind, JobStatus
 from . import _state
 from ._json import json_storable
+from ._quotas import OverShare, check_running_share, share_wait_seconds
 from ._state import conflict, event, finish_running, requeue_running, transition
 from .gates import Limit, any_limits, limits_for, queue_paused, rate_limit_claim, rate_limit_defer
 from .labels import attempt_label, worker_label
@@ -51,6 +51,8 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
     Queue control (``gates``) may refuse it too, and then the job waits without a message, to be
     sent again: its queue is paused (it is held, ``dispatched_at`` empty, until the queue is
     resumed), or a rate limit has no free slot (it is deferred to when one frees, ``run_at``).
+    So may its owner's fair share (``_quotas.check_running_share``): when they already run as many
+    jobs as they may, it is deferred a little and tried again (nothing fails).
 
     The job comes back with the fields a run needs (``attempts``, from the UPDATE itself); the others
     are deferred: read from the database on first access.
@@ -71,6 +73,9 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
     except _NoSlot as refused:
         _defer(job_id, fence, refused.limit)
         return None
+    except OverShare as refused:
+        _wait_for_share(job_id, fence, refused)
+        return None
     if not started:
         return None
     known = {"id": Job._meta.pk.to_python(job_id), "status": RUNNING, "worker": worker, "finished_at": None, **started}
@@ -86,11 +91,13 @@ class _NoSlot(Exception):
 
 def _start(job_id, worker: str, attempts: int | None) -> dict[str, Any] | None:
     """The start's conditional UPDATE, refused when the job is not due or its queue is paused, then
-    a slot of each rate limit it starts under, in the same transaction (rolled back if one has none:
-    ``_NoSlot``). Without any rate limit set, the UPDATE and the event are all there is."""
+    in the same transaction its owner's fair share (``OverShare``) and a slot of each rate limit it
+    starts under (``_NoSlot``): either rolls the start back."""
     limited = any_limits()
-    with transaction.atomic() if limited else contextlib.nullcontext():
+    with transaction.atomic():
         started = _state.start(job_id, worker=worker, attempts=attempts, early=EARLY_DELIVERY)
+        if started:
+            check_running_share(owner_id=started["owner_id"], queue=started["queue"])
         if started and limited:
             for limit in limits_for(queue=started["queue"], task=started["celery_task_name"]):
                 if not rate_limit_claim(limit, at=started["started_at"]):
@@ -137,6 +144,28 @@ def _defer(job_id, fence: Q, limit: Limit) -> bool:
                 data={"scope": limit.scope, "name": limit.name, "limit": limit.limit, "period": limit.period},
             ),
         )
+
+
+def _wait_for_share(job_id, fence: Q, refused: OverShare) -> bool:
+    """pending, due a little later: its owner already runs as many jobs as they may. It waits unsent
+    and is sent again when due (a countdown, or the sweeper); a backlog waits longer between tries."""
+    wait = share_wait_seconds(owner_id=refused.owner_id, cap=refused.cap)
+    share = f"the share of the {refused.capacity} worker processes alive" if refused.capacity else "their limit"
+    return transition(
+        job_id,
+        sources=[PENDING],
+        where=fence,
+        send=True,
+        changes={"run_at": timezone.now() + timedelta(seconds=wait), "dispatched_at": None},
+        event=event(
+            job_id,
+            JobEventKind.FAIR_SHARE,
+            actor_label="worker",
+            message=f"Waiting: its owner already runs {refused.running} jobs, {share} "
+            f"({refused.cap}); tried again in {wait:.0f}s.",
+            data={"running": refused.running, "cap": refused.cap, "capacity": refused.capacity, "wait": wait},
+        ),
+    )
 
 
 def _run_state(job_id, attempts: int | None) -> tuple[RunState, float | None]:

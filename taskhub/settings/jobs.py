@@ -4,6 +4,8 @@ Celery's settings (the broker, the workers, the beat schedule) are in taskhub/se
 the live progress streams' in taskhub/settings/streams.py.
 """
 
+from django.core.exceptions import ImproperlyConfigured
+
 from taskhub.settings.environment import env
 
 # Limits on jobs; the broker visibility timeout must outlast the longest job, or Redis would
@@ -25,6 +27,19 @@ JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=10.0)
 JOB_QUOTA_MAX_ACTIVE = env.int("JOB_QUOTA_MAX_ACTIVE", default=1000)
 JOB_QUOTA_PER_MINUTE = env.int("JOB_QUOTA_PER_MINUTE", default=1000)
 JOB_QUOTA_EXEMPT_STAFF = env.bool("JOB_QUOTA_EXEMPT_STAFF", default=True)
+# Fair shares (jobs/services/_quotas.py): at most this many running jobs per user, checked at the
+# start; a job over it waits (deferred, nothing fails). "auto": JOB_FAIR_SHARE of the worker
+# processes alive for the job's queue (at least 1), so one user always leaves room for the others;
+# a number: that many; 0: no limit. A user's own max_running_jobs (admin) overrides it.
+JOB_QUOTA_MAX_RUNNING = env.str("JOB_QUOTA_MAX_RUNNING", default="auto")
+if JOB_QUOTA_MAX_RUNNING.strip().lower() != "auto" and not JOB_QUOTA_MAX_RUNNING.strip().isdigit():
+    raise ImproperlyConfigured(
+        f"JOB_QUOTA_MAX_RUNNING must be 'auto' or a whole number, got {JOB_QUOTA_MAX_RUNNING!r}."
+    )
+JOB_FAIR_SHARE = env.float("JOB_FAIR_SHARE", default=0.5)
+# A job over its owner's share is tried again after (its owner's due backlog / their share)
+# seconds, at least 1 and at most this: a long backlog costs the workers little while it waits.
+JOB_FAIR_SHARE_MAX_WAIT = env.float("JOB_FAIR_SHARE_MAX_WAIT", default=30.0)
 # Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
 JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
 
