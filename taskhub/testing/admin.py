@@ -20,6 +20,7 @@ PROGRESS = "/admin/jobs/job/progress/"
 
 _roles_migration = importlib.import_module("accounts.migrations.0002_operator_roles")
 _queue_roles_migration = importlib.import_module("accounts.migrations.0004_queue_control_roles")
+_urgent_roles_migration = importlib.import_module("accounts.migrations.0005_user_max_running")
 
 
 def make_job(owner, status=JobStatus.PENDING, **fields) -> Job:
@@ -78,6 +79,7 @@ def ensure_roles() -> dict[str, Group]:
     with connection.schema_editor() as editor:
         _roles_migration.create_roles(global_apps, editor)
         _queue_roles_migration.add_permissions(global_apps, editor)
+        _urgent_roles_migration.add_permissions(global_apps, editor)
     return {group.name: group for group in Group.objects.filter(name__in=_roles_migration.ROLES)}
 
 

@@ -28,6 +28,7 @@ OPERATOR_PERMISSIONS = {
     "jobs.delete_job",
     "jobs.view_jobevent",
     "jobs.change_queuecontrol",
+    "jobs.submit_urgent",  # urgent priority is an operator's right (accounts 0005)
     *QUEUE_VIEWING,
 }
 
@@ -44,7 +45,7 @@ def test_the_roles_migration_makes_the_groups_and_can_be_reversed(db):
     # As on a fresh database: the job permissions do not exist yet when the migration runs.
     Permission.objects.filter(content_type__app_label="jobs").delete()
     executor = MigrationExecutor(connection)
-    executor.migrate([("accounts", "0004_queue_control_roles")])
+    executor.migrate([("accounts", "0005_user_max_running")])
 
     assert permissions_of(Group.objects.get(name="viewer")) == VIEWER_PERMISSIONS
     assert permissions_of(Group.objects.get(name="operator")) == OPERATOR_PERMISSIONS

@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.utils import timezone
 
@@ -21,6 +20,7 @@ from jobs.services.execution import job_start
 from jobs.tests.factories import LONG_RUNNING_TASK, make
 from jobs.tests.faults.test_dispatch_faults import trigger
 from taskhub.testing import wait_for
+from taskhub.testing.admin import ensure_roles
 
 CREATE = "/api/v1/jobs/"
 
@@ -165,7 +165,7 @@ def test_urgent_is_a_permission_plain_users_do_not_have(user, user_client, nothi
 
 @pytest.mark.django_db
 def test_operators_and_superusers_may_submit_urgent_jobs(user, user_client, staff_user):
-    user.groups.add(Group.objects.get(name="operator"))
+    user.groups.add(ensure_roles()["operator"])
     response = user_client.post(CREATE, {"celery_task_name": LONG_RUNNING_TASK, "priority": "urgent"}, format="json")
     assert response.status_code == 201, response.content
     staff_user.is_superuser = True
