@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
-import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models.functions import Now
 from rest_framework import status
 
 from accounts.models import User
 from taskhub.errors import ApplicationError
 
-from ..models import ACTIVE_STATUSES, Job, JobStatus, WorkerHeartbeat
+from ..models import ACTIVE_STATUSES, Job, JobStatus
+from .gates import workers_alive_for
 
 WINDOW = timedelta(seconds=60)
 PER_MINUTE, ACTIVE = "quota_per_minute", "quota_active_jobs"
@@ -134,38 +132,6 @@ class OverShare(Exception):
         self.owner_id, self.running, self.cap, self.capacity = owner_id, running, cap, capacity
 
 
-CAPACITY_CACHE_SECONDS = 5.0
-
-
-class _Capacity:
-    """Worker processes alive for each queue (their heartbeat rows), read at most once per
-    ``CAPACITY_CACHE_SECONDS`` per process: a start pays a dictionary lookup."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loaded_at = float("-inf")
-        self._alive: dict[str, int] = {}
-
-    def of(self, queue: str) -> int:
-        if time.monotonic() - self._loaded_at >= CAPACITY_CACHE_SECONDS:
-            with self._lock:
-                if time.monotonic() - self._loaded_at >= CAPACITY_CACHE_SECONDS:
-                    alive: dict[str, int] = {}
-                    seen = Now() - timedelta(seconds=settings.JOB_STALE_AFTER)
-                    for queues in WorkerHeartbeat.objects.filter(last_seen__gte=seen).values_list("queues", flat=True):
-                        for name in queues or ():
-                            alive[name] = alive.get(name, 0) + 1
-                    self._alive, self._loaded_at = alive, time.monotonic()
-        # The process asking runs jobs of this queue itself, before its first heartbeat too.
-        return max(1, self._alive.get(queue, 0))
-
-    def forget(self) -> None:
-        self._loaded_at = float("-inf")
-
-
-capacity = _Capacity()
-
-
 def running_cap(*, is_staff: bool, own: int | None, queue: str) -> tuple[int, int | None] | None:
     """A user's cap on running jobs and the capacity it was drawn from (None when set as a number),
     or None when there is no cap."""
@@ -176,7 +142,7 @@ def running_cap(*, is_staff: bool, own: int | None, queue: str) -> tuple[int, in
     setting = str(settings.JOB_QUOTA_MAX_RUNNING).strip().lower()
     if setting != "auto":
         return (int(setting), None) if int(setting) else None
-    alive = capacity.of(queue)
+    alive = workers_alive_for(queue)
     return max(1, math.floor(alive * settings.JOB_FAIR_SHARE)), alive
 
 

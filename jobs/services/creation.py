@@ -81,8 +81,11 @@ class JobSpec:
         )
 
 
-def job_build_spec(*, owner: User, **request: Unpack[JobRequest]) -> JobSpec:
-    """Check a job request against the catalog and the limits; raise InvalidInput naming the field."""
+def job_build_spec(*, owner: User, by_application: bool = False, **request: Unpack[JobRequest]) -> JobSpec:
+    """Check a job request against the catalog and the limits; raise InvalidInput naming the field.
+
+    ``by_application``: the application's own code asks (the django.tasks backend), not a user:
+    the priority is its to choose (urgent needs no permission)."""
     entry = catalog.get(request["celery_task_name"])
     entry.check_owner(owner)
     args = request.get("args")
@@ -106,7 +109,7 @@ def job_build_spec(*, owner: User, **request: Unpack[JobRequest]) -> JobSpec:
         message = f"Unknown priority {priority!r}. Allowed: {', '.join(JobPriority.values)}."
         raise InvalidInput(f"priority: {message}", fields={"priority": [message]})
     asked_urgent = priority == JobPriority.URGENT and entry.priority != JobPriority.URGENT
-    if asked_urgent and not owner.has_perm(URGENT_PERMISSION):
+    if asked_urgent and not by_application and not owner.has_perm(URGENT_PERMISSION):
         message = f"Priority urgent needs the {URGENT_PERMISSION} permission (operators have it); use high."
         raise ApplicationError(
             f"priority: {message}", code="permission_denied", status_code=403, fields={"priority": [message]}
@@ -141,6 +144,7 @@ def job_create(
     idempotency_key: str | None = None,
     schedule_id: int | None = None,
     scheduled_for: datetime | None = None,
+    by_application: bool = False,
     **request: Unpack[JobRequest],
 ) -> Job:
     """Write a pending job and send it to the broker once the transaction commits.
@@ -152,7 +156,7 @@ def job_create(
     different request is refused. ``schedule_id`` and ``scheduled_for`` link a schedule's job
     to its periodic task and slot (one job per slot: a second one raises IntegrityError).
     """
-    spec = job_build_spec(owner=owner, **request)
+    spec = job_build_spec(owner=owner, by_application=by_application, **request)
     fingerprint = spec.fingerprint() if idempotency_key else ""
     if idempotency_key:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()

@@ -23,11 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import BooleanField, Exists, Min, OuterRef, Subquery
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Now
 
-from ..models import Job, QueueControl, RateLimit, RateLimitScope, RateLimitSlot
+from ..models import Job, QueueControl, RateLimit, RateLimitScope, RateLimitSlot, WorkerHeartbeat
 
 CACHE_SECONDS = 1.0
 
@@ -155,3 +157,47 @@ def rate_limit_defer(limit: Limit) -> datetime | None:
         row.backlog_until = max(free_at, row.backlog_until + step) if row.backlog_until else free_at
         row.save(update_fields=["backlog_until"])
     return row.backlog_until
+
+
+# --- Capacity: the worker processes alive per queue (fair shares are drawn from it) ---
+
+CAPACITY_CACHE_SECONDS = 5.0
+
+
+class _Capacity:
+    """Worker processes alive for each queue (their heartbeat rows), read at most once per
+    ``CAPACITY_CACHE_SECONDS`` per process: a start pays a dictionary lookup."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded_at = float("-inf")
+        self._alive: dict[str, int] = {}
+
+    def of(self, queue: str) -> int:
+        if time.monotonic() - self._loaded_at >= CAPACITY_CACHE_SECONDS:
+            with self._lock:
+                if time.monotonic() - self._loaded_at >= CAPACITY_CACHE_SECONDS:
+                    alive: dict[str, int] = {}
+                    seen = Now() - timedelta(seconds=settings.JOB_STALE_AFTER)
+                    for queues in WorkerHeartbeat.objects.filter(last_seen__gte=seen).values_list("queues", flat=True):
+                        for name in queues or ():
+                            alive[name] = alive.get(name, 0) + 1
+                    self._alive, self._loaded_at = alive, time.monotonic()
+        # The process asking runs jobs of this queue itself, before its first heartbeat too.
+        return max(1, self._alive.get(queue, 0))
+
+    def forget(self) -> None:
+        self._loaded_at = float("-inf")
+
+
+_capacity = _Capacity()
+
+
+def workers_alive_for(queue: str) -> int:
+    """Worker processes alive that consume ``queue`` (at least 1: the process asking is one)."""
+    return _capacity.of(queue)
+
+
+def forget_capacity() -> None:
+    """Count the worker processes alive again at the next start (a test made some)."""
+    _capacity.forget()

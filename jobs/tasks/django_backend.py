@@ -252,6 +252,7 @@ class TaskhubBackend(BaseTaskBackend):
             priority=taskhub_priority(task.priority, task.queue_name),
             max_retries=self.max_retries,
             run_at=task.run_after,
+            by_application=True,  # the application's code picks the priority, urgent included
         )
         result = self._result(job, task=task, workers=[], starts=[], errors=[])
         task_enqueued.send(type(self), task_result=result)

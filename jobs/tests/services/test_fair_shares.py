@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from conftest import assert_error
 from jobs.models import Job, JobEvent, JobEventKind, JobStatus, WorkerHeartbeat
-from jobs.services._quotas import capacity
 from jobs.services.execution import job_start
+from jobs.services.gates import forget_capacity
 from jobs.tests.factories import LONG_RUNNING_TASK, make
 from jobs.tests.faults.test_dispatch_faults import trigger
 from taskhub.testing import wait_for
@@ -28,13 +28,14 @@ CREATE = "/api/v1/jobs/"
 @pytest.fixture(autouse=True)
 def _fresh_capacity():
     """The worker processes alive are cached per process for 5 s: each test counts its own."""
-    capacity.forget()
+    forget_capacity()
     yield
-    capacity.forget()
+    forget_capacity()
 
 
 def alive(n: int) -> None:
-    """``n`` worker processes seen alive now, consuming the job queues."""
+    """``n`` worker processes seen alive now, consuming the job queues (and no other)."""
+    WorkerHeartbeat.objects.all().delete()
     now = timezone.now()
     WorkerHeartbeat.objects.bulk_create(
         WorkerHeartbeat(
@@ -80,6 +81,7 @@ def test_a_job_over_the_share_starts_once_one_of_its_owners_jobs_ends(user):
 
 @pytest.mark.django_db
 def test_with_no_worker_seen_yet_the_share_is_one_job(user):
+    WorkerHeartbeat.objects.all().delete()
     first, second = make(owner=user), make(owner=user)
     assert job_start(job_id=first.id, worker="w:1") is not None
     assert job_start(job_id=second.id, worker="w:2") is None
@@ -186,12 +188,12 @@ def test_a_task_whose_own_default_is_urgent_still_runs_urgent_for_anyone(user, u
 @pytest.mark.worker
 @pytest.mark.timeout(180)
 def test_one_users_ten_long_jobs_leave_room_for_another_users_job(make_worker, user_client, other_client):
-    """Two worker processes of concurrency 2, production defaults: user A's ten long jobs run two
-    at a time; user B's job starts within 5 s of being created."""
+    """Two worker processes of concurrency 2, production defaults: user A's ten long jobs (normal:
+    urgent is refused to them) run two at a time; user B's job starts within 5 s of being created."""
     make_worker(concurrency=2)
     make_worker(concurrency=2)
     wait_for(lambda: WorkerHeartbeat.objects.count() >= 4, timeout=30, message="4 pool processes alive")
-    body = {"celery_task_name": "blocking_sleep", "kwargs": {"seconds": 120}}
+    body = {"celery_task_name": LONG_RUNNING_TASK, "kwargs": {"seconds": 120}}
     hogs = [user_client.post(CREATE, body, format="json").json()["id"] for _ in range(10)]
     wait_for(lambda: Job.objects.filter(id__in=hogs, status=JobStatus.RUNNING).count() >= 2, timeout=30)
     time.sleep(3)  # what the workers make of the other eight
@@ -207,3 +209,5 @@ def test_one_users_ten_long_jobs_leave_room_for_another_users_job(make_worker, u
     print(f"user B's job started {time.monotonic() - created:.2f} s after it was created")
     for job_id in hogs:
         user_client.post(f"/api/v1/jobs/{job_id}/cancel/")
+    # Stopped cooperatively at their next progress report: the workers are idle when they stop.
+    wait_for(lambda: not Job.objects.filter(id__in=hogs, status=JobStatus.RUNNING).exists(), timeout=30)

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from jobs.models import Job, JobEvent, JobStatus
@@ -172,22 +173,29 @@ def test_manual_retry_runs_the_same_job_again(worker, user_client):
     assert "RuntimeError" in first_failure.data["error"]  # the earlier attempt's error is kept
 
 
-def test_urgent_job_overtakes_a_backlog_of_normal_jobs(make_worker, user_client):
+def test_urgent_job_overtakes_a_backlog_of_normal_jobs(make_worker, user, user_client):
     """Redis: the worker polls high_priority first (queue_order_strategy "priority")."""
     make_worker(concurrency=1)
-    assert_urgent_overtakes_a_backlog(user_client)
+    assert_urgent_overtakes_a_backlog(user, user_client)
 
 
-def test_on_rabbitmq_a_worker_of_its_own_runs_urgent_jobs_ahead_of_a_backlog(make_worker, user_client, rabbitmq_url):
+def test_on_rabbitmq_a_worker_of_its_own_runs_urgent_jobs_ahead_of_a_backlog(
+    make_worker, user, user_client, rabbitmq_url
+):
     """RabbitMQ has no order between the queues a worker consumes (one worker on all three ran an urgent
     job after 4 of 6 queued normal ones): there, high_priority gets a worker of its own
     (docs/RELIABILITY.md, "Priorities on RabbitMQ")."""
     make_worker(concurrency=1, queues="default,low_priority", broker_url=rabbitmq_url)
     make_worker(concurrency=1, queues="high_priority", broker_url=rabbitmq_url)
-    assert_urgent_overtakes_a_backlog(user_client)
+    assert_urgent_overtakes_a_backlog(user, user_client)
 
 
-def assert_urgent_overtakes_a_backlog(user_client) -> None:
+def assert_urgent_overtakes_a_backlog(user, user_client) -> None:
+    # Urgent is an operator's right (jobs.submit_urgent); this user has it. The backlog is the same
+    # user's, so their fair share must not hold the urgent job back: no running cap here.
+    user.user_permissions.add(Permission.objects.get(codename="submit_urgent", content_type__app_label="jobs"))
+    user.max_running_jobs = 0
+    user.save()
     backlog = [create(user_client, "long_running_task", args=[1], name=f"normal {i}") for i in range(6)]
     wait_status(backlog[0], JobStatus.RUNNING, JobStatus.SUCCEEDED, timeout=20)
     urgent = create(user_client, "long_running_task", args=[0], priority="urgent")

@@ -37,6 +37,10 @@ def worker_backends() -> set[int]:
 
 
 def test_jobs_write_no_result_rows_and_reuse_the_worker_connections(worker, user):
+    # Every pool process must take this one user's jobs (connection reuse is what is measured): no
+    # running cap for them (by default they would run one of the two pool processes' worth).
+    user.max_running_jobs = 0
+    user.save()
     run_jobs(user, 5)  # every pool process has connected
     before = worker_backends()
     jobs = run_jobs(user, 30)
