@@ -224,7 +224,7 @@ def test_an_unknown_or_inactive_user_is_refused(user):
 
 
 def test_a_missing_subcommand_or_id_is_a_usage_error():
-    with pytest.raises(CommandError, match="list|show|cancel"):
+    with pytest.raises(CommandError, match=r"list\|show\|cancel"):
         call_command("jobs", stdout=io.StringIO(), stderr=io.StringIO())
     with pytest.raises(CommandError, match="ID"):
         call_command("jobs", "cancel", stdout=io.StringIO(), stderr=io.StringIO())
