@@ -20,6 +20,8 @@ from taskhub.errors import ApplicationError
 
 EXIT_REFUSED = 1
 EXIT_BAD_INPUT = 2
+# How alike a suggestion must be (difflib's ratio; its default 0.6 offers 'django_task' for 'no_such_task').
+SIMILAR = 0.75
 
 
 class HelpFormatter(DjangoHelpFormatter, RawDescriptionHelpFormatter):
@@ -30,16 +32,18 @@ class OperatorCommand(BaseCommand):
     """A command whose --help ends with ``examples``, one per line as typed."""
 
     examples: tuple[str, ...] = ()
+    notes: str = ""  # printed before the examples (exit statuses, ...)
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
-        if self.examples:
-            kwargs.setdefault("epilog", epilog(self.examples))
+        if self.examples or self.notes:
+            kwargs.setdefault("epilog", epilog(self.examples, notes=self.notes))
         return super().create_parser(prog_name, subcommand, **kwargs)
 
 
-def epilog(examples: Iterable[str]) -> str:
-    return "Examples:\n" + "\n".join(f"  {example}" for example in examples)
+def epilog(examples: Iterable[str], *, notes: str = "") -> str:
+    text = "Examples:\n" + "\n".join(f"  {example}" for example in examples)
+    return f"{notes}\n\n{text}" if notes else text
 
 
 def bad_input(message: str) -> CommandError:
@@ -48,7 +52,7 @@ def bad_input(message: str) -> CommandError:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the closest choice (difflib), or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=SIMILAR)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
