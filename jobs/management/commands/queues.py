@@ -5,9 +5,10 @@ import re
 from django.core.management.base import CommandError
 
 from accounts.models import User
-from jobs.management.cli import OperatorCommand
+from jobs.management.cli import OperatorCommand, as_json
 from jobs.models import QueueControlSource, RateLimitScope
 from jobs.queues.selectors import queue_list, rate_limit_list
+from jobs.queues.serializers import QueueSerializer
 from jobs.queues.services import queue_pause, queue_resume, rate_limit_clear, rate_limit_set
 from taskhub.errors import ApplicationError
 
@@ -28,7 +29,7 @@ class Command(OperatorCommand):
         "Exit status 0 done (or nothing to change), 2 bad input (nothing changed)."
     )
     examples = (
-        "manage.py queues list",
+        "manage.py queues list --json",
         'manage.py queues pause default --user alice --reason "partner API down"',
         "manage.py queues resume default",
         "manage.py queues limit default 5/10",
@@ -43,10 +44,13 @@ class Command(OperatorCommand):
         parser.add_argument("--task", action="store_true", help="limit / unlimit a task, not a queue.")
         parser.add_argument("--user", help="Who is acting, for the audit trail (default: system).")
         parser.add_argument("--reason", default="", help="Why, for the audit trail.")
+        parser.add_argument("--json", action="store_true", help="list: the API's JSON (GET /api/v1/queues/).")
 
     def handle(self, *args, action, target, rate, task, user, reason, **options):
         by = self._user(user)
         if action == "list":
+            if options["json"]:
+                return self.stdout.write(as_json(QueueSerializer(queue_list(), many=True).data))
             return self._list()
         if not target:
             raise bad_input(f"{action}: name the {'task' if task else 'queue'}.")
