@@ -14,16 +14,21 @@ from taskhub.errors import NotFound
 from .models import Job, JobEvent, JobEventKind
 
 
-def job_list(*, user: User, names_only: bool = False) -> QuerySet[Job]:
-    """The jobs ``user`` may see, with their owner and canceller loaded. ``names_only``: only those
-    users' names, as ``owner_username`` and ``cancelled_by_username`` (what the API shows; two
-    User rows per job cost a list page more than a millisecond to build)."""
+def job_list_all(*, names_only: bool = False) -> QuerySet[Job]:
+    """Every job, as the operator sees them (commands run without --user), with their owner and
+    canceller loaded. ``names_only``: only those users' names, as ``owner_username`` and
+    ``cancelled_by_username`` (what the API shows; two User rows per job cost a list page more
+    than a millisecond to build)."""
     if names_only:
-        jobs = Job.objects.annotate(
+        return Job.objects.annotate(
             owner_username=F("owner__username"), cancelled_by_username=F("cancelled_by__username")
         )
-    else:
-        jobs = Job.objects.select_related("owner", "cancelled_by")
+    return Job.objects.select_related("owner", "cancelled_by")
+
+
+def job_list(*, user: User, names_only: bool = False) -> QuerySet[Job]:
+    """The jobs ``user`` may see (``job_list_all``'s rows): their own, or every job for staff."""
+    jobs = job_list_all(names_only=names_only)
     return jobs if user.is_staff else jobs.filter(owner=user)
 
 

@@ -11,11 +11,16 @@ from taskhub.errors import NotFound
 from ..models import Job
 
 
-def job_schedule_list(*, user: User) -> QuerySet[PeriodicTask]:
-    """Schedules (periodic tasks with an owner): the user's own, or all for staff."""
-    schedules = PeriodicTask.objects.filter(job_schedule__isnull=False).select_related(
+def job_schedule_list_all() -> QuerySet[PeriodicTask]:
+    """Every schedule (periodic tasks with an owner), as the operator sees them (commands without --user)."""
+    return PeriodicTask.objects.filter(job_schedule__isnull=False).select_related(
         "job_schedule__owner", "interval", "crontab"
     )
+
+
+def job_schedule_list(*, user: User) -> QuerySet[PeriodicTask]:
+    """Schedules: the user's own, or all for staff."""
+    schedules = job_schedule_list_all()
     return schedules if user.is_staff else schedules.filter(job_schedule__owner=user)
 
 

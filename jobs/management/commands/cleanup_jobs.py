@@ -5,8 +5,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from jobs.management.cli import OperatorCommand
 from jobs.models import TERMINAL_STATUSES
 from jobs.services.retention import (
     MAX_BATCH_SIZE,
@@ -34,12 +35,18 @@ def short(duration: timedelta) -> str:
     return f"{seconds}s"
 
 
-class Command(BaseCommand):
-    help = (
-        "Delete finished jobs (succeeded, failed, revoked: never pending or running ones) with their timeline, "
-        "older than --older-than (default: each status's JOB_RETENTION_* setting), and Celery result rows older "
-        "than CELERY_RESULT_EXPIRES. A job's age is counted from finished_at (created_at if it has none). "
-        "Rows go in batches, each in its own short transaction. Exit status 2 on bad input (nothing deleted)."
+class Command(OperatorCommand):
+    help = "Delete finished jobs (never pending or running ones) and expired Celery result rows, in batches."
+    notes = (
+        "Jobs succeeded, failed or revoked older than --older-than (default: each status's JOB_RETENTION_*\n"
+        "setting) go with their timeline; Celery result rows older than CELERY_RESULT_EXPIRES. A job's age\n"
+        "counts from finished_at (created_at if it has none). Each batch is its own short transaction.\n"
+        "Exit status 2 on bad input (nothing deleted)."
+    )
+    examples = (
+        "manage.py cleanup_jobs --dry-run",
+        "manage.py cleanup_jobs --older-than 30d --status failed revoked",
+        "manage.py cleanup_jobs --older-than 12h --batch-size 5000",
     )
 
     def add_arguments(self, parser):

@@ -2,11 +2,13 @@
 
 import re
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.models import User
+from jobs.management.cli import OperatorCommand, as_json
 from jobs.models import QueueControlSource, RateLimitScope
 from jobs.queues.selectors import queue_list, rate_limit_list
+from jobs.queues.serializers import QueueSerializer
 from jobs.queues.services import queue_pause, queue_resume, rate_limit_clear, rate_limit_set
 from taskhub.errors import ApplicationError
 
@@ -19,12 +21,20 @@ def bad_input(message: str) -> CommandError:
     return CommandError(message, returncode=EXIT_BAD_INPUT)
 
 
-class Command(BaseCommand):
-    help = (
-        "Queue control. `queues list`; `queues pause QUEUE`; `queues resume QUEUE` (sends its held jobs at once); "
-        "`queues limit QUEUE N/PERIOD` (at most N starts in any PERIOD seconds, e.g. 5/10); `queues unlimit QUEUE`; "
-        "with --task, limit and unlimit apply to a catalog task instead. Every change goes to the audit trail. "
+class Command(OperatorCommand):
+    help = "Queue control: list, pause and resume queues; set and clear rate limits (audited)."
+    notes = (
+        "resume sends the queue's held jobs at once; limit QUEUE N/PERIOD allows at most N starts in any\n"
+        "PERIOD seconds; with --task, limit and unlimit apply to a catalog task instead.\n"
         "Exit status 0 done (or nothing to change), 2 bad input (nothing changed)."
+    )
+    examples = (
+        "manage.py queues list --json",
+        'manage.py queues pause default --user alice --reason "partner API down"',
+        "manage.py queues resume default",
+        "manage.py queues limit default 5/10",
+        "manage.py queues limit send_notification 100/60 --task",
+        "manage.py queues unlimit default",
     )
 
     def add_arguments(self, parser):
@@ -34,10 +44,13 @@ class Command(BaseCommand):
         parser.add_argument("--task", action="store_true", help="limit / unlimit a task, not a queue.")
         parser.add_argument("--user", help="Who is acting, for the audit trail (default: system).")
         parser.add_argument("--reason", default="", help="Why, for the audit trail.")
+        parser.add_argument("--json", action="store_true", help="list: the API's JSON (GET /api/v1/queues/).")
 
     def handle(self, *args, action, target, rate, task, user, reason, **options):
         by = self._user(user)
         if action == "list":
+            if options["json"]:
+                return self.stdout.write(as_json(QueueSerializer(queue_list(), many=True).data))
             return self._list()
         if not target:
             raise bad_input(f"{action}: name the {'task' if task else 'queue'}.")

@@ -177,6 +177,7 @@ def test_help_describes_every_option():
     text = load_command_class("jobs", "cleanup_jobs").create_parser("manage.py", "cleanup_jobs").format_help()
     for option in ("--older-than", "--status", "--dry-run", "--batch-size", "never pending or running"):
         assert option in text
+    assert "Examples:\n  manage.py cleanup_jobs --dry-run\n  manage.py cleanup_jobs --older-than 30d" in text
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -130,6 +130,10 @@ def test_an_unknown_or_inactive_user_is_refused(nothing_written):
     UserFactory(username="gone", is_active=False)
     with nothing_written():
         assert failure("long_running_task", "--user", "nobody", returncode=2) == "--user: no user named 'nobody'."
+        assert failure("long_running_task", "--user", "gonne", returncode=2) == "--user: no user named 'gonne'."
+        UserFactory(username="alice")
+        message = failure("long_running_task", "--user", "alcie", returncode=2)
+        assert message == "--user: no user named 'alcie'. Did you mean 'alice'?"
         assert failure("long_running_task", "--user", "gone", returncode=2) == "--user: 'gone' is inactive."
 
 
@@ -137,7 +141,13 @@ def test_an_unknown_or_inactive_user_is_refused(nothing_written):
 
 
 BAD_INPUT = [
-    (["no_such_task"], "TASK: Unknown task 'no_such_task'. Allowed tasks: "),
+    (["no_such_task"], "TASK: unknown task 'no_such_task'. `manage.py tasks` lists them."),
+    (["long_runing_task"], "TASK: unknown task 'long_runing_task'. Did you mean 'long_running_task'?"),
+    (
+        ["app.tasks.common_tasks.long_runing_task"],
+        "TASK: unknown task 'app.tasks.common_tasks.long_runing_task'. "
+        "Did you mean 'app.tasks.common_tasks.long_running_task'?",
+    ),
     (["long_running_task", "--args", "[1,"], "--args: not valid JSON: Expecting value (line 1, column 4)."),
     (["long_running_task", "--kwargs", "{seconds: 1}"], "--kwargs: not valid JSON: Expecting property name enclosed"),
     (["long_running_task", "--args", "[" * 100_000], "--args: the JSON is nested too deeply."),
@@ -176,6 +186,7 @@ def test_bad_input_exits_2_naming_the_option_and_writes_nothing(user, nothing_wr
 
 def test_help_says_how_the_user_defaults_and_what_the_exit_status_means():
     text = load_command_class("jobs", "enqueue_job").create_parser("manage.py", "enqueue_job").format_help()
+    assert "Examples:\n  manage.py enqueue_job long_running_task --kwargs" in text
     text = " ".join(text.split())
     assert "Default: the only active superuser; required when there is none or more than one." in text
     assert "0 succeeded" in text and "1 failed or revoked" in text and "2 bad input" in text and "3 timed out" in text

@@ -194,7 +194,7 @@ def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
 @pytest.mark.timeout(180)
 def test_as_a_real_process_the_exit_status_tells_the_outcome(worker, user):
     bad = run("no_such_task", "--user", user.username)
-    assert bad.returncode == 2 and "TASK: Unknown task 'no_such_task'" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "TASK: unknown task 'no_such_task'" in bad.stderr, bad.stderr
     malformed = run("long_running_task", "--kwargs", "{", "--user", user.username)
     assert malformed.returncode == 2 and "--kwargs: not valid JSON" in malformed.stderr, malformed.stderr
     assert not Job.objects.exists()

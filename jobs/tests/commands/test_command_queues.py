@@ -1,14 +1,22 @@
 """manage.py queues: list, pause, resume, limit, unlimit; exit status 2 on bad input, nothing changed."""
 
+import json
+import os
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.conf import settings
+from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
 
 from accounts.tests.factories import UserFactory
 from jobs.models import QueueControl, QueueControlChange, RateLimit
+from jobs.queues.selectors import queue_list
+from jobs.queues.serializers import QueueSerializer
 from jobs.tests.factories import make
+from taskhub.testing import child_database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +65,35 @@ def test_bad_input_exits_2_naming_the_problem_and_changes_nothing(args, words):
     assert refused.value.returncode == 2 and words in str(refused.value)
     assert not QueueControl.objects.filter(paused=True).exists()
     assert not RateLimit.objects.exists() and not QueueControlChange.objects.exists()
+
+
+def test_help_is_short_with_examples():
+    parser = load_command_class("jobs", "queues").create_parser("manage.py", "queues")
+    text = parser.format_help()
+    assert "Examples:\n  manage.py queues list --json\n  manage.py queues pause default" in text
+    assert "Exit status 0 done (or nothing to change), 2 bad input" in text
+    assert len(parser.description) <= 120, parser.description
+
+
+@pytest.mark.django_db(transaction=True)
+def test_as_a_real_process_exit_status_and_stderr_tell_the_outcome():
+    env = {**os.environ, "DATABASE_URL": child_database_url()}
+
+    def queues(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "manage.py", "queues", *args]
+        return subprocess.run(command, cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
+
+    bad = queues("pause", "defualt")
+    assert bad.returncode == 2 and "'defualt' is not a queue" in bad.stderr, bad.stderr
+    good = queues("pause", "default")
+    assert good.returncode == 0 and good.stdout == "Paused default.\n", good.stderr
+    assert QueueControl.objects.get(name="default").paused
+
+
+def test_list_json_is_the_queues_endpoints_body():
+    make(), make("running")
+    run("pause", "default", "--reason", "incident")
+    document = json.loads(run("list", "--json"))
+    assert document == json.loads(json.dumps(QueueSerializer(queue_list(), many=True).data))
+    default = next(queue for queue in document if queue["name"] == "default")
+    assert (default["paused"], default["reason"], default["pending"], default["running"]) == (True, "incident", 1, 1)
