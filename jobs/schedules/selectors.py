@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.db.models.functions import Left
 from django_celery_beat.models import PeriodicTask
 
 from accounts.models import User
 from taskhub.errors import NotFound
 
 from ..models import Job
+from .fields import DESCRIPTION_MAX_LENGTH
 
 
 def job_schedule_list(*, user: User) -> QuerySet[PeriodicTask]:
-    """Schedules (periodic tasks with an owner): the user's own, or all for staff."""
-    schedules = PeriodicTask.objects.filter(job_schedule__isnull=False).select_related(
-        "job_schedule__owner", "interval", "crontab"
+    """Schedules (periodic tasks with an owner): the user's own, or all for staff.
+
+    The description is read cut to its limit (``description_shown``): one written before the
+    limit, or by the admin, never loads megabytes into a web process or a response."""
+    schedules = (
+        PeriodicTask.objects.filter(job_schedule__isnull=False)
+        .select_related("job_schedule__owner", "interval", "crontab")
+        .defer("description")
+        .annotate(description_shown=Left("description", DESCRIPTION_MAX_LENGTH))
     )
     return schedules if user.is_staff else schedules.filter(job_schedule__owner=user)
 

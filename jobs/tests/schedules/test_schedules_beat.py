@@ -71,7 +71,7 @@ def assert_no_more_firings(schedule_id: int) -> None:
 
 
 def test_an_api_schedule_fires_tracked_jobs_until_disabled(make_worker, make_beat):
-    user = UserFactory()
+    user = UserFactory(is_staff=True)  # every 2 s: users who are not staff wait at least 60 s (the default)
     client = APIClient()
     client.force_authenticate(user)
     make_worker()
@@ -120,7 +120,7 @@ def test_an_admin_periodic_task_fires_jobs_owned_by_the_admin(make_worker, make_
 
 
 def test_two_beats_never_create_two_jobs_for_one_slot(make_beat):
-    user = UserFactory()
+    user = UserFactory(is_staff=True)  # every 2 s: see above
     schedule = job_schedule_create(
         owner=user, name="two beats", task=LONG_RUNNING_TASK, kwargs={"seconds": 0}, interval=EVERY_2S
     )
@@ -134,8 +134,9 @@ def test_two_beats_never_create_two_jobs_for_one_slot(make_beat):
 
     jobs = jobs_of(schedule.pk)
     assert not jobs.values("scheduled_for").annotate(n=Count("id")).filter(n__gt=1).exists()
-    created = [len(re.findall(r"Schedule 'two beats': job ", beat.output())) for beat in beats]
-    skipped = [len(re.findall(r"Schedule 'two beats': no job .*slot already fired", beat.output())) for beat in beats]
+    logged = f"Schedule 'user:{user.pk}:two beats'"
+    created = [len(re.findall(f"{logged}: job ", beat.output())) for beat in beats]
+    skipped = [len(re.findall(f"{logged}: no job .*slot already fired", beat.output())) for beat in beats]
     # Both beats fired the schedule, the database took one job per slot: one firing of every
     # pair created the job, the other found its slot taken.
     assert all(created[i] + skipped[i] >= 3 for i in range(2)), (created, skipped)
