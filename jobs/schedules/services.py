@@ -153,8 +153,9 @@ def _timing_rows(timing: dict[str, Any]) -> dict[str, Any]:
     return {"interval": None, "crontab": crontab or CrontabSchedule.objects.create(**timing["crontab"])}
 
 
-def _check_name(name: Any, *, owner: User, periodic_task_id: int | None = None) -> str:
-    """The stored (internal) name of ``owner``'s schedule named ``name``: unique per owner."""
+def job_schedule_check_name(name: Any, *, owner: User, periodic_task_id: int | None = None) -> str:
+    """The stored (internal) name of ``owner``'s schedule named ``name``: unique per owner, not
+    in beat's namespace, at most NAME_MAX_LENGTH characters (the admin checks with it too)."""
     name = name.strip() if isinstance(name, str) else ""
     if not name:
         raise _invalid("name", "Give the schedule a name.")
@@ -165,7 +166,7 @@ def _check_name(name: Any, *, owner: User, periodic_task_id: int | None = None) 
         raise _invalid("name", message, code="reserved_name")
     stored = internal_name(owner_id=owner.pk, name=name)
     if PeriodicTask.objects.filter(name=stored).exclude(pk=periodic_task_id).exists():
-        raise _invalid("name", f"You already have a schedule named {name!r}.", code="duplicate_name")
+        raise _invalid("name", f"{owner.username} already has a schedule named {name!r}.", code="duplicate_name")
     return stored
 
 
@@ -204,7 +205,7 @@ def _save(periodic_task: PeriodicTask) -> None:
     except IntegrityError:
         if PeriodicTask.objects.filter(name=periodic_task.name).exclude(pk=periodic_task.pk).exists():
             name = periodic_task.name.split(":", 2)[-1]
-            raise _invalid("name", f"You already have a schedule named {name!r}.", "duplicate_name") from None
+            raise _invalid("name", f"The owner already has a schedule named {name!r}.", "duplicate_name") from None
         raise
 
 
@@ -217,7 +218,7 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
         kwargs=request.get("kwargs"),
         priority=request.get("priority"),
     )
-    name = _check_name(request.get("name"), owner=owner)
+    name = job_schedule_check_name(request.get("name"), owner=owner)
     description = _check_description(request.get("description", ""))
     timing = _check_timing(request, owner=owner, required=True)
     start_time, expires = request.get("start_time"), request.get("expires")
@@ -266,7 +267,9 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
         priority=changes["priority"] if "priority" in changes else schedule.priority,
     )
     if "name" in changes:
-        periodic_task.name = _check_name(changes["name"], owner=schedule.owner, periodic_task_id=periodic_task.pk)
+        periodic_task.name = job_schedule_check_name(
+            changes["name"], owner=schedule.owner, periodic_task_id=periodic_task.pk
+        )
     if "description" in changes:
         _check_description(changes["description"])
     # Giving both as null (or neither in a replacement) leaves the schedule without timing: refused.
