@@ -46,6 +46,10 @@ class JobScheduler(DatabaseScheduler):
     Entry = JobModelEntry
     error_log_interval = 300.0  # seconds between two error lines of one failing schedule
 
+    def __init__(self, *args, **kwargs):
+        self._failures: dict[int, tuple[float, int]] = {}  # schedule id -> (last error line, failures since)
+        super().__init__(*args, **kwargs)
+
     def update_from_dict(self, mapping):
         """Beat's own entries, written by name: a user's row holding one of the names first moves
         to its own name (``user:<id>:<name>``), so that it is never rewritten into beat's entry."""
@@ -72,15 +76,14 @@ class JobScheduler(DatabaseScheduler):
 
     def _log_failure(self, entry, message: str) -> None:
         """One error line per schedule per ``error_log_interval``, saying how many failed since."""
-        failures = self.__dict__.setdefault("_failures", {})
         now = time.monotonic()
-        logged_at, since = failures.get(entry.model.pk, (None, 0))
+        logged_at, since = self._failures.get(entry.model.pk, (None, 0))
         if logged_at is not None and now - logged_at < self.error_log_interval:
-            failures[entry.model.pk] = (logged_at, since + 1)
+            self._failures[entry.model.pk] = (logged_at, since + 1)
             return
         more = f" ({since} more failures since the last line)" if since else ""
         logger.error("Schedule %r (%s) created no job: %s%s", entry.name, entry.task, message, more)
-        failures[entry.model.pk] = (now, 0)
+        self._failures[entry.model.pk] = (now, 0)
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
         if entry.task not in catalog:
