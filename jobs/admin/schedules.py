@@ -4,7 +4,8 @@ A periodic task may run a catalog task (its arguments checked against the task's
 job's are) or, for superusers only, one of beat's own maintenance entries. Anything else is
 refused when saved: beat would send it and no worker would run it as a job. A catalog task's
 schedule has an owner and a job priority (``JobSchedule``); left empty, the owner is the admin
-user who saves it. The page lists the schedule's recent jobs with their status.
+user who saves it. Its name is its owner's (stored as ``user:<id>:<name>``, shown as given; see
+jobs/schedules/fields.py). The page lists the schedule's recent jobs with their status.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from taskhub.errors import ApplicationError
 from ..catalog import catalog
 from ..models import JobPriority
 from ..schedules import selectors as schedule_selectors
+from ..schedules.fields import display_name
 from ..schedules.firing import job_schedule_run_now
-from ..schedules.services import is_system_task, job_schedule_check, job_schedule_set_owner
+from ..schedules.services import is_system_task, job_schedule_check, job_schedule_check_name, job_schedule_set_owner
 from .rendering import when_html
 
 BROKER_OPTIONS = ("queue", "exchange", "routing_key", "priority")
@@ -56,6 +58,7 @@ class ScheduleForm(PeriodicTaskForm):
         super().__init__(*args, **kwargs)
         schedule = getattr(self.instance, "job_schedule", None) if self.instance.pk else None
         if schedule is not None:
+            self.initial["name"] = display_name(self.instance)
             self.initial.setdefault("owner", schedule.owner_id)
             self.initial.setdefault("job_priority", schedule.priority)
         self.job_owner: User | None = None
@@ -100,6 +103,11 @@ class ScheduleForm(PeriodicTaskForm):
             return
         data["task"] = spec.entry.name
         self.job_owner, self.job_priority = owner, spec.priority
+        if data.get("name"):
+            try:
+                data["name"] = job_schedule_check_name(data["name"], owner=owner, periodic_task_id=self.instance.pk)
+            except ApplicationError as exc:
+                self.add_error("name", exc.fields["name"])
 
 
 admin.site.unregister(PeriodicTask)
@@ -108,7 +116,7 @@ admin.site.unregister(PeriodicTask)
 @admin.register(PeriodicTask)
 class ScheduleAdmin(PeriodicTaskAdmin):
     form = ScheduleForm
-    list_display = (*PeriodicTaskAdmin.list_display, "job_owner")
+    list_display = ("schedule_name", *PeriodicTaskAdmin.list_display[1:], "job_owner")
     fieldsets = (
         PeriodicTaskAdmin.fieldsets[0],
         (gettext_lazy("Job"), {"fields": ("owner", "job_priority"), "classes": ("extrapretty", "wide")}),
@@ -127,6 +135,10 @@ class ScheduleAdmin(PeriodicTaskAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         job_schedule_set_owner(periodic_task=obj, owner=form.job_owner, priority=form.job_priority)
+
+    @admin.display(description=gettext_lazy("Name"), ordering="name")
+    def schedule_name(self, obj: PeriodicTask) -> str:
+        return display_name(obj)
 
     @admin.display(description=gettext_lazy("Owner"))
     def job_owner(self, obj: PeriodicTask) -> str:

@@ -22,6 +22,7 @@ from taskhub.errors import ApplicationError, NotFound
 
 from ..models import Job, JobSchedule
 from ..services.creation import job_create
+from .fields import display_name
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -86,7 +87,7 @@ def _create(periodic_task: PeriodicTask, schedule: JobSchedule, *, slot: datetim
     return job_create(
         owner=schedule.owner,
         celery_task_name=periodic_task.task,
-        name=periodic_task.name,
+        name=display_name(periodic_task)[:200],
         args=json.loads(periodic_task.args or "[]"),
         kwargs=json.loads(periodic_task.kwargs or "{}"),
         priority=schedule.priority,

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.db.models.functions import Left
 from django_celery_beat.models import PeriodicTask
 
 from accounts.models import User
 from taskhub.errors import NotFound
 
 from ..models import Job
+from .fields import DESCRIPTION_MAX_LENGTH
 
 
 def job_schedule_list_all() -> QuerySet[PeriodicTask]:
-    """Every schedule (periodic tasks with an owner), as the operator sees them (commands without --user)."""
-    return PeriodicTask.objects.filter(job_schedule__isnull=False).select_related(
-        "job_schedule__owner", "interval", "crontab"
+    """Every schedule (periodic tasks with an owner), as the operator sees them (commands without
+    --user). The description is read cut to its limit (``description_shown``): one written before
+    the limit, or by the admin, never loads megabytes into a web process or a response."""
+    return (
+        PeriodicTask.objects.filter(job_schedule__isnull=False)
+        .select_related("job_schedule__owner", "interval", "crontab")
+        .defer("description")
+        .annotate(description_shown=Left("description", DESCRIPTION_MAX_LENGTH))
     )
 
 

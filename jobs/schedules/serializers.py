@@ -11,6 +11,7 @@ from taskhub.errors import flat_fields
 from taskhub.serializers import StrictFieldsMixin, TaskArgumentsMixin
 
 from ..models import JobPriority
+from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, display_name
 from .services import INTERVAL_PERIODS
 
 
@@ -47,7 +48,7 @@ class ScheduleSerializer(serializers.Serializer):
     """A schedule as clients see it: every firing creates a job linked to it (``schedule`` in /jobs/)."""
 
     id = serializers.IntegerField(read_only=True)
-    name = serializers.CharField(read_only=True)
+    name = serializers.SerializerMethodField(help_text="The name its owner gave it (unique per owner).")
     task = serializers.CharField(read_only=True, help_text="The catalog task's canonical name.")
     args = JSONTextField(read_only=True)
     kwargs = JSONTextField(read_only=True)
@@ -58,12 +59,17 @@ class ScheduleSerializer(serializers.Serializer):
     start_time = serializers.DateTimeField(read_only=True, allow_null=True)
     expires = serializers.DateTimeField(read_only=True, allow_null=True)
     one_off = serializers.BooleanField(read_only=True)
-    description = serializers.CharField(read_only=True)
+    description = serializers.CharField(
+        source="description_shown", read_only=True, help_text=f"At most {DESCRIPTION_MAX_LENGTH} characters."
+    )
     last_run_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Last firing seen by beat.")
     total_run_count = serializers.IntegerField(read_only=True)
     date_changed = serializers.DateTimeField(read_only=True)
     owner = serializers.CharField(source="job_schedule.owner.username", read_only=True)
     owner_id = serializers.IntegerField(source="job_schedule.owner_id", read_only=True)
+
+    def get_name(self, periodic_task) -> str:
+        return display_name(periodic_task)
 
 
 class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
@@ -71,7 +77,11 @@ class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers
 
     read_only_names = ("id", "last_run_at", "total_run_count", "date_changed", "owner", "owner_id")
 
-    name = serializers.CharField(max_length=200, help_text="Unique; also the name of each job.")
+    name = serializers.CharField(
+        max_length=NAME_MAX_LENGTH,
+        help_text="Unique among your schedules (other users' names do not matter); also each job's name. "
+        "Names starting with taskhub- or celery. are reserved for beat's own entries.",
+    )
     task = serializers.CharField(max_length=200, help_text="A task name or alias from /api/v1/task-catalog/.")
     args = serializers.JSONField(required=False, default=list, help_text="Positional arguments (a JSON array).")
     kwargs = serializers.JSONField(required=False, default=dict, help_text="Keyword arguments (a JSON object).")
@@ -87,7 +97,7 @@ class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers
     start_time = serializers.DateTimeField(required=False, allow_null=True, help_text="Fire from this time on.")
     expires = serializers.DateTimeField(required=False, allow_null=True, help_text="Stop firing at this time.")
     one_off = serializers.BooleanField(required=False, default=False, help_text="Fire once, then disable.")
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=DESCRIPTION_MAX_LENGTH)
 
     def to_internal_value(self, data):
         """Errors of the nested interval and crontab get flat names (``interval.every``), like every error."""

@@ -5,6 +5,11 @@ window) plus a :class:`~jobs.models.JobSchedule` row (owner, priority) sharing i
 task and arguments are checked exactly as a job's (``job_build_spec``) whenever it is saved,
 so a schedule that could not create its jobs is refused at once rather than failing at every
 firing. Each firing becomes a tracked job through ``job_create``: see :mod:`.firing`.
+
+A user's schedules are bounded so that one user cannot load beat or the API for everyone:
+at most ``JOB_SCHEDULE_MAX_PER_USER`` of them (429), names and descriptions of bounded length,
+and, for users who are not staff, intervals of at least ``JOB_SCHEDULE_MIN_INTERVAL_SECONDS``.
+Names are per owner and beat's own names are reserved: see :mod:`.fields`.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from taskhub.errors import ApplicationError, InvalidInput, NotFound
 
 from ..models import JobSchedule
 from ..services.creation import JobSpec, job_build_spec
+from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, internal_name, is_reserved_name
 
 INTERVAL_PERIODS = ("days", "hours", "minutes", "seconds")
+PERIOD_SECONDS = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
 CRONTAB_FIELDS = {
     "minute": validators.minute_validator,
     "hour": validators.hour_validator,
@@ -55,6 +62,11 @@ class ScheduleRequest(TypedDict, total=False):
     expires: datetime | None
     one_off: bool
     description: str
+
+
+class ScheduleLimitReached(ApplicationError):
+    code = "schedule_limit"
+    status_code = 429
 
 
 def _invalid(field: str, message: str, code: str = "invalid") -> InvalidInput:
@@ -85,12 +97,16 @@ def _timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-def _check_interval(value: dict[str, Any]) -> dict[str, Any]:
+def _check_interval(value: dict[str, Any], *, owner: User) -> dict[str, Any]:
     every, period = value.get("every"), value.get("period")
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise _invalid("interval.every", "Must be a whole number, at least 1.")
     if period not in INTERVAL_PERIODS:
         raise _invalid("interval.period", f"Must be one of {', '.join(INTERVAL_PERIODS)}.")
+    minimum = settings.JOB_SCHEDULE_MIN_INTERVAL_SECONDS
+    if not owner.is_staff and every * PERIOD_SECONDS[period] < minimum:
+        message = f"Must be at least {minimum} seconds (JOB_SCHEDULE_MIN_INTERVAL_SECONDS); got {every} {period}."
+        raise _invalid("interval", message, code="interval_too_short")
     return {"every": every, "period": period}
 
 
@@ -112,14 +128,14 @@ def _check_crontab(value: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def _check_timing(request: ScheduleRequest, *, required: bool) -> dict[str, Any] | None:
+def _check_timing(request: ScheduleRequest, *, owner: User, required: bool) -> dict[str, Any] | None:
     """``{"interval": {...}}`` or ``{"crontab": {...}}``; None when neither is given and not required."""
     interval, crontab = request.get("interval"), request.get("crontab")
     if interval is not None and crontab is not None:
         message = "Give either interval or crontab, not both."
         raise InvalidInput(f"interval: {message}", fields={"interval": [message], "crontab": [message]})
     if interval is not None:
-        return {"interval": _check_interval(interval)}
+        return {"interval": _check_interval(interval, owner=owner)}
     if crontab is not None:
         return {"crontab": _check_crontab(crontab)}
     if required:
@@ -137,13 +153,43 @@ def _timing_rows(timing: dict[str, Any]) -> dict[str, Any]:
     return {"interval": None, "crontab": crontab or CrontabSchedule.objects.create(**timing["crontab"])}
 
 
-def _check_name(name: Any, *, periodic_task_id: int | None = None) -> str:
+def job_schedule_check_name(name: Any, *, owner: User, periodic_task_id: int | None = None) -> str:
+    """The stored (internal) name of ``owner``'s schedule named ``name``: unique per owner, not
+    in beat's namespace, at most NAME_MAX_LENGTH characters (the admin checks with it too)."""
     name = name.strip() if isinstance(name, str) else ""
     if not name:
         raise _invalid("name", "Give the schedule a name.")
-    if PeriodicTask.objects.filter(name=name).exclude(pk=periodic_task_id).exists():
-        raise _invalid("name", f"A schedule named {name!r} already exists.", code="duplicate_name")
-    return name
+    if len(name) > NAME_MAX_LENGTH:
+        raise _invalid("name", f"At most {NAME_MAX_LENGTH} characters; got {len(name)}.", code="max_length")
+    if is_reserved_name(name):
+        message = f"{name!r} is reserved for taskhub's own beat entries (taskhub-..., celery....): choose another."
+        raise _invalid("name", message, code="reserved_name")
+    stored = internal_name(owner_id=owner.pk, name=name)
+    if PeriodicTask.objects.filter(name=stored).exclude(pk=periodic_task_id).exists():
+        raise _invalid("name", f"{owner.username} already has a schedule named {name!r}.", code="duplicate_name")
+    return stored
+
+
+def _check_description(description: Any) -> str:
+    if len(description) > DESCRIPTION_MAX_LENGTH:
+        message = f"At most {DESCRIPTION_MAX_LENGTH} characters; got {len(description)}."
+        raise _invalid("description", message, code="max_length")
+    return description
+
+
+def _check_room(owner: User) -> None:
+    """Refuse (429) a schedule over ``JOB_SCHEDULE_MAX_PER_USER``; call in the writing transaction.
+    The owner's row is locked first, so two concurrent creations cannot both take the last place."""
+    limit = settings.JOB_SCHEDULE_MAX_PER_USER
+    if not limit:
+        return
+    User.objects.select_for_update().filter(pk=owner.pk).exists()
+    count = JobSchedule.objects.filter(owner=owner).count()
+    if count >= limit:
+        raise ScheduleLimitReached(
+            f"Schedule limit reached: at most {limit} schedules per user (JOB_SCHEDULE_MAX_PER_USER); you have "
+            f"{count}. Delete one you no longer need."
+        )
 
 
 def _check_window(start_time: datetime | None, expires: datetime | None) -> None:
@@ -157,9 +203,9 @@ def _save(periodic_task: PeriodicTask) -> None:
         with transaction.atomic():
             periodic_task.save()
     except IntegrityError:
-        name = periodic_task.name
-        if PeriodicTask.objects.filter(name=name).exclude(pk=periodic_task.pk).exists():
-            raise _invalid("name", f"A schedule named {name!r} already exists.", "duplicate_name") from None
+        if PeriodicTask.objects.filter(name=periodic_task.name).exclude(pk=periodic_task.pk).exists():
+            name = periodic_task.name.split(":", 2)[-1]
+            raise _invalid("name", f"The owner already has a schedule named {name!r}.", "duplicate_name") from None
         raise
 
 
@@ -172,11 +218,13 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
         kwargs=request.get("kwargs"),
         priority=request.get("priority"),
     )
-    name = _check_name(request.get("name"))
-    timing = _check_timing(request, required=True)
+    name = job_schedule_check_name(request.get("name"), owner=owner)
+    description = _check_description(request.get("description", ""))
+    timing = _check_timing(request, owner=owner, required=True)
     start_time, expires = request.get("start_time"), request.get("expires")
     _check_window(start_time, expires)
     with transaction.atomic():
+        _check_room(owner)
         periodic_task = PeriodicTask(
             name=name,
             task=spec.entry.name,
@@ -186,7 +234,7 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
             one_off=request.get("one_off", False),
             start_time=start_time,
             expires=expires,
-            description=request.get("description", ""),
+            description=description,
             **_timing_rows(timing),
         )
         _save(periodic_task)
@@ -219,9 +267,13 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
         priority=changes["priority"] if "priority" in changes else schedule.priority,
     )
     if "name" in changes:
-        periodic_task.name = _check_name(changes["name"], periodic_task_id=periodic_task.pk)
+        periodic_task.name = job_schedule_check_name(
+            changes["name"], owner=schedule.owner, periodic_task_id=periodic_task.pk
+        )
+    if "description" in changes:
+        _check_description(changes["description"])
     # Giving both as null (or neither in a replacement) leaves the schedule without timing: refused.
-    timing = _check_timing(changes, required="interval" in changes and "crontab" in changes)
+    timing = _check_timing(changes, owner=schedule.owner, required="interval" in changes and "crontab" in changes)
     if changes.get("enabled", periodic_task.enabled) != periodic_task.enabled:
         periodic_task.last_run_at = None  # as job_schedule_set_enabled: no catch-up of the time it was off
     for field in ("start_time", "expires", "enabled", "one_off", "description"):

@@ -67,7 +67,7 @@ class ScheduleViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Create a schedule",
         request=ScheduleWriteSerializer,
-        responses={201: ScheduleSerializer, **ERRORS(400, 401, 403)},
+        responses={201: ScheduleSerializer, **ERRORS(400, 401, 403, 429)},
     )
     def create(self, request):
         serializer = ScheduleWriteSerializer(data=request.data)

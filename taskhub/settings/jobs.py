@@ -40,6 +40,11 @@ JOB_FAIR_SHARE = env.float("JOB_FAIR_SHARE", default=0.5)
 # A job over its owner's share is tried again after (its owner's due backlog / their share)
 # seconds, at least 1 and at most this: a long backlog costs the workers little while it waits.
 JOB_FAIR_SHARE_MAX_WAIT = env.float("JOB_FAIR_SHARE_MAX_WAIT", default=30.0)
+# Schedules (/api/v1/schedules/, jobs/schedules/services.py): at most this many per user (429 over it;
+# 0 = no limit), and for users who are not staff at least this many seconds between two firings of an
+# interval (400 naming interval; a crontab fires at most once a minute anyway).
+JOB_SCHEDULE_MAX_PER_USER = env.int("JOB_SCHEDULE_MAX_PER_USER", default=50)
+JOB_SCHEDULE_MIN_INTERVAL_SECONDS = env.int("JOB_SCHEDULE_MIN_INTERVAL_SECONDS", default=60)
 # Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
 JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
 

@@ -71,7 +71,7 @@ def assert_no_more_firings(schedule_id: int) -> None:
 
 
 def test_an_api_schedule_fires_tracked_jobs_until_disabled(make_worker, make_beat):
-    user = UserFactory()
+    user = UserFactory(is_staff=True)  # every 2 s: users who are not staff wait at least 60 s (the default)
     client = APIClient()
     client.force_authenticate(user)
     make_worker()
@@ -112,7 +112,7 @@ def test_an_admin_periodic_task_fires_jobs_owned_by_the_admin(make_worker, make_
     }
     response = client.post("/admin/django_celery_beat/periodictask/add/", form)
     assert response.status_code == 302, response.content.decode()[-3000:]
-    periodic_task = PeriodicTask.objects.get(name="admin every 2 s")
+    periodic_task = PeriodicTask.objects.get(name=f"user:{admin_user.pk}:admin every 2 s")
 
     assert_tracked_runs(periodic_task.pk, admin_user, at_least=2)
     page = client.get(f"/admin/django_celery_beat/periodictask/{periodic_task.pk}/change/").content.decode()
@@ -120,7 +120,7 @@ def test_an_admin_periodic_task_fires_jobs_owned_by_the_admin(make_worker, make_
 
 
 def test_two_beats_never_create_two_jobs_for_one_slot(make_beat):
-    user = UserFactory()
+    user = UserFactory(is_staff=True)  # every 2 s: see above
     schedule = job_schedule_create(
         owner=user, name="two beats", task=LONG_RUNNING_TASK, kwargs={"seconds": 0}, interval=EVERY_2S
     )
@@ -134,10 +134,40 @@ def test_two_beats_never_create_two_jobs_for_one_slot(make_beat):
 
     jobs = jobs_of(schedule.pk)
     assert not jobs.values("scheduled_for").annotate(n=Count("id")).filter(n__gt=1).exists()
-    created = [len(re.findall(r"Schedule 'two beats': job ", beat.output())) for beat in beats]
-    skipped = [len(re.findall(r"Schedule 'two beats': no job .*slot already fired", beat.output())) for beat in beats]
+    logged = f"Schedule 'user:{user.pk}:two beats'"
+    created = [len(re.findall(f"{logged}: job ", beat.output())) for beat in beats]
+    skipped = [len(re.findall(f"{logged}: no job .*slot already fired", beat.output())) for beat in beats]
     # Both beats fired the schedule, the database took one job per slot: one firing of every
     # pair created the job, the other found its slot taken.
     assert all(created[i] + skipped[i] >= 3 for i in range(2)), (created, skipped)
     assert sum(skipped) >= 3, (created, skipped)
     assert jobs.count() == sum(created) <= elapsed / 2 + 1, (jobs.count(), created, elapsed)
+
+
+def test_beat_starting_never_takes_over_a_users_schedule_of_its_names(make_beat):
+    """A fresh deploy: beat has not yet written its entries, and a user's schedule holds one of the
+    names (stored before names were per owner). Beat's start leaves it the user's and runs its own."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from jobs.models import JobSchedule
+
+    user = UserFactory()
+    assert not PeriodicTask.objects.filter(name="taskhub-rollup-metrics").exists()
+    mine = PeriodicTask.objects.create(
+        name="taskhub-rollup-metrics",
+        task=LONG_RUNNING_TASK,
+        kwargs='{"seconds": 0}',
+        enabled=False,
+        interval=IntervalSchedule.objects.create(every=1, period="hours"),
+    )
+    JobSchedule.objects.create(periodic_task=mine, owner=user)
+
+    beat = make_beat()
+    wait_for(lambda: PeriodicTask.objects.filter(name="taskhub-rollup-metrics", job_schedule__isnull=True).exists())
+
+    mine.refresh_from_db()
+    assert (mine.name, mine.task, mine.enabled) == (f"user:{user.pk}:taskhub-rollup-metrics", LONG_RUNNING_TASK, False)
+    assert JobSchedule.objects.get(pk=mine.pk).owner == user
+    housekeeping = PeriodicTask.objects.get(name="taskhub-rollup-metrics")
+    assert (housekeeping.task, housekeeping.enabled) == ("jobs.tasks.maintenance_tasks.rollup_metrics", True)
+    assert "Traceback" not in beat.output()

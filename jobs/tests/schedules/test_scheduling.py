@@ -31,6 +31,8 @@ EVERY_2S = {"every": 2, "period": "seconds"}
 
 @pytest.fixture
 def schedule(user) -> PeriodicTask:
+    user.is_staff = True  # a schedule every 2 s: users who are not staff wait at least 60 s (the default)
+    user.save(update_fields=["is_staff"])
     return job_schedule_create(
         owner=user, name="every 2s", task=LONG_RUNNING_TASK, kwargs={"seconds": 0}, interval=EVERY_2S
     )
@@ -238,7 +240,7 @@ def test_admin_saves_a_catalog_task_owned_by_the_admin(admin_client, superuser):
     response = admin_client.post(ADD, form_data(task="app.tasks.common_tasks.long_running_task"))
 
     assert response.status_code == 302, errors_of(response)
-    periodic_task = PeriodicTask.objects.get(name="admin schedule")
+    periodic_task = PeriodicTask.objects.get(name=f"user:{superuser.pk}:admin schedule")  # its owner's name
     assert periodic_task.task == LONG_RUNNING_TASK  # the alias, stored as the canonical name
     assert (periodic_task.job_schedule.owner, periodic_task.job_schedule.priority) == (superuser, "normal")
 
@@ -265,7 +267,7 @@ def test_admin_refuses_what_could_not_run_as_a_job(admin_client, changes, field,
     response = admin_client.post(ADD, form_data(**changes))
     errors = errors_of(response)
     assert any(words in message for message in errors.get(field, [])), errors
-    assert not PeriodicTask.objects.filter(name="admin schedule").exists()
+    assert not PeriodicTask.objects.filter(name__endswith="admin schedule").exists()
     assert not JobSchedule.objects.exists()
 
 
@@ -324,3 +326,26 @@ def test_admin_run_action_creates_tracked_jobs(admin_client, schedule, published
     job = Job.objects.get(schedule=schedule)
     assert [str(message) for message in response.context["messages"]] == ["1 job created."]
     assert [message["id"] for message in published] == [str(job.id)]
+
+
+def test_admin_names_are_per_owner_and_shown_as_given(admin_client, superuser, user):
+    for owner in (user, superuser):
+        response = admin_client.post(ADD, form_data(name="reports", owner=owner.pk))
+        assert response.status_code == 302, errors_of(response)
+    stored = set(PeriodicTask.objects.values_list("name", flat=True))
+    assert stored == {f"user:{user.pk}:reports", f"user:{superuser.pk}:reports"}
+
+    errors = errors_of(admin_client.post(ADD, form_data(name="reports", owner=user.pk)))
+    assert any("already has a schedule named 'reports'" in message for message in errors["name"]), errors
+    errors = errors_of(admin_client.post(ADD, form_data(name="taskhub-rollup-metrics", owner=user.pk)))
+    assert any("reserved" in message for message in errors["name"]), errors
+
+    mine = PeriodicTask.objects.get(name=f"user:{user.pk}:reports")
+    page = admin_client.get(change(mine)).content.decode()
+    assert 'name="name" value="reports"' in page and 'value="user:' not in page  # the form: the name as given
+    listing = admin_client.get("/admin/django_celery_beat/periodictask/").content.decode()
+    assert ">reports</a>" in listing and f">user:{user.pk}:" not in listing
+    # Saved again unchanged, it keeps its name (not prefixed twice).
+    response = admin_client.post(change(mine), form_data(name="reports", owner=user.pk))
+    assert response.status_code == 302, errors_of(response)
+    assert PeriodicTask.objects.get(pk=mine.pk).name == f"user:{user.pk}:reports"
