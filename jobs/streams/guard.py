@@ -50,6 +50,13 @@ def _key(user_id: int) -> str:
     return f"{settings.JOB_EVENTS_CHANNEL}:streams:{user_id}"
 
 
+def _local_release(user_id: int) -> None:
+    with _local_lock:
+        _local[user_id] -= 1
+        if _local[user_id] <= 0:
+            del _local[user_id]
+
+
 def _ttl() -> float:
     return settings.JOB_STREAM_KEEPALIVE * SLOT_TTL_KEEPALIVES
 
@@ -72,6 +79,14 @@ class Slot:
             except (redis.RedisError, OSError) as exc:
                 logger.warning("Live progress: could not refresh a stream's slot (%s).", exc)
 
+    def __del__(self) -> None:
+        # A response dropped before its first chunk never runs its generator (so never ``release``):
+        # the process's count goes down here; a Redis entry expires by itself.
+        if not self.released and not self.in_redis:
+            self.released = True
+            self.hub.holders -= 1
+            _local_release(self.user_id)
+
     async def release(self) -> None:
         if self.released:
             return
@@ -83,42 +98,40 @@ class Slot:
                 except (redis.RedisError, OSError) as exc:  # the entry expires by itself
                     logger.warning("Live progress: could not free a stream's slot (%s).", exc)
             else:
-                with _local_lock:
-                    _local[self.user_id] -= 1
-                    if _local[self.user_id] <= 0:
-                        del _local[self.user_id]
+                _local_release(self.user_id)
         finally:
             await self.hub.drop()
 
 
 async def take_slot(hub: Hub, user_id: int) -> Slot | None:
     """A slot for one more stream of ``user_id``; None when the user has ``JOB_STREAM_MAX_PER_USER``."""
-    cap = settings.JOB_STREAM_MAX_PER_USER
     hub.hold()
-    slot = Slot(hub, user_id)
+    try:
+        slot = await _take(hub, user_id)
+    except BaseException:  # cancelled (the client left): an entry it may have made in Redis expires
+        hub.holders -= 1
+        raise
+    if slot is None:
+        await hub.drop()
+    return slot
+
+
+async def _take(hub: Hub, user_id: int) -> Slot | None:
+    cap, slot_id = settings.JOB_STREAM_MAX_PER_USER, uuid.uuid4().hex
     client = hub.redis()
     if client is not None:
         now = time.time()
         try:
-            taken = await client.eval(_TAKE, 1, _key(user_id), now, now + _ttl(), cap, slot.id, int(_ttl()) + 1)
+            taken = await client.eval(_TAKE, 1, _key(user_id), now, now + _ttl(), cap, slot_id, int(_ttl()) + 1)
         except (redis.RedisError, OSError) as exc:
             logger.warning("Live progress: Redis unavailable for the stream count (%s); counting per process.", exc)
         else:
-            if not taken:
-                await hub.drop()
-                return None
-            slot.in_redis = True
-            return slot
+            return Slot(hub, user_id, slot_id, in_redis=True) if taken else None
     with _local_lock:
         if _local[user_id] >= cap:
-            taken = False
-        else:
-            _local[user_id] += 1
-            taken = True
-    if not taken:
-        await hub.drop()
-        return None
-    return slot
+            return None
+        _local[user_id] += 1
+    return Slot(hub, user_id, slot_id)
 
 
 def fresh_session_user(request) -> None:

@@ -152,6 +152,38 @@ def test_the_cap_counts_streams_across_web_processes_and_a_closed_stream_frees_i
     loop.run_until_complete(close_all([r[4] for r in (*on_first[1:], *on_second, *again) if r[4]]))
 
 
+def test_without_redis_the_cap_holds_per_web_process(start_server, loop):
+    server = start_server(JOB_EVENTS_REDIS_URL="none")
+    token = token_for(UserFactory())
+    results = loop.run_until_complete(asyncio.gather(*(attempt(server.port, token) for _ in range(CAP + 5))))
+    try:
+        assert sorted(r[0] for r in results) == [200] * CAP + [429] * 5
+    finally:
+        loop.run_until_complete(close_all([r[4] for r in results if r[4]]))
+
+
+def test_the_slots_of_a_crashed_web_process_expire_within_three_keep_alives(start_server, loop):
+    crashed, alive = start_server(), start_server()
+    token = token_for(UserFactory())
+    lost = loop.run_until_complete(asyncio.gather(*(attempt(crashed.port, token) for _ in range(CAP))))
+    assert [r[0] for r in lost] == [200] * CAP
+    crashed.process.kill()  # no stream of it says goodbye
+    crashed.process.wait(10)
+    killed = time.monotonic()
+    assert loop.run_until_complete(attempt(alive.port, token))[0] == 429
+    again = []
+
+    def slot_free() -> bool:
+        again.append(loop.run_until_complete(attempt(alive.port, token)))
+        return again[-1][0] == 200
+
+    ttl = 3 * settings.JOB_STREAM_KEEPALIVE
+    wait_for(slot_free, timeout=ttl + 10, interval=1.0, message="the crashed process's slots to expire")
+    took = time.monotonic() - killed
+    loop.run_until_complete(close_all([r[4] for r in (*lost, *again) if r[4]]))
+    assert took <= ttl + 5, took
+
+
 # --- found item 7: a stream ends when its user or token is no longer valid -----------------------
 def closing_event(stream: EventStream):
     """Read to the end; the last event (the stream must end by itself within the time out)."""
