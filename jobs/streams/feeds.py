@@ -1,7 +1,8 @@
 """Following jobs as they change: the async feeds the stream views serve (a blocking one for
 commands: jobs/streams/follow.py).
 
-Changes arrive on Redis pub/sub when ``JOB_EVENTS_REDIS_URL`` is set, and the rows are re-read
+Changes arrive on Redis pub/sub when ``JOB_EVENTS_REDIS_URL`` is set (one subscription per web
+process for all its streams: jobs/streams/hub.py), and the rows are re-read
 every ``JOB_STREAM_KEEPALIVE`` seconds as well (a lost message or a Redis outage only delays a
 stream). Without Redis (the embedded default) the rows are re-read every
 ``JOB_STREAM_POLL_INTERVAL`` seconds: the followed job by primary key; for a list, the active jobs,
@@ -16,7 +17,6 @@ whatever the number of open streams.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -26,17 +26,14 @@ from datetime import timedelta
 from functools import cache
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from ..live import JobState, channel, read_state, read_states
+from ..live import JobState, read_state, read_states
 from ..models import ACTIVE_STATUSES, Job
-
-logger = logging.getLogger(__name__)
+from .hub import Hub, Subscription, current_hub
 
 KEEPALIVE = "keepalive"  # nothing was sent for JOB_STREAM_KEEPALIVE seconds: send a comment
 GONE = "gone"  # the followed job's row was deleted
@@ -61,56 +58,42 @@ async def run_db(function: Callable[..., Any], *args: Any) -> Any:
 
 # --- where newer states come from ---------------------------------------------------------------
 class _Feed:
-    """Messages from Redis pub/sub, or (without Redis, or after a Redis error) only the clock."""
+    """The states published for this stream (this process's one subscription: jobs/streams/hub.py),
+    or, without Redis or while it is down, only the clock."""
 
-    def __init__(self) -> None:
-        self.client: aioredis.Redis | None = None
-        self.pubsub: aioredis.client.PubSub | None = None
+    def __init__(self, job_id: str | None = None) -> None:
+        self.job_id = job_id
+        self.hub: Hub | None = None
+        self.subscription: Subscription | None = None
 
     @property
     def period(self) -> float:
         """Seconds between two reads of the rows."""
-        return settings.JOB_STREAM_KEEPALIVE if self.pubsub else settings.JOB_STREAM_POLL_INTERVAL
+        subscribed = self.hub is not None and self.hub.subscribed
+        return settings.JOB_STREAM_KEEPALIVE if subscribed else settings.JOB_STREAM_POLL_INTERVAL
 
     async def open(self) -> None:
-        if not settings.JOB_EVENTS_REDIS_URL:
-            return
-        self.client = aioredis.Redis.from_url(settings.JOB_EVENTS_REDIS_URL, socket_connect_timeout=2)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await self.pubsub.subscribe(channel())
-        except (redis.RedisError, OSError) as exc:
-            await self._fall_back(exc)
-
-    async def _fall_back(self, exc: Exception) -> None:
-        logger.warning("Live progress: Redis pub/sub unavailable (%s); this stream polls the rows.", exc)
-        await self.close()
+        self.hub = current_hub()
+        self.hub.hold()
+        self.subscription = await self.hub.subscribe(self.job_id)
 
     async def close(self) -> None:
-        pubsub, client, self.pubsub, self.client = self.pubsub, self.client, None, None
-        for resource in (pubsub, client):
-            if resource is not None:
-                try:
-                    await resource.aclose()
-                except (redis.RedisError, OSError):
-                    pass
+        hub, self.hub = self.hub, None
+        if hub is not None:
+            hub.unsubscribe(self.subscription)
+            await hub.drop()
 
     async def receive(self, timeout: float) -> list[JobState]:
         """The states published within ``timeout`` seconds (returns at the first batch)."""
-        if self.pubsub is None:
-            await asyncio.sleep(max(0.0, timeout))
-            return []
-        loop = asyncio.get_running_loop()
-        deadline, states = loop.time() + max(0.0, timeout), []
-        try:
-            while not states and (left := deadline - loop.time()) > 0:
-                message = await self.pubsub.get_message(timeout=left)
-                while message is not None:
-                    if message["type"] == "message":
-                        states.append(JobState.from_message(message["data"]))
-                    message = await self.pubsub.get_message(timeout=0)
-        except (redis.RedisError, OSError) as exc:
-            await self._fall_back(exc)
+        await self.hub.ensure_subscribed()  # again after a Redis error (at most every few seconds)
+        subscription = self.subscription
+        if not subscription.states:
+            try:
+                await asyncio.wait_for(subscription.wake.wait(), max(0.0, timeout))
+            except TimeoutError:
+                pass
+        states, subscription.states = subscription.states, []
+        subscription.wake.clear()
         return states
 
 
@@ -143,7 +126,7 @@ async def job_states(job_id) -> AsyncIterator[JobState | str]:
     deleted. Ends after a terminal state, or after ``JOB_STREAM_MAX_SECONDS`` (the client reconnects).
     """
     job_id = str(job_id)
-    feed = _Feed()
+    feed = _Feed(job_id)
     await feed.open()  # before the first read, so no change falls between the two
     try:
         current = await run_db(read_state, job_id)

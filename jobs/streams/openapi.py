@@ -53,7 +53,11 @@ EVENTS = (
     "has an `id:`. A comment (`: keep-alive`) is sent every JOB_STREAM_KEEPALIVE seconds (15) while idle. "
     "Reconnecting (with `Last-Event-ID` or not) starts again with the current state. The stream closes "
     "after JOB_STREAM_MAX_SECONDS (an hour); reconnect then. Bearer token or session cookie (a "
-    "browser's EventSource cannot send an Authorization header)."
+    "browser's EventSource cannot send an Authorization header). At most JOB_STREAM_MAX_PER_USER (10) "
+    "open streams per user (429 beyond). The user and token are checked again every keep-alive: a "
+    "stream whose token expired, whose user was deactivated, changed password or staff flag, ends with "
+    "`event: closed` (`data:` `{code, message}`, the API's error codes); so does every stream when the "
+    "server stops (`server_shutdown`)."
 )
 LAST_EVENT_ID = {
     "in": "header",
@@ -104,7 +108,10 @@ def add_stream_paths(result: dict, generator, request, public) -> dict:
     security = detail.get("security", [])
     id_parameter = next(p for p in detail["parameters"] if p["in"] == "path" and p["name"] == "id")
     filters = [copy.deepcopy(p) for p in listing.get("parameters", []) if p["name"] in JobFilter.base_filters]
-    unauthorized = {"401": _error("Not authenticated, or the token is invalid or expired.")}
+    unauthorized = {
+        "401": _error("Not authenticated, or the token is invalid or expired."),
+        "429": _error("Too many open streams (JOB_STREAM_MAX_PER_USER), or throttled; see Retry-After."),
+    }
     for prefix, tag in (("jobs", "jobs"), ("tasks", "tasks")):
         paths[f"/api/v1/{prefix}/stream/"] = _operation(
             operation_id=f"{prefix}_stream_list",

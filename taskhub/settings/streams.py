@@ -18,3 +18,5 @@ JOB_STREAM_POLL_INTERVAL = env.float("JOB_STREAM_POLL_INTERVAL", default=0.5)  #
 JOB_STREAM_MAX_SECONDS = env.float("JOB_STREAM_MAX_SECONDS", default=3600.0)  # then the client reconnects
 JOB_STREAM_DB_THREADS = env.int("JOB_STREAM_DB_THREADS", default=2)  # per web process, one connection each
 JOB_STREAM_LIST_LIMIT = env.int("JOB_STREAM_LIST_LIMIT", default=500)  # active jobs a list stream tracks
+# Open streams per user, counted across web processes with Redis (per process without); the next is a 429.
+JOB_STREAM_MAX_PER_USER = env.int("JOB_STREAM_MAX_PER_USER", default=10)

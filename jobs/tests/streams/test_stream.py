@@ -208,6 +208,21 @@ def test_a_session_works_too_as_in_the_admin(user, mode):
     assert [e["event"] for e in events] == ["state", "end"] and events[0]["data"]["status"] == "revoked"
 
 
+def test_a_session_stream_ends_once_the_session_is_logged_out(user, settings):
+    """Checked again every JOB_STREAM_KEEPALIVE seconds (the default, 15): the session is read again."""
+    job = JobFactory(owner=user, running=True)
+    client = AsyncClient()
+    client.force_login(user)
+    events = stream(
+        f"/api/v1/jobs/{job.id}/stream/",
+        client=client,
+        act=client.logout,  # flushes the session from the store, as the admin's log-out does
+        until=lambda events: any(e.get("event") == "closed" for e in events),
+        timeout=settings.JOB_STREAM_KEEPALIVE + 5,
+    )
+    assert events[-1]["event"] == "closed" and events[-1]["data"]["code"] == "not_authenticated", events
+
+
 def test_keep_alive_comments_while_nothing_changes(user, settings, mode):
     assert settings.JOB_STREAM_KEEPALIVE == 15.0  # the default; shortened below to see one quickly
     settings.JOB_STREAM_KEEPALIVE = 0.3

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -133,10 +134,10 @@ def stream_db_connections() -> int:
         return cursor.fetchone()[0]
 
 
-async def open_streams(port: int, token: str, path: str, count: int) -> list:
-    """Open ``count`` streams at once and read until each has sent its first state."""
+async def open_streams(port: int, opens: list[tuple[str, str]]) -> list:
+    """Open a stream per (token, path) at once and read until each has sent its first state."""
 
-    async def one():
+    async def one(token: str, path: str):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
         await writer.drain()
@@ -145,7 +146,7 @@ async def open_streams(port: int, token: str, path: str, count: int) -> list:
             pass
         return reader, writer
 
-    return await asyncio.gather(*(one() for _ in range(count)))
+    return await asyncio.gather(*(one(token, path) for token, path in opens))
 
 
 async def close_streams(streams: list) -> None:
@@ -159,8 +160,14 @@ def test_200_open_streams_hold_no_connection_or_thread_and_do_not_slow_the_api(w
     job_id = create_job(server, token, 20)
     wait_status(job_id, JobStatus.RUNNING)
     baseline_threads, baseline_connections = server.threads(), stream_db_connections()
+    # A user has at most JOB_STREAM_MAX_PER_USER (10) streams: the owner's 10 on the job, then staff
+    # members' list streams (they see the job too) up to 200.
+    cap = settings.JOB_STREAM_MAX_PER_USER
+    opens = [(token, f"/api/v1/jobs/{job_id}/stream/")] * cap
+    for _ in range((STREAMS - cap) // cap):
+        opens += [(str(AccessToken.for_user(UserFactory(is_staff=True))), "/api/v1/jobs/stream/")] * cap
     loop = asyncio.new_event_loop()
-    streams = loop.run_until_complete(open_streams(server.port, token, f"/api/v1/jobs/{job_id}/stream/", STREAMS))
+    streams = loop.run_until_complete(open_streams(server.port, opens))
     holder = threading.Thread(target=loop.run_forever, daemon=True)  # the streams stay open, read by nobody
     holder.start()
     try:
