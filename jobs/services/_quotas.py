@@ -154,21 +154,26 @@ SELECT COUNT(*) FROM (
 """
 
 
-def check_running_share(*, owner_id: int, queue: str) -> None:
-    """Call inside the start's transaction, after its UPDATE: lock the owner's row, then count their
-    running jobs (this start included, up to the cap + 1); ``OverShare`` when over their cap.
+def check_running_share(*, owner_id: int, queue: str, owner: dict | None = None) -> None:
+    """Call inside the start's transaction, after its UPDATE: with the owner's row locked, count
+    their running jobs (this start included, up to the cap + 1); ``OverShare`` when over their cap.
 
-    The lock makes starts of one user's jobs take turns, so two workers starting them at the same
-    moment cannot both take the last place; other users' starts do not wait for it. Counted after
-    the lock is granted (READ COMMITTED: a statement sees what was committed when it began).
+    ``owner``: the owner's ``is_staff`` and ``max_running_jobs``, as the start's own statement read
+    them while locking the row (PostgreSQL); without it the row is locked and read here. The lock
+    makes starts of one user's jobs take turns, so two workers starting them at the same moment
+    cannot both take the last place; other users' starts do not wait for it. Counted in a statement
+    of its own, after the lock is granted (READ COMMITTED: a statement sees what was committed when
+    it began). An owner without a cap costs nothing more than the start.
     """
     with connection.cursor() as cursor:
-        lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
-        cursor.execute(_OWNER + lock, [owner_id])
-        row = cursor.fetchone()
-        if row is None:
-            return
-        cap = running_cap(is_staff=row[0], own=row[1], queue=queue)
+        if owner is None:
+            lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
+            cursor.execute(_OWNER + lock, [owner_id])
+            row = cursor.fetchone()
+            if row is None:
+                return
+            owner = {"is_staff": row[0], "max_running_jobs": row[1]}
+        cap = running_cap(is_staff=owner["is_staff"], own=owner["max_running_jobs"], queue=queue)
         if cap is None:
             return
         cursor.execute(_RUNNING, [owner_id, cap[0] + 1])

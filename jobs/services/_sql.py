@@ -30,11 +30,16 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import QuerySet
 from django.db.models.sql import UpdateQuery
 
+from accounts.models import User
+
 from ..models import Job, JobEvent, JobEventKind, JobStatus
 from .gates import queue_not_paused
 
-JOB, EVENT = Job._meta.db_table, JobEvent._meta.db_table
+JOB, EVENT, USER = Job._meta.db_table, JobEvent._meta.db_table, User._meta.db_table
 STARTED_FIELDS = ("attempts", "queue", "celery_task_name", "owner_id", "started_at", "heartbeat_at")
+# What the start reads of the job's owner for the fair share (``_quotas.check_running_share``), in
+# the start's own statement, which also locks the owner's row (FOR NO KEY UPDATE) for its transaction.
+OWNER_FIELDS = ("is_staff", "max_running_jobs")
 
 _LINE_COLUMNS = ", ".join(
     f'"{field.column}"' for field in JobEvent._meta.local_concrete_fields if not field.primary_key
@@ -69,8 +74,13 @@ WITH changed AS (
         {{fence}}
         AND {queue_not_paused().sql}
     RETURNING "{JOB}"."id", {", ".join(f'"{JOB}"."{name}"' for name in STARTED_FIELDS)}
-), {_line(JobEventKind.STARTED, JobStatus.PENDING, JobStatus.RUNNING)}
-SELECT {", ".join(f"changed.{name}" for name in STARTED_FIELDS)} FROM changed
+), {_line(JobEventKind.STARTED, JobStatus.PENDING, JobStatus.RUNNING)},
+owner AS (
+    SELECT "is_staff", "max_running_jobs" FROM "{USER}" WHERE "id" = (SELECT "owner_id" FROM changed)
+    FOR NO KEY UPDATE
+)
+SELECT {", ".join(f"changed.{name}" for name in STARTED_FIELDS)}, {", ".join(f"owner.{c}" for c in OWNER_FIELDS)}
+FROM changed, owner
 """
 _START_ANY_ATTEMPT = _START.replace("{fence}", "")
 _START_ATTEMPT = _START.replace("{fence}", f'AND "{JOB}"."attempts" = %(attempts)s')
@@ -147,14 +157,19 @@ def _json(name: str, value: Any, connection) -> Any:
 
 def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: datetime, actor_label: str):
     """pending -> running when due, of ``attempts`` (any when None) and its queue not paused, with
-    its ``started`` line. The row's ``STARTED_FIELDS``, or None when it matched nothing."""
+    its ``started`` line; the owner's row locked for the transaction. The row's ``STARTED_FIELDS``
+    and ``owner`` (its ``OWNER_FIELDS``), or None when it matched nothing."""
     params = {"id": job_id, "worker": worker, "early": early, "at": at, "actor_label": actor_label}
     if attempts is not None:
         params["attempts"] = attempts
     with _cursor() as cursor:
         cursor.execute(_START_ANY_ATTEMPT if attempts is None else _START_ATTEMPT, params)
         row = cursor.fetchone()
-    return None if row is None else dict(zip(STARTED_FIELDS, row, strict=True))
+    if row is None:
+        return None
+    started = dict(zip(STARTED_FIELDS, row[: len(STARTED_FIELDS)], strict=True))
+    started["owner"] = dict(zip(OWNER_FIELDS, row[len(STARTED_FIELDS) :], strict=True))
+    return started
 
 
 def succeed(

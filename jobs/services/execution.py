@@ -97,7 +97,7 @@ def _start(job_id, worker: str, attempts: int | None) -> dict[str, Any] | None:
     with transaction.atomic():
         started = _state.start(job_id, worker=worker, attempts=attempts, early=EARLY_DELIVERY)
         if started:
-            check_running_share(owner_id=started["owner_id"], queue=started["queue"])
+            check_running_share(owner_id=started["owner_id"], queue=started["queue"], owner=started.get("owner"))
         if started and limited:
             for limit in limits_for(queue=started["queue"], task=started["celery_task_name"]):
                 if not rate_limit_claim(limit, at=started["started_at"]):

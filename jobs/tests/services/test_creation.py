@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+from django.contrib.auth.models import Permission
 
 from jobs.catalog import catalog
 from jobs.models import Job, JobEvent, JobStatus
@@ -48,6 +49,8 @@ def test_create_writes_a_pending_row_and_a_created_event(user):
     ],
 )
 def test_create_routes_the_priority_to_its_queue(user, priority, queue):
+    # Urgent is an operator's right (jobs.submit_urgent): this user has it.
+    user.user_permissions.add(Permission.objects.get(codename="submit_urgent", content_type__app_label="jobs"))
     job = job_create(owner=user, celery_task_name=LONG, priority=priority)
     assert Job.objects.values_list("priority", "queue").get(id=job.id) == (
         priority,

@@ -11,12 +11,13 @@ import time
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conftest import assert_error
 from jobs.models import Job, JobEvent, JobEventKind, JobStatus, WorkerHeartbeat
 from jobs.services.execution import job_start
-from jobs.services.gates import forget_capacity
+from jobs.services.gates import forget_capacity, limits_for, workers_alive_for
 from jobs.tests.factories import LONG_RUNNING_TASK, make
 from jobs.tests.faults.test_dispatch_faults import trigger
 from taskhub.testing import wait_for
@@ -106,6 +107,20 @@ def test_a_fixed_setting_and_0_for_no_cap(user, settings):
     assert job_start(job_id=make(owner=user).id, worker="w") is None
     settings.JOB_QUOTA_MAX_RUNNING = "0"
     assert job_start(job_id=make(owner=user).id, worker="w") is not None
+
+
+@pytest.mark.django_db
+def test_an_owner_without_a_cap_starts_in_one_statement_and_a_capped_one_adds_the_count(user, staff_user):
+    for owner, expected in ((staff_user, ["WITH"]), (user, ["WITH", "SELECT"])):
+        job = make(owner=owner)
+        limits_for(queue=job.queue, task=job.celery_task_name)  # per-process caches, as on a worker
+        workers_alive_for(job.queue)
+        with CaptureQueriesContext(connection) as queries:
+            assert job_start(job_id=job.id, worker="w") is not None
+        statements = [q["sql"].split()[0] for q in queries.captured_queries]
+        assert [s for s in statements if s in ("SELECT", "UPDATE", "INSERT", "WITH")] == expected
+        start = next(q["sql"] for q in queries.captured_queries if q["sql"].split()[0] == "WITH")
+        assert "FOR NO KEY UPDATE" in start  # the start itself locks the owner's row
 
 
 @pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from jobs.models import Job, JobEvent, QueueControl
 from jobs.services.execution import RunState, job_start, job_succeed, job_update_progress
-from jobs.services.gates import limits_for
+from jobs.services.gates import limits_for, workers_alive_for
 from jobs.tests.factories import make
 from taskhub.errors import Conflict, NotFound
 
@@ -147,12 +147,15 @@ def test_succeed_of_a_job_that_is_gone():
 def test_each_is_one_statement():
     job = make()
     limits_for(queue=job.queue, task=job.celery_task_name)  # rate limits: a per-process cache, read once a second
+    workers_alive_for(job.queue)  # the workers alive: a per-process cache, read every 5 s
     with CaptureQueriesContext(connection) as queries:
         started = job_start(job_id=str(job.id), worker="w:1")
         job_update_progress(job_id=job.id, progress=5, attempts=started.attempts)
         job_succeed(job_id=job.id, attempts=started.attempts, result=1, worker="w:1")
     statements = [q["sql"].split()[0] for q in queries.captured_queries if q["sql"].split()[0] != "SAVEPOINT"]
-    assert [s for s in statements if s != "RELEASE"] == ["WITH", "UPDATE", "WITH"]
+    # The start (which also locks the owner's row and reads their cap), the owner's running count
+    # (fair shares: a plain user has a cap), the progress, the success.
+    assert [s for s in statements if s != "RELEASE"] == ["WITH", "SELECT", "UPDATE", "WITH"]
     assert [kind for kind, *_ in lines(job)] == ["started", "succeeded"]
 
 

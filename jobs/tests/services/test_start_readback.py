@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from jobs.models import Job, JobStatus
 from jobs.services.execution import job_start
-from jobs.services.gates import limits_for
+from jobs.services.gates import limits_for, workers_alive_for
 from jobs.tests.factories import kinds, make
 
 pytestmark = pytest.mark.django_db
@@ -16,12 +16,15 @@ pytestmark = pytest.mark.django_db
 def test_start_returns_the_attempt_from_the_update_itself():
     job = make(attempts=2)
     limits_for(queue=job.queue, task=job.celery_task_name)  # rate limits: a per-process cache, read once a second
+    workers_alive_for(job.queue)  # the workers alive: a per-process cache, read every 5 s
     with CaptureQueriesContext(connection) as queries:
         started = job_start(job_id=str(job.id), worker="w:1")
     statements = [query["sql"] for query in queries.captured_queries if query["sql"].split()[0] != "SAVEPOINT"]
-    # One statement: the conditional UPDATE … RETURNING and the timeline INSERT selecting from it.
+    # One statement: the conditional UPDATE … RETURNING and the timeline INSERT selecting from it
+    # (and the owner's row, locked); then the owner's running count (fair shares).
     assert [sql.split()[0] for sql in statements if sql.split()[0] in ("SELECT", "UPDATE", "INSERT", "WITH")] == [
-        "WITH"
+        "WITH",
+        "SELECT",
     ]
     assert "RETURNING" in statements[0] and "\"status\" = 'pending'" in statements[0] and "INSERT INTO" in statements[0]
     assert started.id == job.id and started.attempts == 2 and started.status == JobStatus.RUNNING
