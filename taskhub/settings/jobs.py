@@ -42,11 +42,14 @@ JOB_FAIR_SHARE = env.float("JOB_FAIR_SHARE", default=0.5)
 JOB_FAIR_SHARE_MAX_WAIT = env.float("JOB_FAIR_SHARE_MAX_WAIT", default=30.0)
 # Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
 JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
+# send_notification: at most this many recipients per user in any 24 hours (staff exempt; 0: no limit).
+JOB_NOTIFY_DAILY_LIMIT = env.int("JOB_NOTIFY_DAILY_LIMIT", default=50)
 
 # Django's standard task API (django.tasks; on Django 5.2 the django-tasks backport): @task
 # functions run as tracked jobs (jobs/tasks/django_backend.py, README "Using Django's task API").
-# QUEUES: the queue_name values tasks may use (taskhub's queues); OWNER: the service account
-# (created on first use) owning jobs enqueued outside `owned_by(user)`; MAX_RETRIES: automatic retries.
+# QUEUES: the queue_name values tasks may use (taskhub's queues); OWNER: the name of the service
+# account owning jobs enqueued outside `owned_by(user)` (made by accounts migration 0006, found by
+# its flag is_service_account, a name nobody may register); MAX_RETRIES: automatic retries.
 # https://docs.djangoproject.com/en/6.0/topics/tasks/
 TASKS = {
     "default": {
