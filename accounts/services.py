@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Permission
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.signing import BadSignature, SignatureExpired, TimestampSigner
@@ -203,7 +204,8 @@ def user_service_account(*, username: str | None = None) -> User:
     """The one account (flag ``is_service_account``, never its name) that owns work done on no
     person's behalf, e.g. ``django.tasks`` jobs. Migration 0006 makes it; if it is gone it is made
     again: named ``username`` (default TASKS OWNER) or, when a person holds that name, the first
-    free ``<name>-service[-n]``; active, not staff, without a usable password (it never signs in)."""
+    free ``<name>-service[-n]``; active, not staff, without a usable password (it never signs in).
+    It holds ``jobs.submit_urgent``: the server's own code may enqueue urgent tasks (priority >= 50)."""
     user = User.objects.filter(is_service_account=True).first()
     if user is not None:
         return user
@@ -217,4 +219,5 @@ def user_service_account(*, username: str | None = None) -> User:
             user.save()
     except IntegrityError:  # made concurrently by another process
         return User.objects.get(is_service_account=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="jobs", codename="submit_urgent"))
     return user

@@ -17,7 +17,7 @@ def fill_skeletons(apps, schema_editor):
 
 
 def create_service_account(apps, schema_editor):
-    """The service account, named TASKS OWNER; if a person already holds that name, it gets the
+    """The service account (holding jobs.submit_urgent), named TASKS OWNER; if a person already holds that name, it gets the
     first free ``<name>-service[-n]`` instead (the person keeps their name and owns nothing new)."""
     User = apps.get_model("accounts", "User")
     using = schema_editor.connection.alias
@@ -27,12 +27,17 @@ def create_service_account(apps, schema_editor):
     base = settings.TASKS.get("default", {}).get("OPTIONS", {}).get("OWNER", "django-tasks")
     candidates = [base, f"{base}-service", *(f"{base}-service-{n}" for n in range(2, 100))]
     name = next(c for c in candidates if not users.filter(username__iexact=c).exists())
-    users.create(
+    service = users.create(
         username=name,
         username_skeleton=skeleton(name),
         email=f"{name}@service.invalid",
         password=make_password(None),
         is_service_account=True,
+    )
+    # The server's own code may enqueue urgent tasks (accounts 0005 made the permission).
+    Permission = apps.get_model("auth", "Permission")
+    service.user_permissions.add(
+        *Permission.objects.using(using).filter(content_type__app_label="jobs", codename="submit_urgent")
     )
 
 

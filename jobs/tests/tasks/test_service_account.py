@@ -55,4 +55,5 @@ def test_the_service_account_is_found_by_its_flag_and_made_once():
 
     assert first.pk == second.pk and first.is_service_account
     assert not first.has_usable_password() and not first.is_staff
+    assert first.has_perm("jobs.submit_urgent")  # server code may enqueue priority >= 50 (urgent)
     assert User.objects.filter(is_service_account=True).count() == 1
