@@ -13,8 +13,12 @@ class User(AbstractUser):
         default=False, help_text="The owner proved they read this address (the link of a verification mail)."
     )
     email_verified_at = models.DateTimeField(null=True, blank=True)
-    pending_email = models.EmailField(
-        blank=True, default="", help_text="An address asked for and not verified yet; it replaces email once verified."
+    # None (not "") when nothing is pending: "" is no e-mail address, which the API's schema says it is.
+    pending_email = models.EmailField(  # noqa: DJ001
+        null=True,
+        blank=True,
+        default=None,
+        help_text="An address asked for and not verified yet; it replaces email once verified.",
     )
     is_service_account = models.BooleanField(
         default=False,

@@ -161,7 +161,7 @@ def user_verify_email(*, user: User, token: str) -> User:
     if User.objects.exclude(pk=user.pk).filter(email__iexact=email).exists():
         message = "A user with that email already exists."
         raise InvalidInput(f"email: {message}", code="duplicate", fields={"email": [message]})
-    user.email, user.pending_email = email, ""
+    user.email, user.pending_email = email, None
     user.email_verified, user.email_verified_at = True, timezone.now()
     user.save(update_fields=["email", "pending_email", "email_verified", "email_verified_at"])
     return user

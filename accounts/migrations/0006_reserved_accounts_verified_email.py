@@ -67,7 +67,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='user',
             name='pending_email',
-            field=models.EmailField(blank=True, default='', help_text='An address asked for and not verified yet; it replaces email once verified.', max_length=254),
+            field=models.EmailField(blank=True, default=None, null=True, help_text='An address asked for and not verified yet; it replaces email once verified.', max_length=254),
         ),
         migrations.AddField(
             model_name='user',

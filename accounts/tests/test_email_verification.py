@@ -41,7 +41,7 @@ def test_an_address_change_is_pending_until_verified(user_client, user, mailoutb
 
     assert verified.status_code == 200, verified.content
     user.refresh_from_db()
-    assert (user.email, user.pending_email, user.email_verified) == ("grace@elsewhere.example", "", True)
+    assert (user.email, user.pending_email, user.email_verified) == ("grace@elsewhere.example", None, True)
     assert user.email_verified_at is not None
     assert verified.json()["email_verified"] is True
 

@@ -70,7 +70,7 @@ def test_patch_me_to_my_own_verified_email_in_another_case(user_client, user, ma
 
     assert response.status_code == 200, response.content
     user.refresh_from_db()
-    assert user.email == user.email.lower() and user.pending_email == ""
+    assert user.email == user.email.lower() and user.pending_email is None
     assert mailoutbox == []
 
 
