@@ -11,6 +11,7 @@ it are simplejwt's own, with its messages.
 
 from typing import Any
 
+from django.contrib.auth.backends import ModelBackend
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
@@ -32,6 +33,19 @@ def user_id_from_claims(claims: Any) -> int:
     return value
 
 
+def user_may_authenticate(user) -> bool:
+    """simplejwt's USER_AUTHENTICATION_RULE: an active person; never the service account."""
+    return user is not None and user.is_active and not user.is_service_account
+
+
+class PersonModelBackend(ModelBackend):
+    """Django's password and session backend, refusing the service account (its password is
+    unusable anyway; a session made for it by other means does not authenticate either)."""
+
+    def user_can_authenticate(self, user) -> bool:
+        return super().user_can_authenticate(user) and not getattr(user, "is_service_account", False)
+
+
 class StrictJWTAuthentication(JWTAuthentication):
     def get_user(self, validated_token):
         """simplejwt's ``get_user`` (same checks, same errors), looking the user up with
@@ -42,6 +56,8 @@ class StrictJWTAuthentication(JWTAuthentication):
             raise AuthenticationFailed(_("User not found"), code="user_not_found")
         if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
             raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
+        if user.is_service_account:
+            raise AuthenticationFailed(_("The service account cannot sign in."), code="service_account")
         if api_settings.CHECK_REVOKE_TOKEN and validated_token.get(
             api_settings.REVOKE_TOKEN_CLAIM
         ) != get_md5_hash_password(user.password):

@@ -5,7 +5,8 @@ from .models import User
 
 
 def user_list() -> QuerySet[User]:
-    return User.objects.order_by("id")
+    """The people: the service account (owner of django.tasks jobs) is no one to list or manage."""
+    return User.objects.filter(is_service_account=False).order_by("id")
 
 
 _FIELDS = User._meta.concrete_fields

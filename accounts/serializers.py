@@ -9,14 +9,54 @@ from .models import User
 class UserSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = User
-        fields = ("id", "username", "email", "first_name", "last_name", "is_staff", "date_joined", "last_login")
-        read_only_fields = ("id", "is_staff", "date_joined", "last_login")
+        fields = (
+            "id",
+            "username",
+            "email",
+            "email_verified",
+            "email_verified_at",
+            "pending_email",
+            "first_name",
+            "last_name",
+            "is_staff",
+            "date_joined",
+            "last_login",
+        )
+        read_only_fields = (
+            "id",
+            "email_verified",
+            "email_verified_at",
+            "pending_email",
+            "is_staff",
+            "date_joined",
+            "last_login",
+        )
         # Uniqueness is checked case-insensitively by the service, so the model's unique
         # validators go; the username's character rule must stay.
         extra_kwargs = {
             "username": {"validators": [UnicodeUsernameValidator()]},
             "email": {"validators": []},
         }
+
+
+class UserUpdateSerializer(UserSerializer):
+    """PATCH /users/me/: a new ``email`` is pending until verified; a new ``username`` needs
+    ``current_password``."""
+
+    current_password = serializers.CharField(
+        write_only=True, required=False, max_length=128, style={"input_type": "password"}
+    )
+
+    class Meta(UserSerializer.Meta):
+        fields = (*UserSerializer.Meta.fields, "current_password")
+
+
+class EmailVerifySerializer(StrictFieldsMixin, serializers.Serializer):
+    token = serializers.CharField(max_length=1000, help_text="The token of the verification mail.")
+
+
+class RegistrationAcceptedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
 
 
 class RegisterSerializer(StrictFieldsMixin, serializers.Serializer):

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -20,18 +21,39 @@ from . import selectors, services
 from .authentication import user_id_from_claims
 from .filters import UserFilter
 from .models import User
-from .serializers import LogoutSerializer, PasswordChangeSerializer, RegisterSerializer, UserSerializer
+from .serializers import (
+    EmailVerifySerializer,
+    LogoutSerializer,
+    PasswordChangeSerializer,
+    RegisterSerializer,
+    RegistrationAcceptedSerializer,
+    UserSerializer,
+    UserUpdateSerializer,
+)
+
+# The one answer to every sign-up that passes the checks on its input: made or not (a taken
+# username or address), the caller learns it from the mail only (README, "Accounts").
+REGISTRATION_ACCEPTED = (
+    "If this username and e-mail address are free, your account is made: sign in with them. "
+    "Either way, a mail to the address says what happened (and how to verify it)."
+)
+
+
+def _verify_url(request) -> str:
+    return request.build_absolute_uri(reverse("user-verify-email"))
 
 
 class RegisterView(APIView):
-    """Sign up. Answers 403 when registration is switched off (REGISTRATION_OPEN=false)."""
+    """Sign up. Answers 202 with the same body whether or not the account was made (a taken
+    username or address is said in a mail, not here); 400 for malformed input, a reserved
+    username or a weak password; 403 when registration is switched off (REGISTRATION_OPEN=false)."""
 
     permission_classes = [permissions.AllowAny]
     authentication_classes = []
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "register"
 
-    @extend_schema(request=RegisterSerializer, responses={201: UserSerializer, **ERRORS(400, 403, 429)})
+    @extend_schema(request=RegisterSerializer, responses={202: RegistrationAcceptedSerializer, **ERRORS(400, 403, 429)})
     def post(self, request):
         if not settings.REGISTRATION_OPEN:
             raise ApplicationError(
@@ -39,8 +61,8 @@ class RegisterView(APIView):
             )
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_register(**serializer.validated_data)
-        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+        services.user_register(**serializer.validated_data, verify_url=_verify_url(request))
+        return Response({"detail": REGISTRATION_ACCEPTED}, status=status.HTTP_202_ACCEPTED)
 
 
 class StrictTokenObtainPairSerializer(StrictFieldsMixin, jwt_serializers.TokenObtainPairSerializer):
@@ -124,17 +146,39 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(methods=["GET"], responses={200: UserSerializer, **ERRORS(401)}, summary="Your profile")
     @extend_schema(
         methods=["PATCH"],
-        request=UserSerializer,
+        request=UserUpdateSerializer,
         responses={200: UserSerializer, **ERRORS(400, 401)},
         summary="Update your profile",
+        description="A new `email` is stored as `pending_email` and a verification mail is sent to it; it "
+        "becomes `email` at POST /users/me/email/verify/. A new `username` needs `current_password`.",
     )
     @action(detail=False, methods=["get", "patch"], permission_classes=[permissions.IsAuthenticated])
     def me(self, request):
         if request.method == "GET":
             return Response(UserSerializer(request.user).data)
-        serializer = UserSerializer(request.user, data=request.data, partial=True)
+        serializer = UserUpdateSerializer(request.user, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        user = services.user_update(user=request.user, **serializer.validated_data)
+        user = services.user_update(user=request.user, verify_url=_verify_url(request), **serializer.validated_data)
+        return Response(UserSerializer(user).data)
+
+    @extend_schema(
+        request=EmailVerifySerializer,
+        responses={200: UserSerializer, **ERRORS(400, 401)},
+        summary="Verify your pending e-mail address",
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="me/email/verify",
+        url_name="verify-email",
+        permission_classes=[permissions.IsAuthenticated],
+    )
+    def verify_email(self, request):
+        """Present the token of the verification mail: the pending address becomes your verified
+        `email`. Only the user it was issued to, within EMAIL_VERIFICATION_MAX_AGE seconds."""
+        serializer = EmailVerifySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_verify_email(user=request.user, **serializer.validated_data)
         return Response(UserSerializer(user).data)
 
     @extend_schema(

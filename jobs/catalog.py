@@ -64,6 +64,9 @@ class CatalogEntry:
     # Who may run it with which arguments, beyond the schema: ``authorize(owner, arguments)``
     # raises an ApplicationError (e.g. a 403) to refuse; ``arguments`` are bound by name.
     authorize: Callable[[Any, dict[str, Any]], None] | None = None
+    # How much of it an owner may use: ``budget(owner, [arguments, ...])`` is given every job of one
+    # request (a bulk request's all at once) and raises an ApplicationError (e.g. a 429) to refuse.
+    budget: Callable[[Any, list[dict[str, Any]]], None] | None = None
 
     @classmethod
     def from_function(
@@ -80,6 +83,7 @@ class CatalogEntry:
         staff_only: bool = False,
         schema: dict[str, Any] | None = None,
         authorize: Callable[[Any, dict[str, Any]], None] | None = None,
+        budget: Callable[[Any, list[dict[str, Any]]], None] | None = None,
     ) -> CatalogEntry:
         """The entry for ``function(self, ...)``. A declared ``schema`` replaces the one derived
         from the signature and is checked now, so a broken one fails at import time."""
@@ -96,6 +100,7 @@ class CatalogEntry:
             cancellable=cancellable,
             staff_only=staff_only,
             authorize=authorize,
+            budget=budget,
         )
 
     @property
@@ -123,6 +128,11 @@ class CatalogEntry:
         """Refuse (raise) arguments ``owner`` may not run the task with (valid ones: validate first)."""
         if self.authorize is not None:
             self.authorize(owner, self.parameters.bind(args, kwargs))
+
+    def check_budget(self, owner: Any, calls: list[tuple[list, dict]]) -> None:
+        """Refuse (raise) jobs ``(args, kwargs)`` that together exceed the owner's budget."""
+        if self.budget is not None:
+            self.budget(owner, [self.parameters.bind(args, kwargs) for args, kwargs in calls])
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -107,3 +107,14 @@ STANDARD_HISTORY_KINDS = (
 def job_standard_history(*, job_id) -> QuerySet[JobEvent]:
     """A job's starts, cancels and failures in order (``django.tasks`` results: worker_ids, errors)."""
     return JobEvent.objects.filter(job_id=job_id, kind__in=STANDARD_HISTORY_KINDS).order_by("at", "id")
+
+
+def notification_recipients_since(*, owner_id: int, task_name: str, since) -> int:
+    """How many recipients ``owner_id``'s jobs of ``task_name`` (``to``, by name or first
+    positional argument) created since ``since`` listed: what a mail budget counts."""
+    total = 0
+    rows = Job.objects.filter(owner_id=owner_id, celery_task_name=task_name, created_at__gte=since)
+    for args, kwargs in rows.values_list("args", "kwargs").iterator():
+        to = kwargs.get("to") if isinstance(kwargs, dict) and "to" in kwargs else (args or [None])[0]
+        total += len(to) if isinstance(to, list) else 0
+    return total

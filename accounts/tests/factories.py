@@ -18,6 +18,8 @@ class UserFactory(DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
+    # A settled account: its address was verified (tests of unverified addresses say so).
+    email_verified = True
     password = factory.PostGenerationMethodCall("set_password", "correct-horse-battery-staple-42")
 
     # A factory_boy hook: ``obj`` is the built instance (saved once, after set_password).

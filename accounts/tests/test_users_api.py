@@ -48,29 +48,34 @@ def test_get_me(user_client, user):
     assert "password" not in body
 
 
-def test_patch_me_changes_names_and_email(user_client, user):
+def test_patch_me_changes_names_and_asks_for_the_email(user_client, user, mailoutbox):
+    """A new address is pending until verified (test_email_verification.py)."""
+    old = user.email
+
     response = user_client.patch(
         ME,
         {"first_name": "Grace", "last_name": "Hopper", "email": " Grace@Example.COM "},
     )
 
     assert response.status_code == 200, response.content
-    assert response.json()["email"] == "grace@example.com"
+    assert (response.json()["email"], response.json()["pending_email"]) == (old, "grace@example.com")
     user.refresh_from_db()
     assert (user.first_name, user.last_name) == ("Grace", "Hopper")
-    assert user.email == "grace@example.com"
+    assert (user.email, user.pending_email) == (old, "grace@example.com")
+    assert [m.to for m in mailoutbox] == [["grace@example.com"]]
 
 
-def test_patch_me_to_my_own_email_in_another_case(user_client, user):
+def test_patch_me_to_my_own_verified_email_in_another_case(user_client, user, mailoutbox):
     response = user_client.patch(ME, {"email": user.email.upper()})
 
     assert response.status_code == 200, response.content
     user.refresh_from_db()
-    assert user.email == user.email.lower()
+    assert user.email == user.email.lower() and user.pending_email is None
+    assert mailoutbox == []
 
 
-def test_patch_me_username(user_client, user):
-    response = user_client.patch(ME, {"username": "grace.hopper"})
+def test_patch_me_username(user_client, user, password):
+    response = user_client.patch(ME, {"username": "grace.hopper", "current_password": password})
 
     assert response.status_code == 200, response.content
     user.refresh_from_db()
@@ -118,10 +123,10 @@ def test_patch_me_to_a_taken_email_is_refused(user_client, user, other_user, cas
     assert profile(user) == before
 
 
-def test_patch_me_to_a_taken_username_is_refused(user_client, user, other_user):
+def test_patch_me_to_a_taken_username_is_refused(user_client, user, other_user, password):
     before = profile(user)
 
-    response = user_client.patch(ME, {"username": other_user.username.upper()})
+    response = user_client.patch(ME, {"username": other_user.username.upper(), "current_password": password})
 
     assert_error(response, 400, code="duplicate", field="username")
     assert profile(user) == before

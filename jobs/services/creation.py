@@ -94,6 +94,7 @@ def job_build_spec(*, owner: User, by_application: bool = False, **request: Unpa
     kwargs = {} if kwargs is None else kwargs
     entry.validate(args, kwargs)
     entry.check_arguments(owner, args, kwargs)
+    entry.check_budget(owner, [(args, kwargs)])
     for field, value in (("args", args), ("kwargs", kwargs)):
         if problem := json_problem(value):
             message = f"{problem[0].upper()}{problem[1:]}."
@@ -213,6 +214,8 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
             fields = {f"{where}.{name}": messages for name, messages in exc.fields.items()} or {where: [exc.message]}
             message = f"{where}.{exc.message}" if exc.fields else f"{where}: {exc.message}"
             raise type(exc)(message, code=exc.code, status_code=exc.status_code, fields=fields) from exc
+    for entry in {spec.entry.name: spec.entry for spec in specs}.values():  # the request's jobs together
+        entry.check_budget(owner, [(spec.args, spec.kwargs) for spec in specs if spec.entry is entry])
     keys, fingerprint = _bulk_keys(idempotency_key, specs)
     if keys and (replayed := _bulk_replay(owner, keys, fingerprint)):
         return replayed

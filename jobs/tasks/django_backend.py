@@ -204,8 +204,9 @@ def _error(message: str, traceback: str, *, redact: bool) -> TaskError:
 
 
 class TaskhubBackend(BaseTaskBackend):
-    """Runs ``@task`` functions as taskhub jobs. OPTIONS: ``OWNER`` (the username of the service
-    account that owns jobs enqueued outside ``owned_by``, created on first use), ``MAX_RETRIES``
+    """Runs ``@task`` functions as taskhub jobs. OPTIONS: ``OWNER`` (the name given to the service
+    account that owns jobs enqueued outside ``owned_by``; the account is found by its flag
+    ``is_service_account``, never by this name, which nobody may register), ``MAX_RETRIES``
     (automatic retries of a failed attempt, with the catalog's backoff; default 0)."""
 
     supports_defer = True  # run_after -> the job's run_at
@@ -235,7 +236,7 @@ class TaskhubBackend(BaseTaskBackend):
         if found.func is not task.func:
             raise InvalidTask(f"{task.module_path} does not name this task's function.")
         json.dumps([list(args), kwargs])  # TypeError for what JSON cannot carry, as the standard says
-        owner = _owner.get() or user_service_account(username=self.owner_username)
+        owner = _owner.get() or user_service_account(username=self.owner_username)  # found by its flag
         job = job_create(
             owner=owner,
             celery_task_name=RUNNER_TASK,

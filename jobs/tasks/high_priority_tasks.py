@@ -1,14 +1,17 @@
 """Short, urgent work: notifications."""
 
+from datetime import timedelta
 from typing import Annotated
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.utils import timezone
 
 from taskhub.errors import ApplicationError
 
 from ..models import JobPriority
 from ..parameters import MaxItems
+from ..selectors import notification_recipients_since
 from .registry import job_task
 
 
@@ -18,8 +21,12 @@ def recipients_allowed(owner, arguments: dict) -> None:
     if owner.is_staff:
         return
     allowed = {address.lower() for address in settings.JOB_NOTIFY_ALLOWED_RECIPIENTS}
-    if owner.email:
-        allowed.add(owner.email.lower())
+    own = owner.email.lower() if owner.email else ""
+    if own and owner.email_verified:
+        allowed.add(own)
+    elif own in {address.lower() for address in arguments["to"]} and own not in allowed:
+        message = f"Your address {owner.email} is not verified yet: verify it (POST /api/v1/users/me/email/verify/)."
+        raise ApplicationError(f"kwargs.to: {message}", code="email_unverified", fields={"kwargs": [message]})
     refused = [
         address
         for address in arguments["to"]
@@ -33,8 +40,30 @@ def recipients_allowed(owner, arguments: dict) -> None:
         )
 
 
+def recipients_within_budget(owner, calls: list[dict]) -> None:
+    """At most JOB_NOTIFY_DAILY_LIMIT recipients a user in any 24 hours (staff exempt; 0: no
+    limit), counted from the user's send_notification jobs, with those of this request."""
+    limit = settings.JOB_NOTIFY_DAILY_LIMIT
+    if owner.is_staff or not limit:
+        return
+    asked = sum(len(call["to"]) for call in calls)
+    used = notification_recipients_since(
+        owner_id=owner.pk, task_name=NOTIFY_TASK, since=timezone.now() - timedelta(hours=24)
+    )
+    if used + asked > limit:
+        raise ApplicationError(
+            f"kwargs.to: at most {limit} notification recipients per user in 24 hours (JOB_NOTIFY_DAILY_LIMIT); "
+            f"{used} used, {asked} asked.",
+            code="notify_daily_limit",
+            status_code=429,
+        )
+
+
+NOTIFY_TASK = "jobs.tasks.high_priority_tasks.send_notification"
+
+
 @job_task(
-    name="jobs.tasks.high_priority_tasks.send_notification",
+    name=NOTIFY_TASK,
     aliases=("app.tasks.high_priority_tasks.send_notification", "send_notification"),
     priority=JobPriority.URGENT,
     time_limit=120,
@@ -43,6 +72,7 @@ def recipients_allowed(owner, arguments: dict) -> None:
     retry_backoff=5.0,
     retry_on=(OSError,),
     authorize=recipients_allowed,
+    budget=recipients_within_budget,
 )
 def send_notification(
     self,

@@ -31,6 +31,7 @@ def job_task(
     staff_only: bool = False,
     schema: dict | None = None,
     authorize: Callable[[Any, dict[str, Any]], None] | None = None,
+    budget: Callable[[Any, list[dict[str, Any]]], None] | None = None,
     base: type[JobTask] = JobTask,
 ) -> Callable[[Callable], Task]:
     """Register ``function(self, ...)`` as a catalog entry and a Celery task on JobTask.
@@ -41,7 +42,8 @@ def job_task(
     heartbeat (no grace period). ``schema`` declares the parameters' JSON Schema instead of
     deriving it from the signature; either way it is what a job's args/kwargs are checked
     against. ``authorize(owner, arguments)`` may refuse an owner or arguments beyond the schema
-    (raise an ApplicationError); it runs when a job is created. ``base``: a subclass of JobTask
+    (raise an ApplicationError); it runs when a job is created. ``budget(owner, [arguments])``
+    may refuse what a request's jobs of this task use together (raise). ``base``: a subclass of JobTask
     for a task that needs more around each run (jobs.tasks.standard_tasks).
     """
 
@@ -58,6 +60,7 @@ def job_task(
             staff_only=staff_only,
             schema=schema,
             authorize=authorize,
+            budget=budget,
         )
         catalog.add(entry)
         return shared_task(bind=True, base=base, name=name, typing=False)(function)

@@ -49,9 +49,18 @@ SIMPLE_JWT = {
     # Tokens carry a hash of the password: changing it invalidates access tokens at once too.
     # https://django-rest-framework-simplejwt.readthedocs.io/en/latest/settings.html#check-revoke-token
     "CHECK_REVOKE_TOKEN": True,
+    # Login and refresh refuse inactive users and the service account (which owns django.tasks jobs).
+    # https://django-rest-framework-simplejwt.readthedocs.io/en/latest/settings.html#user-authentication-rule
+    "USER_AUTHENTICATION_RULE": "accounts.authentication.user_may_authenticate",
 }
 
+# Sessions (admin, DRF's SessionAuthentication) and password logins refuse the service account too.
+# https://docs.djangoproject.com/en/5.2/ref/settings/#authentication-backends
+AUTHENTICATION_BACKENDS = ["accounts.authentication.PersonModelBackend"]
+
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
+# How long (seconds) the token of an e-mail verification mail is good for (TimestampSigner max_age).
+EMAIL_VERIFICATION_MAX_AGE = env.int("EMAIL_VERIFICATION_MAX_AGE", default=24 * 3600)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "taskhub API",

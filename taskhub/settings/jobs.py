@@ -47,11 +47,14 @@ JOB_SCHEDULE_MAX_PER_USER = env.int("JOB_SCHEDULE_MAX_PER_USER", default=50)
 JOB_SCHEDULE_MIN_INTERVAL_SECONDS = env.int("JOB_SCHEDULE_MIN_INTERVAL_SECONDS", default=60)
 # Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
 JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
+# send_notification: at most this many recipients per user in any 24 hours (staff exempt; 0: no limit).
+JOB_NOTIFY_DAILY_LIMIT = env.int("JOB_NOTIFY_DAILY_LIMIT", default=50)
 
 # Django's standard task API (django.tasks; on Django 5.2 the django-tasks backport): @task
 # functions run as tracked jobs (jobs/tasks/django_backend.py, README "Using Django's task API").
-# QUEUES: the queue_name values tasks may use (taskhub's queues); OWNER: the service account
-# (created on first use) owning jobs enqueued outside `owned_by(user)`; MAX_RETRIES: automatic retries.
+# QUEUES: the queue_name values tasks may use (taskhub's queues); OWNER: the name of the service
+# account owning jobs enqueued outside `owned_by(user)` (made by accounts migration 0006, found by
+# its flag is_service_account, a name nobody may register); MAX_RETRIES: automatic retries.
 # https://docs.djangoproject.com/en/6.0/topics/tasks/
 TASKS = {
     "default": {

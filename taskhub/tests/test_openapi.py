@@ -19,6 +19,7 @@ ACCOUNTS_PATHS = {
     "/api/v1/users/{id}/": {"get"},
     "/api/v1/users/me/": {"get", "patch"},
     "/api/v1/users/me/password/": {"post"},
+    "/api/v1/users/me/email/verify/": {"post"},
 }
 
 
@@ -45,6 +46,25 @@ def test_schema_documents_the_error_shape(client):
     assert set(error["required"]) == {"code", "message"}
     register = schema["paths"]["/api/v1/auth/register/"]["post"]["responses"]
     assert register["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_schema_documents_verified_email_and_the_rename_password(client):
+    """Security II: the verify endpoint, the pending address, current_password, and registration's 202."""
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    components = schema["components"]["schemas"]
+
+    assert {"email_verified", "email_verified_at", "pending_email"} <= set(components["User"]["properties"])
+    patch = schema["paths"]["/api/v1/users/me/"]["patch"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "current_password" in components[patch["$ref"].rsplit("/", 1)[-1]]["properties"]
+    verify = schema["paths"]["/api/v1/users/me/email/verify/"]["post"]
+    assert (
+        "token"
+        in components[verify["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/")[-1]][
+            "properties"
+        ]
+    )
+    assert {"200", "400", "401"} <= set(verify["responses"])
+    assert "202" in schema["paths"]["/api/v1/auth/register/"]["post"]["responses"]
 
 
 def test_schema_validates_without_warnings(tmp_path):
