@@ -140,6 +140,8 @@ def test_another_users_job_is_404_but_staff_may_follow_it(user, other_user, staf
         ("priority=asap", "priority"),
         ("created_after=yesterday", "created_after"),
         ("created_before=2024-13-45", "created_before"),
+        ("args_contains=" + "[" * 499 + "]" * 499, "args_contains"),
+        ("arg=" + "[" * 499 + "]" * 499, "arg"),
     ],
 )
 def test_bad_filter_on_the_list_stream_is_400_naming_it(user, query, field):
