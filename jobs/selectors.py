@@ -1,4 +1,6 @@
-"""Read queries for jobs. Visibility lives here: owners see their own jobs, staff see all."""
+"""Read queries for jobs. Visibility lives here: owners see their own jobs; staff with the
+permission the admin asks for to show jobs (``jobs.view_job``, or ``jobs.change_job``, which
+Django's admin counts as viewing too) see all."""
 
 import uuid
 from collections.abc import Iterable
@@ -13,6 +15,13 @@ from taskhub.errors import NotFound
 
 from .models import Job, JobEvent, JobEventKind
 
+OTHERS_JOBS_VIEW_PERMISSIONS = ("jobs.view_job", "jobs.change_job")
+
+
+def sees_every_job(user: User) -> bool:
+    """Whether ``user`` sees other users' jobs (API, streams, stats, admin): staff with a view permission."""
+    return user.is_staff and any(user.has_perm(permission) for permission in OTHERS_JOBS_VIEW_PERMISSIONS)
+
 
 def job_list(*, user: User, names_only: bool = False) -> QuerySet[Job]:
     """The jobs ``user`` may see, with their owner and canceller loaded. ``names_only``: only those
@@ -24,7 +33,7 @@ def job_list(*, user: User, names_only: bool = False) -> QuerySet[Job]:
         )
     else:
         jobs = Job.objects.select_related("owner", "cancelled_by")
-    return jobs if user.is_staff else jobs.filter(owner=user)
+    return jobs if sees_every_job(user) else jobs.filter(owner=user)
 
 
 def job_get(*, user: User, job_id, names_only: bool = False) -> Job:
