@@ -48,6 +48,10 @@ JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", defaul
 # QUEUES: the queue_name values tasks may use (taskhub's queues); OWNER: the service account
 # (created on first use) owning jobs enqueued outside `owned_by(user)`; MAX_RETRIES: automatic retries.
 # https://docs.djangoproject.com/en/6.0/topics/tasks/
+# A task path may name product code of installed apps only: never a module with a tests, test_*,
+# testing, conftest, migrations or management segment, except the modules named here (the test
+# suite's own, jobs.tests.standard_tasks, which `make test` sets); empty in production.
+TASKS_ALLOWED_TEST_MODULES = env.list("TASKS_ALLOWED_TEST_MODULES", default=[])
 TASKS = {
     "default": {
         "BACKEND": "jobs.tasks.django_backend.TaskhubBackend",
