@@ -143,7 +143,7 @@ def standard_task(path: Any) -> Task:
         )
     try:
         module = sys.modules.get(module_name) or import_module(module_name)
-    except Exception as exc:  # whatever its import raises: the job is refused, the detail logged
+    except Exception as exc:  # noqa: BLE001 - whatever its import raises: refused, the detail logged
         logger.warning("Task path %s cannot be imported: %s: %s", path, type(exc).__name__, exc)
         raise TaskRefused(f"unknown task path {path}.") from None
     found = vars(module).get(name)  # no module __getattr__: nothing runs beyond the import
