@@ -161,11 +161,25 @@ class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Ser
     run_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Do not start before this time.")
 
 
+class FirstErrorListField(serializers.ListField):
+    """A list whose items are checked until the first bad one (DRF's checks them all): a refused
+    request's cost is bounded by where its first mistake is."""
+
+    def run_child_validation(self, data):
+        result = []
+        for index, item in enumerate(data):
+            try:
+                result.append(self.child.run_validation(item))
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({index: exc.detail}) from None
+        return result
+
+
 class JobBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):
     """Up to JOB_BULK_MAX job requests, created all together or not at all. An item's errors are
     named ``jobs[<index>].<field>`` (``taskhub.errors.flat_fields``)."""
 
-    jobs = serializers.ListField(
+    jobs = FirstErrorListField(
         child=JobCreateSerializer(),
         allow_empty=False,
         min_length=1,
