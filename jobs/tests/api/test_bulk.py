@@ -127,7 +127,7 @@ def test_bulk_validation_stops_at_the_first_bad_item(user_client, nothing_writte
     assert list(body["fields"]) == ["jobs[1].priority"]
 
 
-def test_a_bulk_body_over_JOB_BULK_MAX_BYTES_is_refused_before_its_items_are_read(user_client, nothing_written):
+def test_a_bulk_body_over_the_bulk_byte_limit_is_refused_before_its_items_are_read(user_client, nothing_written):
     """Default 1 MiB; the items here are all bad, and are never looked at."""
     item = {"celery_task_name": "process_data", "priority": "asap", "kwargs": {"records": ["x" * 1000] * 5}}
     jobs = [item] * 220  # ~1.1 MB
