@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import F, Func, JSONField, QuerySet
 from django.db.models.functions import Left
 
 from accounts.models import User
@@ -34,6 +34,42 @@ def job_list(*, user: User, names_only: bool = False) -> QuerySet[Job]:
     else:
         jobs = Job.objects.select_related("owner", "cancelled_by")
     return jobs if sees_every_job(user) else jobs.filter(owner=user)
+
+
+LIST_LEFT_OUT = ("args", "kwargs", "result")
+
+
+class _InlineJSON(Func):
+    """``[value]`` when the JSON column's text (as the database writes it: ``[1, 2]``, ``{"a": 1}``)
+    takes at most ``limit`` bytes, else NULL: one expression a field, measured where the value is."""
+
+    output_field = JSONField()
+
+    def __init__(self, field: str, *, limit: int) -> None:
+        super().__init__(F(field))
+        self.limit = int(limit)
+
+    def as_postgresql(self, compiler, connection, **extra):
+        template = (
+            f"CASE WHEN %(expressions)s IS NULL OR octet_length(%(expressions)s::text) <= {self.limit} "
+            "THEN jsonb_build_array(%(expressions)s) END"
+        )
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        template = (
+            f"CASE WHEN %(expressions)s IS NULL OR length(CAST(%(expressions)s AS BLOB)) <= {self.limit} "
+            "THEN json_array(json(%(expressions)s)) END"
+        )
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
+def job_list_page(jobs: QuerySet[Job], *, inline_max_bytes: int) -> QuerySet[Job]:
+    """``jobs`` for a list page: args, kwargs and result larger than ``inline_max_bytes`` stay in
+    the database. Each comes as ``<field>_inline``: ``[value]``, or null when left out (the
+    serializer reads it), so a large value is never sent to the web process."""
+    inline = {f"{field}_inline": _InlineJSON(field, limit=inline_max_bytes) for field in LIST_LEFT_OUT}
+    return jobs.defer(*LIST_LEFT_OUT).annotate(**inline)
 
 
 def job_get(*, user: User, job_id, names_only: bool = False) -> Job:
