@@ -11,6 +11,7 @@ TEST_ENV := DEBUG=false \
 	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/taskhub} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/14} \
 	CELERY_RESULT_BACKEND=django-db \
+	TASKS_ALLOWED_TEST_MODULES=jobs.tests.standard_tasks \
 	TASKHUB_VAR_DIR=$(CURDIR)/var/test
 
 .PHONY: install run test test-faults lint format migrations-check clean bench

@@ -102,6 +102,16 @@ def staff_user(db, password):
     return UserFactory(password=password, is_staff=True)
 
 
+@pytest.fixture
+def staff_viewer(staff_user):
+    """``staff_user`` with ``jobs.view_job`` (the viewer role): sees every user's jobs (a bare staff
+    member sees only their own). Granted before ``staff_client``'s first request caches permissions."""
+    from django.contrib.auth.models import Permission
+
+    staff_user.user_permissions.add(Permission.objects.get(content_type__app_label="jobs", codename="view_job"))
+    return staff_user
+
+
 def _client_for(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user=user)

@@ -426,5 +426,9 @@ def start_web(port: int, env: dict[str, str | None] | None = None) -> Process:
         except OSError:
             return False
 
-    web_env = {"TASKHUB_PORT": str(port), "WEB_CONCURRENCY": "2", "LOG_LEVEL": "WARNING", **(env or {})}
+    # Several web processes share their throttle counters (the bench's Redis db), or the web process
+    # refuses to start (accounts.E001).
+    shared_cache = os.environ.get("CACHE_URL") or os.environ["CELERY_BROKER_URL"]
+    web_env = {"TASKHUB_PORT": str(port), "WEB_CONCURRENCY": "2", "LOG_LEVEL": "WARNING", "CACHE_URL": shared_cache}
+    web_env.update(env or {})
     return Process(procfile_command("web"), env=web_env, label="web").start(ready=answers, timeout=120)

@@ -53,9 +53,36 @@ KWARGS_CONTAINS_HELP = 'Jobs whose kwargs contain this JSON object (nested conta
 ARGS_CONTAINS_HELP = "Jobs whose args contain every element of this JSON array, e.g. `[1, 2]`."
 
 
+MAX_TERM_DEPTH = 32
+"""How deeply a search term's JSON may nest: Django builds a containment's SQL recursively."""
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_TERM_DEPTH:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _read_json(text: str) -> Any:
+    """``text`` read as JSON (ValueError when it is none), refused when nested too deeply."""
+    try:
+        value = json.loads(text)
+        too_deep = _too_deep(value)
+    except RecursionError:  # the parser's own limit, far above ours
+        too_deep = True
+    if too_deep:
+        raise forms.ValidationError(f"A term is nested more than {MAX_TERM_DEPTH} levels deep.", code="too_deep")
+    return value
+
+
 def _json_or_text(text: str) -> Any:
     try:
-        return json.loads(text)
+        return _read_json(text)
     except ValueError:
         return text
 
@@ -95,6 +122,12 @@ class ArgumentTermsField(forms.Field):
             raise forms.ValidationError(f"A term is at most {MAX_ARGUMENT_TERM_LENGTH} characters.", code="too_long")
         return values
 
+    def clean(self, value):
+        values = super().clean(value)
+        for term in values:
+            _json_or_text(term[1] if isinstance(term, tuple) else term)  # refuses a term nested too deeply
+        return values
+
 
 class KwargTermsField(ArgumentTermsField):
     def __init__(self, *args, **kwargs):
@@ -122,7 +155,7 @@ class JSONTermField(forms.CharField):
         if not text:
             return None
         try:
-            parsed = json.loads(text)
+            parsed = _read_json(text)
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}.", code="invalid") from exc
         if not isinstance(parsed, self.json_type):

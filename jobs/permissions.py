@@ -1,9 +1,10 @@
 """Who may act on a job through the API.
 
-Owners act on their own jobs without any permission. Staff see every job (``selectors.job_list``)
-but cancel, retry or delete someone else's only with the Django permission the admin asks for
-too: "change" to cancel or retry (the admin's "operate"), "delete" to delete. Non-staff never
-get this far with another user's job: it is not found for them (404).
+Owners act on their own jobs without any permission. Staff with ``jobs.view_job`` see every job
+(``selectors.job_list``; without it, their own) but cancel, retry or delete someone else's only
+with the Django permission the admin asks for too: "change" to cancel or retry (the admin's
+"operate"), "delete" to delete. Whoever may not see another user's job never gets this far: it
+is not found for them (404).
 """
 
 from __future__ import annotations

@@ -1,17 +1,26 @@
-"""Read queries for jobs. Visibility lives here: owners see their own jobs, staff see all."""
+"""Read queries for jobs. Visibility lives here: owners see their own jobs; staff with the
+permission the admin asks for to show jobs (``jobs.view_job``, or ``jobs.change_job``, which
+Django's admin counts as viewing too) see all."""
 
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import F, Func, JSONField, QuerySet
 from django.db.models.functions import Left
 
 from accounts.models import User
 from taskhub.errors import NotFound
 
 from .models import Job, JobEvent, JobEventKind
+
+OTHERS_JOBS_VIEW_PERMISSIONS = ("jobs.view_job", "jobs.change_job")
+
+
+def sees_every_job(user: User) -> bool:
+    """Whether ``user`` sees other users' jobs (API, streams, stats, admin): staff with a view permission."""
+    return user.is_staff and any(user.has_perm(permission) for permission in OTHERS_JOBS_VIEW_PERMISSIONS)
 
 
 def job_list_all(*, names_only: bool = False) -> QuerySet[Job]:
@@ -27,9 +36,46 @@ def job_list_all(*, names_only: bool = False) -> QuerySet[Job]:
 
 
 def job_list(*, user: User, names_only: bool = False) -> QuerySet[Job]:
-    """The jobs ``user`` may see (``job_list_all``'s rows): their own, or every job for staff."""
+    """The jobs ``user`` may see (``job_list_all``'s rows): their own, or every job for staff with
+    a view permission (``sees_every_job``)."""
     jobs = job_list_all(names_only=names_only)
-    return jobs if user.is_staff else jobs.filter(owner=user)
+    return jobs if sees_every_job(user) else jobs.filter(owner=user)
+
+
+LIST_LEFT_OUT = ("args", "kwargs", "result")
+
+
+class _InlineJSON(Func):
+    """``[value]`` when the JSON column's text (as the database writes it: ``[1, 2]``, ``{"a": 1}``)
+    takes at most ``limit`` bytes, else NULL: one expression a field, measured where the value is."""
+
+    output_field = JSONField()
+
+    def __init__(self, field: str, *, limit: int) -> None:
+        super().__init__(F(field))
+        self.limit = int(limit)
+
+    def as_postgresql(self, compiler, connection, **extra):
+        template = (
+            f"CASE WHEN %(expressions)s IS NULL OR octet_length(%(expressions)s::text) <= {self.limit} "
+            "THEN jsonb_build_array(%(expressions)s) END"
+        )
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        template = (
+            f"CASE WHEN %(expressions)s IS NULL OR length(CAST(%(expressions)s AS BLOB)) <= {self.limit} "
+            "THEN json_array(json(%(expressions)s)) END"
+        )
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
+def job_list_page(jobs: QuerySet[Job], *, inline_max_bytes: int) -> QuerySet[Job]:
+    """``jobs`` for a list page: args, kwargs and result larger than ``inline_max_bytes`` stay in
+    the database. Each comes as ``<field>_inline``: ``[value]``, or null when left out (the
+    serializer reads it), so a large value is never sent to the web process."""
+    inline = {f"{field}_inline": _InlineJSON(field, limit=inline_max_bytes) for field in LIST_LEFT_OUT}
+    return jobs.defer(*LIST_LEFT_OUT).annotate(**inline)
 
 
 def job_get(*, user: User, job_id, names_only: bool = False) -> Job:

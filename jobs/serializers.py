@@ -1,11 +1,32 @@
+from typing import Any
+
 from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from taskhub.serializers import StrictFieldsMixin, TaskArgumentsMixin
 
 from .models import Job, JobEvent, JobPriority
 from .redaction import strip_server_paths
+from .selectors import LIST_LEFT_OUT
+
+LEFT_OUT = "null on a list page when larger than JOB_LIST_INLINE_MAX_BYTES (see `<field>_truncated`)."
+TRUNCATED = (
+    "True when `{field}` was left out of this list page (null) because its JSON text is larger than "
+    "JOB_LIST_INLINE_MAX_BYTES (4096 by default); the job's detail has it whole. Always false in a detail."
+)
+
+
+def _left_out(job: Job, field: str) -> tuple[Any, bool]:
+    """A field's value and whether it was left out: a list page's query (``selectors.job_list_page``)
+    annotated it as ``<field>_inline``, ``[value]`` or null when too large."""
+    values = job.__dict__
+    if f"{field}_inline" in values:
+        inline = values[f"{field}_inline"]
+        return (None, True) if inline is None else (inline[0], False)
+    return getattr(job, field), False
 
 
 def _shows_server_paths(context: dict) -> bool:
@@ -26,6 +47,12 @@ class JobSerializer(serializers.ModelSerializer):
         help_text="Who cancelled it; null: not cancelled, or by the system.",
     )
     progress_message = serializers.SerializerMethodField()
+    args = serializers.JSONField(read_only=True, allow_null=True, help_text="Positional arguments. " + LEFT_OUT)
+    kwargs = serializers.JSONField(read_only=True, allow_null=True, help_text="Keyword arguments. " + LEFT_OUT)
+    result = serializers.JSONField(read_only=True, allow_null=True, help_text="The return value. " + LEFT_OUT)
+    args_truncated = serializers.SerializerMethodField(help_text=TRUNCATED.format(field="args"))
+    kwargs_truncated = serializers.SerializerMethodField(help_text=TRUNCATED.format(field="kwargs"))
+    result_truncated = serializers.SerializerMethodField(help_text=TRUNCATED.format(field="result"))
 
     class Meta:
         model = Job
@@ -61,8 +88,23 @@ class JobSerializer(serializers.ModelSerializer):
             "owner_id",
             "schedule",
             "scheduled_for",
+            "args_truncated",
+            "kwargs_truncated",
+            "result_truncated",
         )
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_args_truncated(self, job: Job) -> bool:
+        return _left_out(job, "args")[1]
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_kwargs_truncated(self, job: Job) -> bool:
+        return _left_out(job, "kwargs")[1]
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_result_truncated(self, job: Job) -> bool:
+        return _left_out(job, "result")[1]
 
     def get_progress_message(self, job: Job) -> str:
         meta = job.progress_meta if isinstance(job.progress_meta, dict) else {}
@@ -77,6 +119,9 @@ class JobSerializer(serializers.ModelSerializer):
         meta = job.progress_meta
         owner = _username(job, "owner")
         error, traceback = job.error, job.traceback
+        (args, args_out), (kwargs, kwargs_out), (result, result_out) = (
+            _left_out(job, field) for field in LIST_LEFT_OUT
+        )
         if not _shows_server_paths(self.context):
             error, traceback = strip_server_paths(error), strip_server_paths(traceback)
         return {
@@ -85,15 +130,15 @@ class JobSerializer(serializers.ModelSerializer):
             "name": job.name,
             "task_type": job.task_type,
             "celery_task_name": job.celery_task_name,
-            "args": job.args,
-            "kwargs": job.kwargs,
+            "args": args,
+            "kwargs": kwargs,
             "priority": job.priority,
             "queue": job.queue,
             "status": job.status,
             "progress": job.progress,
             "progress_message": str(meta.get("message", "")) if isinstance(meta, dict) else "",
             "progress_meta": meta,
-            "result": job.result,
+            "result": result,
             "error": error,
             "traceback": traceback,
             "attempts": job.attempts,
@@ -111,6 +156,9 @@ class JobSerializer(serializers.ModelSerializer):
             "owner_id": job.owner_id,
             "schedule": job.schedule_id,
             "scheduled_for": moment(job.scheduled_for),
+            "args_truncated": args_out,
+            "kwargs_truncated": kwargs_out,
+            "result_truncated": result_out,
         }
 
     def represent_generically(self, job: Job) -> dict:
@@ -161,11 +209,25 @@ class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Ser
     run_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Do not start before this time.")
 
 
+class FirstErrorListField(serializers.ListField):
+    """A list whose items are checked until the first bad one (DRF's checks them all): a refused
+    request's cost is bounded by where its first mistake is."""
+
+    def run_child_validation(self, data):
+        result = []
+        for index, item in enumerate(data):
+            try:
+                result.append(self.child.run_validation(item))
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({index: exc.detail}) from None
+        return result
+
+
 class JobBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):
     """Up to JOB_BULK_MAX job requests, created all together or not at all. An item's errors are
     named ``jobs[<index>].<field>`` (``taskhub.errors.flat_fields``)."""
 
-    jobs = serializers.ListField(
+    jobs = FirstErrorListField(
         child=JobCreateSerializer(),
         allow_empty=False,
         min_length=1,

@@ -2,6 +2,7 @@
 
 import re
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -68,7 +69,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Job.objects.none()
-        return selectors.job_list(user=self.request.user, names_only=True)
+        jobs = selectors.job_list(user=self.request.user, names_only=True)
+        if self.action == "list":  # large arguments and results stay out of list pages; the detail has them
+            return selectors.job_list_page(jobs, inline_max_bytes=settings.JOB_LIST_INLINE_MAX_BYTES)
+        return jobs
 
     def get_object(self):
         job = selectors.job_get(user=self.request.user, job_id=self.kwargs["pk"], names_only=True)
@@ -103,13 +107,19 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
 
     @extend_schema(
         summary="Create up to JOB_BULK_MAX jobs at once (all or nothing)",
+        description="A body over JOB_BULK_MAX_BYTES is a 413 before any job is read; the first bad job "
+        "is the 400 (the others are not checked).",
         request=JobBulkCreateSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403, 422, 429)},
+        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403, 413, 422, 429)},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
         key = self._idempotency_key()
+        if (size := len(request.body)) > settings.JOB_BULK_MAX_BYTES:  # before a job is parsed or checked
+            message = f"The body takes {size} bytes; the limit is {settings.JOB_BULK_MAX_BYTES} bytes: send fewer jobs."
+            fields = {"jobs": [message]}
+            raise InvalidInput(f"jobs: {message}", code="payload_too_large", status_code=413, fields=fields)
         serializer = JobBulkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         jobs = job_create_bulk(owner=request.user, items=serializer.validated_data["jobs"], idempotency_key=key)

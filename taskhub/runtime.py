@@ -11,6 +11,7 @@ https://docs.python.org/3/library/gc.html#gc.freeze
 """
 
 import gc
+import sys
 
 
 def freeze_loaded_objects() -> int:
@@ -21,10 +22,26 @@ def freeze_loaded_objects() -> int:
     return gc.get_freeze_count()
 
 
+def run_system_checks() -> None:
+    """``manage.py check`` (``--deploy`` with DEBUG off) once, as the web process starts: warnings
+    are printed, an error (e.g. accounts.E001, throttle counters per process with WEB_CONCURRENCY > 1)
+    stops the process before it serves anything. Nothing else runs the checks in production."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    try:
+        call_command("check", deploy=not settings.DEBUG)
+    except SystemCheckError as exc:
+        print(f"taskhub: the web process refuses to start.\n{exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
 def prepare_web_process() -> None:
-    """Import what the first request would import lazily (the URLconf and, through it, every view,
-    serializer and filter), then freeze what is loaded."""
+    """Run the system checks; import what the first request would import lazily (the URLconf and,
+    through it, every view, serializer and filter), then freeze what is loaded."""
     from django.urls import get_resolver
 
+    run_system_checks()
     get_resolver().url_patterns  # noqa: B018 (imports the URLconf)
     freeze_loaded_objects()

@@ -115,6 +115,10 @@ class ArgumentFilter(admin.ListFilter):
     def expected_parameters(self) -> list[str]:
         return list(ARGUMENT_FILTERS)
 
+    def terms_in_words(self) -> str:
+        """The search as typed: ``kwarg=user_id:42, kwargs_contains={...}`` (the "all matching" page)."""
+        return ", ".join(f"{name}={value}" for name, values in self.raw.items() for value in values)
+
     def choices(self, changelist):
         yield {
             "kwarg": self.raw.get("kwarg", [""])[-1],

@@ -109,7 +109,10 @@ def active_filters(cl) -> list[str]:
     for spec in cl.filter_specs:
         if not set(spec.expected_parameters()) & set(cl.params):
             continue
-        chosen = [str(choice["display"]) for choice in spec.choices(cl) if choice["selected"]]
+        if hasattr(spec, "terms_in_words"):  # a search box (ArgumentFilter), not a list of choices
+            found.append(f"{spec.title}: {spec.terms_in_words()}")
+            continue
+        chosen = [str(choice["display"]) for choice in spec.choices(cl) if choice.get("selected")]
         if chosen:
             found.append(f"{spec.title}: {', '.join(chosen)}")
     if cl.date_hierarchy:

@@ -92,7 +92,9 @@ class StatsWorkerSerializer(serializers.Serializer):
 
 
 class StatsSerializer(serializers.Serializer):
-    scope = serializers.ChoiceField(choices=("own", "all"), help_text="Your jobs, or everyone's (staff).")
+    scope = serializers.ChoiceField(
+        choices=("own", "all"), help_text="Your jobs, or everyone's (staff with jobs.view_job)."
+    )
     generated_at = serializers.DateTimeField(help_text="The database's now, which every window ends at.")
     queues = StatsQueueSerializer(many=True)
     last_hour = StatsThroughputSerializer(help_text="The current minute and the 59 before it.")

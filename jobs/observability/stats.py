@@ -25,7 +25,7 @@ from accounts.models import User
 from taskhub.clock import database_now
 
 from ..models import ACTIVE_STATUSES, STATS_RUN_BOUNDS, STATS_RUN_FIELDS, TERMINAL_STATUSES, Job, JobStatsMinute
-from ..selectors import job_list
+from ..selectors import job_list, sees_every_job
 from ..services.metrics import metrics_advance
 from ..services.stats_rollup import minute_of
 from .collector import due_pending, known_queues, running_per_worker, workers_alive
@@ -65,7 +65,7 @@ def _visible(user: User, *, queue: str | None, task: str | None) -> QuerySet[Job
 
 def _visible_minutes(user: User, *, queue: str | None, task: str | None) -> QuerySet[JobStatsMinute]:
     """The rollup's rows of the jobs ``user`` may see (the same rule as ``job_list``)."""
-    rows = JobStatsMinute.objects.all() if user.is_staff else JobStatsMinute.objects.filter(owner=user)
+    rows = JobStatsMinute.objects.all() if sees_every_job(user) else JobStatsMinute.objects.filter(owner=user)
     if queue:
         rows = rows.filter(queue=queue)
     if task:
@@ -199,7 +199,7 @@ def job_stats(*, user: User, queue: str | None = None, task: str | None = None, 
     day = _last_day(minutes, now_minute)
     series = _per_minute(minutes, now_minute)
     return {
-        "scope": "all" if user.is_staff else "own",
+        "scope": "all" if sees_every_job(user) else "own",
         "generated_at": now,
         "queues": _counts(_visible(user, queue=queue, task=task), day, now, queue=queue),
         "last_hour": _throughput(_last_hour(series), HOUR_MINUTES),

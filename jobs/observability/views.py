@@ -67,7 +67,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 class StatsView(APIView):
     """Counts, throughput, failure rate, finished jobs per minute, slowest tasks and workers, over
-    the jobs you may see (yours; staff: everyone's).
+    the jobs you may see (yours; staff with jobs.view_job: everyone's).
 
     Finished jobs are read from a per-minute rollup (windows are whole minutes by the database's
     clock), which each request first brings up to date; pending and running counts and the oldest

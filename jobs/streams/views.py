@@ -97,7 +97,7 @@ def _open_list(request: HttpRequest) -> tuple[User, ListScope]:
     return user, ListScope(
         candidates=candidates.qs,
         statuses=frozenset(cleaned.get("status") or ()),
-        owner_id=None if user.is_staff else user.id,
+        owner_id=None if selectors.sees_every_job(user) else user.id,
         filtered=any(value not in (None, "", []) for name, value in cleaned.items() if name != "status"),
     )
 

@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import dataclasses
 import json
+import logging
 import re
 import sys
 import uuid
@@ -31,6 +32,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
+from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
@@ -106,26 +108,44 @@ def owned_by(user: User) -> Iterator[None]:
         _owner.reset(token)
 
 
+logger = logging.getLogger(__name__)
+
 _PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+# A module with a segment named so is never product code: tests and their helpers, migrations, commands.
+_NOT_PRODUCT = re.compile(r"tests?|testing|conftest|migrations|management|test_\w*|\w*_tests?")
 
 
 def _in_installed_app(module: str) -> bool:
     return any(module == app.name or module.startswith(app.name + ".") for app in apps.get_app_configs())
 
 
+def _product_code(module: str) -> bool:
+    """No test, migration or command module, unless the settings name it (the suite's own tasks:
+    TASKS_ALLOWED_TEST_MODULES, empty by default): by name, never by folder."""
+    if module in settings.TASKS_ALLOWED_TEST_MODULES:
+        return True
+    return not any(_NOT_PRODUCT.fullmatch(segment) for segment in module.split("."))
+
+
 def standard_task(path: Any) -> Task:
     """The task a job names by import path: a module-level function decorated with ``@task`` for a
-    taskhub backend, in a module of an installed app. Anything else raises TaskRefused and is never
-    called; a module outside the installed apps is not even imported."""
+    taskhub backend, in a product module of an installed app. Anything else raises TaskRefused and
+    is never called; a module outside the installed apps, or of tests, migrations or management
+    commands, is not even imported. An import error is logged, never told (it names the server's code)."""
     if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise TaskRefused(f"{path!r} is not an import path.")
     module_name, _, name = path.rpartition(".")
     if not _in_installed_app(module_name):
         raise TaskRefused(f"{path} is not in an installed app: only functions decorated with @task run.")
+    if not _product_code(module_name):
+        raise TaskRefused(
+            f"{path} is not product code: modules named tests, test_*, conftest, migrations or management never run."
+        )
     try:
         module = sys.modules.get(module_name) or import_module(module_name)
-    except Exception as exc:  # whatever its import raises: the job is refused with it
-        raise TaskRefused(f"{path} cannot be imported: {type(exc).__name__}: {exc}.") from exc
+    except Exception as exc:  # noqa: BLE001 - whatever its import raises: refused, the detail logged
+        logger.warning("Task path %s cannot be imported: %s: %s", path, type(exc).__name__, exc)
+        raise TaskRefused(f"unknown task path {path}.") from None
     found = vars(module).get(name)  # no module __getattr__: nothing runs beyond the import
     if not isinstance(found, Task) or found.module_path != path:
         raise TaskRefused(f"{path} is not a function decorated with @task.")

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "taskhub.middleware.SecureCookiesOnHttpsMiddleware",
+    "taskhub.middleware.ContentSecurityPolicyMiddleware",
     # https://whitenoise.readthedocs.io/en/stable/django.html
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "taskhub.middleware.RejectNulParametersMiddleware",
@@ -112,16 +114,28 @@ STORAGES = {
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
-# Both only take effect once SECURE_HSTS_SECONDS > 0 (HSTS is off by default). On by default
-# so that turning HSTS on passes `check --deploy` (security.W005, W021), as cookiecutter-django
-# does; set them false if some subdomain is not served over HTTPS or to stay off the browsers'
-# preload list (https://hstspreload.org/#opt-in).
+# HSTS: a year with DEBUG off. SecurityMiddleware sends it on HTTPS answers only (browsers ignore
+# it over plain HTTP), so `make run` on http://127.0.0.1 is unaffected; 0 turns it off.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+# Opt-in: they bind every subdomain, and the browsers' preload list is hard to leave
+# (https://hstspreload.org/#opt-in); `check --deploy` warns (security.W005, W021) until set.
 # https://docs.djangoproject.com/en/5.2/ref/middleware/#http-strict-transport-security
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Cookies set over HTTPS are always Secure (taskhub.middleware.SecureCookiesOnHttpsMiddleware, which
+# honours SECURE_PROXY_SSL_HEADER); these make the session and CSRF cookies Secure on plain HTTP too
+# (a TLS proxy that does not say so, BEHIND_TLS_PROXY off).
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+# On every HTML page (admin, /api/docs/, /api/redoc/): this server's own scripts only. Swagger UI and
+# ReDoc set inline styles; ReDoc searches in a worker it starts from a blob: URL. Empty: no header.
+# https://developer.mozilla.org/docs/Web/HTTP/CSP
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default="default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'",
+)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 

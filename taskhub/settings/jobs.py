@@ -21,6 +21,10 @@ JOB_DISPATCH_AFTER = env.float("JOB_DISPATCH_AFTER", default=10.0)
 JOB_LOST_AFTER = env.float("JOB_LOST_AFTER", default=60.0)
 JOB_MAX_PAYLOAD_BYTES = env.int("JOB_MAX_PAYLOAD_BYTES", default=256 * 1024)
 JOB_BULK_MAX = env.int("JOB_BULK_MAX", default=500)
+JOB_BULK_MAX_BYTES = env.int("JOB_BULK_MAX_BYTES", default=1024 * 1024)
+# A list page shows a job's args, kwargs and result up to this many bytes of JSON text each; larger
+# ones are null there with <field>_truncated true (the detail has them whole).
+JOB_LIST_INLINE_MAX_BYTES = env.int("JOB_LIST_INLINE_MAX_BYTES", default=4096)
 JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=10.0)
 # Per-user quotas (429 over either): active = pending or running jobs; per minute = new jobs in any
 # 60 seconds (a bulk request counts each job). 0 = no limit; a user's own limits (admin) override these.
@@ -56,6 +60,10 @@ JOB_NOTIFY_DAILY_LIMIT = env.int("JOB_NOTIFY_DAILY_LIMIT", default=50)
 # account owning jobs enqueued outside `owned_by(user)` (made by accounts migration 0006, found by
 # its flag is_service_account, a name nobody may register); MAX_RETRIES: automatic retries.
 # https://docs.djangoproject.com/en/6.0/topics/tasks/
+# A task path may name product code of installed apps only: never a module with a tests, test_*,
+# testing, conftest, migrations or management segment, except the modules named here (the test
+# suite's own, jobs.tests.standard_tasks, which `make test` sets); empty in production.
+TASKS_ALLOWED_TEST_MODULES = env.list("TASKS_ALLOWED_TEST_MODULES", default=[])
 TASKS = {
     "default": {
         "BACKEND": "jobs.tasks.django_backend.TaskhubBackend",

@@ -14,6 +14,8 @@ PRODUCTION = {
     "DEBUG": "false",
     "SECURE_SSL_REDIRECT": "true",
     "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",  # opt-in: they bind every subdomain
+    "SECURE_HSTS_PRELOAD": "true",
     "SESSION_COOKIE_SECURE": "true",
     "CSRF_COOKIE_SECURE": "true",
     "ALLOWED_HOSTS": "taskhub.example.com",

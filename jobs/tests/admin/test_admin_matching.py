@@ -9,6 +9,7 @@ from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.utils import timezone
+from django.utils.html import escape
 
 from accounts.tests.factories import UserFactory
 from jobs.admin import matching, pagination
@@ -55,6 +56,29 @@ def test_the_confirmation_shows_the_count_and_the_filters_first(operator_client,
     assert "priority: Normal" in html
     assert f'action="{MATCHING}cancel/?priority__exact=normal"' in html
     assert statuses() == {"waiting": "pending", "busy": "running", "done": "succeeded", "other": "pending"}
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"kwarg": ["user_id:42", "plan:pro"]}, "arguments: kwarg=user_id:42, kwarg=plan:pro"),
+        ({"kwargs_contains": '{"user_id": 42}'}, 'arguments: kwargs_contains={"user_id": 42}'),
+    ],
+)
+def test_all_matching_after_an_argument_search_names_it_and_cancels_only_those(operator_client, owner, params, words):
+    """Once a 500 (KeyError: 'selected'): the argument filter's choices are a search box, not options."""
+    make_job(owner, JobStatus.PENDING, name="match", kwargs={"user_id": 42, "plan": "pro"})
+    make_job(owner, JobStatus.PENDING, name="other", kwargs={"user_id": 43, "plan": "pro"})
+    query = urlencode(params, doseq=True)
+
+    response = operator_client.get(f"{MATCHING}cancel/?{query}")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "1 job matches" in html
+    assert escape(words) in html
+    operator_client.post(f"{MATCHING}cancel/?{query}", {"post": "yes"})
+    assert statuses() == {"match": "revoked", "other": "pending"}
 
 
 def test_cancel_all_matching(operator, operator_client, owner, small_batches):

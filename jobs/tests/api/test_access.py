@@ -1,5 +1,5 @@
 """Who may see and act on a job through the API: other users' jobs are not found, anonymous requests
-are a 401, and staff need the job permissions to act on other users' jobs."""
+are a 401, and staff need the job permissions to see (jobs.view_job) and act on other users' jobs."""
 
 import uuid
 
@@ -118,7 +118,7 @@ def test_view_only_staff_cannot_act_on_other_users_jobs(
 def test_staff_with_the_permission_act_on_other_users_jobs(
     other_user, staff_user, staff_client, method, suffix, status, permission, success
 ):
-    grant(staff_user, permission.split(".")[1])
+    grant(staff_user, "view_job", permission.split(".")[1])  # without view_job, another's job is not found
     job = JobFactory(owner=other_user, **({status: True} if status != "pending" else {}))
 
     assert getattr(staff_client, method)(f"/api/v1/jobs/{job.id}/{suffix}").status_code == success
@@ -155,3 +155,26 @@ def test_permissions_do_not_let_non_staff_see_other_users_jobs(
     assert_error(getattr(user_client, method)(f"/api/v1/jobs/{job.id}/{suffix}"), 404, code="not_found")
 
     assert snapshot(job) == before
+
+
+# --- staff without permissions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize("suffix", ["", "events/"])
+def test_staff_without_the_view_permission_see_only_their_own_jobs(
+    other_user, staff_user, staff_client, prefix, suffix
+):
+    """The admin shows jobs only with jobs.view_job; the API shows another user's job on the same terms."""
+    theirs = JobFactory(owner=other_user)
+    mine = JobFactory(owner=staff_user)
+
+    assert {job["id"] for job in staff_client.get(prefix).json()["results"]} == {str(mine.id)}
+    assert_error(staff_client.get(f"{prefix}{theirs.id}/{suffix}"), 404, code="not_found")
+    assert staff_client.get(f"{prefix}{mine.id}/{suffix}").status_code == 200
+
+    grant(staff_user, "view_job")
+    staff_user = type(staff_user).objects.get(pk=staff_user.pk)  # permissions are cached per instance
+    staff_client.force_authenticate(user=staff_user)
+    assert {job["id"] for job in staff_client.get(prefix).json()["results"]} == {str(mine.id), str(theirs.id)}
+    assert staff_client.get(f"{prefix}{theirs.id}/{suffix}").status_code == 200

@@ -116,3 +116,24 @@ def test_bulk_create_of_5_or_200_jobs_costs_the_same_queries(user_client):
     # On-commit sends do not run inside the test's transaction, so only the writes are counted.
     assert bulk(5) == bulk(200) == 6  # SAVEPOINT, quota lock + count, INSERT jobs, INSERT events, RELEASE SAVEPOINT
     assert Job.objects.count() == 205
+
+
+def test_bulk_validation_stops_at_the_first_bad_item(user_client, nothing_written):
+    """A refused request counts against no quota: its cost is bounded by its first bad item."""
+    bad = {**SPEC_BODY, "priority": "asap"}
+    with nothing_written():
+        response = user_client.post("/api/v1/jobs/bulk/", {"jobs": [SPEC_BODY, bad, SPEC_BODY, bad]}, format="json")
+    body = assert_error(response, 400, code="invalid", field="jobs[1].priority")
+    assert list(body["fields"]) == ["jobs[1].priority"]
+
+
+def test_a_bulk_body_over_the_bulk_byte_limit_is_refused_before_its_items_are_read(user_client, nothing_written):
+    """Default 1 MiB; the items here are all bad, and are never looked at."""
+    item = {"celery_task_name": "process_data", "priority": "asap", "kwargs": {"records": ["x" * 1000] * 5}}
+    jobs = [item] * 220  # ~1.1 MB
+    with nothing_written():
+        response = user_client.post("/api/v1/jobs/bulk/", {"jobs": jobs}, format="json")
+    body = assert_error(response, 413, code="payload_too_large", field="jobs")
+    assert "1048576 bytes" in body["message"]
+    smaller = {**item, "priority": "normal"}
+    assert user_client.post("/api/v1/jobs/bulk/", {"jobs": [smaller] * 180}, format="json").status_code == 201

@@ -30,7 +30,7 @@ def test_detail_of_an_own_job(user, user_client, prefix):
         assert body["traceback"].startswith("Traceback")
 
 
-def test_a_users_failed_job_shows_no_server_paths_staff_see_them(user, user_client, staff_client):
+def test_a_users_failed_job_shows_no_server_paths_staff_see_them(user, user_client, staff_viewer, staff_client):
     project_file = settings.BASE_DIR / "jobs" / "tasks" / "common_tasks.py"
     library_file = Path(celery.__file__).parent / "app" / "trace.py"
     traceback = (

@@ -85,7 +85,7 @@ def test_a_user_who_is_not_staff_sees_only_their_own_jobs(user_client, mix):
     assert stats["workers"] is None  # infrastructure: staff only
 
 
-def test_staff_see_everyone_s_jobs_and_the_workers(staff_client, mix):
+def test_staff_see_everyone_s_jobs_and_the_workers(staff_viewer, staff_client, mix):
     WorkerHeartbeat.objects.create(
         hostname="w1@host", pid=7, queues=["default"], started_at=timezone.now(), last_seen=timezone.now()
     )
@@ -96,6 +96,13 @@ def test_staff_see_everyone_s_jobs_and_the_workers(staff_client, mix):
     assert stats["slowest_tasks"][0]["task"] == DATA
     assert 60 < stats["slowest_tasks"][0]["p95_seconds"] <= 120  # four runs of 100 s: the bucket (60, 120]
     assert [w["worker"] for w in stats["workers"]] == ["w1@host:7"]
+
+
+def test_staff_without_the_view_permission_see_their_own_jobs_only(staff_client, mix):
+    stats = staff_client.get("/api/v1/stats/").json()
+    assert stats["scope"] == "own"
+    assert queue(stats, "default")["pending"] == 0
+    assert stats["last_hour"]["failed"] == 0
 
 
 def test_filters_by_queue_and_task(user_client, mix):

@@ -114,7 +114,9 @@ def test_histogram_quantile_interpolates_inside_the_bucket_as_prometheus_does():
     assert histogram_quantile(0.5, [0] * len(STATS_RUN_BOUNDS)) is None
 
 
-def test_stats_equal_a_direct_computation_over_the_rows(user, other_user, user_client, other_client, staff_client):
+def test_stats_equal_a_direct_computation_over_the_rows(
+    user, other_user, user_client, other_client, staff_viewer, staff_client
+):
     minutes = timedelta(minutes=1)
     # Before any pass: the first stats request builds the rollup from these rows.
     runs = (0.003, 0.07, 0.7, 3, 40, 200, 5000, 30000)
@@ -190,7 +192,9 @@ def test_a_job_finished_a_second_ago_shows_in_the_next_request(user, user_client
     assert stats["last_hour"]["succeeded"] == 1 and stats["finished_per_minute"][-1]["succeeded"] == 1
 
 
-def test_the_first_pass_after_deployment_builds_the_rollup_from_the_rows_counted_so_far(user, staff_client):
+def test_the_first_pass_after_deployment_builds_the_rollup_from_the_rows_counted_so_far(
+    user, staff_viewer, staff_client
+):
     """A system where /metrics ran before the rollup existed: its cursor stands at a watermark, with
     rows counted in the window behind it. The build counts those and the older ones, the pass the rest."""
     finished(user, "succeeded", ago=timedelta(hours=5))  # behind the first watermark

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.auth.models import Permission
 from django.db import connection, connections, transaction
 from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
@@ -128,6 +129,9 @@ def test_unknown_or_malformed_job_id_is_404(user, path):
 def test_another_users_job_is_404_but_staff_may_follow_it(user, other_user, staff_user):
     job = JobFactory(owner=other_user, succeeded=True)
     assert_error(get(f"/api/v1/jobs/{job.id}/stream/", **bearer(user)), 404, "not_found")
+    # Staff need jobs.view_job, as in the admin.
+    assert_error(get(f"/api/v1/jobs/{job.id}/stream/", **bearer(staff_user)), 404, "not_found")
+    staff_user.user_permissions.add(Permission.objects.get(content_type__app_label="jobs", codename="view_job"))
     events = stream(f"/api/v1/jobs/{job.id}/stream/", until=lambda events: False, **bearer(staff_user))
     assert [e["event"] for e in events] == ["state", "end"]
 
@@ -140,6 +144,8 @@ def test_another_users_job_is_404_but_staff_may_follow_it(user, other_user, staf
         ("priority=asap", "priority"),
         ("created_after=yesterday", "created_after"),
         ("created_before=2024-13-45", "created_before"),
+        ("args_contains=" + "[" * 499 + "]" * 499, "args_contains"),
+        ("arg=" + "[" * 499 + "]" * 499, "arg"),
     ],
 )
 def test_bad_filter_on_the_list_stream_is_400_naming_it(user, query, field):
@@ -258,8 +264,19 @@ def test_the_list_stream_shows_the_callers_jobs_through_the_lists_filters(user, 
         assert [s["progress"] for s in seen] == [0, 42, 100]
     assert seen[0]["name"] == mine.name and seen[0]["priority"] == "high" and seen[0]["owner_id"] == user.id
 
-    # Staff see everyone's jobs; the task filter takes an alias, as the list does.
+    # Staff with jobs.view_job see everyone's jobs (without it, their own); the task filter takes
+    # an alias, as the list does.
     other = JobFactory(owner=other_user, running=True)
+    own = JobFactory(owner=staff_user, running=True)
+    own_events = stream(
+        "/api/v1/jobs/stream/?status=succeeded",
+        act=lambda: [job_succeed(job_id=job.id, attempts=0) for job in (other, own)],
+        until=lambda events: any(s["id"] == str(own.id) for s in states(events)),
+        **bearer(staff_user),
+    )
+    assert [s["id"] for s in states(own_events)] == [str(own.id)]
+    other = JobFactory(owner=other_user, running=True)
+    staff_user.user_permissions.add(Permission.objects.get(content_type__app_label="jobs", codename="view_job"))
     staff_events = stream(
         "/api/v1/jobs/stream/?task=long_running_task&status=succeeded",
         act=lambda: job_succeed(job_id=other.id, attempts=0),

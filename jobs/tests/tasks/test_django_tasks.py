@@ -136,7 +136,7 @@ def test_run_after_is_honoured_or_refused_as_the_capability_says(backend):
 # -- what taskhub adds: jobs, retries, priorities, progress, cancel, the catalog boundary ------------
 
 
-def test_enqueue_creates_a_tracked_job_of_the_service_account(worker, staff_client):
+def test_enqueue_creates_a_tracked_job_of_the_service_account(worker, staff_viewer, staff_client):
     result = finished(standard_tasks.add.enqueue(1, 2))
     job = Job.objects.select_related("owner").get(id=result.id)
     assert job.owner.username == settings.TASKS["default"]["OPTIONS"]["OWNER"] == "django-tasks"
@@ -145,7 +145,7 @@ def test_enqueue_creates_a_tracked_job_of_the_service_account(worker, staff_clie
     assert job.celery_task_name == RUNNER_TASK and job.priority == "normal" and job.queue == "default"
     assert job.status == JobStatus.SUCCEEDED and job.result == 3 and result.job_status == "succeeded"
     assert [e.kind for e in job.events.order_by("at", "id")] == ["created", "started", "succeeded"]
-    # Listed in the API like any other job (staff see all).
+    # Listed in the API like any other job (staff with jobs.view_job see all).
     listed = staff_client.get("/api/v1/jobs/", {"task_type": "django.tasks"}).json()["results"]
     assert [item["id"] for item in listed] == [result.id]
 
