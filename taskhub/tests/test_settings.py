@@ -137,6 +137,7 @@ def test_embedded_default_with_nothing_set(tmp_path):
     queue = str(tmp_path / "var" / "broker" / "queue")
     assert printed["broker_options"]["data_folder_in"] == queue
     assert printed["broker_options"]["data_folder_out"] == queue
+    assert printed["broker_options"]["polling_interval"] == 0.1  # BROKER_POLLING_INTERVAL (kombu's: 1 s)
 
 
 def test_secret_key_is_read_from_the_key_file_when_the_environment_has_none(tmp_path):
