@@ -85,6 +85,11 @@ def process_tree(root: int) -> dict[int, str]:
     return tree
 
 
+def parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
 def alive(pids) -> dict[int, str]:
     still = {}
     for pid in pids:
@@ -274,3 +279,33 @@ def test_make_run_smoke_every_task_then_ctrl_c_with_a_file_and_a_closed_pipe(tmp
     assert code == 0 and make_code in ("0", "130") and head_code == "0", (code, make_code, head_code, output)
     assert tracebacks == 0 and warnings == [], output
     assert "make: ***" not in output and "Error" not in output, output
+
+
+def test_sigterm_to_run_py_stops_everything(tmp_path):
+    """A process manager (systemd, a container runtime, kill) stops scripts/run.py with SIGTERM:
+    web, worker, beat and maintenance stop as on Ctrl-C, and make returns."""
+    port = free_port()
+    log = tmp_path / "run.log"
+    with log.open("w") as handle:
+        process = start(tmp_path, port, handle)
+    try:
+        wait_for(lambda: "Ctrl-C stops them all." in log.read_text(), timeout=120, message="the banner")
+        tree = process_tree(process.pid)
+        (run_py,) = [pid for pid in tree if parent(pid) == process.pid]  # make's child; honcho's wrappers are its
+        os.kill(run_py, signal.SIGTERM)
+        code = process.wait(timeout=STOP_BOUND)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = {pid: tree[pid] for pid in alive(tree)}
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    output = log.read_text()
+    assert not left, f"still running after SIGTERM: {left}"
+    assert code == 0, output[-3000:]
+    assert "SIGTERM received" in output
+    assert "taskhub stopped: web.1, worker.1, beat.1, maintenance.1 shut down cleanly." in output, output[-3000:]
+    assert count(output) == (0, []), output
