@@ -14,22 +14,32 @@ TEST_ENV := DEBUG=false \
 	TASKS_ALLOWED_TEST_MODULES=jobs.tests.standard_tasks \
 	TASKHUB_VAR_DIR=$(CURDIR)/var/test
 
-.PHONY: install run test test-faults lint format migrations-check clean bench
+.PHONY: install install-base run test test-faults lint format migrations-check clean bench
+
+# Two stamps: `make run` needs only the runtime (requirements/base.txt); `make test`, `make lint`
+# and `make bench` the test and tooling packages too (requirements/dev.txt includes base.txt).
+$(BIN)/.installed-base: requirements/base.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements/base.txt
+	touch $@
 
 $(BIN)/.installed: requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/dev.txt
-	touch $@
+	touch $@ $(BIN)/.installed-base
 
 # var/secret_key: generated once; settings use it when neither the environment nor .env sets SECRET_KEY.
+install-base: $(BIN)/.installed-base $(VAR)/secret_key
+
 install: $(BIN)/.installed $(VAR)/secret_key
 
-$(VAR)/secret_key: | $(BIN)/.installed
+$(VAR)/secret_key: | $(BIN)/.installed-base
 	mkdir -p $(VAR)
 	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 
-run: install
+run: install-base
 	@set -e; \
 	echo "taskhub: migrating the database and collecting static files ..."; \
 	$(BIN)/python manage.py migrate --noinput -v0; \

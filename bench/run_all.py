@@ -28,6 +28,7 @@ SCRIPTS = {
     "cleanup": "cleanup_memory.py",
     "observability": "observability.py",
     "request_cost": "request_cost.py",
+    "broker_drain": "broker_drain.py",
 }
 
 

@@ -184,7 +184,11 @@ def filter_by_arguments(
         if postgresql:
             queryset = queryset.filter(_any(Q(kwargs__contains={key: value}) for value in _alternatives(text)))
         else:
-            matches = [KeyTransformExact(KeyTransform(key, "kwargs"), value) for value in _alternatives(text)]
+            # The lookup compares with JSON_EXTRACT(<rhs>, '$'): the value goes in as JSON text (a bare
+            # string would be "malformed JSON" to SQLite), as the ORM's own kwargs__key=value sends it.
+            matches = [
+                KeyTransformExact(KeyTransform(key, "kwargs"), json.dumps(value)) for value in _alternatives(text)
+            ]
             queryset = queryset.filter(_any(Q(match) for match in matches))
     for text in arg:
         queryset = queryset.filter(_any(Q(args__contains=[value]) for value in _alternatives(text)))

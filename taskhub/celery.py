@@ -41,7 +41,8 @@ def _recycle_database_connections(task=None, **kwargs) -> None:
         return
     for connection in connections.all(initialized_only=True):
         borrowed = connection.connection
-        if borrowed is not None and connection.pool is not None and getattr(connection, "_kept", None) is not borrowed:
+        pooled = getattr(connection, "pool", None) is not None  # only PostgreSQL's wrapper has a pool
+        if borrowed is not None and pooled and getattr(connection, "_kept", None) is not borrowed:
             connection._kept = borrowed
             connection.close_at = time.monotonic() + POOLED_CONNECTION_KEPT_SECONDS
     close_old_connections()

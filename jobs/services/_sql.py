@@ -226,14 +226,26 @@ def _columns(compiler, fields: Sequence[str]) -> list[str]:
 
 def update_returning(query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
     """``query.update(**changes)`` with ``RETURNING fields`` (``can_return``): the updated row's
-    fields as the database returns them (meant for plain columns such as ``attempts``), None when
-    no row matched. Django's update() returns only a count."""
+    fields as a query would read them, None when no row matched. Django's update() returns only a count."""
     compiler, statement, params = _update_sql(query, changes)
     fields = list(fields)
-    with connections[query.db].cursor() as cursor:
+    connection = connections[query.db]
+    with connection.cursor() as cursor:
         cursor.execute(f"{statement} RETURNING {', '.join(_columns(compiler, fields))}", params)
         row = cursor.fetchone()
-    return None if row is None else dict(zip(fields, row, strict=True))
+    if row is None:
+        return None
+    return {name: _from_db(name, value, connection) for name, value in zip(fields, row, strict=True)}
+
+
+def _from_db(name: str, value: Any, connection) -> Any:
+    """A returned column through the converters a query applies (SQLite's times come back naive
+    without them: a naive datetime, written back, is a RuntimeWarning with USE_TZ)."""
+    field = Job._meta.get_field(name)
+    column = field.get_col(Job._meta.db_table)
+    for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
+        value = converter(value, column, connection)
+    return value
 
 
 def update_with_event(

@@ -13,6 +13,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # A test run on SQLite uses a file under var/ (Django's default is a shared in-memory database,
+    # which a test's worker or server process cannot open: given its name, it created the file
+    # memorydb_default, and its -shm and -wal, in the working directory).
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_taskhub.sqlite3")}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME", default=None)

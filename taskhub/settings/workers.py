@@ -15,6 +15,8 @@ from taskhub.settings.jobs import JOB_MAX_TIME_LIMIT, JOB_SWEEP_INTERVAL
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost//")
+# The filesystem transport (the embedded default) polls its folders: seconds between two looks.
+BROKER_POLLING_INTERVAL = env.float("BROKER_POLLING_INTERVAL", default=0.1)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_CACHE_BACKEND = "django-cache"
@@ -41,6 +43,9 @@ CELERY_TASK_TRACK_STARTED = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# What a task prints (the console email backend's messages, a print()) is logged at INFO, not
+# as a WARNING (Celery's default): printing is not a problem.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 # Celery's Django fixup closes every database connection before and after every task unless this
 # is set (and with a connection pool in a prefork worker it closes the whole pool): a new PostgreSQL
 # connection per job. taskhub instead recycles connections per task as Django does per request
@@ -57,6 +62,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # A consumer that finds no message it may take sleeps this long before it looks again;
+        # kombu's 1 s let a worker take ~1 message a second (bench/broker_drain.py).
+        "polling_interval": BROKER_POLLING_INTERVAL,
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {

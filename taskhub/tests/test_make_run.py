@@ -102,3 +102,25 @@ def test_ensure_admin_says_how_to_reset_a_changed_password(tmp_path, db):
     admin.save()
     call_command("ensure_admin", password_file=password_file, stdout=(out := io.StringIO()))
     assert "python manage.py changepassword admin" in out.getvalue()
+
+
+def dry_run(tmp_path, target: str, makefile: str = "Makefile") -> str:
+    """The commands `make TARGET` would run in a fresh clone (no virtualenv yet), without running them."""
+    done = subprocess.run(
+        ["make", "-n", "-f", makefile, target, f"VENV={tmp_path / 'venv'}", f"TASKHUB_VAR_DIR={tmp_path / 'var'}"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "MAKEFLAGS": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_run_installs_the_runtime_only_and_test_and_lint_the_tools(tmp_path):
+    run = dry_run(tmp_path, "run")
+    assert "-m venv" in run and "pip install --quiet -r requirements/base.txt" in run
+    assert "requirements/dev.txt" not in run  # no playwright, schemathesis, ruff... to try the app
+    for target in ("test", "lint"):
+        assert "pip install --quiet -r requirements/dev.txt" in dry_run(tmp_path, target), target

@@ -139,6 +139,7 @@ def test_embedded_default_with_nothing_set(tmp_path):
     queue = str(tmp_path / "var" / "broker" / "queue")
     assert printed["broker_options"]["data_folder_in"] == queue
     assert printed["broker_options"]["data_folder_out"] == queue
+    assert printed["broker_options"]["polling_interval"] == 0.1  # BROKER_POLLING_INTERVAL (kombu's: 1 s)
 
 
 def test_secret_key_is_read_from_the_key_file_when_the_environment_has_none(tmp_path):
@@ -154,3 +155,42 @@ def test_secret_key_is_read_from_the_key_file_when_the_environment_has_none(tmp_
     other = tmp_path / "mounted-secret"
     other.write_text(secrets.token_urlsafe(50))
     assert manage(tmp_path, "check", DEBUG="false", SECRET_KEY_FILE=str(other)).returncode == 0
+
+
+CHILD_SEES_THE_TEST_DATABASE = """
+import json, os, subprocess, sys
+from django.db import connection
+from accounts.models import User
+from taskhub.testing import child_database_url
+name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+User.objects.create(username="made-by-the-test")
+count = "from accounts.models import User; print(User.objects.count())"
+child = subprocess.run(
+    [sys.executable, sys.argv[0], "shell", "-v0", "-c", count],
+    env={**os.environ, "DATABASE_URL": child_database_url()}, capture_output=True, text=True,
+)
+connection.creation.destroy_test_db(name, verbosity=0)
+print(json.dumps({"name": name, "child": child.stdout.strip(), "error": child.stderr[-2000:]}))
+"""
+
+
+def test_the_sqlite_test_database_is_a_file_under_var_that_child_processes_share(tmp_path):
+    """A test run on the embedded default (pytest with no DATABASE_URL): its database is a file under
+    var/, so a test's worker or server process (child_database_url) opens the same database, and no
+    SQLite file appears in the working directory (memorydb_default, -shm and -wal were committed)."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TASKHUB_VAR_DIR": str(tmp_path / "var"), "DEBUG": "true"}
+    result = subprocess.run(
+        [sys.executable, MANAGE, "shell", "-v0", "-c", CHILD_SEES_THE_TEST_DATABASE],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(path.name for path in work.iterdir()) == []
+    assert printed["name"].startswith(str(tmp_path / "var")), printed
+    assert printed["child"] == "1", printed

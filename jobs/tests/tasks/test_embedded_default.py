@@ -24,9 +24,11 @@ print(celery_id)
 SHOW = """
 import json
 from jobs.models import Job
-job = Job.objects.get()
-print(json.dumps({"status": job.status, "progress": job.progress, "result": job.result}))
+jobs = Job.objects.order_by("id")
+print(json.dumps([{"status": j.status, "progress": j.progress, "result": j.result} for j in jobs]))
 """
+
+DONE = ("succeeded", "failed")
 
 
 def test_embedded_default_runs_a_job_end_to_end(tmp_path):
@@ -56,10 +58,12 @@ def test_embedded_default_runs_a_job_end_to_end(tmp_path):
         "-c",
         "from django.db import connection; print(connection.vendor, connection.settings_dict['ENGINE'])",
     )
-    job_id = manage("shell", "-v0", "-c", CREATE).splitlines()[-1]
+    # Two jobs, one pool process: the second task starts on the connection the first one opened.
+    job_ids = [manage("shell", "-v0", "-c", CREATE).splitlines()[-1] for _ in range(2)]
 
     worker = WorkerProcess(
         broker_url="filesystem://localhost//",
+        concurrency=1,
         database_url=f"sqlite:///{tmp_path / 'taskhub.sqlite3'}",
         env={
             "TASKHUB_VAR_DIR": str(tmp_path),
@@ -72,18 +76,22 @@ def test_embedded_default_runs_a_job_end_to_end(tmp_path):
     worker.env.pop("DATABASE_URL")
     worker.start()
     try:
-        state = wait_for(
-            lambda: (s := json.loads(manage("shell", "-v0", "-c", SHOW)))["status"] in ("succeeded", "failed") and s,
+        states = wait_for(
+            lambda: (
+                all((s := json.loads(manage("shell", "-v0", "-c", SHOW)))[i]["status"] in DONE for i in (0, 1)) and s
+            ),
             timeout=60,
             interval=0.5,
             message="the embedded job to finish",
         )
     finally:
         worker.stop()
-    assert state["status"] == "succeeded", worker.output()[-3000:]
-    assert state["progress"] == 100 and state["result"]["seconds"] == 1
-    assert job_id in worker.output() and "filesystem://" in worker.output()
+    for state in states:
+        assert state["status"] == "succeeded", worker.output()[-3000:]
+        assert state["progress"] == 100 and state["result"]["seconds"] == 1
+    assert all(job_id in worker.output() for job_id in job_ids) and "filesystem://" in worker.output()
     assert "No hostname was supplied" not in worker.output()
+    assert "Traceback (most recent call last)" not in worker.output(), worker.output()[-3000:]
     assert (tmp_path / "taskhub.sqlite3").exists() and (tmp_path / "broker").is_dir()
 
 

@@ -1,0 +1,53 @@
+"""Rate limits on the embedded default (SQLite): a start's time comes back from the UPDATE's
+RETURNING as a timezone-aware datetime, so claiming a slot logs no naive-datetime RuntimeWarning."""
+
+import json
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+START_UNDER_A_LIMIT = """
+import json, warnings
+from datetime import timedelta
+from django.utils import timezone
+from accounts.models import User
+from jobs.models import Job
+from jobs.queues.services import rate_limit_set
+from jobs.services.execution import job_start
+from jobs.tests.factories import make
+warnings.simplefilter("error")  # a naive datetime given to a DateTimeField: a RuntimeWarning
+owner = User.objects.create(username="limited", email="limited@example.com", max_running_jobs=0)  # 0: no share cap
+rate_limit_set(scope="queue", name="default", limit=2, period=10, by=None, source="command")
+jobs = [make(owner=owner, dispatched_at=timezone.now() - timedelta(seconds=1)) for _ in range(3)]
+started = [job_start(job_id=job.id, worker="w:1", attempts=0) for job in jobs]
+rows = [Job.objects.get(id=job.id) for job in jobs]
+print("RESULT " + json.dumps({
+    "started": [job is not None for job in started],
+    "aware": [timezone.is_aware(job.started_at) for job in started if job is not None],
+    "statuses": [row.status for row in rows],
+    "deferred": rows[2].run_at == rows[0].started_at + timedelta(seconds=10),
+}))
+"""
+
+
+def test_a_rate_limited_start_on_sqlite_uses_aware_times(tmp_path):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
+    }
+    env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
+    for args in (["migrate", "--noinput", "-v0"], ["shell", "-v0", "-c", START_UNDER_A_LIMIT]):
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "RuntimeWarning" not in done.stderr, done.stderr
+    assert json.loads(done.stdout.split("RESULT ", 1)[1]) == {
+        "started": [True, True, False],
+        "aware": [True, True],
+        "statuses": ["running", "running", "pending"],
+        "deferred": True,
+    }
