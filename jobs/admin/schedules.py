@@ -190,7 +190,7 @@ class ScheduleAdmin(PeriodicTaskAdmin):
                 job_schedule_run_now(periodic_task_id=periodic_task.pk)
                 created += 1
             except ApplicationError as exc:
-                refused.append(f"{periodic_task.name}: {exc.message}")
+                refused.append(f"{display_name(periodic_task)}: {exc.message}")
         if created:
             message = ngettext("%(count)d job created.", "%(count)d jobs created.", created) % {"count": created}
             self.message_user(request, message, messages.SUCCESS)

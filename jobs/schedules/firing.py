@@ -77,7 +77,8 @@ def _schedule_of(periodic_task_id: int) -> tuple[PeriodicTask, JobSchedule]:
         )
     if not schedule.owner.is_active:
         raise ApplicationError(
-            f"Schedule {periodic_task.name!r} belongs to {schedule.owner.username}, whose account is inactive.",
+            f"Schedule {display_name(periodic_task)!r} belongs to {schedule.owner.username}, "
+            "whose account is inactive.",
             code="owner_inactive",
         )
     return periodic_task, schedule

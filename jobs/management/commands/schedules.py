@@ -11,6 +11,7 @@ from django_celery_beat.models import PeriodicTask
 
 from accounts.models import User
 from jobs.management.cli import EXIT_REFUSED, HelpFormatter, OperatorCommand, acting_user, as_json, bad_input, epilog
+from jobs.schedules.fields import display_name
 from jobs.schedules.firing import job_schedule_run_now
 from jobs.schedules.selectors import job_schedule_get, job_schedule_list, job_schedule_list_all
 from jobs.schedules.serializers import ScheduleSerializer
@@ -63,7 +64,7 @@ class Command(OperatorCommand):
                 raise CommandError(
                     f"Cannot run schedule {schedule.pk} now: {exc.message}", returncode=EXIT_REFUSED
                 ) from exc
-            text = f"Schedule {schedule.pk} ({schedule.name}): job {job.id} created."
+            text = f"Schedule {schedule.pk} ({display_name(schedule)}): job {job.id} created."
             self.stdout.write(as_json(JobSerializer(job).data) if print_json else text)
             return
         enabled = action == "enable"
@@ -71,7 +72,7 @@ class Command(OperatorCommand):
         if print_json:
             self.stdout.write(as_json(ScheduleSerializer(self.find(user, str(schedule.pk))).data))
             return
-        self.stdout.write(f"Schedule {schedule.pk} ({schedule.name}): {'enabled' if enabled else 'disabled'}.")
+        self.stdout.write(f"Schedule {schedule.pk} ({display_name(schedule)}): {'enabled' if enabled else 'disabled'}.")
 
     @staticmethod
     def find(user: User | None, value: str) -> PeriodicTask:
@@ -102,7 +103,7 @@ class Command(OperatorCommand):
         for schedule in schedules:
             last = f"{schedule.last_run_at:%Y-%m-%d %H:%M:%S}" if schedule.last_run_at else "-"
             self.stdout.write(
-                f"{schedule.pk:<6}{'yes' if schedule.enabled else 'no':<9}{schedule.name:<24}"
+                f"{schedule.pk:<6}{'yes' if schedule.enabled else 'no':<9}{display_name(schedule):<24}"
                 f"{schedule.task.rsplit('.', 1)[-1]:<22}{when(schedule):<36}"
                 f"{schedule.job_schedule.owner.username:<16}{last}"
             )

@@ -196,6 +196,12 @@ def test_as_a_user_another_users_job_is_not_found_and_untouched(user, other_user
 def test_as_staff_another_users_job_needs_the_apis_permission(other_user):
     staff = UserFactory(is_staff=True)
     theirs = make("failed", owner=other_user)
+    # Without jobs.view_job staff do not even see it (the API's rule), as for anyone.
+    assert refused("retry", str(theirs.id), "--user", staff.username, returncode=1) == (
+        f"Cannot retry job {theirs.id}: not found."
+    )
+    staff.user_permissions.add(Permission.objects.get(codename="view_job"))
+    staff = type(staff).objects.get(pk=staff.pk)  # permissions are cached on the instance
     error = refused("retry", str(theirs.id), "--user", staff.username, returncode=1)
     assert error == (
         f"Cannot retry job {theirs.id}: not allowed: you may not retry another user's job: "

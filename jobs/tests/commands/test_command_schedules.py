@@ -15,6 +15,7 @@ from django_celery_beat.models import PeriodicTask
 
 from accounts.tests.factories import UserFactory
 from jobs.models import Job
+from jobs.schedules.selectors import job_schedule_list_all
 from jobs.schedules.serializers import ScheduleSerializer
 from jobs.schedules.services import job_schedule_create
 from jobs.serializers import JobSerializer
@@ -50,7 +51,8 @@ def test_list_shows_every_schedule_to_the_operator_and_json_is_the_apis(user, ot
     assert "cron 0 * * * * Europe/Paris" in lines[1] and other_user.username in lines[1]
     assert "every 2 hours" in lines[2] and "long_running_task" in lines[2]
     document = json.loads(schedules("list", "--json"))
-    expected = ScheduleSerializer([PeriodicTask.objects.get(pk=pk) for pk in (theirs.pk, mine.pk)], many=True).data
+    # The rows as the API reads them (job_schedule_list_all: the description read cut to its limit).
+    expected = ScheduleSerializer([job_schedule_list_all().get(pk=pk) for pk in (theirs.pk, mine.pk)], many=True).data
     assert document == json.loads(json.dumps(expected))
     assert [entry["id"] for entry in json.loads(schedules("list", "--user", user.username, "--json"))] == [mine.pk]
 
