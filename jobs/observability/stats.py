@@ -10,15 +10,18 @@ small indexes of active jobs. Each request first advances the rollup by one boun
 Windows are whole minutes by the database's clock: the last hour is the current minute and the 59
 before it, the last day the current minute and the 1,439 before it. Run-time percentiles come from
 the rollup's histogram buckets (the buckets of /metrics' ``taskhub_job_run_seconds``), interpolated
-linearly inside the bucket that holds the rank, as Prometheus' ``histogram_quantile`` does.
+linearly inside the bucket that holds the rank, as Prometheus' ``histogram_quantile`` does, then
+clamped to the shortest and longest run the rollup kept (a few runs stay inside their own range).
 """
 
 from __future__ import annotations
 
+import operator
 from datetime import datetime, timedelta
+from functools import reduce
 from typing import Any
 
-from django.db.models import Count, Min, QuerySet, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Greatest
 
 from accounts.models import User
@@ -35,11 +38,23 @@ SLOWEST_DEFAULT, SLOWEST_MAX = 5, 50
 OUTCOMES = tuple(str(status) for status in TERMINAL_STATUSES)
 
 
-def histogram_quantile(fraction: float, counts: list[int]) -> float | None:
+def histogram_quantile(
+    fraction: float, counts: list[int], *, shortest: float | None = None, longest: float | None = None
+) -> float | None:
     """The ``fraction`` quantile of a histogram: ``counts`` per bucket of ``STATS_RUN_BOUNDS`` (not
     cumulative). As Prometheus' histogram_quantile: the rank ``fraction * total`` falls in a bucket;
     the value is interpolated linearly between that bucket's lower and upper bound (the first bucket
-    starts at 0; a rank in the last, unbounded bucket gives the highest finite bound). None: no runs."""
+    starts at 0; a rank in the last, unbounded bucket gives the highest finite bound). None: no runs.
+
+    Given the shortest and longest run, the value is clamped to them: a quantile of a few runs never
+    reads below the shortest or above the longest (one run: every quantile is that run)."""
+    value = _interpolated(fraction, counts)
+    if value is not None and shortest is not None and longest is not None:
+        value = min(max(value, shortest), longest)
+    return value
+
+
+def _interpolated(fraction: float, counts: list[int]) -> float | None:
     total = sum(counts)
     if not total:
         return None
@@ -75,9 +90,13 @@ def _visible_minutes(user: User, *, queue: str | None, task: str | None) -> Quer
 
 def _last_day(rows: QuerySet[JobStatsMinute], now_minute: datetime) -> list[dict[str, Any]]:
     """Per queue and task over the last day: finished jobs per outcome and the run-time buckets."""
-    sums = {field: Sum(field) for field in (*OUTCOMES, *STATS_RUN_FIELDS)}
+    sums: dict[str, Any] = {field: Sum(field) for field in (*OUTCOMES, *STATS_RUN_FIELDS)}
+    ran = reduce(operator.or_, (Q(**{f"{field}__gt": 0}) for field in STATS_RUN_FIELDS))
+    # Rows written before the rollup kept the shortest and longest run: their range is unknown.
+    sums.update(run_min=Min("run_min"), run_max=Max("run_max"), unranged=Count("pk", filter=Q(without_range=True)))
     return list(
         rows.filter(minute__gt=now_minute - timedelta(minutes=DAY_MINUTES), minute__lte=now_minute)
+        .alias(without_range=ExpressionWrapper(ran & Q(run_max=None), output_field=BooleanField()))
         .values("queue", "task")
         .annotate(**sums)
         .order_by()
@@ -157,14 +176,20 @@ def _last_hour(series: list[dict[str, Any]]) -> dict[str, int]:
 def _slowest(day: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     """Tasks by their p95 run time over the jobs finished in the last day, slowest first."""
     per_task: dict[str, list[int]] = {}
+    ranges: dict[str, dict[str, Any]] = {}
     for row in day:
         counts = per_task.setdefault(row["task"], [0] * len(STATS_RUN_FIELDS))
         for index, field in enumerate(STATS_RUN_FIELDS):
             counts[index] += row[field] or 0
+        ranges.setdefault(row["task"], {"runs": [], "unranged": 0})
+        ranges[row["task"]]["unranged"] += row["unranged"]
+        ranges[row["task"]]["runs"] += [run for run in (row["run_min"], row["run_max"]) if run is not None]
     tasks = []
     for task, counts in per_task.items():
         if sum(counts):
-            p50, p95 = histogram_quantile(0.5, counts), histogram_quantile(0.95, counts)
+            runs = ranges[task]["runs"] if not ranges[task]["unranged"] else []
+            bounds = {"shortest": min(runs).total_seconds(), "longest": max(runs).total_seconds()} if runs else {}
+            p50, p95 = histogram_quantile(0.5, counts, **bounds), histogram_quantile(0.95, counts, **bounds)
             tasks.append(
                 {"task": task, "runs": sum(counts), "p50_seconds": round(p50, 3), "p95_seconds": round(p95, 3)}
             )

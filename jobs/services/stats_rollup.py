@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, QuerySet
 from django.db.models.functions import Coalesce, Greatest, TruncMinute
 
 from ..models import STATS_RUN_BOUNDS, STATS_RUN_FIELDS, TERMINAL_STATUSES, JobStatsMinute
@@ -34,6 +34,15 @@ STATS_KEEP = STATS_WINDOW + timedelta(hours=1)
 
 Key = tuple[datetime, int, str, str]
 COUNT_FIELDS = (*(str(status) for status in TERMINAL_STATUSES), *STATS_RUN_FIELDS)
+RUN_RANGE_FIELDS = ("run_min", "run_max")
+
+
+def _widen(
+    current: tuple[timedelta, timedelta] | None, shortest: timedelta, longest: timedelta
+) -> tuple[timedelta, timedelta]:
+    if current is None:
+        return shortest, longest
+    return min(current[0], shortest), max(current[1], longest)
 
 
 def minute_of(at: datetime) -> datetime:
@@ -50,6 +59,7 @@ class StatsRollup:
 
     def __init__(self) -> None:
         self.counts: dict[Key, Counter] = defaultdict(Counter)
+        self.runs: dict[Key, tuple[timedelta, timedelta]] = {}  # the shortest and longest run per key
 
     def add(self, row: dict[str, Any], *, run: float | None) -> None:
         """One finished job (a row of the metrics pass) and its run time (None: it did not run)."""
@@ -58,6 +68,7 @@ class StatsRollup:
         counts[row["status"]] += 1
         if run is not None:
             counts[run_field(run)] += 1
+            self.runs[key] = _widen(self.runs.get(key), timedelta(seconds=run), timedelta(seconds=run))
 
     def save(self) -> None:
         """Add the increments to their minute rows (new rows for new keys). The caller holds the
@@ -73,12 +84,26 @@ class StatsRollup:
             row = existing.get(key)
             if row is None:
                 minute, owner_id, queue, task = key
-                new.append(JobStatsMinute(minute=minute, owner_id=owner_id, queue=queue, task=task, **counts))
+                run_min, run_max = self.runs.get(key, (None, None))
+                new.append(
+                    JobStatsMinute(
+                        minute=minute,
+                        owner_id=owner_id,
+                        queue=queue,
+                        task=task,
+                        run_min=run_min,
+                        run_max=run_max,
+                        **counts,
+                    )
+                )
                 continue
             for field, increment in counts.items():
                 setattr(row, field, getattr(row, field) + increment)
+            if key in self.runs:
+                current = None if row.run_min is None else (row.run_min, row.run_max)
+                row.run_min, row.run_max = _widen(current, *self.runs[key])
             changed.append(row)
-        JobStatsMinute.objects.bulk_update(changed, COUNT_FIELDS, batch_size=500)
+        JobStatsMinute.objects.bulk_update(changed, (*COUNT_FIELDS, *RUN_RANGE_FIELDS), batch_size=500)
         JobStatsMinute.objects.bulk_create(new, batch_size=500)
 
 
@@ -92,9 +117,11 @@ def stats_rollup_build(jobs: QuerySet) -> int:
     run = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     due = Greatest("created_at", Coalesce("run_at", "created_at"), Coalesce("last_round", "created_at"))
     counts = {str(status): Count("pk", filter=Q(status=status)) for status in TERMINAL_STATUSES}
+    ran = Q(started_at__isnull=False, started_at__gte=F("due"))
+    counts["run_min"], counts["run_max"] = Min("run", filter=ran), Max("run", filter=ran)
     lower = None
     for bound, field in zip(STATS_RUN_BOUNDS, STATS_RUN_FIELDS, strict=True):
-        in_bucket = Q(started_at__isnull=False, started_at__gte=F("due"))
+        in_bucket = ran
         if lower is not None:
             in_bucket &= Q(run__gt=timedelta(seconds=lower))
         if bound != float("inf"):
@@ -108,7 +135,7 @@ def stats_rollup_build(jobs: QuerySet) -> int:
         .order_by()
     )
     select, params = per_minute.query.sql_with_params()
-    columns = ("minute", "owner_id", "queue", "task", *COUNT_FIELDS)
+    columns = ("minute", "owner_id", "queue", "task", *COUNT_FIELDS, *RUN_RANGE_FIELDS)
     names = ", ".join(connection.ops.quote_name(column) for column in columns)
     JobStatsMinute.objects.all().delete()
     with connection.cursor() as cursor:

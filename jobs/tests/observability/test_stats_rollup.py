@@ -58,6 +58,7 @@ def direct(stats: dict, jobs) -> dict:
     day, hour = dict.fromkeys(OUTCOMES, 0), dict.fromkeys(OUTCOMES, 0)
     per_queue: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(OUTCOMES, 0))
     buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(STATS_RUN_BOUNDS))
+    runs: dict[str, list[float]] = defaultdict(list)
     for job in jobs.filter(status__in=TERMINAL_STATUSES):
         minute = minute_of(job.finished_at)
         if minute in series:
@@ -71,6 +72,8 @@ def direct(stats: dict, jobs) -> dict:
         if job.started_at is not None:
             run = (job.finished_at - job.started_at).total_seconds()
             buckets[job.celery_task_name][next(i for i, b in enumerate(STATS_RUN_BOUNDS) if run <= b)] += 1
+            runs[job.celery_task_name].append(run)
+    ranges = {task: {"shortest": min(seconds), "longest": max(seconds)} for task, seconds in runs.items()}
     return {
         "day": day,
         "hour": hour,
@@ -81,8 +84,8 @@ def direct(stats: dict, jobs) -> dict:
                 {
                     "task": task,
                     "runs": sum(counts),
-                    "p50_seconds": round(histogram_quantile(0.5, counts), 3),
-                    "p95_seconds": round(histogram_quantile(0.95, counts), 3),
+                    "p50_seconds": round(histogram_quantile(0.5, counts, **ranges[task]), 3),
+                    "p95_seconds": round(histogram_quantile(0.95, counts, **ranges[task]), 3),
                 }
                 for task, counts in buckets.items()
             ),
