@@ -2,12 +2,15 @@
 its figures and chart follow new jobs without a reload (it polls /api/v1/stats/ with the admin
 session); a staff member without the view permission gets neither the link nor the page.
 
-Leaves a screenshot for a human to look at: /tmp/admin-dashboard.png.
+Leaves screenshots for a human to look at: /tmp/admin-dashboard.png, and the dashboard at 1366 and
+1920 px wide under var/test/screenshots/.
 """
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
@@ -20,6 +23,11 @@ pytestmark = pytest.mark.browser
 
 SCREENSHOT = "/tmp/admin-dashboard.png"
 FIGURE = """([name, text]) => document.querySelector(`[data-figure="${name}"]`).textContent === text"""
+SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "test" / "screenshots"
+CHART_WIDTH = """() => {
+    const chart = document.querySelector("[data-chart]");
+    return [chart.getBoundingClientRect().width, chart.parentElement.clientWidth];
+}"""
 CHART_TOTAL = """(total) => document.querySelector("[data-chart]").dataset.total === String(total)"""
 
 
@@ -71,4 +79,24 @@ def test_the_dashboard_goes_live_without_a_reload(asgi_live_server, browser):
     assert page.locator("#jobs-monitoring").count() == 0
     response = page.goto(f"{asgi_live_server.url}/admin/jobs/dashboard/")
     assert response.status == 403
+    page.close()
+
+
+@pytest.mark.parametrize("width", [1366, 1920])
+def test_the_chart_fills_its_container_at_any_width(asgi_live_server, browser, width):
+    def set_up():
+        ensure_roles()
+        member_of("viewer", username="dash-viewer")
+        finished("succeeded", 2)
+        finished("failed", 30)
+
+    in_thread(set_up)
+    page, errors = open_page(browser, viewport={"width": width, "height": 900})
+    log_in(page, asgi_live_server, "dash-viewer", next_url="/admin/jobs/dashboard/")
+    page.wait_for_function(CHART_TOTAL, arg=2)
+    chart, container = page.evaluate(CHART_WIDTH)
+    assert chart >= 0.9 * container, f"the chart is {chart:.0f} px of its container's {container} px"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}.png"), full_page=True)
+    errors.check()
     page.close()

@@ -27,9 +27,15 @@
     }
   }
 
+  // Drawn in the chart's own pixels (its viewBox is its width): the chart fills its container at
+  // any viewport without stretching its labels, and is drawn again when the window is resized.
+  let lastSeries = null;
   function chart(series) {
+    lastSeries = series;
     const svg = root.querySelector("[data-chart]");
-    const [width, height, bottom] = [610, 160, 18];
+    const [height, bottom] = [160, 18];
+    const width = Math.max(200, Math.round(svg.getBoundingClientRect().width));
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     const most = Math.max(1, ...series.map((m) => STATUSES.reduce((sum, s) => sum + m[s], 0)));
     const step = width / series.length;
     const parts = [];
@@ -94,6 +100,8 @@
     ]);
     chart(stats.finished_per_minute);
   }
+
+  window.addEventListener("resize", () => { if (lastSeries) chart(lastSeries); });
 
   const status = root.querySelector("[data-dashboard-status]");
   async function poll() {
