@@ -1,5 +1,6 @@
 """How an operator narrows the job and event lists: a complete job id finds its job, and the
-queue and task filters offer the configured choices rather than a DISTINCT over every job."""
+queue and task filters offer the configured choices rather than a DISTINCT over every job; the
+worker filter offers the workers of the running jobs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django.utils.translation import gettext_lazy
 
 from ..catalog import catalog
 from ..filters import ARGUMENT_FILTERS, JobFilter, filter_by_arguments
+from ..models import Job, JobStatus
 
 
 def parse_job_id(text: str) -> uuid.UUID | None:
@@ -27,6 +29,7 @@ def parse_job_id(text: str) -> uuid.UUID | None:
 
 
 POSTGRESQL_MAX_OFFSET = timedelta(hours=16)
+MAX_WORKER_CHOICES = 50
 
 
 class CheckedLookups:
@@ -93,6 +96,26 @@ class TaskFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.filter(celery_task_name=self.value())
         return queryset
+
+
+class WorkerFilter(admin.SimpleListFilter):
+    """The worker process that runs or ran a job (``Job.worker``, as the dashboard names it): the
+    choices are the workers of the running jobs (the small index of active jobs), and any worker
+    given in the URL filters, so the dashboard's links work for a worker that has just stopped."""
+
+    title = gettext_lazy("worker")
+    parameter_name = "worker"
+
+    def lookups(self, request, model_admin):
+        running = Job.objects.filter(status=JobStatus.RUNNING).exclude(worker="")
+        workers = set(running.values_list("worker", flat=True).distinct().order_by()[:MAX_WORKER_CHOICES])
+        return [(worker, worker) for worker in sorted(workers)]
+
+    def has_output(self):
+        return True  # a worker that runs nothing now is still a filter the URL may name
+
+    def queryset(self, request, queryset):
+        return queryset.filter(worker=self.value()) if self.value() else queryset
 
 
 class ArgumentFilter(admin.ListFilter):

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_POST
 
 from .. import selectors
 from ..models import Job
-from .filters import ArgumentFilter, CheckedLookups, JobIdSearch, QueueFilter, TaskFilter
+from .filters import ArgumentFilter, CheckedLookups, JobIdSearch, QueueFilter, TaskFilter, WorkerFilter
 from .job_state import (
     attempt_html,
     job_state,
@@ -62,7 +62,7 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
     # Compact enough for a 1366 px screen: one time column, the queue in the priority's title.
     list_display = ("name", "status_badge", "progress_bar", "priority_queue", "owner", "attempt", "when")
     list_display_links = ("name",)
-    list_filter = ("status", "priority", QueueFilter, TaskFilter, ArgumentFilter, "created_at")
+    list_filter = ("status", "priority", QueueFilter, TaskFilter, WorkerFilter, ArgumentFilter, "created_at")
     search_fields = ("name", "celery_task_name", "owner__username")
     search_help_text = gettext_lazy("Name, task or owner's username (contains), or a complete job id.")
     date_hierarchy = "created_at"

@@ -76,7 +76,7 @@ class StatsSlowTaskSerializer(serializers.Serializer):
     p50_seconds = serializers.FloatField(
         help_text="Median run time, estimated from the run-time histogram (the buckets of /metrics' "
         "taskhub_job_run_seconds) as Prometheus' histogram_quantile does: linear interpolation inside "
-        "the bucket that holds the rank."
+        "the bucket that holds the rank, then clamped to the shortest and longest run (one run: that run)."
     )
     p95_seconds = serializers.FloatField(help_text="95th percentile run time, estimated as p50_seconds.")
 

@@ -100,3 +100,45 @@ def test_the_chart_fills_its_container_at_any_width(asgi_live_server, browser, w
     page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}.png"), full_page=True)
     errors.check()
     page.close()
+
+
+LINKS = """(where) => [...document.querySelectorAll(`${where} a`)].map((a) => a.href)"""
+ROWS = "#result_list tbody tr"
+
+
+def test_every_figure_links_to_the_job_list_of_exactly_those_jobs(asgi_live_server, browser):
+    def set_up():
+        ensure_roles()
+        member_of("viewer", username="dash-viewer")
+        make("failed", celery_task_name="jobs.tasks.common_tasks.process_data", finished_at=timezone.now())
+        make("failed", finished_at=timezone.now())
+        make("succeeded", finished_at=timezone.now())
+        make("running", worker="w1@host:42")
+        make("running", worker="w1@host:42")
+        make("running", worker="w2@host:7")
+        finished("succeeded", 2)
+        WorkerHeartbeat.objects.create(
+            hostname="w1@host", pid=42, queues=["default"], started_at=timezone.now(), last_seen=timezone.now()
+        )
+
+    in_thread(set_up)
+    page, errors = open_page(browser)
+    log_in(page, asgi_live_server, "dash-viewer", next_url="/admin/jobs/dashboard/")
+    page.wait_for_function(FIGURE, arg=["workers", "1"])
+    base = f"{asgi_live_server.url}/admin/jobs/job/"
+    queue_links = page.evaluate(LINKS, '[data-table="queues"]')
+    failed = f"{base}?queue=default&status__exact=failed"
+    assert failed in queue_links and f"{base}?queue=default&status__exact=running" in queue_links
+    worker = f"{base}?worker=w1%40host%3A42&status__exact=running"
+    assert page.evaluate(LINKS, '[data-table="workers"]') == [worker]
+    task = f"{base}?celery_task_name=jobs.tasks.common_tasks.long_running_task"
+    assert task in page.evaluate(LINKS, '[data-table="slowest"]')
+    assert f"{base}?status__exact=pending" in page.evaluate(LINKS, "[data-tiles]")
+
+    for link, rows in ((failed, 2), (worker, 2), (f"{base}?status__exact=running", 3)):
+        page.goto(link)
+        assert page.locator(ROWS).count() == rows, link
+    page.goto(worker)
+    assert set(page.locator(f"{ROWS} td.field-status").all_inner_texts()) <= {"Running"}
+    errors.check()
+    page.close()

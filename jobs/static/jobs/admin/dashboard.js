@@ -11,7 +11,21 @@
   const figure = (name, value) => { root.querySelector(`[data-figure="${name}"]`).textContent = value; };
   const percent = (rate) => (rate === null ? "–" : `${(rate * 100).toFixed(1)}%`);
   const seconds = (value) => (value >= 120 ? `${(value / 60).toFixed(1)} min` : `${value.toFixed(value < 10 ? 2 : 0)} s`);
-  const cell = (row, text) => { const td = document.createElement("td"); td.textContent = text; row.appendChild(td); };
+  // The admin's job list filtered to the jobs behind a figure (the changelist's filter parameters).
+  const jobList = (filters) => `${root.dataset.jobListUrl}?${new URLSearchParams(filters)}`;
+  const cell = (row, value) => {
+    const td = document.createElement("td");
+    if (value !== null && typeof value === "object") {
+      const link = document.createElement("a");
+      link.href = jobList(value.filters);
+      link.textContent = value.text;
+      td.appendChild(link);
+    } else {
+      td.textContent = value;
+    }
+    row.appendChild(td);
+  };
+  const linked = (text, filters) => ({ text, filters });
 
   function table(name, rows, columns) {
     const body = root.querySelector(`[data-table="${name}"]`);
@@ -88,15 +102,21 @@
     figure("day-finished", stats.last_day.finished);
     figure("day-failure-rate", percent(stats.last_day.failure_rate));
     figure("workers", stats.workers === null ? "–" : stats.workers.length);
+    const byStatus = (q, status) => linked(q[status], { queue: q.queue, status__exact: status });
     table("queues", stats.queues, [
-      (q) => q.queue, (q) => q.pending, (q) => q.running,
-      (q) => (q.pending ? seconds(q.oldest_pending_seconds) : "–"), (q) => q.succeeded, (q) => q.failed, (q) => q.revoked,
+      (q) => linked(q.queue, { queue: q.queue }), (q) => byStatus(q, "pending"), (q) => byStatus(q, "running"),
+      (q) => (q.pending ? seconds(q.oldest_pending_seconds) : "–"),
+      (q) => byStatus(q, "succeeded"), (q) => byStatus(q, "failed"), (q) => byStatus(q, "revoked"),
     ]);
+    const ofTask = (t) => ({ celery_task_name: t.task });
     table("slowest", stats.slowest_tasks, [
-      (t) => t.task, (t) => t.runs, (t) => seconds(t.p50_seconds), (t) => seconds(t.p95_seconds),
+      (t) => linked(t.task, ofTask(t)), (t) => linked(t.runs, ofTask(t)),
+      (t) => seconds(t.p50_seconds), (t) => seconds(t.p95_seconds),
     ]);
     table("workers", stats.workers || [], [
-      (w) => w.worker, (w) => w.queues.join(", "), (w) => w.running, (w) => new Date(w.last_seen).toLocaleTimeString(),
+      (w) => w.worker, (w) => w.queues.join(", "),
+      (w) => linked(w.running, { worker: w.worker, status__exact: "running" }),
+      (w) => new Date(w.last_seen).toLocaleTimeString(),
     ]);
     chart(stats.finished_per_minute);
   }
