@@ -138,7 +138,9 @@ class KwargTermsField(ArgumentTermsField):
         for term in super().to_python(value):
             key, colon, text = term.partition(":")
             if not colon or not key:
-                raise forms.ValidationError(f"{term!r}: write key:value, e.g. user_id:42.", code="invalid")
+                raise forms.ValidationError(
+                    "%(term)s: write key:value, e.g. user_id:42.", code="invalid", params={"term": repr(term)}
+                )
             pairs.append((key, text))
         return pairs
 
@@ -157,7 +159,8 @@ class JSONTermField(forms.CharField):
         try:
             parsed = _read_json(text)
         except ValueError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}.", code="invalid") from exc
+            # Params, not an f-string: messages are %-formatted (Django, django-filter).
+            raise forms.ValidationError("Not valid JSON: %(error)s.", code="invalid", params={"error": exc}) from exc
         if not isinstance(parsed, self.json_type):
             kind = "object" if self.json_type is dict else "array"
             raise forms.ValidationError(f"Give a JSON {kind}.", code="invalid")

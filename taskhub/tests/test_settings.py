@@ -164,7 +164,7 @@ from accounts.models import User
 from taskhub.testing import child_database_url
 name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
 User.objects.create(username="made-by-the-test")
-count = "from accounts.models import User; print(User.objects.count())"
+count = "from accounts.models import User; print(User.objects.filter(username='made-by-the-test').count())"
 child = subprocess.run(
     [sys.executable, sys.argv[0], "shell", "-v0", "-c", count],
     env={**os.environ, "DATABASE_URL": child_database_url()}, capture_output=True, text=True,

@@ -134,3 +134,16 @@ def test_a_malformed_admin_search_shows_the_problem_and_no_jobs(admin_client, jo
     assert response.status_code == 200
     assert list(response.context["cl"].result_list) == []
     assert "Argument search, kwarg" in response.content.decode()
+
+
+def test_control_characters_and_astral_letters_in_search_terms_are_a_clear_answer_not_a_500(user_client):
+    """Found by schemathesis: control characters, C1 controls and astral-plane letters in `search`
+    and `kwarg` values (some without `key:`) were a 500 on /api/v1/tasks/."""
+    query = (
+        "search=%13%C2%82%C2%9E&kwarg=s8d%C2%9B%C2%96%C2%88%25%17%19%C3%B7%F2%BA%9E%B0%F2%85%A6%A59RM%7B%1F%C2%8Bo"
+        "%C3%A8%18Gq%C2%B0k%C3%B1%C2%AF%1A%C2%92%C2%B3&kwarg=%C3%9B%C3%9Cs%C2%B6%16%C3%A7&kwarg=%C3%B9%C2%A95%F3%BA"
+        "%8E%9F%C3%A8%F3%93%91%86%C2%A6&kwarg=%C2%9E%C2%A4z%C3%85%C2%98%F3%92%8B%90%3FM"
+    )
+    for path in ("/api/v1/tasks/", "/api/v1/jobs/"):
+        response = user_client.get(f"{path}?{query}")
+        assert response.status_code in (200, 400), response.content

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -161,11 +162,14 @@ def test_200_open_streams_hold_no_connection_or_thread_and_do_not_slow_the_api(w
     wait_status(job_id, JobStatus.RUNNING)
     baseline_threads, baseline_connections = server.threads(), stream_db_connections()
     # A user has at most JOB_STREAM_MAX_PER_USER (10) streams: the owner's 10 on the job, then staff
-    # members' list streams (they see the job too) up to 200.
+    # members' list streams up to 200 (with jobs.view_job they see the job too).
     cap = settings.JOB_STREAM_MAX_PER_USER
     opens = [(token, f"/api/v1/jobs/{job_id}/stream/")] * cap
+    view_job = Permission.objects.get(codename="view_job", content_type__app_label="jobs")
     for _ in range((STREAMS - cap) // cap):
-        opens += [(str(AccessToken.for_user(UserFactory(is_staff=True))), "/api/v1/jobs/stream/")] * cap
+        staff = UserFactory(is_staff=True)
+        staff.user_permissions.add(view_job)
+        opens += [(str(AccessToken.for_user(staff)), "/api/v1/jobs/stream/")] * cap
     loop = asyncio.new_event_loop()
     streams = loop.run_until_complete(open_streams(server.port, opens))
     holder = threading.Thread(target=loop.run_forever, daemon=True)  # the streams stay open, read by nobody
