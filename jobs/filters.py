@@ -138,7 +138,9 @@ class KwargTermsField(ArgumentTermsField):
         for term in super().to_python(value):
             key, colon, text = term.partition(":")
             if not colon or not key:
-                raise forms.ValidationError(f"{term!r}: write key:value, e.g. user_id:42.", code="invalid")
+                # The term as a parameter: django-filter formats the message with %, and a term may hold one.
+                message, params = "%(term)s: write key:value, e.g. user_id:42.", {"term": repr(term)}
+                raise forms.ValidationError(message, code="invalid", params=params)
             pairs.append((key, text))
         return pairs
 
