@@ -2,16 +2,21 @@
 
 Every error answer is ``{"code": "...", "message": "...", "fields": {...}}`` (``fields`` only
 when input fields are at fault). Services raise :class:`ApplicationError`; DRF and Django
-errors are translated by :func:`exception_handler` so clients never see another shape.
+errors are translated by :func:`exception_handler` so clients never see another shape. Outside
+DRF, Django's error views (taskhub/urls.py) answer in the same shape, except on the admin's pages,
+whose 403 and 500 are HTML pages in the admin's style (templates/403.html, 500.html).
 """
 
 import logging
 from typing import Any
 
 from django.conf import settings
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseServerError, JsonResponse
+from django.shortcuts import render
+from django.template import loader
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -121,6 +126,8 @@ _CODES = {
 
 logger = logging.getLogger(__name__)
 
+ADMIN_PATH = "/admin/"  # taskhub/urls.py: the admin's pages get HTML error pages, everything else JSON
+
 
 def _too_large(exc: Exception) -> tuple[dict[str, Any], int] | None:
     """The 413 body for a request over Django's upload limits, or None for any other error."""
@@ -188,5 +195,19 @@ def json_404(request, exception=None) -> JsonResponse:
     return JsonResponse(error_body("not_found", f"No such page: {request.path}"), status=404)
 
 
-def json_500(request) -> JsonResponse:
-    return JsonResponse(error_body("server_error", "Internal server error; the error was logged."), status=500)
+def page_403(request, exception=None) -> HttpResponse:
+    """Django's 403s outside DRF: the admin's own page (templates/403.html, in the admin's style)
+    under /admin/, the one JSON shape anywhere else (the API)."""
+    if not request.path.startswith(ADMIN_PATH):
+        return JsonResponse(error_body("permission_denied", "You are not allowed to do this."), status=403)
+    context = {**admin.site.each_context(request), "title": "Not allowed"}
+    return render(request, "403.html", context, status=403)
+
+
+def page_500(request) -> HttpResponse:
+    """An unhandled error: a plain page in the admin's style under /admin/ (templates/500.html,
+    rendered without the request: no session or database it might need), JSON anywhere else."""
+    if not request.path.startswith(ADMIN_PATH):
+        return JsonResponse(error_body("server_error", "Internal server error; the error was logged."), status=500)
+    context = {"site_header": admin.site.site_header, "site_title": admin.site.site_title, "index": ADMIN_PATH}
+    return HttpResponseServerError(loader.render_to_string("500.html", context))

@@ -68,6 +68,36 @@ class AutoSchema(SpectacularAutoSchema):
         return codes
 
 
+ALIAS_PREFIX = "/api/v1/tasks/"
+ALIAS_TAG = "tasks (spec aliases)"
+
+
+def mark_spec_aliases(result: dict, generator, request, public) -> dict:
+    """A postprocessing hook: ``/api/v1/tasks/...``, the original spec's paths, serve the same
+    operations as ``/api/v1/jobs/...``. They keep working; the document marks them deprecated and
+    tags them apart, so Swagger lists the jobs operations once and the aliases in their own group."""
+    for path, item in result.get("paths", {}).items():
+        if not path.startswith(ALIAS_PREFIX):
+            continue
+        for method, operation in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                operation["deprecated"] = True
+                operation["tags"] = [ALIAS_TAG]
+                jobs_path = "/api/v1/jobs/" + path.removeprefix(ALIAS_PREFIX)
+                note = f"Deprecated alias of `{method.upper()} {jobs_path}` (the original spec's path); use that."
+                operation["description"] = f"{note}\n\n{operation.get('description', '')}".rstrip()
+    tags = [tag for tag in result.get("tags", []) if tag.get("name") != ALIAS_TAG]
+    tags.append(
+        {
+            "name": ALIAS_TAG,
+            "description": "The original spec's /api/v1/tasks/ paths: deprecated "
+            "aliases of /api/v1/jobs/, kept working.",
+        }
+    )
+    result["tags"] = tags
+    return result
+
+
 class StrictJWTScheme(SimpleJWTScheme):
     """The bearer scheme for accounts' stricter JWT authentication (simplejwt's, documented the same)."""
 

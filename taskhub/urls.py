@@ -8,8 +8,9 @@ from jobs.observability.views import metrics_view
 from . import health
 
 handler400 = "taskhub.errors.json_400"
+handler403 = "taskhub.errors.page_403"
 handler404 = "taskhub.errors.json_404"
-handler500 = "taskhub.errors.json_500"
+handler500 = "taskhub.errors.page_500"
 
 urlpatterns = [
     path("admin/jobs/dashboard/", admin.site.admin_view(dashboard_view), name="jobs-dashboard"),

@@ -26,3 +26,5 @@ from . import events, jobs, queues, schedules  # noqa: F401  (importing them reg
 admin.site.site_header = gettext_lazy("taskhub administration")
 admin.site.site_title = gettext_lazy("taskhub admin")
 admin.site.index_title = gettext_lazy("Jobs, schedules and users")
+# "View site": there is no site at /, only the API; its documentation is the page to go to.
+admin.site.site_url = "/api/docs/"

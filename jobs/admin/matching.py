@@ -42,7 +42,8 @@ COUNT_UP_TO = 10_000
 class MatchingOperation:
     name: str
     title: Any  # the confirmation page's title
-    link: Any  # the list's link, with %(count)s
+    link: Any  # the list's link when every matching job qualifies, with %(count)s
+    some_link: Any  # the list's link when some do, with %(some)s and %(count)s
     applies_to: tuple[str, ...]  # the statuses the operation applies to
     applies_words: Any  # those statuses in words
     passive: Any  # "cancelled"
@@ -57,6 +58,7 @@ OPERATIONS = {
             "cancel",
             gettext_lazy("Cancel all matching jobs"),
             gettext_lazy("Cancel all %(count)s matching…"),
+            gettext_lazy("Cancel %(some)s of the %(count)s matching…"),
             tuple(ACTIVE_STATUSES),
             gettext_lazy("pending or running jobs"),
             gettext_lazy("cancelled"),
@@ -67,6 +69,7 @@ OPERATIONS = {
             "retry",
             gettext_lazy("Retry all matching jobs"),
             gettext_lazy("Retry all %(count)s matching…"),
+            gettext_lazy("Retry %(some)s of the %(count)s matching…"),
             tuple(MANUAL_RETRY_STATUSES),
             gettext_lazy("failed or revoked jobs"),
             gettext_lazy("retried"),
@@ -77,6 +80,7 @@ OPERATIONS = {
             "delete",
             gettext_lazy("Delete all matching jobs"),
             gettext_lazy("Delete all %(count)s matching…"),
+            gettext_lazy("Delete %(some)s of the %(count)s matching…"),
             tuple(TERMINAL_STATUSES),
             gettext_lazy("finished jobs: active ones must be cancelled first"),
             gettext_lazy("deleted"),
@@ -150,11 +154,21 @@ class MatchingOperations:
             count = _("about %(count)s") % {"count": count}
         query = cl.get_query_string(remove=[PAGE_VAR])
         query = "" if query == "?" else query
-        return [
-            {"url": self._matching_url(name) + query, "label": operation.link % {"count": count}}
-            for name, operation in OPERATIONS.items()
-            if self._may_run(request, operation)
-        ]
+        links = []
+        for name, operation in OPERATIONS.items():
+            if not self._may_run(request, operation):
+                continue
+            # Offered only when some matching jobs qualify (Experience e), with how many.
+            qualify, more = _count_up_to(cl.queryset.filter(status__in=operation.applies_to), COUNT_UP_TO)
+            if not qualify:
+                continue
+            if not more and not getattr(cl.paginator, "estimated", False) and qualify == cl.result_count:
+                label = operation.link % {"count": count}
+            else:
+                some = _("more than %(count)s") % {"count": qualify} if more else str(qualify)
+                label = operation.some_link % {"some": some, "count": count}
+            links.append({"url": self._matching_url(name) + query, "label": label})
+        return links
 
     def matching_redirect(self, request: HttpRequest, name: str) -> HttpResponseRedirect:
         """To the confirmation of operation ``name`` on everything the list's filters match."""

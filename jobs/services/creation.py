@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Required, TypedDict, Unpack
 
 from django.conf import settings
@@ -220,7 +220,9 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
     if keys and (replayed := _bulk_replay(owner, keys, fingerprint)):
         return replayed
     now = timezone.now()
-    jobs = [spec.build(owner=owner, now=now) for spec in specs]
+    # One microsecond apart in request order: the list's (-created_at, -id) order then shows a bulk's
+    # jobs last item first, every time, instead of by their random uuid4 ids.
+    jobs = [spec.build(owner=owner, now=now + timedelta(microseconds=index)) for index, spec in enumerate(specs)]
     for job, key in zip(jobs, keys, strict=False):
         job.idempotency_key, job.request_fingerprint = key, fingerprint
     try:

@@ -190,3 +190,19 @@ def test_a_schedule_id_is_an_integer(schema):
         if path.startswith("/api/v1/schedules/{id}/"):
             (parameter,) = [p for p in operation["parameters"] if p["name"] == "id"]
             assert parameter["schema"] == {"type": "integer"}, (method, path)
+
+
+def test_the_spec_aliases_are_deprecated_and_tagged_apart(schema):
+    """Experience (a): /api/v1/tasks/... (the original spec's paths, still served) are the same
+    operations as /api/v1/jobs/...; Swagger shows them apart, deprecated, under their own tag."""
+    aliases = [(p, m, o) for p, m, o in operations(schema) if p.startswith("/api/v1/tasks/")]
+    jobs = [(p, m, o) for p, m, o in operations(schema) if p.startswith("/api/v1/jobs/")]
+    assert aliases and len(aliases) == len(jobs)
+    for path, method, operation in aliases:
+        assert operation.get("deprecated") is True, (method, path)
+        assert operation["tags"] == ["tasks (spec aliases)"], (method, path)
+        assert schema["paths"][path.replace("/api/v1/tasks/", "/api/v1/jobs/", 1)][method]
+    for path, method, operation in jobs:
+        assert not operation.get("deprecated"), (method, path)
+        assert "tasks (spec aliases)" not in operation["tags"], (method, path)
+    assert "tasks (spec aliases)" in {tag["name"] for tag in schema.get("tags", [])}

@@ -287,6 +287,13 @@ def test_job_admin_in_a_browser(asgi_live_server, browser):
     assert page.locator("button.job-operation__button--retry").is_visible()
     assert page.locator("button.job-operation__button--cancel").is_hidden()
     assert page.locator("input[name=_save]").count() == 0
+    # The progress bar is a bar, not a block (Experience g: reported 65 px tall): the track at most
+    # 20 px, the bar with its two-line message at most 40 px.
+    heights = page.evaluate(
+        "() => [...document.querySelectorAll('.job-progress, .job-progress__track')]"
+        ".map(e => [e.className, e.getBoundingClientRect().height])"
+    )
+    assert heights and all(h <= (20 if c == "job-progress__track" else 40) for c, h in heights), heights
     page.screenshot(path=JOB_PAGE_SCREENSHOT, full_page=True)
 
     # The Cancel button of a running job (Retry would send a message to the broker).

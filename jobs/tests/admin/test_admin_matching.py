@@ -35,10 +35,27 @@ def test_the_list_offers_the_operations_on_all_matching_jobs(operator_client, ow
 
     html = operator_client.get(CHANGELIST, {"status__exact": "failed"}).content.decode()
 
-    assert f'href="{MATCHING}cancel/?status__exact=failed"' in html
+    assert f'href="{MATCHING}cancel/' not in html  # none of them is pending or running (Experience e)
     assert f'href="{MATCHING}retry/?status__exact=failed"' in html
     assert f'href="{MATCHING}delete/?status__exact=failed"' in html
     assert "Retry all 3 matching…" in html
+
+
+def test_each_all_matching_operation_is_offered_only_when_some_jobs_qualify_with_the_counts(operator_client, owner):
+    """Experience e: no "Retry all N matching…" when none of them failed; the counts said."""
+    for index in range(3):
+        make_job(owner, JobStatus.FAILED, name=f"broken {index}")
+    make_job(owner, JobStatus.RUNNING, name="busy")
+
+    html = operator_client.get(CHANGELIST).content.decode()
+    assert "Retry 3 of the 4 matching…" in html
+    assert "Cancel 1 of the 4 matching…" in html
+    assert "Delete 3 of the 4 matching…" in html
+
+    html = operator_client.get(CHANGELIST, {"status__exact": "running"}).content.decode()
+    assert f'href="{MATCHING}retry/' not in html
+    assert f'href="{MATCHING}delete/' not in html
+    assert "Cancel all 1 matching…" in html
 
 
 def test_the_confirmation_shows_the_count_and_the_filters_first(operator_client, owner):

@@ -137,3 +137,25 @@ def test_a_bulk_body_over_the_bulk_byte_limit_is_refused_before_its_items_are_re
     assert "1048576 bytes" in body["message"]
     smaller = {**item, "priority": "normal"}
     assert user_client.post("/api/v1/jobs/bulk/", {"jobs": [smaller] * 180}, format="json").status_code == 201
+
+
+def test_a_bulks_jobs_list_in_request_order(user_client):
+    """Experience (b): a bulk's jobs get created_at one microsecond apart in request order, so the
+    list (newest first) shows them last item first, every time and across cursor pages, and
+    ``ordering=created_at`` in request order."""
+    names = [f"item-{index:02}" for index in range(20)]
+    response = user_client.post(
+        "/api/v1/jobs/bulk/", {"jobs": [{**SPEC_BODY, "name": n} for n in names]}, format="json"
+    )
+    assert response.status_code == 201, response.content
+
+    def listed(**params):
+        seen, url, query = [], "/api/v1/jobs/", {"page_size": 7, **params}
+        while url:
+            page = user_client.get(url, query).json()
+            seen += [job["name"] for job in page["results"]]
+            url, query = page["next"], None
+        return seen
+
+    assert listed() == names[::-1]
+    assert listed(ordering="created_at") == names
