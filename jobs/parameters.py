@@ -10,6 +10,7 @@ parameter 'seconds' must be an integer, got str '60'``).
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import re
 import types
@@ -312,3 +313,42 @@ class Parameters:
             allowed = ", ".join(self.schema.get("properties", {})) or "none"
             _fail(origins[key][0], f"unknown parameter '{key}' for {self.task} (parameters: {allowed})")
         _fail(root, f"arguments do not fit {self.task}: {error.message}")
+
+
+def describe_schema(schema: Any, *, required: bool = False) -> str:
+    """One parameter's JSON Schema in words, as every page and command shows it:
+    ``integer, 0 to 14400, default 10``; ``array of string, required, at most 100 items``."""
+    if not isinstance(schema, dict):
+        return "any JSON value" + (", required" if required else "")
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    kind = " or ".join(types) or "any JSON value"
+    items = schema.get("items")
+    if "array" in types and isinstance(items, dict):
+        described = describe_schema(items)
+        kind = kind.replace("array", f"array of {described if ', ' not in described else f'({described})'}", 1)
+    words = [kind]
+    if required:
+        words.append("required")
+    if "enum" in schema:
+        words.append("one of " + ", ".join(_json_text(value) for value in schema["enum"]))
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        words.append(f"{low:g} to {high:g}")
+    elif low is not None:
+        words.append(f"at least {low:g}")
+    elif high is not None:
+        words.append(f"at most {high:g}")
+    for key, unit in (("minItems", "items"), ("minLength", "characters")):
+        if key in schema:
+            words.append(f"at least {schema[key]} {unit}")
+    for key, unit in (("maxItems", "items"), ("maxLength", "characters")):
+        if key in schema:
+            words.append(f"at most {schema[key]} {unit}")
+    if "default" in schema:
+        words.append(f"default {_json_text(schema['default'])}")
+    return ", ".join(words)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

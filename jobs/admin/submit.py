@@ -9,7 +9,6 @@ double click or a resent form makes one job.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -25,6 +24,7 @@ from taskhub.errors import ApplicationError
 
 from ..catalog import CatalogEntry, catalog
 from ..models import JobPriority
+from ..parameters import describe_schema
 from ..services.creation import job_create
 
 # As the API's create serializer allows.
@@ -38,37 +38,6 @@ def visible_entries(user) -> list[CatalogEntry]:
     return [entry for entry in catalog.entries() if user.is_staff or not entry.staff_only]
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def describe_value(schema: Any) -> str:
-    """One parameter's schema in words: "integer, 0 to 14400, default 10"."""
-    if schema is True or not isinstance(schema, dict):
-        return "any JSON value"
-    types = schema.get("type")
-    types = [types] if isinstance(types, str) else list(types or [])
-    kind = " or ".join(types) or "any JSON value"
-    if "items" in schema and "array" in types:
-        kind = kind.replace("array", f"array of {describe_value(schema['items'])}", 1)
-    words = [kind]
-    if "enum" in schema:
-        words.append("one of " + ", ".join(_json_text(value) for value in schema["enum"]))
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if low is not None and high is not None:
-        words.append(f"{low:g} to {high:g}")
-    elif low is not None:
-        words.append(f"at least {low:g}")
-    elif high is not None:
-        words.append(f"at most {high:g}")
-    for key, unit in (("maxItems", "items"), ("maxLength", "characters")):
-        if key in schema:
-            words.append(f"at most {schema[key]} {unit}")
-    if "default" in schema:
-        words.append(f"default {_json_text(schema['default'])}")
-    return ", ".join(words)
-
-
 def parameter_rows(schema: dict[str, Any]) -> dict[str, Any]:
     """A task's parameter schema as the table the form shows: each parameter with how to pass it
     and what it accepts, then what else is accepted."""
@@ -77,14 +46,13 @@ def parameter_rows(schema: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for name, parameter in schema.get("properties", {}).items():
         where = f"args[{positional.index(name)}] or kwargs" if name in positional else "kwargs"
-        accepts = describe_value(parameter)
-        rows.append({"name": name, "where": where, "accepts": f"{accepts}, required" if name in required else accepts})
+        rows.append({"name": name, "where": where, "accepts": describe_schema(parameter, required=name in required)})
     extra = []
     if "x-var-positional" in schema:
-        extra.append(f"More positional arguments: {describe_value(schema['x-var-positional'])}")
+        extra.append(f"More positional arguments: {describe_schema(schema['x-var-positional'])}")
     additional = schema.get("additionalProperties", True)
     if additional is not False:
-        extra.append("Any other keyword argument" + ("" if additional is True else f": {describe_value(additional)}"))
+        extra.append("Any other keyword argument" + ("" if additional is True else f": {describe_schema(additional)}"))
     return {"rows": rows, "extra": extra}
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from jobs.catalog import CatalogEntry, catalog
 from jobs.management.cli import OperatorCommand, as_json, task_entry
+from jobs.parameters import describe_schema
 from jobs.serializers import CatalogEntrySerializer
 
 
@@ -57,43 +55,13 @@ def describe(entry: CatalogEntry) -> str:
     lines.append("  parameters" + ("" if properties else "  none"))
     width = max((len(name) for name in properties), default=0)
     for name, spec in properties.items():
-        lines.append(f"    {name:<{width}}  {parameter(spec, required=name in schema.get('required', []))}")
+        lines.append(f"    {name:<{width}}  {describe_schema(spec, required=name in schema.get('required', []))}")
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict):
-        lines.append(f"    (other keyword arguments: {kind(extra)})")
+        lines.append(f"    (other keyword arguments: {describe_schema(extra)})")
     return "\n".join(lines)
 
 
 def first_paragraph(text: str) -> str:
     """A docstring's first paragraph on one line."""
     return " ".join(text.split("\n\n")[0].split()) or "-"
-
-
-def kind(spec: dict[str, Any]) -> str:
-    types = spec.get("type", "any")
-    text = " or ".join(types) if isinstance(types, list) else types
-    if isinstance(spec.get("items"), dict) and "type" in spec["items"]:
-        text += f" of {kind(spec['items'])}"
-    return text
-
-
-def parameter(spec: dict[str, Any], *, required: bool) -> str:
-    """``integer, default 10, 0 to 14400``: the type, required or default, and the limits."""
-    parts = [kind(spec)]
-    if required:
-        parts.append("required")
-    if "default" in spec:
-        parts.append(f"default {json.dumps(spec['default'])}")
-    low, high = spec.get("minimum"), spec.get("maximum")
-    if low is not None and high is not None:
-        parts.append(f"{low:g} to {high:g}")
-    elif low is not None:
-        parts.append(f"at least {low:g}")
-    elif high is not None:
-        parts.append(f"at most {high:g}")
-    for key, unit in (("maxLength", "characters"), ("maxItems", "items")):
-        if key in spec:
-            parts.append(f"at most {spec[key]} {unit}")
-    if "enum" in spec:
-        parts.append("one of " + ", ".join(json.dumps(value) for value in spec["enum"]))
-    return ", ".join(parts)
