@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.functions import Left
 from django_celery_beat.models import PeriodicTask
 
@@ -39,6 +39,18 @@ def job_schedule_get(*, user: User, schedule_id: int) -> PeriodicTask:
     return schedule
 
 
-def job_schedule_recent_jobs(*, periodic_task_id: int, limit: int = 20) -> list[Job]:
+def job_schedule_recent_jobs(*, periodic_task_id: int, limit: int = 10) -> list[Job]:
     """The schedule's latest jobs, newest first (its admin page lists them)."""
     return list(Job.objects.filter(schedule_id=periodic_task_id).order_by("-created_at", "-id")[:limit])
+
+
+def job_schedule_with_last_run(schedules: QuerySet[PeriodicTask]) -> QuerySet[PeriodicTask]:
+    """``schedules`` with their latest job's id, status and creation time (``last_job_id``,
+    ``last_job_status``, ``last_job_created_at``; None before the first), as the schedule list
+    shows them: one subquery per value, each reading the (schedule, ...) index."""
+    latest = Job.objects.filter(schedule_id=OuterRef("pk")).order_by("-created_at", "-id")
+    return schedules.annotate(
+        last_job_id=Subquery(latest.values("id")[:1]),
+        last_job_status=Subquery(latest.values("status")[:1]),
+        last_job_created_at=Subquery(latest.values("created_at")[:1]),
+    )

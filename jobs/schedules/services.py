@@ -73,10 +73,14 @@ def _invalid(field: str, message: str, code: str = "invalid") -> InvalidInput:
     return InvalidInput(f"{field}: {message}", code=code, fields={field: [message]})
 
 
+def system_tasks() -> list[str]:
+    """The tasks beat runs for taskhub itself: its maintenance tasks and Celery's result cleanup."""
+    return sorted({entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} | {"celery.backend_cleanup"})
+
+
 def is_system_task(name: str) -> bool:
-    """A task beat runs for taskhub itself: the maintenance tasks and Celery's cleanup."""
-    beat_tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} | {"celery.backend_cleanup"}
-    return name in beat_tasks or name.startswith(SYSTEM_TASK_PREFIXES)
+    """A task beat runs for taskhub itself (only superusers may schedule or change one)."""
+    return name in system_tasks() or name.startswith(SYSTEM_TASK_PREFIXES)
 
 
 def job_schedule_check(*, owner: User, task: str, args: Any, kwargs: Any, priority: str | None) -> JobSpec:
@@ -128,8 +132,9 @@ def _check_crontab(value: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def _check_timing(request: ScheduleRequest, *, owner: User, required: bool) -> dict[str, Any] | None:
-    """``{"interval": {...}}`` or ``{"crontab": {...}}``; None when neither is given and not required."""
+def job_schedule_check_timing(request: ScheduleRequest, *, owner: User, required: bool) -> dict[str, Any] | None:
+    """``{"interval": {...}}`` or ``{"crontab": {...}}``; None when neither is given and not required.
+    The schedule page's preview checks the timing being typed with it too."""
     interval, crontab = request.get("interval"), request.get("crontab")
     if interval is not None and crontab is not None:
         message = "Give either interval or crontab, not both."
@@ -220,7 +225,7 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
     )
     name = job_schedule_check_name(request.get("name"), owner=owner)
     description = _check_description(request.get("description", ""))
-    timing = _check_timing(request, owner=owner, required=True)
+    timing = job_schedule_check_timing(request, owner=owner, required=True)
     start_time, expires = request.get("start_time"), request.get("expires")
     _check_window(start_time, expires)
     with transaction.atomic():
@@ -273,7 +278,9 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
     if "description" in changes:
         _check_description(changes["description"])
     # Giving both as null (or neither in a replacement) leaves the schedule without timing: refused.
-    timing = _check_timing(changes, owner=schedule.owner, required="interval" in changes and "crontab" in changes)
+    timing = job_schedule_check_timing(
+        changes, owner=schedule.owner, required="interval" in changes and "crontab" in changes
+    )
     if changes.get("enabled", periodic_task.enabled) != periodic_task.enabled:
         periodic_task.last_run_at = None  # as job_schedule_set_enabled: no catch-up of the time it was off
     for field in ("start_time", "expires", "enabled", "one_off", "description"):
@@ -315,3 +322,49 @@ def job_schedule_set_owner(*, periodic_task: PeriodicTask, owner: User | None, p
         JobSchedule.objects.filter(periodic_task=periodic_task).delete()
         return
     JobSchedule.objects.update_or_create(periodic_task=periodic_task, defaults={"owner": owner, "priority": priority})
+
+
+@transaction.atomic
+def beat_entry_save(*, periodic_task_id: int | None, by: User, **request: Unpack[ScheduleRequest]) -> PeriodicTask:
+    """Create or change one of beat's own entries (a maintenance task, sent as a plain Celery
+    task, not a job): no owner and no catalog check, the same timing and window checks as a
+    schedule's. Superusers only (``by``)."""
+    if not by.is_superuser:
+        raise ApplicationError(
+            "Only superusers may change taskhub's maintenance tasks.", code="permission_denied", status_code=403
+        )
+    task = request.get("task") or ""
+    if not is_system_task(task):
+        raise _invalid("task", f"{task!r} is not one of taskhub's maintenance tasks ({', '.join(system_tasks())}).")
+    name = request.get("name").strip() if isinstance(request.get("name"), str) else ""
+    if not name or len(name) > 200:
+        raise _invalid("name", "Give the entry a name of at most 200 characters.")
+    args, kwargs = request.get("args") or [], request.get("kwargs") or {}
+    if not isinstance(args, list):
+        raise _invalid("args", "Must be a JSON array.")
+    if not isinstance(kwargs, dict):
+        raise _invalid("kwargs", "Must be a JSON object.")
+    description = _check_description(request.get("description", ""))
+    timing = job_schedule_check_timing(request, owner=by, required=True)
+    _check_window(request.get("start_time"), request.get("expires"))
+    if periodic_task_id is None:
+        periodic_task = PeriodicTask()
+    else:
+        periodic_task = (
+            PeriodicTask.objects.select_for_update().filter(pk=periodic_task_id, job_schedule__isnull=True).first()
+        )
+        if periodic_task is None:
+            raise NotFound(f"Maintenance entry {periodic_task_id} not found.")
+    if PeriodicTask.objects.filter(name=name).exclude(pk=periodic_task.pk).exists():
+        raise _invalid("name", f"An entry named {name!r} already exists.", code="duplicate_name")
+    if request.get("enabled", True) != periodic_task.enabled:
+        periodic_task.last_run_at = None
+    periodic_task.name, periodic_task.task, periodic_task.description = name, task, description
+    periodic_task.args, periodic_task.kwargs = json.dumps(args), json.dumps(kwargs)
+    for field in ("enabled", "one_off", "start_time", "expires"):
+        setattr(periodic_task, field, request.get(field, PeriodicTask._meta.get_field(field).get_default()))
+    for field, row in _timing_rows(timing).items():
+        setattr(periodic_task, field, row)
+    periodic_task.solar = periodic_task.clocked = None
+    _save(periodic_task)
+    return periodic_task

@@ -1,4 +1,5 @@
-"""Firing schedules (jobs.schedules.firing, the JobScheduler in-process) and the periodic task admin.
+"""Firing schedules (jobs.schedules.firing, the JobScheduler in-process); the schedule page is
+tested in admin/test_admin_schedules.py.
 
 The real beat process is tested in test_schedules_beat.py; here the scheduler's entries are
 applied directly, as beat's tick does, against the real database.
@@ -8,13 +9,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
-from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from accounts.tests.factories import UserFactory
-from jobs.models import Job, JobSchedule, JobStatus
+from jobs.models import Job, JobStatus
 from jobs.schedules import firing
 from jobs.schedules.firing import job_schedule_fire, schedule_slot
 from jobs.schedules.scheduler import JobScheduler
@@ -176,176 +174,3 @@ def test_beats_bookkeeping_does_not_undo_a_disable(schedule):
     next(entry).save()
     stored = PeriodicTask.objects.get(pk=schedule.pk)
     assert stored.enabled is False and stored.total_run_count == 1
-
-
-# --- The periodic task admin -------------------------------------------------------------------
-
-ADD = "/admin/django_celery_beat/periodictask/add/"
-
-
-def change(periodic_task) -> str:
-    return f"/admin/django_celery_beat/periodictask/{periodic_task.pk}/change/"
-
-
-@pytest.fixture
-def superuser():
-    return UserFactory(is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def admin_client(superuser) -> Client:
-    client = Client()
-    client.force_login(superuser)
-    return client
-
-
-def form_data(**changes) -> dict:
-    interval = IntervalSchedule.objects.filter(**EVERY_2S).first() or IntervalSchedule.objects.create(**EVERY_2S)
-    data = {
-        "name": "admin schedule",
-        "regtask": "",
-        "task": LONG_RUNNING_TASK,
-        "enabled": "on",
-        "description": "",
-        "owner": "",
-        "job_priority": "",
-        "interval": interval.pk,
-        "crontab": "",
-        "solar": "",
-        "clocked": "",
-        "start_time_0": "",
-        "start_time_1": "",
-        "args": "[]",
-        "kwargs": '{"seconds": 0}',
-        "expires_0": "",
-        "expires_1": "",
-        "expire_seconds": "",
-        "queue": "",
-        "exchange": "",
-        "routing_key": "",
-        "priority": "",
-        "headers": "{}",
-    }
-    return {**data, **changes}
-
-
-def errors_of(response) -> dict[str, list[str]]:
-    assert response.status_code == 200, response.status_code  # the form again, with its errors
-    return {
-        field: [str(error) for error in errors] for field, errors in response.context["adminform"].form.errors.items()
-    }
-
-
-def test_admin_saves_a_catalog_task_owned_by_the_admin(admin_client, superuser):
-    response = admin_client.post(ADD, form_data(task="app.tasks.common_tasks.long_running_task"))
-
-    assert response.status_code == 302, errors_of(response)
-    periodic_task = PeriodicTask.objects.get(name=f"user:{superuser.pk}:admin schedule")  # its owner's name
-    assert periodic_task.task == LONG_RUNNING_TASK  # the alias, stored as the canonical name
-    assert (periodic_task.job_schedule.owner, periodic_task.job_schedule.priority) == (superuser, "normal")
-
-
-def test_admin_takes_a_chosen_owner_and_priority(admin_client, user):
-    response = admin_client.post(ADD, form_data(owner=user.pk, job_priority="low"))
-    assert response.status_code == 302, errors_of(response)
-    schedule = JobSchedule.objects.get()
-    assert (schedule.owner, schedule.priority) == (user, "low")
-
-
-@pytest.mark.parametrize(
-    ("changes", "field", "words"),
-    [
-        ({"task": "os.system"}, "task", "not a task in the catalog"),
-        ({"task": "celery.chord_unlock"}, "task", "not a task in the catalog"),
-        ({"kwargs": '{"seconds": "soon"}'}, "kwargs", "kwargs.seconds"),
-        ({"kwargs": '{"bogus": 1, "seconds": 1}'}, "kwargs", "bogus"),
-        ({"args": "[1, 2]"}, "args", "positional"),
-        ({"queue": "low_priority"}, "queue", "job priority"),
-    ],
-)
-def test_admin_refuses_what_could_not_run_as_a_job(admin_client, changes, field, words):
-    response = admin_client.post(ADD, form_data(**changes))
-    errors = errors_of(response)
-    assert any(words in message for message in errors.get(field, [])), errors
-    assert not PeriodicTask.objects.filter(name__endswith="admin schedule").exists()
-    assert not JobSchedule.objects.exists()
-
-
-def test_only_superusers_schedule_jobs_for_someone_else(user):
-    staff = UserFactory(is_staff=True)
-    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="django_celery_beat"))
-    client = Client()
-    client.force_login(staff)
-
-    errors = errors_of(client.post(ADD, form_data(owner=user.pk)))
-    assert errors["owner"] == ["Only superusers may schedule jobs for another user."]
-    assert client.post(ADD, form_data(owner=staff.pk)).status_code == 302
-    assert JobSchedule.objects.get().owner == staff
-
-
-def test_maintenance_tasks_are_for_superusers(admin_client):
-    staff = UserFactory(is_staff=True)
-    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="django_celery_beat"))
-    staff_client = Client()
-    staff_client.force_login(staff)
-    sweep = "jobs.tasks.maintenance_tasks.dispatch_jobs"
-
-    errors = errors_of(staff_client.post(ADD, form_data(task=sweep, kwargs="{}")))
-    assert any("only superusers" in message for message in errors["task"]), errors
-
-    response = admin_client.post(ADD, form_data(task=sweep, kwargs="{}"))
-    assert response.status_code == 302, errors_of(response)
-    assert not JobSchedule.objects.exists()  # not a job schedule: beat sends it as a Celery task
-
-
-def test_admin_list_shows_owners_and_no_wrong_scheduler_warning(admin_client, schedule, user):
-    response = admin_client.get("/admin/django_celery_beat/periodictask/")
-    assert response.status_code == 200
-    assert response.context["wrong_scheduler"] is False  # JobScheduler is a DatabaseScheduler
-    assert user.username in response.content.decode()
-
-
-def test_admin_page_lists_the_schedules_recent_jobs(admin_client, schedule):
-    jobs = [fire(schedule, last_run_at=T0 + timedelta(seconds=2 * n)).job for n in range(3)]
-
-    page = admin_client.get(change(schedule)).content.decode()
-
-    for job in jobs:
-        assert f'href="/admin/jobs/job/{job.pk}/change/"' in page
-    assert "Recent jobs" in page and "Pending" in page
-    all_jobs = admin_client.get(f"/admin/jobs/job/?schedule__exact={schedule.pk}")
-    assert f"?schedule__exact={schedule.pk}" in page and all_jobs.status_code == 200
-    assert len(all_jobs.context["cl"].result_list) == 3
-
-
-def test_admin_run_action_creates_tracked_jobs(admin_client, schedule, published, django_capture_on_commit_callbacks):
-    data = {"action": "run_tasks", "_selected_action": [schedule.pk]}
-    with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post("/admin/django_celery_beat/periodictask/", data, follow=True)
-
-    job = Job.objects.get(schedule=schedule)
-    assert [str(message) for message in response.context["messages"]] == ["1 job created."]
-    assert [message["id"] for message in published] == [str(job.id)]
-
-
-def test_admin_names_are_per_owner_and_shown_as_given(admin_client, superuser, user):
-    for owner in (user, superuser):
-        response = admin_client.post(ADD, form_data(name="reports", owner=owner.pk))
-        assert response.status_code == 302, errors_of(response)
-    stored = set(PeriodicTask.objects.values_list("name", flat=True))
-    assert stored == {f"user:{user.pk}:reports", f"user:{superuser.pk}:reports"}
-
-    errors = errors_of(admin_client.post(ADD, form_data(name="reports", owner=user.pk)))
-    assert any("already has a schedule named 'reports'" in message for message in errors["name"]), errors
-    errors = errors_of(admin_client.post(ADD, form_data(name="taskhub-rollup-metrics", owner=user.pk)))
-    assert any("reserved" in message for message in errors["name"]), errors
-
-    mine = PeriodicTask.objects.get(name=f"user:{user.pk}:reports")
-    page = admin_client.get(change(mine)).content.decode()
-    assert 'name="name" value="reports"' in page and 'value="user:' not in page  # the form: the name as given
-    listing = admin_client.get("/admin/django_celery_beat/periodictask/").content.decode()
-    assert ">reports</a>" in listing and f">user:{user.pk}:" not in listing
-    # Saved again unchanged, it keeps its name (not prefixed twice).
-    response = admin_client.post(change(mine), form_data(name="reports", owner=user.pk))
-    assert response.status_code == 302, errors_of(response)
-    assert PeriodicTask.objects.get(pk=mine.pk).name == f"user:{user.pk}:reports"

@@ -8,7 +8,8 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!task) {
         return;
     }
-    const priority = document.getElementById("id_priority");
+    // The submit page's priority field, or the schedule page's job priority.
+    const priority = document.getElementById("id_priority") || document.getElementById("id_job_priority");
     const retries = document.getElementById("id_max_retries");
     const defaultPriority = priority ? priority.querySelector('option[value=""]') : null;
     const defaultLabel = defaultPriority ? defaultPriority.textContent : "";
