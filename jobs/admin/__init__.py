@@ -14,8 +14,9 @@
 - ``events``: ``JobEventAdmin``, every job's timeline in one list.
 - ``queues``: queue control: pause and resume queues, rate limits of queues and tasks, and the
   audit trail of every change.
-- ``schedules``: django-celery-beat's periodic tasks as job schedules (catalog tasks only, an
-  owner and a job priority, the recent jobs).
+- ``schedules``: taskhub's schedule page for django-celery-beat's periodic tasks (a catalog task
+  with its parameters, the timing and its preview, the recent jobs), saved through
+  ``jobs.schedules.services``.
 """
 
 from django.contrib import admin

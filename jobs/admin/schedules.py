@@ -24,6 +24,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -46,6 +47,7 @@ from ..schedules.services import (
     ScheduleRequest,
     beat_entry_save,
     is_system_task,
+    job_schedule_adopt,
     job_schedule_check_timing,
     job_schedule_create,
     job_schedule_update,
@@ -159,7 +161,7 @@ class ScheduleForm(forms.Form):
             if not (user.is_superuser and is_system_task(periodic_task.task)):
                 choices.append((_("Current task"), [(periodic_task.task, periodic_task.task)]))
         self.fields["task"].widget.choices = choices
-        if periodic_task is not None:
+        if getattr(periodic_task, "job_schedule", None) is not None:
             del self.fields["owner"]  # a schedule's owner is fixed: their name, their quotas
 
     def clean_task(self) -> str:
@@ -235,7 +237,7 @@ class ScheduleForm(forms.Form):
 
 def is_beat_entry(periodic_task: PeriodicTask) -> bool:
     """One of beat's own entries (a maintenance task), not a schedule of jobs."""
-    return getattr(periodic_task, "job_schedule", None) is None
+    return is_system_task(periodic_task.task)
 
 
 def initial_of(periodic_task: PeriodicTask) -> dict[str, Any]:
@@ -465,7 +467,11 @@ class ScheduleAdmin(PeriodicTaskAdmin):
                 owner = form.cleaned_data.get("owner") or request.user
                 periodic_task = job_schedule_create(owner=owner, **schedule_request)
             else:
-                periodic_task = job_schedule_update(periodic_task_id=periodic_task.pk, **schedule_request)
+                with transaction.atomic():
+                    if getattr(periodic_task, "job_schedule", None) is None:  # a catalog task without an owner
+                        owner = form.cleaned_data.get("owner") or request.user
+                        job_schedule_adopt(periodic_task_id=periodic_task.pk, owner=owner)
+                    periodic_task = job_schedule_update(periodic_task_id=periodic_task.pk, **schedule_request)
         except ApplicationError as exc:
             form.add_service_error(exc)
             return None

@@ -315,13 +315,19 @@ def job_schedule_delete(*, periodic_task_id: int) -> None:
         _locked(periodic_task_id).delete()
 
 
-def job_schedule_set_owner(*, periodic_task: PeriodicTask, owner: User | None, priority: str | None) -> None:
-    """The admin's save of a periodic task: a catalog task's owner and priority (``owner`` None
-    for a task outside the catalog, which then has no JobSchedule)."""
-    if owner is None:
-        JobSchedule.objects.filter(periodic_task=periodic_task).delete()
-        return
-    JobSchedule.objects.update_or_create(periodic_task=periodic_task, defaults={"owner": owner, "priority": priority})
+def job_schedule_adopt(*, periodic_task_id: int, owner: User) -> PeriodicTask:
+    """Give an owner to a periodic task of a catalog task that has none (made in the shell, or
+    before schedules had owners): its firings then create ``owner``'s jobs. Call in the
+    transaction that then saves it with ``job_schedule_update``, so a refused update adopts nothing."""
+    periodic_task = (
+        PeriodicTask.objects.select_for_update(of=("self",))
+        .filter(pk=periodic_task_id, job_schedule__isnull=True)
+        .first()
+    )
+    if periodic_task is None:
+        raise NotFound(f"Periodic task {periodic_task_id} without an owner not found.")
+    JobSchedule.objects.create(periodic_task=periodic_task, owner=owner)
+    return periodic_task
 
 
 @transaction.atomic
@@ -351,7 +357,9 @@ def beat_entry_save(*, periodic_task_id: int | None, by: User, **request: Unpack
         periodic_task = PeriodicTask()
     else:
         periodic_task = (
-            PeriodicTask.objects.select_for_update().filter(pk=periodic_task_id, job_schedule__isnull=True).first()
+            PeriodicTask.objects.select_for_update(of=("self",))
+            .filter(pk=periodic_task_id, job_schedule__isnull=True)
+            .first()
         )
         if periodic_task is None:
             raise NotFound(f"Maintenance entry {periodic_task_id} not found.")

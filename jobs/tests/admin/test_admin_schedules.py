@@ -193,6 +193,23 @@ def test_beats_own_entries_are_read_only_for_other_staff(scheduler, operator_cli
     assert scheduler.post(change(entry), form_data(name="mine now", task=SWEEP, kwargs="{}")).status_code == 403
     assert PeriodicTask.objects.get(pk=entry.pk).name == "extra sweep"
 
+    response = operator_client.post(change(entry), form_data(name="extra sweep", task=SWEEP, kwargs="{}", every="7"))
+    assert response.status_code == 302, errors_of(response)
+    assert PeriodicTask.objects.get(pk=entry.pk).interval.every == 7  # superusers change it
+
+
+def test_a_catalog_task_without_an_owner_is_adopted_when_saved(operator_client, operator):
+    interval = IntervalSchedule.objects.create(every=5, period="minutes")
+    legacy = PeriodicTask.objects.create(name="legacy", task=LONG_RUNNING_TASK, interval=interval, kwargs="{}")
+
+    errors = errors_of(operator_client.post(change(legacy), form_data(name="legacy", kwargs='{"seconds": "x"}')))
+    assert "kwargs" in errors and not JobSchedule.objects.exists()  # refused: not adopted either
+
+    response = operator_client.post(change(legacy), form_data(name="legacy", every="5"))
+    assert response.status_code == 302, errors_of(response)
+    stored = PeriodicTask.objects.get(pk=legacy.pk)
+    assert (stored.job_schedule.owner, stored.name) == (operator, f"user:{operator.pk}:legacy")
+
 
 # --- Preview --------------------------------------------------------------------------------
 

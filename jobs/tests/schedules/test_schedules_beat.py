@@ -92,7 +92,7 @@ def test_an_api_schedule_fires_tracked_jobs_until_disabled(make_worker, make_bea
 
 
 def test_an_admin_periodic_task_fires_jobs_owned_by_the_admin(make_worker, make_beat):
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+    from django_celery_beat.models import PeriodicTask
 
     admin_user = UserFactory(is_staff=True, is_superuser=True)
     client = Client()
@@ -100,15 +100,16 @@ def test_an_admin_periodic_task_fires_jobs_owned_by_the_admin(make_worker, make_
     make_worker()
     make_beat()
 
-    interval = IntervalSchedule.objects.create(**EVERY_2S)
-    form = {
+    form = {  # the schedule page's form (jobs/admin/schedules.py); a superuser may schedule every 2 s
         "name": "admin every 2 s",
         "task": "jobs.tasks.common_tasks.long_running_task",
         "enabled": "on",
-        "interval": interval.pk,
+        "timing": "interval",
+        "every": "2",
+        "period": "seconds",
+        "timezone": "UTC",
         "args": "[]",
         "kwargs": '{"seconds": 0}',
-        "headers": "{}",
     }
     response = client.post("/admin/django_celery_beat/periodictask/add/", form)
     assert response.status_code == 302, response.content.decode()[-3000:]
