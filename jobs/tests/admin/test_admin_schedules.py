@@ -1,4 +1,4 @@
-"""The schedule page (jobs/admin/schedules.py): taskhub's own add/change page for periodic tasks,
+"""The schedule page (jobs/admin/schedules/): taskhub's own add/change page for periodic tasks,
 saved through the schedules API's services; its preview view; the schedule list.
 
 The real beat firing a schedule made on this page is in schedules/test_schedules_beat.py.

@@ -100,7 +100,7 @@ def test_an_admin_periodic_task_fires_jobs_owned_by_the_admin(make_worker, make_
     make_worker()
     make_beat()
 
-    form = {  # the schedule page's form (jobs/admin/schedules.py); a superuser may schedule every 2 s
+    form = {  # the schedule page's form (jobs/admin/schedules/); a superuser may schedule every 2 s
         "name": "admin every 2 s",
         "task": "jobs.tasks.common_tasks.long_running_task",
         "enabled": "on",
