@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -226,6 +227,82 @@ def table_counters(tables: Iterable[str]) -> dict[str, dict[str, int]]:
 
 def counter_delta(before: dict, after: dict) -> dict[str, dict[str, int]]:
     return {table: {key: after[table][key] - before[table][key] for key in after[table]} for table in after}
+
+
+# --- WAL written for one database ---------------------------------------------------------------
+
+
+class WalMeter:
+    """WAL bytes and index entries written for one database between two points, from ``pg_waldump``.
+
+    The cluster is shared (other databases write WAL at the same time): the records are read back
+    with ``pg_waldump`` and only those of relations in this database count (their ``rel
+    TABLESPACE/DATABASE/RELATION``), with their full size (full-page images included). Index entries
+    are the B-tree and GIN insert records among them. Neither moves with the machine's noise; compare
+    commits with them. Needs read access to the cluster's ``pg_wal`` (root, or the postgres user);
+    where that is missing the figures are ``nan``.
+    """
+
+    RECORD = re.compile(r"rmgr: (\w+)\s+len \(rec/tot\):\s*\d+/\s*(\d+),.*?desc: (\w+).*?rel \d+/(\d+)/(\d+)")
+
+    def __init__(self, database: str):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT oid FROM pg_database WHERE datname = %s", [database])
+            self.oid = str(cursor.fetchone()[0])
+            cursor.execute("SHOW data_directory")
+            self.wal_dir = Path(cursor.fetchone()[0]) / "pg_wal"
+            cursor.execute("SHOW server_version_num")
+            self.bin = Path(f"/usr/lib/postgresql/{int(cursor.fetchone()[0]) // 10000}/bin/pg_waldump")
+
+    @staticmethod
+    def lsn() -> str:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_insert_lsn()")
+            return cursor.fetchone()[0]
+
+    def measure(self, start: str, end: str) -> dict[str, float]:
+        """``bytes``, ``records`` and ``index_entries`` of this database between two LSNs."""
+        totals = {"bytes": 0.0, "records": 0.0, "index_entries": 0.0}
+        self.by_relation: dict[str, float] = {}
+        try:
+            out = subprocess.run(
+                [str(self.bin), "-p", str(self.wal_dir), "-s", start, "-e", end],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return {key: float("nan") for key in totals}
+        if not out:
+            return {key: float("nan") for key in totals}
+        for match in self.RECORD.finditer(out):
+            rmgr, size, desc, oid, relfilenode = match.groups()
+            if oid != self.oid:
+                continue
+            self.by_relation[relfilenode] = self.by_relation.get(relfilenode, 0) + int(size)
+            totals["bytes"] += int(size)
+            totals["records"] += 1
+            if (rmgr == "Btree" and desc in ("INSERT_LEAF", "INSERT_POST")) or (rmgr == "Gin" and desc == "INSERT"):
+                totals["index_entries"] += 1
+        self.by_relation = self._named(self.by_relation)
+        return totals
+
+    @staticmethod
+    def _named(sizes: dict[str, float]) -> dict[str, float]:
+        """Relation file numbers to relation names (``?NNN`` for files no longer in pg_class)."""
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relfilenode::text, relname FROM pg_class WHERE relfilenode::text = ANY(%s)", [list(sizes)]
+            )
+            names = dict(cursor.fetchall())
+        return {names.get(node, f"?{node}"): size for node, size in sizes.items()}
 
 
 # --- timing and output -------------------------------------------------------------------------

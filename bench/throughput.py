@@ -107,7 +107,7 @@ class CpuMeter:
         }
 
 
-def run_phase(label: str, command: str, env: dict, n: int, submit, last_done, count_left) -> dict:
+def run_phase(label: str, command: str, env: dict, n: int, submit, last_done, count_left, wal=None) -> dict:
     """``submit(count)`` sends tasks; ``last_done()``: is the last one sent done; ``count_left()``: how many are not."""
     worker = common.Process(command, env={"WORKER_CONCURRENCY": CONCURRENCY, **env}, label="worker")
     worker.start(ready=lambda out: " ready." in out)
@@ -116,11 +116,13 @@ def run_phase(label: str, command: str, env: dict, n: int, submit, last_done, co
         wait_until(last_done, count_left, 60, f"{label} warm-up")
         meter = CpuMeter(worker)
         before = meter.snapshot()
+        wal_start = wal.lsn() if wal else None
         started = time.perf_counter()
         submit(n)
         submitted = time.perf_counter()
         finished = wait_until(last_done, count_left, 60 + n / 20, label)
         cpu = meter.delta(before, meter.snapshot())
+        wal_end = wal.lsn() if wal else None
     except BaseException:
         print(worker.output()[-3000:], file=sys.stderr)
         raise
@@ -135,6 +137,8 @@ def run_phase(label: str, command: str, env: dict, n: int, submit, last_done, co
         "rate": n / (finished - started),
         "cpu_ms": {key: value * 1000 / n for key, value in cpu.items()},
         "call_ms": statistics.median(runtimes) * 1000 if runtimes else float("nan"),
+        "wal": {key: value / n for key, value in wal.measure(wal_start, wal_end).items()} if wal else None,
+        "wal_by_relation": {name: size / n for name, size in wal.by_relation.items()} if wal else None,
     }
 
 
@@ -204,7 +208,8 @@ def jobs_phase(command: str, n: int, label: str, env: dict, owner) -> tuple[dict
 
     succeeded = Job.objects.filter(status=JobStatus.SUCCEEDED)
     rows_before = common.table_counters(TABLES)
-    phase = run_phase(label, command, {**JOB_ENV, **env}, n, submit, last_done, count_left)
+    wal = common.WalMeter(ENV.database)
+    phase = run_phase(label, command, {**JOB_ENV, **env}, n, submit, last_done, count_left, wal=wal)
     rows = common.counter_delta(rows_before, common.table_counters(TABLES))
     jobs = Job.objects.count()
     unfinished = jobs - succeeded.count()
@@ -258,6 +263,17 @@ def main() -> int:
         [[table, per_job[table]["ins"], per_job[table]["upd"], per_job[table]["hot"]] for table in TABLES],
     )
     print(f"\n  timeline rows per job: {written['events_per_job']:.2f} ({', '.join(written['kinds'])})")
+    common.print_table(
+        "WAL per job in the benchmark's database (pg_waldump between the phase's first submit and its last "
+        "completion; full-page images included): bytes, records, index entries (B-tree and GIN inserts)",
+        ["phase", "WAL bytes", "WAL records", "index entries"],
+        [[p["label"], p["wal"]["bytes"], p["wal"]["records"], p["wal"]["index_entries"]] for p in (jobs, quiet)],
+    )
+    common.print_table(
+        "WAL bytes per job by relation (first jobs phase)",
+        ["relation", "bytes"],
+        sorted(jobs["wal_by_relation"].items(), key=lambda item: -item[1]),
+    )
     print(f"# load average at the end: {common.load_average()}")
     print(
         f"\nratios: taskhub jobs / plain Celery (Redis results) = {jobs['rate'] / best_plain['rate']:.2f} "

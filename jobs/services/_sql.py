@@ -20,12 +20,13 @@ runs both on the same jobs and compares the rows.
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from django.db import connections
+from django.db import OperationalError, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import QuerySet
 from django.db.models.sql import UpdateQuery
@@ -144,6 +145,33 @@ def _cursor():
     wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
     with wrapper(raw, connection) as cursor:
         yield cursor
+
+
+def creator_lock() -> int:
+    """Take a fresh advisory lock for the rest of the transaction that creates jobs and return its
+    key, which their messages carry (``dispatch.job_dispatch_in_transaction``)."""
+    key = secrets.randbits(63)
+    with _cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+    return key
+
+
+def wait_for_creator(key: int, *, timeout: float) -> bool:
+    """Wait (at most ``timeout`` seconds) until the transaction holding the advisory lock ``key``
+    has ended, committed or rolled back. Whether it has."""
+    try:
+        with transaction.atomic(), _cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(timeout * 1000)}ms'")
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [key])
+    except OperationalError:
+        return False
+    return True
+
+
+def outermost_transaction() -> bool:
+    """Whether the caller's transaction is the outermost atomic block: its commit follows its end."""
+    connection = connections["default"]
+    return connection.in_atomic_block and len(connection.atomic_blocks) == 1
 
 
 def available(alias: str = "default") -> bool:

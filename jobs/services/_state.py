@@ -31,7 +31,7 @@ from taskhub.errors import ApplicationError, Conflict, NotFound
 from ..live import job_changed, jobs_changed
 from ..models import Job, JobEvent, JobEventKind, JobStatus
 from . import _sql
-from .dispatch import job_dispatch
+from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
 from .gates import queue_not_paused
 from .labels import user_label, worker_label
 
@@ -210,8 +210,23 @@ def conflict(job_id, action: str) -> ApplicationError:
 
 
 def create(jobs: Sequence[Job], lines: Sequence[JobEvent]) -> None:
-    """(new) -> pending: write ``jobs`` and their ``created`` lines inside the caller's transaction;
-    publish them and send their messages once it commits. One job on PostgreSQL is one statement."""
+    """(new) -> pending: write ``jobs`` and their ``created`` lines inside the caller's transaction,
+    and send their messages; publish them for live streams once it commits. One job on PostgreSQL
+    is one statement.
+
+    When the caller's transaction is the outermost (an API request, a bulk create) on PostgreSQL,
+    the messages go before its commit and the rows are written already marked sent
+    (``dispatch.job_dispatch_in_transaction``): no second write per job, and no moment after the
+    commit at which a dying process leaves a job unsent. Inside a larger transaction (the
+    django.tasks backend called from the application's own transaction, a test's), the commit may
+    be far away: the messages go after it and the send time is written then (``job_dispatch``).
+    """
+    in_transaction = _sql.available() and _sql.outermost_transaction()
+    if in_transaction:
+        now = timezone.now()
+        for job in sendable(list(jobs), now=now):
+            job.dispatched_at = now
+        lock = _sql.creator_lock()
     if len(jobs) == 1 and _sql.available():
         _sql.insert(jobs[0], lines[0])
     elif len(jobs) == 1:
@@ -221,9 +236,25 @@ def create(jobs: Sequence[Job], lines: Sequence[JobEvent]) -> None:
         Job.objects.bulk_create(jobs)
         JobEvent.objects.bulk_create(lines)
     written = list(jobs)
-    transaction.on_commit(lambda: job_dispatch(jobs=written))
+    if in_transaction:
+        job_dispatch_in_transaction(jobs=written, creator_lock=lock)
+    else:
+        transaction.on_commit(lambda: job_dispatch(jobs=written))
     # List streams show a new job at once, not only when it starts.
     _after([job.id for job in written], True, send=False)
+
+
+# How long a worker waits for the transaction that created a job it has a message for (publishing
+# the rest of a bulk request and committing): past that, the message is dropped and the sweeper's
+# lost-message check (JOB_LOST_AFTER) sends the job again if its creator did commit.
+CREATOR_WAIT_SECONDS = 10.0
+
+
+def wait_for_creator(key: int) -> bool:
+    """Wait for the transaction that created a job and sent its message before committing
+    (``create``): whether it has ended (committed or rolled back), so that the job's row, if any,
+    is now visible."""
+    return _sql.available() and _sql.wait_for_creator(key, timeout=CREATOR_WAIT_SECONDS)
 
 
 # The fields a started run needs, read by the start's UPDATE itself.

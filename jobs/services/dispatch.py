@@ -24,36 +24,12 @@ def job_dispatch(*, jobs: Iterable[Job]) -> list:
 
     Returns the ids sent. A job due later than the next sweep is left for the sweeper, and a job
     whose queue is paused stays unsent until the queue is resumed (``jobs.queues.services``).
+    Called after commit (the sweeper, a retry, a resume, a job created inside a caller's larger
+    transaction): the send time is written after the send.
     """
-    jobs, sent, now = list(jobs), [], timezone.now()  # now: also the dispatch time recorded below
-    paused = paused_queues({job.queue for job in jobs}, fresh=False) if jobs else set()
-    for job in jobs:
-        if job.queue in paused:
-            continue  # held: resuming the queue sends it
-        if job.run_at and job.run_at > now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL):
-            continue  # far in the future: the sweeper sends it when it is due
-        if job.celery_task_name not in catalog:
-            logger.error("Job %s names task %s, which is not registered: not sent.", job.id, job.celery_task_name)
-            continue  # the sweeper fails it with the reason (recovery.job_dispatch_due)
-        entry = catalog.get(job.celery_task_name)
-        countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
-        try:
-            entry.celery_task.apply_async(
-                args=job.args,
-                kwargs=job.kwargs,
-                task_id=str(job.id),
-                queue=job.queue,
-                countdown=countdown,
-                soft_time_limit=entry.soft_time_limit,
-                time_limit=entry.time_limit + 60,
-                retry=False,
-                # The attempt this message is for: a late duplicate cannot start a later attempt.
-                headers={"taskhub_attempts": job.attempts},
-            )
-        except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
-            logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
-            break
-        sent.append(job.id)
+    jobs = list(jobs)
+    now = timezone.now()  # also the dispatch time recorded below
+    sent = _publish(sendable(jobs, now=now), now=now)
     if sent:
         try:
             # No status condition: a fast worker may have started the job already.
@@ -68,6 +44,74 @@ def job_dispatch(*, jobs: Iterable[Job]) -> list:
         for job in jobs:
             if job.id in sent_ids:
                 job.dispatched_at = now
+    return sent
+
+
+def sendable(jobs: list[Job], *, now) -> list[Job]:
+    """The jobs whose message goes now: not on a paused queue (held until it is resumed), not due
+    after the next sweep (the sweeper sends it then), their task registered (the sweeper fails the
+    others with the reason, ``recovery.job_dispatch_due``)."""
+    paused = paused_queues({job.queue for job in jobs}, fresh=False) if jobs else set()
+    chosen = []
+    for job in jobs:
+        if job.queue in paused:
+            continue
+        if job.run_at and job.run_at > now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL):
+            continue
+        if job.celery_task_name not in catalog:
+            logger.error("Job %s names task %s, which is not registered: not sent.", job.id, job.celery_task_name)
+            continue
+        chosen.append(job)
+    return chosen
+
+
+def job_dispatch_in_transaction(*, jobs: list[Job], creator_lock: int) -> None:
+    """Publish new jobs' messages inside the transaction that inserts them, before its commit.
+
+    The rows were inserted with ``dispatched_at`` already set on the sendable ones (``sendable``),
+    so a job that is sent costs no second write. A job the broker refused gets its stamp cleared
+    here, in the same transaction: the sweeper sends it later. The transaction holds the advisory
+    lock ``creator_lock``, named in each message: a worker that receives a message before the
+    commit (the row not visible yet) waits for that lock, then looks again; if the transaction
+    rolled back, or the process died before its commit, there is no row and the message is dropped.
+    So no window is left between the commit and the send in which a process could die.
+    """
+    stamped = [job for job in jobs if job.dispatched_at is not None]
+    sent = set(_publish(stamped, now=timezone.now(), creator_lock=creator_lock))
+    refused = [job for job in stamped if job.id not in sent]
+    if refused:
+        Job.objects.filter(id__in=[job.id for job in refused]).update(dispatched_at=None)
+        for job in refused:
+            job.dispatched_at = None
+
+
+def _publish(jobs: list[Job], *, now, creator_lock: int | None = None) -> list:
+    """Send each job's message, stopping at the first refusal (the broker is down: the sweeper sends
+    the rest). Returns the ids sent."""
+    sent = []
+    for job in jobs:
+        entry = catalog.get(job.celery_task_name)
+        countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
+        # The attempt this message is for: a late duplicate cannot start a later attempt.
+        headers = {"taskhub_attempts": job.attempts}
+        if creator_lock is not None:
+            headers["taskhub_creator_lock"] = creator_lock
+        try:
+            entry.celery_task.apply_async(
+                args=job.args,
+                kwargs=job.kwargs,
+                task_id=str(job.id),
+                queue=job.queue,
+                countdown=countdown,
+                soft_time_limit=entry.soft_time_limit,
+                time_limit=entry.time_limit + 60,
+                retry=False,
+                headers=headers,
+            )
+        except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
+            logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
+            break
+        sent.append(job.id)
     return sent
 
 

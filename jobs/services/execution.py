@@ -42,7 +42,7 @@ class RunState(enum.Enum):
 EARLY_DELIVERY = timedelta(seconds=2)
 
 
-def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None:
+def job_start(*, job_id, worker: str, attempts: int | None = None, creator_lock: int | None = None) -> Job | None:
     """pending -> running. None when the job is not pending (cancelled, already running, gone),
     when the message is of another attempt (``attempts``, from its headers), or when it came
     before the job's ``run_at`` (a duplicate of a retry still waiting for its backoff). A refused
@@ -54,6 +54,10 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
     So may its owner's fair share (``_quotas.check_running_share``): when they already run as many
     jobs as they may, it is deferred a little and tried again (nothing fails).
 
+    A message sent before its job's transaction committed (``creator_lock``, ``_state.create``) can
+    arrive before the row is visible: the start waits for that transaction to end and looks again;
+    when it rolled back there is no job and the message is dropped.
+
     The job comes back with the fields a run needs (``attempts``, from the UPDATE itself); the others
     are deferred: read from the database on first access.
     """
@@ -63,6 +67,8 @@ def job_start(*, job_id, worker: str, attempts: int | None = None) -> Job | None
         if not started:
             # Why not: one read. A job no longer pending (or of another attempt) is simply skipped.
             row = Job.objects.filter(fence, id=job_id).values("status", paused=queue_paused()).first()
+            if row is None and creator_lock is not None and _state.wait_for_creator(creator_lock):
+                row = Job.objects.filter(fence, id=job_id).values("status", paused=queue_paused()).first()
             if row is None or row["status"] != PENDING:
                 return None
             if row["paused"]:

@@ -254,8 +254,11 @@ class JobTask(Task):
             return self.run(*args, **kwargs)  # plain function call, e.g. in a unit test: no job row
         worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
         attempts = getattr(self.request, "taskhub_attempts", None)
+        creator_lock = getattr(self.request, "taskhub_creator_lock", None)
         job = _waiting_out_outages(
-            lambda: job_start(job_id=job_id, worker=worker, attempts=attempts), job_id=job_id, what="start"
+            lambda: job_start(job_id=job_id, worker=worker, attempts=attempts, creator_lock=creator_lock),
+            job_id=job_id,
+            what="start",
         )
         if job is None:
             logger.info(

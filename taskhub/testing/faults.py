@@ -136,7 +136,8 @@ spec = json.loads(os.environ["FAULT_CREATE"])
 with transaction.atomic():
     if spec["die_after_commit"]:
         # Registered before job_create_bulk's own callback, so it runs first: the process dies after
-        # the commit and before the send, as a web process killed at that moment.
+        # the commit and before the send. Inside this larger transaction the jobs are sent after its
+        # commit (an API request's own transaction sends them before its commit: no such moment).
         transaction.on_commit(lambda: (print(json.dumps(ids), flush=True), os.kill(os.getpid(), signal.SIGKILL)))
     ids = [str(job.id) for job in job_create_bulk(owner=owner, items=spec["items"])]
 print(json.dumps(ids), flush=True)

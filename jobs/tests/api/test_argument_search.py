@@ -114,9 +114,33 @@ def test_the_search_uses_the_gin_index(user, jobs):
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_indexscan = off")
-    for terms in ({"kwarg": [("user_id", "42")]}, {"arg": ["7"]}, {"kwargs_contains": {"plan": {"tier": "pro"}}}):
+    searches = (
+        ({"kwarg": [("user_id", "42")]}, "job_kwargs_gin"),
+        ({"arg": ["7"]}, "job_args_gin"),
+        ({"kwargs_contains": {"plan": {"tier": "pro"}}}, "job_kwargs_gin"),
+        ({"args_contains": [7]}, "job_args_gin"),
+    )
+    for terms, index in searches:
         plan = filter_by_arguments(Job.objects.all(), **terms).explain()
-        assert "job_kwargs_gin" in plan or "job_args_gin" in plan, plan
+        assert index in plan, plan
+
+
+def test_jobs_without_arguments_write_no_gin_entries(user):
+    """The GIN indexes leave out ``[]`` and ``{}`` (migration 0014): no term can match them."""
+    from jobs.tests.factories import make
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_indexdef('job_args_gin'::regclass), pg_get_indexdef('job_kwargs_gin'::regclass)")
+        args_index, kwargs_index = cursor.fetchone()
+    assert "WHERE (args <> '[]'::jsonb)" in args_index
+    assert "WHERE (kwargs <> '{}'::jsonb)" in kwargs_index
+    make("pending", owner=user, args=[], kwargs={})
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    from jobs.filters import filter_by_arguments
+    from jobs.models import Job
+
+    assert not filter_by_arguments(Job.objects.all(), args_contains=[1]).exists()
 
 
 def test_the_admin_list_searches_by_arguments(admin_client, jobs):

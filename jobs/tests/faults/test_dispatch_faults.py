@@ -3,9 +3,10 @@
 from contextlib import contextmanager
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from jobs.models import Job, JobEvent, JobStatus
+from jobs.services.creation import job_create
 from jobs.services.operations import job_cancel
 from jobs.tests.factories import make
 
@@ -28,16 +29,27 @@ def trigger(name: str, timing: str, level: str, body: str):
             cursor.execute(f"DROP FUNCTION IF EXISTS {name}()")
 
 
-def test_a_failing_dispatched_at_update_after_commit_still_answers_201(user_client, published):
-    """The job was committed and its message sent; recording the send time failed (a database
-    blip). The client must get its 201, or a retry by the client would duplicate the job."""
+def test_a_failing_dispatched_at_update_after_commit_still_returns_the_job(user, published):
+    """A job created inside the caller's larger transaction (the django.tasks backend in the
+    application's own) is sent after that commit, then its send time is written; that write failed
+    (a database blip). The caller must get its job, or a retry would duplicate it."""
     refuse = "IF NEW.dispatched_at IS NOT NULL THEN RAISE EXCEPTION 'database blip'; END IF; RETURN NEW;"
-    with trigger("refuse_dispatched_at", "BEFORE UPDATE", "ROW", refuse):
+    with trigger("refuse_dispatched_at", "BEFORE UPDATE", "ROW", refuse), transaction.atomic():
+        created = job_create(owner=user, celery_task_name="long_running_task", args=[1])
+    job = Job.objects.get(id=created.id)
+    assert job.status == JobStatus.PENDING and [m["id"] for m in published] == [str(job.id)]
+    assert job.dispatched_at is None  # the sweeper's later re-send is harmless: one delivery runs it
+
+
+def test_an_api_create_is_written_once_already_marked_sent(user_client, published):
+    """An API request's job is sent inside its own transaction and inserted already marked sent:
+    no UPDATE follows (the trigger would refuse one)."""
+    refuse = "RAISE EXCEPTION 'no update expected'; RETURN NEW;"
+    with trigger("refuse_updates", "BEFORE UPDATE", "ROW", refuse):
         response = user_client.post("/api/v1/jobs/", {"celery_task_name": "long_running_task", "args": [1]})
     assert response.status_code == 201, response.content
     job = Job.objects.get(id=response.json()["id"])
-    assert job.status == JobStatus.PENDING and [m["id"] for m in published] == [str(job.id)]
-    assert job.dispatched_at is None  # the sweeper's later re-send is harmless: one delivery runs it
+    assert job.dispatched_at is not None and [m["id"] for m in published] == [str(job.id)]
 
 
 def test_a_cancel_racing_a_requeue_cancels_instead_of_answering_409(user):
