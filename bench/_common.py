@@ -256,29 +256,50 @@ class WalMeter:
             cursor.execute("SHOW server_version_num")
             self.bin = Path(f"/usr/lib/postgresql/{int(cursor.fetchone()[0]) // 10000}/bin/pg_waldump")
 
-    @staticmethod
-    def lsn() -> str:
+    SLOT = f"taskhub_bench_wal_{os.getpid()}"
+
+    def lsn(self) -> str:
+        """The current WAL position. The first call also keeps the WAL from there on until
+        ``measure`` (a temporary replication slot): a busy shared cluster may recycle segments
+        within a minute, before ``pg_waldump`` reads them."""
         from django.db import connection
 
         with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [self.SLOT])
+            if cursor.fetchone() is None:
+                cursor.execute("SELECT pg_create_physical_replication_slot(%s, true, true)", [self.SLOT])
             cursor.execute("SELECT pg_current_wal_insert_lsn()")
             return cursor.fetchone()[0]
+
+    def _release(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                [self.SLOT],
+            )
 
     def measure(self, start: str, end: str) -> dict[str, float]:
         """``bytes``, ``records`` and ``index_entries`` of this database between two LSNs."""
         totals = {"bytes": 0.0, "records": 0.0, "index_entries": 0.0}
         self.by_relation: dict[str, float] = {}
         try:
-            out = subprocess.run(
+            done = subprocess.run(
                 [str(self.bin), "-p", str(self.wal_dir), "-s", start, "-e", end],
                 capture_output=True,
                 text=True,
                 timeout=300,
                 check=False,
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"# pg_waldump: {exc}", file=sys.stderr)
             return {key: float("nan") for key in totals}
+        finally:
+            self._release()
+        out = done.stdout
         if not out:
+            print(f"# pg_waldump: {done.stderr.strip()[-500:]}", file=sys.stderr)
             return {key: float("nan") for key in totals}
         for match in self.RECORD.finditer(out):
             rmgr, size, desc, oid, relfilenode = match.groups()
@@ -287,7 +308,9 @@ class WalMeter:
             self.by_relation[relfilenode] = self.by_relation.get(relfilenode, 0) + int(size)
             totals["bytes"] += int(size)
             totals["records"] += 1
-            if (rmgr == "Btree" and desc in ("INSERT_LEAF", "INSERT_POST")) or (rmgr == "Gin" and desc == "INSERT"):
+            if (rmgr == "Btree" and desc in ("INSERT_LEAF", "INSERT_POST")) or (
+                rmgr == "Gin" and desc in ("INSERT", "INSERT_LISTPAGE")
+            ):
                 totals["index_entries"] += 1
         self.by_relation = self._named(self.by_relation)
         return totals
