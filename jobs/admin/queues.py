@@ -1,8 +1,10 @@
-"""Queue control in the admin: pause and resume queues (actions), edit their rate limits, rate
-limits of tasks, and the audit trail of every change (also shown on each queue's page).
+"""Queue control in the admin: the queues with their live figures, a queue's page with Pause /
+Resume buttons (and a reason) and its rate limit, rate limits of tasks, and the audit trail of
+every change in words (also on each queue's page).
 
-Every change goes through ``jobs.queues.services`` with source ``admin``, as the API's do; the
-page asks for ``jobs.change_queuecontrol`` to change anything.
+Every change goes through ``jobs.queues.services`` with source ``admin``, as the API's do. The
+buttons ask ``jobs.queues.permissions.may_change_queue_control``, the question the API asks; the
+rest of the pages ``jobs.change_queuecontrol``. What the figures and lines show: ``queue_state``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,14 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.utils.html import format_html, format_html_join
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
 from taskhub.errors import ApplicationError
 
@@ -24,7 +32,8 @@ from ..models import (
     RateLimit,
     RateLimitScope,
 )
-from ..queues.selectors import queue_change_list, queue_list
+from ..queues.permissions import may_change_queue_control
+from ..queues.selectors import queue_get, queue_list
 from ..queues.services import (
     queue_check,
     queue_controls_ensure,
@@ -34,36 +43,18 @@ from ..queues.services import (
     rate_limit_set,
     task_check,
 )
+from ..queues.wording import change_text
+from .queue_state import (
+    POLL_MILLISECONDS,
+    audit_trail_html,
+    figure_html,
+    figure_texts,
+    live_response,
+    state_part_html,
+)
 from .rendering import json_block_html, when_html
 
 ADMIN = QueueControlSource.ADMIN
-
-
-def _changes_html(scope: str, name: str) -> str:
-    changes = queue_change_list().filter(scope=scope, name=name)[:20]
-    if not changes:
-        return "-"
-    rows = format_html_join(
-        "",
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
-        (
-            (
-                when_html(c.at),
-                c.get_action_display(),
-                c.actor_label,
-                c.get_source_display(),
-                c.before,
-                c.after,
-                c.reason,
-            )
-            for c in changes
-        ),
-    )
-    return format_html(
-        "<table><thead><tr><th>when</th><th>what</th><th>who</th><th>from</th><th>change</th><th>why</th>"
-        "</tr></thead><tbody>{}</tbody></table>",
-        rows,
-    )
 
 
 class QueueControlForm(forms.ModelForm):
@@ -94,75 +85,115 @@ class QueueControlForm(forms.ModelForm):
         return data
 
 
+class QueueReasonForm(forms.Form):
+    """The reason asked by the Pause / Resume buttons of a queue's page."""
+
+    reason = forms.CharField(
+        max_length=500,
+        required=False,
+        label=gettext_lazy("Reason"),
+        widget=forms.TextInput(attrs={"placeholder": gettext_lazy("e.g. deploy, partner API down")}),
+    )
+
+
 @admin.register(QueueControl)
 class QueueControlAdmin(admin.ModelAdmin):
-    """The queues: paused or running, rate limit, active jobs; pause and resume are actions."""
+    """The queues: state, rate limit and live figures (``queue_state``); a queue's page has Pause /
+    Resume buttons with a reason; the list's actions pause and resume several at once."""
 
     form = QueueControlForm
-    list_display = (
-        "name",
-        "state",
-        "paused_since",
-        "paused_by",
-        "reason",
-        "rate_limit",
-        "pending",
-        "unsent",
-        "running",
-    )
+    change_form_template = "admin/jobs/queuecontrol/change_form.html"
+    change_list_template = "admin/jobs/queuecontrol/change_list.html"
     actions = ("pause_queues", "resume_queues")
-    readonly_fields = ("name", "state", "paused_since", "paused_by", "reason", "audit_trail")
+    readonly_fields = ("name", "audit_trail")
     fieldsets = (
-        (None, {"fields": ("name", "state", "paused_since", "paused_by", "reason")}),
+        (None, {"fields": ("name",)}),
         (gettext_lazy("Rate limit"), {"fields": ("rate_limit", "rate_period", "change_reason")}),
         (gettext_lazy("Audit trail"), {"fields": ("audit_trail",)}),
     )
 
+    class Media:
+        css = {"all": ("jobs/admin/queues.css",)}
+        js = ("jobs/admin/queue_live.js",)
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        site = self.admin_site
+        return [
+            path("live/", never_cache(self.live_view), name=f"{prefix}_live"),
+            path("<str:name>/pause/", site.admin_view(require_POST(self.pause_view)), name=f"{prefix}_pause"),
+            path("<str:name>/resume/", site.admin_view(require_POST(self.resume_view)), name=f"{prefix}_resume"),
+            *super().get_urls(),
+        ]
+
+    def get_list_display(self, request):
+        """The columns, bound to this request's figures (one ``queue_list`` per page)."""
+        queues = {queue["name"]: queue for queue in queue_list()}
+
+        @admin.display(description=gettext_lazy("state"))
+        def state(control: QueueControl) -> str:
+            return state_part_html(queues[control.name])
+
+        def figure(name: str, description):
+            @admin.display(description=description)
+            def column(control: QueueControl) -> str:
+                return figure_html(control.name, name, figure_texts(queues[control.name])[name])
+
+            return column
+
+        return (
+            "name",
+            state,
+            figure("rate_limit", gettext_lazy("rate limit")),
+            figure("pending", gettext_lazy("pending")),
+            figure("held", gettext_lazy("of which held")),
+            figure("running", gettext_lazy("running")),
+            figure("oldest", gettext_lazy("oldest pending")),
+        )
+
     def changelist_view(self, request, extra_context=None):
         queue_controls_ensure()
-        self._queues = {queue["name"]: queue for queue in queue_list()}
-        return super().changelist_view(request, extra_context)
+        return super().changelist_view(request, {**(extra_context or {}), **self._live_context()})
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         queue_controls_ensure()
-        return super().changeform_view(request, object_id, form_url, extra_context)
+        context = {**(extra_context or {}), **self._live_context()}
+        if object_id is not None and object_id in settings.JOB_QUEUES:
+            queue = queue_get(name=object_id)
+            context.update(
+                queue=queue,
+                queue_state=state_part_html(queue),
+                queue_figures=[
+                    (label, figure_html(queue["name"], name, text))
+                    for (name, text), label in zip(figure_texts(queue).items(), self._figure_labels, strict=True)
+                ],
+                may_pause=may_change_queue_control(request.user),
+                pause_form=QueueReasonForm(auto_id="id_pause_%s"),
+                resume_form=QueueReasonForm(auto_id="id_resume_%s"),
+            )
+        return super().changeform_view(request, object_id, form_url, context)
+
+    _figure_labels = (
+        gettext_lazy("Pending"),
+        gettext_lazy("of which held"),
+        gettext_lazy("Running"),
+        gettext_lazy("Oldest pending"),
+        gettext_lazy("Rate limit"),
+    )
+
+    def _live_context(self) -> dict:
+        return {"live_url": reverse("admin:jobs_queuecontrol_live"), "poll_interval": POLL_MILLISECONDS}
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(name__in=settings.JOB_QUEUES).select_related("paused_by")
 
-    def _count(self, control: QueueControl, key: str):
-        return getattr(self, "_queues", {}).get(control.name, {}).get(key, "-")
-
-    @admin.display(description=gettext_lazy("state"))
-    def state(self, control: QueueControl) -> str:
-        if control.paused:
-            return format_html('<strong style="color: #ba2121">{}</strong>', gettext_lazy("paused"))
-        return gettext_lazy("running")
-
-    @admin.display(description=gettext_lazy("paused since"))
-    def paused_since(self, control: QueueControl) -> str:
-        return when_html(control.paused_at)
-
-    @admin.display(description=gettext_lazy("rate limit"))
-    def rate_limit(self, control: QueueControl) -> str:
-        limit = RateLimit.objects.filter(scope=RateLimitScope.QUEUE, name=control.name).first()
-        return f"{limit.limit} per {limit.period}s" if limit else "-"
-
-    @admin.display(description=gettext_lazy("pending"))
-    def pending(self, control: QueueControl):
-        return self._count(control, "pending")
-
-    @admin.display(description=gettext_lazy("of which unsent"))
-    def unsent(self, control: QueueControl):
-        return self._count(control, "unsent")
-
-    @admin.display(description=gettext_lazy("running"))
-    def running(self, control: QueueControl):
-        return self._count(control, "running")
-
     @admin.display(description=gettext_lazy("changes (newest first)"))
     def audit_trail(self, control: QueueControl) -> str:
-        return _changes_html(RateLimitScope.QUEUE, control.name)
+        return format_html(
+            '<div data-queue="{}" data-queue-part="audit">{}</div>',
+            control.name,
+            audit_trail_html(RateLimitScope.QUEUE, control.name),
+        )
 
     def has_add_permission(self, request):
         return False  # the queues are JOB_QUEUES
@@ -171,7 +202,7 @@ class QueueControlAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        """Only the rate limit is edited here, through the service (pause: the list's actions)."""
+        """Only the rate limit is edited here, through the service (pause: the buttons and actions)."""
         limit, period = form.cleaned_data.get("rate_limit"), form.cleaned_data.get("rate_period")
         reason = form.cleaned_data.get("change_reason", "")
         if limit is None:
@@ -186,6 +217,50 @@ class QueueControlAdmin(admin.ModelAdmin):
                 source=ADMIN,
                 reason=reason,
             )
+
+    # --- the live figures and a queue page's buttons ---
+
+    def live_view(self, request: HttpRequest) -> JsonResponse:
+        """Not wrapped in admin_view: a poller wants a 403 in JSON, not a redirect to the login page."""
+        allowed = self.admin_site.has_permission(request) and self.has_view_permission(request)
+        return live_response(request, allowed=allowed)
+
+    def pause_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        def paused(changed: bool) -> tuple[str, int]:
+            if changed:
+                return _("Paused %(name)s: its jobs wait.") % {"name": name}, messages.SUCCESS
+            return _("Queue %(name)s was paused already.") % {"name": name}, messages.WARNING
+
+        return self._control(request, name, queue_pause, paused)
+
+    def resume_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        def resumed(sent: int | None) -> tuple[str, int]:
+            if sent is None:
+                return _("Queue %(name)s was not paused.") % {"name": name}, messages.WARNING
+            text = ngettext(
+                "Resumed %(name)s and sent %(sent)d held job.", "Resumed %(name)s and sent %(sent)d held jobs.", sent
+            )
+            return text % {"name": name, "sent": sent}, messages.SUCCESS
+
+        return self._control(request, name, queue_resume, resumed)
+
+    def _control(self, request: HttpRequest, name: str, service, outcome) -> HttpResponse:
+        """One service call (``queue_pause`` / ``queue_resume``, as the API's), asked of whoever the
+        API would let do it; back to the queue's page with what happened."""
+        if name not in settings.JOB_QUEUES:
+            raise Http404(_("No queue %(name)r.") % {"name": name})
+        if not may_change_queue_control(request.user):
+            raise PermissionDenied
+        page = reverse("admin:jobs_queuecontrol_change", args=[name])
+        form = QueueReasonForm(request.POST)
+        if not form.is_valid():
+            for field, errors in form.errors.items():
+                for error in errors:
+                    self.message_user(request, f"{form.fields[field].label}: {error}", messages.ERROR)
+            return HttpResponseRedirect(page)
+        result = service(queue=name, by=request.user, source=ADMIN, reason=form.cleaned_data["reason"])
+        self.message_user(request, *outcome(result))
+        return HttpResponseRedirect(page)
 
     @admin.action(description=gettext_lazy("Pause the selected queues"), permissions=["change"])
     def pause_queues(self, request, queryset):
@@ -256,7 +331,7 @@ class RateLimitAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("changes (newest first)"))
     def audit_trail(self, limit: RateLimit) -> str:
-        return _changes_html(limit.scope, limit.name)
+        return audit_trail_html(limit.scope, limit.name)
 
     def get_changeform_initial_data(self, request):
         return {"scope": RateLimitScope.TASK, **super().get_changeform_initial_data(request)}
@@ -299,10 +374,22 @@ class RateLimitAdmin(admin.ModelAdmin):
 class QueueControlChangeAdmin(admin.ModelAdmin):
     """The audit trail: every pause, resume and rate limit change, with who, when and from where."""
 
-    list_display = ("at_when", "action", "scope", "name", "actor_label", "source", "before_after", "reason")
+    list_display = ("at_when", "scope", "name", "summary", "actor_label", "source")
     list_filter = ("action", "source", "scope")
     search_fields = ("name", "actor_label", "reason")
-    fields = ("at", "action", "scope", "name", "actor", "actor_label", "source", "before_json", "after_json", "reason")
+    fields = (
+        "at",
+        "summary",
+        "action",
+        "scope",
+        "name",
+        "actor",
+        "actor_label",
+        "source",
+        "before_json",
+        "after_json",
+        "reason",
+    )
     readonly_fields = fields
 
     @admin.display(description=gettext_lazy("when"), ordering="at")
@@ -310,8 +397,8 @@ class QueueControlChangeAdmin(admin.ModelAdmin):
         return when_html(change.at)
 
     @admin.display(description=gettext_lazy("change"))
-    def before_after(self, change: QueueControlChange) -> str:
-        return f"{change.before} → {change.after}"
+    def summary(self, change: QueueControlChange) -> str:
+        return change_text(action=change.action, before=change.before, after=change.after, reason=change.reason)
 
     @admin.display(description=gettext_lazy("before"))
     def before_json(self, change: QueueControlChange) -> str:
