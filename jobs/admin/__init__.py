@@ -12,10 +12,9 @@
 - ``filters``: search by a complete job id, the queue and task list filters.
 - ``pagination``: the job list's paginator (the row estimate of a large table).
 - ``events``: ``JobEventAdmin``, every job's timeline in one list.
-- ``queues``: queue control: the queues, a queue's page with Pause / Resume buttons and a reason,
-  rate limits of queues and tasks, and the audit trail of every change in words.
-- ``queue_state``: a queue's state line, live figures (pending, held, running, oldest pending
-  age, rate limit) and audit trail, and the JSON view the queue list and page poll.
+- ``queues``: queue control, a package: ``controls`` (the queues; a queue's page with Pause /
+  Resume buttons and a reason), ``rate_limits``, ``changes`` (the audit trail in words), ``state``
+  (a queue's state line, live figures and audit trail; the JSON view the list and page poll).
 - ``schedules``: django-celery-beat's periodic tasks as job schedules (catalog tasks only, an
   owner and a job priority, the recent jobs).
 """

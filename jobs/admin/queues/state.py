@@ -20,10 +20,10 @@ from django.utils.translation import gettext as _
 
 from taskhub.errors import error_body
 
-from ..models import RateLimitScope
-from ..queues.selectors import queue_change_list, queue_list
-from ..queues.wording import change_text, rate_text
-from .rendering import duration_text, when_html
+from ...models import RateLimitScope
+from ...queues.selectors import queue_change_list, queue_list
+from ...queues.wording import change_text, rate_text
+from ..rendering import duration_text, when_html
 
 # How often the list and the page ask for fresh figures.
 POLL_MILLISECONDS = 3000

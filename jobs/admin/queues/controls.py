@@ -1,10 +1,10 @@
-"""Queue control in the admin: the queues with their live figures, a queue's page with Pause /
-Resume buttons (and a reason) and its rate limit, rate limits of tasks, and the audit trail of
-every change in words (also on each queue's page).
+"""The queues in the admin: the list with each queue's state and live figures, a queue's page with
+Pause / Resume buttons (and a reason), its rate limit and its audit trail; the list's actions pause
+and resume several at once.
 
 Every change goes through ``jobs.queues.services`` with source ``admin``, as the API's do. The
 buttons ask ``jobs.queues.permissions.may_change_queue_control``, the question the API asks; the
-rest of the pages ``jobs.change_queuecontrol``. What the figures and lines show: ``queue_state``.
+rest of the page ``jobs.change_queuecontrol``. What the figures and lines show: ``state``.
 """
 
 from __future__ import annotations
@@ -21,38 +21,11 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from taskhub.errors import ApplicationError
-
-from ..models import (
-    RATE_LIMIT_MAX,
-    RATE_PERIOD_MAX,
-    QueueControl,
-    QueueControlChange,
-    QueueControlSource,
-    RateLimit,
-    RateLimitScope,
-)
-from ..queues.permissions import may_change_queue_control
-from ..queues.selectors import queue_get, queue_list
-from ..queues.services import (
-    queue_check,
-    queue_controls_ensure,
-    queue_pause,
-    queue_resume,
-    rate_limit_clear,
-    rate_limit_set,
-    task_check,
-)
-from ..queues.wording import change_text
-from .queue_state import (
-    POLL_MILLISECONDS,
-    audit_trail_html,
-    figure_html,
-    figure_texts,
-    live_response,
-    state_part_html,
-)
-from .rendering import json_block_html, when_html
+from ...models import RATE_LIMIT_MAX, RATE_PERIOD_MAX, QueueControl, QueueControlSource, RateLimit, RateLimitScope
+from ...queues.permissions import may_change_queue_control
+from ...queues.selectors import queue_get, queue_list
+from ...queues.services import queue_controls_ensure, queue_pause, queue_resume, rate_limit_clear, rate_limit_set
+from .state import POLL_MILLISECONDS, audit_trail_html, figure_html, figure_texts, live_response, state_part_html
 
 ADMIN = QueueControlSource.ADMIN
 
@@ -98,7 +71,7 @@ class QueueReasonForm(forms.Form):
 
 @admin.register(QueueControl)
 class QueueControlAdmin(admin.ModelAdmin):
-    """The queues: state, rate limit and live figures (``queue_state``); a queue's page has Pause /
+    """The queues: state, rate limit and live figures (``state``); a queue's page has Pause /
     Resume buttons with a reason; the list's actions pause and resume several at once."""
 
     form = QueueControlForm
@@ -139,6 +112,7 @@ class QueueControlAdmin(admin.ModelAdmin):
             def column(control: QueueControl) -> str:
                 return figure_html(control.name, name, figure_texts(queues[control.name])[name])
 
+            column.__name__ = name  # the column's CSS class: column-pending, column-held, ...
             return column
 
         return (
@@ -289,135 +263,3 @@ class QueueControlAdmin(admin.ModelAdmin):
             % {"n": resumed, "sent": sent},
             messages.SUCCESS,
         )
-
-
-class RateLimitForm(forms.ModelForm):
-    change_reason = forms.CharField(max_length=500, required=False, label=gettext_lazy("Why"))
-
-    class Meta:
-        model = RateLimit
-        fields = ("scope", "name", "limit", "period")
-        help_texts = {"name": gettext_lazy("A queue, or a task's name or alias from the catalog.")}
-
-    def _post_clean(self):
-        """The service checks the target (queue or catalog task) and the numbers; its refusal is shown
-        on the field it names."""
-        super()._post_clean()
-        data = self.cleaned_data
-        if "name" not in data or "scope" not in data:
-            return
-        try:
-            check = queue_check if data["scope"] == RateLimitScope.QUEUE else task_check
-            data["name"] = check(data["name"], field="name")
-        except ApplicationError as exc:
-            self.add_error("name", exc.message.split(": ", 1)[-1])
-
-
-@admin.register(RateLimit)
-class RateLimitAdmin(admin.ModelAdmin):
-    """Rate limits of queues and tasks: at most ``limit`` starts in any ``period`` seconds."""
-
-    form = RateLimitForm
-    list_display = ("scope", "name", "limit", "period", "updated_at", "updated_by")
-    list_filter = ("scope",)
-    readonly_fields = ("updated_at", "updated_by", "audit_trail")
-
-    def get_fields(self, request, obj=None):
-        fields = ["scope", "name", "limit", "period", "change_reason"]
-        return fields if obj is None else [*fields, "updated_at", "updated_by", "audit_trail"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return ("scope", "name", *self.readonly_fields) if obj else self.readonly_fields
-
-    @admin.display(description=gettext_lazy("changes (newest first)"))
-    def audit_trail(self, limit: RateLimit) -> str:
-        return audit_trail_html(limit.scope, limit.name)
-
-    def get_changeform_initial_data(self, request):
-        return {"scope": RateLimitScope.TASK, **super().get_changeform_initial_data(request)}
-
-    def save_model(self, request, obj, form, change):
-        saved = rate_limit_set(
-            scope=obj.scope,
-            name=obj.name,
-            limit=obj.limit,
-            period=obj.period,
-            by=request.user,
-            source=ADMIN,
-            reason=form.cleaned_data.get("change_reason", ""),
-        )
-        obj.pk = saved.pk
-
-    def delete_model(self, request, obj):
-        rate_limit_clear(scope=obj.scope, name=obj.name, by=request.user, source=ADMIN)
-
-    def delete_queryset(self, request, queryset):
-        for limit in queryset:
-            self.delete_model(request, limit)
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("jobs.change_queuecontrol")
-
-    def has_add_permission(self, request):
-        return request.user.has_perm("jobs.change_queuecontrol")
-
-    def has_delete_permission(self, request, obj=None):
-        return request.user.has_perm("jobs.change_queuecontrol")
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_staff and (
-            request.user.has_perm("jobs.view_queuecontrol") or request.user.has_perm("jobs.change_queuecontrol")
-        )
-
-
-@admin.register(QueueControlChange)
-class QueueControlChangeAdmin(admin.ModelAdmin):
-    """The audit trail: every pause, resume and rate limit change, with who, when and from where."""
-
-    list_display = ("at_when", "scope", "name", "summary", "actor_label", "source")
-    list_filter = ("action", "source", "scope")
-    search_fields = ("name", "actor_label", "reason")
-    fields = (
-        "at",
-        "summary",
-        "action",
-        "scope",
-        "name",
-        "actor",
-        "actor_label",
-        "source",
-        "before_json",
-        "after_json",
-        "reason",
-    )
-    readonly_fields = fields
-
-    @admin.display(description=gettext_lazy("when"), ordering="at")
-    def at_when(self, change: QueueControlChange) -> str:
-        return when_html(change.at)
-
-    @admin.display(description=gettext_lazy("change"))
-    def summary(self, change: QueueControlChange) -> str:
-        return change_text(action=change.action, before=change.before, after=change.after, reason=change.reason)
-
-    @admin.display(description=gettext_lazy("before"))
-    def before_json(self, change: QueueControlChange) -> str:
-        return json_block_html(change.before)
-
-    @admin.display(description=gettext_lazy("after"))
-    def after_json(self, change: QueueControlChange) -> str:
-        return json_block_html(change.after)
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_staff and (
-            request.user.has_perm("jobs.view_queuecontrol") or request.user.has_perm("jobs.change_queuecontrol")
-        )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
