@@ -2,7 +2,8 @@
 page then says who paused it, when and why, and its figures (pending, held, running, the oldest
 pending job's age, the rate limit) follow new jobs without a reload, on the page and on the list.
 
-Leaves screenshots of a paused queue's page at 1366 and 1920 px wide under var/test/screenshots/.
+Leaves screenshots of a paused queue's page at 1366 and 1920 px wide, and of the queue list at 1366 px,
+under var/test/screenshots/.
 """
 
 from pathlib import Path
@@ -83,6 +84,8 @@ def test_the_queue_list_is_live(asgi_live_server, browser):
     page.wait_for_function(FIGURE, arg=["low_priority", "held", "2"])
     assert "— reason: deploy" in page.inner_text('[data-queue="low_priority"][data-queue-part="state"]')
     assert page.evaluate("window.notReloaded") is True
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "queue-list-1366.png"), full_page=True)
     errors.check()
     page.close()
 
