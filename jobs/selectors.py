@@ -7,15 +7,26 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, Func, JSONField, QuerySet
-from django.db.models.functions import Left
+from django.db.models import F, Func, JSONField, Q, QuerySet
+from django.db.models.functions import Coalesce, Greatest, Left, Now
 
 from accounts.models import User
 from taskhub.errors import NotFound
 
-from .models import Job, JobEvent, JobEventKind
+from .models import Job, JobEvent, JobEventKind, JobStatus
 
 OTHERS_JOBS_VIEW_PERMISSIONS = ("jobs.view_job", "jobs.change_job")
+
+
+def due_pending() -> Q:
+    """A pending job that may start now: no run_at, or a run_at past (the database's clock)."""
+    return Q(status=JobStatus.PENDING) & (Q(run_at__isnull=True) | Q(run_at__lte=Now()))
+
+
+def due_since() -> Greatest:
+    """Since when a due pending job has been waiting: its creation, or its run_at when later (a retry's
+    backoff, a rate limit's deferral). The oldest pending age of /metrics, the dashboard and the queue pages."""
+    return Greatest("created_at", Coalesce("run_at", "created_at"))
 
 
 def sees_every_job(user: User) -> bool:

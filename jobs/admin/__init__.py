@@ -12,8 +12,9 @@
 - ``filters``: search by a complete job id, the queue and task list filters.
 - ``pagination``: the job list's paginator (the row estimate of a large table).
 - ``events``: ``JobEventAdmin``, every job's timeline in one list.
-- ``queues``: queue control: pause and resume queues, rate limits of queues and tasks, and the
-  audit trail of every change.
+- ``queues``: queue control, a package: ``controls`` (the queues; a queue's page with Pause /
+  Resume buttons and a reason), ``rate_limits``, ``changes`` (the audit trail in words), ``state``
+  (a queue's state line, live figures and audit trail; the JSON view the list and page poll).
 - ``schedules``: taskhub's schedule page for django-celery-beat's periodic tasks (a catalog task
   with its parameters, the timing and its preview, the recent jobs), saved through
   ``jobs.schedules.services``.

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, Q
-from django.db.models.functions import Coalesce, Greatest, Now
+from django.db.models import Count, Min
+from django.db.models.functions import Now
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -31,6 +31,7 @@ from ..models import (
     MetricTotal,
     WorkerHeartbeat,
 )
+from ..selectors import due_pending, due_since
 
 PREFIX = "taskhub"
 
@@ -49,18 +50,12 @@ def active_counts() -> list[dict]:
     )
 
 
-def due_pending() -> Q:
-    """A pending job that may start now: no run_at, or a run_at past (the database's clock)."""
-    return Q(status=JobStatus.PENDING) & (Q(run_at__isnull=True) | Q(run_at__lte=Now()))
-
-
 def oldest_pending_ages() -> dict[str, float]:
     """Per queue, seconds since the oldest due pending job became due (created, or its run_at)."""
-    due_since = Greatest("created_at", Coalesce("run_at", "created_at"))
     rows = (
         Job.objects.filter(due_pending())
         .values("queue")
-        .annotate(since=Min(due_since))
+        .annotate(since=Min(due_since()))
         .order_by()
         .values_list("queue", "since")
     )

@@ -22,16 +22,15 @@ from functools import reduce
 from typing import Any
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Max, Min, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce, Greatest
 
 from accounts.models import User
 from taskhub.clock import database_now
 
 from ..models import ACTIVE_STATUSES, STATS_RUN_BOUNDS, STATS_RUN_FIELDS, TERMINAL_STATUSES, Job, JobStatsMinute
-from ..selectors import job_list, sees_every_job
+from ..selectors import due_pending, due_since, job_list, sees_every_job
 from ..services.metrics import metrics_advance
 from ..services.stats_rollup import minute_of
-from .collector import due_pending, known_queues, running_per_worker, workers_alive
+from .collector import known_queues, running_per_worker, workers_alive
 
 HOUR_MINUTES, DAY_MINUTES = 60, 24 * 60
 SLOWEST_DEFAULT, SLOWEST_MAX = 5, 50
@@ -119,12 +118,7 @@ def _counts(jobs: QuerySet[Job], day: list[dict[str, Any]], now: datetime, *, qu
     active = jobs.filter(status__in=ACTIVE_STATUSES).values("queue", "status").annotate(n=Count("*")).order_by()
     for row in active:
         queue_row(row["queue"])[row["status"]] = row["n"]
-    oldest = (
-        jobs.filter(due_pending())
-        .values("queue")
-        .annotate(since=Min(Greatest("created_at", Coalesce("run_at", "created_at"))))
-        .order_by()
-    )
+    oldest = jobs.filter(due_pending()).values("queue").annotate(since=Min(due_since())).order_by()
     for row in oldest:
         queue_row(row["queue"])["oldest_pending_seconds"] = round(max(0.0, (now - row["since"]).total_seconds()), 3)
     for row in day:

@@ -1,10 +1,17 @@
-"""Who may read and change queue control through the API."""
+"""Who may read and change queue control: the API's permission class and the admin's Pause / Resume
+buttons ask the same question (``may_change_queue_control``)."""
 
 from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
 QUEUE_CONTROL_PERMISSION = "jobs.change_queuecontrol"
+
+
+def may_change_queue_control(user) -> bool:
+    """Pausing, resuming and rate limits: staff members with ``jobs.change_queuecontrol``
+    (superusers have it; the operator role gives it)."""
+    return bool(user and user.is_authenticated and user.is_staff and user.has_perm(QUEUE_CONTROL_PERMISSION))
 
 
 class QueueControlPermission(BasePermission):
@@ -17,7 +24,7 @@ class QueueControlPermission(BasePermission):
         if not (user and user.is_authenticated and user.is_staff):
             self.message = "Queue control is for staff members."
             return False
-        if request.method in ("GET", "HEAD", "OPTIONS") or user.has_perm(QUEUE_CONTROL_PERMISSION):
+        if request.method in ("GET", "HEAD", "OPTIONS") or may_change_queue_control(user):
             return True
         self.message = f"Changing queue control needs the {QUEUE_CONTROL_PERMISSION} permission."
         return False

@@ -7,6 +7,7 @@ from taskhub.serializers import StrictFieldsMixin
 
 from ..models import RATE_LIMIT_MAX, RATE_PERIOD_MAX, RateLimitScope
 from .services import queue_check, task_check
+from .wording import change_text
 
 REASON = serializers.CharField(
     max_length=500, required=False, allow_blank=True, default="", help_text="Why: kept in the audit trail."
@@ -37,7 +38,18 @@ class QueueSerializer(serializers.Serializer):
         help_text="Pending jobs with no message in the broker: held by a pause, deferred by a rate limit, "
         "or waiting for the sweeper.",
     )
+    held = serializers.IntegerField(
+        read_only=True,
+        help_text="Pending jobs that may not start now: all of a paused queue's, else those whose time is "
+        "ahead (deferred by a rate limit, a retry's backoff).",
+    )
     running = serializers.IntegerField(read_only=True)
+    oldest_pending_seconds = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="How long the oldest due pending job has waited, in seconds (since it was created, or "
+        "since its run_at when later); null without one.",
+    )
 
 
 class QueueResumedSerializer(QueueSerializer):
@@ -53,7 +65,17 @@ class QueueActionSerializer(StrictFieldsMixin, serializers.Serializer):
 class QueueUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
     """PATCH a queue: set its rate limit, or clear it with null."""
 
-    read_only_names = ("name", "paused", "paused_at", "paused_by", "pending", "unsent", "running")
+    read_only_names = (
+        "name",
+        "paused",
+        "paused_at",
+        "paused_by",
+        "pending",
+        "unsent",
+        "held",
+        "running",
+        "oldest_pending_seconds",
+    )
 
     rate_limit = RateValueSerializer(allow_null=True, help_text="{limit, period}, or null to clear it.")
     reason = REASON
@@ -118,3 +140,10 @@ class QueueChangeSerializer(serializers.Serializer):
     before = serializers.JSONField(read_only=True, allow_null=True)
     after = serializers.JSONField(read_only=True, allow_null=True)
     reason = serializers.CharField(read_only=True)
+    summary = serializers.SerializerMethodField(
+        help_text='The change in words, with its reason: "paused (reason: deploy)", '
+        '"rate limit set to 10/min (was none)".'
+    )
+
+    def get_summary(self, change) -> str:
+        return change_text(action=change.action, before=change.before, after=change.after, reason=change.reason)

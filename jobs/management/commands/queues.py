@@ -10,6 +10,7 @@ from jobs.models import QueueControlSource, RateLimitScope
 from jobs.queues.selectors import queue_list, rate_limit_list
 from jobs.queues.serializers import QueueSerializer
 from jobs.queues.services import queue_pause, queue_resume, rate_limit_clear, rate_limit_set
+from jobs.queues.wording import rate_text
 from taskhub.errors import ApplicationError
 
 EXIT_BAD_INPUT = 2
@@ -93,13 +94,16 @@ class Command(OperatorCommand):
         return int(match[1]), int(match[2])
 
     def _list(self) -> None:
-        self.stdout.write(f"{'queue':<16}{'state':<10}{'rate limit':<16}{'pending':>9}{'unsent':>9}{'running':>9}")
+        self.stdout.write(
+            f"{'queue':<16}{'state':<10}{'rate limit':<14}{'pending':>9}{'held':>9}{'running':>9}{'oldest pending':>16}"
+        )
         for queue in queue_list():
-            limit = queue["rate_limit"]
-            rate = f"{limit['limit']}/{limit['period']}s" if limit else "-"
+            seconds = queue["oldest_pending_seconds"]
+            oldest = "-" if seconds is None else f"{seconds:.1f}s"
+            state, rate = "paused" if queue["paused"] else "running", rate_text(queue["rate_limit"])
             self.stdout.write(
-                f"{queue['name']:<16}{'paused' if queue['paused'] else 'running':<10}{rate:<16}"
-                f"{queue['pending']:>9}{queue['unsent']:>9}{queue['running']:>9}"
+                f"{queue['name']:<16}{state:<10}{rate:<14}"
+                f"{queue['pending']:>9}{queue['held']:>9}{queue['running']:>9}{oldest:>16}"
             )
         for limit in rate_limit_list().filter(scope=RateLimitScope.TASK):
-            self.stdout.write(f"task {limit.name}: {limit.limit} per {limit.period}s")
+            self.stdout.write(f"task {limit.name}: {rate_text({'limit': limit.limit, 'period': limit.period})}")

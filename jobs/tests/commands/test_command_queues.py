@@ -35,8 +35,12 @@ def test_pause_resume_limit_unlimit_and_list():
     assert run("limit", "default", "5/10") == "Rate limit of queue default: 5 per 10s.\n"
     assert "jobs.tasks.common_tasks.long_running_task: 2 per 60s" in run("limit", "long_running_task", "2/60", "--task")
     listing = run("list")
-    assert "default         paused    5/10s                   1        1        1" in listing
-    assert "task jobs.tasks.common_tasks.long_running_task: 2 per 60s" in listing
+    assert listing.startswith("queue           state     rate limit      pending     held  running  oldest pending\n")
+    line = next(line for line in listing.splitlines() if line.startswith("default"))
+    assert line.startswith("default         paused    5 per 10 s            1        1        1"), line
+    assert line.endswith("s") and " 0." in line, line  # the pending job's age, e.g. 0.1s
+    assert "high_priority   running   none                  0        0        0               -" in listing
+    assert "task jobs.tasks.common_tasks.long_running_task: 2/min" in listing
     assert run("resume", "default") == "Resumed default: sent 1 held jobs.\n"
     assert run("unlimit", "default") == "Cleared the rate limit of default.\n"
     assert run("unlimit", "default") == "default had no rate limit.\n"
@@ -94,6 +98,12 @@ def test_list_json_is_the_queues_endpoints_body():
     make(), make("running")
     run("pause", "default", "--reason", "incident")
     document = json.loads(run("list", "--json"))
-    assert document == json.loads(json.dumps(QueueSerializer(queue_list(), many=True).data))
+    expected = json.loads(json.dumps(QueueSerializer(queue_list(), many=True).data))
+    ages = (
+        [queue.pop("oldest_pending_seconds") for queue in document],
+        [q.pop("oldest_pending_seconds") for q in expected],
+    )
+    assert document == expected
+    assert [age is None for age in ages[0]] == [age is None for age in ages[1]] == [True, False, True]  # moments apart
     default = next(queue for queue in document if queue["name"] == "default")
     assert (default["paused"], default["reason"], default["pending"], default["running"]) == (True, "incident", 1, 1)

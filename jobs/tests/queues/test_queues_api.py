@@ -1,9 +1,11 @@
 """The queue control API: /api/v1/queues/, /api/v1/rate-limits/, /api/v1/queue-changes/."""
 
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import UserFactory
@@ -104,8 +106,11 @@ def test_list_shows_pause_limit_and_counts_of_every_users_jobs(controller_client
         "rate_limit": None,
         "pending": 2,
         "unsent": 1,
+        "held": 0,
         "running": 1,
+        "oldest_pending_seconds": queues["default"]["oldest_pending_seconds"],
     }
+    assert 0 <= queues["default"]["oldest_pending_seconds"] < 60
     assert (queues["low_priority"]["pending"], queues["high_priority"]["pending"]) == (1, 0)
 
 
@@ -124,6 +129,45 @@ def test_pause_and_resume_are_recorded_with_who_when_and_where(controller, contr
     ]
     assert changes[1]["reason"] == "partner API down" and changes[1]["before"] == {"paused": False}
     assert changes[1]["after"] == {"paused": True} and changes[1]["at"]
+
+
+def test_held_jobs_and_the_oldest_pending_age(controller_client):
+    """Held: pending jobs that may not start now (the queue paused, or a run_at ahead: a rate limit's
+    deferral, a retry's backoff). The oldest pending age counts from when the oldest due job became due."""
+    now = timezone.now()
+    make(created_at=now - timedelta(seconds=90))
+    make(created_at=now - timedelta(hours=2), run_at=now + timedelta(minutes=5))  # deferred: held
+    make(created_at=now - timedelta(hours=1), run_at=now - timedelta(seconds=30))  # due 30 s ago
+    make("running")
+    body = queue(controller_client)
+    assert (body["pending"], body["held"], body["running"]) == (3, 1, 1)
+    assert 90 <= body["oldest_pending_seconds"] < 150
+    controller_client.post("/api/v1/queues/default/pause/", {"reason": "deploy"})
+    body = queue(controller_client)
+    assert (body["pending"], body["held"], body["running"]) == (3, 3, 1)
+    low = queue(controller_client, "low_priority")
+    assert (low["pending"], low["held"], low["oldest_pending_seconds"]) == (0, 0, None)
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"reason": "x" * 501}, "no more than 500"),
+        ({"reason": 42}, "Must be a string"),
+        ({"reason": ["deploy"]}, "Must be a string"),
+        ({"reason": None}, "null"),
+        ({"why": "deploy"}, "Unknown field"),
+    ],
+)
+@pytest.mark.parametrize("action", ["pause", "resume"])
+def test_a_bad_reason_is_a_400_naming_the_field(controller_client, nothing_changed, body, message, action):
+    if action == "resume":
+        controller_client.post("/api/v1/queues/default/pause/")
+    with nothing_changed():
+        response = controller_client.post(f"/api/v1/queues/default/{action}/", body, format="json")
+        field = next(iter(body))
+        error = assert_error(response, 400, field=field)
+    assert error["message"].startswith(f"{field}:") and message in str(error["fields"][field])
 
 
 def test_pausing_touches_no_running_job(controller_client):
@@ -251,6 +295,20 @@ def test_audit_filters(controller_client):
     assert len(controller_client.get("/api/v1/queue-changes/?queue=low_priority").json()["results"]) == 2
     paused = controller_client.get("/api/v1/queue-changes/?action=paused").json()["results"]
     assert [c["name"] for c in paused] == ["low_priority", "default"]
+
+
+def test_every_audit_line_says_what_changed_in_words(controller_client):
+    controller_client.post("/api/v1/queues/default/pause/", {"reason": "deploy"})
+    controller_client.post("/api/v1/queues/default/resume/")
+    controller_client.patch("/api/v1/queues/default/", {"rate_limit": {"limit": 10, "period": 60}}, format="json")
+    controller_client.patch("/api/v1/queues/default/", {"rate_limit": None}, format="json")
+    changes = controller_client.get("/api/v1/queue-changes/?queue=default").json()["results"]
+    assert [c["summary"] for c in changes] == [
+        "rate limit cleared (was 10/min)",
+        "rate limit set to 10/min (was none)",
+        "resumed",
+        "paused (reason: deploy)",
+    ]
 
 
 @pytest.mark.parametrize(
