@@ -37,7 +37,7 @@ from .job_state import (
 )
 from .matching import MatchingOperations
 from .operations import JobOperations
-from .page import offered_operations, page_parts
+from .page import offered_operations, page_parts, timeline_context
 from .pagination import JobPaginator
 from .rendering import json_column
 from .submit import JobSubmission
@@ -127,7 +127,7 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
     result_json = json_column("result", gettext_lazy("result"))
 
     def get_queryset(self, request):
-        return selectors.job_list(user=request.user)
+        return selectors.with_hold(selectors.job_list(user=request.user))
 
     @property
     def media(self):
@@ -181,7 +181,7 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context.update(
-                timeline=selectors.job_events(job=obj),
+                **timeline_context(obj),
                 may_operate=self.has_operate_permission(request),
                 **offered_operations(self, request, obj),
             )

@@ -236,7 +236,7 @@ def test_job_admin_in_a_browser(asgi_live_server, browser):
     done_message = page.inner_text(f'.job-progress[data-job-id="{done.pk}"] .job-progress__message')
     assert done_message.startswith("done")
     retry_message = page.inner_text(f'.job-progress[data-job-id="{retrying.pk}"] .job-progress__message')
-    assert retry_message.startswith("waiting to retry: attempt 2 of 4 at ")
+    assert retry_message.startswith("retry backoff: attempt 2 of 4, until ")
     assert page.inner_text(f'[data-job-id="{retrying.pk}"][data-job-part="attempt"]') == "2/4"
 
     # Badges and bars of every job on the page.
