@@ -27,7 +27,7 @@ from taskhub.errors import error_body
 from .. import selectors
 from ..models import ACTIVE_STATUSES, Job, JobEventKind, JobStatus
 from .filters import parse_job_id
-from .rendering import clock_text, duration_text, short_when_text, short_worker_text
+from .rendering import clock_text, duration_text, short_worker_text, when_html, when_text
 
 # How many ids one poll of the progress view may ask about ("Show all" lists up to 200).
 PROGRESS_MAX_IDS = 200
@@ -151,6 +151,7 @@ def live_state(row: dict[str, Any], *, now: datetime | None = None) -> dict[str,
         "attempt_title": attempt_title,
         "run": run_text(row, now=now),
         "held": held,
+        "held_text": "" if hold is None else hold["text"],
     }
 
 
@@ -209,20 +210,21 @@ def attempt_html(state: dict[str, Any]) -> str:
 
 
 def when_column_html(job: Job, state: dict[str, Any]) -> str:
-    """The list's one time column: when the job was created, and how long it ran where."""
+    """The list's one time column: when the job was created (when_html), and how long it ran where
+    (its title: every time of the job, and its worker)."""
     title = " · ".join(
-        f"{label} {timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+        f"{label} {when_text(value)}"
         for label, value in (("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at))
         if value
     )
     if job.worker:
         title = f"{title} · worker {job.worker}"
     return format_html(
-        '<span class="job-when-cell" title="{}"><span class="job-when">{}</span>'
-        '<span class="job-when__run" data-job-id="{}" data-job-part="run">{}</span></span>',
-        title,
-        short_when_text(job.created_at),
+        '<span class="job-when-cell">{}<span class="job-when__run" data-job-id="{}" data-job-part="run" title="{}">'
+        "{}</span></span>",
+        when_html(job.created_at),
         state["id"],
+        title,
         state["run"],
     )
 

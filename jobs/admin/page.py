@@ -16,17 +16,18 @@ from ..models import MANUAL_RETRY_STATUSES, Job
 
 # The page's read-only fields that change after the job was created.
 LIVE_FIELDS = (
+    "held_reason",
     "result_json",
     "error",
     "traceback_text",
     "attempt_summary",
     "worker",
-    "run_at",
-    "dispatched_at",
-    "started_at",
-    "heartbeat_at",
-    "finished_at",
-    "cancel_requested_at",
+    "run_at_when",
+    "dispatched_at_when",
+    "started_at_when",
+    "heartbeat_at_when",
+    "finished_at_when",
+    "cancel_requested_at_when",
     "cancelled_by",
 )
 TIMELINE_TEMPLATE = "admin/jobs/job/includes/timeline.html"

@@ -310,7 +310,7 @@ def test_job_admin_in_a_browser(asgi_live_server, browser):
     page.evaluate("window.notReloaded = true")
     in_thread(job_revoke, job_id=training.pk, attempts=0, reason="cancelled by browser-admin")
     page.wait_for_function(TITLE_SHOWS, arg=f"{training.name} (revoked)")
-    assert page.inner_text(".field-finished_at .readonly") not in ("", "-")
+    assert page.inner_text(".field-finished_at_when .readonly") not in ("", "-")
     assert "running → revoked" in page.inner_text(".job-timeline__table")
     assert page.evaluate("window.notReloaded") is True
 
@@ -396,8 +396,8 @@ def test_an_operator_submits_a_job_watches_it_live_and_cancels_another(asgi_live
     assert page.evaluate("window.notReloaded") is True
     assert page.text_content(f'.job-badge[data-job-id="{job_id}"]') == "Succeeded"
     assert page.inner_text(".field-result_json .readonly").count('"origin": "browser"') == 1
-    assert page.inner_text(".field-finished_at .readonly") not in ("", "-")
-    assert page.inner_text(".field-started_at .readonly") not in ("", "-")
+    assert page.inner_text(".field-finished_at_when .readonly") not in ("", "-")
+    assert page.inner_text(".field-started_at_when .readonly") not in ("", "-")
     timeline = page.inner_text(".job-timeline__table")
     assert "pending → running" in timeline and "running → succeeded" in timeline
     assert page.locator("button.job-operation__button--cancel").is_hidden()

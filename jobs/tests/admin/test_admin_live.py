@@ -147,7 +147,7 @@ def test_progress_view_with_detail_returns_the_job_pages_parts(operator_client, 
     (state,) = response.json()["jobs"]
     assert state["title"] == "nightly export (succeeded)"
     assert "&quot;rows&quot;: 1200" in state["fields"]["result_json"]
-    assert state["fields"]["finished_at"] not in ("", "-")
+    assert state["fields"]["finished_at_when"] not in ("", "-")
     assert state["fields"]["worker"] == "celery@w1"
     assert "running → succeeded" in state["timeline"] and "worker w1" in state["timeline"]
     assert (state["can_cancel"], state["can_retry"]) == (False, False)
