@@ -49,18 +49,6 @@ from .submit import JobSubmission
 # Not the status: a job leaving the status the list shows must still reach the page.
 LIST_STREAM_FILTERS = {"priority__exact": "priority", "celery_task_name": "task"}
 
-# The job page's times, each shown through when_html (rendering) by a field named after the model's
-# field: a model field's own name would be rendered by Django.
-TIME_FIELDS = (
-    "created_at_when",
-    "run_at_when",
-    "dispatched_at_when",
-    "started_at_when",
-    "heartbeat_at_when",
-    "finished_at_when",
-    "cancel_requested_at_when",
-)
-
 
 def list_stream_url(request: HttpRequest) -> str:
     """The list stream (``/api/v1/jobs/stream/``) narrowed by the list page's filters that it shares."""
@@ -117,8 +105,14 @@ class JobAdmin(
                 "fields": (
                     "attempt_summary",
                     "worker",
-                    *TIME_FIELDS[:-1],
-                    (TIME_FIELDS[-1], "cancelled_by"),
+                    # Times through when_html (the *_when columns below): Django would render the model fields itself.
+                    "created_at_when",
+                    "run_at_when",
+                    "dispatched_at_when",
+                    "started_at_when",
+                    "heartbeat_at_when",
+                    "finished_at_when",
+                    ("cancel_requested_at_when", "cancelled_by"),
                 )
             },
         ),

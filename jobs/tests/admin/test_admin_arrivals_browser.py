@@ -29,6 +29,10 @@ NOTICE_SAYS = """(text) => {
     const notice = document.querySelector("[data-job-arrivals]");
     return !notice.hidden && notice.textContent.trim() === text;
 }"""
+RENDER_FRESH_PARTS = """async (url) => {
+    const response = await fetch(url, {credentials: "same-origin"});
+    window.taskhubJobAdmin.renderJob((await response.json()).jobs[0]);
+}"""
 COUNT_SAYS = """(text) => document.querySelector("[data-job-count]").textContent.trim() === text"""
 
 
@@ -78,7 +82,8 @@ def test_new_jobs_are_announced_counted_and_shown(asgi_live_server, browser):
 def test_screenshots_of_a_job_arriving_and_of_held_jobs(asgi_live_server, browser, width):
     """For the closing note: list-arriving-<width>.png (the list with "1 new job — show"),
     held-list-<width>.png (jobs held by a paused queue and by a retry's backoff, each saying why) and
-    held-job-<width>.png (the held job's page: the reason beside its bar, its attempts)."""
+    held-job-<width>.png (the held job's page: "waiting because" the paused queue) and attempts-job-<width>.png
+    (a job waiting for its retry: the backoff, its failed attempt with the traceback opened)."""
 
     def set_up():
         operator = UserFactory(username="shots-admin", is_staff=True, is_superuser=True)
@@ -97,9 +102,10 @@ def test_screenshots_of_a_job_arriving_and_of_held_jobs(asgi_live_server, browse
         # The task's first backoff is a few seconds: as a longer one would, it still waits on the screenshots.
         Job.objects.filter(pk=retrying.pk).update(run_at=timezone.now() + timedelta(minutes=5))
         queue_pause(queue="low_priority", by=operator, source="admin", reason="database maintenance")
-        return owner, job_create(owner=owner, name="weekly report", celery_task_name=TASK, args=[1], priority="low")
+        held = job_create(owner=owner, name="weekly report", celery_task_name=TASK, args=[1], priority="low")
+        return owner, held, retrying
 
-    owner, held = in_thread(set_up)
+    owner, held, retrying = in_thread(set_up)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page, errors = open_page(browser, viewport={"width": width, "height": 900})
     log_in(page, asgi_live_server, "shots-admin")
@@ -115,5 +121,16 @@ def test_screenshots_of_a_job_arriving_and_of_held_jobs(asgi_live_server, browse
     page.goto(f"{asgi_live_server.url}/admin/jobs/job/{held.pk}/change/")
     assert "held: queue low_priority is paused (database maintenance)" in page.inner_text(".field-progress_bar")
     page.screenshot(path=str(SCREENSHOTS / f"held-job-{width}.png"), full_page=True)
+
+    page.goto(f"{asgi_live_server.url}/admin/jobs/job/{retrying.pk}/change/")
+    assert "retry backoff: attempt 2 of 4, until " in page.inner_text(".field-held_reason")
+    attempt = page.locator(".job-attempt-row").first
+    assert "ConnectionError: upstream timed out" in attempt.inner_text()
+    attempt.locator("summary").click()  # the traceback, one click away
+    assert attempt.locator("details pre").is_visible()
+    # The page's live refresh (the job's parts from the progress view) keeps the opened traceback open.
+    page.evaluate(RENDER_FRESH_PARTS, f"/admin/jobs/job/progress/?ids={retrying.pk}&detail=1")
+    assert attempt.locator("details pre").is_visible()
+    page.screenshot(path=str(SCREENSHOTS / f"attempts-job-{width}.png"), full_page=True)
     errors.check()
     page.close()

@@ -75,6 +75,23 @@
         }
     }
 
+    // As setHtml, keeping the <details> the reader opened (an attempt's traceback) open: the new
+    // HTML's n-th <details> is opened when the n-th one shown was.
+    function setHtmlKeepingOpen(element, html) {
+        if (!element) {
+            return;
+        }
+        const next = document.createElement("template");
+        next.innerHTML = html;
+        const opened = [...element.querySelectorAll("details")].map((details) => details.open);
+        next.content.querySelectorAll("details").forEach((details, index) => {
+            details.open = Boolean(opened[index]);
+        });
+        const wrapper = document.createElement("div");
+        wrapper.appendChild(next.content.cloneNode(true));
+        setHtml(element, wrapper.innerHTML);
+    }
+
     function renderProgress(element, job) {
         replaceModifier(element, "job-progress", job.badge);
         element.classList.toggle("job-progress--held", Boolean(job.held)); // why it waits: job.message
@@ -118,8 +135,10 @@
                 setText(element, job.run);
             } else if (part === "title" && job.title !== undefined) {
                 renderTitle(element, job);
-            } else if ((part === "timeline" || part === "attempts") && job[part] !== undefined) {
-                setHtml(element, job[part]);
+            } else if (part === "timeline" && job.timeline !== undefined) {
+                setHtml(element, job.timeline);
+            } else if (part === "attempts" && job.attempts !== undefined) {
+                setHtmlKeepingOpen(element, job.attempts);
             }
             element.dataset.jobActive = job.active ? "true" : "false";
         }
