@@ -7,13 +7,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, Func, JSONField, Q, QuerySet
+from django.db.models import Case, CharField, F, Func, JSONField, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce, Greatest, Left, Now
 
 from accounts.models import User
 from taskhub.errors import NotFound
 
-from .models import Job, JobEvent, JobEventKind, JobStatus
+from .models import Job, JobEvent, JobEventKind, JobStatus, QueueControl
 
 OTHERS_JOBS_VIEW_PERMISSIONS = ("jobs.view_job", "jobs.change_job")
 
@@ -101,6 +101,49 @@ def job_events(*, job: Job) -> QuerySet[JobEvent]:
     return JobEvent.objects.filter(job=job).select_related("actor").order_by("at", "id")
 
 
+# How each timeline line that ends an attempt names its outcome.
+ATTEMPT_OUTCOMES = {
+    JobEventKind.SUCCEEDED: "succeeded",
+    JobEventKind.FAILED: "failed",
+    JobEventKind.RETRY_SCHEDULED: "failed, retried",
+    JobEventKind.REQUEUED: "worker lost, re-queued",
+    JobEventKind.REVOKED: "cancelled",
+}
+
+
+def job_attempts(*, events: Iterable[JobEvent]) -> list[dict[str, Any]]:
+    """A job's attempts, from its timeline (``events`` in order, as ``job_events`` reads them):
+    ``{"number", "worker", "started", "finished", "outcome", "error", "traceback"}`` each, the
+    first attempt first. An attempt begins at a ``started`` line (its worker is who started it)
+    and ends at the next line of ``ATTEMPT_OUTCOMES``, whose ``data`` holds the attempt's error
+    and traceback (``job_fail``) or whose message says what happened (a worker lost). A job that
+    failed before any start (its task could not even be called) has one attempt that never
+    started. Attempts still running have no ``finished``."""
+    attempts: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for line in events:
+        if line.kind == JobEventKind.STARTED:
+            current = {"number": len(attempts) + 1, "worker": line.actor_label, "started": line.at, "finished": None}
+            current.update(outcome="running", error="", traceback="")
+            attempts.append(current)
+        elif line.kind in ATTEMPT_OUTCOMES:
+            if current is None and line.kind != JobEventKind.FAILED:
+                continue  # cancelled or re-queued before a start: no attempt ran
+            if current is None:
+                current = {"number": len(attempts) + 1, "worker": line.actor_label, "started": None}
+                attempts.append(current)
+            data = line.data if isinstance(line.data, dict) else {}
+            failed = line.kind != JobEventKind.SUCCEEDED
+            current.update(
+                finished=line.at,
+                outcome=ATTEMPT_OUTCOMES[line.kind] if current["started"] else "could not start",
+                error=str(data.get("error") or (line.message if failed else "")),
+                traceback=str(data.get("traceback") or ""),
+            )
+            current = None
+    return attempts
+
+
 def job_progress(*, user: User, job_ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
     """Status and progress of the given jobs the user may see (the admin's live list polls this).
 
@@ -139,15 +182,51 @@ JOB_LIVE_ROW_FIELDS = (
     "started_at",
     "finished_at",
     "worker",
+    "queue",
 )
+
+# The timeline lines that say why a pending job waits (or that it was sent round again, which ends
+# an earlier wait): the latest of them on a pending job is its hold, if its run_at is still ahead.
+HOLD_EVENT_KINDS = (
+    JobEventKind.HELD,
+    JobEventKind.RATE_LIMITED,
+    JobEventKind.FAIR_SHARE,
+    JobEventKind.RETRY_SCHEDULED,
+    JobEventKind.REQUEUED,
+    JobEventKind.RETRIED,
+)
+# What with_hold() adds to each job (None on a job that is not pending).
+HOLD_FIELDS = ("hold_pause_reason", "hold_kind", "hold_data")
+
+
+def with_hold(jobs: QuerySet[Job]) -> QuerySet[Job]:
+    """``jobs`` with what says why a pending one waits: ``hold_pause_reason`` (its queue is paused:
+    the operator's reason, "" without one; None when the queue runs), ``hold_kind`` and
+    ``hold_data`` (its latest line of ``HOLD_EVENT_KINDS``). Subqueries on the primary key of
+    queue control and on the timeline's (job, at) index, evaluated for pending jobs only."""
+    paused = QueueControl.objects.filter(name=OuterRef("queue"), paused=True).values("reason")[:1]
+    last = JobEvent.objects.filter(job_id=OuterRef("pk"), kind__in=HOLD_EVENT_KINDS).order_by("-at", "-id")
+    pending = {"status": JobStatus.PENDING}
+    return jobs.annotate(
+        hold_pause_reason=Case(When(**pending, then=Subquery(paused)), output_field=CharField()),
+        hold_kind=Case(When(**pending, then=Subquery(last.values("kind")[:1])), output_field=CharField()),
+        hold_data=Case(When(**pending, then=Subquery(last.values("data")[:1])), output_field=JSONField()),
+    )
+
+
+def job_hold_fields(*, job_id) -> dict[str, Any]:
+    """with_hold()'s fields of one job (a job read without them), or all None when it is gone."""
+    row = with_hold(Job.objects.filter(id=job_id)).values(*HOLD_FIELDS).first()
+    return row or dict.fromkeys(HOLD_FIELDS)
 
 
 def job_live_rows(*, user: User, job_ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
     """Everything the admin's badges, bars, messages, attempt and time columns show of the given
     jobs the user may see, in one indexed query on primary keys; of the error only its start
-    (``error_head``), which the message quotes. Unknown ids and other users' jobs are absent."""
+    (``error_head``), which the message quotes; why a pending one waits (``with_hold``). Unknown
+    ids and other users' jobs are absent."""
     jobs = job_list(user=user).filter(id__in=list(job_ids)).annotate(error_head=Left("error", 200))
-    return list(jobs.values(*JOB_LIVE_ROW_FIELDS, "error_head"))
+    return list(with_hold(jobs).values(*JOB_LIVE_ROW_FIELDS, "error_head", *HOLD_FIELDS))
 
 
 # The timeline lines a django.tasks result is made of: attempts started, cancels, and failures.

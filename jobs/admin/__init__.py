@@ -5,10 +5,12 @@
 - ``operations``: cancel, retry and delete, as actions and from the job page, through
   ``jobs.services.operations``.
 - ``matching``: the same on everything the list's filters match, confirmed first, in batches.
-- ``live``: a job's live state: status badge, progress bar with a true message, attempt, run
-  time, and the JSON view the list and the page poll.
-- ``page``: the job page's live parts (header, fields, timeline, buttons) for that view.
-- ``rendering``: read-only values shown as compact times and JSON blocks.
+- ``job_state``: a job's live state: status badge, progress bar with a true message (a held job
+  says why it waits: ``job_hold``), attempt, run time, and the JSON view the list and the page poll.
+- ``arrivals``: the list's "N new jobs — show" and its moving count (the ``arrivals/`` view).
+- ``page``: the job page's live parts (header, fields, attempts, timeline, buttons) for that view.
+- ``rendering``: read-only values shown as times (``when_html``, the admin's one time format),
+  durations and JSON blocks.
 - ``filters``: search by a complete job id, the queue and task list filters.
 - ``pagination``: the job list's paginator (the row estimate of a large table).
 - ``events``: ``JobEventAdmin``, every job's timeline in one list.

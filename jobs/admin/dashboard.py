@@ -8,6 +8,7 @@ permission on jobs see it (``admin_view`` already requires an active staff membe
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -29,6 +30,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "stats_url": reverse("stats"),
         "job_list_url": reverse("admin:jobs_job_changelist"),
         "poll_interval": POLL_MILLISECONDS,
+        "time_zone": settings.TIME_ZONE,  # the times it draws: as the server renders them (when.js)
         "opts": Job._meta,
     }
     return TemplateResponse(request, "admin/jobs/dashboard.html", context)

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy
 
 from ..models import JobEvent
 from .filters import CheckedLookups, JobIdSearch
-from .rendering import json_block_html
+from .rendering import json_block_html, when_column
 
 
 @admin.register(JobEvent)
@@ -21,7 +21,7 @@ class JobEventAdmin(CheckedLookups, JobIdSearch, admin.ModelAdmin):
     table's index serves (ordering by ``at`` alone would sort the whole table).
     """
 
-    list_display = ("at", "job_link", "kind", "transition", "actor_label", "message")
+    list_display = ("at_when", "job_link", "kind", "transition", "actor_label", "message")
     list_filter = ("kind", "at")
     search_fields = ("job__name", "actor_label")
     search_help_text = gettext_lazy("Job name or who acted (contains), or a complete job id.")
@@ -32,7 +32,7 @@ class JobEventAdmin(CheckedLookups, JobIdSearch, admin.ModelAdmin):
     ordering = ("-id",)
     fields = (
         "job",
-        "at",
+        "at_when",
         "kind",
         "transition",
         "actor",
@@ -41,6 +41,8 @@ class JobEventAdmin(CheckedLookups, JobIdSearch, admin.ModelAdmin):
         "data_json",
     )
     readonly_fields = fields
+
+    at_when = when_column("at", gettext_lazy("at"))
 
     @admin.display(description=gettext_lazy("job"), ordering="job__name")
     def job_link(self, event: JobEvent) -> str:

@@ -6,7 +6,8 @@ buttons.
 
 The message beside a bar is true now, not merely the last one the task wrote: a finished job
 says how it ended (a task's "0/2 records" written before its last throttled report is not
-shown at 100 %), a job waiting for its automatic retry says which attempt comes when. Attempts
+shown at 100 %), a pending job says why it waits (``job_hold``: its queue is paused, a rate
+limit deferred it, its owner runs their share, a retry's backoff, with until when). Attempts
 are counted from 1 (``attempts`` + 1), as everywhere people read them.
 """
 
@@ -24,9 +25,9 @@ from django.utils.translation import gettext as _
 from taskhub.errors import error_body
 
 from .. import selectors
-from ..models import ACTIVE_STATUSES, Job, JobStatus
+from ..models import ACTIVE_STATUSES, Job, JobEventKind, JobStatus
 from .filters import parse_job_id
-from .rendering import clock_text, duration_text, short_when_text, short_worker_text
+from .rendering import clock_text, duration_text, short_worker_text, when_html, when_text
 
 # How many ids one poll of the progress view may ask about ("Show all" lists up to 200).
 PROGRESS_MAX_IDS = 200
@@ -38,6 +39,44 @@ def _attempt_phrase(attempts: int, max_retries: int) -> str:
     """ "attempt 2 of 4"; a manual retry past the automatic ones is just "attempt 5"."""
     attempt, allowed = attempts + 1, max_retries + 1
     return f"attempt {attempt} of {allowed}" if attempt <= allowed else f"attempt {attempt}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def job_hold(row: dict[str, Any], *, now: datetime) -> dict[str, Any] | None:
+    """Why a pending job is not running now, or None (not pending, or only waiting for a worker):
+    ``{"reason", "until", "text"}``. The one place the reason is derived, for the list, the job
+    page and the progress view, from the row's fields and ``selectors.with_hold``'s.
+
+    Reasons: ``queue_paused`` (no until: it waits for a resume), and for a job due later
+    (``until`` = its ``run_at``) ``rate_limit`` or ``fair_share`` after the timeline line that
+    deferred it, else ``retry_backoff`` once an attempt ran, else ``scheduled`` (created to run later).
+    """
+    if row["status"] != JobStatus.PENDING:
+        return None
+    if row.get("hold_pause_reason") is not None:
+        reason = row["hold_pause_reason"]
+        text = f"held: queue {row['queue']} is paused" + (f" ({reason})" if reason else "")
+        return {"reason": "queue_paused", "until": None, "text": text}
+    run_at = row["run_at"]
+    if not run_at or run_at <= now:
+        return None
+    until = clock_text(run_at, now=now)
+    kind, data = row.get("hold_kind"), row.get("hold_data") or {}
+    if kind == JobEventKind.RATE_LIMITED and {"scope", "name", "limit", "period"} <= data.keys():
+        limit = f"{data['scope']} {data['name']}: {data['limit']} per {data['period']}s"
+        reason, text = "rate_limit", f"rate limit {limit}, until {until}"
+    elif kind == JobEventKind.FAIR_SHARE and "cap" in data:
+        at_most = _plural(int(data["cap"]), "job")
+        reason, text = "fair_share", f"fair share: its owner runs {at_most} at once at most, until {until}"
+    elif row["attempts"]:  # an earlier attempt ran: the next one waits for its backoff
+        attempt = _attempt_phrase(row["attempts"], row["max_retries"])
+        reason, text = "retry_backoff", f"retry backoff: {attempt}, until {until}"
+    else:
+        reason, text = "scheduled", f"scheduled for {until}"
+    return {"reason": reason, "until": run_at, "text": text}
 
 
 def progress_message(row: dict[str, Any], *, now: datetime) -> str:
@@ -53,12 +92,9 @@ def progress_message(row: dict[str, Any], *, now: datetime) -> str:
     if status == JobStatus.REVOKED:
         return "cancelled" if row["started_at"] else "cancelled before it started"
     if status == JobStatus.PENDING:
+        if hold := job_hold(row, now=now):
+            return hold["text"]
         attempt = _attempt_phrase(row["attempts"], row["max_retries"])
-        run_at = row["run_at"]
-        if run_at and run_at > now:
-            if row["attempts"]:
-                return f"waiting to retry: {attempt} at {clock_text(run_at, now=now)}"
-            return f"scheduled for {clock_text(run_at, now=now)}"
         return f"queued: {attempt}" if row["attempts"] else "queued"
     meta = row["progress_meta"]
     message = meta.get("message") if isinstance(meta, dict) else None
@@ -101,6 +137,8 @@ def live_state(row: dict[str, Any], *, now: datetime | None = None) -> dict[str,
     else:
         badge, label = status, str(JobStatus(status).label)
     attempt, attempt_title = attempt_texts(row["attempts"], row["max_retries"])
+    hold = job_hold(row, now=now)
+    held = None if hold is None else {"reason": hold["reason"], "until": hold["until"] and hold["until"].isoformat()}
     return {
         "id": str(row["id"]),
         "status": status,
@@ -112,12 +150,22 @@ def live_state(row: dict[str, Any], *, now: datetime | None = None) -> dict[str,
         "attempt": attempt,
         "attempt_title": attempt_title,
         "run": run_text(row, now=now),
+        "held": held,
+        "held_text": "" if hold is None else hold["text"],
     }
 
 
 def job_row(job: Job) -> dict[str, Any]:
-    """A Job as the row selectors.job_live_rows reads."""
-    return {**{name: getattr(job, name) for name in selectors.JOB_LIVE_ROW_FIELDS}, "error_head": job.error[:200]}
+    """A Job as the row selectors.job_live_rows reads. A pending job read without
+    ``selectors.with_hold`` asks for its hold fields (one query)."""
+    row = {name: getattr(job, name) for name in selectors.JOB_LIVE_ROW_FIELDS}
+    if all(hasattr(job, name) for name in selectors.HOLD_FIELDS):
+        hold = {name: getattr(job, name) for name in selectors.HOLD_FIELDS}
+    elif job.status == JobStatus.PENDING:
+        hold = selectors.job_hold_fields(job_id=job.pk)
+    else:
+        hold = dict.fromkeys(selectors.HOLD_FIELDS)
+    return {**row, **hold, "error_head": job.error[:200]}
 
 
 def job_state(job: Job) -> dict[str, Any]:
@@ -136,7 +184,7 @@ def status_badge_html(state: dict[str, Any]) -> str:
 
 def progress_bar_html(state: dict[str, Any]) -> str:
     return format_html(
-        '<div class="job-progress job-progress--{badge}" data-job-id="{id}"'
+        '<div class="job-progress job-progress--{badge}{held}" data-job-id="{id}"'
         ' data-job-part="progress" data-job-active="{active}" role="progressbar"'
         ' aria-valuemin="0" aria-valuemax="100" aria-valuenow="{progress}" title="{message}">'
         '<div class="job-progress__track">'
@@ -144,6 +192,7 @@ def progress_bar_html(state: dict[str, Any]) -> str:
         '<span class="job-progress__text"><span class="job-progress__percent">{progress}%</span>'
         ' <span class="job-progress__message">{message}</span></span></div>',
         badge=state["badge"],
+        held=" job-progress--held" if state["held"] else "",
         id=state["id"],
         active="true" if state["active"] else "false",
         progress=state["progress"],
@@ -161,20 +210,21 @@ def attempt_html(state: dict[str, Any]) -> str:
 
 
 def when_column_html(job: Job, state: dict[str, Any]) -> str:
-    """The list's one time column: when the job was created, and how long it ran where."""
+    """The list's one time column: when the job was created (when_html), and how long it ran where
+    (its title: every time of the job, and its worker)."""
     title = " · ".join(
-        f"{label} {timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+        f"{label} {when_text(value)}"
         for label, value in (("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at))
         if value
     )
     if job.worker:
         title = f"{title} · worker {job.worker}"
     return format_html(
-        '<span class="job-when-cell" title="{}"><span class="job-when">{}</span>'
-        '<span class="job-when__run" data-job-id="{}" data-job-part="run">{}</span></span>',
-        title,
-        short_when_text(job.created_at),
+        '<span class="job-when-cell">{}<span class="job-when__run" data-job-id="{}" data-job-part="run" title="{}">'
+        "{}</span></span>",
+        when_html(job.created_at),
         state["id"],
+        title,
         state["run"],
     )
 
@@ -201,7 +251,7 @@ def progress_response(
         message = _("ids: a comma-separated list of job ids (UUIDs) is expected.")
         return JsonResponse(error_body("invalid", message), status=400)
     if detail:
-        jobs = selectors.job_list(user=request.user).filter(id__in=job_ids)
+        jobs = selectors.with_hold(selectors.job_list(user=request.user)).filter(id__in=job_ids)
         return JsonResponse({"jobs": [{**job_state(job), **page_parts(job)} for job in jobs]})
     now = timezone.now()
     rows = selectors.job_live_rows(user=request.user, job_ids=job_ids)

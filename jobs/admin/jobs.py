@@ -8,7 +8,9 @@ the actions, the "all matching" operations (``matching``) and the Cancel/Retry b
 three, the "viewer" role none). The list's badges, bars, attempts and times, and the whole job
 page, follow the jobs without a reload: ``jobs/admin/job_live.js`` follows the live-progress
 streams (``jobs/stream.js``) and asks the staff-only ``progress/`` view (``live``, ``page``) about
-each job that changed; it polls that view only where the streams do not get through.
+each job that changed; it polls that view only where the streams do not get through. Jobs
+created after the list was rendered are announced ("N new jobs — show") and its count kept
+current by ``jobs/admin/job_arrivals.js``, which polls the ``arrivals/`` view (``arrivals``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from django.views.decorators.http import require_POST
 
 from .. import selectors
 from ..models import Job
+from .arrivals import JobArrivals
 from .filters import ArgumentFilter, CheckedLookups, JobIdSearch, QueueFilter, TaskFilter, WorkerFilter
 from .job_state import (
     attempt_html,
@@ -37,9 +40,9 @@ from .job_state import (
 )
 from .matching import MatchingOperations
 from .operations import JobOperations
-from .page import offered_operations, page_parts
+from .page import offered_operations, page_parts, timeline_context
 from .pagination import JobPaginator
-from .rendering import json_column
+from .rendering import json_column, when_column
 from .submit import JobSubmission
 
 # The list's filters on what never changes on a job, by the list stream's names for them (jobs/filters.py).
@@ -58,7 +61,9 @@ def list_stream_url(request: HttpRequest) -> str:
 
 
 @admin.register(Job)
-class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, JobOperations, admin.ModelAdmin):
+class JobAdmin(
+    CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, JobOperations, JobArrivals, admin.ModelAdmin
+):
     # Compact enough for a 1366 px screen: one time column, the queue in the priority's title.
     list_display = ("name", "status_badge", "progress_bar", "priority_queue", "owner", "attempt", "when")
     list_display_links = ("name",)
@@ -80,6 +85,7 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
                     "name",
                     "status_badge",
                     "progress_bar",
+                    "held_reason",
                     "owner",
                     "celery_task_name",
                     "task_type",
@@ -99,13 +105,14 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
                 "fields": (
                     "attempt_summary",
                     "worker",
-                    "created_at",
-                    "run_at",
-                    "dispatched_at",
-                    "started_at",
-                    "heartbeat_at",
-                    "finished_at",
-                    ("cancel_requested_at", "cancelled_by"),
+                    # Times through when_html (the *_when columns below): Django would render the model fields itself.
+                    "created_at_when",
+                    "run_at_when",
+                    "dispatched_at_when",
+                    "started_at_when",
+                    "heartbeat_at_when",
+                    "finished_at_when",
+                    ("cancel_requested_at_when", "cancelled_by"),
                 )
             },
         ),
@@ -125,9 +132,16 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
     args_json = json_column("args", gettext_lazy("args"))
     kwargs_json = json_column("kwargs", gettext_lazy("kwargs"))
     result_json = json_column("result", gettext_lazy("result"))
+    created_at_when = when_column("created_at", gettext_lazy("created at"))
+    run_at_when = when_column("run_at", gettext_lazy("run at (not before)"))
+    dispatched_at_when = when_column("dispatched_at", gettext_lazy("dispatched at"))
+    started_at_when = when_column("started_at", gettext_lazy("started at"))
+    heartbeat_at_when = when_column("heartbeat_at", gettext_lazy("heartbeat at"))
+    finished_at_when = when_column("finished_at", gettext_lazy("finished at"))
+    cancel_requested_at_when = when_column("cancel_requested_at", gettext_lazy("cancel requested at"))
 
     def get_queryset(self, request):
-        return selectors.job_list(user=request.user)
+        return selectors.with_hold(selectors.job_list(user=request.user))
 
     @property
     def media(self):
@@ -136,6 +150,7 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
             css={"all": ("jobs/admin/jobs.css",)},
             js=(
                 forms.Script("jobs/stream.js", defer=True),
+                forms.Script("jobs/admin/job_arrivals.js", **{"data-interval": "3000", "defer": True}),
                 forms.Script(
                     "jobs/admin/job_live.js",
                     **{
@@ -155,6 +170,12 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
     @admin.display(description=gettext_lazy("progress"), ordering="progress")
     def progress_bar(self, job: Job) -> str:
         return progress_bar_html(job_state(job))
+
+    @admin.display(description=gettext_lazy("waiting because"))
+    def held_reason(self, job: Job) -> str:
+        """Why a pending job does not run now, in full (beside the bar it may be cut to two lines)."""
+        held = job_state(job)["held_text"]
+        return format_html('<span class="job-held">{}</span>', held) if held else "-"
 
     @admin.display(description=gettext_lazy("priority"), ordering="priority")
     def priority_queue(self, job: Job) -> str:
@@ -181,7 +202,7 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context.update(
-                timeline=selectors.job_events(job=obj),
+                **timeline_context(obj),
                 may_operate=self.has_operate_permission(request),
                 **offered_operations(self, request, obj),
             )
@@ -190,7 +211,12 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
     def changelist_view(self, request, extra_context=None):
         # The list is a wide table: without the admin's navigation sidebar it fits a 1366 px
         # screen next to its filters (the breadcrumbs lead back to the other models).
-        extra_context = {"is_nav_sidebar_enabled": False, **(extra_context or {})}
+        arrivals_url = reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_arrivals")
+        extra_context = {
+            "is_nav_sidebar_enabled": False,
+            **self.arrivals_context(request, arrivals_url),
+            **(extra_context or {}),
+        }
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
@@ -220,6 +246,7 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
         site = self.admin_site
         return [
             path("progress/", never_cache(self.progress_view), name=f"{prefix}_progress"),
+            path("arrivals/", never_cache(self.arrivals_view), name=f"{prefix}_arrivals"),
             path(
                 "matching/<str:operation>/",
                 site.admin_view(self.matching_view),

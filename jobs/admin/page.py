@@ -1,5 +1,5 @@
 """The job page's live parts, rendered exactly as the page renders them: its header, the fields
-that change while the job lives (outcome, attempt, worker, times), its timeline and which of
+that change while the job lives (outcome, attempt, worker, times), its attempts, its timeline and which of
 the Cancel and Retry buttons apply. ``progress/?detail=1`` returns them with the job's live
 state, and ``jobs/admin/job_live.js`` puts them in place without a reload."""
 
@@ -16,20 +16,23 @@ from ..models import MANUAL_RETRY_STATUSES, Job
 
 # The page's read-only fields that change after the job was created.
 LIVE_FIELDS = (
+    "held_reason",
     "result_json",
     "error",
     "traceback_text",
     "attempt_summary",
     "worker",
-    "run_at",
-    "dispatched_at",
-    "started_at",
-    "heartbeat_at",
-    "finished_at",
-    "cancel_requested_at",
+    "run_at_when",
+    "dispatched_at_when",
+    "started_at_when",
+    "heartbeat_at_when",
+    "finished_at_when",
+    "cancel_requested_at_when",
     "cancelled_by",
 )
 TIMELINE_TEMPLATE = "admin/jobs/job/includes/timeline.html"
+ATTEMPTS_TEMPLATE = "admin/jobs/job/includes/attempts.html"
+PART_TEMPLATES = {"timeline": TIMELINE_TEMPLATE, "attempts": ATTEMPTS_TEMPLATE}
 
 
 def offered_operations(model_admin, request: HttpRequest, job: Job) -> dict[str, bool]:
@@ -42,14 +45,17 @@ def offered_operations(model_admin, request: HttpRequest, job: Job) -> dict[str,
     }
 
 
-def timeline_html(job: Job) -> str:
-    return render_to_string(TIMELINE_TEMPLATE, {"timeline": selectors.job_events(job=job)})
+def timeline_context(job: Job) -> dict[str, Any]:
+    """What the timeline and the attempts sections show: the job's events (read once) and its attempts."""
+    events = list(selectors.job_events(job=job))
+    return {"timeline": events, "attempts": selectors.job_attempts(events=events)}
 
 
 def page_parts(model_admin, request: HttpRequest, job: Job) -> dict[str, Any]:
-    """``title`` (as in the header), ``fields`` (HTML by field name), ``timeline`` (HTML),
-    ``can_cancel`` and ``can_retry``."""
+    """``title`` (as in the header), ``fields`` (HTML by field name), ``timeline`` and ``attempts``
+    (HTML), ``can_cancel`` and ``can_retry``."""
     form = model_admin.get_form(request, job, change=True)(instance=job)
+    context = timeline_context(job)
     fields = {
         name: str(AdminReadonlyField(form, name, is_first=False, model_admin=model_admin).contents())
         for name in LIVE_FIELDS
@@ -57,6 +63,6 @@ def page_parts(model_admin, request: HttpRequest, job: Job) -> dict[str, Any]:
     return {
         "title": str(job),
         "fields": fields,
-        "timeline": timeline_html(job),
+        **{part: render_to_string(template, context) for part, template in PART_TEMPLATES.items()},
         **offered_operations(model_admin, request, job),
     }

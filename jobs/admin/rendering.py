@@ -1,5 +1,5 @@
-"""How the read-only values of jobs and events are shown: compact local times, durations and
-worker names in list columns, indented JSON on the page."""
+"""How the read-only values of jobs and events are shown: times (``when_html``, the admin's one
+time format), durations and worker names in list columns, indented JSON on the page."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 from django.contrib import admin
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html
 
 
@@ -22,17 +21,22 @@ def json_block_html(value: Any) -> str:
     return format_html('<pre class="job-pre job-pre--json">{}</pre>', text)
 
 
+def when_text(value: datetime) -> str:
+    """``2026-12-06 10:41:07 CET``: local time (TIME_ZONE) with seconds, the zone named."""
+    local = timezone.localtime(value)
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+
+
 def when_html(value: datetime | None) -> str:
-    """A compact, sortable local time for list columns (the full value is in the title)."""
+    """The admin's one time format, for every time a page shows (lists, job pages, timelines,
+    attempts, queues, schedules; templates through ``{{ value|when }}``, jobs/templatetags): the
+    local time with seconds and its zone (``when_text``), the ISO value on hover; "-" for none.
+    Django's own rendering of a time, where a stock page still uses it, says the same
+    (taskhub/formats)."""
     if value is None:
         return "-"
-    local = timezone.localtime(value)
-    return format_html(
-        '<time class="job-when" datetime="{}" title="{}">{}</time>',
-        local.isoformat(),
-        date_format(local, "DATETIME_FORMAT"),
-        local.strftime("%Y-%m-%d %H:%M:%S"),
-    )
+    iso = timezone.localtime(value).isoformat()
+    return format_html('<time class="job-when" datetime="{}" title="{}">{}</time>', iso, iso, when_text(value))
 
 
 def when_column(field: str, description: Any) -> Callable[[Any, Any], str]:
@@ -60,17 +64,6 @@ def clock_text(value: datetime, *, now: datetime | None = None) -> str:
     local = timezone.localtime(value)
     today = timezone.localtime(now or timezone.now()).date()
     return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M:%S")
-
-
-def short_when_text(value: datetime, *, now: datetime | None = None) -> str:
-    """A compact creation time for the list: ``14:05:09`` today, ``28 Nov 14:05`` this year."""
-    local = timezone.localtime(value)
-    current = timezone.localtime(now or timezone.now())
-    if local.date() == current.date():
-        return local.strftime("%H:%M:%S")
-    if local.year == current.year:
-        return local.strftime("%d %b %H:%M")
-    return local.strftime("%Y-%m-%d")
 
 
 def duration_text(delta: timedelta) -> str:

@@ -203,4 +203,5 @@ class JobEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.job_id} {self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
+        at = timezone.localtime(self.at)  # as the admin shows times: local, the zone named
+        return f"{self.job_id} {self.kind} at {at:%Y-%m-%d %H:%M:%S} {at.tzname()}"

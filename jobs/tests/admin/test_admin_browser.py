@@ -236,7 +236,7 @@ def test_job_admin_in_a_browser(asgi_live_server, browser):
     done_message = page.inner_text(f'.job-progress[data-job-id="{done.pk}"] .job-progress__message')
     assert done_message.startswith("done")
     retry_message = page.inner_text(f'.job-progress[data-job-id="{retrying.pk}"] .job-progress__message')
-    assert retry_message.startswith("waiting to retry: attempt 2 of 4 at ")
+    assert retry_message.startswith("retry backoff: attempt 2 of 4, until ")
     assert page.inner_text(f'[data-job-id="{retrying.pk}"][data-job-part="attempt"]') == "2/4"
 
     # Badges and bars of every job on the page.
@@ -310,7 +310,7 @@ def test_job_admin_in_a_browser(asgi_live_server, browser):
     page.evaluate("window.notReloaded = true")
     in_thread(job_revoke, job_id=training.pk, attempts=0, reason="cancelled by browser-admin")
     page.wait_for_function(TITLE_SHOWS, arg=f"{training.name} (revoked)")
-    assert page.inner_text(".field-finished_at .readonly") not in ("", "-")
+    assert page.inner_text(".field-finished_at_when .readonly") not in ("", "-")
     assert "running → revoked" in page.inner_text(".job-timeline__table")
     assert page.evaluate("window.notReloaded") is True
 
@@ -396,8 +396,8 @@ def test_an_operator_submits_a_job_watches_it_live_and_cancels_another(asgi_live
     assert page.evaluate("window.notReloaded") is True
     assert page.text_content(f'.job-badge[data-job-id="{job_id}"]') == "Succeeded"
     assert page.inner_text(".field-result_json .readonly").count('"origin": "browser"') == 1
-    assert page.inner_text(".field-finished_at .readonly") not in ("", "-")
-    assert page.inner_text(".field-started_at .readonly") not in ("", "-")
+    assert page.inner_text(".field-finished_at_when .readonly") not in ("", "-")
+    assert page.inner_text(".field-started_at_when .readonly") not in ("", "-")
     timeline = page.inner_text(".job-timeline__table")
     assert "pending → running" in timeline and "running → succeeded" in timeline
     assert page.locator("button.job-operation__button--cancel").is_hidden()

@@ -115,7 +115,7 @@ def test_progress_messages_are_true_at_the_end_of_a_run_and_while_waiting_to_ret
 
     assert jobs[str(done.pk)]["message"] == "done in 3.0s"
     at = timezone.localtime(retry_at).strftime("%H:%M:%S")
-    assert jobs[str(waiting.pk)]["message"] == f"waiting to retry: attempt 2 of 4 at {at}"
+    assert jobs[str(waiting.pk)]["message"] == f"retry backoff: attempt 2 of 4, until {at}"
     assert jobs[str(waiting.pk)]["attempt"] == "2/4"
     assert jobs[str(failed.pk)]["message"] == "failed: ValueError: bad row 7"
     assert jobs[str(failed.pk)]["attempt"] == "4/4"
@@ -123,7 +123,7 @@ def test_progress_messages_are_true_at_the_end_of_a_run_and_while_waiting_to_ret
     # The list shows the same messages.
     html = operator_client.get(CHANGELIST).content.decode()
     assert "0/2 records" not in html and "attempt 1<" not in html
-    assert f"waiting to retry: attempt 2 of 4 at {at}" in html
+    assert f"retry backoff: attempt 2 of 4, until {at}" in html
     assert ">2/4<" in html
 
 
@@ -147,7 +147,7 @@ def test_progress_view_with_detail_returns_the_job_pages_parts(operator_client, 
     (state,) = response.json()["jobs"]
     assert state["title"] == "nightly export (succeeded)"
     assert "&quot;rows&quot;: 1200" in state["fields"]["result_json"]
-    assert state["fields"]["finished_at"] not in ("", "-")
+    assert state["fields"]["finished_at_when"] not in ("", "-")
     assert state["fields"]["worker"] == "celery@w1"
     assert "running → succeeded" in state["timeline"] and "worker w1" in state["timeline"]
     assert (state["can_cancel"], state["can_retry"]) == (False, False)

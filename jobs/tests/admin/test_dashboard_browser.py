@@ -6,6 +6,7 @@ Leaves screenshots for a human to look at: /tmp/admin-dashboard.png, and the das
 1920 px wide under var/test/screenshots/.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -140,5 +141,35 @@ def test_every_figure_links_to_the_job_list_of_exactly_those_jobs(asgi_live_serv
         assert page.locator(ROWS).count() == rows, link
     page.goto(worker)
     assert set(page.locator(f"{ROWS} td.field-status").all_inner_texts()) <= {"Running"}
+    errors.check()
+    page.close()
+
+
+ONE_FORMAT = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$"
+
+
+def test_the_dashboard_shows_times_in_the_admins_one_format(asgi_live_server, browser):
+    """As jobs.admin.rendering.when_html: local time (TIME_ZONE) with seconds, the zone named, the
+    value on hover; not the browser's "10:41:07 AM"."""
+    seen = timezone.now().replace(microsecond=0)
+
+    def set_up():
+        ensure_roles()
+        member_of("viewer", username="dash-viewer")
+        finished("succeeded", 2)
+        WorkerHeartbeat.objects.create(hostname="w1@host", pid=42, queues=["default"], started_at=seen, last_seen=seen)
+
+    in_thread(set_up)
+    page, errors = open_page(browser)
+    log_in(page, asgi_live_server, "dash-viewer", next_url="/admin/jobs/dashboard/")
+    page.wait_for_function(FIGURE, arg=["workers", "1"])
+    last_seen = page.locator('[data-table="workers"] time')
+    assert re.match(ONE_FORMAT, last_seen.inner_text()), last_seen.inner_text()
+    assert last_seen.inner_text() == timezone.localtime(seen).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert last_seen.get_attribute("title")
+    updated = page.inner_text("[data-dashboard-status]")
+    assert re.match(r"^Updated \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC;", updated), updated
+    titles = page.eval_on_selector_all("[data-chart] title", "titles => titles.map((t) => t.textContent)")
+    assert titles and all(re.match(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC: ", title) for title in titles), titles
     errors.check()
     page.close()

@@ -1,5 +1,6 @@
 // The jobs dashboard: polls GET /api/v1/stats/ (the admin session's cookie goes along) every few
-// seconds and fills the page: tiles, tables, and the finished-per-minute chart as inline SVG.
+// seconds and fills the page: tiles, tables, and the finished-per-minute chart as inline SVG. Times
+// in the admin's one format (jobs/admin/when.js, loaded first).
 (function () {
   "use strict";
   const root = document.querySelector("[data-dashboard]");
@@ -15,7 +16,9 @@
   const jobList = (filters) => `${root.dataset.jobListUrl}?${new URLSearchParams(filters)}`;
   const cell = (row, value) => {
     const td = document.createElement("td");
-    if (value !== null && typeof value === "object") {
+    if (value instanceof Node) {
+      td.appendChild(value);
+    } else if (value !== null && typeof value === "object") {
       const link = document.createElement("a");
       link.href = jobList(value.filters);
       link.textContent = value.text;
@@ -26,6 +29,7 @@
     row.appendChild(td);
   };
   const linked = (text, filters) => ({ text, filters });
+  const when = window.taskhubWhen;
 
   function table(name, rows, columns) {
     const body = root.querySelector(`[data-table="${name}"]`);
@@ -68,7 +72,7 @@
         bar.dataset.minute = minute.minute;
         bar.dataset.count = minute[status];
         const title = document.createElementNS(SVG, "title");
-        title.textContent = `${new Date(minute.minute).toLocaleTimeString()}: ${minute[status]} ${status}`;
+        title.textContent = `${when.text(minute.minute)}: ${minute[status]} ${status}`;
         bar.appendChild(title);
         parts.push(bar);
       });
@@ -116,7 +120,7 @@
     table("workers", stats.workers || [], [
       (w) => w.worker, (w) => w.queues.join(", "),
       (w) => linked(w.running, { worker: w.worker, status__exact: "running" }),
-      (w) => new Date(w.last_seen).toLocaleTimeString(),
+      (w) => when.element(w.last_seen),
     ]);
     chart(stats.finished_per_minute);
   }
@@ -130,7 +134,7 @@
       const body = await response.json();
       if (!response.ok) throw new Error(body.message || response.statusText);
       show(body);
-      status.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes every ${interval / 1000} s.`;
+      status.textContent = `Updated ${when.text(new Date())}; refreshes every ${interval / 1000} s.`;
       status.classList.remove("dashboard-status--error");
     } catch (error) {
       status.textContent = `Could not refresh: ${error.message}`;

@@ -2,7 +2,7 @@
  * Job admin: keep the jobs on the page current without a reload.
  *
  * Every element with data-job-id is a part of a job (data-job-part: badge, progress, attempt,
- * run, title, timeline); the job page also has [data-job-page] and Cancel / Retry buttons
+ * run, title, attempts, timeline); the job page also has [data-job-page] and Cancel / Retry buttons
  * ([data-job-operation]). Jobs with an element marked data-job-active="true" are watched.
  *
  * Changes arrive on the live-progress streams (server-sent events; EventSource sends the session
@@ -22,8 +22,8 @@
  *
  * renderJob(state) is the one place a job's state reaches the page
  * (window.taskhubJobAdmin.renderJob). A state is
- * {id, status, badge, label, progress, message, active, attempt, attempt_title, run} and, on a
- * job page, also {title, fields: {name: html}, timeline: html, can_cancel, can_retry}; parts
+ * {id, status, badge, label, progress, message, active, attempt, attempt_title, run, held} and, on a
+ * job page, also {title, fields: {name: html}, attempts: html, timeline: html, can_cancel, can_retry}; parts
  * missing from a state are left as they are. HTML in a state is rendered and escaped by the
  * server (jobs/admin/job_state.py, page.py).
  */
@@ -75,8 +75,26 @@
         }
     }
 
+    // As setHtml, keeping the <details> the reader opened (an attempt's traceback) open: the new
+    // HTML's n-th <details> is opened when the n-th one shown was.
+    function setHtmlKeepingOpen(element, html) {
+        if (!element) {
+            return;
+        }
+        const next = document.createElement("template");
+        next.innerHTML = html;
+        const opened = [...element.querySelectorAll("details")].map((details) => details.open);
+        next.content.querySelectorAll("details").forEach((details, index) => {
+            details.open = Boolean(opened[index]);
+        });
+        const wrapper = document.createElement("div");
+        wrapper.appendChild(next.content.cloneNode(true));
+        setHtml(element, wrapper.innerHTML);
+    }
+
     function renderProgress(element, job) {
         replaceModifier(element, "job-progress", job.badge);
+        element.classList.toggle("job-progress--held", Boolean(job.held)); // why it waits: job.message
         element.setAttribute("aria-valuenow", String(job.progress));
         element.title = job.message;
         const fill = element.querySelector(".job-progress__fill");
@@ -119,6 +137,8 @@
                 renderTitle(element, job);
             } else if (part === "timeline" && job.timeline !== undefined) {
                 setHtml(element, job.timeline);
+            } else if (part === "attempts" && job.attempts !== undefined) {
+                setHtmlKeepingOpen(element, job.attempts);
             }
             element.dataset.jobActive = job.active ? "true" : "false";
         }
