@@ -239,8 +239,8 @@ class WalMeter:
     with ``pg_waldump`` and only those of relations in this database count (their ``rel
     TABLESPACE/DATABASE/RELATION``), with their full size (full-page images included). Index entries
     are the B-tree insert records among them (GIN's appear in the bytes by relation). Neither moves
-    with the machine's noise; compare commits with them. Needs read access to the cluster's ``pg_wal`` (root, or the postgres user);
-    where that is missing the figures are ``nan``.
+    with the machine's noise; compare commits with them. Needs read access to the cluster's
+    ``pg_wal`` (root, or the postgres user); where that is missing the figures are ``nan``.
     """
 
     RECORD = re.compile(r"rmgr: (\w+)\s+len \(rec/tot\):\s*\d+/\s*(\d+),.*?desc: (\w+).*?rel \d+/(\d+)/(\d+)")
