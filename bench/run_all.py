@@ -19,6 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = {
     "throughput": "throughput.py",
+    "row_shape": "row_shape.py",
     "api_load": "api_load.py",
     "capacity": "capacity.py",
     "priority": "priority.py",
