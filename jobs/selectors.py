@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Case, CharField, F, Func, JSONField, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce, Greatest, Left, Now
 
@@ -250,7 +250,11 @@ def notification_recipients_since(*, owner_id: int, task_name: str, since) -> in
     positional argument) created since ``since`` listed: what a mail budget counts."""
     total = 0
     rows = Job.objects.filter(owner_id=owner_id, celery_task_name=task_name, created_at__gte=since)
-    for args, kwargs in rows.values_list("args", "kwargs").iterator():
-        to = kwargs.get("to") if isinstance(kwargs, dict) and "to" in kwargs else (args or [None])[0]
-        total += len(to) if isinstance(to, list) else 0
+    # Read in chunks through a server-side cursor, inside a transaction: outside one Django declares
+    # it WITH HOLD, and behind PgBouncer in transaction mode a later FETCH may reach another server
+    # connection, which has no such cursor (docs/DEPLOYMENT.md).
+    with transaction.atomic():
+        for args, kwargs in rows.values_list("args", "kwargs").iterator():
+            to = kwargs.get("to") if isinstance(kwargs, dict) and "to" in kwargs else (args or [None])[0]
+            total += len(to) if isinstance(to, list) else 0
     return total
