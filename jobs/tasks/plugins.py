@@ -68,7 +68,7 @@ def load_task_packages() -> list[tuple[TaskModule, list[str]]]:
         before = {entry.name for entry in catalog.entries()}
         try:
             import_module(source.module)
-        except Exception as exc:  # noqa: BLE001 (whatever the import raises is the reason)
+        except Exception as exc:  # whatever the import raises is the reason
             problem = str(exc).rstrip(".")
             raise PluginError(
                 f"The task package {source.package} cannot be loaded: {source.origin} names the module "

@@ -31,7 +31,9 @@ APP_FILES = {
         "from django.apps import AppConfig\n\n\nclass TeamAppConfig(AppConfig):\n"
         "    name = 'team_app'\n    default_auto_field = 'django.db.models.BigAutoField'\n"
     ),
-    "team_app/models.py": "from django.db import models\n\n\nclass Note(models.Model):\n    text = models.TextField()\n",
+    "team_app/models.py": (
+        "from django.db import models\n\n\nclass Note(models.Model):\n    text = models.TextField()\n"
+    ),
     "team_app/tasks.py": TASK_MODULE.format(name="team_app.note", function="note"),
 }
 
@@ -207,7 +209,7 @@ def test_a_second_task_of_a_name_is_refused_and_nothing_of_it_is_added():
 
     for name, aliases in [(existing.name, ()), ("jobs.tests.other", ("long_running_task",))]:
         entry = CatalogEntry.from_function(copy, name=name, aliases=aliases)
-        with pytest.raises(ValueError, match="is registered twice: jobs.tasks.common_tasks \\(taskhub\\) has it"):
+        with pytest.raises(ValueError, match=r"is registered twice: jobs\.tasks\.common_tasks \(taskhub\) has it"):
             catalog.add(entry)
         assert catalog.get(existing.name) is existing
     assert "jobs.tests.other" not in catalog
