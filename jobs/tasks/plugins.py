@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from importlib import import_module
 
+from celery import current_app
 from django.apps import apps
 from django.conf import settings
 
@@ -64,10 +65,17 @@ def _package(module: str) -> str:
 def load_task_packages() -> list[tuple[TaskModule, list[str]]]:
     """Import every task module; return each with the catalog names it added. Logs what was loaded."""
     loaded = []
-    for source in task_modules():
+    sources = task_modules()
+    # Celery keeps the first task of a name: a package's task named as one of taskhub's Celery tasks
+    # (e.g. a maintenance task, which is in no catalog) would be listed but never run.
+    celery_tasks = set(current_app.tasks.keys()) if sources else set()
+    for source in sources:
         before = {entry.name for entry in catalog.entries()}
         try:
             import_module(source.module)
+            added = sorted({entry.name for entry in catalog.entries()} - before)
+            if taken := [name for name in added if name in celery_tasks]:
+                raise ValueError(f"Task name {taken[0]!r} is a Celery task of taskhub's already")
         except Exception as exc:  # whatever the import raises is the reason
             problem = str(exc).rstrip(".")
             raise PluginError(
@@ -76,8 +84,8 @@ def load_task_packages() -> list[tuple[TaskModule, list[str]]]:
                 "uninstall it, or leave it out (TASKHUB_APPS, TASKHUB_TASK_MODULES; TASKHUB_PLUGIN_DISCOVERY=false "
                 "turns the taskhub.plugins entry points off)."
             ) from exc
-        added = sorted({entry.name for entry in catalog.entries()} - before)
         loaded.append((source, added))
+        celery_tasks.update(added)
     if loaded:
         logger.info(
             "Task packages loaded: %s",

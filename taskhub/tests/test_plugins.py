@@ -108,6 +108,10 @@ BROKEN = {
         "def x(self):\n    self.progress(1)\n",
         "Task name 'long_running_task' of team_tasks.jobs (team-tasks 2.1.0) is registered twice",
     ),
+    "a name of taskhub's Celery tasks": (
+        TASK_MODULE.format(name="jobs.tasks.maintenance_tasks.dispatch_jobs", function="dispatch"),
+        "ValueError: Task name 'jobs.tasks.maintenance_tasks.dispatch_jobs' is a Celery task of taskhub's already",
+    ),
     "a bad declared schema": (
         "from jobs.tasks.registry import job_task\n\n\n@job_task(name='team.x', schema={'type': 'no-such-type'})\n"
         "def x(self):\n    self.progress(1)\n",
@@ -192,6 +196,11 @@ def test_the_catalog_names_each_tasks_package(user_client):
     entries = {entry["name"]: entry for entry in user_client.get("/api/v1/task-catalog/").json()}
     assert entries["jobs.tasks.common_tasks.long_running_task"]["package"] == "taskhub"
     assert entries["jobs.tasks.common_tasks.long_running_task"]["package_version"] is None
+
+    schema = user_client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]["CatalogEntry"]
+    assert {"package", "package_version"} <= set(schema["required"])
+    assert schema["properties"]["package_version"]["nullable"] is True
+    assert "distribution name" in schema["properties"]["package"]["description"]
 
 
 def test_package_of_a_module_is_its_installed_distribution():

@@ -54,3 +54,11 @@ def test_sum_numbers_adds_up_and_stores_the_sum():
 def test_the_standard_task_stores_a_tally():
     tally_id = record_tally.call("standard", 7)
     assert Tally.objects.get(id=tally_id).value == 7
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_the_tallies(admin_client):
+    Tally.objects.create(kind="words", value=12)
+    response = admin_client.get("/admin/taskhub_example_tasks/tally/")
+    assert response.status_code == 200
+    assert "words = 12" in response.content.decode()
