@@ -10,5 +10,9 @@ class JobsConfig(AppConfig):
         # here, not by an app of taskhub's own: standard_task() imports a job's path in any installed app.
         from taskhub import checks  # noqa: F401
 
-        # Fill the task catalog in every process (web, worker, beat, commands).
+        # Fill the task catalog in every process (web, worker, beat, commands): the built-in tasks, then
+        # the task packages' (TASKHUB_APPS, TASKHUB_TASK_MODULES, the taskhub.plugins entry points).
         from . import tasks  # noqa: F401
+        from .tasks.plugins import load_task_packages
+
+        load_task_packages()

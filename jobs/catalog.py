@@ -19,6 +19,7 @@ from celery import Task, current_app
 from django.conf import settings
 
 from taskhub.errors import ApplicationError, InvalidInput
+from taskhub.plugins import package_of
 
 from .models import PRIORITY_QUEUES, JobPriority
 from .parameters import Parameters
@@ -67,6 +68,9 @@ class CatalogEntry:
     # How much of it an owner may use: ``budget(owner, [arguments, ...])`` is given every job of one
     # request (a bulk request's all at once) and raises an ApplicationError (e.g. a 429) to refuse.
     budget: Callable[[Any, list[dict[str, Any]]], None] | None = None
+    # Where it comes from: "taskhub" (None), or an installed task package's distribution and version.
+    package: str = "taskhub"
+    package_version: str | None = None
 
     @classmethod
     def from_function(
@@ -87,6 +91,7 @@ class CatalogEntry:
     ) -> CatalogEntry:
         """The entry for ``function(self, ...)``. A declared ``schema`` replaces the one derived
         from the signature and is checked now, so a broken one fails at import time."""
+        package, package_version = package_of(function.__module__)
         return cls(
             name=name,
             function=function,
@@ -101,6 +106,8 @@ class CatalogEntry:
             staff_only=staff_only,
             authorize=authorize,
             budget=budget,
+            package=package,
+            package_version=package_version,
         )
 
     @property
@@ -149,7 +156,15 @@ class CatalogEntry:
             "retry_backoff_max": self.retry.backoff_max,
             "cancellable": self.cancellable,
             "staff_only": self.staff_only,
+            "package": self.package,
+            "package_version": self.package_version,
         }
+
+    @property
+    def origin(self) -> str:
+        """Its module and package, as error messages name them."""
+        version = f" {self.package_version}" if self.package_version else ""
+        return f"{self.function.__module__} ({self.package}{version})"
 
 
 class TaskCatalog:
@@ -158,9 +173,15 @@ class TaskCatalog:
         self._names: dict[str, str] = {}
 
     def add(self, entry: CatalogEntry) -> None:
+        """Add a task; a name or alias another task has (or a second task of the same name) is a
+        ValueError naming both, and nothing of ``entry`` is added."""
         for name in (entry.name, *entry.aliases):
-            if name in self._names and self._names[name] != entry.name:
-                raise ValueError(f"Task name {name!r} is registered twice.")
+            holder = self._entries.get(self._names.get(name, ""))
+            if holder is not None and holder is not entry:
+                raise ValueError(
+                    f"Task name {name!r} of {entry.origin} is registered twice: {holder.origin} has it already."
+                )
+        for name in (entry.name, *entry.aliases):
             self._names[name] = entry.name
         self._entries[entry.name] = entry
 

@@ -274,3 +274,10 @@ class CatalogEntrySerializer(serializers.Serializer):
     retry_backoff_max = serializers.FloatField()
     cancellable = serializers.BooleanField(help_text="Stops cooperatively at progress calls when cancelled.")
     staff_only = serializers.BooleanField()
+    package = serializers.CharField(
+        help_text='Where the task comes from: "taskhub" (built in), or the distribution name of the installed task '
+        "package that declares it (README, Writing a task package)."
+    )
+    package_version = serializers.CharField(
+        allow_null=True, help_text="The task package's installed version; null for taskhub's own tasks."
+    )

@@ -10,6 +10,7 @@ one `env` object of `environment` and imports the settings it builds on from the
 - core: Django itself (secret key, hosts, apps, middleware, templates, auth, i18n, static files,
   security, e-mail, logging)
 - database: DATABASES, CACHES
+- plugins: task packages (TASKHUB_APPS, TASKHUB_TASK_MODULES, the taskhub.plugins entry points)
 - api: the REST API (DRF, simplejwt, sign-up, drf-spectacular, /metrics)
 - jobs: taskhub's own JOB_* limits, intervals, quotas and retention; Django's task API (TASKS)
 - workers: Celery (every CELERY_* setting, the queues, beat's schedule)
@@ -23,5 +24,6 @@ from taskhub.settings.core import *  # noqa: F403
 from taskhub.settings.database import *  # noqa: F403
 from taskhub.settings.environment import *  # noqa: F403
 from taskhub.settings.jobs import *  # noqa: F403
+from taskhub.settings.plugins import *  # noqa: F403
 from taskhub.settings.streams import *  # noqa: F403
 from taskhub.settings.workers import *  # noqa: F403

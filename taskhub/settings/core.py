@@ -6,6 +6,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from taskhub.settings.environment import BASE_DIR, VAR_DIR, env
+from taskhub.settings.plugins import TASKHUB_PLUGIN_APPS
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -44,6 +45,8 @@ INSTALLED_APPS = [
     "django_celery_results",
     "accounts",
     "jobs",
+    # Task packages' apps: TASKHUB_APPS and the taskhub.plugins entry points (taskhub/settings/plugins.py).
+    *TASKHUB_PLUGIN_APPS,
 ]
 
 MIDDLEWARE = [

@@ -50,6 +50,9 @@ def describe(entry: CatalogEntry) -> str:
     ]
     if info["staff_only"]:
         lines.append("  staff only   yes")
+    lines.append(
+        f"  package      {info['package']}" + (f" {info['package_version']}" if info["package_version"] else "")
+    )
     schema = info["parameters"]
     properties = schema.get("properties", {})
     lines.append("  parameters" + ("" if properties else "  none"))

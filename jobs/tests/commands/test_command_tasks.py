@@ -38,6 +38,7 @@ def test_text_shows_parameters_with_types_defaults_and_limits_and_the_policies()
     assert "  time limits  soft -, hard 14400s" in text
     assert "  retries      none" in text
     assert "  cancellable  yes" in text
+    assert "  package      taskhub\n" in text  # a task package's: its distribution and version
     assert "  description  Work for `seconds` seconds, reporting progress every second. Extra keyword" in text
     assert "  parameters\n    seconds  integer, 0 to 14400, default 10\n" in text
     assert "    (other keyword arguments: string)" in text
