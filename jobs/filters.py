@@ -232,7 +232,15 @@ def _documented(filter_: ArgumentsFilter, schema: dict) -> ArgumentsFilter:
     return filter_
 
 
-REPEATED = {"type": "array", "items": {"type": "string"}}
+# What the server takes, said in the document: at most MAX_ARGUMENT_TERMS terms of at most
+# MAX_ARGUMENT_TERM_LENGTH characters, no NUL (taskhub.middleware); a kwarg term is key:value (or empty).
+_TERM = {"type": "string", "maxLength": MAX_ARGUMENT_TERM_LENGTH, "pattern": "^[^\\x00]*$"}
+REPEATED = {"type": "array", "maxItems": MAX_ARGUMENT_TERMS, "items": _TERM}
+KWARG_TERMS = {
+    "type": "array",
+    "maxItems": MAX_ARGUMENT_TERMS,
+    "items": {**_TERM, "pattern": "^([^:\\x00]+:[^\\x00]*)?$"},
+}
 
 
 class JobFilter(django_filters.FilterSet):
@@ -244,10 +252,10 @@ class JobFilter(django_filters.FilterSet):
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
     schedule = StrictIntegerFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
-    kwarg = _documented(KwargFilter(help_text=KWARG_HELP), REPEATED)
+    kwarg = _documented(KwargFilter(help_text=KWARG_HELP), KWARG_TERMS)
     arg = _documented(ArgumentsFilter(help_text=ARG_HELP), REPEATED)
-    kwargs_contains = _documented(JSONTermFilter(json_type=dict, help_text=KWARGS_CONTAINS_HELP), {"type": "string"})
-    args_contains = _documented(JSONTermFilter(json_type=list, help_text=ARGS_CONTAINS_HELP), {"type": "string"})
+    kwargs_contains = _documented(JSONTermFilter(json_type=dict, help_text=KWARGS_CONTAINS_HELP), _TERM)
+    args_contains = _documented(JSONTermFilter(json_type=list, help_text=ARGS_CONTAINS_HELP), _TERM)
 
     class Meta:
         model = Job

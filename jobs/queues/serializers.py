@@ -55,7 +55,9 @@ class QueueUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
 
     read_only_names = ("name", "paused", "paused_at", "paused_by", "pending", "unsent", "running")
 
-    rate_limit = RateValueSerializer(allow_null=True, help_text="{limit, period}, or null to clear it.")
+    rate_limit = RateValueSerializer(
+        allow_null=True, required=False, help_text="{limit, period}, or null to clear it; absent: no change."
+    )
     reason = REASON
 
     def to_internal_value(self, data):

@@ -81,6 +81,8 @@ SPECTACULAR_SETTINGS = {
         "jobs.streams.openapi.add_stream_paths",
         # /api/v1/tasks/... (the spec's paths) as deprecated aliases, tagged apart (taskhub/openapi.py).
         "taskhub.openapi.mark_spec_aliases",
+        # What the server refuses in query values (NUL characters) said in the document (taskhub/openapi.py).
+        "taskhub.openapi.declare_nul_refusal",
     ],
 }
 
