@@ -26,6 +26,7 @@ from django.views.decorators.http import require_POST
 
 from .. import selectors
 from ..models import Job
+from .dead import DeadFilter, DeadJobsPage, ErrorTypeFilter
 from .filters import ArgumentFilter, CheckedLookups, JobIdSearch, QueueFilter, TaskFilter, WorkerFilter
 from .job_state import (
     attempt_html,
@@ -58,11 +59,23 @@ def list_stream_url(request: HttpRequest) -> str:
 
 
 @admin.register(Job)
-class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, JobOperations, admin.ModelAdmin):
+class JobAdmin(
+    CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, JobOperations, DeadJobsPage, admin.ModelAdmin
+):
     # Compact enough for a 1366 px screen: one time column, the queue in the priority's title.
     list_display = ("name", "status_badge", "progress_bar", "priority_queue", "owner", "attempt", "when")
     list_display_links = ("name",)
-    list_filter = ("status", "priority", QueueFilter, TaskFilter, WorkerFilter, ArgumentFilter, "created_at")
+    list_filter = (
+        "status",
+        DeadFilter,
+        "priority",
+        QueueFilter,
+        TaskFilter,
+        ErrorTypeFilter,
+        WorkerFilter,
+        ArgumentFilter,
+        "created_at",
+    )
     search_fields = ("name", "celery_task_name", "owner__username")
     search_help_text = gettext_lazy("Name, task or owner's username (contains), or a complete job id.")
     date_hierarchy = "created_at"
@@ -220,6 +233,7 @@ class JobAdmin(CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, J
         site = self.admin_site
         return [
             path("progress/", never_cache(self.progress_view), name=f"{prefix}_progress"),
+            path("dead/", site.admin_view(self.dead_view), name=f"{prefix}_dead"),
             path(
                 "matching/<str:operation>/",
                 site.admin_view(self.matching_view),
