@@ -27,6 +27,7 @@ from django.views.decorators.http import require_POST
 from .. import selectors
 from ..models import Job
 from .dead import DeadFilter, DeadJobsPage, ErrorTypeFilter
+from .edit_retry import EditRetry
 from .filters import ArgumentFilter, CheckedLookups, JobIdSearch, QueueFilter, TaskFilter, WorkerFilter
 from .job_state import (
     attempt_html,
@@ -60,7 +61,14 @@ def list_stream_url(request: HttpRequest) -> str:
 
 @admin.register(Job)
 class JobAdmin(
-    CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, JobOperations, DeadJobsPage, admin.ModelAdmin
+    CheckedLookups,
+    JobIdSearch,
+    JobSubmission,
+    MatchingOperations,
+    JobOperations,
+    EditRetry,
+    DeadJobsPage,
+    admin.ModelAdmin,
 ):
     # Compact enough for a 1366 px screen: one time column, the queue in the priority's title.
     list_display = ("name", "status_badge", "progress_bar", "priority_queue", "owner", "attempt", "when")
@@ -249,6 +257,7 @@ class JobAdmin(
                 site.admin_view(require_POST(self.retry_view)),
                 name=f"{prefix}_retry",
             ),
+            path("<path:object_id>/edit-retry/", site.admin_view(self.edit_retry_view), name=f"{prefix}_edit_retry"),
             *super().get_urls(),
         ]
 

@@ -100,7 +100,7 @@ def _retry_edits(job: Job, *, by: User | None, edits: dict[str, Any]) -> dict[st
         owner=job.owner,
         acting=by,
         # An unchanged priority (urgent, set by an operator) needs no permission again.
-        by_application="priority" not in edits,
+        by_application=edits.get("priority", job.priority) == job.priority,
         celery_task_name=job.celery_task_name,
         args=edits.get("args", job.args),
         kwargs=edits.get("kwargs", job.kwargs),
