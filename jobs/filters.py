@@ -9,10 +9,10 @@ from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTransform, KeyTransformExact
 from drf_spectacular.drainage import set_override
 
-from taskhub.filters import StrictIntegerFilter, refuse_empty
+from taskhub.filters import StrictBooleanFilter, StrictIntegerFilter, refuse_empty
 
 from .catalog import catalog
-from .models import Job, JobPriority, JobStatus
+from .models import DEAD_JOBS, Job, JobPriority, JobStatus
 
 
 class UTCDateTimeField(forms.DateTimeField):
@@ -236,7 +236,15 @@ def _documented(filter_: ArgumentsFilter, schema: dict) -> ArgumentsFilter:
     return filter_
 
 
-REPEATED = {"type": "array", "items": {"type": "string"}}
+# What the server takes, said in the document: at most MAX_ARGUMENT_TERMS terms of at most
+# MAX_ARGUMENT_TERM_LENGTH characters, no NUL (taskhub.middleware); a kwarg term is key:value (or empty).
+_TERM = {"type": "string", "maxLength": MAX_ARGUMENT_TERM_LENGTH, "pattern": "^[^\\x00]*$"}
+REPEATED = {"type": "array", "maxItems": MAX_ARGUMENT_TERMS, "items": _TERM}
+KWARG_TERMS = {
+    "type": "array",
+    "maxItems": MAX_ARGUMENT_TERMS,
+    "items": {**_TERM, "pattern": "^([^:\\x00]+:[^\\x00]*)?$"},
+}
 
 
 class JobFilter(django_filters.FilterSet):
@@ -248,10 +256,15 @@ class JobFilter(django_filters.FilterSet):
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
     schedule = StrictIntegerFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
-    kwarg = _documented(KwargFilter(help_text=KWARG_HELP), REPEATED)
+    dead = StrictBooleanFilter(
+        method="filter_dead",
+        help_text="true: dead jobs only (failed with every automatic retry used: attempts >= max_retries; "
+        "only a manual retry runs them again); false: every other job.",
+    )
+    kwarg = _documented(KwargFilter(help_text=KWARG_HELP), KWARG_TERMS)
     arg = _documented(ArgumentsFilter(help_text=ARG_HELP), REPEATED)
-    kwargs_contains = _documented(JSONTermFilter(json_type=dict, help_text=KWARGS_CONTAINS_HELP), {"type": "string"})
-    args_contains = _documented(JSONTermFilter(json_type=list, help_text=ARGS_CONTAINS_HELP), {"type": "string"})
+    kwargs_contains = _documented(JSONTermFilter(json_type=dict, help_text=KWARGS_CONTAINS_HELP), _TERM)
+    args_contains = _documented(JSONTermFilter(json_type=list, help_text=ARGS_CONTAINS_HELP), _TERM)
 
     class Meta:
         model = Job
@@ -261,6 +274,9 @@ class JobFilter(django_filters.FilterSet):
         queryset = super().filter_queryset(queryset)
         terms = {name: self.form.cleaned_data.get(name) for name in ARGUMENT_FILTERS}
         return filter_by_arguments(queryset, **{name: value for name, value in terms.items() if value})
+
+    def filter_dead(self, queryset, name, value):
+        return queryset.filter(DEAD_JOBS) if value else queryset.exclude(DEAD_JOBS)
 
     def filter_task(self, queryset, name, value):
         if value in catalog:

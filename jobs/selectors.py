@@ -7,13 +7,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, CharField, F, Func, JSONField, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models import Case, CharField, Count, F, Func, JSONField, Max, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce, Greatest, Left, Now
 
 from accounts.models import User
 from taskhub.errors import NotFound
 
-from .models import Job, JobEvent, JobEventKind, JobStatus, QueueControl
+from .models import DEAD_JOBS, Job, JobEvent, JobEventKind, JobStatus, QueueControl
 
 OTHERS_JOBS_VIEW_PERMISSIONS = ("jobs.view_job", "jobs.change_job")
 
@@ -258,3 +258,14 @@ def notification_recipients_since(*, owner_id: int, task_name: str, since) -> in
             to = kwargs.get("to") if isinstance(kwargs, dict) and "to" in kwargs else (args or [None])[0]
             total += len(to) if isinstance(to, list) else 0
     return total
+
+
+def dead_job_counts() -> list[dict[str, Any]]:
+    """Dead jobs (``DEAD_JOBS``: failed, every automatic retry used) counted by task and error type,
+    the largest first, with when the last of each group failed: the admin's "Dead jobs" page."""
+    return list(
+        Job.objects.filter(DEAD_JOBS)
+        .values("celery_task_name", "error_type")
+        .annotate(count=Count("id"), last_failed_at=Max("finished_at"))
+        .order_by("-count", "celery_task_name", "error_type")
+    )

@@ -6,7 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from taskhub.serializers import StrictFieldsMixin, TaskArgumentsMixin
+from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
 from .models import Job, JobEvent, JobPriority
 from .redaction import strip_server_paths
@@ -194,8 +194,8 @@ class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Ser
     celery_task_name = serializers.CharField(
         max_length=200, help_text="A task name or alias from /api/v1/task-catalog/."
     )
-    args = serializers.JSONField(required=False, default=list, help_text="Positional arguments (a JSON array).")
-    kwargs = serializers.JSONField(required=False, default=dict, help_text="Keyword arguments (a JSON object).")
+    args = JSONArrayField(required=False, default=list, help_text="Positional arguments (a JSON array).")
+    kwargs = JSONObjectField(required=False, default=dict, help_text="Keyword arguments (a JSON object).")
     priority = serializers.ChoiceField(
         choices=JobPriority.choices,
         required=False,
@@ -207,6 +207,22 @@ class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Ser
         min_value=0, max_value=20, required=False, help_text="Automatic retries; defaults to the task's policy."
     )
     run_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Do not start before this time.")
+
+
+class JobRetrySerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
+    """The optional body of a retry (edit and retry): what the next attempt runs with instead. Each
+    value is checked against the task as a create's is; absent keys keep the job's values."""
+
+    read_only_names = JobSerializer.Meta.fields
+
+    args = JSONArrayField(required=False, help_text="New positional arguments (a JSON array).")
+    kwargs = JSONObjectField(required=False, help_text="New keyword arguments (a JSON object).")
+    priority = serializers.ChoiceField(
+        choices=JobPriority.choices,
+        required=False,
+        error_messages={"invalid_choice": f'"{{input}}" is not a priority. Allowed: {", ".join(JobPriority.values)}.'},
+        help_text="A new priority (urgent needs its permission); the job moves to its queue.",
+    )
 
 
 class FirstErrorListField(serializers.ListField):

@@ -23,6 +23,7 @@ from .serializers import (
     JobBulkCreateSerializer,
     JobCreateSerializer,
     JobEventSerializer,
+    JobRetrySerializer,
     JobSerializer,
 )
 from .services.creation import job_create, job_create_bulk
@@ -132,14 +133,22 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         return Response(JobSerializer(job_cancel(job_id=job.id, by=request.user)).data)
 
     @extend_schema(
-        summary="Run a failed or revoked job again",
-        request=None,
-        responses={200: JobSerializer, **ERRORS(401, 403, 404, 409, 429)},
+        summary="Run a failed or revoked job again, optionally with new args, kwargs or priority",
+        description="Without a body the job runs again as it was. With one (edit and retry), the given "
+        "`args`, `kwargs` and `priority` replace the job's, checked against the task as a create's are "
+        "(400 naming the field, nothing changed); the retry's timeline line records each changed key "
+        "before and after, and who changed it. Another user's job needs the jobs.change_job permission "
+        "(operators): a viewer gets 403.",
+        request=JobRetrySerializer,
+        responses={200: JobSerializer, **ERRORS(400, 401, 403, 404, 409, 429)},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         job = self.get_object()
-        return Response(JobSerializer(job_retry(job_id=job.id, by=request.user)).data)
+        serializer = JobRetrySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        retried = job_retry(job_id=job.id, by=request.user, **serializer.validated_data)
+        return Response(JobSerializer(retried).data)
 
     @extend_schema(summary="The job's timeline", responses={200: JobEventSerializer(many=True), **ERRORS(401, 404)})
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None, filter_backends=[])

@@ -6,6 +6,12 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from .serializers import StrictFieldsMixin
+
+# What a string the server takes matches: no NUL character (``taskhub.middleware`` refuses one in a
+# query parameter, DRF's CharField one in a body). ECMA-262 and Python read ``\x00`` alike.
+NO_NUL_PATTERN = "^[^\\x00]*$"
+
 ErrorSerializer = inline_serializer(
     name="Error",
     fields={
@@ -55,6 +61,23 @@ class AutoSchema(SpectacularAutoSchema):
                 responses[str(code)] = self._get_response_for_code(response, str(code), direction=direction)
         return responses
 
+    def _map_basic_serializer(self, serializer, direction):
+        """A request body says what the server refuses: keys it does not know (``StrictFieldsMixin``:
+        ``additionalProperties: false``) and NUL characters in its strings (a ``pattern``)."""
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction != "request":
+            return schema
+        if isinstance(serializer, StrictFieldsMixin):
+            schema["additionalProperties"] = False
+        for name, field in serializer.fields.items():
+            plain_string = isinstance(field, serializers.CharField) and not isinstance(
+                field, serializers.ChoiceField | serializers.UUIDField
+            )
+            prop = schema.get("properties", {}).get(name)
+            if plain_string and prop and prop.get("type") == "string" and not {"pattern", "enum", "format"} & set(prop):
+                prop["pattern"] = NO_NUL_PATTERN
+        return schema
+
     def _common_error_codes(self) -> set[int]:
         codes = {400}
         if self.view.get_authenticators():
@@ -95,6 +118,23 @@ def mark_spec_aliases(result: dict, generator, request, public) -> dict:
         }
     )
     result["tags"] = tags
+    return result
+
+
+def declare_nul_refusal(result: dict, generator, request, public) -> dict:
+    """A postprocessing hook: every free-text query parameter excludes NUL (``taskhub.middleware``
+    answers a query parameter with one with a 400, whatever the path), so the document says so."""
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") != "query":
+                    continue
+                schema = parameter.get("schema", {})
+                target = schema.get("items", {}) if schema.get("type") == "array" else schema
+                if target.get("type") == "string" and not {"pattern", "enum", "format"} & set(target):
+                    target["pattern"] = NO_NUL_PATTERN
     return result
 
 

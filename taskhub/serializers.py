@@ -1,5 +1,6 @@
 """Serializer helpers shared by the apps."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 _STRING_FIELDS = (
@@ -65,6 +66,16 @@ class StrictFieldsMixin:
             if wrong_types:
                 raise serializers.ValidationError(wrong_types)
         return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "array", "items": {}})
+class JSONArrayField(serializers.JSONField):
+    """A JSON array (``TaskArgumentsMixin`` checks it), so documented: not any JSON value, not null."""
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {}})
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (``TaskArgumentsMixin`` checks it), so documented: not any JSON value, not null."""
 
 
 class TaskArgumentsMixin:

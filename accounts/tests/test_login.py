@@ -3,7 +3,6 @@ throttle (and what a proxy's X-Forwarded-For may not do to it)."""
 
 import pytest
 from django.conf import settings
-from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from conftest import assert_error
@@ -88,15 +87,3 @@ def test_a_new_x_forwarded_for_per_request_does_not_bypass_the_login_throttle(ap
     right = {"username": user.username, "password": password}
     response = api_client.post(TOKEN, right, HTTP_X_FORWARDED_FOR="198.51.100.7")
     assert_error(response, 429, code="throttled")
-
-
-def test_behind_one_proxy_the_address_it_appends_is_the_client(api_client, user, password, throttle_rates):
-    throttle_rates(login="2/min")
-    wrong = {"username": user.username, "password": "guess-number-1"}
-    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}):
-        for forged in ("203.0.113.1", "203.0.113.2"):  # the client's forged part varies, the proxy's does not
-            api_client.post(TOKEN, wrong, HTTP_X_FORWARDED_FOR=f"{forged}, 192.0.2.10")
-        blocked = api_client.post(TOKEN, wrong, HTTP_X_FORWARDED_FOR="203.0.113.3, 192.0.2.10")
-        other_client = api_client.post(TOKEN, wrong, HTTP_X_FORWARDED_FOR="203.0.113.3, 192.0.2.99")
-    assert_error(blocked, 429, code="throttled")
-    assert_error(other_client, 401, code="authentication_failed")

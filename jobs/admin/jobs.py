@@ -29,6 +29,8 @@ from django.views.decorators.http import require_POST
 from .. import selectors
 from ..models import Job
 from .arrivals import JobArrivals
+from .dead import DeadFilter, DeadJobsPage, ErrorTypeFilter
+from .edit_retry import EditRetry
 from .filters import ArgumentFilter, CheckedLookups, JobIdSearch, QueueFilter, TaskFilter, WorkerFilter
 from .job_state import (
     attempt_html,
@@ -62,12 +64,30 @@ def list_stream_url(request: HttpRequest) -> str:
 
 @admin.register(Job)
 class JobAdmin(
-    CheckedLookups, JobIdSearch, JobSubmission, MatchingOperations, JobOperations, JobArrivals, admin.ModelAdmin
+    CheckedLookups,
+    JobIdSearch,
+    JobSubmission,
+    MatchingOperations,
+    JobOperations,
+    JobArrivals,
+    EditRetry,
+    DeadJobsPage,
+    admin.ModelAdmin,
 ):
     # Compact enough for a 1366 px screen: one time column, the queue in the priority's title.
     list_display = ("name", "status_badge", "progress_bar", "priority_queue", "owner", "attempt", "when")
     list_display_links = ("name",)
-    list_filter = ("status", "priority", QueueFilter, TaskFilter, WorkerFilter, ArgumentFilter, "created_at")
+    list_filter = (
+        "status",
+        DeadFilter,
+        "priority",
+        QueueFilter,
+        TaskFilter,
+        ErrorTypeFilter,
+        WorkerFilter,
+        ArgumentFilter,
+        "created_at",
+    )
     search_fields = ("name", "celery_task_name", "owner__username")
     search_help_text = gettext_lazy("Name, task or owner's username (contains), or a complete job id.")
     date_hierarchy = "created_at"
@@ -247,6 +267,7 @@ class JobAdmin(
         return [
             path("progress/", never_cache(self.progress_view), name=f"{prefix}_progress"),
             path("arrivals/", never_cache(self.arrivals_view), name=f"{prefix}_arrivals"),
+            path("dead/", site.admin_view(self.dead_view), name=f"{prefix}_dead"),
             path(
                 "matching/<str:operation>/",
                 site.admin_view(self.matching_view),
@@ -262,6 +283,7 @@ class JobAdmin(
                 site.admin_view(require_POST(self.retry_view)),
                 name=f"{prefix}_retry",
             ),
+            path("<path:object_id>/edit-retry/", site.admin_view(self.edit_retry_view), name=f"{prefix}_edit_retry"),
             *super().get_urls(),
         ]
 

@@ -9,6 +9,7 @@ and the migrations' references stay as they were (NetBox's ``core/models/`` does
 
 from .jobs import (  # noqa: F401
     ACTIVE_STATUSES,
+    DEAD_JOBS,
     MANUAL_RETRY_STATUSES,
     PRIORITY_QUEUES,
     RETRY_EVENT_KINDS,

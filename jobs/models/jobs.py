@@ -21,6 +21,10 @@ ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
 TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REVOKED)
 # An operator may run these again (manual retry); automatic retries happen from running.
 MANUAL_RETRY_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED)
+# Dead jobs (Sidekiq's Dead set): failed with every automatic retry used. Only an operator's
+# retry runs them again; they are one filter away (API ?dead=true, the admin's "Dead jobs" page)
+# and kept JOB_RETENTION_DEAD.
+DEAD_JOBS = Q(status=JobStatus.FAILED, attempts__gte=models.F("max_retries"))
 
 
 class JobPriority(models.TextChoices):

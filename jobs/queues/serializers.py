@@ -77,7 +77,9 @@ class QueueUpdateSerializer(StrictFieldsMixin, serializers.Serializer):
         "oldest_pending_seconds",
     )
 
-    rate_limit = RateValueSerializer(allow_null=True, help_text="{limit, period}, or null to clear it.")
+    rate_limit = RateValueSerializer(
+        allow_null=True, required=False, help_text="{limit, period}, or null to clear it; absent: no change."
+    )
     reason = REASON
 
     def to_internal_value(self, data):

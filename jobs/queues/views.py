@@ -64,6 +64,8 @@ class QueueViewSet(viewsets.ViewSet):
         selectors.queue_get(name=name)  # 404 first
         serializer = QueueUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        if "rate_limit" not in serializer.validated_data:  # nothing to change: the queue as it is
+            return Response(QueueSerializer(selectors.queue_get(name=name)).data)
         value, reason = serializer.validated_data["rate_limit"], serializer.validated_data["reason"]
         if value is None:
             rate_limit_clear(scope=RateLimitScope.QUEUE, name=name, by=request.user, source=API, reason=reason)
@@ -150,7 +152,9 @@ class QueueChangePagination(StrictCursorPagination):
     list=extend_schema(
         summary="The audit trail of queue control: who paused, resumed or limited what, when, from where",
         parameters=[
-            OpenApiParameter("queue", OpenApiTypes.STR, description="Only this queue's changes."),
+            OpenApiParameter(
+                "queue", OpenApiTypes.STR, enum=list(settings.JOB_QUEUES), description="Only this queue's changes."
+            ),
             OpenApiParameter(
                 "task", OpenApiTypes.STR, description="Only this task's (name or alias) rate limit changes."
             ),

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from taskhub.errors import flat_fields
-from taskhub.serializers import StrictFieldsMixin, TaskArgumentsMixin
+from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
 from ..models import JobPriority
 from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, display_name
@@ -83,8 +83,8 @@ class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers
         "Names starting with taskhub- or celery. are reserved for beat's own entries.",
     )
     task = serializers.CharField(max_length=200, help_text="A task name or alias from /api/v1/task-catalog/.")
-    args = serializers.JSONField(required=False, default=list, help_text="Positional arguments (a JSON array).")
-    kwargs = serializers.JSONField(required=False, default=dict, help_text="Keyword arguments (a JSON object).")
+    args = JSONArrayField(required=False, default=list, help_text="Positional arguments (a JSON array).")
+    kwargs = JSONObjectField(required=False, default=dict, help_text="Keyword arguments (a JSON object).")
     priority = serializers.ChoiceField(
         choices=JobPriority.choices,
         required=False,

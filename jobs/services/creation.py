@@ -81,11 +81,14 @@ class JobSpec:
         )
 
 
-def job_build_spec(*, owner: User, by_application: bool = False, **request: Unpack[JobRequest]) -> JobSpec:
+def job_build_spec(
+    *, owner: User, by_application: bool = False, acting: User | None = None, **request: Unpack[JobRequest]
+) -> JobSpec:
     """Check a job request against the catalog and the limits; raise InvalidInput naming the field.
 
     ``by_application``: the application's own code asks (the django.tasks backend), not a user:
-    the priority is its to choose (urgent needs no permission)."""
+    the priority is its to choose (urgent needs no permission). ``acting``: who asks for the
+    priority when it is not the owner (an operator's edit and retry)."""
     entry = catalog.get(request["celery_task_name"])
     entry.check_owner(owner)
     args = request.get("args")
@@ -110,7 +113,7 @@ def job_build_spec(*, owner: User, by_application: bool = False, **request: Unpa
         message = f"Unknown priority {priority!r}. Allowed: {', '.join(JobPriority.values)}."
         raise InvalidInput(f"priority: {message}", fields={"priority": [message]})
     asked_urgent = priority == JobPriority.URGENT and entry.priority != JobPriority.URGENT
-    if asked_urgent and not by_application and not owner.has_perm(URGENT_PERMISSION):
+    if asked_urgent and not by_application and not (acting or owner).has_perm(URGENT_PERMISSION):
         message = f"Priority urgent needs the {URGENT_PERMISSION} permission (operators have it); use high."
         raise ApplicationError(
             f"priority: {message}", code="permission_denied", status_code=403, fields={"priority": [message]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -12,9 +14,10 @@ from accounts.models import User
 from taskhub.errors import Conflict, NotFound
 
 from ..catalog import catalog
-from ..models import MANUAL_RETRY_STATUSES, TERMINAL_STATUSES, Job, JobEventKind, JobStatus
+from ..models import MANUAL_RETRY_STATUSES, PRIORITY_QUEUES, TERMINAL_STATUSES, Job, JobEventKind, JobStatus
 from ._quotas import check_quota
 from ._state import conflict, event, transition
+from .creation import job_build_spec
 from .labels import attempt_label, user_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -84,11 +87,61 @@ def job_cancel(*, job_id, by: User | None = None) -> Job:
     raise Conflict(f"Job {job_id} keeps changing state; try the cancel again.", code="conflict")
 
 
-def job_retry(*, job_id, by: User | None = None) -> Job:
-    """failed/revoked -> pending: the same job id runs again as the next attempt; history is kept."""
-    job = Job.objects.filter(id=job_id).only("status", "attempts", "error", "owner").first()
+EDITABLE_ON_RETRY = ("args", "kwargs", "priority")
+
+
+def _retry_edits(job: Job, *, by: User | None, edits: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The changed keys of an edit and retry, ``{key: {"before": ..., "after": ...}}``, checked as a
+    create is (the task's schema, the JSON limits, the owner's budget, urgent's permission): an
+    InvalidInput names the field, before anything is written."""
+    if not edits:
+        return {}
+    spec = job_build_spec(
+        owner=job.owner,
+        acting=by,
+        # An unchanged priority (urgent, set by an operator) needs no permission again.
+        by_application=edits.get("priority", job.priority) == job.priority,
+        celery_task_name=job.celery_task_name,
+        args=edits.get("args", job.args),
+        kwargs=edits.get("kwargs", job.kwargs),
+        priority=edits.get("priority", job.priority),
+    )
+    after = {"args": spec.args, "kwargs": spec.kwargs, "priority": spec.priority}
+    return {key: {"before": getattr(job, key), "after": after[key]} for key in edits if getattr(job, key) != after[key]}
+
+
+def job_retry(
+    *,
+    job_id,
+    by: User | None = None,
+    args: list | None = None,
+    kwargs: dict | None = None,
+    priority: str | None = None,
+) -> Job:
+    """failed/revoked -> pending: the same job id runs again as the next attempt; history is kept.
+
+    ``args``, ``kwargs``, ``priority`` (edit and retry): the attempt runs with these instead; they are
+    checked as a create's are, and the retry's timeline line keeps each changed key before and after."""
+    job = (
+        Job.objects.filter(id=job_id)
+        .select_related("owner")
+        .only("status", "attempts", "error", "owner", "celery_task_name", "args", "kwargs", "priority")
+        .first()
+    )
     if job is None:
         raise NotFound(f"Job {job_id} does not exist.")
+    edits = {
+        key: value for key, value in (("args", args), ("kwargs", kwargs), ("priority", priority)) if value is not None
+    }
+    changed = _retry_edits(job, by=by, edits=edits)
+    new_values = {key: change["after"] for key, change in changed.items()}
+    if "priority" in new_values:
+        new_values["queue"] = PRIORITY_QUEUES[new_values["priority"]]
+    data = {"previous_error": job.error, "attempt": job.attempts + 2}
+    message = f"Retried by {user_label(by)} ({attempt_label(job.attempts + 1)})"
+    if changed:
+        data["changes"] = changed
+        message += f"; changed {', '.join(changed)}"
     with transaction.atomic():
         if by is not None and by.pk == job.owner_id:
             # A retry makes the job active again: it counts against its owner's quota (not a new submission).
@@ -115,6 +168,7 @@ def job_retry(*, job_id, by: User | None = None) -> Job:
                 "cancel_requested_at": None,
                 "cancelled_by": None,
                 "worker": "",
+                **new_values,
             },
             event=event(
                 job_id,
@@ -122,8 +176,8 @@ def job_retry(*, job_id, by: User | None = None) -> Job:
                 from_status=job.status,
                 to_status=PENDING,
                 actor=by,
-                data={"previous_error": job.error, "attempt": job.attempts + 2},
-                message=f"Retried by {user_label(by)} ({attempt_label(job.attempts + 1)}).",
+                data=data,
+                message=message + ".",
             ),
         )
         # Read before the commit sends the message: the answer is the retry as written (pending, the

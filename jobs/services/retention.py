@@ -22,7 +22,7 @@ from django_celery_results.models import TaskResult
 
 from taskhub.errors import InvalidInput
 
-from ..models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job
+from ..models import ACTIVE_STATUSES, DEAD_JOBS, TERMINAL_STATUSES, Job, JobStatus
 from .metrics import metrics_advance
 
 MAX_BATCH_SIZE = 10_000
@@ -49,16 +49,24 @@ def parse_duration(text: str, *, name: str = "duration") -> timedelta:
     return duration
 
 
-def job_retention_policy() -> dict[str, timedelta | None]:
-    """How long finished jobs of each status are kept (``JOB_RETENTION_<STATUS>``); None: forever.
+DEAD = "dead"
 
-    An empty value or ``0`` keeps that status forever; anything unparsable is a configuration
+
+def job_retention_policy() -> dict[str, timedelta | None]:
+    """How long finished jobs of each status are kept (``JOB_RETENTION_<STATUS>``), and dead jobs
+    (``JOB_RETENTION_DEAD``: failed ones with every automatic retry used); None: forever.
+
+    An empty value or ``0`` keeps them forever, except ``JOB_RETENTION_DEAD``: empty, dead jobs
+    keep the failed ones' age, ``0`` keeps them forever. Anything unparsable is a configuration
     error that names the setting.
     """
     policy: dict[str, timedelta | None] = {}
-    for status in TERMINAL_STATUSES:
+    for status in (*TERMINAL_STATUSES, DEAD):
         setting = f"JOB_RETENTION_{status.upper()}"
         raw = str(getattr(settings, setting, "") or "").strip()
+        if status == DEAD and raw == "":
+            policy[DEAD] = policy[JobStatus.FAILED]
+            continue
         if raw in ("", "0"):
             policy[str(status)] = None
             continue
@@ -147,7 +155,9 @@ def job_purge_finished(
 
     Age is ``finished_at``, or ``created_at`` when a job never got one. Without ``older_than``
     each status keeps its own age from the settings (``job_retention_policy``); a status kept
-    forever is skipped. Everything is checked before anything is deleted. ``dry_run`` counts.
+    forever is skipped. Dead jobs (``DEAD_JOBS``) go with ``failed``; when ``JOB_RETENTION_DEAD``
+    gives them an age of their own they are counted apart ("dead"). Everything is checked before
+    anything is deleted. ``dry_run`` counts.
     """
     chosen = _check_statuses(statuses)
     batch_size = _check_batch_size(settings.JOB_RETENTION_BATCH_SIZE if batch_size is None else batch_size)
@@ -155,6 +165,10 @@ def job_purge_finished(
         message = f"must be positive, got {older_than}."
         raise InvalidInput(f"older_than: {message}", fields={"older_than": [message]})
     ages = {status: older_than for status in chosen} if older_than is not None else job_retention_policy()
+    # Dead jobs are failed ones; with an age of their own (JOB_RETENTION_DEAD) they go apart ("dead").
+    apart = JobStatus.FAILED in chosen and older_than is None and ages[DEAD] != ages[JobStatus.FAILED]
+    if apart:
+        chosen.append(DEAD)
     now = now or timezone.now()
     if not dry_run:
         metrics_advance(until_done=True)  # count what is about to go: metrics' totals never go back
@@ -162,7 +176,12 @@ def job_purge_finished(
     for status in chosen:
         if ages[status] is None:
             continue
-        expired = _expired_jobs(status, now - ages[status])
+        if status == DEAD:
+            expired = _expired_jobs(JobStatus.FAILED, now - ages[status]).filter(DEAD_JOBS)
+        else:
+            expired = _expired_jobs(status, now - ages[status])
+            if status == JobStatus.FAILED and apart:
+                expired = expired.exclude(DEAD_JOBS)
         counts[status] = expired.count() if dry_run else _delete_in_batches(expired, batch_size)
     return counts
 

@@ -1,9 +1,45 @@
 """The REST API: Django REST framework, simplejwt tokens, sign-up, the OpenAPI schema
 (drf-spectacular) and the /metrics endpoint."""
 
+import ipaddress
 from datetime import timedelta
 
+from django.core.exceptions import ImproperlyConfigured
+
 from taskhub.settings.environment import env
+
+
+def _trusted_proxies(value: str) -> list[str]:
+    """FORWARDED_ALLOW_IPS as uvicorn reads it, but strict: uvicorn takes a malformed entry as a
+    literal host name that never matches, so a typo would silently trust nobody."""
+    if value.strip() == "":
+        return []
+    if value.strip() == "*":
+        return ["*"]
+    entries = [entry.strip() for entry in value.split(",")]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False) if "/" in entry else ipaddress.ip_address(entry)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"FORWARDED_ALLOW_IPS: {entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8); "
+                "give a comma-separated list, * for any, or nothing for no proxy."
+            ) from None
+    return entries
+
+
+# The proxies whose X-Forwarded-For (and X-Forwarded-Proto) the web process believes: IP addresses
+# or networks, comma-separated; empty (the default): none, the connecting address is the client.
+# The Procfile passes it to uvicorn (--forwarded-allow-ips), which puts the client address it
+# finds into the request (REMOTE_ADDR): the throttles and uvicorn's access log read that one
+# address, so this one setting decides both. README "Behind a proxy" has the three deployments.
+# https://www.uvicorn.org/settings/#http (--forwarded-allow-ips)
+FORWARDED_ALLOW_IPS = _trusted_proxies(env.str("FORWARDED_ALLOW_IPS", default=""))
+if "NUM_PROXIES" in env.ENVIRON:
+    raise ImproperlyConfigured(
+        "NUM_PROXIES is no longer read: set FORWARDED_ALLOW_IPS to the proxies' addresses instead "
+        "(README, Behind a proxy); the web process then finds the client address for the throttles."
+    )
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -24,10 +60,11 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
-    # Which address a throttle counts: 0 ignores X-Forwarded-For (a client could set a new one per
-    # request); behind N trusted proxies, the address the N-th proxy saw.
+    # Which address a throttle counts: REMOTE_ADDR, never X-Forwarded-For itself. uvicorn has already
+    # put the client address there, from X-Forwarded-For only when the connection came from a
+    # proxy of FORWARDED_ALLOW_IPS (above); a header a client sets itself is never read here.
     # https://www.django-rest-framework.org/api-guide/throttling/#how-clients-are-identified
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    "NUM_PROXIES": 0,
     # https://www.django-rest-framework.org/api-guide/throttling/#setting-the-throttling-policy
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="60/min"),
@@ -81,6 +118,8 @@ SPECTACULAR_SETTINGS = {
         "jobs.streams.openapi.add_stream_paths",
         # /api/v1/tasks/... (the spec's paths) as deprecated aliases, tagged apart (taskhub/openapi.py).
         "taskhub.openapi.mark_spec_aliases",
+        # What the server refuses in query values (NUL characters) said in the document (taskhub/openapi.py).
+        "taskhub.openapi.declare_nul_refusal",
     ],
 }
 

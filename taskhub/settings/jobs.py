@@ -83,4 +83,8 @@ TASKS = {
 JOB_RETENTION_SUCCEEDED = env.str("JOB_RETENTION_SUCCEEDED", default="30d")
 JOB_RETENTION_FAILED = env.str("JOB_RETENTION_FAILED", default="90d")
 JOB_RETENTION_REVOKED = env.str("JOB_RETENTION_REVOKED", default="30d")
+# Dead jobs (failed with every automatic retry used: the admin's "Dead jobs", API ?dead=true) may
+# be kept apart from the other failed ones, e.g. 180d (Sidekiq keeps its Dead set 6 months) while
+# JOB_RETENTION_FAILED is shorter. Empty (the default): as JOB_RETENTION_FAILED; 0: forever.
+JOB_RETENTION_DEAD = env.str("JOB_RETENTION_DEAD", default="")
 JOB_RETENTION_BATCH_SIZE = env.int("JOB_RETENTION_BATCH_SIZE", default=1000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -20,10 +21,14 @@ from pathlib import Path
 
 from taskhub.testing.processes import BASE_DIR, free_port, wait_for
 
+_VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
-def procfile_web_options() -> list[str]:
-    """The Procfile's uvicorn options (protocol, loop, lifespan), less host, port and workers: one
-    process here, so that its threads can be counted."""
+
+def procfile_web_options(env: dict[str, str] | None = None) -> list[str]:
+    """The Procfile's uvicorn options (protocol, loop, lifespan, trusted proxies), less host, port and
+    workers: one process here, so that its threads can be counted. ``${NAME:-default}`` is expanded
+    from ``env`` (this process's environment by default), as the shell of the Procfile's line does."""
+    env = os.environ if env is None else env
     line = next(line for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.startswith("web:"))
     words = shlex.split(line.split("taskhub.asgi:application", 1)[1])
     options, skip = [], False
@@ -31,7 +36,7 @@ def procfile_web_options() -> list[str]:
         if skip or word in ("--host", "--port", "--workers"):
             skip = not skip
             continue
-        options.append(word)
+        options.append(_VARIABLE.sub(lambda match: env.get(match[1]) or (match[2] or ""), word))
     return options
 
 
@@ -54,7 +59,7 @@ class AsgiServer:
 
     def start(self) -> AsgiServer:
         args = [sys.executable, "-m", "uvicorn", "taskhub.asgi:application", "--host", "127.0.0.1"]
-        args += ["--port", str(self.port), *procfile_web_options()]
+        args += ["--port", str(self.port), *procfile_web_options(self.env)]
         with self.log.open("ab") as handle:
             self.process = subprocess.Popen(args, cwd=BASE_DIR, env=self.env, stdout=handle, stderr=subprocess.STDOUT)
         wait_for(self._answers, timeout=30, message=f"uvicorn on port {self.port}")

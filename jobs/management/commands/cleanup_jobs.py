@@ -54,7 +54,8 @@ class Command(OperatorCommand):
             "--older-than",
             metavar="DURATION",
             help="A whole number and a unit (s, m, h, d, w), e.g. 30d, 12h, 90m or 1d12h. "
-            "Default: JOB_RETENTION_SUCCEEDED / _FAILED / _REVOKED per status.",
+            "Default: JOB_RETENTION_SUCCEEDED / _FAILED / _REVOKED per status, JOB_RETENTION_DEAD for dead "
+            "jobs (failed, every automatic retry used).",
         )
         parser.add_argument(
             "--status",
@@ -90,7 +91,10 @@ class Command(OperatorCommand):
             raise bad_input(str(exc)) from exc
         verb = "Would delete" if dry_run else "Deleted"
         self.stdout.write(f"{verb} finished jobs (age from finished_at, else created_at):")
-        for status in dict.fromkeys(statuses):
+        shown = list(dict.fromkeys(statuses))
+        if "dead" in counts:  # dead jobs, with an age of their own (JOB_RETENTION_DEAD)
+            shown.insert(shown.index("failed") + 1, "dead")
+        for status in shown:
             if status in counts:
                 age = short(older_than or policy[status])
                 self.stdout.write(f"  {status:<10} older than {age:<6} {counts[status]:>12,}")

@@ -19,6 +19,7 @@ from jobs.management.cli import (
     OperatorCommand,
     acting_user,
     as_json,
+    bad_input,
     choice,
     epilog,
     job_ids,
@@ -26,12 +27,14 @@ from jobs.management.cli import (
     whole_number,
     why,
 )
+from jobs.management.commands.enqueue_job import Command as EnqueueCommand
+from jobs.management.commands.enqueue_job import explain
 from jobs.models import PRIORITY_QUEUES, Job, JobEventKind, JobStatus
 from jobs.permissions import OTHERS_JOBS_PERMISSIONS
 from jobs.selectors import job_events, job_get, job_list, job_list_all
-from jobs.serializers import JobEventSerializer, JobSerializer
+from jobs.serializers import JobEventSerializer, JobRetrySerializer, JobSerializer
 from jobs.services.operations import job_cancel, job_delete, job_retry
-from taskhub.errors import ApplicationError, NotFound
+from taskhub.errors import ApplicationError, InvalidInput, NotFound
 
 MAX_LIMIT = 1000
 QUEUES = tuple(dict.fromkeys(PRIORITY_QUEUES.values()))
@@ -43,7 +46,10 @@ EXAMPLES = {
     ),
     "show": ("manage.py jobs show 5b0c6f1e-8a0e-4d0c-9a57-2f0b1c3d4e5f",),
     "cancel": ("manage.py jobs cancel 5b0c6f1e-8a0e-4d0c-9a57-2f0b1c3d4e5f --user alice",),
-    "retry": ("manage.py jobs retry 5b0c6f1e-8a0e-4d0c-9a57-2f0b1c3d4e5f 0d1e2f30-4a5b-4c6d-8e7f-8091a2b3c4d5",),
+    "retry": (
+        "manage.py jobs retry 5b0c6f1e-8a0e-4d0c-9a57-2f0b1c3d4e5f 0d1e2f30-4a5b-4c6d-8e7f-8091a2b3c4d5",
+        """manage.py jobs retry 5b0c6f1e-8a0e-4d0c-9a57-2f0b1c3d4e5f --kwargs '{"seconds": 5}' --priority high""",
+    ),
     "delete": ("manage.py jobs delete 5b0c6f1e-8a0e-4d0c-9a57-2f0b1c3d4e5f",),
 }
 # The permission a staff user acting on another user's job needs, per verb (the API's).
@@ -68,10 +74,16 @@ class Command(OperatorCommand):
         show.add_argument("ids", nargs=1, metavar="ID")
         for verb, text in (
             ("cancel", "Cancel jobs (pending: revoked at once; running: stopped at the next progress report)."),
-            ("retry", "Run failed or revoked jobs again (same id, next attempt)."),
+            ("retry", "Run failed or revoked jobs again (same id, next attempt); one job with new values."),
             ("delete", "Delete finished jobs and their timeline."),
         ):
-            self._subparser(actions, verb, text).add_argument("ids", nargs="+", metavar="ID")
+            subparser = self._subparser(actions, verb, text)
+            subparser.add_argument("ids", nargs="+", metavar="ID")
+        # Edit and retry (one job): checked against the task as a create is; the timeline keeps the change.
+        subparser = actions.choices["retry"]
+        subparser.add_argument("--args", dest="job_args", metavar="JSON", help="New positional arguments (array).")
+        subparser.add_argument("--kwargs", dest="job_kwargs", metavar="JSON", help="New keyword arguments (object).")
+        subparser.add_argument("--priority", metavar="P", help="A new priority (urgent, high, normal, low).")
 
     def _subparser(self, actions, name: str, text: str):
         parser = actions.add_parser(
@@ -88,7 +100,26 @@ class Command(OperatorCommand):
         ids = job_ids(options["ids"])
         if action == "show":
             return self.show(user, ids[0], print_json=options["json"])
-        return self.operate(action, user, ids, print_json=options["json"])
+        edits = self.retry_edits(options, ids) if action == "retry" else {}
+        return self.operate(action, user, ids, print_json=options["json"], edits=edits)
+
+    @staticmethod
+    def retry_edits(options: dict, ids: list[uuid.UUID]) -> dict:
+        """``--args``, ``--kwargs``, ``--priority`` checked as the API's retry body is (exit 2 if not)."""
+        data = {}
+        for field in ("args", "kwargs"):
+            if options.get(f"job_{field}") is not None:
+                data[field] = EnqueueCommand.parse_json(options[f"job_{field}"], option=f"--{field}")
+        if options.get("priority") is not None:
+            data["priority"] = options["priority"]
+        if not data:
+            return {}
+        if len(ids) != 1:
+            raise bad_input("--args, --kwargs and --priority edit one job: give one job id.")
+        serializer = JobRetrySerializer(data=data)
+        if not serializer.is_valid():
+            raise bad_input(explain(serializer.errors, "Invalid input."))
+        return serializer.validated_data
 
     # --- list, show ------------------------------------------------------------------------------
 
@@ -183,23 +214,30 @@ class Command(OperatorCommand):
 
     # --- cancel, retry, delete -------------------------------------------------------------------
 
-    def operate(self, verb: str, user: User | None, ids: list[uuid.UUID], *, print_json: bool) -> None:
+    def operate(
+        self, verb: str, user: User | None, ids: list[uuid.UUID], *, print_json: bool, edits: dict | None = None
+    ) -> None:
         done, refusals = [], []
         for job_id in ids:
             try:
-                job = self.act(verb, user, job_id)
+                job = self.act(verb, user, job_id, edits=edits or {})
+            except InvalidInput as exc:
+                if edits:  # a new value the task refuses: bad input, nothing written
+                    raise bad_input(explain(exc.fields or {}, exc.message)) from exc
+                refusals.append(self.refusal(verb, job_id, exc))
+                continue
             except ApplicationError as exc:
                 refusals.append(self.refusal(verb, job_id, exc))
                 continue
             done.append({"id": str(job_id), "deleted": True} if job is None else job)
             if not print_json:
-                self.stdout.write(self.report(verb, job_id, job))
+                self.stdout.write(self.report(verb, job_id, job, edited=list(edits or {})))
         if print_json:
             self.stdout.write(as_json(done))
         if refusals:
             raise CommandError("\n".join(refusals), returncode=EXIT_REFUSED)
 
-    def act(self, verb: str, user: User | None, job_id: uuid.UUID) -> dict | None:
+    def act(self, verb: str, user: User | None, job_id: uuid.UUID, *, edits: dict) -> dict | None:
         """The job as the API answers it after the change (None once deleted)."""
         if user is not None:
             job = job_get(user=user, job_id=job_id)
@@ -213,8 +251,9 @@ class Command(OperatorCommand):
         if verb == "delete":
             job_delete(job_id=job_id)
             return None
-        service = job_cancel if verb == "cancel" else job_retry
-        return JobSerializer(service(job_id=job_id, by=user)).data
+        if verb == "cancel":
+            return JobSerializer(job_cancel(job_id=job_id, by=user)).data
+        return JobSerializer(job_retry(job_id=job_id, by=user, **edits)).data
 
     @staticmethod
     def refusal(verb: str, job_id: uuid.UUID, exc: ApplicationError) -> str:
@@ -226,11 +265,12 @@ class Command(OperatorCommand):
         return f"{line}: {detail}"
 
     @staticmethod
-    def report(verb: str, job_id: uuid.UUID, job: dict | None) -> str:
+    def report(verb: str, job_id: uuid.UUID, job: dict | None, *, edited: list[str]) -> str:
         if verb == "delete":
             return f"Job {job_id}: deleted."
         if verb == "retry":
-            return f"Job {job_id}: retried; pending again (attempt {job['attempts'] + 1})."
+            how = f" with new {', '.join(edited)}" if edited else ""
+            return f"Job {job_id}: retried{how}; pending again (attempt {job['attempts'] + 1})."
         if job["status"] == JobStatus.REVOKED:
             return f"Job {job_id}: revoked (it had not started)."
         stops = "it is terminated at its next heartbeat"

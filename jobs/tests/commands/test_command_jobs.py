@@ -273,3 +273,49 @@ def test_as_a_real_process_exit_status_and_stderr_tell_the_outcome():
     assert shown.returncode == 0 and "status      revoked" in shown.stdout
     usage = run()
     assert usage.returncode != 0 and "list" in usage.stderr
+
+
+# --- retry with new arguments (edit and retry) ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_retry_with_new_kwargs_and_priority_records_the_change(user, django_capture_on_commit_callbacks):
+    failed = make("failed", owner=user, args=[], kwargs={"seconds": 3600})
+    with django_capture_on_commit_callbacks(execute=True):
+        out = jobs("retry", str(failed.id), "--kwargs", '{"seconds": 2}', "--priority", "high", "--user", user.username)
+    assert out == f"Job {failed.id}: retried with new kwargs, priority; pending again (attempt 2).\n"
+    job = Job.objects.get(id=failed.id)
+    assert (job.status, job.kwargs, job.priority, job.queue) == ("pending", {"seconds": 2}, "high", "high_priority")
+    line = job.events.filter(kind=JobEventKind.RETRIED).get()
+    assert line.actor_id == user.pk
+    assert line.data["changes"] == {
+        "kwargs": {"before": {"seconds": 3600}, "after": {"seconds": 2}},
+        "priority": {"before": "normal", "after": "high"},
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--kwargs", '{"seconds": "many"}'], "--kwargs: "),
+        (["--kwargs", "{seconds: 1}"], "--kwargs: not valid JSON"),
+        (["--kwargs", "[1]"], "--kwargs: Must be a JSON object."),
+        (["--args", '{"a": 1}'], "--args: Must be a JSON array."),
+        (["--priority", "soon"], "--priority: "),
+    ],
+)
+def test_retry_with_bad_new_values_is_bad_input_and_changes_nothing(user, options, words):
+    failed = make("failed", owner=user, args=[], kwargs={"seconds": 3600})
+    before = snapshot(failed)
+    message = refused("retry", str(failed.id), *options, returncode=2)
+    assert words in message, message
+    assert snapshot(failed) == before and not failed.events.exists()
+
+
+@pytest.mark.django_db
+def test_new_values_go_with_one_job_only(user):
+    first, second = make("failed", owner=user), make("failed", owner=user)
+    message = refused("retry", str(first.id), str(second.id), "--kwargs", '{"seconds": 1}', returncode=2)
+    assert "one job" in message, message
+    assert Job.objects.filter(status="failed").count() == 2

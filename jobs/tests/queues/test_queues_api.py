@@ -198,7 +198,6 @@ def test_an_unknown_queue_is_a_404_naming_it(controller_client, nothing_changed,
         ({"rate_limit": {"limit": 10_001, "period": 10}}, "rate_limit.limit"),
         ({"rate_limit": {"limit": 5, "period": 10, "burst": 2}}, "rate_limit.burst"),
         ({"rate_limit": {"limit": 5, "period": 10}, "paused": True}, "paused"),
-        ({}, "rate_limit"),
     ],
 )
 def test_a_bad_rate_limit_is_a_400_naming_the_field(controller_client, nothing_changed, body, field):
@@ -206,6 +205,16 @@ def test_a_bad_rate_limit_is_a_400_naming_the_field(controller_client, nothing_c
         response = controller_client.patch("/api/v1/queues/default/", body, format="json")
         error = assert_error(response, 400, field=field)
     assert error["message"].startswith(f"{field}:")
+
+
+@pytest.mark.parametrize("body", [{}, {"reason": "nothing to say"}])
+def test_a_patch_without_rate_limit_changes_nothing(controller_client, nothing_changed, body):
+    """Every key of a PATCH is optional (the document says so): without rate_limit there is nothing to
+    change, so the queue comes back as it is (no audit line)."""
+    with nothing_changed():
+        response = controller_client.patch("/api/v1/queues/default/", body, format="json")
+    assert response.status_code == 200, response.content
+    assert (response.json()["name"], response.json()["rate_limit"]) == ("default", None)
 
 
 def test_patch_sets_replaces_and_clears_a_queues_rate_limit(controller_client):

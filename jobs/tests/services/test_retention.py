@@ -81,6 +81,7 @@ def test_default_policy_comes_from_the_settings():
         "succeeded": timedelta(days=30),
         "failed": timedelta(days=90),
         "revoked": timedelta(days=30),
+        "dead": timedelta(days=90),  # JOB_RETENTION_DEAD empty: as failed
     }
 
 
@@ -269,3 +270,55 @@ def test_beat_runs_the_purge_daily():
     assert entry["task"] == purge_jobs.name == "jobs.tasks.maintenance_tasks.purge_jobs"
     assert entry["schedule"] == crontab(minute=30, hour=3)
     assert entry["options"]["expires"] <= 24 * 3600
+
+
+# --- dead jobs (failed, every automatic retry used) keep their own age: JOB_RETENTION_DEAD -----------
+
+
+def _finished(status: str, days: int, **fields):
+    at = timezone.now() - days * DAY
+    return make(status, finished_at=at, created_at=at - timedelta(seconds=1), **fields)
+
+
+def test_dead_jobs_have_their_own_retention(settings):
+    settings.JOB_RETENTION_FAILED = "90d"
+    settings.JOB_RETENTION_DEAD = "180d"
+    old_failed = _finished("failed", 100, attempts=0, max_retries=3)  # failed early: JOB_RETENTION_FAILED
+    old_dead = _finished("failed", 100, attempts=3, max_retries=3)  # dead, younger than 180 days: kept
+    older_dead = _finished("failed", 200, attempts=0, max_retries=0)  # dead, older than 180 days
+    counts = job_purge_finished(statuses=["failed"])
+    assert counts == {"failed": 1, "dead": 1}
+    assert set(Job.objects.values_list("id", flat=True)) == {old_dead.id}
+    assert not Job.objects.filter(id__in=[old_failed.id, older_dead.id]).exists()
+
+
+def test_dead_jobs_kept_forever_when_their_retention_is_zero(settings):
+    settings.JOB_RETENTION_FAILED = "1d"
+    settings.JOB_RETENTION_DEAD = "0"
+    dead = _finished("failed", 1000, attempts=3, max_retries=3)
+    assert job_purge_finished(statuses=["failed"], dry_run=True) == {"failed": 0}
+    assert job_retention_policy()["dead"] is None
+    assert job_purge_finished(statuses=["failed"]) == {"failed": 0}
+    assert Job.objects.filter(id=dead.id).exists()
+
+
+def test_dead_jobs_keep_the_failed_ones_age_when_their_retention_is_empty(settings):
+    settings.JOB_RETENTION_FAILED = "7d"
+    settings.JOB_RETENTION_DEAD = ""
+    dead = _finished("failed", 10, attempts=3, max_retries=3)
+    assert job_retention_policy()["dead"] == 7 * DAY
+    assert job_purge_finished(statuses=["failed"]) == {"failed": 1}
+    assert not Job.objects.filter(id=dead.id).exists()
+
+
+def test_an_explicit_age_applies_to_dead_jobs_too(settings):
+    settings.JOB_RETENTION_DEAD = "365d"
+    dead = _finished("failed", 10, attempts=3, max_retries=3)
+    assert job_purge_finished(older_than=7 * DAY, statuses=["failed"]) == {"failed": 1}
+    assert not Job.objects.filter(id=dead.id).exists()
+
+
+def test_a_malformed_dead_retention_names_its_setting(settings):
+    settings.JOB_RETENTION_DEAD = "six months"
+    with pytest.raises(ImproperlyConfigured, match="JOB_RETENTION_DEAD"):
+        job_retention_policy()
