@@ -16,7 +16,10 @@ time52=$((SECONDS - start))
 
 start=$SECONDS
 echo "==> the suite on Django 6.0 runs beside the fault suite: its output follows the fault suite's ($logs/django60.log)"
-(make --no-print-directory test-django6 >"$logs/django60.log" 2>&1; echo $? >"$logs/django60.rc"; echo $((SECONDS - start)) >"$logs/django60.seconds") &
+# Its own database and Redis db even when TEST_DATABASE_URL / TEST_BROKER_URL point the default leg elsewhere.
+(TEST_DATABASE_URL="${TEST6_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/taskhub_django6}" \
+  TEST_BROKER_URL="${TEST6_BROKER_URL:-redis://127.0.0.1:6379/13}" \
+  make --no-print-directory test-django6 >"$logs/django60.log" 2>&1; echo $? >"$logs/django60.rc"; echo $((SECONDS - start)) >"$logs/django60.seconds") &
 leg6=$!
 make --no-print-directory test-faults 2>&1 | tee "$logs/faults.log"
 faults=${PIPESTATUS[0]}
