@@ -6,15 +6,28 @@ PORT   ?= 8000
 VAR    := $(or $(TASKHUB_VAR_DIR),var)
 
 # The test suite runs against PostgreSQL and Redis at their default local addresses.
-TEST_ENV := DEBUG=false \
+# TEST_DATABASE_URL / TEST_BROKER_URL point them elsewhere; without them the default leg uses the
+# database taskhub (tests: test_taskhub) and Redis db 14, the Django 6 leg taskhub_django6 and db 13.
+TEST_DB_DEFAULT    = postgres://postgres@127.0.0.1:5432/taskhub
+TEST_REDIS_DEFAULT = redis://127.0.0.1:6379/14
+TEST_VAR_DIR       = $(CURDIR)/var/test
+TEST_ENV = DEBUG=false \
 	SECRET_KEY=test-secret-key-for-the-suite-only-0123456789abcdefghijklmnopqrstuvwxyz \
-	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/taskhub} \
-	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/14} \
+	DATABASE_URL=$${TEST_DATABASE_URL:-$(TEST_DB_DEFAULT)} \
+	CELERY_BROKER_URL=$${TEST_BROKER_URL:-$(TEST_REDIS_DEFAULT)} \
 	CELERY_RESULT_BACKEND=django-db \
 	TASKS_ALLOWED_TEST_MODULES=jobs.tests.standard_tasks \
-	TASKHUB_VAR_DIR=$(CURDIR)/var/test
+	TASKHUB_VAR_DIR=$(TEST_VAR_DIR)
 
-.PHONY: install install-base run test test-faults lint format migrations-check clean bench
+# The Django 6 leg (Python 3.12 + Django 6.0, requirements/django60.txt) in a venv of its own:
+# `make install-django6`, `make test-django6`. PYTHON_DJANGO6: a Python 3.12 (python3.12 on the PATH,
+# else pyenv's newest 3.12).
+VENV6  := .venv-django6
+BIN6   := $(VENV6)/bin
+PYTHON_DJANGO6 ?= $(shell for p in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1); do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+
+.PHONY: install install-base install-django6 run test test-suite test-django6 test-faults test-legs lint format migrations-check clean bench
 
 # Two stamps: `make run` needs only the runtime (requirements/base.txt); `make test`, `make lint`
 # and `make bench` the test and tooling packages too (requirements/dev.txt includes base.txt).
@@ -29,6 +42,15 @@ $(BIN)/.installed: requirements/base.txt requirements/dev.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/dev.txt
 	touch $@ $(BIN)/.installed-base
+
+$(BIN6)/.installed: requirements/django60.txt
+	@test -n "$(PYTHON_DJANGO6)" || { echo "install-django6: no Python 3.12 found (set PYTHON_DJANGO6)"; exit 1; }
+	test -x $(BIN6)/python || $(PYTHON_DJANGO6) -m venv $(VENV6)
+	$(BIN6)/pip install --quiet --upgrade pip
+	$(BIN6)/pip install --quiet -r requirements/django60.txt
+	touch $@
+
+install-django6: $(BIN6)/.installed $(VAR)/secret_key
 
 # var/secret_key: generated once; settings use it when neither the environment nor .env sets SECRET_KEY.
 install-base: $(BIN)/.installed-base $(VAR)/secret_key
@@ -47,11 +69,28 @@ run: install-base
 	admin="$$($(BIN)/python manage.py ensure_admin --no-color)"; \
 	TASKHUB_PORT=$(PORT) TASKHUB_BANNER="$$admin" PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/python scripts/run.py
 
-# `make test` runs the suite, then (unless PYTEST_ARGS picks tests) the fault suite.
-test: install
+# `make test` runs the suite, then (unless PYTEST_ARGS picks tests) the fault suite; `make test-suite`
+# the suite only.
+test: test-suite
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-faults; fi
+
+test-suite: install
 	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
-	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-faults; fi
+
+# The suite on the Django 6 leg (no fault suite: that runs on the default leg), with its own test
+# database, Redis database and var/test-django6.
+test-django6: TEST_DB_DEFAULT = postgres://postgres@127.0.0.1:5432/taskhub_django6
+test-django6: TEST_REDIS_DEFAULT = redis://127.0.0.1:6379/13
+test-django6: TEST_VAR_DIR = $(CURDIR)/var/test-django6
+test-django6: install-django6
+	@$(TEST_ENV) $(BIN6)/python scripts/check_services.py
+	$(TEST_ENV) $(BIN6)/pytest $(PYTEST_ARGS)
+
+# Both legs as CI runs them (scripts/test_legs.sh): the suite on Django 5.2, then the fault suite
+# (Django 5.2) beside the suite on Django 6.0; ends with both legs' counts.
+test-legs: install install-django6
+	bash scripts/test_legs.sh
 
 # The fault suite (jobs/tests/faults/test_faults.py): real processes with the production recovery settings,
 # on Redis and on RabbitMQ, FAULT_PROCESSES scenarios at a time (mostly waiting for a minute of

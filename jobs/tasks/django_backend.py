@@ -20,7 +20,6 @@ import builtins
 import contextlib
 import contextvars
 import dataclasses
-import json
 import logging
 import re
 import sys
@@ -53,6 +52,7 @@ from .standard_api import (
     TaskResult,
     TaskResultDoesNotExist,
     TaskResultStatus,
+    normalize_json,
     task_backends,
     task_enqueued,
 )
@@ -255,7 +255,8 @@ class TaskhubBackend(BaseTaskBackend):
             raise InvalidTask(str(exc)) from exc
         if found.func is not task.func:
             raise InvalidTask(f"{task.module_path} does not name this task's function.")
-        json.dumps([list(args), kwargs])  # TypeError for what JSON cannot carry, as the standard says
+        # What JSON cannot carry: the standard's TypeError ("Unsupported type: ..."), as its TaskResult says.
+        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
         owner = _owner.get() or user_service_account(username=self.owner_username)  # found by its flag
         job = job_create(
             owner=owner,
