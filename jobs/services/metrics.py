@@ -180,27 +180,23 @@ class Source:
     @cached_property
     def batch_sql(self) -> tuple[str, dict[str, Any]]:
         """The statement that counts one batch (see the module's docstring): the rows after ``low``
-        up to the ``offset``-th row after the watermark; rows after ``keep`` are remembered and the
-        others forgotten (no ``keep``: the 5 minutes behind the new watermark). It answers the rows
-        counted, whether rows are left after the batch's range that the watermark may reach, and
-        the new watermark."""
+        up to ``high`` (``bound_sql``; none: every row after ``low``); rows after ``keep`` are
+        remembered and the others forgotten (no ``keep``: the 5 minutes behind the new watermark).
+        It answers the rows counted and the new watermark. ``high`` is a value, not a subquery, so
+        that the planner sees how few rows the range holds (and probes ``MetricSeen`` by its index
+        instead of hashing all of it)."""
         totals, params = self.totals()
-        in_range = f"{self.time} > %(low)s AND {self.time} <= COALESCE((SELECT at FROM bound), 'infinity')"
+        in_range = f"{self.time} > %(low)s AND {self.time} <= COALESCE(%(high)s, 'infinity'::timestamptz)"
         rows = self.rows.format(where=f"{in_range} AND NOT {self.seen}")
         stats = ""
         if self.stats:
             stats_sql, stats_params = stats_rollup_add_sql("batch")
             stats, params = f", stats AS ({stats_sql})", {**params, **stats_params}
-        column = self.time.rpartition(".")[2]
         sql = f"""
-            WITH bound AS (
-                SELECT {column} AS at FROM {self.table}
-                WHERE {self.index_filter} AND {column} > %(watermark)s ORDER BY {column} OFFSET %(offset)s LIMIT 1
-            ),
-            batch AS MATERIALIZED ({rows}),
+            WITH batch AS MATERIALIZED ({rows}),
             mark AS (
                 SELECT GREATEST(
-                    %(watermark)s, LEAST(COALESCE((SELECT at FROM bound), max(at), %(watermark)s), %(now)s)
+                    %(watermark)s, LEAST(COALESCE(%(high)s, max(at), %(watermark)s), %(now)s)
                 ) AS at FROM batch
             ),
             keep AS (SELECT COALESCE(%(keep)s, mark.at - %(late)s) AS at FROM mark),
@@ -215,10 +211,18 @@ class Source:
                 ON CONFLICT (metric, task, queue, status, label) DO UPDATE SET value = {TOTALS}.value + EXCLUDED.value
             ){stats},
             moved AS (UPDATE {CURSORS} SET watermark = mark.at FROM mark WHERE {CURSORS}.source = %(source)s)
-            SELECT (SELECT count(*) FROM batch), COALESCE((SELECT at FROM bound) <= %(now)s, false),
-                   (SELECT at FROM mark)
+            SELECT (SELECT count(*) FROM batch), (SELECT at FROM mark)
         """
         return sql, params
+
+    @cached_property
+    def bound_sql(self) -> str:
+        """The time of the ``offset``-th row after the watermark (an index-only range), or none."""
+        column = self.time.rpartition(".")[2]
+        return (
+            f"SELECT {column} FROM {self.table} WHERE {self.index_filter} AND {column} > %(watermark)s "
+            f"ORDER BY {column} OFFSET %(offset)s LIMIT 1"
+        )
 
 
 SOURCES = (
@@ -293,6 +297,8 @@ def _advance(source: Source, run: _Pass) -> tuple[int, bool] | None:
         # The watermark moves to the batch's last row, never past the database's now: a row from a
         # clock that runs ahead must not hide the rows that the other clocks stamp meanwhile.
         with connection.cursor() as db:
+            db.execute(source.bound_sql, {"watermark": watermark, "offset": run.size - 1})
+            high = (db.fetchone() or (None,))[0]
             db.execute(
                 sql,
                 {
@@ -300,13 +306,14 @@ def _advance(source: Source, run: _Pass) -> tuple[int, bool] | None:
                     "source": source.name,
                     "watermark": watermark,
                     "low": low,
+                    "high": high,
                     "keep": keep,
                     "now": now,
                     "late": LATE,
-                    "offset": run.size - 1,
                 },
             )
-            counted, more, mark = db.fetchone()
+            counted, mark = db.fetchone()
+        more = high is not None and high <= now
     if recheck:
         run.floor, run.floor_at = mark - LATE, time.monotonic()
     run.rechecked, run.recheck = recheck, False
