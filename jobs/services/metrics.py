@@ -16,7 +16,8 @@ The same pass feeds the stats rollup (``JobStatsMinute``, jobs/services/stats_ro
 rows of finished jobs, so both count each finished job once.
 
 The counting is done in the database, one statement per batch: the batch's rows are the source's
-time-index range from the watermark's ``LATE`` behind to the ``batch``-th row after it, less the
+time-index range from the watermark's ``LATE`` behind (between re-reads of that window, beat's pass
+reads on from the watermark itself: see ``_advance``) to the ``batch``-th row after it, less the
 rows remembered in ``MetricSeen``; they are grouped by label set into ``INSERT … ON CONFLICT DO
 UPDATE`` of the totals and of the stats' minutes, the rows of the new window are remembered, the
 older ones forgotten and the watermark moved, all in that one statement under the cursor's lock.
