@@ -1,0 +1,1 @@
+"""A tiny Django project for the Django-based peers; ``PEER`` (the environment) picks its apps."""
