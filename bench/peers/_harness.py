@@ -32,7 +32,9 @@ from bench import _common as common
 
 HERE = Path(__file__).resolve().parent
 VENVS = common.ROOT / "var" / "bench-venvs"
-REDIS_DB = 6  # the Celery peer's broker (and the plain Celery / taskhub phases of run.py)
+# The Celery peer's broker, and the plain Celery and taskhub phases' of run.py: db 6 unless
+# BENCH_PEERS_REDIS_DB names another of the benchmarks' dbs (1-6; _common.configure checks).
+REDIS_DB = int(os.environ.get("BENCH_PEERS_REDIS_DB", "6"))
 WARMUP = 50
 POLL = 0.02
 
