@@ -189,23 +189,8 @@ def _wait_done(conn, sql: str, total: int, timeout: float, what: str) -> float:
         time.sleep(POLL)
 
 
-@contextlib.contextmanager
-def wal_kept():
-    """Keep the cluster's WAL from here until the WalMeter has read it: a temporary replication slot.
-
-    On a shared machine other people's checkpoints (every CREATE DATABASE makes one) recycle WAL
-    segments within a minute or two, and a slow phase's first segment was gone before pg_waldump
-    read it. A temporary physical slot reserving WAL now holds it; it goes with this connection.
-    """
-    with common._admin_connection() as conn:
-        conn.execute(
-            "SELECT pg_create_physical_replication_slot(%s, true, true)", [f"taskhub_bench_peers_{os.getpid()}"]
-        )
-        yield
-
-
 def _measure_wal(peer: Peer, wal: common.WalMeter, start: str, end: str) -> dict[str, float]:
-    """Read the WAL at once: a checkpoint (another engineer's CREATE DATABASE, our own DROP) recycles it."""
+    """Read the WAL before the database is dropped (WalMeter's slot holds it until then)."""
     written = wal.measure(start, end)
     if any(value != value for value in written.values()):  # nan: say why pg_waldump read nothing
         why = subprocess.run(
@@ -227,7 +212,6 @@ def run_peer(peer: Peer, n: int) -> dict:
         common._flush_redis(f"{common.REDIS_URL}/{REDIS_DB}")
     workers: list[common.Process] = []
     enqueuer = None
-    stack = contextlib.ExitStack()
     try:
         for command in peer.setup:
             _run_shell(peer, command)
@@ -241,7 +225,6 @@ def run_peer(peer: Peer, n: int) -> dict:
             enqueuer.wait()
             _wait_done(conn, peer.done_sql, WARMUP, 120, f"{peer.name} warm-up")
             wal = common.WalMeter(peer.database)
-            stack.enter_context(wal_kept())
             redis_pid = common.redis_server_pid() if peer.uses_redis else None
 
             def snapshot() -> dict:
@@ -269,7 +252,6 @@ def run_peer(peer: Peer, n: int) -> dict:
             print(f"--- {worker.label}\n{worker.output()[-2000:]}", file=sys.stderr)
         raise
     finally:
-        stack.close()
         if enqueuer:
             enqueuer.close()
         for worker in workers:

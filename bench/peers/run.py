@@ -63,8 +63,7 @@ LABELS = {
 
 def run_taskhub(n: int, owner, command: str) -> dict:
     common._flush_redis(ENV.broker_url)
-    with harness.wal_kept():
-        phase, written = throughput.jobs_phase(command, n, "taskhub", {}, owner)
+    phase, written = throughput.jobs_phase(command, n, "taskhub", {}, owner)
     cpu = phase["cpu_ms"]
     results = written["per_job"]["django_celery_results_taskresult"]["ins"]
     kept = {"jobs_job": 1.0, "jobs_jobevent": written["events_per_job"]}
