@@ -171,6 +171,16 @@ def current_hub() -> Hub:
     return hub
 
 
+async def close_current_hub() -> None:
+    """Close this event loop's hub: its Redis subscription and connections. For a server whose event
+    loop ends while its process goes on (the tests' in-process live server): left open, they would be
+    closed by the garbage collector after their loop (ResourceWarning), and the channel would keep a
+    subscriber until then."""
+    hub = _hubs.pop(asyncio.get_running_loop(), None)
+    if hub is not None:
+        await hub._close()
+
+
 # --- shutdown -------------------------------------------------------------------------------------
 _closing = threading.Event()  # the process is stopping: every stream ends
 _closing_waiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()

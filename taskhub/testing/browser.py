@@ -10,6 +10,7 @@ process, so that it uses the test database and settings as ``live_server`` does.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ import uvicorn
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.db import connections
 
+from jobs.streams.hub import close_current_hub
 from taskhub.handlers import ReusedThreadASGIHandler
 from taskhub.testing.processes import free_port, wait_for
 
@@ -51,7 +53,18 @@ class AsgiLiveServer:
             timeout_graceful_shutdown=2,  # then open streams are cancelled
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="asgi-live-server", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="asgi-live-server", daemon=True)
+
+    def _run(self) -> None:
+        """``uvicorn.Server.run``, and the streams' Redis connections closed before its loop ends."""
+        with asyncio.Runner(loop_factory=self.server.config.get_loop_factory()) as runner:
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        try:
+            await self.server.serve()
+        finally:
+            await close_current_hub()
 
     @property
     def url(self) -> str:

@@ -26,7 +26,7 @@ from jobs.services.operations import job_cancel
 from jobs.streams.follow import iter_job_states
 from jobs.tests.factories import JobFactory
 from taskhub.errors import NotFound
-from taskhub.testing import free_port
+from taskhub.testing import free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the streams read on their own threads
 
@@ -354,7 +354,8 @@ def test_a_refused_write_publishes_nothing(user, subscriber):
 def test_with_no_stream_listening_nothing_is_read_back_or_sent(user, settings):
     """The read-back costs a query per change; nobody subscribed, it is skipped (one NUMSUB)."""
     client = redis.Redis.from_url(settings.JOB_EVENTS_REDIS_URL)
-    assert client.pubsub_numsub(channel()) == [(channel().encode(), 0)]
+    # A web process an earlier test stopped may take a moment to leave the channel.
+    wait_for(lambda: client.pubsub_numsub(channel()) == [(channel().encode(), 0)], timeout=10, message="no subscriber")
     job = JobFactory(owner=user, running=True)
     with CaptureQueriesContext(connection) as queries:
         _publisher.publish([job.id])
