@@ -70,6 +70,28 @@ def task_info(entry: CatalogEntry) -> dict[str, Any]:
     }
 
 
+def args_field() -> forms.JSONField:
+    """A job's positional arguments as a JSON text area (the submit page, the schedule page)."""
+    return forms.JSONField(
+        label=gettext_lazy("args"),
+        required=False,
+        initial=list,
+        widget=forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField job-json", "spellcheck": "false"}),
+        help_text=gettext_lazy("Positional arguments: a JSON array, e.g. [60]."),
+    )
+
+
+def kwargs_field(*, rows: int) -> forms.JSONField:
+    """A job's keyword arguments as a JSON text area (the submit page, the schedule page)."""
+    return forms.JSONField(
+        label=gettext_lazy("kwargs"),
+        required=False,
+        initial=dict,
+        widget=forms.Textarea(attrs={"rows": rows, "class": "vLargeTextField job-json", "spellcheck": "false"}),
+        help_text=gettext_lazy('Keyword arguments: a JSON object, e.g. {"seconds": 60}.'),
+    )
+
+
 class JobSubmitForm(forms.Form):
     task = forms.ChoiceField(label=gettext_lazy("Task"))
     name = forms.CharField(
@@ -84,20 +106,8 @@ class JobSubmitForm(forms.Form):
         required=False,
         help_text=gettext_lazy("A free label for grouping (the API's task_type)."),
     )
-    args = forms.JSONField(
-        label=gettext_lazy("args"),
-        required=False,
-        initial=list,
-        widget=forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField job-json", "spellcheck": "false"}),
-        help_text=gettext_lazy("Positional arguments: a JSON array, e.g. [60]."),
-    )
-    kwargs = forms.JSONField(
-        label=gettext_lazy("kwargs"),
-        required=False,
-        initial=dict,
-        widget=forms.Textarea(attrs={"rows": 4, "class": "vLargeTextField job-json", "spellcheck": "false"}),
-        help_text=gettext_lazy('Keyword arguments: a JSON object, e.g. {"seconds": 60}.'),
-    )
+    args = args_field()
+    kwargs = kwargs_field(rows=4)
     priority = forms.ChoiceField(
         label=gettext_lazy("Priority"),
         required=False,

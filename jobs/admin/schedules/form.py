@@ -26,7 +26,7 @@ from ...schedules.services import (
     system_tasks,
 )
 from ...schedules.timing import TimingPreview, stored_timing, timing_preview
-from ..submit import visible_entries
+from ..submit import args_field, kwargs_field, visible_entries
 
 CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 # Where a service error's field goes on the page (``interval.every`` -> ``every``).
@@ -50,20 +50,8 @@ def _form_field(name: str) -> str:
 class ScheduleForm(forms.Form):
     name = forms.CharField(label=gettext_lazy("Name"), max_length=NAME_MAX_LENGTH)
     task = forms.CharField(label=gettext_lazy("Task"), widget=forms.Select)
-    args = forms.JSONField(
-        label=gettext_lazy("args"),
-        required=False,
-        initial=list,
-        widget=forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField job-json", "spellcheck": "false"}),
-        help_text=gettext_lazy("Positional arguments: a JSON array, e.g. [60]."),
-    )
-    kwargs = forms.JSONField(
-        label=gettext_lazy("kwargs"),
-        required=False,
-        initial=dict,
-        widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField job-json", "spellcheck": "false"}),
-        help_text=gettext_lazy('Keyword arguments: a JSON object, e.g. {"seconds": 60}.'),
-    )
+    args = args_field()
+    kwargs = kwargs_field(rows=3)
     owner = forms.ModelChoiceField(
         label=gettext_lazy("Owner"),
         queryset=User.objects.filter(is_active=True).order_by("username"),
