@@ -11,6 +11,7 @@ from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMix
 from .models import Job, JobEvent, JobPriority
 from .redaction import strip_server_paths
 from .selectors import LIST_LEFT_OUT
+from .services.creation import MAX_EXPIRES_IN
 
 LEFT_OUT = "null on a list page when larger than JOB_LIST_INLINE_MAX_BYTES (see `<field>_truncated`)."
 TRUNCATED = (
@@ -76,6 +77,7 @@ class JobSerializer(serializers.ModelSerializer):
             "attempts",
             "max_retries",
             "run_at",
+            "expires_at",
             "created_at",
             "dispatched_at",
             "started_at",
@@ -144,6 +146,7 @@ class JobSerializer(serializers.ModelSerializer):
             "attempts": job.attempts,
             "max_retries": job.max_retries,
             "run_at": moment(job.run_at),
+            "expires_at": moment(job.expires_at),
             "created_at": moment(job.created_at),
             "dispatched_at": moment(job.dispatched_at),
             "started_at": moment(job.started_at),
@@ -207,6 +210,20 @@ class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Ser
         min_value=0, max_value=20, required=False, help_text="Automatic retries; defaults to the task's policy."
     )
     run_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Do not start before this time.")
+    # Deadlines (README "Deadlines"): checked by the service (jobs.services.creation.job_deadline).
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Never start after this time: a job not started by then ends `expired`. In the future, after "
+        "run_at; not with expires_in.",
+    )
+    expires_in = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_EXPIRES_IN,
+        help_text="The deadline in seconds from now (instead of expires_at): a job not started by then ends `expired`.",
+    )
 
 
 class JobRetrySerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):

@@ -14,13 +14,15 @@ class JobStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"  # not started by its expires_at: never run (README "Deadlines")
 
 
 # Named groups of statuses, used everywhere a rule depends on them.
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
-TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REVOKED)
-# An operator may run these again (manual retry); automatic retries happen from running.
-MANUAL_RETRY_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED)
+TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REVOKED, JobStatus.EXPIRED)
+# An operator may run these again (manual retry); automatic retries happen from running. An
+# operator's retry of an expired job clears its deadline (jobs/services/operations.py).
+MANUAL_RETRY_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED, JobStatus.EXPIRED)
 # Dead jobs (Sidekiq's Dead set): failed with every automatic retry used. Only an operator's
 # retry runs them again; they are one filter away (API ?dead=true, the admin's "Dead jobs" page)
 # and kept JOB_RETENTION_DEAD.
@@ -70,6 +72,8 @@ class Job(models.Model):
     )
     max_retries = models.PositiveIntegerField(default=0, help_text="Automatic retries allowed.")
     run_at = models.DateTimeField(null=True, blank=True, help_text="Not before this time (also set by retry backoff).")
+    # Deadlines: no attempt starts after this; a pending job past it ends expired (jobs/services/deadlines.py).
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Never started after this time: expired.")
     created_at = models.DateTimeField(default=timezone.now)
     dispatched_at = models.DateTimeField(null=True, blank=True, help_text="When the message reached the broker.")
     started_at = models.DateTimeField(null=True, blank=True)
@@ -139,6 +143,12 @@ class Job(models.Model):
                 name="job_undispatched",
             ),
             models.Index(fields=("started_at",), condition=Q(status=JobStatus.RUNNING), name="job_running"),
+            # Deadlines: the sweeper's scan for pending jobs past their expires_at (few have one).
+            models.Index(
+                fields=("expires_at",),
+                condition=Q(status=JobStatus.PENDING, expires_at__isnull=False),
+                name="job_pending_expires",
+            ),
             # Per-user quotas count an owner's active jobs (jobs/services/_quotas.py).
             models.Index(fields=("owner",), condition=Q(status__in=ACTIVE_STATUSES), name="job_owner_active"),
             # Metrics (jobs/observability/collector.py): the rollup reads finished jobs in finished_at order, and the
@@ -175,6 +185,7 @@ class JobEventKind(models.TextChoices):
     HELD = "held", "Held: its queue is paused"
     RATE_LIMITED = "rate_limited", "Deferred by a rate limit"
     FAIR_SHARE = "fair_share", "Waiting for its owner's share of the workers"
+    EXPIRED = "expired", "Expired: not started by its deadline"
 
 
 # Timeline kinds that send a job round again: an automatic retry, a re-queue after worker loss, an operator's retry.

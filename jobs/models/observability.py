@@ -97,6 +97,7 @@ class JobStatsMinute(models.Model):
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     revoked = models.PositiveIntegerField(default=0)
+    expired = models.PositiveIntegerField(default=0)
     # The shortest and longest run counted in the buckets: the percentiles interpolated inside a
     # bucket are clamped to them (a few runs would otherwise read as the bucket's width).
     run_min = models.DurationField(null=True, blank=True, help_text="The shortest run counted; empty: none ran.")

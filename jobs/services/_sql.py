@@ -72,6 +72,7 @@ WITH changed AS (
         "heartbeat_at" = STATEMENT_TIMESTAMP(), "worker" = %(worker)s, "finished_at" = NULL
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.PENDING}'
         AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP() + %(early)s)
+        AND ("{JOB}"."expires_at" IS NULL OR "{JOB}"."expires_at" > STATEMENT_TIMESTAMP())
         {{fence}}
         AND {queue_not_paused().sql}
     RETURNING "{JOB}"."id", {", ".join(f'"{JOB}"."{name}"' for name in STARTED_FIELDS)}
@@ -184,7 +185,7 @@ def _json(name: str, value: Any, connection) -> Any:
 
 
 def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: datetime, actor_label: str):
-    """pending -> running when due, of ``attempts`` (any when None) and its queue not paused, with
+    """pending -> running when due and not expired, of ``attempts`` (any when None) and its queue not paused, with
     its ``started`` line; the owner's row locked for the transaction. The row's ``STARTED_FIELDS``
     and ``owner`` (its ``OWNER_FIELDS``), or None when it matched nothing."""
     params = {"id": job_id, "worker": worker, "early": early, "at": at, "actor_label": actor_label}

@@ -17,7 +17,7 @@ nor ``live``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -198,6 +198,35 @@ def requeue_running(
     )
 
 
+def expire(job_id, *, expires_at: datetime, actor_label: str, fence: Q | None = None) -> bool:
+    """pending -> expired: the job was not started by its ``expires_at`` (the database's clock
+    decides, as the start's), and never will be. Wherever it waited (in the broker, held by a
+    paused queue, deferred by a rate limit or a fair share, in a retry's backoff), with its
+    ``expired`` line. True when it matched."""
+    now = timezone.now()
+    return transition(
+        job_id,
+        sources=[PENDING],
+        where=Q(expires_at__isnull=False, expires_at__lte=Now()) & (fence or Q()),
+        changes={"status": JobStatus.EXPIRED, "finished_at": now},
+        event=event(
+            job_id,
+            JobEventKind.EXPIRED,
+            from_status=PENDING,
+            to_status=JobStatus.EXPIRED,
+            actor_label=actor_label,
+            at=now,
+            message=f"expired: not started by {deadline_text(expires_at)}",
+            data={"expires_at": expires_at.isoformat()},
+        ),
+    )
+
+
+def deadline_text(expires_at: datetime) -> str:
+    """A deadline as timeline lines write it: ISO 8601 in UTC, to the second."""
+    return expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def conflict(job_id, action: str) -> ApplicationError:
     """The error for a transition that matched no row: NotFound, or Conflict naming the status."""
     status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
@@ -262,8 +291,9 @@ STARTED_FIELDS = _sql.STARTED_FIELDS
 
 
 def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any] | None:
-    """pending -> running when due (``run_at`` at most ``early`` ahead, by the database's clock), of
-    ``attempts`` (any when None), its queue not paused; with its ``started`` line. The row's
+    """pending -> running when due (``run_at`` at most ``early`` ahead, by the database's clock) and
+    not past its ``expires_at``, of ``attempts`` (any when None), its queue not paused; with its
+    ``started`` line. The row's
     ``STARTED_FIELDS``, or None when it matched nothing."""
     at, label = timezone.now(), worker_label(worker)
     if _sql.available():
@@ -272,11 +302,12 @@ def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any]
         return started
     # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
     due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + early)
+    alive = Q(expires_at__isnull=True) | Q(expires_at__gt=Now())
     fence = Q() if attempts is None else Q(attempts=attempts)
     return transition(
         job_id,
         sources=[PENDING],
-        where=due & fence & Q(queue_not_paused()),
+        where=due & alive & fence & Q(queue_not_paused()),
         returning=STARTED_FIELDS,
         changes={"status": RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": worker, "finished_at": None},
         event=event(job_id, JobEventKind.STARTED, from_status=PENDING, to_status=RUNNING, actor_label=label, at=at),

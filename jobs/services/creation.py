@@ -44,6 +44,8 @@ class JobRequest(TypedDict, total=False):
     priority: str | None
     max_retries: int | None
     run_at: datetime | None
+    expires_at: datetime | None
+    expires_in: int | float | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +60,13 @@ class JobSpec:
     priority: str
     max_retries: int
     run_at: datetime | None
+    expires_at: datetime | None = None
+    # As asked: a replay of a request with expires_in is the same request, a moment later.
+    expires_in: int | float | None = None
 
     def fingerprint(self) -> str:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "entry"}
+        left_out = {"entry", "expires_at"} if self.expires_in is not None else {"entry"}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in left_out}
         data = {"task": self.entry.name, **fields}
         return hashlib.sha256(json.dumps(data, sort_keys=True, cls=DjangoJSONEncoder).encode()).hexdigest()
 
@@ -77,6 +83,7 @@ class JobSpec:
             queue=PRIORITY_QUEUES[self.priority],
             max_retries=self.max_retries,
             run_at=self.run_at,
+            expires_at=self.expires_at,
             created_at=now,
         )
 
@@ -119,6 +126,9 @@ def job_build_spec(
             f"priority: {message}", code="permission_denied", status_code=403, fields={"priority": [message]}
         )
     max_retries = request.get("max_retries")
+    expires_at = job_deadline(
+        expires_at=request.get("expires_at"), expires_in=request.get("expires_in"), run_at=request.get("run_at")
+    )
     return JobSpec(
         entry=entry,
         name=request.get("name") or entry.name.rsplit(".", 1)[-1],
@@ -128,7 +138,53 @@ def job_build_spec(
         priority=priority,
         max_retries=entry.retry.max_retries if max_retries is None else max_retries,
         run_at=request.get("run_at"),
+        expires_at=expires_at,
+        expires_in=request.get("expires_in"),
     )
+
+
+# The longest expires_in: ten years (a deadline further away is none).
+MAX_EXPIRES_IN = 10 * 365 * 86400
+
+
+def job_deadline(
+    *,
+    expires_at: datetime | None = None,
+    expires_in: int | float | None = None,
+    run_at: datetime | None = None,
+    now: datetime | None = None,
+) -> datetime | None:
+    """A job's deadline (``expires_at``) from an ISO time or seconds from ``now`` (Celery's
+    ``expires``): at most one of the two, in the future and after ``run_at``. InvalidInput naming
+    the field otherwise. None: no deadline."""
+    now = now or timezone.now()
+    if expires_at is not None and expires_in is not None:
+        message = "Give expires_at or expires_in, not both."
+        raise InvalidInput(
+            f"expires_in: {message}", code="invalid_deadline", fields={"expires_in": [message], "expires_at": [message]}
+        )
+    field = "expires_at"
+    if expires_in is not None:
+        field = "expires_in"
+        if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or not 0 < expires_in:
+            message = f"Must be a positive number of seconds, got {expires_in!r}."
+            raise InvalidInput(f"expires_in: {message}", code="invalid_deadline", fields={field: [message]})
+        if expires_in > MAX_EXPIRES_IN:
+            message = f"At most {MAX_EXPIRES_IN} seconds (ten years), got {expires_in!r}."
+            raise InvalidInput(f"expires_in: {message}", code="invalid_deadline", fields={field: [message]})
+        expires_at = now + timedelta(seconds=expires_in)
+    if expires_at is None:
+        return None
+    if not isinstance(expires_at, datetime) or timezone.is_naive(expires_at):
+        message = "Must be a date and time with its time zone (ISO 8601)."
+        raise InvalidInput(f"expires_at: {message}", code="invalid_deadline", fields={field: [message]})
+    if expires_at <= now:
+        message = f"{expires_at.isoformat()} is in the past: a job must be able to start before its deadline."
+        raise InvalidInput(f"{field}: {message}", code="invalid_deadline", fields={field: [message]})
+    if run_at is not None and expires_at <= run_at:
+        message = f"The deadline {expires_at.isoformat()} is not after run_at {run_at.isoformat()}: it could never start."
+        raise InvalidInput(f"{field}: {message}", code="invalid_deadline", fields={field: [message]})
+    return expires_at
 
 
 def _created_event(job: Job, *, how: str = "") -> JobEvent:

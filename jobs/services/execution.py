@@ -23,7 +23,7 @@ from ..models import Job, JobEventKind, JobStatus
 from . import _state
 from ._json import json_storable
 from ._quotas import OverShare, check_running_share, share_wait_seconds
-from ._state import conflict, event, finish_running, requeue_running, transition
+from ._state import conflict, deadline_text, event, finish_running, requeue_running, transition
 from .gates import Limit, any_limits, limits_for, queue_paused, rate_limit_claim, rate_limit_defer
 from .labels import attempt_label, worker_label
 
@@ -54,6 +54,9 @@ def job_start(*, job_id, worker: str, attempts: int | None = None, creator_lock:
     So may its owner's fair share (``_quotas.check_running_share``): when they already run as many
     jobs as they may, it is deferred a little and tried again (nothing fails).
 
+    A job past its ``expires_at`` never starts: the message that finds it ends it ``expired``
+    (``_state.expire``), wherever it waited before.
+
     A message sent before its job's transaction committed (``creator_lock``, ``_state.create``) can
     arrive before the row is visible: the start waits for that transaction to end and looks again;
     when it rolled back there is no job and the message is dropped.
@@ -66,10 +69,14 @@ def job_start(*, job_id, worker: str, attempts: int | None = None, creator_lock:
         started = _start(job_id, worker, attempts)
         if not started:
             # Why not: one read. A job no longer pending (or of another attempt) is simply skipped.
-            row = Job.objects.filter(fence, id=job_id).values("status", paused=queue_paused()).first()
+            row = Job.objects.filter(fence, id=job_id).values("status", "expires_at", paused=queue_paused()).first()
             if row is None and creator_lock is not None and _state.wait_for_creator(creator_lock):
-                row = Job.objects.filter(fence, id=job_id).values("status", paused=queue_paused()).first()
+                row = Job.objects.filter(fence, id=job_id).values("status", "expires_at", paused=queue_paused()).first()
             if row is None or row["status"] != PENDING:
+                return None
+            if row["expires_at"] is not None and _state.expire(
+                job_id, expires_at=row["expires_at"], actor_label=worker_label(worker), fence=fence
+            ):
                 return None
             if row["paused"]:
                 _hold(job_id, fence)
@@ -256,12 +263,18 @@ def job_fail(
 ) -> bool:
     """running -> pending for an automatic retry (when ``auto_retry`` and retries are left),
     else running -> failed; a job whose cancel was requested ends revoked instead (never retried).
+    A retry that would be due after the job's ``expires_at`` is not scheduled: the job ends expired
+    at once, with this attempt's error (a deadline bounds every start, the retries' too).
     Returns True when a retry was scheduled. ``error_type``: the exception's class (metrics count
     failures by it).
 
     The error of every attempt stays in the timeline.
     """
-    job = Job.objects.filter(id=job_id).only("celery_task_name", "max_retries", "cancel_requested_at").first()
+    job = (
+        Job.objects.filter(id=job_id)
+        .only("celery_task_name", "max_retries", "cancel_requested_at", "expires_at")
+        .first()
+    )
     if job is None:
         raise NotFound(f"Job {job_id} does not exist.")
     actor = worker_label(worker)
@@ -280,13 +293,30 @@ def job_fail(
         return False  # a cancelled job ends revoked, whatever it raised on the way out
     if auto_retry and attempts < job.max_retries:
         delay = catalog.get(job.celery_task_name).retry.delay(attempts)
-        if requeue_running(
+        run_at = timezone.now() + timedelta(seconds=delay)
+        if job.expires_at is not None and run_at > job.expires_at:
+            # Deadlines bound every start: a retry due after expires_at would never start. It ends now.
+            if finish_running(
+                job_id,
+                status=JobStatus.EXPIRED,
+                fence=Q(attempts=attempts, cancel_requested_at__isnull=True),
+                actor_label=actor,
+                message=f"expired: not started by {deadline_text(job.expires_at)} "
+                f"({attempt_label(attempts)} failed: {error}; {attempt_label(attempts + 1)} "
+                f"would have been due at {deadline_text(run_at)})",
+                data={**data, "expires_at": job.expires_at.isoformat(), "retry_due": run_at.isoformat()},
+                error=error,
+                error_type=error_type,
+                traceback=traceback,
+            ):
+                return False
+        elif requeue_running(
             job_id,
             attempts=attempts,
             fence=Q(attempts=attempts, cancel_requested_at__isnull=True),
             kind=JobEventKind.RETRY_SCHEDULED,
             actor_label=actor,
-            run_at=timezone.now() + timedelta(seconds=delay),
+            run_at=run_at,
             data={**data, "delay": round(delay, 3)},
             message=f"{attempt_label(attempts).capitalize()} failed: {error}; "
             f"{attempt_label(attempts + 1)} of {job.max_retries + 1} in {delay:.1f}s.",

@@ -118,14 +118,15 @@ def job_retry(
     kwargs: dict | None = None,
     priority: str | None = None,
 ) -> Job:
-    """failed/revoked -> pending: the same job id runs again as the next attempt; history is kept.
+    """failed/revoked/expired -> pending: the same job id runs again as the next attempt; history is
+    kept. A deadline (``expires_at``) is cleared: it was the submission's, not the operator's.
 
     ``args``, ``kwargs``, ``priority`` (edit and retry): the attempt runs with these instead; they are
     checked as a create's are, and the retry's timeline line keeps each changed key before and after."""
     job = (
         Job.objects.filter(id=job_id)
         .select_related("owner")
-        .only("status", "attempts", "error", "owner", "celery_task_name", "args", "kwargs", "priority")
+        .only("status", "attempts", "error", "owner", "celery_task_name", "args", "kwargs", "priority", "expires_at")
         .first()
     )
     if job is None:
@@ -142,6 +143,10 @@ def job_retry(
     if changed:
         data["changes"] = changed
         message += f"; changed {', '.join(changed)}"
+    if job.expires_at is not None:
+        # An operator's retry is a new decision: the submission's deadline no longer applies.
+        data["expires_at_cleared"] = job.expires_at.isoformat()
+        message += "; its deadline (expires_at) cleared"
     with transaction.atomic():
         if by is not None and by.pk == job.owner_id:
             # A retry makes the job active again: it counts against its owner's quota (not a new submission).
@@ -161,6 +166,7 @@ def job_retry(
                 "error_type": "",
                 "traceback": "",
                 "run_at": None,
+                "expires_at": None,
                 "dispatched_at": None,
                 "started_at": None,
                 "finished_at": None,

@@ -1,7 +1,8 @@
 """The periodic sweep (celery beat): nothing is lost and nothing stays running forever.
 
-It sends pending jobs whose message never reached the broker (or vanished from it), and
-recovers running jobs whose worker died: their heartbeat went stale.
+It sends pending jobs whose message never reached the broker (or vanished from it), ends pending
+jobs past their deadline that no message will come for (``job_expire_due``), and recovers running
+jobs whose worker died: their heartbeat went stale.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from ..catalog import catalog
 from ..models import Job, JobEvent, JobEventKind, JobStatus
-from ._state import event, finish_running, requeue_running, transition
+from ._state import event, expire, finish_running, requeue_running, transition
 from .dispatch import broker_queue_sizes, job_dispatch
 from .gates import paused_queues
 from .labels import attempt_label
@@ -36,14 +37,17 @@ class SweepReport:
     requeued: int = 0
     failed: int = 0
     revoked: int = 0
+    expired: int = 0
 
 
 def job_sweep(*, batch_size: int = 500) -> SweepReport:
-    """One sweep: send what is due and unsent, then recover jobs whose worker died.
+    """One sweep: expire what is past its deadline, send what is due and unsent, then recover jobs
+    whose worker died.
 
-    Beat runs the two halves as separate maintenance tasks; this runs both, for a caller that
+    Beat runs the three as separate maintenance tasks; this runs them all, for a caller that
     wants one report (tests, a shell)."""
-    report = SweepReport(dispatched=job_dispatch_due(batch_size=batch_size))
+    expired = job_expire_due(batch_size=batch_size)
+    report = SweepReport(dispatched=job_dispatch_due(batch_size=batch_size), expired=expired)
     for outcome in job_recover_stale(batch_size=batch_size):
         setattr(report, outcome, getattr(report, outcome) + 1)
     return report
@@ -68,7 +72,8 @@ def job_dispatch_due(*, batch_size: int = 500, queues: Iterable[str] | None = No
     )
     if resumed:
         unsent = Q(dispatched_at__isnull=True)
-    pending = Job.objects.filter(status=PENDING).exclude(queue__in=paused)
+        job_expire_due(batch_size=batch_size, queues=queues)  # held past their deadline: they end now
+    pending = Job.objects.filter(status=PENDING).exclude(queue__in=paused).exclude(expires_at__lte=now)
     if queues is not None:
         pending = pending.filter(queue__in=list(queues))
     due = list(pending.filter(ready & unsent).order_by("created_at")[:batch_size])
@@ -85,6 +90,25 @@ def job_dispatch_due(*, batch_size: int = 500, queues: Iterable[str] | None = No
         ]
     )
     return len(sent)
+
+
+def job_expire_due(*, batch_size: int = 500, queues: Iterable[str] | None = None) -> int:
+    """End pending jobs past their ``expires_at``: nobody will start them, or no message will come
+    (held by a paused queue, deferred by a rate limit or a fair share, a retry's backoff, a lost
+    message), so they end ``expired`` by the sweep, not only when a message finds them. Returns how
+    many. ``queues``: only these (a resumed queue's). A cheap scan: the partial index ``job_pending_expires`` holds only pending jobs with a
+    deadline."""
+    due = (
+        Job.objects.filter(status=PENDING, expires_at__isnull=False, expires_at__lte=Now())
+        .order_by("expires_at")
+        .values_list("id", "expires_at")
+    )
+    if queues is not None:
+        due = due.filter(queue__in=list(queues))
+    expired = 0
+    for job_id, expires_at in due[:batch_size]:
+        expired += expire(job_id, expires_at=expires_at, actor_label=SWEEPER)
+    return expired
 
 
 def _sent_why(job: Job, resumed: bool) -> str:

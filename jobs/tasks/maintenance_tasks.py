@@ -10,7 +10,7 @@ from celery import shared_task
 from taskhub.clock import database_now
 
 from ..services.metrics import metrics_advance
-from ..services.recovery import job_dispatch_due, job_recover_stale
+from ..services.recovery import job_dispatch_due, job_expire_due, job_recover_stale
 from ..services.retention import job_purge_finished, job_purge_task_results
 from ..services.stats_rollup import stats_rollup_prune
 from ..services.workers import worker_prune
@@ -20,6 +20,12 @@ from ..services.workers import worker_prune
 def dispatch_jobs() -> int:
     """Send jobs whose message never reached the broker or was lost (see jobs.services.recovery)."""
     return job_dispatch_due()
+
+
+@shared_task(name="jobs.tasks.maintenance_tasks.expire_jobs", ignore_result=True, acks_late=False)
+def expire_jobs() -> int:
+    """End pending jobs past their expires_at that no message will start (see jobs.services.recovery)."""
+    return job_expire_due()
 
 
 @shared_task(name="jobs.tasks.maintenance_tasks.recover_jobs", ignore_result=True, acks_late=False)

@@ -73,6 +73,11 @@ class JobFactory(DjangoModelFactory):
             cancel_requested_at=factory.LazyFunction(timezone.now),
             finished_at=factory.LazyFunction(timezone.now),
         )
+        expired = factory.Trait(
+            status=JobStatus.EXPIRED,
+            expires_at=factory.LazyFunction(lambda: timezone.now() - timedelta(seconds=1)),
+            finished_at=factory.LazyFunction(timezone.now),
+        )
 
 
 def make(status: str = "pending", **fields) -> Job:

@@ -101,6 +101,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": JOB_SWEEP_INTERVAL,
         "options": {"queue": "maintenance", "expires": JOB_SWEEP_INTERVAL * 3},
     },
+    # Deadlines: pending jobs past their expires_at end expired, even those no message will reach.
+    "taskhub-expire-jobs": {
+        "task": "jobs.tasks.maintenance_tasks.expire_jobs",
+        "schedule": JOB_SWEEP_INTERVAL,
+        "options": {"queue": "maintenance", "expires": JOB_SWEEP_INTERVAL * 3},
+    },
     "taskhub-recover-jobs": {
         "task": "jobs.tasks.maintenance_tasks.recover_jobs",
         "schedule": JOB_SWEEP_INTERVAL,
