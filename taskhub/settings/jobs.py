@@ -83,6 +83,8 @@ TASKS = {
 JOB_RETENTION_SUCCEEDED = env.str("JOB_RETENTION_SUCCEEDED", default="30d")
 JOB_RETENTION_FAILED = env.str("JOB_RETENTION_FAILED", default="90d")
 JOB_RETENTION_REVOKED = env.str("JOB_RETENTION_REVOKED", default="30d")
+# Expired jobs (not started by their expires_at: they never ran) are kept as long as revoked ones.
+JOB_RETENTION_EXPIRED = env.str("JOB_RETENTION_EXPIRED", default="30d")
 # Dead jobs (failed with every automatic retry used: the admin's "Dead jobs", API ?dead=true) may
 # be kept apart from the other failed ones, e.g. 180d (Sidekiq keeps its Dead set 6 months) while
 # JOB_RETENTION_FAILED is shorter. Empty (the default): as JOB_RETENTION_FAILED; 0: forever.

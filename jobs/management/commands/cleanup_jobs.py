@@ -38,7 +38,7 @@ def short(duration: timedelta) -> str:
 class Command(OperatorCommand):
     help = "Delete finished jobs (never pending or running ones) and expired Celery result rows, in batches."
     notes = (
-        "Jobs succeeded, failed or revoked older than --older-than (default: each status's JOB_RETENTION_*\n"
+        "Jobs succeeded, failed, revoked or expired older than --older-than (default: each status's JOB_RETENTION_*\n"
         "setting) go with their timeline; Celery result rows older than CELERY_RESULT_EXPIRES. A job's age\n"
         "counts from finished_at (created_at if it has none). Each batch is its own short transaction.\n"
         "Exit status 2 on bad input (nothing deleted)."
@@ -54,7 +54,7 @@ class Command(OperatorCommand):
             "--older-than",
             metavar="DURATION",
             help="A whole number and a unit (s, m, h, d, w), e.g. 30d, 12h, 90m or 1d12h. "
-            "Default: JOB_RETENTION_SUCCEEDED / _FAILED / _REVOKED per status, JOB_RETENTION_DEAD for dead "
+            "Default: JOB_RETENTION_SUCCEEDED / _FAILED / _REVOKED / _EXPIRED per status, JOB_RETENTION_DEAD for dead "
             "jobs (failed, every automatic retry used).",
         )
         parser.add_argument(

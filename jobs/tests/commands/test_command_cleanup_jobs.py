@@ -145,7 +145,7 @@ def test_active_statuses_are_refused_and_nothing_is_deleted(jobs, status):
     message = refused("--older-than", "1d", "--status", "succeeded", status)
     assert message == (
         f"--status: {status} jobs are active and are never deleted; "
-        "only finished jobs (succeeded, failed, revoked) are."
+        "only finished jobs (succeeded, failed, revoked, expired) are."
     )
     assert remaining() == before
 
@@ -153,7 +153,7 @@ def test_active_statuses_are_refused_and_nothing_is_deleted(jobs, status):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--status", "done"), "--status: unknown status 'done'; choose from succeeded, failed, revoked."),
+        (("--status", "done"), "--status: unknown status 'done'; choose from succeeded, failed, revoked, expired."),
         (("--batch-size", "0"), "--batch-size: must be a whole number from 1 to 10,000, got 0."),
         (("--batch-size", "100000"), "--batch-size: must be a whole number from 1 to 10,000, got 100000."),
         (("--batch-size", "many"), "--batch-size: 'many' is not a whole number."),

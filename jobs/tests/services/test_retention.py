@@ -81,6 +81,7 @@ def test_default_policy_comes_from_the_settings():
         "succeeded": timedelta(days=30),
         "failed": timedelta(days=90),
         "revoked": timedelta(days=30),
+        "expired": timedelta(days=30),
         "dead": timedelta(days=90),  # JOB_RETENTION_DEAD empty: as failed
     }
 
@@ -91,7 +92,7 @@ def test_an_empty_or_zero_setting_keeps_that_status_forever(settings, value):
     assert job_retention_policy()["failed"] is None
     failed = old("failed", days=1000)
     succeeded = old("succeeded", days=1000)
-    assert job_purge_finished() == {"succeeded": 1, "revoked": 0}
+    assert job_purge_finished() == {"succeeded": 1, "revoked": 0, "expired": 0}
     assert remaining() == {failed.id}
     assert not JobEvent.objects.filter(job_id=succeeded.id).exists()
 
@@ -115,7 +116,7 @@ def test_deletes_old_finished_jobs_with_their_timeline_and_keeps_the_rest():
         old("pending", days=400),  # active jobs are never deleted, however old
         old("running", days=400),
     ]
-    assert job_purge_finished() == {"succeeded": 1, "failed": 1, "revoked": 1}
+    assert job_purge_finished() == {"succeeded": 1, "failed": 1, "revoked": 1, "expired": 0}
     assert remaining() == {job.id for job in kept}
     assert not JobEvent.objects.filter(job_id__in=[job.id for job in doomed]).exists()
     assert JobEvent.objects.count() == 2 * len(kept)
@@ -127,7 +128,7 @@ def test_age_is_finished_at_else_created_at():
     # Revoked before it ever ran, without finished_at: its age is its created_at.
     never_finished_old = old("revoked", days=0, finished=False, created_at=timezone.now() - timedelta(days=20))
     never_finished_new = old("revoked", days=0, finished=False, created_at=timezone.now() - timedelta(days=5))
-    assert job_purge_finished(older_than=timedelta(days=10)) == {"succeeded": 0, "failed": 0, "revoked": 1}
+    assert job_purge_finished(older_than=timedelta(days=10)) == {"succeeded": 0, "failed": 0, "revoked": 1, "expired": 0}
     assert remaining() == {finished_recently.id, never_finished_new.id}
     assert never_finished_old.id not in remaining()
 
@@ -145,19 +146,19 @@ def test_many_batches_delete_everything_without_loading_job_payloads():
     jobs = [old("succeeded", days=40 + index) for index in range(7)]
     recent = old("succeeded", days=1)
     with CaptureQueriesContext(connection) as queries:
-        assert job_purge_finished(batch_size=2) == {"succeeded": 7, "failed": 0, "revoked": 0}
+        assert job_purge_finished(batch_size=2) == {"succeeded": 7, "failed": 0, "revoked": 0, "expired": 0}
     assert remaining() == {recent.id}
     selects = [query["sql"] for query in queries if query["sql"].startswith("SELECT")]
     assert all('"result"' not in sql and '"args"' not in sql for sql in selects), selects
     locking = [sql for sql in selects if "FOR UPDATE SKIP LOCKED" in sql and "LIMIT 2" in sql]
-    # succeeded: batches of 2, 2, 2, 1, then the empty one that ends it; failed and revoked: one empty one each.
-    assert len(locking) == 5 + 2
+    # succeeded: batches of 2, 2, 2, 1, then the empty one that ends it; failed, revoked, expired: one empty one each.
+    assert len(locking) == 5 + 3
     assert not set(job.id for job in jobs) & remaining()
 
 
 def test_dry_run_counts_and_deletes_nothing():
     jobs = [old("succeeded", days=40), old("failed", days=100), old("failed", days=200), old("pending", days=400)]
-    assert job_purge_finished(dry_run=True) == {"succeeded": 1, "failed": 2, "revoked": 0}
+    assert job_purge_finished(dry_run=True) == {"succeeded": 1, "failed": 2, "revoked": 0, "expired": 0}
     assert remaining() == {job.id for job in jobs}
     assert JobEvent.objects.count() == 2 * len(jobs)
 
@@ -176,7 +177,7 @@ def test_active_statuses_are_refused_and_nothing_is_deleted(status):
     ("arguments", "message"),
     [
         ({"statuses": ["done"]}, "status: unknown status 'done'"),
-        ({"statuses": []}, "status: give at least one of succeeded, failed, revoked"),
+        ({"statuses": []}, "status: give at least one of succeeded, failed, revoked, expired"),
         ({"batch_size": 0}, "batch_size: must be a whole number from 1 to 10,000, got 0"),
         ({"batch_size": -5}, "batch_size: must be a whole number"),
         ({"batch_size": 10_001}, "batch_size: must be a whole number"),
@@ -261,7 +262,7 @@ def test_purge_jobs_task_applies_the_policy_and_prunes_results():
     kept = old("failed", days=31)
     results(48)
     counts = purge_jobs.apply().get()
-    assert counts == {"succeeded": 1, "failed": 0, "revoked": 0, "task_results": 1}
+    assert counts == {"succeeded": 1, "failed": 0, "revoked": 0, "expired": 0, "task_results": 1}
     assert kept.id in remaining() and len(remaining()) == 2
 
 
