@@ -91,6 +91,8 @@ def progress_message(row: dict[str, Any], *, now: datetime) -> str:
         return f"failed: {first_line}" if first_line else "failed"
     if status == JobStatus.REVOKED:
         return "cancelled" if row["started_at"] else "cancelled before it started"
+    if status == JobStatus.EXPIRED:
+        return "expired: not started by its deadline"
     if status == JobStatus.PENDING:
         if hold := job_hold(row, now=now):
             return hold["text"]

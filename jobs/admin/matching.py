@@ -71,7 +71,7 @@ OPERATIONS = {
             gettext_lazy("Retry all %(count)s matching…"),
             gettext_lazy("Retry %(some)s of the %(count)s matching…"),
             tuple(MANUAL_RETRY_STATUSES),
-            gettext_lazy("failed or revoked jobs"),
+            gettext_lazy("failed, revoked or expired jobs"),
             gettext_lazy("retried"),
             gettext_lazy("Yes, retry them"),
             "operate",

@@ -47,6 +47,7 @@ class StatsQueueSerializer(serializers.Serializer):
     succeeded = serializers.IntegerField(help_text="Finished in the last day.")
     failed = serializers.IntegerField(help_text="Finished in the last day.")
     revoked = serializers.IntegerField(help_text="Finished in the last day.")
+    expired = serializers.IntegerField(help_text="Finished in the last day: not started by their expires_at.")
     oldest_pending_seconds = serializers.FloatField(
         help_text="How long the oldest pending job that is due has waited (0 when none)."
     )
@@ -57,6 +58,7 @@ class StatsThroughputSerializer(serializers.Serializer):
     succeeded = serializers.IntegerField()
     failed = serializers.IntegerField()
     revoked = serializers.IntegerField()
+    expired = serializers.IntegerField(help_text="Not started by their expires_at.")
     per_minute = serializers.FloatField(help_text="Finished jobs per minute over the window.")
     failure_rate = serializers.FloatField(
         allow_null=True, help_text="failed / (succeeded + failed); null when no job ran to an outcome."
@@ -68,6 +70,7 @@ class StatsMinuteSerializer(serializers.Serializer):
     succeeded = serializers.IntegerField()
     failed = serializers.IntegerField()
     revoked = serializers.IntegerField()
+    expired = serializers.IntegerField()
 
 
 class StatsSlowTaskSerializer(serializers.Serializer):

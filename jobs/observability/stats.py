@@ -129,15 +129,16 @@ def _counts(jobs: QuerySet[Job], day: list[dict[str, Any]], now: datetime, *, qu
 
 
 def _throughput(counts: dict[str, int], minutes: int) -> dict[str, Any]:
-    succeeded, failed, revoked = (counts.get(outcome, 0) for outcome in OUTCOMES)
-    finished = succeeded + failed + revoked
+    succeeded, failed, revoked, expired = (counts.get(outcome, 0) for outcome in OUTCOMES)
+    finished = succeeded + failed + revoked + expired
     return {
         "finished": finished,
         "succeeded": succeeded,
         "failed": failed,
         "revoked": revoked,
+        "expired": expired,
         "per_minute": round(finished / minutes, 3),
-        # Of the jobs that ran to an outcome (cancelled ones are nobody's failure); None without any.
+        # Of the jobs that ran to an outcome (cancelled or expired ones are nobody's failure); None without any.
         "failure_rate": round(failed / (succeeded + failed), 4) if succeeded + failed else None,
     }
 

@@ -127,7 +127,7 @@ def add_stream_paths(result: dict, generator, request, public) -> dict:
         paths[f"/api/v1/{prefix}/{{id}}/stream/"] = _operation(
             operation_id=f"{prefix}_stream",
             summary="Live progress of a job (server-sent events)",
-            description=EVENTS + " After a terminal state (succeeded, failed, revoked) comes `event: end` "
+            description=EVENTS + " After a terminal state (succeeded, failed, revoked, expired) comes `event: end` "
             "and the stream closes.",
             tag=tag,
             parameters=[copy.deepcopy(id_parameter), LAST_EVENT_ID],

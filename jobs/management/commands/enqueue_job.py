@@ -25,7 +25,14 @@ EXIT_INTERRUPTED = 130
 # The API's rule for its Idempotency-Key header (jobs/views.py), so a key works the same both ways.
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 # The API's field names, as this command's arguments are called.
-OPTION_NAMES = {"celery_task_name": "TASK", "args": "--args", "kwargs": "--kwargs", "priority": "--priority"}
+OPTION_NAMES = {
+    "celery_task_name": "TASK",
+    "args": "--args",
+    "kwargs": "--kwargs",
+    "priority": "--priority",
+    "expires_at": "--expires-at",
+    "expires_in": "--expires-in",
+}
 RESULT_PREVIEW = 1000
 
 
@@ -50,13 +57,14 @@ def explain(fields: dict, message: str) -> str:
 class Command(OperatorCommand):
     help = "Create a job as POST /api/v1/jobs/ does and print its id; with --wait, follow it until it ends."
     notes = (
-        "Exit status: 0 succeeded (or created, without --wait), 1 failed or revoked,\n"
+        "Exit status: 0 succeeded (or created, without --wait), 1 failed, revoked or expired,\n"
         "2 bad input (nothing created), 3 timed out waiting (the job goes on)."
     )
     examples = (
         """manage.py enqueue_job long_running_task --kwargs '{"seconds": 30}' --user alice""",
         "manage.py enqueue_job process_data --args '[[{\"a\": 1}]]' --wait --timeout 600",
         'manage.py enqueue_job send_notification --kwargs \'{"to": ["a@example.com"], "subject": "hi"}\' --json',
+        "manage.py enqueue_job long_running_task --expires-in 300  # not started within 5 minutes: expired",
     )
 
     def add_arguments(self, parser):
@@ -80,6 +88,16 @@ class Command(OperatorCommand):
             "none or more than one.",
         )
         parser.add_argument("--name", metavar="N", help="A name for the job (default: the task's short name).")
+        parser.add_argument(
+            "--expires-at",
+            metavar="ISO",
+            help="A deadline, ISO 8601 with its time zone: not started by then, the job ends expired and never runs.",
+        )
+        parser.add_argument(
+            "--expires-in",
+            metavar="SECONDS",
+            help="The deadline in seconds from now (instead of --expires-at).",
+        )
         parser.add_argument(
             "--idempotency-key",
             metavar="K",
@@ -119,6 +137,8 @@ class Command(OperatorCommand):
         if job.status == JobStatus.REVOKED:
             by = f" by {job.cancelled_by.username}" if job.cancelled_by else ""
             raise CommandError(f"Job {job.id} was revoked{by}.", returncode=EXIT_FAILED)
+        if job.status == JobStatus.EXPIRED:
+            raise CommandError(f"Job {job.id} expired: not started by {job.expires_at}.", returncode=EXIT_FAILED)
 
     def owner(self, username: str | None) -> User:
         if username is not None:
@@ -150,9 +170,11 @@ class Command(OperatorCommand):
         for field in ("args", "kwargs"):
             if options[f"job_{field}"] is not None:
                 data[field] = self.parse_json(options[f"job_{field}"], option=f"--{field}")
-        for option in ("priority", "name"):
+        for option in ("priority", "name", "expires_at", "expires_in"):
             if options[option] is not None:
                 data[option] = options[option]
+        if (seconds := data.get("expires_in")) is not None and seconds.strip().isdigit():
+            data["expires_in"] = int(seconds)  # the API's JSON number; anything else: its error
         serializer = JobCreateSerializer(data=data)
         if not serializer.is_valid():
             raise bad_input(explain(serializer.errors, "Invalid input."))

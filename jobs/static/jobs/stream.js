@@ -4,7 +4,7 @@
  *                          {poll: () => fetch("/api/v1/jobs/" + id + "/").then((r) => r.json())});
  *
  * onState(state) gets every state (the current one at once, then each change); onEnd(state) once, with the
- * last state, after a terminal status (succeeded, failed, revoked) or when the job was deleted. EventSource
+ * last state, after a terminal status (succeeded, failed, revoked, expired) or when the job was deleted. EventSource
  * sends the session cookie, not an Authorization header: use it where the user is logged in (the admin).
  * A dropped connection is reopened (the browser sends Last-Event-ID; every connection starts with the
  * current state). Without EventSource, or after `maxFailures` failed connections in a row, `options.poll`
@@ -14,7 +14,7 @@
 (function (global) {
   "use strict";
 
-  const TERMINAL = ["succeeded", "failed", "revoked"];
+  const TERMINAL = ["succeeded", "failed", "revoked", "expired"];
 
   function followJob(url, onState, onEnd, options) {
     const opts = Object.assign({pollMs: 2000, maxFailures: 5, retryMs: 2000}, options || {});

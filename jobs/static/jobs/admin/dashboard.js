@@ -6,7 +6,7 @@
   const root = document.querySelector("[data-dashboard]");
   if (!root) return;
   const SVG = "http://www.w3.org/2000/svg";
-  const STATUSES = ["succeeded", "failed", "revoked"];
+  const STATUSES = ["succeeded", "failed", "revoked", "expired"];
   const interval = Number(root.dataset.interval) || 3000;
 
   const figure = (name, value) => { root.querySelector(`[data-figure="${name}"]`).textContent = value; };
@@ -111,6 +111,7 @@
       (q) => linked(q.queue, { queue: q.queue }), (q) => byStatus(q, "pending"), (q) => byStatus(q, "running"),
       (q) => (q.pending ? seconds(q.oldest_pending_seconds) : "–"),
       (q) => byStatus(q, "succeeded"), (q) => byStatus(q, "failed"), (q) => byStatus(q, "revoked"),
+      (q) => byStatus(q, "expired"),
     ]);
     const ofTask = (t) => ({ celery_task_name: t.task });
     table("slowest", stats.slowest_tasks, [
