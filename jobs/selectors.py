@@ -108,6 +108,9 @@ ATTEMPT_OUTCOMES = {
     JobEventKind.RETRY_SCHEDULED: "failed, retried",
     JobEventKind.REQUEUED: "worker lost, re-queued",
     JobEventKind.REVOKED: "cancelled",
+    # An attempt that failed when its retry would have come after the job's deadline (a pending job
+    # that expired has no attempt: skipped below).
+    JobEventKind.EXPIRED: "failed, expired",
 }
 
 
@@ -237,6 +240,7 @@ STANDARD_HISTORY_KINDS = (
     JobEventKind.REQUEUED,
     JobEventKind.CANCEL_REQUESTED,
     JobEventKind.REVOKED,
+    JobEventKind.EXPIRED,
 )
 
 

@@ -67,6 +67,7 @@ STATUSES = {
     JobStatus.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
     JobStatus.FAILED: TaskResultStatus.FAILED,
     JobStatus.REVOKED: TaskResultStatus.FAILED,  # with a JobCancelled error; job_status says "revoked"
+    JobStatus.EXPIRED: TaskResultStatus.FAILED,  # with a JobExpired error; job_status says "expired"
 }
 
 
@@ -76,6 +77,10 @@ class TaskRefused(Exception):
 
 class JobCancelled(Exception):
     """The error of a standard task whose job was cancelled (revoked) in taskhub."""
+
+
+class JobExpired(Exception):
+    """The error of a standard task whose job was not started by its deadline (expires_at) in taskhub."""
 
 
 class JobInterrupted(Exception):
@@ -161,7 +166,7 @@ def standard_task(path: Any) -> Task:
 @dataclass(frozen=True, kw_only=True)
 class TaskhubTaskResult(TaskResult):
     """A standard TaskResult with what the job row says beyond the standard: taskhub's own status
-    (``revoked`` reads as FAILED in the standard), progress and its message."""
+    (``revoked`` and ``expired`` read as FAILED in the standard), progress and its message."""
 
     job_status: str = ""
     progress: int = 0
@@ -303,6 +308,8 @@ class TaskhubBackend(BaseTaskBackend):
                 reason = f"Job cancelled in taskhub by {cancelled_by or event.actor_label}: {event.message}"
                 errors.append(TaskError(exception_class_path=f"{__name__}.JobCancelled", traceback=reason))
                 cancelled_by = ""
+            elif event.kind == JobEventKind.EXPIRED:
+                errors.append(TaskError(exception_class_path=f"{__name__}.JobExpired", traceback=event.message))
             else:  # failed, retry_scheduled, requeued: one attempt's failure
                 message = event.data.get("error") or event.message.removeprefix("Could not start: ") or job.error
                 errors.append(_error(message, event.data.get("traceback", ""), redact=redact))

@@ -229,3 +229,36 @@ def test_the_sweeps_scan_uses_its_partial_index(django_db_setup):
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("RESET enable_seqscan")
     assert "job_pending_expires" in plan
+
+
+# --- expired, shown where statuses are -----------------------------------------------------------
+
+
+def test_a_django_tasks_result_of_an_expired_job_is_failed_with_a_job_expired_error():
+    from jobs.tasks.django_backend import JobExpired
+    from jobs.tasks.standard_api import TaskResultStatus
+    from jobs.tests import standard_tasks
+
+    result = standard_tasks.add.enqueue(1, 2)
+    Job.objects.filter(id=result.id).update(expires_at=ago(1))
+    assert job_expire_due() == 1
+    result.refresh()
+    assert (result.status, result.job_status) == (TaskResultStatus.FAILED, "expired")
+    [error] = result.errors
+    assert error.exception_class is JobExpired and "expired: not started by" in error.traceback
+
+
+def test_stats_and_metrics_count_expired_jobs(user, user_client, staff_user):
+    from django.test import Client
+
+
+    job = make(dispatched_at=ago(5), expires_at=ago(1), owner=user)
+    assert job_start(job_id=job.id, worker="w:1") is None
+    stats = user_client.get("/api/v1/stats/").json()
+    assert stats["last_hour"]["expired"] == 1 and stats["last_hour"]["finished"] == 1
+    assert stats["last_hour"]["failure_rate"] is None  # nobody's failure
+    assert [queue["expired"] for queue in stats["queues"] if queue["queue"] == "default"] == [1]
+    session = Client()
+    session.force_login(staff_user)
+    metrics = session.get("/metrics").content.decode()
+    assert 'status="expired"' in metrics
