@@ -21,6 +21,11 @@ class JobSchedule(models.Model):
     )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_schedules")
     priority = models.CharField(max_length=10, choices=JobPriority.choices, default=JobPriority.NORMAL)
+    # Deadlines: each fired job's expires_at is its firing time plus this (not PeriodicTask.expires,
+    # which ends the schedule itself).
+    expires_in = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Each job's deadline, in seconds from its firing; empty: none."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -92,6 +92,7 @@ def _create(periodic_task: PeriodicTask, schedule: JobSchedule, *, slot: datetim
         args=json.loads(periodic_task.args or "[]"),
         kwargs=json.loads(periodic_task.kwargs or "{}"),
         priority=schedule.priority,
+        expires_in=schedule.expires_in,  # the deadline counts from this firing
         schedule_id=periodic_task.pk,
         scheduled_for=slot,
     )

@@ -11,6 +11,7 @@ from taskhub.errors import flat_fields
 from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
 from ..models import JobPriority
+from ..services.creation import MAX_EXPIRES_IN
 from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, display_name
 from .services import INTERVAL_PERIODS
 
@@ -59,6 +60,12 @@ class ScheduleSerializer(serializers.Serializer):
     start_time = serializers.DateTimeField(read_only=True, allow_null=True)
     expires = serializers.DateTimeField(read_only=True, allow_null=True)
     one_off = serializers.BooleanField(read_only=True)
+    expires_in = serializers.IntegerField(
+        source="job_schedule.expires_in",
+        read_only=True,
+        allow_null=True,
+        help_text="Each job's deadline in seconds from its firing (its expires_at); null: none.",
+    )
     description = serializers.CharField(
         source="description_shown", read_only=True, help_text=f"At most {DESCRIPTION_MAX_LENGTH} characters."
     )
@@ -97,6 +104,14 @@ class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers
     start_time = serializers.DateTimeField(required=False, allow_null=True, help_text="Fire from this time on.")
     expires = serializers.DateTimeField(required=False, allow_null=True, help_text="Stop firing at this time.")
     one_off = serializers.BooleanField(required=False, default=False, help_text="Fire once, then disable.")
+    expires_in = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_EXPIRES_IN,
+        help_text="Each job's deadline in seconds from its firing: a job not started by then ends `expired`. "
+        "Not `expires`, which ends the schedule.",
+    )
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=DESCRIPTION_MAX_LENGTH)
 
     def to_internal_value(self, data):

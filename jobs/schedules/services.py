@@ -30,7 +30,7 @@ from accounts.models import User
 from taskhub.errors import ApplicationError, InvalidInput, NotFound
 
 from ..models import JobSchedule
-from ..services.creation import JobSpec, job_build_spec
+from ..services.creation import JobSpec, job_build_spec, job_deadline
 from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, internal_name, is_reserved_name
 
 INTERVAL_PERIODS = ("days", "hours", "minutes", "seconds")
@@ -62,6 +62,7 @@ class ScheduleRequest(TypedDict, total=False):
     expires: datetime | None
     one_off: bool
     description: str
+    expires_in: int | None
 
 
 class ScheduleLimitReached(ApplicationError):
@@ -202,6 +203,13 @@ def _check_window(start_time: datetime | None, expires: datetime | None) -> None
         raise _invalid("expires", "Must be later than start_time.")
 
 
+def _check_expires_in(value: int | None) -> int | None:
+    """Each job's deadline in seconds from its firing, checked as a job's ``expires_in`` is."""
+    if value is not None:
+        job_deadline(expires_in=value)
+    return value
+
+
 def _save(periodic_task: PeriodicTask) -> None:
     """Save, turning a lost race for the unique name into the same 400 as the check."""
     try:
@@ -228,6 +236,7 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
     timing = job_schedule_check_timing(request, owner=owner, required=True)
     start_time, expires = request.get("start_time"), request.get("expires")
     _check_window(start_time, expires)
+    expires_in = _check_expires_in(request.get("expires_in"))
     with transaction.atomic():
         _check_room(owner)
         periodic_task = PeriodicTask(
@@ -243,7 +252,9 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
             **_timing_rows(timing),
         )
         _save(periodic_task)
-        JobSchedule.objects.create(periodic_task=periodic_task, owner=owner, priority=spec.priority)
+        JobSchedule.objects.create(
+            periodic_task=periodic_task, owner=owner, priority=spec.priority, expires_in=expires_in
+        )
     return periodic_task
 
 
@@ -294,7 +305,9 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
     periodic_task.args, periodic_task.kwargs = json.dumps(spec.args), json.dumps(spec.kwargs)
     _save(periodic_task)
     schedule.priority = spec.priority
-    schedule.save(update_fields=["priority"])
+    if "expires_in" in changes:
+        schedule.expires_in = _check_expires_in(changes["expires_in"])
+    schedule.save(update_fields=["priority", "expires_in"])
     return periodic_task
 
 
