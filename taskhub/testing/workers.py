@@ -4,7 +4,7 @@ The fixtures built on them (``broker_url``, ``make_worker``, ``worker``, ``priva
 ``use_broker``, ``rabbitmq_url``) are in jobs/tests/conftest.py.
 """
 
-from jobs.models import Job, JobStatus
+from jobs.models import TERMINAL_STATUSES, Job, JobStatus
 from taskhub.celery import app as celery_app
 from taskhub.testing.processes import wait_for
 
@@ -18,7 +18,7 @@ def reset_producers() -> None:
 
 def wait_status(job_id, *statuses: str, timeout: float = 30.0) -> Job:
     """Wait until the job reaches one of ``statuses`` (default: any terminal status)."""
-    wanted = statuses or (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REVOKED)
+    wanted = statuses or TERMINAL_STATUSES
     try:
         return wait_for(lambda: Job.objects.filter(id=job_id, status__in=wanted).first(), timeout=timeout)
     except AssertionError:
