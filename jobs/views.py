@@ -133,7 +133,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         return Response(JobSerializer(job_cancel(job_id=job.id, by=request.user)).data)
 
     @extend_schema(
-        summary="Run a failed or revoked job again, optionally with new args, kwargs or priority",
+        summary="Run a failed, revoked or expired job again, optionally with new args, kwargs or priority",
         description="Without a body the job runs again as it was. With one (edit and retry), the given "
         "`args`, `kwargs` and `priority` replace the job's, checked against the task as a create's are "
         "(400 naming the field, nothing changed); the retry's timeline line records each changed key "

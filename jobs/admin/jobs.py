@@ -128,6 +128,7 @@ class JobAdmin(
                     # Times through when_html (the *_when columns below): Django would render the model fields itself.
                     "created_at_when",
                     "run_at_when",
+                    "expires_at_when",
                     "dispatched_at_when",
                     "started_at_when",
                     "heartbeat_at_when",
@@ -154,6 +155,7 @@ class JobAdmin(
     result_json = json_column("result", gettext_lazy("result"))
     created_at_when = when_column("created_at", gettext_lazy("created at"))
     run_at_when = when_column("run_at", gettext_lazy("run at (not before)"))
+    expires_at_when = when_column("expires_at", gettext_lazy("expires at (never started after)"))
     dispatched_at_when = when_column("dispatched_at", gettext_lazy("dispatched at"))
     started_at_when = when_column("started_at", gettext_lazy("started at"))
     heartbeat_at_when = when_column("heartbeat_at", gettext_lazy("heartbeat at"))

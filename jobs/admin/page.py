@@ -23,6 +23,7 @@ LIVE_FIELDS = (
     "attempt_summary",
     "worker",
     "run_at_when",
+    "expires_at_when",
     "dispatched_at_when",
     "started_at_when",
     "heartbeat_at_when",
@@ -37,7 +38,7 @@ PART_TEMPLATES = {"timeline": TIMELINE_TEMPLATE, "attempts": ATTEMPTS_TEMPLATE}
 
 def offered_operations(model_admin, request: HttpRequest, job: Job) -> dict[str, bool]:
     """Which buttons the page offers: Cancel while the job is active (and no cancel is pending),
-    Retry once it failed or was revoked; both only to those who may operate."""
+    Retry once it failed, was revoked or expired; both only to those who may operate."""
     may_operate = model_admin.has_operate_permission(request)
     return {
         "can_cancel": may_operate and job.is_active and not job.cancel_requested_at,

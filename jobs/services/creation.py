@@ -182,7 +182,9 @@ def job_deadline(
         message = f"{expires_at.isoformat()} is in the past: a job must be able to start before its deadline."
         raise InvalidInput(f"{field}: {message}", code="invalid_deadline", fields={field: [message]})
     if run_at is not None and expires_at <= run_at:
-        message = f"The deadline {expires_at.isoformat()} is not after run_at {run_at.isoformat()}: it could never start."
+        message = (
+            f"The deadline {expires_at.isoformat()} is not after run_at {run_at.isoformat()}: it could never start."
+        )
         raise InvalidInput(f"{field}: {message}", code="invalid_deadline", fields={field: [message]})
     return expires_at
 

@@ -96,8 +96,8 @@ def job_expire_due(*, batch_size: int = 500, queues: Iterable[str] | None = None
     """End pending jobs past their ``expires_at``: nobody will start them, or no message will come
     (held by a paused queue, deferred by a rate limit or a fair share, a retry's backoff, a lost
     message), so they end ``expired`` by the sweep, not only when a message finds them. Returns how
-    many. ``queues``: only these (a resumed queue's). A cheap scan: the partial index ``job_pending_expires`` holds only pending jobs with a
-    deadline."""
+    many. ``queues``: only these (a resumed queue's). A cheap scan: the partial index
+    ``job_pending_expires`` holds only pending jobs with a deadline."""
     due = (
         Job.objects.filter(status=PENDING, expires_at__isnull=False, expires_at__lte=Now())
         .order_by("expires_at")

@@ -4,7 +4,7 @@ The fixtures built on them (``broker_url``, ``make_worker``, ``worker``, ``priva
 ``use_broker``, ``rabbitmq_url``) are in jobs/tests/conftest.py.
 """
 
-from jobs.models import TERMINAL_STATUSES, Job, JobStatus
+from jobs.models import TERMINAL_STATUSES, Job
 from taskhub.celery import app as celery_app
 from taskhub.testing.processes import wait_for
 

@@ -74,7 +74,7 @@ class Command(OperatorCommand):
         show.add_argument("ids", nargs=1, metavar="ID")
         for verb, text in (
             ("cancel", "Cancel jobs (pending: revoked at once; running: stopped at the next progress report)."),
-            ("retry", "Run failed or revoked jobs again (same id, next attempt); one job with new values."),
+            ("retry", "Run failed, revoked or expired jobs again (same id, next attempt); one job with new values."),
             ("delete", "Delete finished jobs and their timeline."),
         ):
             subparser = self._subparser(actions, verb, text)
@@ -180,6 +180,7 @@ class Command(OperatorCommand):
             ("args", job.args),
             ("kwargs", job.kwargs),
             ("created", job.created_at),
+            ("expires", job.expires_at or "-"),
             ("started", job.started_at or "-"),
             ("finished", job.finished_at or "-"),
             ("worker", job.worker or "-"),

@@ -98,10 +98,14 @@ def enqueue(*args: str) -> str:
 
 
 def test_enqueue_job_takes_a_deadline(user):
-    job = Job.objects.get(id=enqueue("long_running_task", "--args", "[1]", "--user", user.username, "--expires-in", "90"))
+    job = Job.objects.get(
+        id=enqueue("long_running_task", "--args", "[1]", "--user", user.username, "--expires-in", "90")
+    )
     assert abs((job.expires_at - job.created_at).total_seconds() - 90) < 1
     deadline = (timezone.now() + timedelta(hours=2)).replace(microsecond=0)
-    job = Job.objects.get(id=enqueue("long_running_task", "--user", user.username, "--expires-at", deadline.isoformat()))
+    job = Job.objects.get(
+        id=enqueue("long_running_task", "--user", user.username, "--expires-at", deadline.isoformat())
+    )
     assert job.expires_at == deadline
 
 

@@ -91,7 +91,9 @@ def test_expires_at_is_kept_as_given():
 )
 def test_a_bad_deadline_is_refused_naming_its_field(nothing_written, request_fields, field, words):
     values = {"soon": soon(60), "past": ago(1), "later": soon(3600)}
-    request = {key: values.get(value, value) if isinstance(value, str) else value for key, value in request_fields.items()}
+    request = {
+        key: values.get(value, value) if isinstance(value, str) else value for key, value in request_fields.items()
+    }
     with nothing_written(), pytest.raises(InvalidInput) as refused:
         job_create(owner=UserFactory(), celery_task_name="long_running_task", args=[1], **request)
     assert field in refused.value.fields and words in refused.value.message
@@ -250,7 +252,6 @@ def test_a_django_tasks_result_of_an_expired_job_is_failed_with_a_job_expired_er
 
 def test_stats_and_metrics_count_expired_jobs(user, user_client, staff_user):
     from django.test import Client
-
 
     job = make(dispatched_at=ago(5), expires_at=ago(1), owner=user)
     assert job_start(job_id=job.id, worker="w:1") is None

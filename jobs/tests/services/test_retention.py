@@ -128,7 +128,12 @@ def test_age_is_finished_at_else_created_at():
     # Revoked before it ever ran, without finished_at: its age is its created_at.
     never_finished_old = old("revoked", days=0, finished=False, created_at=timezone.now() - timedelta(days=20))
     never_finished_new = old("revoked", days=0, finished=False, created_at=timezone.now() - timedelta(days=5))
-    assert job_purge_finished(older_than=timedelta(days=10)) == {"succeeded": 0, "failed": 0, "revoked": 1, "expired": 0}
+    assert job_purge_finished(older_than=timedelta(days=10)) == {
+        "succeeded": 0,
+        "failed": 0,
+        "revoked": 1,
+        "expired": 0,
+    }
     assert remaining() == {finished_recently.id, never_finished_new.id}
     assert never_finished_old.id not in remaining()
 
