@@ -7,50 +7,102 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-class Migration(migrations.Migration):
+def _constraints(mode: str):
+    """PostgreSQL: check the foreign keys of rows written earlier in this transaction now (IMMEDIATE),
+    or defer them again (DEFERRED, as Django creates them). A table with such pending checks cannot be
+    altered ("pending trigger events"): a migration run in a transaction that wrote schedules, as
+    a test migrating back and forth does, flushes them first."""
 
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(f"SET CONSTRAINTS ALL {mode}")
+
+    return run
+
+
+class Migration(migrations.Migration):
     dependencies = [
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
-        ('jobs', '0014_argument_gin_partial'),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+        ("jobs", "0014_argument_gin_partial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
+        migrations.RunPython(_constraints("IMMEDIATE"), _constraints("DEFERRED"), elidable=True),
         migrations.RemoveConstraint(
-            model_name='job',
-            name='job_status_valid',
+            model_name="job",
+            name="job_status_valid",
         ),
         migrations.AddField(
-            model_name='job',
-            name='expires_at',
-            field=models.DateTimeField(blank=True, help_text='Never started after this time: expired.', null=True),
+            model_name="job",
+            name="expires_at",
+            field=models.DateTimeField(blank=True, help_text="Never started after this time: expired.", null=True),
         ),
         migrations.AddField(
-            model_name='jobschedule',
-            name='expires_in',
-            field=models.PositiveIntegerField(blank=True, help_text="Each job's deadline, in seconds from its firing; empty: none.", null=True),
+            model_name="jobschedule",
+            name="expires_in",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="Each job's deadline, in seconds from its firing; empty: none.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='jobstatsminute',
-            name='expired',
+            model_name="jobstatsminute",
+            name="expired",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AlterField(
-            model_name='job',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('revoked', 'Revoked'), ('expired', 'Expired')], default='pending', max_length=10),
+            model_name="job",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending"),
+                    ("running", "Running"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                    ("revoked", "Revoked"),
+                    ("expired", "Expired"),
+                ],
+                default="pending",
+                max_length=10,
+            ),
         ),
         migrations.AlterField(
-            model_name='jobevent',
-            name='kind',
-            field=models.CharField(choices=[('created', 'Created'), ('dispatched', 'Sent by the sweeper'), ('started', 'Started'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('retry_scheduled', 'Automatic retry scheduled'), ('cancel_requested', 'Cancel requested'), ('revoked', 'Revoked'), ('retried', 'Retried by an operator'), ('requeued', 'Re-queued after worker loss'), ('held', 'Held: its queue is paused'), ('rate_limited', 'Deferred by a rate limit'), ('fair_share', "Waiting for its owner's share of the workers"), ('expired', 'Expired: not started by its deadline')], max_length=20),
+            model_name="jobevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("dispatched", "Sent by the sweeper"),
+                    ("started", "Started"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                    ("retry_scheduled", "Automatic retry scheduled"),
+                    ("cancel_requested", "Cancel requested"),
+                    ("revoked", "Revoked"),
+                    ("retried", "Retried by an operator"),
+                    ("requeued", "Re-queued after worker loss"),
+                    ("held", "Held: its queue is paused"),
+                    ("rate_limited", "Deferred by a rate limit"),
+                    ("fair_share", "Waiting for its owner's share of the workers"),
+                    ("expired", "Expired: not started by its deadline"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('expires_at__isnull', False), ('status', 'pending')), fields=['expires_at'], name='job_pending_expires'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("expires_at__isnull", False), ("status", "pending")),
+                fields=["expires_at"],
+                name="job_pending_expires",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'running', 'succeeded', 'failed', 'revoked', 'expired'])), name='job_status_valid'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["pending", "running", "succeeded", "failed", "revoked", "expired"])),
+                name="job_status_valid",
+            ),
         ),
+        migrations.RunPython(_constraints("DEFERRED"), _constraints("IMMEDIATE"), elidable=True),
     ]

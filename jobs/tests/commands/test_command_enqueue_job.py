@@ -189,6 +189,11 @@ def test_help_says_how_the_user_defaults_and_what_the_exit_status_means():
     assert "Examples:\n  manage.py enqueue_job long_running_task --kwargs" in text
     text = " ".join(text.split())
     assert "Default: the only active superuser; required when there is none or more than one." in text
-    assert "0 succeeded" in text and "1 failed or revoked" in text and "2 bad input" in text and "3 timed out" in text
+    assert (
+        "0 succeeded" in text
+        and "1 failed, revoked or expired" in text
+        and "2 bad input" in text
+        and "3 timed out" in text
+    )
     for option in ("--args", "--kwargs", "--priority", "--name", "--idempotency-key", "--wait", "--timeout", "--json"):
         assert option in text

@@ -60,6 +60,7 @@ def test_a_user_who_is_not_staff_sees_only_their_own_jobs(user_client, mix):
         "succeeded": 4,
         "failed": 1,
         "revoked": 0,
+        "expired": 0,
         "oldest_pending_seconds": pytest.approx(40, abs=5),
     }
     assert queue(stats, "low_priority")["pending"] == 1
@@ -68,6 +69,7 @@ def test_a_user_who_is_not_staff_sees_only_their_own_jobs(user_client, mix):
         "succeeded": 3,
         "failed": 1,
         "revoked": 0,
+        "expired": 0,
         "per_minute": pytest.approx(4 / 60, abs=0.001),
         "failure_rate": 0.25,
     }

@@ -175,14 +175,14 @@ def day_outcomes(client) -> dict[str, int]:
 
 def test_a_row_re_read_in_the_overlap_window_is_counted_once(user, user_client):
     finished(user, "succeeded", ago=timedelta(seconds=1))
-    assert day_outcomes(user_client) == {"succeeded": 1, "failed": 0, "revoked": 0}
+    assert day_outcomes(user_client) == {"succeeded": 1, "failed": 0, "revoked": 0, "expired": 0}
     # A worker whose clock runs two minutes behind: its row lands behind the watermark, inside the
     # window that every pass re-reads. It is counted by the next request, once.
     finished(user, "failed", ago=timedelta(minutes=2), run=30)
     for _ in range(3):
-        assert day_outcomes(user_client) == {"succeeded": 1, "failed": 1, "revoked": 0}
+        assert day_outcomes(user_client) == {"succeeded": 1, "failed": 1, "revoked": 0, "expired": 0}
     assert metrics_advance(until_done=True) == {"jobs": 0, "retries": 0}  # beat's pass re-reads it too
-    assert day_outcomes(user_client) == {"succeeded": 1, "failed": 1, "revoked": 0}
+    assert day_outcomes(user_client) == {"succeeded": 1, "failed": 1, "revoked": 0, "expired": 0}
     rows = JobStatsMinute.objects.all()
     assert sum(row.succeeded + row.failed for row in rows) == 2
     assert sum(row.run_le_1 + row.run_le_30 for row in rows) == 2  # one run each in their buckets
@@ -214,8 +214,8 @@ def test_the_first_pass_after_deployment_builds_the_rollup_from_the_rows_counted
     # Too far behind the watermark for any pass (as in /metrics), but of the day: the build counts it.
     finished(user, "revoked", ago=LATE + timedelta(minutes=2))
 
-    assert day_outcomes(staff_client) == {"succeeded": 1, "failed": 1, "revoked": 3}
-    assert day_outcomes(staff_client) == {"succeeded": 1, "failed": 1, "revoked": 3}
+    assert day_outcomes(staff_client) == {"succeeded": 1, "failed": 1, "revoked": 3, "expired": 0}
+    assert day_outcomes(staff_client) == {"succeeded": 1, "failed": 1, "revoked": 3, "expired": 0}
     runs = [
         field for field in STATS_RUN_FIELDS for row in JobStatsMinute.objects.all() for _ in range(getattr(row, field))
     ]
@@ -234,4 +234,4 @@ def test_the_maintenance_pass_prunes_minutes_older_than_a_day_and_a_margin(user,
     assert rollup_metrics()["stats_minutes_pruned"] == 1
     assert JobStatsMinute.objects.count() == 2
     # The one in the margin is kept, but the stats show a day only.
-    assert day_outcomes(user_client) == {"succeeded": 1, "failed": 0, "revoked": 0}
+    assert day_outcomes(user_client) == {"succeeded": 1, "failed": 0, "revoked": 0, "expired": 0}

@@ -47,6 +47,7 @@ def test_create_with_an_interval(user, user_client):
         "start_time": None,
         "expires": None,
         "one_off": False,
+        "expires_in": None,
         "description": "",
         "last_run_at": None,
         "total_run_count": 0,
