@@ -1,4 +1,4 @@
-"""The job page's "Edit and retry": a failed or revoked job runs again with corrected args, kwargs or
+"""The job page's "Edit and retry": a failed, revoked or expired job runs again with corrected args, kwargs or
 priority, through the service of the API's retry body (``job_retry``): the same checks (the task's
 schema, urgent's permission), the refusal on the field it names, the change in the timeline."""
 
