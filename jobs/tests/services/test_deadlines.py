@@ -183,6 +183,22 @@ def test_a_job_deferred_by_a_rate_limit_past_its_deadline_ends_expired_and_never
     assert kinds(job) == ["rate_limited", "expired"]
 
 
+def test_a_job_waiting_for_its_owners_fair_share_past_its_deadline_ends_expired(user):
+    from jobs.services.gates import forget_capacity
+
+    user.max_running_jobs = 1
+    user.save(update_fields=["max_running_jobs"])
+    forget_capacity()
+    assert job_start(job_id=make(owner=user).id, worker="w:1") is not None  # the owner's one place
+    job = make(owner=user, dispatched_at=ago(1), expires_at=soon(0.5))
+    assert job_start(job_id=job.id, worker="w:2", attempts=0) is None
+    assert kinds(job) == ["fair_share"]
+    wait_until(Job.objects.get(id=job.id).expires_at)
+    assert job_start(job_id=job.id, worker="w:2", attempts=0) is None  # its next try, after the deadline
+    assert_expired_unstarted(job)
+    assert kinds(job) == ["fair_share", "expired"]
+
+
 def test_a_retry_whose_backoff_ends_after_the_deadline_is_not_scheduled_the_job_ends_expired(published):
     job = make("running", max_retries=3, expires_at=soon(0.5))  # backoff of its first retry: 1 to 2 s
     assert job_fail(job_id=job.id, attempts=0, error="boom", error_type="RuntimeError", worker="w:1") is False
@@ -263,3 +279,16 @@ def test_stats_and_metrics_count_expired_jobs(user, user_client, staff_user):
     session.force_login(staff_user)
     metrics = session.get("/metrics").content.decode()
     assert 'status="expired"' in metrics
+
+
+def test_beat_runs_the_expiry_sweep_every_sweep_interval_on_the_maintenance_queue(settings):
+    from celery import current_app
+
+    from jobs.tasks.maintenance_tasks import expire_jobs
+
+    [entry] = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"].endswith(".expire_jobs")]
+    assert entry["schedule"] == settings.JOB_SWEEP_INTERVAL == 10.0  # the production default
+    assert current_app.amqp.router.route({}, entry["task"])["queue"].name == "maintenance"
+    held = make(expires_at=ago(1))
+    assert expire_jobs() == 1
+    assert_expired_unstarted(held)
