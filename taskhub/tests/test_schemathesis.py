@@ -61,6 +61,7 @@ def _seed_jobs(user: User, other: User) -> list[str]:
         make("failed", owner=user, traceback=f'Traceback:\n  File "{server_path}", line 1\nRuntimeError: boom\n'),
         make("revoked", owner=user),  # cancelled by nobody (the system): cancelled_by is null
         make("revoked", owner=user, cancelled_by=user),
+        make("expired", owner=user),  # not started by its expires_at
         make("failed", owner=other),
     ]
     for job in jobs:
@@ -110,8 +111,9 @@ def _config(*, token: str, job_ids: list[str], schedule_ids: list[int], user_ids
         'database = "none"',
         "[checks]",
         "enabled = true",  # every check (`-c all`), positive_data_acceptance included
-        # A 400 too, which refusal_of_valid_data_is_semantic (schemathesis_checks.py) then judges.
-        'positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]',
+        # A 400 and a 422 too, which refusal_of_valid_data_is_semantic (schemathesis_checks.py) then judges.
+        'positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "422", "429", '
+        '"5xx"]',
         "[dictionaries]",
         f"job_ids = {_toml({'values': job_ids})}",
         f"schedule_ids = {_toml({'values': schedule_ids})}",
