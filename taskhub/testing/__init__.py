@@ -14,6 +14,7 @@ from taskhub.testing.processes import (
     BeatProcess,
     WorkerProcess,
     child_database_url,
+    embedded_shell,
     free_port,
     wait_for,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "TcpProxy",
     "WorkerProcess",
     "child_database_url",
+    "embedded_shell",
     "free_port",
     "rabbitmqctl",
     "wait_for",

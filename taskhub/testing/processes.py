@@ -6,6 +6,7 @@ Used by the test suite and the benchmarks; nothing here is imported by the runni
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -50,6 +51,32 @@ def child_database_url() -> str:
     user = db.get("USER") or "postgres"
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def embedded_shell(script: str, *, var_dir: Path, collectstatic: bool = False, no_warnings: bool = True) -> dict:
+    """Run ``script`` in ``manage.py shell`` on the embedded default (SQLite in ``var_dir``, no broker,
+    as ``make run`` without a DATABASE_URL) after migrating it; the JSON the script printed after
+    ``RESULT ``. Fails on any error of the run and, with ``no_warnings``, on a RuntimeWarning (a naive
+    datetime given to a DateTimeField)."""
+    dropped = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
+    env = {key: value for key, value in os.environ.items() if key not in dropped}
+    env.update(TASKHUB_VAR_DIR=str(var_dir), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
+    steps = [["migrate", "--noinput", "-v0"]]
+    if collectstatic:
+        steps.append(["collectstatic", "--noinput", "-v0"])
+    steps.append(["shell", "-v0", "-c", script])
+    for args in steps:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=settings.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert not no_warnings or "RuntimeWarning" not in done.stderr, done.stderr
+    return json.loads(done.stdout.split("RESULT ", 1)[1])
 
 
 # The recovery settings as production runs them (taskhub/settings/jobs.py's defaults): what the harness

@@ -1,12 +1,7 @@
 """Argument search on the embedded default (SQLite): a text value is a JSON string to SQLite's
 JSON functions, so `?kwarg=param:value` (README's own example) finds the job in the API and the admin."""
 
-import json
-import os
-import subprocess
-import sys
-
-from django.conf import settings
+from taskhub.testing import embedded_shell
 
 SEARCH = """
 import json
@@ -41,22 +36,7 @@ print("RESULT " + json.dumps(found))
 
 
 def test_a_text_value_finds_its_jobs_on_sqlite(tmp_path):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
-    }
-    env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
-    for args in (
-        ["migrate", "--noinput", "-v0"],
-        ["collectstatic", "--noinput", "-v0"],
-        ["shell", "-v0", "-c", SEARCH],
-    ):
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.split("RESULT ", 1)[1])
+    found = embedded_shell(SEARCH, var_dir=tmp_path, collectstatic=True, no_warnings=False)
     assert found == {
         "kwarg=param:value": ["text"],
         "kwarg=email:a@example.com": ["text"],

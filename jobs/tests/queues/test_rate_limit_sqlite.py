@@ -1,12 +1,7 @@
 """Rate limits on the embedded default (SQLite): a start's time comes back from the UPDATE's
 RETURNING as a timezone-aware datetime, so claiming a slot logs no naive-datetime RuntimeWarning."""
 
-import json
-import os
-import subprocess
-import sys
-
-from django.conf import settings
+from taskhub.testing import embedded_shell
 
 START_UNDER_A_LIMIT = """
 import json, warnings
@@ -33,19 +28,7 @@ print("RESULT " + json.dumps({
 
 
 def test_a_rate_limited_start_on_sqlite_uses_aware_times(tmp_path):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
-    }
-    env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
-    for args in (["migrate", "--noinput", "-v0"], ["shell", "-v0", "-c", START_UNDER_A_LIMIT]):
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-    assert "RuntimeWarning" not in done.stderr, done.stderr
-    assert json.loads(done.stdout.split("RESULT ", 1)[1]) == {
+    assert embedded_shell(START_UNDER_A_LIMIT, var_dir=tmp_path) == {
         "started": [True, True, False],
         "aware": [True, True],
         "statuses": ["running", "running", "pending"],

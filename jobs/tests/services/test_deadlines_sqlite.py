@@ -2,12 +2,7 @@
 and expires the job, the sweep ends a paused queue's job past it, a create checks it; the migration
 (the partial index included) applies."""
 
-import json
-import os
-import subprocess
-import sys
-
-from django.conf import settings
+from taskhub.testing import embedded_shell
 
 DEADLINES = """
 import json, warnings
@@ -48,19 +43,7 @@ print("RESULT " + json.dumps({
 
 
 def test_deadlines_on_sqlite(tmp_path):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
-    }
-    env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
-    for args in (["migrate", "--noinput", "-v0"], ["shell", "-v0", "-c", DEADLINES]):
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-    assert "RuntimeWarning" not in done.stderr, done.stderr
-    assert json.loads(done.stdout.split("RESULT ", 1)[1]) == {
+    assert embedded_shell(DEADLINES, var_dir=tmp_path) == {
         "started": [False, True],
         "statuses": {"late": "expired", "in_time": "running", "held": "expired"},
         "never_started": [True, True],
