@@ -119,7 +119,7 @@ def test_termination_outside_a_prefork_pool_process_records_the_outcome_but_kill
 
     job = job_start(job_id=new_job(user, "blocking_sleep", seconds=1).id, worker="test")
     run = JobRun(job=job, entry=catalog.get("blocking_sleep"), worker="test")
-    run._terminate("Terminated after the grace period.", revoke=True)  # this test process survives
+    run._terminate("Terminated after the grace period.")  # this test process survives
     assert "Cannot terminate the task: not in a prefork pool process" in caplog.text
     assert Job.objects.get(id=job.id).status == JobStatus.REVOKED
 
