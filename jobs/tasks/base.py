@@ -32,6 +32,7 @@ from ..services.execution import (
     job_clean_progress_meta,
     job_fail,
     job_heartbeat,
+    job_requeue_interrupted,
     job_revoke,
     job_start,
     job_succeed,
@@ -92,6 +93,11 @@ def _terminate_self() -> None:
 class JobRun:
     """One attempt of one job inside a worker process: progress throttling, and what the process's
     watchdog (``jobs.tasks.watchdog``) does for it at each heartbeat and at its time limits."""
+
+    # The runs of this process between start and stop (several in the threads pool): re-queued
+    # before the process ends itself for another run's time limit.
+    _running: set[JobRun] = set()
+    _running_lock = threading.Lock()
 
     def __init__(self, *, job, entry, worker: str):
         self.job_id = job.id
@@ -181,6 +187,8 @@ class JobRun:
 
     # -- beaten by the watchdog thread -----------------------------------------------------------
     def start(self) -> None:
+        with JobRun._running_lock:
+            JobRun._running.add(self)
         watchdog().watch(self)
         watchdog().alarm(self, self._soft_at or self._hard_at)
 
@@ -190,6 +198,8 @@ class JobRun:
         no time limit is raised in the task's thread any more."""
         self.stopper.disarm()
         self._stop.set()
+        with JobRun._running_lock:
+            JobRun._running.discard(self)
         watchdog().unwatch(self)
 
     @property
@@ -202,7 +212,9 @@ class JobRun:
             return None
         now = time.monotonic()
         if self._end_process_at is not None:
-            self.stopper.end_process(f"Job {self.job_id} did not stop {STOP_GRACE:g}s after its hard time limit")
+            reason = f"Job {self.job_id} did not stop {STOP_GRACE:g}s after its hard time limit"
+            self._requeue_others(reason)
+            self.stopper.end_process(reason)
         if now >= self._hard_at:
             self._past_hard_limit(now - self.started)
             self._end_process_at = time.monotonic() + STOP_GRACE
@@ -212,6 +224,22 @@ class JobRun:
             self._soft_at = None
             self.stopper.soft()
         return self._hard_at
+
+    def _requeue_others(self, reason: str) -> None:
+        """The other jobs this process runs go back to their queue as their next attempt, before the
+        process ends (else each would wait for the sweeper, JOB_STALE_AFTER, as for a crash)."""
+        with JobRun._running_lock:
+            others = [run for run in JobRun._running if run is not self and not run.stopped]
+        for run in others:
+            try:
+                job_requeue_interrupted(
+                    job_id=run.job_id,
+                    attempts=run.attempts,
+                    reason=f"Its worker process ended: {reason}",
+                    worker=run.worker,
+                )
+            except Exception:
+                logger.exception("Could not re-queue job %s; the sweeper will.", run.job_id)
 
     def _past_hard_limit(self, elapsed: float) -> None:
         """Record the job failed (fenced on this attempt), then stop the work (``Stopper.hard``)."""
