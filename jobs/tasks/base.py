@@ -20,7 +20,7 @@ from typing import Any
 
 from billiard.process import current_process
 from celery import Task
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
@@ -346,19 +346,20 @@ class JobTask(Task):
             raise Ignore() from None
         except Exception as exc:
             run.write_held()
-            soft_limit = isinstance(exc, SoftTimeLimitExceeded)
-            error = (
-                f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
-                if soft_limit
-                else self.error_message(exc)
-            )
+            time_limit = isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded)  # never retried
+            if isinstance(exc, SoftTimeLimitExceeded):
+                error = f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
+            elif time_limit:  # raised by jobs.tasks.limits, whose watchdog could not record it
+                error = f"Hard time limit ({run.entry.time_limit} s) exceeded."
+            else:
+                error = self.error_message(exc)
             retried = self._record(
                 job_fail,
                 run,
                 error=error,
                 error_type=type(exc).__name__,
                 traceback="".join(traceback_module.format_exception(exc)),
-                auto_retry=not soft_limit and isinstance(exc, run.entry.retry.retry_on),
+                auto_retry=not time_limit and isinstance(exc, run.entry.retry.retry_on),
             )
             if retried:
                 raise Ignore() from None

@@ -157,6 +157,38 @@ def test_soft_time_limit_fails_the_job_without_retrying(user, settings, soft_lim
     assert job.error.startswith("Soft time limit exceeded") and "SoftTimeLimitExceeded" in job.traceback
 
 
+@pytest.fixture
+def hard_limited_task():
+    """A task whose hard time limit is raised in it (registered for this test only)."""
+    from celery.exceptions import TimeLimitExceeded
+
+    from jobs.catalog import catalog
+    from jobs.tasks.registry import job_task
+    from taskhub.celery import app
+
+    name = "jobs.tests.hard_limited"
+
+    @job_task(name=name, time_limit=5, max_retries=3)
+    def hard_limited(self) -> None:
+        raise TimeLimitExceeded()
+
+    yield hard_limited
+    catalog.remove(name)
+    app.tasks.unregister(name)
+
+
+def test_a_hard_limit_the_watchdog_could_not_record_fails_the_job_without_retrying(user, settings, hard_limited_task):
+    """The watchdog records the hard limit; if it could not (the database was out of reach), the
+    task's own way out records it the same: failed, the limit named, no automatic retry."""
+    settings.JOB_HEARTBEAT_INTERVAL = 60
+    job = new_job(user, "jobs.tests.hard_limited")
+    outcome, _ = run_eagerly(hard_limited_task, job)
+    job.refresh_from_db()
+    assert outcome.failed()
+    assert (job.status, job.attempts, job.error_type) == (JobStatus.FAILED, 0, "TimeLimitExceeded")
+    assert job.error == "Hard time limit (5 s) exceeded."
+
+
 def _running_run(user, task: str, **kwargs) -> "task_base.JobRun":
     """A job of ``task`` started as a worker would, with its run (the watchdog is not started)."""
     from jobs.catalog import catalog
