@@ -4,7 +4,8 @@ It keeps the job row true while the task runs: marks it running (skipping jobs t
 longer pending, e.g. cancelled while queued), keeps a heartbeat, writes throttled progress,
 stores the result or the error with its traceback, schedules automatic retries, and stops the
 task when a cancel was requested: cooperatively at the next ``progress`` call, or by
-terminating the worker process after the grace period.
+terminating the worker process after the grace period; and at its hard time limit, in whichever
+pool runs it (``jobs.tasks.limits``).
 """
 
 from __future__ import annotations
@@ -254,6 +255,8 @@ class JobRun:
                 auto_retry=False,
                 worker=self.worker,
             )
+        except (Conflict, NotFound) as exc:  # finished, re-queued or deleted meanwhile: stopped all the same
+            logger.warning("Job %s: time limit not recorded: %s", self.job_id, exc.message)
         except Exception:
             logger.exception("Could not record the time limit of job %s", self.job_id)
             close_old_connections()
