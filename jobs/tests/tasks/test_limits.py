@@ -134,7 +134,7 @@ def kinds(job_id) -> list[str]:
 def assert_failed_by_its_hard_limit(job_id) -> Job:
     job = wait_status(job_id, timeout=HARD + 15)
     assert job.status == JobStatus.FAILED, job.error
-    print(f"ended failed {ran_for(job):.2f} s after its start (limit {HARD} s)")  # shown by pytest -rP
+    print(f"{job.celery_task_name} ended failed {ran_for(job):.2f} s after its start (limit {HARD} s)")  # pytest -rP
     assert HARD <= ran_for(job) <= HARD + 2, ran_for(job)
     assert job.error_type == "TimeLimitExceeded"
     assert job.error.startswith(f"Hard time limit ({HARD} s) exceeded"), job.error
@@ -142,29 +142,44 @@ def assert_failed_by_its_hard_limit(job_id) -> Job:
     return job
 
 
-@pytest.mark.worker
-@pytest.mark.parametrize(
-    ("pool", "task"),
-    [("prefork", "spin"), ("prefork", "sleep"), ("solo", "spin"), ("solo", "sleep"), ("threads", "spin")],
-)
-def test_hard_limit_fails_the_job_within_limit_plus_2s_and_stops_its_work(pool, task, pool_worker, user_client):
-    worker = pool_worker(pool)
-    assert_failed_by_its_hard_limit(create(user_client, f"jobs.tests.timelimit.{task}", seconds=30))
-    # The work stopped: the same worker (its one process or thread) is free for the next job at once.
-    started = time.monotonic()
-    follow_up = wait_status(create(user_client, "blocking_sleep", seconds=0), timeout=10)
-    assert follow_up.status == JobStatus.SUCCEEDED and time.monotonic() - started < 10
-    assert worker.process.poll() is None
+# What each pool's worker runs in test_each_pool_...: one job of each of two owners at once where the
+# pool runs two (an owner's fair share of a worker process, JOB_FAIR_SHARE, is one job), one after
+# the other in solo. A sleep in the threads pool ends its worker: the last test.
+PAST_THE_LIMIT = {
+    "prefork": ("spin", "sleep"),
+    "solo": ("spin", "sleep"),
+    "threads": ("spin",),
+}
 
 
 @pytest.mark.worker
-@pytest.mark.parametrize("pool", ["prefork", "solo", "threads"])
-def test_soft_limit_reaches_the_task_in_every_pool(pool, pool_worker, user_client):
-    pool_worker(pool)
-    job = wait_status(create(user_client, "jobs.tests.timelimit.soft", seconds=30), timeout=HARD + 15)
-    assert job.status == JobStatus.SUCCEEDED, job.error
+@pytest.mark.parametrize("pool", PAST_THE_LIMIT)
+def test_each_pool_fails_a_job_past_its_hard_limit_within_2s_stops_it_and_delivers_the_soft_limit(
+    pool, pool_worker, user_client, other_client
+):
+    worker = pool_worker(pool, concurrency=1 if pool == "solo" else 2)
+    clients = (user_client, other_client)
+    ids = [
+        create(client, f"jobs.tests.timelimit.{task}", seconds=30)
+        for client, task in zip(clients, PAST_THE_LIMIT[pool], strict=False)
+    ]
+    for job_id in ids:
+        assert_failed_by_its_hard_limit(job_id)
+    # The soft limit reaches the task, which cleans up and returns.
+    soft = wait_status(create(user_client, "jobs.tests.timelimit.soft", seconds=30), timeout=HARD + 10)
+    assert soft.status == JobStatus.SUCCEEDED, soft.error
     # Prefork's clock (Celery's) starts as the pool takes the message, a moment before the task runs.
-    assert SOFT - 0.2 <= job.result["soft_limit_after"] < SOFT + 1, job.result
+    assert SOFT - 0.2 <= soft.result["soft_limit_after"] < SOFT + 1, soft.result
+    # The work stopped: the worker had a free process or thread for the next job at once (solo: after
+    # each job in turn), and has for another; it is the same worker process.
+    ended = sorted(Job.objects.filter(id__in=ids).values_list("finished_at", flat=True))
+    free_at = ended[-1] if pool == "solo" else ended[0]
+    assert (soft.started_at - free_at).total_seconds() < 2
+    if pool == "solo":
+        spin, sleep = (Job.objects.get(id=job_id) for job_id in ids)
+        assert (sleep.started_at - spin.finished_at).total_seconds() < 2
+    assert wait_status(create(user_client, "blocking_sleep", seconds=0), timeout=10).status == JobStatus.SUCCEEDED
+    assert worker.process.poll() is None
 
 
 @pytest.mark.worker
