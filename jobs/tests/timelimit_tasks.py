@@ -45,3 +45,15 @@ def soft(self, seconds: float = 30.0) -> dict:
     except SoftTimeLimitExceeded:
         return {"soft_limit_after": round(time.monotonic() - started, 2)}
     return {"soft_limit_after": None}
+
+
+@job_task(name="jobs.tests.timelimit.stubborn", time_limit=HARD_LIMIT, cancellable=False)
+def stubborn(self, seconds: float = 30.0) -> dict:
+    """Swallows every exception, the time limit's too, and goes on working."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        try:
+            _spin(until - time.monotonic())
+        except Exception:  # noqa: BLE001 - on purpose: a task that will not stop
+            continue
+    return {"stopped": False}

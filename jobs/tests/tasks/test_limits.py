@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 # Imported by the fixture only: at collection time its tasks would join every other test's catalog.
 MODULE = "jobs.tests.timelimit_tasks"
 HARD, SOFT = 2, 1  # its limits
-TASKS = ("jobs.tests.timelimit.spin", "jobs.tests.timelimit.sleep", "jobs.tests.timelimit.soft")
+TASKS = tuple(f"jobs.tests.timelimit.{name}" for name in ("spin", "sleep", "soft", "stubborn"))
 
 
 @pytest.fixture
@@ -203,3 +203,20 @@ def test_threads_worker_blocked_in_c_past_the_limit_ends_itself_and_requeues_its
     pool_worker("threads", concurrency=2)  # what the process manager does
     other = wait_status(other_id, timeout=15)
     assert other.status == JobStatus.SUCCEEDED and other.attempts == 1
+
+
+@pytest.mark.worker
+def test_solo_worker_whose_job_ignores_its_time_limit_ends_itself_and_loses_no_queued_job(pool_worker, user_client):
+    """The exception is caught and the work goes on: the job is failed on time all the same, and the
+    solo worker ends itself; the job queued behind it waits in the broker for the restarted worker."""
+    worker = pool_worker("solo")
+    stubborn_id = create(user_client, "jobs.tests.timelimit.stubborn", seconds=30)
+    wait_status(stubborn_id, JobStatus.RUNNING, timeout=10)
+    queued_id = create(user_client, "blocking_sleep", seconds=0)
+    assert_failed_by_its_hard_limit(stubborn_id)
+    wait_for(lambda: worker.process.poll() is not None, timeout=3, message="the worker to end itself")
+    assert worker.process.returncode == EXIT_STATUS
+    assert Job.objects.get(id=queued_id).status == JobStatus.PENDING
+    pool_worker("solo")  # what the process manager does
+    assert wait_status(queued_id, timeout=15).status == JobStatus.SUCCEEDED
+    assert kinds(queued_id) == ["created", "started", "succeeded"]  # its first attempt, sent once
