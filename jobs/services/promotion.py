@@ -35,10 +35,10 @@ logger = logging.getLogger(__name__)
 
 
 def promotion_margin(max_wait: float) -> float:
-    """How long before JOB_PRIORITY_MAX_WAIT a job is promoted: a tenth of it, at least two sweep
-    intervals (a sweep may come up to one interval late; the promoted message then waits behind the
-    high_priority messages already queued). The settings keep it under half of ``max_wait``."""
-    return max(2 * settings.JOB_SWEEP_INTERVAL, max_wait / 10)
+    """How long before JOB_PRIORITY_MAX_WAIT a job is promoted: a tenth of it, at least three sweep
+    intervals. It covers the sweep coming up to one interval late and the promoted message's wait
+    behind the high_priority messages already queued. The settings keep it at most half of ``max_wait``."""
+    return max(3 * settings.JOB_SWEEP_INTERVAL, max_wait / 10)
 
 
 def job_promote_waiting(*, batch_size: int = 500) -> int:

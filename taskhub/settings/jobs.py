@@ -45,13 +45,13 @@ def _seconds(name: str, raw: str) -> float:
 
 # No starvation (jobs/services/promotion.py): a job waiting on a lower queue (default, low_priority)
 # starts within this long whatever the stream of urgent/high jobs: the sweep sends it again to
-# high_priority once it has waited this long minus a margin (a tenth of it, at least two sweep
-# intervals). Seconds or a duration (10m); 0 turns it off. At least four sweep intervals.
+# high_priority once it has waited this long minus a margin (a tenth of it, at least three sweep
+# intervals). Seconds or a duration (10m); 0 turns it off. At least six sweep intervals.
 JOB_PRIORITY_MAX_WAIT = _seconds("JOB_PRIORITY_MAX_WAIT", env.str("JOB_PRIORITY_MAX_WAIT", default="10m"))
-if 0 < JOB_PRIORITY_MAX_WAIT < 4 * JOB_SWEEP_INTERVAL:
+if 0 < JOB_PRIORITY_MAX_WAIT < 6 * JOB_SWEEP_INTERVAL:
     raise ImproperlyConfigured(
-        f"JOB_PRIORITY_MAX_WAIT ({JOB_PRIORITY_MAX_WAIT:g}s) must be 0 (off) or at least four sweep intervals "
-        f"(JOB_SWEEP_INTERVAL={JOB_SWEEP_INTERVAL:g}s, i.e. {4 * JOB_SWEEP_INTERVAL:g}s): the sweep promotes a job "
+        f"JOB_PRIORITY_MAX_WAIT ({JOB_PRIORITY_MAX_WAIT:g}s) must be 0 (off) or at least six sweep intervals "
+        f"(JOB_SWEEP_INTERVAL={JOB_SWEEP_INTERVAL:g}s, i.e. {6 * JOB_SWEEP_INTERVAL:g}s): the sweep promotes a job "
         "at most once an interval."
     )
 # Per-user quotas (429 over either): active = pending or running jobs; per minute = new jobs in any
