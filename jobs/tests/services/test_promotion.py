@@ -13,6 +13,7 @@ from django.utils import timezone
 from jobs.models import RETRY_EVENT_KINDS, Job, JobEvent, JobEventKind, JobStatus
 from jobs.queues.services import queue_pause
 from jobs.services.execution import job_start, job_succeed
+from jobs.services.metrics import metrics_advance
 from jobs.services.promotion import job_promote_waiting, promotion_margin
 from jobs.tests.factories import kinds, make
 
@@ -111,6 +112,7 @@ def test_the_promoted_job_starts_once_and_is_not_a_retry(published):
     assert (row.status, row.attempts, row.worker) == (JobStatus.SUCCEEDED, 0, "w:1")
     assert kinds(job) == ["promoted", "started", "succeeded"]
     assert JobEventKind.PROMOTED not in RETRY_EVENT_KINDS  # metrics count retries by these kinds
+    assert metrics_advance(until_done=True)["retries"] == 0
 
 
 def test_a_job_started_by_its_own_message_ignores_the_promoted_one(published):
