@@ -55,7 +55,7 @@ def options(parser) -> None:
 def main() -> int:
     args = common.parse_args(__doc__, options)
     if args.quick:
-        args.duration, args.max_wait, args.low_at_start, args.low_every = 120.0, "40", 2, 10.0
+        args.duration, args.max_wait, args.low_at_start, args.low_every = 150.0, "60", 2, 10.0
     env = {"WORKER_CONCURRENCY": "2", "LOG_LEVEL": "WARNING"}
     if args.max_wait is not None:
         env["JOB_PRIORITY_MAX_WAIT"] = os.environ["JOB_PRIORITY_MAX_WAIT"] = str(args.max_wait)
