@@ -175,6 +175,7 @@ class JobEventKind(models.TextChoices):
     HELD = "held", "Held: its queue is paused"
     RATE_LIMITED = "rate_limited", "Deferred by a rate limit"
     FAIR_SHARE = "fair_share", "Waiting for its owner's share of the workers"
+    PROMOTED = "promoted", "Promoted: waited too long on its queue"
 
 
 # Timeline kinds that send a job round again: an automatic retry, a re-queue after worker loss, an operator's retry.

@@ -85,9 +85,17 @@ def job_dispatch_in_transaction(*, jobs: list[Job], creator_lock: int) -> None:
             job.dispatched_at = None
 
 
-def _publish(jobs: list[Job], *, now, creator_lock: int | None = None) -> list:
-    """Send each job's message, stopping at the first refusal (the broker is down: the sweeper sends
-    the rest). Returns the ids sent."""
+def job_dispatch_to(*, jobs: Iterable[Job], queue: str) -> list:
+    """Publish each job's message again, to ``queue`` instead of its own (the same task id and
+    attempt: whichever delivery comes first starts the job, the other is dropped). Returns the ids
+    sent; never raises for a broker outage. The job's own message and ``dispatched_at`` are left as
+    they are: ``promotion.job_promote_waiting`` sends a job that waited too long to high_priority."""
+    return _publish(list(jobs), now=timezone.now(), queue=queue)
+
+
+def _publish(jobs: list[Job], *, now, creator_lock: int | None = None, queue: str | None = None) -> list:
+    """Send each job's message (to ``queue``, or its own), stopping at the first refusal (the broker
+    is down: the sweeper sends the rest). Returns the ids sent."""
     sent = []
     for job in jobs:
         entry = catalog.get(job.celery_task_name)
@@ -101,7 +109,7 @@ def _publish(jobs: list[Job], *, now, creator_lock: int | None = None) -> list:
                 args=job.args,
                 kwargs=job.kwargs,
                 task_id=str(job.id),
-                queue=job.queue,
+                queue=queue or job.queue,
                 countdown=countdown,
                 soft_time_limit=entry.soft_time_limit,
                 time_limit=entry.time_limit + 60,
