@@ -23,18 +23,29 @@ UPDATE`` of the totals and of the stats' minutes, the rows of the new window are
 older ones forgotten and the watermark moved, all in that one statement under the cursor's lock.
 Beat's pass grows its batches while one takes less than ``BATCH_SECONDS`` (up to ``BATCH_MAX``
 rows), so a backlog of a million rows is counted in a few large transactions, none long.
+
+That statement is PostgreSQL's (data-modifying ``WITH``, ``ON CONFLICT``, ``width_bucket``). On
+SQLite (the embedded default of ``make run``: one host, few jobs) the same batch, with the same
+bounds, watermark and ``MetricSeen`` rows, is read through the ORM and added up in Python
+(``_count_orm``); the pass picks its path once per batch (``_counts_in_database``), as the door
+picks ``_sql`` or the ORM. jobs/tests/observability/test_metrics_sqlite.py runs one scenario on
+both and compares every total and minute row.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast
 
 from taskhub.clock import database_now
 
@@ -50,7 +61,7 @@ from ..models import (
     MetricSeen,
     MetricTotal,
 )
-from .stats_rollup import STATS_KEEP, stats_rollup_add_sql, stats_rollup_build
+from .stats_rollup import STATS_KEEP, StatsRollup, stats_rollup_add_sql, stats_rollup_build
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +167,102 @@ def _retry_totals() -> tuple[str, dict[str, Any]]:
     return f"SELECT '{RETRIES}', task, '', '', {label}, count(*)::float8 FROM batch GROUP BY 2, 5", {}
 
 
+# The ORM path (SQLite): the same rows read through the ORM and added up in Python, as the SQL above
+# adds them up in the database.
+
+
+class Totals:
+    """Increments by label set, applied to ``MetricTotal`` at once."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str, str, str, str], float] = defaultdict(float)
+
+    def add(self, metric: str, *, task: str = "", queue: str = "", status: str = "", label: str = "", by=1.0):
+        self.values[(metric, task, queue, status, label)] += by
+
+    def observe(self, metric: str, *, task: str, seconds: float) -> None:
+        """One observation of a histogram: its bucket (not cumulative: the first bound at or above
+        it, as ``_histogram_sql``) and its sum."""
+        bound = next((b for b in METRIC_BUCKETS[metric] if seconds <= b), None)
+        self.add(f"{metric}_bucket", task=task, label=bucket_label(bound) if bound is not None else "+Inf")
+        self.add(f"{metric}_sum", task=task, by=seconds)
+
+    def save(self) -> None:
+        """Add the increments to their rows (new rows for new label sets). The caller holds the
+        source's cursor, and each source writes metrics of its own: no other pass writes them."""
+        if not self.values:
+            return
+        existing = {
+            (row.metric, row.task, row.queue, row.status, row.label): row
+            for row in MetricTotal.objects.filter(metric__in={key[0] for key in self.values})
+        }
+        changed, new = [], []
+        for key, increment in self.values.items():
+            if key in existing:
+                existing[key].value += increment
+                changed.append(existing[key])
+            else:
+                metric, task, queue, status, label = key
+                new.append(
+                    MetricTotal(metric=metric, task=task, queue=queue, status=status, label=label, value=increment)
+                )
+        MetricTotal.objects.bulk_update(changed, ["value"], batch_size=500)
+        MetricTotal.objects.bulk_create(new, batch_size=500)
+
+
+def _wait_and_run(row: dict[str, Any]) -> tuple[float | None, float | None]:
+    """A finished job's wait and run in seconds, as ``_JOB_ROWS`` computes them (None, None: it did
+    not start this round)."""
+    started, finished = row["started_at"], row["finished_at"]
+    due = max(t for t in (row["created_at"], row["run_at"], row["last_round"]) if t is not None)
+    if started is None or started < due:
+        return None, None
+    return (started - due).total_seconds(), max(0.0, (finished - started).total_seconds())
+
+
+def _count_job(row: dict[str, Any], totals: Totals, rollup: StatsRollup | None) -> None:
+    task, status = row["celery_task_name"], row["status"]
+    wait, run = _wait_and_run(row)
+    totals.add(FINISHED, task=task, queue=row["queue"], status=status)
+    if status == JobStatus.FAILED:
+        totals.add(FAILURES, task=task, label=row["error_type"] or UNKNOWN_EXCEPTION)
+    if run is not None:
+        totals.observe(WAIT, task=task, seconds=wait)
+        totals.observe(RUN, task=task, seconds=run)
+    if rollup is not None:
+        rollup.add(
+            at=row["finished_at"], owner_id=row["owner_id"], queue=row["queue"], task=task, status=status, run=run
+        )
+
+
+def _count_retry(row: dict[str, Any], totals: Totals, rollup: StatsRollup | None) -> None:
+    totals.add(RETRIES, task=row["task"], label=RETRY_KINDS.get(row["kind"], row["kind"]))
+
+
+def _finished_jobs() -> QuerySet:
+    last_round = JobEvent.objects.filter(job_id=OuterRef("id"), kind__in=RETRY_EVENT_KINDS).order_by("-at")
+    return Job.objects.filter(status__in=TERMINAL_STATUSES, finished_at__isnull=False).annotate(
+        last_round=Subquery(last_round.values("at")[:1])
+    )
+
+
+def _retry_events() -> QuerySet:
+    return JobEvent.objects.filter(kind__in=RETRY_EVENT_KINDS).annotate(task=F("job__celery_task_name"))
+
+
+@dataclass(frozen=True)
+class Orm:
+    """A source's rows for the ORM path: ``rows()``, stamped by ``time`` (a field), counted by
+    ``count`` from the ``fields`` of each; the batch's upper bound ranges over ``indexed`` (the time
+    index's own rows, as ``Source.bound_sql``)."""
+
+    rows: Callable[[], QuerySet]
+    time: str
+    indexed: Callable[[], QuerySet]
+    fields: tuple[str, ...]
+    count: Callable[[dict[str, Any], Totals, StatsRollup | None], None]
+
+
 @dataclass(frozen=True)
 class Source:
     """Rows the rollup counts: ``rows`` (SQL with a ``{where}`` to fill: the columns ``key`` and
@@ -169,6 +276,7 @@ class Source:
     rows: str
     totals: Any  # () -> (SQL of metric, task, queue, status, label, value rows from ``batch``, params)
     key: str
+    orm: Orm  # the same rows and counts on SQLite
     stats: bool = False  # also feeds the stats rollup (finished jobs)
 
     @property
@@ -234,6 +342,24 @@ SOURCES = (
         rows=_JOB_ROWS,
         totals=_job_totals,
         key="j.id::text",
+        orm=Orm(
+            rows=_finished_jobs,
+            time="finished_at",
+            indexed=lambda: Job.objects.filter(finished_at__isnull=False),
+            fields=(
+                "owner_id",
+                "celery_task_name",
+                "queue",
+                "status",
+                "error_type",
+                "created_at",
+                "run_at",
+                "started_at",
+                "finished_at",
+                "last_round",
+            ),
+            count=_count_job,
+        ),
         stats=True,
     ),
     Source(
@@ -244,17 +370,132 @@ SOURCES = (
         rows=_RETRY_ROWS,
         totals=_retry_totals,
         key="e.id::text",
+        orm=Orm(
+            rows=_retry_events,
+            time="at",
+            indexed=lambda: JobEvent.objects.filter(kind__in=RETRY_EVENT_KINDS),
+            fields=("task", "kind"),
+            count=_count_retry,
+        ),
     ),
 )
+
+
+def _counts_in_database() -> bool:
+    """Whether the pass counts with its SQL (PostgreSQL) or through the ORM (SQLite)."""
+    return connection.vendor == "postgresql"
+
+
+def _orm_seen(source: Source) -> Exists:
+    """``Source.seen`` for the ORM path (the row's key is annotated as ``seen_key``)."""
+    seen = MetricSeen.objects.filter(source=source.name, key=OuterRef("seen_key"), at=OuterRef(source.orm.time))
+    return Exists(seen)
+
+
+def _orm_rows(source: Source, rows: QuerySet) -> list[dict[str, Any]]:
+    """``rows`` with what ``Orm.count`` reads, their ``MetricSeen`` key and time."""
+    return list(rows.values("seen_key", *source.orm.fields, seen_at=F(source.orm.time)))
 
 
 def _build_stats(source: Source, *, now: datetime, low: datetime) -> None:
     """Build the stats rollup from the rows of the last day that passes so far counted (or, behind
     the first watermark, never will): at or before ``low``, or remembered in ``MetricSeen`` after it.
     The rows after ``low`` that no pass counted yet are left to the pass, which adds them."""
-    rows = source.rows.format(where=f"{source.time} > %(since)s AND ({source.time} <= %(low)s OR {source.seen})")
-    built = stats_rollup_build(rows, {"source": source.name, "since": now - STATS_KEEP, "low": low})
+    since = now - STATS_KEEP
+    if _counts_in_database():
+        rows = source.rows.format(where=f"{source.time} > %(since)s AND ({source.time} <= %(low)s OR {source.seen})")
+        built = stats_rollup_build(rows, {"source": source.name, "since": since, "low": low})
+    else:
+        time = source.orm.time
+        rows = (
+            source.orm.rows()
+            .filter(**{f"{time}__gt": since})
+            .annotate(seen_key=Cast("pk", CharField(max_length=64)))
+            .filter(Q(**{f"{time}__lte": low}) | _orm_seen(source))
+        )
+        rollup, totals = StatsRollup(), Totals()  # the totals start at the first pass: not saved
+        for row in _orm_rows(source, rows):
+            source.orm.count(row, totals, rollup)
+        built = rollup.save(replace=True)
     logger.info("stats rollup built: %d minute rows", built)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch's range (see ``Source.batch_sql``): the rows after ``low`` up to ``size`` rows after
+    ``watermark`` (and every row up to the same time), remembering those after ``keep`` (None:
+    ``LATE`` behind the new watermark); the new watermark never passes ``now``."""
+
+    watermark: datetime
+    low: datetime
+    keep: datetime | None
+    now: datetime
+    size: int
+
+
+def _count_sql(source: Source, batch: _Batch) -> tuple[int, datetime, datetime | None]:
+    """Count the batch in the database, one statement (PostgreSQL): the rows counted, the new
+    watermark and the batch's upper bound (None: every row after ``low``)."""
+    sql, params = source.batch_sql
+    with connection.cursor() as db:
+        # JIT compiling would cost seconds per statement (its estimates count a subquery per
+        # row), more than the statement itself takes.
+        db.execute("SET LOCAL jit = off")
+        db.execute(source.bound_sql, {"watermark": batch.watermark, "offset": batch.size - 1})
+        high = (db.fetchone() or (None,))[0]
+        db.execute(
+            sql,
+            {
+                **params,
+                "source": source.name,
+                "watermark": batch.watermark,
+                "low": batch.low,
+                "high": high,
+                "keep": batch.keep,
+                "now": batch.now,
+                "late": LATE,
+            },
+        )
+        counted, mark = db.fetchone()
+    return counted, mark, high
+
+
+def _count_orm(source: Source, batch: _Batch) -> tuple[int, datetime, datetime | None]:
+    """``_count_sql`` through the ORM (SQLite): the same range, watermark and ``MetricSeen`` rows,
+    the rows added up in Python."""
+    time = source.orm.time
+    bound = source.orm.indexed().filter(**{f"{time}__gt": batch.watermark}).order_by(time)
+    high = bound.values_list(time, flat=True)[batch.size - 1 : batch.size].first()
+    rows = (
+        source.orm.rows()
+        .filter(**{f"{time}__gt": batch.low})
+        .annotate(seen_key=Cast("pk", CharField(max_length=64)))
+        .filter(~_orm_seen(source))
+    )
+    if high is not None:
+        rows = rows.filter(**{f"{time}__lte": high})
+    rows = _orm_rows(source, rows)
+    totals, rollup = Totals(), (StatsRollup() if source.stats else None)
+    for row in rows:
+        source.orm.count(row, totals, rollup)
+    totals.save()
+    if rollup is not None:
+        rollup.save()
+    latest = high if high is not None else max((row["seen_at"] for row in rows), default=batch.watermark)
+    mark = max(batch.watermark, min(latest, batch.now))
+    keep = batch.keep if batch.keep is not None else mark - LATE
+    MetricSeen.objects.bulk_create(
+        [
+            MetricSeen(source=source.name, key=row["seen_key"], at=row["seen_at"])
+            for row in rows
+            if row["seen_at"] > keep
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    MetricSeen.objects.filter(source=source.name, at__lte=keep).delete()
+    MetricCursor.objects.filter(source=source.name).update(watermark=mark)
+    return len(rows), mark, high
 
 
 @dataclass
@@ -293,29 +534,10 @@ def _advance(source: Source, run: _Pass) -> tuple[int, bool] | None:
             low, keep = (watermark - LATE if run.floor is None else run.floor), None
         else:
             low, keep = watermark, run.floor
-        sql, params = source.batch_sql
         # The watermark moves to the batch's last row, never past the database's now: a row from a
         # clock that runs ahead must not hide the rows that the other clocks stamp meanwhile.
-        with connection.cursor() as db:
-            # JIT compiling would cost seconds per statement (its estimates count a subquery per
-            # row), more than the statement itself takes.
-            db.execute("SET LOCAL jit = off")
-            db.execute(source.bound_sql, {"watermark": watermark, "offset": run.size - 1})
-            high = (db.fetchone() or (None,))[0]
-            db.execute(
-                sql,
-                {
-                    **params,
-                    "source": source.name,
-                    "watermark": watermark,
-                    "low": low,
-                    "high": high,
-                    "keep": keep,
-                    "now": now,
-                    "late": LATE,
-                },
-            )
-            counted, mark = db.fetchone()
+        count = _count_sql if _counts_in_database() else _count_orm
+        counted, mark, high = count(source, _Batch(watermark=watermark, low=low, keep=keep, now=now, size=run.size))
         more = high is not None and high <= now
     if recheck:
         run.floor = mark - LATE
