@@ -16,11 +16,13 @@ finished total and the stats' minutes each add up to the rows), and a second pas
 timed. To compare with another commit, run the script from a checkout of that commit (the
 ``--rows`` option makes a smaller backlog for a slow one): the old path is not kept in the app.
 
-Own database taskhub_bench_metrics, own Redis db 5.
+Own database taskhub_bench_metrics (``BENCH_METRICS_DATABASE=taskhub_bench_<name>`` picks another, for
+two runs at once), own Redis db 5.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import timedelta
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import _common as common
 from bench import list_scale
 
-ENV = common.configure(database="taskhub_bench_metrics", redis_db=5)
+ENV = common.configure(database=os.environ.get("BENCH_METRICS_DATABASE", "taskhub_bench_metrics"), redis_db=5)
 
 OWNERS = 10
 TASKS = (
