@@ -2,9 +2,9 @@
 real web, worker, beat and maintenance processes (scripts/run.py), on a free port.
 
 A job of every catalog task, a schedule's firing, a cancel, an argument search with a text
-value and the stats (the metrics pass on SQLite); then Ctrl-C (SIGINT to the foreground process group) with stdout to a file, and with
-stdout piped into a reader that exits early (`| head -c 100`). Every process must be gone, the
-exit clean, and the whole output free of tracebacks and warnings."""
+value and the stats (the metrics pass on SQLite); then Ctrl-C (SIGINT to the foreground process
+group) with stdout to a file, and with stdout piped into a reader that exits early (`| head -c 100`).
+Every process must be gone, the exit clean, and the whole output free of tracebacks and warnings."""
 
 import json
 import os
