@@ -190,6 +190,9 @@ JOB_LIVE_ROW_FIELDS = (
     "finished_at",
     "worker",
     "queue",
+    "concurrency_key",
+    "concurrency_limit",
+    "concurrency_waiting_since",
 )
 
 # The timeline lines that say why a pending job waits (or that it was sent round again, which ends
