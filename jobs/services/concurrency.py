@@ -28,13 +28,17 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Case, IntegerField, Q, Value, When
+from django.utils import timezone
 
 from ..models import Job, JobPriority, JobStatus
 from ..selectors import concurrency_waiting
 from .dispatch import job_dispatch
+from .gates import paused_queues
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +94,13 @@ def concurrency_room(*, key: str, limit: int) -> bool:
 def job_release_waiting(*, keys: Iterable[str] | None = None, batch_size: int = 500) -> int:
     """Send the next waiting jobs of each key in ``keys`` (every key with unsent waiting jobs when
     None: the sweep), as many as the key has room for, highest priority first, then the oldest.
-    Returns how many were sent. A job sent twice (two releases at once) starts once."""
-    unsent = concurrency_waiting().filter(dispatched_at__isnull=True)
+    Returns how many were sent. A job sent twice (two releases at once) starts once. Waiting jobs
+    that could not start now anyway (a paused queue, a ``run_at`` after the next sweep: deferred by
+    a rate limit or a fair share since) are passed over, so they take none of the key's room."""
+    due = Q(run_at__isnull=True) | Q(run_at__lte=timezone.now() + timedelta(seconds=settings.JOB_SWEEP_INTERVAL))
+    unsent = concurrency_waiting().filter(due, dispatched_at__isnull=True)
+    if paused := paused_queues(fresh=False):
+        unsent = unsent.exclude(queue__in=paused)
     if keys is None:
         keys = unsent.order_by().values_list("concurrency_key", flat=True).distinct()[:batch_size]
     chosen: list[Job] = []

@@ -273,3 +273,28 @@ def test_a_bad_default_rule_fails_at_registration(register, rule):  # noqa: F811
     with pytest.raises((ValueError, InvalidInput)):
         register(task_with_bad_rule, concurrency=rule)
     assert "jobs.tests.task_with_bad_rule" not in catalog
+
+
+def test_the_release_passes_over_waiting_jobs_that_cannot_start_now(staff_user, published):
+    """A waiting job deferred since (a rate limit, a fair share: run_at ahead) or on a paused queue
+    takes none of the key's room: the next one goes."""
+    from jobs.models import QueueControl
+    from jobs.services.concurrency import job_release_waiting
+    from jobs.services.gates import forget_limits
+
+    now = timezone.now()
+    later = keyed(staff_user, created_at=now - timedelta(seconds=3), run_at=now + timedelta(hours=1))
+    paused = keyed(
+        staff_user,
+        priority="low",
+        queue="low_priority",
+        created_at=now - timedelta(seconds=2),
+        concurrency_waiting_since=now,
+    )
+    ready = keyed(staff_user, created_at=now - timedelta(seconds=1), concurrency_waiting_since=now)
+    Job.objects.filter(id=later.id).update(concurrency_waiting_since=now)
+    QueueControl.objects.create(name="high_priority", paused=True)
+    forget_limits()
+    assert job_release_waiting(keys=["tenant-7"]) == 1
+    assert [m["id"] for m in published] == [str(ready.id)]
+    assert Job.objects.get(id=paused.id).dispatched_at is None
