@@ -107,6 +107,10 @@ WITH changed AS (
 SELECT changed.concurrency_key FROM changed
 """
 
+_STAMP_STARTED = f"""
+UPDATE "{JOB}" SET "started_at" = STATEMENT_TIMESTAMP() WHERE "{JOB}"."id" = %(id)s RETURNING "started_at"
+"""
+
 _PROGRESS = f"""
 UPDATE "{JOB}" SET "progress" = %(progress)s, "progress_meta" = %(meta)s, "heartbeat_at" = STATEMENT_TIMESTAMP()
 WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}'
@@ -228,6 +232,14 @@ def succeed(
         cursor.execute(_SUCCEED, params)
         row = cursor.fetchone()
     return None if row is None else {"concurrency_key": row[0]}
+
+
+def stamp_started(job_id) -> datetime | None:
+    """The started job's ``started_at`` set to now (the database's clock); the new value."""
+    with _cursor() as cursor:
+        cursor.execute(_STAMP_STARTED, {"id": job_id})
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def progress(job_id, *, attempts: int, progress: int, meta: dict) -> bool:

@@ -304,6 +304,17 @@ def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any]
     )
 
 
+def stamp_started(job_id) -> datetime | None:
+    """Inside the start's transaction, once its concurrency key was claimed: ``started_at`` becomes
+    the claim's moment (the database's clock). The start's UPDATE came before the claim, and a job of
+    the key that finished in between would otherwise seem to overlap it."""
+    if _sql.available():
+        return _sql.stamp_started(job_id)
+    query = Job.objects.filter(id=job_id)
+    query.update(started_at=Now())
+    return query.values_list("started_at", flat=True).first()
+
+
 def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: dict | None) -> bool:
     """running -> succeeded for ``attempts``: the result, progress 100 (and ``progress_meta``, the
     run's last report, when given), with its ``succeeded`` line. Whether it matched."""

@@ -109,6 +109,7 @@ def _start(job_id, worker: str, attempts: int | None) -> dict[str, Any] | None:
         started = _state.start(job_id, worker=worker, attempts=attempts, early=EARLY_DELIVERY)
         if started and started["concurrency_key"] is not None:
             concurrency_claim(key=started["concurrency_key"], limit=started["concurrency_limit"])
+            started["started_at"] = _state.stamp_started(job_id)
         if started:
             check_running_share(owner_id=started["owner_id"], queue=started["queue"], owner=started.get("owner"))
         if started and limited:
