@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ class RetryPolicy:
 
 CONCURRENCY_KEY_MAX = 255
 CONCURRENCY_LIMIT_MAX = 1_000_000
+# A key has a character other than ASCII white space, and no NUL (PostgreSQL text cannot hold one);
+# written for both Python and the OpenAPI document (an ECMA regex: the same classes, spelt out).
+CONCURRENCY_KEY_PATTERN = r"^[^\x00]*[^\x00 \t\n\r\f\v][^\x00]*$"
 
 
 def _refuse(field: str, message: str):
@@ -76,12 +80,16 @@ class Concurrency:
             if name not in ("key", "limit"):
                 _refuse(f"{field}.{name}", "Unknown field: a concurrency rule has only key and limit.")
         key, limit = value.get("key"), value.get("limit")
-        if not isinstance(key, str) or not key.strip():
+        if not isinstance(key, str) or not key:
             _refuse(f"{field}.key", "A non-empty string is required.")
         if len(key) > CONCURRENCY_KEY_MAX:
             _refuse(f"{field}.key", f"At most {CONCURRENCY_KEY_MAX} characters, got {len(key)}.")
         if "\x00" in key:
             _refuse(f"{field}.key", "NUL characters are not allowed.")
+        if not re.fullmatch(CONCURRENCY_KEY_PATTERN, key):
+            _refuse(f"{field}.key", "A key of white space only is not allowed.")
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)  # 2.0 is the integer 2 in JSON, as every integer field takes it
         if isinstance(limit, bool) or not isinstance(limit, int):
             _refuse(f"{field}.limit", f"An integer from 1 to {CONCURRENCY_LIMIT_MAX} is required.")
         if not 1 <= limit <= CONCURRENCY_LIMIT_MAX:

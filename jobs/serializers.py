@@ -9,7 +9,7 @@ from rest_framework import serializers
 from taskhub.errors import InvalidInput
 from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
-from .catalog import CONCURRENCY_KEY_MAX, CONCURRENCY_LIMIT_MAX, Concurrency
+from .catalog import CONCURRENCY_KEY_MAX, CONCURRENCY_KEY_PATTERN, CONCURRENCY_LIMIT_MAX, Concurrency
 from .models import Job, JobEvent, JobPriority
 from .redaction import strip_server_paths
 from .selectors import LIST_LEFT_OUT
@@ -48,7 +48,29 @@ class ConcurrencyRuleSerializer(serializers.Serializer):
     )
 
 
-@extend_schema_field(ConcurrencyRuleSerializer(allow_null=True))
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "additionalProperties": False,
+        "required": ["key", "limit"],
+        "properties": {
+            "key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": CONCURRENCY_KEY_MAX,
+                "pattern": CONCURRENCY_KEY_PATTERN,
+                "description": "Jobs with the same key share the limit, e.g. tenant-7.",
+            },
+            "limit": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": CONCURRENCY_LIMIT_MAX,
+                "description": "At most this many of them run at once.",
+            },
+        },
+    }
+)
 class ConcurrencyField(serializers.Field):
     """A request's ``concurrency``: ``{"key": "tenant-7", "limit": 1}`` or null. Errors name
     ``concurrency.key`` / ``concurrency.limit`` (in bulk ``jobs[<index>].concurrency.key``)."""
