@@ -21,6 +21,9 @@ class JobSchedule(models.Model):
     )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_schedules")
     priority = models.CharField(max_length=10, choices=JobPriority.choices, default=JobPriority.NORMAL)
+    # Each job's concurrency key (README "Concurrency keys"): NULL, the task's own rule if any.
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import User
 from taskhub.errors import ApplicationError, InvalidInput
 
-from ..catalog import CatalogEntry, catalog
+from ..catalog import CatalogEntry, Concurrency, catalog
 from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
 from . import _state
 from ._json import json_problem, json_size
@@ -44,6 +44,7 @@ class JobRequest(TypedDict, total=False):
     priority: str | None
     max_retries: int | None
     run_at: datetime | None
+    concurrency: dict | Concurrency | None  # {"key": ..., "limit": ...}; the task's default when absent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +59,13 @@ class JobSpec:
     priority: str
     max_retries: int
     run_at: datetime | None
+    concurrency: Concurrency | None = None
 
     def fingerprint(self) -> str:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "entry"}
+        skipped = ("entry", "concurrency")
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skipped}
+        if self.concurrency is not None:  # absent otherwise: fingerprints stored before keys existed still match
+            fields["concurrency"] = dataclasses.asdict(self.concurrency)
         data = {"task": self.entry.name, **fields}
         return hashlib.sha256(json.dumps(data, sort_keys=True, cls=DjangoJSONEncoder).encode()).hexdigest()
 
@@ -78,6 +83,8 @@ class JobSpec:
             max_retries=self.max_retries,
             run_at=self.run_at,
             created_at=now,
+            concurrency_key=self.concurrency and self.concurrency.key,
+            concurrency_limit=self.concurrency and self.concurrency.limit,
         )
 
 
@@ -119,6 +126,9 @@ def job_build_spec(
             f"priority: {message}", code="permission_denied", status_code=403, fields={"priority": [message]}
         )
     max_retries = request.get("max_retries")
+    concurrency = Concurrency.parse(request.get("concurrency"))
+    if concurrency is None and entry.concurrency is not None:
+        concurrency = entry.concurrency.render({**kwargs, **entry.parameters.bind(args, kwargs)})
     return JobSpec(
         entry=entry,
         name=request.get("name") or entry.name.rsplit(".", 1)[-1],
@@ -128,6 +138,7 @@ def job_build_spec(
         priority=priority,
         max_retries=entry.retry.max_retries if max_retries is None else max_retries,
         run_at=request.get("run_at"),
+        concurrency=concurrency,
     )
 
 
