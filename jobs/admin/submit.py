@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy
 
 from taskhub.errors import ApplicationError
 
-from ..catalog import CatalogEntry, catalog
+from ..catalog import CONCURRENCY_KEY_MAX, CONCURRENCY_LIMIT_MAX, CatalogEntry, catalog
 from ..models import JobPriority
 from ..parameters import describe_schema
 from ..services.creation import job_create
@@ -30,7 +30,12 @@ from ..services.creation import job_create
 # As the API's create serializer allows.
 MAX_RETRIES_LIMIT = 20
 # Where the service's field names go in this form.
-_FORM_FIELD = {"celery_task_name": "task"}
+_FORM_FIELD = {
+    "celery_task_name": "task",
+    "concurrency": "concurrency_key",
+    "concurrency.key": "concurrency_key",
+    "concurrency.limit": "concurrency_limit",
+}
 
 
 def visible_entries(user) -> list[CatalogEntry]:
@@ -121,6 +126,19 @@ class JobSubmitForm(forms.Form):
         max_value=MAX_RETRIES_LIMIT,
         help_text=gettext_lazy("After a failure; empty: the task's retry policy."),
     )
+    concurrency_key = forms.CharField(
+        label=gettext_lazy("Concurrency key"),
+        max_length=CONCURRENCY_KEY_MAX,
+        required=False,
+        help_text=gettext_lazy("At most the limit below of jobs with this key run at once; the others wait."),
+    )
+    concurrency_limit = forms.IntegerField(
+        label=gettext_lazy("Concurrency limit"),
+        required=False,
+        min_value=1,
+        max_value=CONCURRENCY_LIMIT_MAX,
+        help_text=gettext_lazy("With a key; empty: 1."),
+    )
     submission = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
 
     def __init__(self, *args, entries: list[CatalogEntry], **kwargs) -> None:
@@ -138,7 +156,16 @@ class JobSubmitForm(forms.Form):
             "kwargs": data["kwargs"],
             "priority": data["priority"] or None,
             "max_retries": data["max_retries"],
+            "concurrency": {"key": data["concurrency_key"], "limit": data["concurrency_limit"] or 1}
+            if data["concurrency_key"]
+            else None,
         }
+
+    def clean(self):
+        data = super().clean()
+        if data.get("concurrency_limit") is not None and not data.get("concurrency_key"):
+            self.add_error("concurrency_key", gettext_lazy("Give the key the limit is for."))
+        return data
 
     def add_service_error(self, exc: ApplicationError) -> None:
         """The service's refusal on the fields it names, or above the form."""

@@ -26,6 +26,9 @@ class JobSchedule(models.Model):
     expires_in = models.PositiveIntegerField(
         null=True, blank=True, help_text="Each job's deadline, in seconds from its firing; empty: none."
     )
+    # Each job's concurrency key (README "Concurrency keys"): NULL, the task's own rule if any.
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

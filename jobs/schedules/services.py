@@ -55,6 +55,7 @@ class ScheduleRequest(TypedDict, total=False):
     args: list | None
     kwargs: dict | None
     priority: str | None
+    concurrency: dict[str, Any] | None
     interval: dict[str, Any] | None
     crontab: dict[str, Any] | None
     enabled: bool
@@ -84,11 +85,15 @@ def is_system_task(name: str) -> bool:
     return name in system_tasks() or name.startswith(SYSTEM_TASK_PREFIXES)
 
 
-def job_schedule_check(*, owner: User, task: str, args: Any, kwargs: Any, priority: str | None) -> JobSpec:
-    """The task, arguments and priority checked as a job's would be; errors name ``task``, not
-    ``celery_task_name``. Tasks outside the catalog (maintenance tasks too) are refused."""
+def job_schedule_check(
+    *, owner: User, task: str, args: Any, kwargs: Any, priority: str | None, concurrency: Any = None
+) -> JobSpec:
+    """The task, arguments, priority and concurrency rule checked as a job's would be; errors name
+    ``task``, not ``celery_task_name``. Tasks outside the catalog (maintenance tasks too) are refused."""
     try:
-        return job_build_spec(owner=owner, celery_task_name=task, args=args, kwargs=kwargs, priority=priority)
+        return job_build_spec(
+            owner=owner, celery_task_name=task, args=args, kwargs=kwargs, priority=priority, concurrency=concurrency
+        )
     except ApplicationError as exc:
         if "celery_task_name" not in exc.fields:
             raise
@@ -230,6 +235,7 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
         args=request.get("args"),
         kwargs=request.get("kwargs"),
         priority=request.get("priority"),
+        concurrency=request.get("concurrency"),
     )
     name = job_schedule_check_name(request.get("name"), owner=owner)
     description = _check_description(request.get("description", ""))
@@ -253,7 +259,11 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
         )
         _save(periodic_task)
         JobSchedule.objects.create(
-            periodic_task=periodic_task, owner=owner, priority=spec.priority, expires_in=expires_in
+            periodic_task=periodic_task,
+            owner=owner,
+            priority=spec.priority,
+            expires_in=expires_in,
+            **_concurrency_row(request, spec),
         )
     return periodic_task
 
@@ -281,6 +291,7 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
         args=changes["args"] if "args" in changes else json.loads(periodic_task.args or "[]"),
         kwargs=changes["kwargs"] if "kwargs" in changes else json.loads(periodic_task.kwargs or "{}"),
         priority=changes["priority"] if "priority" in changes else schedule.priority,
+        concurrency=changes["concurrency"] if "concurrency" in changes else schedule_concurrency(schedule),
     )
     if "name" in changes:
         periodic_task.name = job_schedule_check_name(
@@ -305,10 +316,30 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
     periodic_task.args, periodic_task.kwargs = json.dumps(spec.args), json.dumps(spec.kwargs)
     _save(periodic_task)
     schedule.priority = spec.priority
+    update = ["priority"]
     if "expires_in" in changes:
         schedule.expires_in = _check_expires_in(changes["expires_in"])
-    schedule.save(update_fields=["priority", "expires_in"])
+        update.append("expires_in")
+    if "concurrency" in changes:
+        for field, value in _concurrency_row(changes, spec).items():
+            setattr(schedule, field, value)
+            update.append(field)
+    schedule.save(update_fields=update)
     return periodic_task
+
+
+def schedule_concurrency(schedule: JobSchedule) -> dict[str, Any] | None:
+    """A schedule's own concurrency rule, as a request gives it (None: its jobs get the task's own)."""
+    if schedule.concurrency_key is None:
+        return None
+    return {"key": schedule.concurrency_key, "limit": schedule.concurrency_limit}
+
+
+def _concurrency_row(request: ScheduleRequest, spec: JobSpec) -> dict[str, Any]:
+    """The schedule's columns for the rule its request named (checked in ``spec``): the task's own
+    default is not stored, each firing applies it (then current)."""
+    rule = spec.concurrency if request.get("concurrency") is not None else None
+    return {"concurrency_key": rule and rule.key, "concurrency_limit": rule and rule.limit}
 
 
 @transaction.atomic

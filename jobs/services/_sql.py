@@ -37,7 +37,16 @@ from ..models import Job, JobEvent, JobEventKind, JobStatus
 from .gates import queue_not_paused
 
 JOB, EVENT, USER = Job._meta.db_table, JobEvent._meta.db_table, User._meta.db_table
-STARTED_FIELDS = ("attempts", "queue", "celery_task_name", "owner_id", "started_at", "heartbeat_at")
+STARTED_FIELDS = (
+    "attempts",
+    "queue",
+    "celery_task_name",
+    "owner_id",
+    "started_at",
+    "heartbeat_at",
+    "concurrency_key",
+    "concurrency_limit",
+)
 # What the start reads of the job's owner for the fair share (``_quotas.check_running_share``), in
 # the start's own statement, which also locks the owner's row (FOR NO KEY UPDATE) for its transaction.
 OWNER_FIELDS = ("is_staff", "max_running_jobs")
@@ -69,7 +78,8 @@ def _line(kind: str, from_status: str, to_status: str) -> str:
 _START = f"""
 WITH changed AS (
     UPDATE "{JOB}" SET "status" = '{JobStatus.RUNNING}', "started_at" = STATEMENT_TIMESTAMP(),
-        "heartbeat_at" = STATEMENT_TIMESTAMP(), "worker" = %(worker)s, "finished_at" = NULL
+        "heartbeat_at" = STATEMENT_TIMESTAMP(), "worker" = %(worker)s, "finished_at" = NULL,
+        "concurrency_waiting_since" = NULL
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.PENDING}'
         AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP() + %(early)s)
         AND ("{JOB}"."expires_at" IS NULL OR "{JOB}"."expires_at" > STATEMENT_TIMESTAMP())
@@ -93,9 +103,13 @@ WITH changed AS (
         "progress" = 100, "progress_meta" = COALESCE(%(meta)s, "progress_meta"), "result" = %(result)s,
         "error" = '', "error_type" = '', "traceback" = ''
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
-    RETURNING "{JOB}"."id"
+    RETURNING "{JOB}"."id", "{JOB}"."concurrency_key"
 ), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)}
-SELECT 1 FROM changed
+SELECT changed.concurrency_key FROM changed
+"""
+
+_STAMP_STARTED = f"""
+UPDATE "{JOB}" SET "started_at" = STATEMENT_TIMESTAMP() WHERE "{JOB}"."id" = %(id)s RETURNING "started_at"
 """
 
 _PROGRESS = f"""
@@ -203,9 +217,9 @@ def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: da
 
 def succeed(
     job_id, *, attempts: int, result: Any, at: datetime, actor_label: str, progress_meta: dict | None = None
-) -> bool:
+) -> dict[str, Any] | None:
     """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
-    its ``succeeded`` line."""
+    its ``succeeded`` line. The row's ``concurrency_key`` (the door frees it), or None when it matched nothing."""
     connection = connections["default"]
     params = {
         "id": job_id,
@@ -217,7 +231,16 @@ def succeed(
     }
     with _cursor() as cursor:
         cursor.execute(_SUCCEED, params)
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+    return None if row is None else {"concurrency_key": row[0]}
+
+
+def stamp_started(job_id) -> datetime | None:
+    """The started job's ``started_at`` set to now (the database's clock); the new value."""
+    with _cursor() as cursor:
+        cursor.execute(_STAMP_STARTED, {"id": job_id})
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def progress(job_id, *, attempts: int, progress: int, meta: dict) -> bool:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import User
 from taskhub.errors import ApplicationError, InvalidInput
 
-from ..catalog import CatalogEntry, catalog
+from ..catalog import CatalogEntry, Concurrency, catalog
 from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
 from . import _state
 from ._json import json_problem, json_size
@@ -46,6 +46,7 @@ class JobRequest(TypedDict, total=False):
     run_at: datetime | None
     expires_at: datetime | None
     expires_in: int | float | None
+    concurrency: dict | Concurrency | None  # {"key": ..., "limit": ...}; the task's default when absent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +62,20 @@ class JobSpec:
     max_retries: int
     run_at: datetime | None
     expires_at: datetime | None = None
-    # As asked: a replay of a request with expires_in is the same request, a moment later.
-    expires_in: int | float | None = None
+    expires_in: int | float | None = None  # as asked (the fingerprint's)
+    concurrency: Concurrency | None = None
 
     def fingerprint(self) -> str:
-        left_out = {"entry", "expires_at"} if self.expires_in is not None else {"entry"}
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in left_out}
+        skipped = ("entry", "concurrency", "expires_at", "expires_in")
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skipped}
+        # A deadline as asked (a replay with expires_in is the same request a moment later), and absent
+        # without one: fingerprints stored before deadlines existed still match.
+        if self.expires_in is not None:
+            fields["expires_in"] = self.expires_in
+        elif self.expires_at is not None:
+            fields["expires_at"] = self.expires_at
+        if self.concurrency is not None:  # absent otherwise: fingerprints stored before keys existed still match
+            fields["concurrency"] = dataclasses.asdict(self.concurrency)
         data = {"task": self.entry.name, **fields}
         return hashlib.sha256(json.dumps(data, sort_keys=True, cls=DjangoJSONEncoder).encode()).hexdigest()
 
@@ -85,6 +94,8 @@ class JobSpec:
             run_at=self.run_at,
             expires_at=self.expires_at,
             created_at=now,
+            concurrency_key=self.concurrency and self.concurrency.key,
+            concurrency_limit=self.concurrency and self.concurrency.limit,
         )
 
 
@@ -129,6 +140,9 @@ def job_build_spec(
     expires_at = job_deadline(
         expires_at=request.get("expires_at"), expires_in=request.get("expires_in"), run_at=request.get("run_at")
     )
+    concurrency = Concurrency.parse(request.get("concurrency"))
+    if concurrency is None and entry.concurrency is not None:
+        concurrency = entry.concurrency.render({**kwargs, **entry.parameters.bind(args, kwargs)})
     return JobSpec(
         entry=entry,
         name=request.get("name") or entry.name.rsplit(".", 1)[-1],
@@ -140,6 +154,7 @@ def job_build_spec(
         run_at=request.get("run_at"),
         expires_at=expires_at,
         expires_in=request.get("expires_in"),
+        concurrency=concurrency,
     )
 
 

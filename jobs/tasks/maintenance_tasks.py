@@ -10,6 +10,7 @@ from celery import shared_task
 from taskhub.clock import database_now
 
 from ..services.metrics import metrics_advance
+from ..services.promotion import job_promote_waiting
 from ..services.recovery import job_dispatch_due, job_expire_due, job_recover_stale
 from ..services.retention import job_purge_finished, job_purge_task_results
 from ..services.stats_rollup import stats_rollup_prune
@@ -26,6 +27,13 @@ def dispatch_jobs() -> int:
 def expire_jobs() -> int:
     """End pending jobs past their expires_at that no message will start (see jobs.services.recovery)."""
     return job_expire_due()
+
+
+@shared_task(name="jobs.tasks.maintenance_tasks.promote_jobs", ignore_result=True, acks_late=False)
+def promote_jobs() -> int:
+    """Send jobs that waited JOB_PRIORITY_MAX_WAIT on a lower queue to high_priority (see
+    jobs.services.promotion): a steady stream of urgent/high jobs never starves them."""
+    return job_promote_waiting()
 
 
 @shared_task(name="jobs.tasks.maintenance_tasks.recover_jobs", ignore_result=True, acks_late=False)

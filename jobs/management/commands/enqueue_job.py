@@ -15,7 +15,7 @@ from jobs.models import Job, JobPriority, JobStatus
 from jobs.selectors import job_get
 from jobs.serializers import JobCreateSerializer, JobSerializer
 from jobs.services.creation import job_create
-from taskhub.errors import ApplicationError
+from taskhub.errors import ApplicationError, flat_fields
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -32,6 +32,9 @@ OPTION_NAMES = {
     "priority": "--priority",
     "expires_at": "--expires-at",
     "expires_in": "--expires-in",
+    "concurrency": "--concurrency-key",
+    "concurrency.key": "--concurrency-key",
+    "concurrency.limit": "--concurrency-limit",
 }
 RESULT_PREVIEW = 1000
 
@@ -48,7 +51,7 @@ def refuse_constant(name: str):
 def explain(fields: dict, message: str) -> str:
     """The first problem, named by the option at fault: ``--kwargs: kwargs.seconds: ...``."""
     for field, messages in fields.items():
-        name = field.split("[")[0].split(".")[0]
+        name = field if field in OPTION_NAMES else field.split("[")[0].split(".")[0]
         text = messages[0].removeprefix(f"{name}: ")
         return f"{OPTION_NAMES.get(name, '--' + name.replace('_', '-'))}: {text}"
     return message
@@ -62,6 +65,7 @@ class Command(OperatorCommand):
     )
     examples = (
         """manage.py enqueue_job long_running_task --kwargs '{"seconds": 30}' --user alice""",
+        "manage.py enqueue_job long_running_task --concurrency-key tenant-7 --concurrency-limit 1",
         "manage.py enqueue_job process_data --args '[[{\"a\": 1}]]' --wait --timeout 600",
         'manage.py enqueue_job send_notification --kwargs \'{"to": ["a@example.com"], "subject": "hi"}\' --json',
         "manage.py enqueue_job long_running_task --expires-in 300  # not started within 5 minutes: expired",
@@ -97,6 +101,17 @@ class Command(OperatorCommand):
             "--expires-in",
             metavar="SECONDS",
             help="The deadline in seconds from now (instead of --expires-at).",
+        )
+        parser.add_argument(
+            "--concurrency-key",
+            metavar="K",
+            help="At most --concurrency-limit jobs with this key run at once; the others wait (README, Concurrency "
+            "keys). Default: the task's own rule, if any.",
+        )
+        parser.add_argument(
+            "--concurrency-limit",
+            metavar="N",
+            help="With --concurrency-key: how many of its jobs may run at once, 1 or more (default 1).",
         )
         parser.add_argument(
             "--idempotency-key",
@@ -175,13 +190,29 @@ class Command(OperatorCommand):
                 data[option] = options[option]
         if (seconds := data.get("expires_in")) is not None and seconds.strip().isdigit():
             data["expires_in"] = int(seconds)  # the API's JSON number; anything else: its error
+        if (concurrency := self.concurrency(options["concurrency_key"], options["concurrency_limit"])) is not None:
+            data["concurrency"] = concurrency
         serializer = JobCreateSerializer(data=data)
         if not serializer.is_valid():
-            raise bad_input(explain(serializer.errors, "Invalid input."))
+            raise bad_input(explain(flat_fields(serializer.errors), "Invalid input."))
         try:
             return job_create(owner=owner, idempotency_key=key, **serializer.validated_data)
         except ApplicationError as exc:
             raise bad_input(explain(exc.fields, exc.message)) from exc
+
+    @staticmethod
+    def concurrency(key: str | None, limit: str | None) -> dict | None:
+        """--concurrency-key and --concurrency-limit as the API's ``concurrency`` (its checks follow)."""
+        if key is None:
+            if limit is not None:
+                raise bad_input("--concurrency-limit: only means something with --concurrency-key.")
+            return None
+        if limit is None:
+            return {"key": key, "limit": 1}
+        try:
+            return {"key": key, "limit": int(limit)}
+        except ValueError:
+            raise bad_input(f"--concurrency-limit: {limit!r} is not an integer.") from None
 
     @staticmethod
     def parse_json(text: str, *, option: str):

@@ -197,3 +197,34 @@ def test_help_says_how_the_user_defaults_and_what_the_exit_status_means():
     )
     for option in ("--args", "--kwargs", "--priority", "--name", "--idempotency-key", "--wait", "--timeout", "--json"):
         assert option in text
+
+
+# --- concurrency keys ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_concurrency_key_and_limit(user):
+    out, _ = enqueue(
+        "long_running_task", "--concurrency-key", "tenant-7", "--concurrency-limit", "3", "--user", user.username
+    )
+    job = Job.objects.get(id=out.strip())
+    assert (job.concurrency_key, job.concurrency_limit) == ("tenant-7", 3)
+    out, _ = enqueue("long_running_task", "--concurrency-key", "tenant-8", "--user", user.username)
+    assert Job.objects.get(id=out.strip()).concurrency_limit == 1  # the limit defaults to 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--concurrency-key", ""], "--concurrency-key: "),
+        (["--concurrency-key", "k" * 256], "--concurrency-key: At most 255 characters"),
+        (["--concurrency-key", "k", "--concurrency-limit", "0"], "--concurrency-limit: Must be from 1"),
+        (["--concurrency-key", "k", "--concurrency-limit", "two"], "--concurrency-limit: 'two' is not an integer."),
+        (["--concurrency-limit", "2"], "--concurrency-limit: only means something with --concurrency-key."),
+    ],
+)
+def test_a_bad_concurrency_option_is_exit_2_naming_it_and_creates_nothing(user, options, expected):
+    message = failure("long_running_task", *options, "--user", user.username, returncode=2)
+    assert message.startswith(expected), message
+    assert not Job.objects.exists()
