@@ -199,6 +199,20 @@ def test_a_job_waiting_for_its_owners_fair_share_past_its_deadline_ends_expired(
     assert kinds(job) == ["fair_share", "expired"]
 
 
+def test_a_job_waiting_for_its_concurrency_key_past_its_deadline_ends_expired_and_never_starts(staff_user):
+    first = make(owner=staff_user, concurrency_key="tenant-7", concurrency_limit=1)
+    job = make(
+        owner=staff_user, concurrency_key="tenant-7", concurrency_limit=1, dispatched_at=ago(1), expires_at=soon(0.5)
+    )
+    assert job_start(job_id=first.id, worker="w:1") is not None
+    assert job_start(job_id=job.id, worker="w:2", attempts=0) is None  # waits for the key
+    assert kinds(job) == ["concurrency"]
+    wait_until(Job.objects.get(id=job.id).expires_at)
+    assert job_sweep().expired == 1  # no release came: the sweep ends it
+    assert_expired_unstarted(job)
+    assert job_start(job_id=job.id, worker="w:2", attempts=0) is None  # a late release's message: nothing
+
+
 def test_a_retry_whose_backoff_ends_after_the_deadline_is_not_scheduled_the_job_ends_expired(published):
     job = make("running", max_retries=3, expires_at=soon(0.5))  # backoff of its first retry: 1 to 2 s
     assert job_fail(job_id=job.id, attempts=0, error="boom", error_type="RuntimeError", worker="w:1") is False
@@ -292,3 +306,23 @@ def test_beat_runs_the_expiry_sweep_every_sweep_interval_on_the_maintenance_queu
     held = make(expires_at=ago(1))
     assert expire_jobs() == 1
     assert_expired_unstarted(held)
+
+
+def test_a_request_without_a_deadline_keeps_the_fingerprint_it_had_before_deadlines():
+    """Idempotency keys stored before deadlines existed still match a replay of their request."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    from jobs.services.creation import job_build_spec
+
+    spec = job_build_spec(owner=UserFactory(), celery_task_name="long_running_task", args=[1])
+    before = {  # the fields a fingerprint had then
+        field.name: getattr(spec, field.name)
+        for field in dataclasses.fields(spec)
+        if field.name not in ("entry", "concurrency", "expires_at", "expires_in")
+    }
+    data = json.dumps({"task": spec.entry.name, **before}, sort_keys=True, cls=DjangoJSONEncoder)
+    assert spec.fingerprint() == hashlib.sha256(data.encode()).hexdigest()
