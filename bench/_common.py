@@ -53,9 +53,16 @@ class BenchEnv:
 
 
 def configure(*, database: str, redis_db: int) -> BenchEnv:
-    """Point this process (and the workers it starts) at the benchmark's own database and Redis db."""
+    """Point this process (and the workers it starts) at the benchmark's own database and Redis db.
+
+    ``BENCH_DATABASE_TAG`` (letters, digits, ``_``) puts a tag into the name, ``taskhub_bench_<tag>_...``:
+    two people on one cluster can run the same script at once without dropping each other's database."""
     if not database.startswith("taskhub_bench"):
         raise SystemExit(f"refusing to use database {database!r}: benchmark databases start with taskhub_bench")
+    if tag := os.environ.get("BENCH_DATABASE_TAG", ""):
+        if not re.fullmatch(r"[a-z0-9_]{1,20}", tag):
+            raise SystemExit(f"BENCH_DATABASE_TAG={tag!r}: use 1-20 lowercase letters, digits or _")
+        database = f"taskhub_bench_{tag}{database.removeprefix('taskhub_bench')}"
     if redis_db not in BENCH_REDIS_DBS:
         raise SystemExit(f"refusing Redis db {redis_db}: benchmarks use dbs 1-6 (others: the app, the tests)")
     env = BenchEnv(database, redis_db)
@@ -113,9 +120,74 @@ def _flush_redis(url: str) -> None:
         client.close()
 
 
+def _socket_ports(pids: Iterable[int]) -> set[int]:
+    """The local TCP ports of the sockets these processes hold open (from /proc; this machine only)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def redis_db_clients(url: str, *, own_pids: Iterable[int] = ()) -> list[dict[str, str]]:
+    """The other clients connected to the Redis db of ``url`` (``CLIENT LIST``): not this connection,
+    not the connections of ``own_pids`` (the benchmark's own workers). Anyone else there shares the
+    benchmark's broker: their workers take its messages, its workers take theirs, and its flush
+    empties their queues."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        me = client.client_id()
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        clients = client.client_list()
+    finally:
+        client.close()
+    own_ports = _socket_ports(own_pids)
+    return [
+        found
+        for found in clients
+        if int(found.get("db", -1)) == db
+        and int(found["id"]) != me
+        and int(found.get("addr", ":0").rsplit(":", 1)[1]) not in own_ports
+    ]
+
+
+def describe_clients(clients: list[dict[str, str]], limit: int = 5) -> str:
+    shown = ", ".join(f"{found['addr']} (last command {found.get('cmd', '?')})" for found in clients[:limit])
+    return shown + (f" and {len(clients) - limit} more" if len(clients) > limit else "")
+
+
+def check_redis_db_free(url: str) -> None:
+    """Refuse a Redis db that someone else is connected to (a test suite's workers, another
+    benchmark): sharing it would mix both sides' messages and the flush would empty their queues."""
+    if clients := redis_db_clients(url):
+        raise SystemExit(
+            f"refusing {url}: {len(clients)} other client(s) are connected to that Redis db "
+            f"({describe_clients(clients)}), e.g. a test suite's or another benchmark's workers. Their "
+            "workers would take this benchmark's messages (and skip them: the jobs are not in their "
+            "database) and the flush would empty their queues. Point BENCH_REDIS_URL at a Redis of your "
+            'own, e.g. `redis-server --port 6394 --save "" --appendonly no --daemonize yes` and '
+            "BENCH_REDIS_URL=redis://127.0.0.1:6394."
+        )
+
+
 @contextlib.contextmanager
 def bench_environment(env: BenchEnv) -> Iterator[None]:
-    """Own database (created, migrated, dropped) and own Redis db (flushed before and after)."""
+    """Own database (created, migrated, dropped) and own Redis db (flushed before and after; refused
+    when anyone else is connected to it)."""
+    check_redis_db_free(env.broker_url)
     _flush_redis(env.broker_url)
     _create_database(env.database)
     try:

@@ -79,6 +79,23 @@ def wait_until(last_done, count_left, timeout: float, what: str) -> float:
     return time.perf_counter()
 
 
+SKIPPED = "is not pending, not due yet or of another attempt"
+
+
+def diagnosis(worker: common.Process) -> str:
+    """Why a phase may not have finished: jobs its worker skipped, and anyone else on its Redis db
+    (their workers take this benchmark's messages and skip them: the jobs are not in their database)."""
+    skipped = worker.output().count(SKIPPED)
+    others = common.redis_db_clients(ENV.broker_url, own_pids=[os.getpid(), *worker.pids()])
+    shared = (
+        f"{len(others)} other client(s) on {ENV.broker_url}: {common.describe_clients(others)}; "
+        "point BENCH_REDIS_URL at a Redis of your own"
+        if others
+        else f"nobody else on {ENV.broker_url}"
+    )
+    return f"the worker skipped {skipped} message(s) as '{SKIPPED}'; {shared}"
+
+
 class CpuMeter:
     """CPU seconds per group of processes between two snapshots."""
 
@@ -125,6 +142,7 @@ def run_phase(label: str, command: str, env: dict, n: int, submit, last_done, co
         wal_end = wal.lsn() if wal else None
     except BaseException:
         print(worker.output()[-3000:], file=sys.stderr)
+        print(f"# {diagnosis(worker)}", file=sys.stderr)
         raise
     finally:
         worker.stop()
