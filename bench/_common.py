@@ -8,7 +8,9 @@ names are fixed per script and must start with ``taskhub_bench``: a benchmark ne
 ``taskhub`` or the test databases, whatever DATABASE_URL the caller (``make bench``) set.
 
 PostgreSQL and Redis are found at BENCH_POSTGRES_URL (default
-postgres://postgres@127.0.0.1:5432) and BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+postgres://postgres@127.0.0.1:5432) and BENCH_REDIS_URL (default redis://127.0.0.1:6379;
+``private``: a redis-server of the run's own, on a free port). A Redis db that anyone else is
+connected to is refused (``check_redis_db_free``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def configure(*, database: str, redis_db: int) -> BenchEnv:
         database = f"taskhub_bench_{tag}{database.removeprefix('taskhub_bench')}"
     if redis_db not in BENCH_REDIS_DBS:
         raise SystemExit(f"refusing Redis db {redis_db}: benchmarks use dbs 1-6 (others: the app, the tests)")
+    global REDIS_URL  # noqa: PLW0603 - read at call time by every script (common.REDIS_URL)
+    if REDIS_URL == "private":
+        REDIS_URL = _start_private_redis()
     env = BenchEnv(database, redis_db)
     os.environ["DJANGO_SETTINGS_MODULE"] = "taskhub.settings"
     os.environ["DATABASE_URL"] = env.database_url
@@ -76,6 +81,46 @@ def configure(*, database: str, redis_db: int) -> BenchEnv:
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("TASKHUB_VAR_DIR", str(ROOT / "var" / "bench"))
     return env
+
+
+def _start_private_redis() -> str:
+    """``BENCH_REDIS_URL=private``: a redis-server of this run's own on a free port, no persistence,
+    stopped when this process exits (and when it is killed: the kernel sends it SIGTERM then)."""
+    import atexit
+
+    def die_with_parent() -> None:
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only the prctl call, before exec
+    )
+
+    def stop() -> None:
+        server.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=10)
+
+    atexit.register(stop)
+    url = f"redis://127.0.0.1:{port}"
+    import redis
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+            return url
+        except redis.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"BENCH_REDIS_URL=private: redis-server on port {port} did not start") from None
+            time.sleep(0.05)
 
 
 def parse_args(description: str | None, extra: Callable[[argparse.ArgumentParser], None] | None = None):

@@ -147,6 +147,7 @@ def run_phase(label: str, command: str, env: dict, n: int, submit, last_done, co
     finally:
         worker.stop()
         runtimes = [float(seconds) for seconds in SUCCEEDED_IN.findall(worker.output())]
+        skipped = worker.output().count(SKIPPED)
         worker.close()
     return {
         "label": label,
@@ -155,6 +156,7 @@ def run_phase(label: str, command: str, env: dict, n: int, submit, last_done, co
         "rate": n / (finished - started),
         "cpu_ms": {key: value * 1000 / n for key, value in cpu.items()},
         "call_ms": statistics.median(runtimes) * 1000 if runtimes else float("nan"),
+        "skipped": skipped,
         "wal": {key: value / n for key, value in wal.measure(wal_start, wal_end).items()} if wal else None,
         "wal_by_relation": {name: size / n for name, size in wal.by_relation.items()} if wal else None,
     }
@@ -262,8 +264,8 @@ def main() -> int:
     best_plain = max(plain, plain_again, key=lambda phase: phase["rate"])
     common.print_table(
         f"throughput, {n:,} tasks per phase, prefork concurrency {CONCURRENCY} (after a warm-up of {WARMUP})",
-        ["phase", "submit s", "until all done s", "tasks/s", "task call ms (median)"],
-        [[p["label"], p["submit_s"], p["total_s"], p["rate"], p["call_ms"]] for p in phases],
+        ["phase", "submit s", "until all done s", "tasks/s", "task call ms (median)", "skipped"],
+        [[p["label"], p["submit_s"], p["total_s"], p["rate"], p["call_ms"], p["skipped"]] for p in phases],
     )
     common.print_table(
         "CPU ms per task (/proc): the worker's main process (consumer) and pool processes; bench = this process "
