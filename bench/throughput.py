@@ -245,6 +245,46 @@ def jobs_phase(command: str, n: int, label: str, env: dict, owner) -> tuple[dict
     return phase, written
 
 
+def statements_per_job(owner, runs: int = 50) -> dict[str, float]:
+    """SQL statements per job (each a round trip to PostgreSQL), in this process: a bulk create of
+    BATCH jobs, then ``runs`` of them run through the task's own code (Celery's local ``apply``, the
+    same task base a worker's pool process runs: start, progress, success). Savepoints apart."""
+    from django.db import connection
+
+    from jobs.models import Job, JobStatus
+    from jobs.services.creation import job_create_bulk
+    from jobs.tasks.common_tasks import long_running_task
+
+    item = {"name": "bench", "task_type": "bench", "celery_task_name": "long_running_task", "kwargs": {"seconds": 0}}
+    counts = {"all": 0, "savepoints": 0}
+
+    def counted(execute, sql, params, many, context):
+        counts["all"] += 1
+        counts["savepoints"] += sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO"))
+        return execute(sql, params, many, context)
+
+    def run(job) -> None:
+        long_running_task.apply(kwargs={"seconds": 0}, task_id=str(job.id))
+
+    jobs = job_create_bulk(owner=owner, items=[item] * (runs + 1))
+    run(jobs.pop())  # the per-process caches (rate limits, workers alive) are read on first use
+    with connection.execute_wrapper(counted):
+        job_create_bulk(owner=owner, items=[item] * BATCH)
+    create = dict(counts)
+    counts.update(all=0, savepoints=0)
+    with connection.execute_wrapper(counted):
+        for job in jobs[:runs]:
+            run(job)
+    if (done := Job.objects.filter(id__in=[job.id for job in jobs[:runs]], status=JobStatus.SUCCEEDED).count()) < runs:
+        raise SystemExit(f"statements per job: {runs - done} of {runs} local runs did not succeed")
+    Job.objects.all().delete()
+    return {
+        "create": (create["all"] - create["savepoints"]) / BATCH,
+        "run": (counts["all"] - counts["savepoints"]) / runs,
+        "savepoints": create["savepoints"] / BATCH + counts["savepoints"] / runs,
+    }
+
+
 def main() -> int:
     args = common.parse_args(__doc__, lambda p: p.add_argument("-n", type=int, help="tasks per phase"))
     n = args.n or (1_000 if args.quick else 5_000)
@@ -260,6 +300,7 @@ def main() -> int:
             taskhub_worker, n, "taskhub jobs, JOB_EVENTS_REDIS_URL=none", {"JOB_EVENTS_REDIS_URL": "none"}, owner
         )
         plain_again = plain_phase(plain_worker, n)  # the baseline again: the machine's load moves
+        statements = statements_per_job(owner)
     phases = (plain, jobs, quiet, plain_again)
     best_plain = max(plain, plain_again, key=lambda phase: phase["rate"])
     common.print_table(
@@ -283,6 +324,11 @@ def main() -> int:
         [[table, per_job[table]["ins"], per_job[table]["upd"], per_job[table]["hot"]] for table in TABLES],
     )
     print(f"\n  timeline rows per job: {written['events_per_job']:.2f} ({', '.join(written['kinds'])})")
+    print(
+        f"  SQL statements per job (in-process: a bulk create of {BATCH}, then runs through the task base): "
+        f"{statements['create'] + statements['run']:.2f} = create {statements['create']:.3f} + run "
+        f"{statements['run']:.2f} (and {statements['savepoints']:.2f} SAVEPOINT/RELEASE)"
+    )
     common.print_table(
         "WAL per job in the benchmark's database (pg_waldump between the phase's first submit and its last "
         "completion; full-page images included): bytes, records, B-tree index entries (GIN's "
