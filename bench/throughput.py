@@ -18,7 +18,12 @@ benchmark database, redis-server, and the whole machine (which includes anyone e
 see the load average). Rows written per job come from pg_stat_user_tables, read after the
 worker has exited.
 
-Own database taskhub_bench_throughput, own Redis db 1 (broker and results).
+SQL statements per job are counted in this process after the phases (a bulk create, then runs
+through the task base with Celery's local ``apply``). Each phase also prints how many messages its
+worker skipped as not pending: 0 unless someone else's workers share the Redis db (issue 20).
+
+Own database taskhub_bench_throughput, own Redis db 1 (broker and results); on a shared machine run
+it with BENCH_REDIS_URL=private (bench/README).
 """
 
 from __future__ import annotations
