@@ -135,7 +135,7 @@ def refresh(workflow_id, *, reopen: bool = False) -> Workflow | None:
     flow.steps_succeeded = counts.get(SUCCEEDED, 0)
     flow.steps_failed = counts.get(FAILED, 0)
     flow.steps_cancelled = counts.get(REVOKED, 0)
-    started = flow.status != WorkflowStatus.PENDING or flow.steps_finished or counts.get(RUNNING, 0)
+    started = flow.steps_finished or counts.get(RUNNING, 0)
     if flow.steps_succeeded >= flow.steps_total:
         status = WorkflowStatus.SUCCEEDED
     elif flow.status == WorkflowStatus.CANCELLED and not reopen:

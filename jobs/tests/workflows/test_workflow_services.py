@@ -5,9 +5,10 @@ import time
 
 import pytest
 from django.db import connection
+from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 
-from jobs.models import Job, JobEvent, JobStatus, Workflow, WorkflowDependency
+from jobs.models import Job, JobEvent, Workflow, WorkflowDependency
 from jobs.services.execution import job_fail, job_start, job_succeed
 from jobs.services.recovery import job_dispatch_due
 from jobs.workflows import chain, chord, group, step, workflow_cancel, workflow_create, workflow_retry
@@ -191,12 +192,7 @@ def test_cancel_of_a_10000_step_workflow_is_one_transaction(user, published):
     assert took <= 0.5 * 3  # target 500 ms on an idle machine; 2 cores shared by 8 test runs here
     writes = [q["sql"] for q in queries if q["sql"].startswith(("UPDATE", "WITH", "INSERT", "DELETE"))]
     assert len(writes) <= 4, writes
-    counts = dict(
-        Job.objects.filter(workflow=workflow)
-        .values_list("status")
-        .annotate(n=__import__("django").db.models.Count("id"))
-        .order_by()
-    )
+    counts = dict(Job.objects.filter(workflow=workflow).values_list("status").annotate(n=Count("id")).order_by())
     assert counts == {"revoked": 9_999, "running": 1}
     assert Job.objects.get(id=root.id).cancel_requested_at is not None
     assert workflow.status == "cancelled"
