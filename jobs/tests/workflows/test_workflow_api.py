@@ -146,3 +146,11 @@ def test_cancel_then_retry_through_the_api(user_client):
     assert body["status"] == "pending"
     assert [s["status"] for s in body["steps"]] == ["pending", "waiting", "waiting", "waiting"]
     assert_error(user_client.post(f"{URL}{workflow_id}/retry/"), 409)
+
+
+def test_a_step_is_not_deleted_alone(user_client):
+    body = user_client.post(URL, {"name": "w", "steps": [step("x")]}, format="json").json()
+    job_id = body["steps"][0]["job"]
+    Job.objects.filter(id=job_id).update(status="succeeded")
+    assert_error(user_client.delete(f"/api/v1/jobs/{job_id}/"), 409, code="workflow_step")
+    assert Job.objects.filter(id=job_id).exists()

@@ -220,3 +220,27 @@ def test_workflow_create_takes_a_canvas(user):
     workflow = workflow_create(owner=user, name="canvas", steps=chain(step(LONG, seconds=0), step("gather")))
     assert statuses(workflow) == {"long_running_task-1": "pending", "gather-1": "pending"}
     assert jobs_of(workflow)["gather-1"].parents_remaining == 1
+
+
+def test_retention_purges_a_finished_workflow_whole_and_never_its_steps_alone(user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.services.retention import job_purge_finished, job_purge_workflows
+
+    done = workflow_create(owner=user, name="done", steps=steps(("a", []), ("b", ["a"])))
+    run(jobs_of(done)["a"])
+    run(jobs_of(done)["b"])
+    failed = workflow_create(owner=user, name="failed", steps=steps(("a", []), ("b", [])), on_failure="continue")
+    fail(jobs_of(failed)["a"])  # b still pending and sendable: the workflow is not purged
+    month_ago = timezone.now() - timedelta(days=31)
+    Job.objects.update(created_at=month_ago, finished_at=month_ago)
+    Workflow.objects.update(finished_at=month_ago)
+    assert job_purge_finished(older_than=timedelta(days=30))["succeeded"] == 0  # steps are not jobs of their own
+    assert job_purge_workflows(older_than=timedelta(days=30), dry_run=True) == 1
+    assert job_purge_workflows(older_than=timedelta(days=30)) == 1
+    assert not Workflow.objects.filter(id=done.id).exists()
+    assert not Job.objects.filter(workflow_id=done.id).exists()
+    assert WorkflowDependency.objects.count() == 0  # done's one edge went with it; failed has none
+    assert Job.objects.filter(workflow=failed).count() == 2
