@@ -58,7 +58,7 @@ def step(step_id, after=(), **extra):
 @pytest.mark.parametrize(
     ("steps", "field", "code", "named"),
     [
-        ([], "steps", "empty", None),
+        ([], "steps", None, None),
         ([step("a"), step("b", ["nope"])], "steps[1].after", "unknown_step", "'b'"),
         ([step("a", ["c"]), step("b", ["a"]), step("c", ["b"])], "steps[0].after", "cycle", "'a'"),
         ([step("a", ["a"])], "steps[0].after", "cycle", "'a'"),
@@ -67,8 +67,8 @@ def step(step_id, after=(), **extra):
         ([step("a"), step("b", kwargs={"seconds": "soon"})], "steps[1].kwargs", None, "'b'"),
         ([step("a"), step("b", args=[1, 2, 3, 4])], "steps[1].args", None, "'b'"),
         ([step("a"), {"task": "long_running_task"}], "steps[1].id", None, None),
-        ([step("a"), step("b", colour="red")], "steps[1].colour", None, "'b'"),
-        ([step("a"), {**step("b"), "after": "a"}], "steps[1].after", None, "'b'"),
+        ([step("a"), step("b", colour="red")], "steps[1].colour", None, None),
+        ([step("a"), {**step("b"), "after": "a"}], "steps[1].after", None, None),
         ([step("a"), "b"], "steps[1]", None, None),
     ],
 )
@@ -102,14 +102,15 @@ def test_more_than_workflow_max_steps_is_a_400_and_nothing_is_written(user_clien
     with override_settings(WORKFLOW_MAX_STEPS=3):
         response = user_client.post(URL, {"name": "big", "steps": [step(f"s{n}") for n in range(4)]}, format="json")
     body = assert_error(response, 400, code="too_many", field="steps")
-    assert "3" in body["message"]
+    assert "At most 3 steps" in body["message"]
     assert nothing_written() == (0, 0, 0, 0)
 
 
 def test_the_default_limit_is_10000_steps(user_client, settings):
     assert settings.WORKFLOW_MAX_STEPS == 10_000
     response = user_client.post(URL, {"name": "big", "steps": [step(f"s{n}") for n in range(10_001)]}, format="json")
-    assert_error(response, 400, code="too_many", field="steps")
+    body = assert_error(response, 400, field="steps")
+    assert "10000" in body["message"].replace(",", ""), body
     assert nothing_written() == (0, 0, 0, 0)
 
 

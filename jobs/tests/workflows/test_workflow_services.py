@@ -244,3 +244,22 @@ def test_retention_purges_a_finished_workflow_whole_and_never_its_steps_alone(us
     assert not Job.objects.filter(workflow_id=done.id).exists()
     assert WorkflowDependency.objects.count() == 0  # done's one edge went with it; failed has none
     assert Job.objects.filter(workflow=failed).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"id": "b", "task": LONG, "colour": "red"}, "steps[1].colour"),
+        ({"id": "b", "task": LONG, "after": "a"}, "steps[1].after"),
+        ({"id": "b", "task": LONG, "after": ["a", "a"]}, "steps[1].after"),
+        ({"id": "b c", "task": LONG}, "steps[1].id"),
+        ({"id": "b", "task": 7}, "steps[1].task"),
+    ],
+)
+def test_the_python_api_checks_each_step_as_the_api_does_naming_it(user, bad, field):
+    from taskhub.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        workflow_create(owner=user, name="bad", steps=[*steps(("a", [])), bad])
+    assert field in refused.value.fields
+    assert Workflow.objects.count() == Job.objects.count() == 0
