@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import _common as common
 
 # BENCH_WORKFLOWS_REDIS_DB: another benchmark Redis db than 4 (when someone else's benchmark uses it).
-ENV = common.configure(database="taskhub_bench_workflows", redis_db=int(os.environ.get("BENCH_WORKFLOWS_REDIS_DB", 4)))
+ENV = common.configure(
+    database="taskhub_bench_workflows", redis_db=int(os.environ.get("BENCH_WORKFLOWS_REDIS_DB", "4"))
+)
 CONCURRENCY = "2"
 BATCH = 500
 POLL = 0.02
