@@ -44,7 +44,9 @@ JOB_ENV = {
 def run(label: str, n: int, create) -> dict:
     from jobs.models import Job, JobStatus
 
-    worker = common.Process(common.procfile_command("worker"), env={"WORKER_CONCURRENCY": CONCURRENCY, **JOB_ENV})
+    worker = common.Process(
+        common.procfile_command("worker"), env={"WORKER_CONCURRENCY": CONCURRENCY, **JOB_ENV}, label="worker"
+    )
     worker.start(ready=lambda out: " ready." in out)
     try:
         started = time.perf_counter()

@@ -19,8 +19,9 @@ OTHERS_JOBS_VIEW_PERMISSIONS = ("jobs.view_job", "jobs.change_job")
 
 
 def due_pending() -> Q:
-    """A pending job that may start now: no run_at, or a run_at past (the database's clock)."""
-    return Q(status=JobStatus.PENDING) & (Q(run_at__isnull=True) | Q(run_at__lte=Now()))
+    """A pending job that may start now: no run_at, or a run_at past (the database's clock); not a
+    workflow step still waiting for its parents."""
+    return Q(status=JobStatus.PENDING, parents_remaining=0) & (Q(run_at__isnull=True) | Q(run_at__lte=Now()))
 
 
 def due_since() -> Greatest:

@@ -5,7 +5,7 @@ from . import views
 from .observability.views import StatsView
 from .queues.views import QueueChangeViewSet, QueueViewSet, RateLimitViewSet
 from .schedules.views import ScheduleViewSet
-from .streams.views import job_list_stream, job_stream
+from .streams.views import job_list_stream, job_stream, workflow_stream
 from .workflows.views import WorkflowViewSet
 
 
@@ -40,5 +40,11 @@ stream_urls = [
         ),
     )
 ]
+
+stream_urls.append(
+    re_path(
+        rf"^workflows/(?P<pk>{WorkflowViewSet.lookup_value_regex})/stream/?$", workflow_stream, name="workflow-stream"
+    )
+)
 
 urlpatterns = [*stream_urls, path("stats/", StatsView.as_view(), name="stats"), *router.urls]

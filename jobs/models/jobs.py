@@ -142,10 +142,11 @@ class Job(models.Model):
             # The sweeper's scans: unsent pending jobs, and running jobs (few) for stale heartbeats.
             # No index contains progress or heartbeat_at, so those frequent writes stay HOT
             # updates in PostgreSQL (no index maintenance).
-            # (Workflow steps still waiting for their parents are not the sweeper's to send.)
+            # (Not parents_remaining > 0, which the sweeper leaves out too: a column of an index's condition would
+            # make each decrement of a workflow step's count a non-HOT update, written into every index.)
             models.Index(
                 fields=("created_at",),
-                condition=Q(status=JobStatus.PENDING, dispatched_at__isnull=True, parents_remaining=0),
+                condition=Q(status=JobStatus.PENDING, dispatched_at__isnull=True),
                 name="job_undispatched",
             ),
             # A workflow's steps (partial: most jobs are in none).

@@ -263,3 +263,24 @@ def test_the_python_api_checks_each_step_as_the_api_does_naming_it(user, bad, fi
         workflow_create(owner=user, name="bad", steps=[*steps(("a", [])), bad])
     assert field in refused.value.fields
     assert Workflow.objects.count() == Job.objects.count() == 0
+
+
+def test_metrics_count_workflows_by_status_and_waiting_steps_are_not_overdue(user, staff_user):
+    from django.test import Client
+
+    from jobs.tests.observability.test_metrics import scrape, value
+
+    Job.objects.all().delete()
+    done = workflow_create(owner=user, name="done", steps=steps(("a", [])))
+    run(jobs_of(done)["a"])
+    workflow_create(owner=user, name="waiting", steps=steps(("a", []), ("b", ["a"])))
+    Job.objects.filter(workflow_step="b").update(created_at="2000-01-01T00:00:00Z")  # waiting for ages
+    Job.objects.filter(workflow__name="waiting", workflow_step="a").update(status="running")
+    client = Client()
+    client.force_login(staff_user)
+    samples = scrape(client)
+    assert value(samples, "taskhub_workflows", status="succeeded") == 1
+    assert value(samples, "taskhub_workflows", status="pending") == 1
+    assert value(samples, "taskhub_workflows", status="failed") == 0
+    # A step waiting for its parents is not a job waiting for a worker.
+    assert value(samples, "taskhub_queue_oldest_pending_age_seconds", queue="default") == 0
