@@ -47,8 +47,14 @@ def test_create_answers_the_workflow_with_its_steps(user_client, published):
     assert {s["job"] for s in body["steps"]} == set(jobs)
     detail = user_client.get(f"{URL}{body['id']}/").json()
     assert detail["steps"] == body["steps"]
-    # Each step is an ordinary job of the jobs API.
-    assert user_client.get(f"/api/v1/jobs/{body['steps'][0]['job']}/").status_code == 200
+    # Each step is an ordinary job of the jobs API, which says whose step it is and what it waits for.
+    job = user_client.get(f"/api/v1/jobs/{body['steps'][3]['job']}/").json()
+    assert (job["workflow"], job["workflow_step"], job["parents_remaining"], job["status"]) == (
+        body["id"],
+        "merge",
+        2,
+        "pending",
+    )
 
 
 def step(step_id, after=(), **extra):
