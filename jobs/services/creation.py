@@ -204,7 +204,7 @@ def job_deadline(
     return expires_at
 
 
-def _created_event(job: Job, *, how: str = "") -> JobEvent:
+def created_event(job: Job, *, how: str = "") -> JobEvent:
     return event(
         job.id,
         JobEventKind.CREATED,
@@ -245,7 +245,7 @@ def job_create(
     try:
         with transaction.atomic():
             check_quota(owner, count=1, now=job.created_at)
-            _state.create([job], [_created_event(job, how=" by a schedule" if schedule_id else "")])
+            _state.create([job], [created_event(job, how=" by a schedule" if schedule_id else "")])
     except IntegrityError:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
         if existing is None:
@@ -304,7 +304,7 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
     try:
         with transaction.atomic():
             check_quota(owner, count=len(jobs), now=now)
-            _state.create(jobs, [_created_event(job, how=" (bulk)") for job in jobs])
+            _state.create(jobs, [created_event(job, how=" (bulk)") for job in jobs])
     except IntegrityError:
         if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
             raise

@@ -79,7 +79,10 @@ def job_dispatch_due(*, batch_size: int = 500, queues: Iterable[str] | None = No
         unsent = Q(dispatched_at__isnull=True)
         job_expire_due(batch_size=batch_size, queues=queues)  # held past their deadline: they end now
     unsent &= Q(concurrency_waiting_since__isnull=True)
-    pending = Job.objects.filter(status=PENDING).exclude(queue__in=paused).exclude(expires_at__lte=now)
+    # A workflow step waiting for its parents is not due: their success sends it.
+    pending = (
+        Job.objects.filter(status=PENDING, parents_remaining=0).exclude(queue__in=paused).exclude(expires_at__lte=now)
+    )
     if queues is not None:
         pending = pending.filter(queue__in=list(queues))
     due = list(pending.filter(ready & unsent).order_by("created_at")[:batch_size])

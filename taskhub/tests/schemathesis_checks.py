@@ -49,6 +49,8 @@ SEMANTIC_FIELDS = {
     "day_of_month": "a cron expression",
     "month_of_year": "a cron expression",
     "timezone": "an IANA time zone name",
+    "after": "ids of the workflow's other steps, without a cycle",
+    "id": "a step id used once in its workflow",
 }
 
 
