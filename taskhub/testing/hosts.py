@@ -1,0 +1,355 @@
+"""The many-hosts test bed (jobs/tests/hosts/, ``make test-hosts``): taskhub's processes on separate
+hosts of one Linux machine, each host a network namespace, all plugged into a bridge that lives in a
+namespace of its own (the "switch"). Addresses from 198.18.0.0/24 (RFC 2544's benchmarking range)
+and no default route: nothing in the bed can reach anything outside it.
+
+    db       198.18.0.2   a private PostgreSQL cluster and a private Redis (taskhub/testing/servers.py)
+    api      198.18.0.3   web + beat
+    worker1  198.18.0.4   a job worker
+    worker2  198.18.0.5   a job worker, the maintenance worker and a second beat
+
+Every taskhub process runs its Procfile command (``bash -c``) with the production settings
+(``PRODUCTION_RECOVERY``, DEBUG off), started with ``ip netns exec`` and ``unshare --uts`` (each host
+has its own host name: ``worker1``, ...). The test process itself stays outside the bed and reads the
+database through the cluster's Unix socket; it creates jobs and schedules with ``manage.py shell`` run
+on the api host.
+
+Faults, per host: its link down and up (the switch's port), its processes stopped and resumed
+(SIGSTOP/SIGCONT), a cut between two hosts (blackhole routes both ways), a ``tc tbf`` rate limit.
+
+Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN): ``require_bed`` skips otherwise. Namespaces are named
+``thbed-<pid>-<host>``; ``cleanup_leftovers`` removes those of a run that was killed (its pid gone).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from taskhub.testing.processes import BASE_DIR, PRODUCTION_RECOVERY, wait_for
+from taskhub.testing.servers import PostgresServer, RedisServer
+
+PREFIX = "thbed-"
+SUBNET = "198.18.0"
+HOSTS = {"db": 2, "api": 3, "worker1": 4, "worker2": 5}
+CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+
+
+def missing_privileges() -> str:
+    """Why the bed cannot be built here ("" when it can)."""
+    if not sys.platform.startswith("linux"):
+        return "the many-hosts bed needs Linux network namespaces"
+    for tool in ("ip", "unshare", "tc"):
+        if not shutil.which(tool):
+            return f"the many-hosts bed needs {tool} (iproute2, util-linux)"
+    status = Path("/proc/self/status").read_text()
+    effective = int(re.search(r"^CapEff:\s*([0-9a-f]+)", status, re.MULTILINE).group(1), 16)
+    for cap, name in ((CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN")):
+        if not effective & (1 << cap):
+            return f"the many-hosts bed needs {name} (run as root): network namespaces, veth pairs, a bridge"
+    return ""
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_namespace(name: str) -> None:
+    """SIGKILL every process in namespace ``name`` (a stopped one too), then delete it."""
+    for _ in range(50):
+        pids = [int(pid) for pid in ip("netns", "pids", name, check=False).stdout.split()]
+        if not pids:
+            break
+        for pid in pids:
+            for sig in (signal.SIGKILL, signal.SIGCONT):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.1)
+    ip("netns", "del", name, check=False)
+
+
+def bed_namespaces() -> list[str]:
+    return [line.split()[0] for line in ip("netns", "list").stdout.splitlines() if line.startswith(PREFIX)]
+
+
+def cleanup_leftovers() -> list[str]:
+    """Remove the namespaces (with their processes, links and bridge) of beds whose test process is gone."""
+    removed = []
+    for name in bed_namespaces():
+        owner = name.removeprefix(PREFIX).split("-", 1)[0]
+        if owner.isdigit() and _alive(int(owner)) and int(owner) != os.getpid():
+            continue  # another bed's, still running
+        _kill_namespace(name)
+        removed.append(name)
+    return removed
+
+
+def procfile() -> dict[str, str]:
+    lines = (BASE_DIR / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+class HostProcess:
+    """One Procfile process on one host of the bed: started, read, stopped like a process manager does."""
+
+    def __init__(self, bed: Bed, host: str, kind: str, *, env: dict[str, str], ready_marker: str) -> None:
+        self.bed, self.host, self.kind = bed, host, kind
+        self.name = f"{host}-{kind}"
+        self.log = bed.dir / f"{self.name}.log"
+        self.env = env
+        self.ready_marker = ready_marker
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> HostProcess:
+        with self.log.open("ab") as handle:
+            self.process = subprocess.Popen(
+                self.bed.on_host(self.host, ["bash", "-c", procfile()[self.kind]]),
+                cwd=BASE_DIR,
+                env=self.env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_ready(self, timeout: float = 90.0) -> HostProcess:
+        wait_for(
+            lambda: self.ready_marker in self.output() or self.process.poll() is not None,
+            timeout=timeout,
+            message=f"{self.name} to be ready",
+        )
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.name} exited:\n{self.output()[-3000:]}")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=10)
+
+
+READY = {"worker": " ready.", "maintenance": " ready.", "beat": "beat: Starting...", "web": "Uvicorn running"}
+
+
+class Bed:
+    """The bed: namespaces, bridge, links, the db host's servers and the Procfile processes."""
+
+    def __init__(self) -> None:
+        self.tag = f"{PREFIX}{os.getpid()}"
+        self.dir = Path(tempfile.mkdtemp(prefix="taskhub-bed-"))
+        self.switch = f"{self.tag}-switch"
+        self.processes: list[HostProcess] = []
+        self.postgres: PostgresServer | None = None
+        self.redis: RedisServer | None = None
+
+    # -- the network ------------------------------------------------------------------------------
+    def ns(self, host: str) -> str:
+        return f"{self.tag}-{host}"
+
+    @staticmethod
+    def address(host: str) -> str:
+        return f"{SUBNET}.{HOSTS[host]}"
+
+    def on_host(self, host: str, args: list[str]) -> list[str]:
+        """``args`` as a command run on ``host``: its network namespace and a host name of its own."""
+        script = f'hostname {shlex.quote(host)} && exec "$@"'
+        return ["ip", "netns", "exec", self.ns(host), "unshare", "--uts", "sh", "-c", script, "sh", *args]
+
+    def build_network(self) -> Bed:
+        ip("netns", "add", self.switch)
+        ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
+        ip("-n", self.switch, "link", "set", "br0", "up")
+        for host in HOSTS:
+            ns = self.ns(host)
+            ip("netns", "add", ns)
+            # The host's eth0 and its port on the switch (named after the host), one veth pair.
+            ip("-n", self.switch, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            ip("-n", self.switch, "link", "set", host, "master", "br0", "up")
+            ip("-n", ns, "addr", "add", f"{self.address(host)}/24", "dev", "eth0")
+            ip("-n", ns, "link", "set", "eth0", "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        return self
+
+    def link_down(self, host: str) -> None:
+        """Pull the host's cable at the switch: its packets go nowhere, nothing tells its connections."""
+        ip("-n", self.switch, "link", "set", host, "down")
+
+    def link_up(self, host: str) -> None:
+        ip("-n", self.switch, "link", "set", host, "up")
+
+    def cut(self, a: str, b: str) -> None:
+        """``a`` and ``b`` no longer reach each other (each still reaches every other host)."""
+        ip("-n", self.ns(a), "route", "add", "blackhole", f"{self.address(b)}/32")
+        ip("-n", self.ns(b), "route", "add", "blackhole", f"{self.address(a)}/32")
+
+    def heal(self, a: str, b: str) -> None:
+        ip("-n", self.ns(a), "route", "del", "blackhole", f"{self.address(b)}/32", check=False)
+        ip("-n", self.ns(b), "route", "del", "blackhole", f"{self.address(a)}/32", check=False)
+
+    def rate_limit(self, host: str, rate: str = "1mbit") -> None:
+        """The host's outgoing traffic limited to ``rate`` (a token bucket, ``tc tbf``)."""
+        subprocess.run(
+            ["ip", "netns", "exec", self.ns(host), "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf"]
+            + ["rate", rate, "burst", "32kbit", "latency", "400ms"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+    def unlimit(self, host: str) -> None:
+        subprocess.run(
+            ["ip", "netns", "exec", self.ns(host), "tc", "qdisc", "del", "dev", "eth0", "root"],
+            check=False,
+            capture_output=True,
+            timeout=30,
+        )
+
+    def pids(self, host: str) -> list[int]:
+        return [int(pid) for pid in ip("netns", "pids", self.ns(host), check=False).stdout.split()]
+
+    def pause(self, host: str) -> list[int]:
+        """SIGSTOP every process of the host (a paused VM); the pids stopped."""
+        pids = self.pids(host)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def resume(self, host: str) -> None:
+        for pid in self.pids(host):
+            os.kill(pid, signal.SIGCONT)
+
+    # -- the db host --------------------------------------------------------------------------------
+    def start_servers(self) -> Bed:
+        db = self.address("db")
+        self.postgres = PostgresServer(netns=self.ns("db"), host=db, port=5432).start()
+        self.postgres.create_database("taskhub")
+        self.redis = RedisServer(netns=self.ns("db"), host=db, port=6379, persistent=True).start()
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """As the bed's hosts reach it (TCP to the db host)."""
+        return self.postgres.url("taskhub")
+
+    @property
+    def observer_url(self) -> str:
+        """As the test process reaches it (the cluster's Unix socket): from outside the bed."""
+        return self.postgres.socket_url("taskhub")
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis.url
+
+    # -- taskhub's processes ------------------------------------------------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        """The production settings every process of the bed runs with."""
+        return {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            "DEBUG": "false",
+            "DATABASE_URL": self.database_url,
+            "CELERY_BROKER_URL": self.broker_url,
+            "CELERY_RESULT_BACKEND": "django-db",
+            "TASKHUB_VAR_DIR": str(self.dir / "var"),
+            "ALLOWED_HOSTS": self.address("api"),
+            "TASKHUB_HOST": self.address("api"),
+            "TASKHUB_PORT": "8000",
+            **PRODUCTION_RECOVERY,
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+
+    def manage(self, *args: str, host: str = "api", env: dict[str, str] | None = None, timeout: float = 300) -> str:
+        """``manage.py args`` run on ``host``; its standard output."""
+        result = subprocess.run(
+            self.on_host(host, [sys.executable, "manage.py", *args]),
+            cwd=BASE_DIR,
+            env=self.env(**(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"manage.py {args[0]} on {host} failed:\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def start(self, host: str, kind: str, **env: str) -> HostProcess:
+        process = HostProcess(self, host, kind, env=self.env(**env), ready_marker=READY[kind]).start()
+        self.processes.append(process)
+        return process
+
+    def start_taskhub(self, *, web: bool = False) -> Bed:
+        """The hosts' processes: api (beat, web if asked), worker1 (worker), worker2 (worker,
+        maintenance, a second beat)."""
+        self.manage("migrate", "--noinput", "-v0")
+        started = [
+            self.start("worker1", "worker"),
+            self.start("worker2", "worker"),
+            self.start("worker2", "maintenance"),
+            self.start("api", "beat"),
+            self.start("worker2", "beat"),
+        ]
+        if web:
+            started.append(self.start("api", "web"))
+        for process in started:
+            process.wait_ready()
+        return self
+
+    def logs(self, host: str, kind: str = "worker") -> str:
+        return "".join(p.output() for p in self.processes if p.host == host and p.kind == kind)
+
+    def close(self) -> None:
+        for host in HOSTS:
+            self.resume(host)  # a stopped process takes no SIGKILL until continued on some kernels
+        for process in self.processes:
+            process.stop()
+        if self.postgres:
+            try:
+                self.postgres.close()
+            except subprocess.SubprocessError:
+                shutil.rmtree(self.postgres.dir, ignore_errors=True)
+        if self.redis:
+            self.redis.close()
+        for host in HOSTS:
+            _kill_namespace(self.ns(host))
+        _kill_namespace(self.switch)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def build_bed() -> Bed:
+    """A bed with its network and servers up (no taskhub process yet); closed on any failure."""
+    cleanup_leftovers()
+    bed = Bed()
+    try:
+        bed.build_network().start_servers()
+    except BaseException:
+        bed.close()
+        raise
+    return bed
