@@ -212,23 +212,16 @@ class Bed:
         ip("-n", self.ns(a), "route", "del", "blackhole", f"{self.address(b)}/32", check=False)
         ip("-n", self.ns(b), "route", "del", "blackhole", f"{self.address(a)}/32", check=False)
 
+    def tc(self, host: str, *args: str, check: bool = True) -> None:
+        command = ["ip", "netns", "exec", self.ns(host), "tc", "qdisc", *args]
+        subprocess.run(command, check=check, capture_output=True, timeout=30)
+
     def rate_limit(self, host: str, rate: str = "1mbit") -> None:
         """The host's outgoing traffic limited to ``rate`` (a token bucket, ``tc tbf``)."""
-        subprocess.run(
-            ["ip", "netns", "exec", self.ns(host), "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf"]
-            + ["rate", rate, "burst", "32kbit", "latency", "400ms"],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+        self.tc(host, "replace", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms")
 
     def unlimit(self, host: str) -> None:
-        subprocess.run(
-            ["ip", "netns", "exec", self.ns(host), "tc", "qdisc", "del", "dev", "eth0", "root"],
-            check=False,
-            capture_output=True,
-            timeout=30,
-        )
+        self.tc(host, "del", "dev", "eth0", "root", check=False)
 
     def pids(self, host: str) -> list[int]:
         return [int(pid) for pid in ip("netns", "pids", self.ns(host), check=False).stdout.split()]
