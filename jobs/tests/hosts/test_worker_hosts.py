@@ -1,0 +1,115 @@
+"""A worker host that goes away mid-job and comes back, in the many-hosts bed (taskhub/testing/hosts.py):
+its link down for 90 s (scenario 1), its processes stopped for 90 s (scenario 2). On Redis.
+
+The other worker host's sweeper re-queues the cut-off jobs once their heartbeat is JOB_STALE_AFTER old
+and worker2 runs them again (at least once: the cut-off runs start again, the only jobs allowed to run
+twice). When worker1 is back its runs write late — heartbeat, progress — and the door's fence on the
+attempt refuses every one of them: 0 rows changed, one WARNING each (counted from its log).
+"""
+
+import time
+
+import pytest
+
+from taskhub.testing import PRODUCTION_RECOVERY, wait_for
+from taskhub.testing.faults import Observer
+from taskhub.testing.hosts import Record, create_jobs, fenced_writes, late_changes
+
+pytestmark = [pytest.mark.hosts, pytest.mark.timeout(600)]
+
+HEARTBEAT = float(PRODUCTION_RECOVERY["JOB_HEARTBEAT_INTERVAL"])
+STALE = float(PRODUCTION_RECOVERY["JOB_STALE_AFTER"])
+SWEEP = float(PRODUCTION_RECOVERY["JOB_SWEEP_INTERVAL"])
+SLACK = 15.0
+OUTAGE = 90.0
+SECONDS = 30  # each job's length
+# Recovery: the cut-off jobs' last heartbeat is at most one interval before the fault; the sweeper
+# sees it stale JOB_STALE_AFTER later, at its next sweep; worker2 then runs them (SECONDS), having
+# finished its own backlog by then.
+BOUND = HEARTBEAT + STALE + SWEEP + SECONDS + SLACK
+
+
+def on_worker1(observer: Observer, jobs: list[str]) -> list[str]:
+    """Wait until both of worker1's processes and both of worker2's run jobs (with progress); worker1's."""
+
+    def check():
+        rows = [r for r in observer.rows(jobs).values() if r["status"] == "running" and r["progress"] > 0]
+        mine = [r["id"] for r in rows if r["worker"].startswith("celery@worker1:")]
+        return mine if len(mine) == 2 and len(rows) == 4 else None
+
+    return wait_for(check, timeout=90, interval=0.2, message="2 jobs running on each worker host")
+
+
+def measure(bed, request, *, jobs, victims, fault_at, note) -> Record:
+    observer = Observer(bed.observer_url)
+    rows = observer.settle(dict.fromkeys(jobs, "succeeded"), timeout=BOUND + 60)
+    finished = [r["finished_at"].timestamp() for r in rows.values() if r["finished_at"]]
+    twice = [i for i, r in rows.items() if r["started"] > 1]
+    # worker1's late writes reach the database once its connections move again: wait for the door's
+    # refusal of each cut-off run (its heartbeat at least), then count them all.
+    wait_for(
+        lambda: {job for job, _ in fenced_writes(bed.logs("worker1"))} >= set(victims),
+        timeout=120,
+        interval=0.5,
+        message="worker1's late writes for the cut-off jobs",
+    )
+    time.sleep(HEARTBEAT)  # the last in-flight heartbeats
+    refused = fenced_writes(bed.logs("worker1"))
+    record = Record(
+        scenario=request.function.__name__.removeprefix("test_"),
+        broker="redis",
+        jobs=len(jobs),
+        lost=sum(1 for i in jobs if rows.get(i, {}).get("status") != "succeeded"),
+        twice=len(twice),
+        twice_allowed=len(victims),
+        recovery_s=round(max(finished, default=fault_at) - fault_at, 1),
+        bound_s=BOUND,
+        fenced=len(refused),
+        late_changes=late_changes(bed, victims, "worker1"),
+        note=note,
+    ).save()
+    assert record.lost == 0, {i: (r["status"], r["worker"]) for i, r in rows.items()}
+    assert set(twice) <= set(victims), twice  # only the cut-off runs start again (at least once)
+    assert all(rows[i]["requeued"] == 1 and rows[i]["worker"].startswith("celery@worker2:") for i in victims), rows
+    assert record.recovery_s <= BOUND, f"recovered in {record.recovery_s}s, more than {BOUND}s"
+    assert {job for job, _ in refused} <= set(victims), refused  # no other job was written late
+    assert record.fenced > 0 and record.late_changes == 0, refused
+    return record
+
+
+def test_worker_host_link_down(request, healthy_bed):
+    """Scenario 1: worker1's link down for 90 s while it runs 2 jobs, then up."""
+    bed = healthy_bed
+    jobs = create_jobs(bed, 6, seconds=SECONDS)
+    victims = on_worker1(Observer(bed.observer_url), jobs)
+    fault_at = time.time()
+    bed.link_down("worker1")
+    time.sleep(OUTAGE)
+    bed.link_up("worker1")
+    measure(
+        bed,
+        request,
+        jobs=jobs,
+        victims=victims,
+        fault_at=fault_at,
+        note="worker1's link down 90 s; its 2 cut-off jobs run again on worker2 (at least once)",
+    )
+
+
+def test_worker_host_paused(request, healthy_bed):
+    """Scenario 2: worker1's processes stopped (SIGSTOP) for 90 s while it runs 2 jobs, then resumed."""
+    bed = healthy_bed
+    jobs = create_jobs(bed, 6, seconds=SECONDS)
+    victims = on_worker1(Observer(bed.observer_url), jobs)
+    fault_at = time.time()
+    assert bed.pause("worker1")
+    time.sleep(OUTAGE)
+    bed.resume("worker1")
+    measure(
+        bed,
+        request,
+        jobs=jobs,
+        victims=victims,
+        fault_at=fault_at,
+        note="worker1 stopped 90 s; its 2 paused jobs run again on worker2 (at least once)",
+    )
