@@ -28,8 +28,7 @@ def firings(bed, periodic_task_id: int) -> list[tuple]:
     return query(
         bed,
         """SELECT j.scheduled_for, count(*), min(j.created_at), bool_and(j.status = 'succeeded')
-           FROM jobs_job j JOIN jobs_jobschedule s ON s.id = j.schedule_id
-           WHERE s.periodic_task_id = %s GROUP BY j.scheduled_for ORDER BY j.scheduled_for""",
+           FROM jobs_job j WHERE j.schedule_id = %s GROUP BY j.scheduled_for ORDER BY j.scheduled_for""",
         [periodic_task_id],
     )
 
