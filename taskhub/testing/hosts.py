@@ -3,10 +3,12 @@ hosts of one Linux machine, each host a network namespace, all plugged into a br
 namespace of its own (the "switch"). Addresses from 198.18.0.0/24 (RFC 2544's benchmarking range)
 and no default route: nothing in the bed can reach anything outside it.
 
-    db       198.18.0.2   a private PostgreSQL cluster and a private Redis (taskhub/testing/servers.py)
+    db       198.18.0.2   a private PostgreSQL cluster (taskhub/testing/servers.py)
+             198.18.0.7   a private Redis, the broker (a second address: a host can lose one, not the other)
     api      198.18.0.3   web + beat
     worker1  198.18.0.4   a job worker
     worker2  198.18.0.5   a job worker, the maintenance worker and a second beat
+    client   198.18.0.6   the API's clients (scenarios 3 and 4)
 
 Every taskhub process runs its Procfile command (``bash -c``) with the production settings
 (``PRODUCTION_RECOVERY``, DEBUG off), started with ``ip netns exec`` and ``unshare --uts`` (each host
@@ -15,7 +17,9 @@ database through the cluster's Unix socket; it creates jobs and schedules with `
 on the api host.
 
 Faults, per host: its link down and up (the switch's port), its processes stopped and resumed
-(SIGSTOP/SIGCONT), a cut between two hosts (blackhole routes both ways), a ``tc tbf`` rate limit.
+(SIGSTOP/SIGCONT), a cut between two hosts (blackhole routes both ways), a host cut from the database
+or from the broker alone (``tc`` filters dropping the packets both ways, silently), a ``tc tbf`` rate
+limit.
 
 Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN): ``require_bed`` skips otherwise. Namespaces are named
 ``thbed-<pid>-<host>``; ``cleanup_leftovers`` removes those of a run that was killed (its pid gone).
@@ -45,7 +49,9 @@ from taskhub.testing.servers import PostgresServer, RedisServer
 
 PREFIX = "thbed-"
 SUBNET = "198.18.0"
-HOSTS = {"db": 2, "api": 3, "worker1": 4, "worker2": 5}
+HOSTS = {"db": 2, "api": 3, "worker1": 4, "worker2": 5, "client": 6}
+# The db host's services, each at an address of its own.
+SERVICES = {"database": f"{SUBNET}.2", "broker": f"{SUBNET}.7"}
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 
 
@@ -173,6 +179,7 @@ class Bed:
         self.processes: list[HostProcess] = []
         self.postgres: PostgresServer | None = None
         self.redis: RedisServer | None = None
+        self._filtered: set[str] = set()
 
     # -- the network ------------------------------------------------------------------------------
     def ns(self, host: str) -> str:
@@ -200,6 +207,7 @@ class Bed:
             ip("-n", ns, "addr", "add", f"{self.address(host)}/24", "dev", "eth0")
             ip("-n", ns, "link", "set", "eth0", "up")
             ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", self.ns("db"), "addr", "add", f"{SERVICES['broker']}/24", "dev", "eth0")
         return self
 
     def link_down(self, host: str) -> None:
@@ -217,6 +225,28 @@ class Bed:
     def heal(self, a: str, b: str) -> None:
         ip("-n", self.ns(a), "route", "del", "blackhole", f"{self.address(b)}/32", check=False)
         ip("-n", self.ns(b), "route", "del", "blackhole", f"{self.address(a)}/32", check=False)
+
+    def _drop(self, host: str, *, src: str, dst: str) -> None:
+        """Drop ``host``'s outgoing packets from ``src`` to ``dst`` (a ``prio`` root qdisc and a u32 filter)."""
+        if host not in self._filtered:
+            self.tc(host, "replace", "dev", "eth0", "root", "handle", "1:", "prio")
+            self._filtered.add(host)
+        command = ["ip", "netns", "exec", self.ns(host), "tc", "filter", "add", "dev", "eth0", "parent", "1:"]
+        command += ["protocol", "ip", "prio", "1", "u32", "match", "ip", "src", f"{src}/32"]
+        command += ["match", "ip", "dst", f"{dst}/32", "action", "drop"]
+        subprocess.run(command, check=True, capture_output=True, timeout=30)
+
+    def cut_from(self, host: str, service: str) -> None:
+        """``host`` and the db host's ``service`` (database, broker) lose each other's packets, silently
+        (no reset, no refusal: connections hang as in a real partition); everything else still flows."""
+        self._drop(host, src=self.address(host), dst=SERVICES[service])
+        self._drop("db", src=SERVICES[service], dst=self.address(host))
+
+    def reconnect(self) -> None:
+        """Every ``cut_from`` undone."""
+        for host in list(self._filtered):
+            self.unlimit(host)
+        self._filtered.clear()
 
     def tc(self, host: str, *args: str, check: bool = True) -> None:
         command = ["ip", "netns", "exec", self.ns(host), "tc", "qdisc", *args]
@@ -248,7 +278,7 @@ class Bed:
         db = self.address("db")
         self.postgres = PostgresServer(netns=self.ns("db"), host=db, port=5432).start()
         self.postgres.create_database("taskhub")
-        self.redis = RedisServer(netns=self.ns("db"), host=db, port=6379, persistent=True).start()
+        self.redis = RedisServer(netns=self.ns("db"), host=SERVICES["broker"], port=6379, persistent=True).start()
         return self
 
     @property
@@ -457,3 +487,77 @@ class Record:
         (REPORT_DIR / f"{self.scenario}-{self.broker}.json").write_text(json.dumps(record, indent=1))
         print(f"\nHOSTS {record}", file=sys.stderr)
         return self
+
+
+TOKEN_SCRIPT = """
+from accounts.models import User
+from rest_framework_simplejwt.tokens import RefreshToken
+user, _ = User.objects.update_or_create(username="bed-client", defaults={"max_running_jobs": 0})
+print(RefreshToken.for_user(user).access_token)
+"""
+
+# An API client on the client host: every second a create (POST /api/v1/jobs/) and a readiness probe
+# (GET /readyz), each answer a JSON line (when asked, status, error code or job id, seconds taken).
+CLIENT_SCRIPT = """
+import json, os, sys, time, urllib.error, urllib.request
+base, token, until = os.environ["BED_API"], os.environ["BED_TOKEN"], time.time() + float(os.environ["BED_SECONDS"])
+body = json.dumps({"celery_task_name": "long_running_task", "args": [1], "max_retries": 0}).encode()
+def call(kind, request):
+    started = time.time()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, data = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, data = exc.code, exc.read()
+    except OSError as exc:
+        status, data = 0, json.dumps({"code": type(exc).__name__, "message": str(exc)}).encode()
+    try:
+        data = json.loads(data)
+    except ValueError:
+        data = {"code": "not_json", "message": data[:200].decode(errors="replace")}
+    print(json.dumps({"kind": kind, "at": started, "took": round(time.time() - started, 2), "status": status,
+                      "code": data.get("code"), "id": data.get("id"), "message": data.get("message"),
+                      "checks": data.get("checks")}), flush=True)
+while time.time() < until:
+    started = time.time()
+    call("create", urllib.request.Request(f"{base}/api/v1/jobs/", data=body, method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"}))
+    call("ready", urllib.request.Request(f"{base}/readyz"))
+    time.sleep(max(0.0, 1.0 - (time.time() - started)))
+"""
+
+
+class Client:
+    """CLIENT_SCRIPT running on the client host for ``seconds``; ``answers()`` reads what it got."""
+
+    def __init__(self, bed: Bed, seconds: float) -> None:
+        token = bed.manage("shell", "-c", TOKEN_SCRIPT).strip().splitlines()[-1]
+        self.out = bed.dir / "client.jsonl"
+        env = bed.env(BED_API=f"http://{bed.address('api')}:8000", BED_TOKEN=token, BED_SECONDS=str(seconds))
+        with self.out.open("wb") as handle:
+            self.process = subprocess.Popen(
+                bed.on_host("client", [sys.executable, "-c", CLIENT_SCRIPT]),
+                cwd=BASE_DIR,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        bed.processes.append(self)  # stopped with the bed
+
+    host, kind, name = "client", "client", "client"
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace") if self.out.exists() else ""
+
+    def answers(self) -> list[dict]:
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
+
+    def wait(self, timeout: float) -> list[dict]:
+        self.process.wait(timeout=timeout)
+        return self.answers()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)

@@ -194,3 +194,19 @@ def test_the_sqlite_test_database_is_a_file_under_var_that_child_processes_share
     assert sorted(path.name for path in work.iterdir()) == []
     assert printed["name"].startswith(str(tmp_path / "var")), printed
     assert printed["child"] == "1", printed
+
+
+@pytest.mark.django_db
+def test_database_connections_give_up_on_a_partition_instead_of_hanging():
+    """A database host whose packets are dropped (a partition: no reset, no refusal) fails a connect
+    after DATABASE_CONNECT_TIMEOUT and an unanswered write after DATABASE_TCP_USER_TIMEOUT, instead of
+    the kernel's ~15 minutes of retransmissions (the many-hosts bed's scenarios 1 and 4); keepalives
+    find a silent peer while a query waits. Read back from the live connection."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    params = connection.connection.info.get_parameters()
+    assert params["connect_timeout"] == "5"
+    assert params["tcp_user_timeout"] == "10000"
+    assert (params["keepalives"], params["keepalives_idle"], params["keepalives_interval"]) == ("1", "30", "10")
+    assert params["keepalives_count"] == "3"

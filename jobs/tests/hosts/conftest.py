@@ -7,12 +7,13 @@ from taskhub.testing.hosts import HOSTS, build_bed, missing_privileges
 
 
 @pytest.fixture(scope="module")
-def bed():
+def bed(request):
+    """The bed; a module whose scenarios talk to the API sets ``BED_WEB = True`` (web on the api host)."""
     if reason := missing_privileges():
         pytest.skip(reason)
     built = build_bed()
     try:
-        built.start_taskhub()
+        built.start_taskhub(web=getattr(request.module, "BED_WEB", False))
         yield built
     finally:
         built.close()
@@ -25,6 +26,7 @@ def healthy_bed(bed):
     for process in bed.processes:
         assert process.process.poll() is None, f"{process.name} exited:\n{process.output()[-3000:]}"
     yield bed
+    bed.reconnect()
     for host in HOSTS:
         bed.resume(host)
         bed.link_up(host)

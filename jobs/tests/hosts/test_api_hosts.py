@@ -1,0 +1,93 @@
+"""The api host cut off, in the many-hosts bed (taskhub/testing/hosts.py), with API clients on the
+client host creating a job and probing readiness every second. On Redis.
+
+Scenario 4: the api host cut from the database for 60 s (packets dropped both ways: connections hang,
+as in a real partition). Every answer comes within a bound (DATABASE_TCP_USER_TIMEOUT /
+DATABASE_POOL_TIMEOUT), readiness says 503 naming the database (the broker still ok), creates say 503
+``database_unavailable`` (never a 500), nothing is half-written (the jobs in the database are exactly
+the 201s), and both are back to normal after the link returns.
+"""
+
+import time
+
+import pytest
+
+from taskhub.testing import PRODUCTION_RECOVERY
+from taskhub.testing.faults import Observer
+from taskhub.testing.hosts import Client, Record, query
+
+pytestmark = [pytest.mark.hosts, pytest.mark.timeout(600)]
+
+BED_WEB = True  # web on the api host (conftest.py)
+
+CUT = 60.0
+BEFORE, AFTER = 10.0, 60.0
+# The production defaults (taskhub/settings/database.py): a write that goes unanswered fails after
+# DATABASE_TCP_USER_TIMEOUT, a new connection after DATABASE_CONNECT_TIMEOUT, a borrowed one after
+# DATABASE_POOL_TIMEOUT; an answer during the cut takes at most the longest of them, plus slack.
+TCP_USER_TIMEOUT, CONNECT_TIMEOUT, POOL_TIMEOUT = 10.0, 5.0, 10.0
+SLACK = 5.0
+ANSWER = max(TCP_USER_TIMEOUT, CONNECT_TIMEOUT, POOL_TIMEOUT) + SLACK
+# Back to normal: the pool's connections broke during the cut; it opens new ones once the link is
+# back (psycopg_pool retries with a backoff that grows while the cut lasts).
+RECOVERY = 30.0 + SLACK
+SWEEP = float(PRODUCTION_RECOVERY["JOB_SWEEP_INTERVAL"])
+
+
+def test_api_host_cut_from_database(request, healthy_bed):
+    bed = healthy_bed
+    client = Client(bed, seconds=BEFORE + CUT + AFTER)
+    time.sleep(BEFORE)
+    cut_at = time.time()
+    bed.cut_from("api", "database")
+    time.sleep(CUT)
+    bed.reconnect()
+    healed_at = time.time()
+    answers = client.wait(timeout=AFTER + 2 * 60)
+    creates = [a for a in answers if a["kind"] == "create"]
+    ready = [a for a in answers if a["kind"] == "ready"]
+    before = [a for a in answers if a["at"] + a["took"] < cut_at]
+    during = [a for a in answers if cut_at + ANSWER <= a["at"] and a["at"] + a["took"] < healed_at]
+    normal_again = min(
+        (a["at"] + a["took"] for a in creates if a["at"] > healed_at and a["status"] == 201), default=float("inf")
+    )
+    after = [a for a in answers if a["at"] >= normal_again]
+    created = [a["id"] for a in creates if a["status"] == 201]
+    stored = [
+        row[0]
+        for row in query(
+            bed,
+            "SELECT j.id::text FROM jobs_job j JOIN accounts_user u ON u.id = j.owner_id "
+            "WHERE u.username = 'bed-client'",
+        )
+    ]
+    rows = Observer(bed.observer_url).settle(dict.fromkeys(created, "succeeded"), timeout=60)
+    record = Record(
+        scenario=request.function.__name__.removeprefix("test_"),
+        broker="redis",
+        jobs=len(created),
+        lost=sum(1 for i in created if rows.get(i, {}).get("status") != "succeeded"),
+        twice=sum(1 for r in rows.values() if r["started"] > 1),
+        twice_allowed=0,
+        recovery_s=round(normal_again - healed_at, 1),
+        bound_s=RECOVERY,
+        note=f"{len(creates)} creates: {len(created)} × 201, "
+        f"{sum(1 for a in creates if a['status'] == 503)} × 503 database_unavailable, "
+        f"{sum(1 for a in answers if a['status'] not in (200, 201, 503))} other; readiness 503 naming the "
+        f"database during the cut; slowest answer {max(a['took'] for a in answers):.1f} s (bound {ANSWER:g} s); "
+        "recovery = link back to the first 201",
+    ).save()
+    assert before and during and after, answers
+    assert all(a["status"] in (200, 201) for a in before + after), before + after
+    assert all(a["took"] <= ANSWER for a in answers), max(a["took"] for a in answers)
+    assert not [a for a in answers if a["status"] not in (200, 201, 503)], answers  # no 500, no lost connection
+    for answer in (a for a in during if a["kind"] == "ready"):
+        assert answer["status"] == 503 and answer["checks"]["database"].startswith("down")
+        assert answer["checks"]["broker"] == "ok", answer
+    for answer in (a for a in during if a["kind"] == "create"):
+        assert (answer["status"], answer["code"]) == (503, "database_unavailable"), answer
+        assert "database" in answer["message"], answer
+    assert sorted(stored) == sorted(created)  # nothing half-written: the jobs are exactly the 201s
+    assert record.lost == 0 and record.twice == 0
+    assert record.recovery_s <= RECOVERY
+    assert ready[-1]["status"] == 200
