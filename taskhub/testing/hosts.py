@@ -18,8 +18,7 @@ on the api host.
 
 Faults, per host: its link down and up (the switch's port), its processes stopped and resumed
 (SIGSTOP/SIGCONT), a cut between two hosts (blackhole routes both ways), a host cut from the database
-or from the broker alone (``tc`` filters dropping the packets both ways, silently), a ``tc tbf`` rate
-limit.
+or from the broker alone (blackhole policy rules both ways), a ``tc tbf`` rate limit.
 
 Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN): ``require_bed`` skips otherwise. Namespaces are named
 ``thbed-<pid>-<host>``; ``cleanup_leftovers`` removes those of a run that was killed (its pid gone).
@@ -179,7 +178,7 @@ class Bed:
         self.processes: list[HostProcess] = []
         self.postgres: PostgresServer | None = None
         self.redis: RedisServer | None = None
-        self._filtered: set[str] = set()
+        self._cuts: set[tuple[str, str]] = set()
 
     # -- the network ------------------------------------------------------------------------------
     def ns(self, host: str) -> str:
@@ -226,27 +225,26 @@ class Bed:
         ip("-n", self.ns(a), "route", "del", "blackhole", f"{self.address(b)}/32", check=False)
         ip("-n", self.ns(b), "route", "del", "blackhole", f"{self.address(a)}/32", check=False)
 
-    def _drop(self, host: str, *, src: str, dst: str) -> None:
-        """Drop ``host``'s outgoing packets from ``src`` to ``dst`` (a ``prio`` root qdisc and a u32 filter)."""
-        if host not in self._filtered:
-            self.tc(host, "replace", "dev", "eth0", "root", "handle", "1:", "prio")
-            self._filtered.add(host)
-        command = ["ip", "netns", "exec", self.ns(host), "tc", "filter", "add", "dev", "eth0", "parent", "1:"]
-        command += ["protocol", "ip", "prio", "1", "u32", "match", "ip", "src", f"{src}/32"]
-        command += ["match", "ip", "dst", f"{dst}/32", "action", "drop"]
-        subprocess.run(command, check=True, capture_output=True, timeout=30)
+    def _discard(self, host: str, *, src: str, dst: str, add: bool = True) -> None:
+        """A policy rule on ``host`` that discards its packets from ``src`` to ``dst``."""
+        rule = ["from", f"{src}/32", "to", f"{dst}/32", "blackhole"]
+        ip("-n", self.ns(host), "rule", "add" if add else "del", *rule, check=add)
 
     def cut_from(self, host: str, service: str) -> None:
-        """``host`` and the db host's ``service`` (database, broker) lose each other's packets, silently
-        (no reset, no refusal: connections hang as in a real partition); everything else still flows."""
-        self._drop(host, src=self.address(host), dst=SERVICES[service])
-        self._drop("db", src=SERVICES[service], dst=self.address(host))
+        """``host`` and the db host's ``service`` (database, broker) no longer reach each other; the
+        db host's other service still does. Open connections hang as in a partition (their packets
+        are discarded, nothing resets them); a new connection fails at once (the route is refused).
+        (Discarding a new connection's packets too needs tc's drop action, which this kernel lacks.)"""
+        self._discard(host, src=self.address(host), dst=SERVICES[service])
+        self._discard("db", src=SERVICES[service], dst=self.address(host))
+        self._cuts.add((host, service))
 
     def reconnect(self) -> None:
         """Every ``cut_from`` undone."""
-        for host in list(self._filtered):
-            self.unlimit(host)
-        self._filtered.clear()
+        for host, service in self._cuts:
+            self._discard(host, src=self.address(host), dst=SERVICES[service], add=False)
+            self._discard("db", src=SERVICES[service], dst=self.address(host), add=False)
+        self._cuts.clear()
 
     def tc(self, host: str, *args: str, check: bool = True) -> None:
         command = ["ip", "netns", "exec", self.ns(host), "tc", "qdisc", *args]
