@@ -81,6 +81,15 @@ else:
             "visibility_timeout": JOB_MAX_TIME_LIMIT + 3600,
             # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
             "queue_order_strategy": "priority",
+            # A broker host cut off by the network (packets dropped) left a command waiting for its
+            # reply for the kernel's ~15 minutes: an API create hung in its send. Now the send fails
+            # after 5 s (the row stays unsent; the sweeper sends it), a new connection as fast; longer
+            # than kombu's 1 s BRPOP, so a worker's idle wait is unaffected. The many-hosts bed's
+            # scenario 3 (docs/RELIABILITY.md).
+            # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#configuration
+            "socket_timeout": 5.0,
+            "socket_connect_timeout": 5.0,
+            "socket_keepalive": True,
         }
     # RabbitMQ (amqp://) has neither: an unacknowledged message goes back to its queue when the
     # worker's connection closes (raise RabbitMQ's consumer_timeout above JOB_MAX_TIME_LIMIT), and a

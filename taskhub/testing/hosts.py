@@ -475,6 +475,19 @@ class Record:
     late_changes: int | None = None  # rows those late writes changed (must be 0)
     note: str = ""
 
+    @classmethod
+    def settled(cls, request, *, jobs: list[str], rows: dict[str, dict], **figures) -> Record:
+        """The record of a scenario whose ``jobs`` should all have succeeded, from their last ``rows``
+        (``taskhub.testing.faults.Observer``): lost and ran-twice counted, the rest as given; saved."""
+        return cls(
+            scenario=request.function.__name__.removeprefix("test_"),
+            broker="redis",
+            jobs=len(jobs),
+            lost=sum(1 for i in jobs if rows.get(i, {}).get("status") != "succeeded"),
+            twice=sum(1 for r in rows.values() if r["started"] > 1),
+            **{"twice_allowed": 0, **figures},
+        ).save()
+
     @property
     def command(self) -> str:
         return f"make test-hosts HOSTS_ARGS='-k \"{self.scenario}\"'"

@@ -210,3 +210,15 @@ def test_database_connections_give_up_on_a_partition_instead_of_hanging():
     assert params["tcp_user_timeout"] == "10000"
     assert (params["keepalives"], params["keepalives_idle"], params["keepalives_interval"]) == ("1", "30", "10")
     assert params["keepalives_count"] == "3"
+
+
+def test_a_silent_redis_broker_fails_a_send_instead_of_hanging_it():
+    """A host cut from Redis (packets dropped) waited for a command's reply for the kernel's ~15
+    minutes: an API create hung in its send (the many-hosts bed's scenario 3). A socket timeout makes
+    the send fail, the row stays unsent and the sweeper sends it; a new connection gives up as fast."""
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.skip("the suite's broker is not Redis")
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    assert options["socket_timeout"] == 5.0
+    assert options["socket_connect_timeout"] == 5.0
+    assert options["socket_keepalive"] is True

@@ -56,19 +56,17 @@ def measure(bed, request, *, jobs, victims, fault_at, log_from, note) -> Record:
     )
     time.sleep(HEARTBEAT)  # the last in-flight heartbeats
     refused = fenced_writes(bed.logs("worker1")[log_from:])
-    record = Record(
-        scenario=request.function.__name__.removeprefix("test_"),
-        broker="redis",
-        jobs=len(jobs),
-        lost=sum(1 for i in jobs if rows.get(i, {}).get("status") != "succeeded"),
-        twice=len(twice),
+    record = Record.settled(
+        request,
+        jobs=jobs,
+        rows=rows,
         twice_allowed=len(victims),
         recovery_s=round(max(finished, default=fault_at) - fault_at, 1),
         bound_s=BOUND,
         fenced=len(refused),
         late_changes=late_changes(bed, victims, "worker1"),
         note=note,
-    ).save()
+    )
     assert record.lost == 0, {i: (r["status"], r["worker"]) for i, r in rows.items()}
     assert set(twice) <= set(victims), twice  # only the cut-off runs start again (at least once)
     assert all(rows[i]["requeued"] == 1 and rows[i]["worker"].startswith("celery@worker2:") for i in victims), rows
@@ -140,18 +138,15 @@ def test_db_host_postgres_restart(request, healthy_bed):
     bound = RESTART_DOWN + SHORT + SLACK
     rows = observer.settle(dict.fromkeys(jobs, "succeeded"), timeout=bound + 60)
     finished = [r["finished_at"].timestamp() for r in rows.values() if r["finished_at"]]
-    record = Record(
-        scenario=request.function.__name__.removeprefix("test_"),
-        broker="redis",
-        jobs=len(jobs),
-        lost=sum(1 for i in jobs if rows.get(i, {}).get("status") != "succeeded"),
-        twice=sum(1 for r in rows.values() if r["started"] > 1),
-        twice_allowed=0,
+    record = Record.settled(
+        request,
+        jobs=jobs,
+        rows=rows,
         recovery_s=round(max(finished, default=fault_at) - fault_at, 1),
         bound_s=bound,
         fenced=sum(len(fenced_writes(bed.logs(host)[start:])) for host, start in log_from.items()),
         late_changes=0,
         note="PostgreSQL on the db host down 5 s with 2 jobs running on each worker host; they go on",
-    ).save()
+    )
     assert record.lost == 0 and record.twice == 0 and record.fenced == 0, rows
     assert record.recovery_s <= bound
