@@ -44,7 +44,7 @@ import psycopg
 from django.conf import settings
 
 from taskhub.testing.processes import BASE_DIR, PRODUCTION_RECOVERY, wait_for
-from taskhub.testing.servers import PostgresServer, RedisServer
+from taskhub.testing.servers import PostgresServer, RabbitMQVhost, RedisServer
 
 PREFIX = "thbed-"
 SUBNET = "198.18.0"
@@ -171,13 +171,15 @@ READY = {"worker": " ready.", "maintenance": " ready.", "beat": "beat: Starting.
 class Bed:
     """The bed: namespaces, bridge, links, the db host's servers and the Procfile processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, broker: str = "redis") -> None:
+        self.broker = broker
         self.tag = f"{PREFIX}{os.getpid()}"
         self.dir = Path(tempfile.mkdtemp(prefix="taskhub-bed-"))
         self.switch = f"{self.tag}-switch"
         self.processes: list[HostProcess] = []
         self.postgres: PostgresServer | None = None
         self.redis: RedisServer | None = None
+        self.rabbitmq: RabbitMQVhost | None = None
         self._cuts: set[tuple[str, str]] = set()
 
     # -- the network ------------------------------------------------------------------------------
@@ -277,6 +279,10 @@ class Bed:
         self.postgres = PostgresServer(netns=self.ns("db"), host=db, port=5432).start()
         self.postgres.create_database("taskhub")
         self.redis = RedisServer(netns=self.ns("db"), host=SERVICES["broker"], port=6379, persistent=True).start()
+        if self.broker == "rabbitmq":
+            # A virtual host of its own on the machine's RabbitMQ, reached through a relay that listens
+            # on the db host's broker address (as the fault suite reaches it through a relay).
+            self.rabbitmq = RabbitMQVhost(netns=self.ns("db"), host=SERVICES["broker"], port=5672).start()
         return self
 
     @property
@@ -291,7 +297,7 @@ class Bed:
 
     @property
     def broker_url(self) -> str:
-        return self.redis.url
+        return self.rabbitmq.url if self.rabbitmq else self.redis.url
 
     # -- taskhub's processes ------------------------------------------------------------------------
     def env(self, **extra: str) -> dict[str, str]:
@@ -332,22 +338,39 @@ class Bed:
         self.processes.append(process)
         return process
 
-    def start_taskhub(self, *, web: bool = False) -> Bed:
+    def start_taskhub(self, *, web: bool = False, clocks: dict[str, str] | None = None) -> Bed:
         """The hosts' processes: api (beat, web if asked), worker1 (worker), worker2 (worker,
-        maintenance, a second beat)."""
+        maintenance, a second beat). ``clocks``: a host's clock offset (libfaketime's ``FAKETIME``,
+        e.g. ``"+120s"``) for every process it runs."""
         self.manage("migrate", "--noinput", "-v0")
+        clocks = clocks or {}
         started = [
-            self.start("worker1", "worker"),
-            self.start("worker2", "worker"),
-            self.start("worker2", "maintenance"),
-            self.start("api", "beat"),
-            self.start("worker2", "beat"),
+            self.start(host, kind, **self.clock(clocks.get(host)))
+            for host, kind in (
+                ("worker1", "worker"),
+                ("worker2", "worker"),
+                ("worker2", "maintenance"),
+                ("api", "beat"),
+                ("worker2", "beat"),
+                *((("api", "web"),) if web else ()),
+            )
         ]
-        if web:
-            started.append(self.start("api", "web"))
         for process in started:
             process.wait_ready()
         return self
+
+    @staticmethod
+    def clock(offset: str | None) -> dict[str, str]:
+        """The environment that shifts a process's clock by ``offset`` (libfaketime, Debian's faketime)."""
+        if not offset:
+            return {}
+        library = next(iter(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1")), None)
+        if library is None:
+            raise AssertionError("libfaketime is not installed (apt-get install faketime)")
+        # The monotonic clock moves by the same offset (harmless: only differences of it are used).
+        # FAKETIME_DONT_FAKE_MONOTONIC=1 would break time.sleep: libfaketime 0.9.10 then answers
+        # Python's absolute clock_nanosleep with EINVAL, and every job failed with "OSError: [Errno 22]".
+        return {"LD_PRELOAD": str(library), "FAKETIME": offset}
 
     def logs(self, host: str, kind: str = "worker") -> str:
         return "".join(p.output() for p in self.processes if p.host == host and p.kind == kind)
@@ -364,6 +387,8 @@ class Bed:
                 shutil.rmtree(self.postgres.dir, ignore_errors=True)
         if self.redis:
             self.redis.close()
+        if self.rabbitmq:
+            self.rabbitmq.close()
         for host in HOSTS:
             _kill_namespace(self.ns(host))
         _kill_namespace(self.switch)
@@ -375,10 +400,10 @@ class Bed:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def build_bed() -> Bed:
+def build_bed(broker: str = "redis") -> Bed:
     """A bed with its network and servers up (no taskhub process yet); closed on any failure."""
     cleanup_leftovers()
-    bed = Bed()
+    bed = Bed(broker)
     try:
         bed.build_network().start_servers()
     except BaseException:
@@ -476,12 +501,12 @@ class Record:
     note: str = ""
 
     @classmethod
-    def settled(cls, request, *, jobs: list[str], rows: dict[str, dict], **figures) -> Record:
+    def settled(cls, request, bed: Bed, *, jobs: list[str], rows: dict[str, dict], **figures) -> Record:
         """The record of a scenario whose ``jobs`` should all have succeeded, from their last ``rows``
         (``taskhub.testing.faults.Observer``): lost and ran-twice counted, the rest as given; saved."""
         return cls(
             scenario=request.function.__name__.removeprefix("test_"),
-            broker="redis",
+            broker=bed.broker,
             jobs=len(jobs),
             lost=sum(1 for i in jobs if rows.get(i, {}).get("status") != "succeeded"),
             twice=sum(1 for r in rows.values() if r["started"] > 1),
@@ -490,7 +515,7 @@ class Record:
 
     @property
     def command(self) -> str:
-        return f"make test-hosts HOSTS_ARGS='-k \"{self.scenario}\"'"
+        return f"make test-hosts HOSTS_ARGS='-k \"{self.scenario} and {self.broker}\"'"
 
     def save(self) -> Record:
         REPORT_DIR.mkdir(parents=True, exist_ok=True)

@@ -110,15 +110,18 @@ class RabbitMQVhost:
     """A virtual host of its own on the local RabbitMQ (``rabbitmqctl``), reached through a TcpProxy
     so that a test can take "the broker" down for its own processes only."""
 
-    def __init__(self, base_url: str = AMQP_URL) -> None:
+    def __init__(
+        self, base_url: str = AMQP_URL, *, netns: str = "", host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
         parsed = urlsplit(base_url)
         self.credentials = f"{parsed.username or 'guest'}:{parsed.password or 'guest'}"
         self.name = f"taskhub_test_{os.getpid()}_{free_port()}"
-        self.proxy = TcpProxy((parsed.hostname or "127.0.0.1", parsed.port or 5672))
+        # ``netns``: the relay listens on host:port in that network namespace (the bed's db host).
+        self.proxy = TcpProxy((parsed.hostname or "127.0.0.1", parsed.port or 5672), host=host, port=port, netns=netns)
 
     @property
     def url(self) -> str:
-        return f"amqp://{self.credentials}@127.0.0.1:{self.proxy.port}/{self.name}"
+        return f"amqp://{self.credentials}@{self.proxy.host}:{self.proxy.port}/{self.name}"
 
     def start(self) -> RabbitMQVhost:
         self._create()

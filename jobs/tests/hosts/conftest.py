@@ -6,14 +6,24 @@ import pytest
 from taskhub.testing.hosts import HOSTS, build_bed, missing_privileges
 
 
+def pytest_generate_tests(metafunc):
+    """A module's scenarios run on each broker it names in ``BED_BROKERS`` (default: Redis), one bed each."""
+    if "bed" in metafunc.fixturenames or "healthy_bed" in metafunc.fixturenames:
+        brokers = getattr(metafunc.module, "BED_BROKERS", ("redis",))
+        metafunc.parametrize("broker", brokers, scope="module")
+
+
 @pytest.fixture(scope="module")
-def bed(request):
-    """The bed; a module whose scenarios talk to the API sets ``BED_WEB = True`` (web on the api host)."""
+def bed(request, broker):
+    """The bed; a module whose scenarios talk to the API sets ``BED_WEB = True`` (web on the api host),
+    one whose hosts' clocks are off ``BED_CLOCKS`` (host: libfaketime offset)."""
     if reason := missing_privileges():
         pytest.skip(reason)
-    built = build_bed()
+    built = build_bed(broker)
     try:
-        built.start_taskhub(web=getattr(request.module, "BED_WEB", False))
+        built.start_taskhub(
+            web=getattr(request.module, "BED_WEB", False), clocks=getattr(request.module, "BED_CLOCKS", {})
+        )
         yield built
     finally:
         built.close()

@@ -75,6 +75,7 @@ def test_api_host_cut_from_broker(request, healthy_bed):
     )
     result = Record.settled(
         request,
+        bed,
         jobs=created,
         rows=rows,
         recovery_s=round(max(float(wait) for (wait,) in waits), 1),
@@ -117,6 +118,7 @@ def test_api_host_cut_from_database(request, healthy_bed):
     rows = Observer(bed.observer_url).settle(dict.fromkeys(created, "succeeded"), timeout=60)
     result = Record.settled(
         request,
+        bed,
         jobs=created,
         rows=rows,
         recovery_s=round(normal_again - healed_at, 1),

@@ -1,5 +1,5 @@
 """Scenario 5 of the many-hosts bed (taskhub/testing/hosts.py): the two beats — on the api host and on
-worker2 — cut from each other for 2 minutes of a 5-second schedule. On Redis.
+worker2 — cut from each other for 2 minutes of a 5-second schedule. On Redis and on RabbitMQ.
 
 Beats never talk to each other: each fires every slot it sees due, and the database keeps one job
 per slot (``Job``'s unique (schedule, scheduled_for), jobs/schedules/firing.py). So the cut changes
@@ -15,6 +15,10 @@ from taskhub.testing import wait_for
 from taskhub.testing.hosts import Record, create_schedule, disable_schedule, query
 
 pytestmark = [pytest.mark.hosts, pytest.mark.timeout(600)]
+
+# On Redis, and on RabbitMQ (a virtual host of the machine's RabbitMQ through a relay listening on the
+# db host's broker address): one bed each.
+BED_BROKERS = ("redis", "rabbitmq")
 
 EVERY = 5.0  # the schedule's interval
 CUT = 120.0
@@ -51,7 +55,7 @@ def test_two_beats_cut_from_each_other(request, healthy_bed):
     during = [slot for slot in slots if cut_at <= slot.timestamp() <= cut_at + CUT]
     record = Record(
         scenario=request.function.__name__.removeprefix("test_"),
-        broker="redis",
+        broker=bed.broker,
         jobs=sum(count for _, count, *_ in rows),
         lost=sum(1 for *_, done in rows if not done),
         twice=sum(1 for _, count, *_ in rows if count > 1),

@@ -1,5 +1,5 @@
 """A worker host that goes away mid-job and comes back, in the many-hosts bed (taskhub/testing/hosts.py):
-its link down for 90 s (scenario 1), its processes stopped for 90 s (scenario 2). On Redis.
+its link down for 90 s (scenario 1), its processes stopped for 90 s (scenario 2). On Redis and on RabbitMQ.
 
 The other worker host's sweeper re-queues the cut-off jobs once their heartbeat is JOB_STALE_AFTER old
 and worker2 runs them again (at least once: the cut-off runs start again, the only jobs allowed to run
@@ -16,6 +16,10 @@ from taskhub.testing.faults import Observer
 from taskhub.testing.hosts import Record, create_jobs, fenced_writes, late_changes
 
 pytestmark = [pytest.mark.hosts, pytest.mark.timeout(600)]
+
+# On Redis, and on RabbitMQ (a virtual host of the machine's RabbitMQ through a relay listening on the
+# db host's broker address): one bed each.
+BED_BROKERS = ("redis", "rabbitmq")
 
 HEARTBEAT = float(PRODUCTION_RECOVERY["JOB_HEARTBEAT_INTERVAL"])
 STALE = float(PRODUCTION_RECOVERY["JOB_STALE_AFTER"])
@@ -58,6 +62,7 @@ def measure(bed, request, *, jobs, victims, fault_at, log_from, note) -> Record:
     refused = fenced_writes(bed.logs("worker1")[log_from:])
     record = Record.settled(
         request,
+        bed,
         jobs=jobs,
         rows=rows,
         twice_allowed=len(victims),
@@ -140,6 +145,7 @@ def test_db_host_postgres_restart(request, healthy_bed):
     finished = [r["finished_at"].timestamp() for r in rows.values() if r["finished_at"]]
     record = Record.settled(
         request,
+        bed,
         jobs=jobs,
         rows=rows,
         recovery_s=round(max(finished, default=fault_at) - fault_at, 1),
