@@ -43,6 +43,13 @@ CELERY_TASK_TRACK_STARTED = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker's remote-control queue (celery@<host>.celery.pidbox) is not exclusive to its connection
+# (Celery 5.7's default is): a worker host cut off from RabbitMQ for a minute reconnects before
+# RabbitMQ has noticed that the old connection is dead, and the exclusive redeclare failed with
+# RESOURCE_LOCKED and killed the worker (the many-hosts bed, docs/RELIABILITY.md). The queue still
+# expires 10 s after its last consumer (CELERY_CONTROL_QUEUE_EXPIRES).
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#control-queue-exclusive
+CELERY_CONTROL_QUEUE_EXCLUSIVE = False
 # What a task prints (the console email backend's messages, a print()) is logged at INFO, not
 # as a WARNING (Celery's default): printing is not a problem.
 CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"

@@ -222,3 +222,16 @@ def test_a_silent_redis_broker_fails_a_send_instead_of_hanging_it():
     assert options["socket_timeout"] == 5.0
     assert options["socket_connect_timeout"] == 5.0
     assert options["socket_keepalive"] is True
+
+
+def test_a_worker_that_reconnects_to_rabbitmq_after_a_partition_is_not_locked_out():
+    """Celery 5.7 declares a worker's remote-control queue (celery@<host>.celery.pidbox) exclusive to its
+    connection. A worker host cut off from RabbitMQ reconnects before RabbitMQ has noticed its old
+    connection is dead; the redeclare then failed with RESOURCE_LOCKED and the worker exited (the
+    many-hosts bed's scenario 1 on RabbitMQ). Non-exclusive, expiring 10 s after its last consumer, as
+    before Celery 5.5."""
+    assert settings.CELERY_CONTROL_QUEUE_EXCLUSIVE is False
+    from taskhub.celery import app
+
+    assert app.conf.control_queue_exclusive is False
+    assert app.conf.control_queue_expires == 10.0

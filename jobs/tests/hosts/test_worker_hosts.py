@@ -78,6 +78,9 @@ def measure(bed, request, *, jobs, victims, fault_at, log_from, note) -> Record:
     assert record.recovery_s <= BOUND, f"recovered in {record.recovery_s}s, more than {BOUND}s"
     assert {job for job, _ in refused} <= set(victims), refused  # no other job was written late
     assert record.fenced > 0 and record.late_changes == 0, refused
+    # worker1 lives on and serves again (on RabbitMQ its reconnect was refused: RESOURCE_LOCKED).
+    for process in (p for p in bed.processes if p.host == "worker1"):
+        assert process.process.poll() is None, f"{process.name} exited:\n{process.output()[-3000:]}"
     return record
 
 
