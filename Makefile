@@ -105,7 +105,7 @@ test-faults: install
 # The many-hosts bed (jobs/tests/hosts/, taskhub/testing/hosts.py): web, beats and workers on hosts that are
 # network namespaces (root needed; skipped otherwise), with partitions and pauses, on private servers (the
 # shared ones are not used). Writes var/test/hosts/report.md, the table of docs/RELIABILITY.md. Not in
-# `make test` nor CI yet (about 25 minutes).
+# `make test` nor CI yet (about 18 minutes).
 test-hosts: install
 	rm -rf $(CURDIR)/var/test/hosts
 	@status=0; $(TEST_ENV) $(BIN)/pytest jobs/tests/hosts -m hosts $(HOSTS_ARGS) || status=$$?; \
