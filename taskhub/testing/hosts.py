@@ -20,8 +20,9 @@ Faults, per host: its link down and up (the switch's port), its processes stoppe
 (SIGSTOP/SIGCONT), a cut between two hosts (blackhole routes both ways), a host cut from the database
 or from the broker alone (blackhole policy rules both ways), a ``tc tbf`` rate limit.
 
-Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN): ``missing_privileges`` says why not, and the suite skips. Namespaces are named
-``thbed-<pid>-<host>``; ``cleanup_leftovers`` removes those of a run that was killed (its pid gone).
+Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN): ``missing_privileges`` says why not, and the suite skips.
+Namespaces are named ``thbed-<pid>-<host>``; ``cleanup_leftovers`` removes those of a run that was
+killed (its pid gone).
 """
 
 from __future__ import annotations
