@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import render
 from django.template import loader
@@ -143,10 +144,19 @@ def _too_large(exc: Exception) -> tuple[dict[str, Any], int] | None:
     return body, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 
+# What a database out of reach raises (a partition, a restart): a 503, not a 500.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if too_large := _too_large(exc):
         body, status_code = too_large
         return Response(body, status=status_code)
+    if isinstance(exc, DATABASE_DOWN):
+        # An outage, not a bug: the client may try again (readiness says the same: /readyz).
+        logger.warning("The database is out of reach: %s", exc)
+        body = error_body("database_unavailable", "The database is out of reach; try again in a few seconds.")
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
     if isinstance(exc, ApplicationError):
         return Response(
             error_body(exc.code, exc.message, flat_fields(exc.fields)), status=exc.status_code, headers=exc.headers

@@ -38,7 +38,8 @@ _DESCRIPTIONS = {
     422: "The Idempotency-Key was used with a different request body.",
     429: "Too many requests: a rate throttle, or a job quota (`quota_active_jobs`, `quota_per_minute`; "
     "the message names the limit, `Retry-After` says when a per-minute slot frees).",
-    503: "A dependency is down.",
+    503: "A dependency is down: the database out of reach is `database_unavailable` (try again after "
+    "`Retry-After` seconds); nothing the request would have written is half-written.",
 }
 
 
@@ -50,7 +51,8 @@ class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's schema, plus the errors any request to the operation can get, which no
     view declares: 400 (a NUL in any query parameter, ``taskhub.middleware``), 401 (a bad token,
     wherever a view authenticates), 404 (a path parameter that names nothing), 429 (the default
-    throttles), and for a request body 413 (too large) and 415 (not JSON). Endpoints added later get
+    throttles), 503 (the database out of reach, ``taskhub.errors``), and for a request body 413 (too
+    large) and 415 (not JSON). Endpoints added later get
     them too; what a view declares itself (``ERRORS``) is kept."""
 
     def _get_response_bodies(self, direction="response"):
@@ -79,7 +81,7 @@ class AutoSchema(SpectacularAutoSchema):
         return schema
 
     def _common_error_codes(self) -> set[int]:
-        codes = {400}
+        codes = {400, 503}
         if self.view.get_authenticators():
             codes.add(401)
         if "{" in self.path:

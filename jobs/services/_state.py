@@ -16,6 +16,7 @@ nor ``live``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,8 @@ from .gates import queue_not_paused
 from .labels import user_label, worker_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+
+logger = logging.getLogger(__name__)
 
 
 def event(
@@ -276,6 +279,19 @@ def expire(job_id, *, expires_at: datetime, actor_label: str, fence: Q | None = 
 def deadline_text(expires_at: datetime) -> str:
     """A deadline as timeline lines write it: ISO 8601 in UTC, to the second."""
     return expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fenced_out(job_id, *, attempts: int, write: str) -> None:
+    """Log a worker's write fenced off by ``attempts``: it changed 0 rows because the job is no longer
+    that attempt's (re-queued by the sweeper, finished, cancelled, deleted) — typically a worker that
+    was cut off or paused and writes late. One WARNING per refused write, naming the job and the
+    attempt; the many-hosts bed counts them (docs/RELIABILITY.md)."""
+    logger.warning(
+        "Job %s: fenced write refused: the %s of attempt %d changed 0 rows (the job is no longer this run's).",
+        job_id,
+        write,
+        attempts + 1,
+    )
 
 
 def conflict(job_id, action: str) -> ApplicationError:

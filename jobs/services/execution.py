@@ -243,6 +243,8 @@ def job_heartbeat(
     state, waited = _run_state(job_id, attempts)
     if state is RunState.CANCEL_REQUESTED:
         _state.heartbeat_cancelling(job_id, attempts=attempts)
+    elif state is RunState.GONE:
+        _state.fenced_out(job_id, attempts=attempts, write="heartbeat")
     return state, waited
 
 
@@ -275,8 +277,11 @@ def job_update_progress(
     if _state.progress(job_id, attempts=attempts, progress=progress, meta=meta):
         return RunState.OK
     if attempts is None:
-        attempts = Job.objects.filter(id=job_id).values_list("attempts", flat=True).first()
-    return _run_state(job_id, attempts)[0]
+        return _run_state(job_id, Job.objects.filter(id=job_id).values_list("attempts", flat=True).first())[0]
+    state = _run_state(job_id, attempts)[0]
+    if state is RunState.GONE:
+        _state.fenced_out(job_id, attempts=attempts, write="progress")
+    return state
 
 
 def job_succeed(
@@ -286,6 +291,7 @@ def job_succeed(
     progress report, held back by the throttle when it ended (written with the outcome)."""
     result = json_storable(result, field="result", code="result_not_json")
     if not _state.succeed(job_id, attempts=attempts, result=result, worker=worker, progress_meta=progress_meta):
+        _state.fenced_out(job_id, attempts=attempts, write="success")
         raise conflict(job_id, "complete")
 
 
@@ -374,6 +380,7 @@ def job_fail(
         error_type=error_type,
         traceback=traceback,
     ):
+        _state.fenced_out(job_id, attempts=attempts, write="failure")
         raise conflict(job_id, "fail")
     return False
 
@@ -387,6 +394,7 @@ def job_revoke(*, job_id, attempts: int, reason: str, worker: str = "") -> None:
         actor_label=worker_label(worker),
         message=reason,
     ):
+        _state.fenced_out(job_id, attempts=attempts, write="revocation")
         raise conflict(job_id, "revoke")
 
 

@@ -36,6 +36,21 @@ else:
         }
     else:  # DATABASE_POOL_MAX_SIZE=0 (e.g. behind PgBouncer): persistent connections
         DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host cut off by the network (packets dropped: no reset, no refusal) must not hang a
+    # request, a heartbeat or a readiness probe for the kernel's ~15 minutes of retransmissions: a
+    # connect gives up after DATABASE_CONNECT_TIMEOUT seconds, a write left unacknowledged after
+    # DATABASE_TCP_USER_TIMEOUT, and keepalives find a silent peer while a query waits (30 s idle, then
+    # 3 probes 10 s apart). The many-hosts bed (docs/RELIABILITY.md) measures the answers this gives.
+    # https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        connect_timeout=env.int("DATABASE_CONNECT_TIMEOUT", default=5),
+        tcp_user_timeout=int(env.float("DATABASE_TCP_USER_TIMEOUT", default=10.0) * 1000),
+        keepalives=1,
+        keepalives_idle=30,
+        keepalives_interval=10,
+        keepalives_count=3,
+    )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 
 # Throttle counters live in the cache; with several web processes it must be shared (Redis).

@@ -43,6 +43,13 @@ CELERY_TASK_TRACK_STARTED = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker's remote-control queue (celery@<host>.celery.pidbox) is not exclusive to its connection
+# (Celery 5.7's default is): a worker host cut off from RabbitMQ for a minute reconnects before
+# RabbitMQ has noticed that the old connection is dead, and the exclusive redeclare failed with
+# RESOURCE_LOCKED and killed the worker (the many-hosts bed, docs/RELIABILITY.md). The queue still
+# expires 10 s after its last consumer (CELERY_CONTROL_QUEUE_EXPIRES).
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#control-queue-exclusive
+CELERY_CONTROL_QUEUE_EXCLUSIVE = False
 # What a task prints (the console email backend's messages, a print()) is logged at INFO, not
 # as a WARNING (Celery's default): printing is not a problem.
 CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
@@ -81,6 +88,15 @@ else:
             "visibility_timeout": JOB_MAX_TIME_LIMIT + 3600,
             # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
             "queue_order_strategy": "priority",
+            # A broker host cut off by the network (packets dropped) left a command waiting for its
+            # reply for the kernel's ~15 minutes: an API create hung in its send. Now the send fails
+            # after 5 s (the row stays unsent; the sweeper sends it), a new connection as fast; longer
+            # than kombu's 1 s BRPOP, so a worker's idle wait is unaffected. The many-hosts bed's
+            # scenario 3 (docs/RELIABILITY.md).
+            # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#configuration
+            "socket_timeout": 5.0,
+            "socket_connect_timeout": 5.0,
+            "socket_keepalive": True,
         }
     # RabbitMQ (amqp://) has neither: an unacknowledged message goes back to its queue when the
     # worker's connection closes (raise RabbitMQ's consumer_timeout above JOB_MAX_TIME_LIMIT), and a

@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import ctypes
 import socket
 import threading
+from collections.abc import Callable
 
 from taskhub.testing.processes import free_port
+
+CLONE_NEWNET = 0x40000000
+
+
+def in_netns(name: str, call: Callable[[], object]) -> object:
+    """``call()`` run in network namespace ``name`` (``ip netns``): a socket it makes lives there.
+
+    A thread of its own enters the namespace (``setns`` moves only the calling thread) and ends."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/var/run/netns/{name}") as namespace:
+                if libc.setns(namespace.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {name}")
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"netns-{name}")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class TcpProxy:
@@ -13,20 +41,29 @@ class TcpProxy:
     ones refused, as when the server behind it goes down) and restore on the same port.
 
     It takes a shared server (RabbitMQ) away from one test's processes without touching anyone else's.
+    ``netns``: it listens on ``host``:``port`` in that network namespace (the many-hosts bed's db
+    host) and reaches ``target`` from this one.
     """
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(
+        self, target: tuple[str, int], *, host: str = "127.0.0.1", port: int | None = None, netns: str = ""
+    ) -> None:
         self.target = target
-        self.port = free_port()
+        self.host, self.netns = host, netns
+        self.port = port or free_port()
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
 
-    def start(self) -> TcpProxy:
+    def _listen(self) -> socket.socket:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.host, self.port))
         listener.listen(64)
+        return listener
+
+    def start(self) -> TcpProxy:
+        listener = in_netns(self.netns, self._listen) if self.netns else self._listen()
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True, name=f"proxy-{self.port}").start()
         return self

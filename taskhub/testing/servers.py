@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from taskhub.testing.network import TcpProxy
 from taskhub.testing.processes import free_port, wait_for
@@ -22,26 +22,42 @@ class RedisServer:
 
     ``persistent``: an append-only file written at every command (``appendfsync always``), so a
     restart keeps every message; without it a restart empties the server, as an in-memory Redis does.
+    ``netns``: run it in that network namespace (``ip netns exec``), listening on ``host`` (the bed's
+    db host, taskhub/testing/hosts.py); it also listens on a Unix socket in its folder.
     """
 
-    def __init__(self, *, persistent: bool = False) -> None:
-        self.port = free_port()
+    def __init__(
+        self, *, persistent: bool = False, netns: str = "", host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
+        self.host = host
+        self.netns = netns
         self.dir = tempfile.mkdtemp(prefix="taskhub-redis-")
         self.persistent = persistent
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def socket(self) -> str:
+        return str(Path(self.dir) / "redis.sock")
 
     def start(self) -> RedisServer:
+        in_netns = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.process = subprocess.Popen(
             [
+                *in_netns,
                 shutil.which("redis-server") or "redis-server",
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                self.host,
+                "--unixsocket",
+                self.socket,
+                # Reached from the bed's other hosts: no loopback-only protected mode (the bed has no way out).
+                *(("--protected-mode", "no") if self.host != "127.0.0.1" else ()),
                 "--save",
                 "",
                 *(("--appendonly", "yes", "--appendfsync", "always") if self.persistent else ("--appendonly", "no")),
@@ -56,7 +72,9 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(0.5)
+                sock.connect(self.socket)
                 sock.sendall(b"PING\r\n")
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
@@ -92,15 +110,18 @@ class RabbitMQVhost:
     """A virtual host of its own on the local RabbitMQ (``rabbitmqctl``), reached through a TcpProxy
     so that a test can take "the broker" down for its own processes only."""
 
-    def __init__(self, base_url: str = AMQP_URL) -> None:
+    def __init__(
+        self, base_url: str = AMQP_URL, *, netns: str = "", host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
         parsed = urlsplit(base_url)
         self.credentials = f"{parsed.username or 'guest'}:{parsed.password or 'guest'}"
         self.name = f"taskhub_test_{os.getpid()}_{free_port()}"
-        self.proxy = TcpProxy((parsed.hostname or "127.0.0.1", parsed.port or 5672))
+        # ``netns``: the relay listens on host:port in that network namespace (the bed's db host).
+        self.proxy = TcpProxy((parsed.hostname or "127.0.0.1", parsed.port or 5672), host=host, port=port, netns=netns)
 
     @property
     def url(self) -> str:
-        return f"amqp://{self.credentials}@127.0.0.1:{self.proxy.port}/{self.name}"
+        return f"amqp://{self.credentials}@{self.proxy.host}:{self.proxy.port}/{self.name}"
 
     def start(self) -> RabbitMQVhost:
         self._create()
@@ -132,10 +153,15 @@ class RabbitMQVhost:
 
 class PostgresServer:
     """A private PostgreSQL cluster (Debian's binaries, ``initdb`` into a temporary folder, ``pg_ctl`` on a
-    free port) that a test may stop and restart without disturbing the shared one."""
+    free port) that a test may stop and restart without disturbing the shared one.
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    ``netns``: run it in that network namespace (``ip netns exec``), listening on ``host`` (the bed's
+    db host, taskhub/testing/hosts.py); ``socket_url`` reaches it from anywhere on this machine."""
+
+    def __init__(self, *, netns: str = "", host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.host = host
+        self.netns = netns
         self.dir = Path(tempfile.mkdtemp(prefix="taskhub-postgres-"))
         self.data = self.dir / "data"
         versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
@@ -147,15 +173,23 @@ class PostgresServer:
             shutil.chown(self.dir, "postgres")
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgres://postgres@{self.host}:{self.port}/{database}"
+
+    def socket_url(self, database: str = "postgres") -> str:
+        """Through its Unix socket: from outside its network namespace too."""
+        return f"postgres://postgres@{quote(str(self.dir), safe='')}:{self.port}/{database}"
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self._as_postgres, *args], check=True, capture_output=True, timeout=120)
+        in_netns = ["ip", "netns", "exec", self.netns] if self.netns else []
+        subprocess.run([*in_netns, *self._as_postgres, *args], check=True, capture_output=True, timeout=120)
 
     def start(self) -> PostgresServer:
         if not self.data.exists():
             self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} -c fsync=off"
+            if self.host != "127.0.0.1":  # clients on the other hosts of its network (the bed's /24)
+                with (self.data / "pg_hba.conf").open("a") as hba:
+                    hba.write(f"host all all {self.host.rsplit('.', 1)[0]}.0/24 trust\n")
+        options = f"-p {self.port} -c listen_addresses={self.host} -c unix_socket_directories={self.dir} -c fsync=off"
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options, "-w", "start"
         )
@@ -163,7 +197,7 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """An empty database; returns its URL."""
-        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        self._run(str(self.bin / "createdb"), "-h", str(self.dir), "-p", str(self.port), "-U", "postgres", name)
         return self.url(name)
 
     def stop(self) -> None:

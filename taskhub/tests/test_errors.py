@@ -27,3 +27,23 @@ def test_oversized_requests_are_logged_as_warnings_not_errors(user_client, caplo
     body = b'{"args": [' + b"1," * settings.DATA_UPLOAD_MAX_MEMORY_SIZE + b"1]}"
     user_client.post("/api/v1/jobs/", data=body, content_type="application/json")
     assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]
+
+
+@pytest.mark.parametrize("error", ["OperationalError", "InterfaceError"])
+def test_a_database_out_of_reach_is_a_json_503_naming_it(user_client, monkeypatch, error, caplog):
+    """A web host cut from the database (the many-hosts bed's scenario 4): a clear 503 the client may
+    retry, never a 500; logged as a warning naming the cause (Django's request log adds its line for
+    every 5xx)."""
+    from django import db
+
+    from jobs import views
+
+    def unreachable(*args, **kwargs):
+        raise getattr(db, error)("connection timeout expired")
+
+    monkeypatch.setattr(views.JobViewSet, "create", unreachable)
+    response = user_client.post("/api/v1/jobs/", {"celery_task_name": "long_running_task"}, format="json")
+    error_body = assert_error(response, 503, "database_unavailable")
+    assert "database" in error_body["message"]
+    assert response["Retry-After"]
+    assert [r for r in caplog.records if r.name == "taskhub.errors" and "out of reach" in r.getMessage()]

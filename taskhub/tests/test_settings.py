@@ -194,3 +194,44 @@ def test_the_sqlite_test_database_is_a_file_under_var_that_child_processes_share
     assert sorted(path.name for path in work.iterdir()) == []
     assert printed["name"].startswith(str(tmp_path / "var")), printed
     assert printed["child"] == "1", printed
+
+
+@pytest.mark.django_db
+def test_database_connections_give_up_on_a_partition_instead_of_hanging():
+    """A database host whose packets are dropped (a partition: no reset, no refusal) fails a connect
+    after DATABASE_CONNECT_TIMEOUT and an unanswered write after DATABASE_TCP_USER_TIMEOUT, instead of
+    the kernel's ~15 minutes of retransmissions (the many-hosts bed's scenarios 1 and 4); keepalives
+    find a silent peer while a query waits. Read back from the live connection."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    params = connection.connection.info.get_parameters()
+    assert params["connect_timeout"] == "5"
+    assert params["tcp_user_timeout"] == "10000"
+    assert (params["keepalives"], params["keepalives_idle"], params["keepalives_interval"]) == ("1", "30", "10")
+    assert params["keepalives_count"] == "3"
+
+
+def test_a_silent_redis_broker_fails_a_send_instead_of_hanging_it():
+    """A host cut from Redis (packets dropped) waited for a command's reply for the kernel's ~15
+    minutes: an API create hung in its send (the many-hosts bed's scenario 3). A socket timeout makes
+    the send fail, the row stays unsent and the sweeper sends it; a new connection gives up as fast."""
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.skip("the suite's broker is not Redis")
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    assert options["socket_timeout"] == 5.0
+    assert options["socket_connect_timeout"] == 5.0
+    assert options["socket_keepalive"] is True
+
+
+def test_a_worker_that_reconnects_to_rabbitmq_after_a_partition_is_not_locked_out():
+    """Celery 5.7 declares a worker's remote-control queue (celery@<host>.celery.pidbox) exclusive to its
+    connection. A worker host cut off from RabbitMQ reconnects before RabbitMQ has noticed its old
+    connection is dead; the redeclare then failed with RESOURCE_LOCKED and the worker exited (the
+    many-hosts bed's scenario 1 on RabbitMQ). Non-exclusive, expiring 10 s after its last consumer, as
+    before Celery 5.5."""
+    assert settings.CELERY_CONTROL_QUEUE_EXCLUSIVE is False
+    from taskhub.celery import app
+
+    assert app.conf.control_queue_exclusive is False
+    assert app.conf.control_queue_expires == 10.0

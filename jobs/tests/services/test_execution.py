@@ -349,3 +349,44 @@ def test_requeue_interrupted_of_another_attempt_a_cancelled_or_finished_job_chan
     before = snapshot(job)
     assert job_requeue_interrupted(job_id=job.id, attempts=0, reason="Its worker process ended") is False
     assert snapshot(job) == before and published == []
+
+
+# --- fencing: a late write of a worker that lost its job -------------------------------------------
+
+FENCED = "fenced write refused"
+
+
+def fenced_lines(caplog, job) -> list[str]:
+    return [r.getMessage() for r in caplog.records if FENCED in r.getMessage() and str(job.id) in r.getMessage()]
+
+
+def test_late_writes_of_a_stale_attempt_change_nothing_and_are_logged(caplog):
+    """A worker cut off (or paused) while the sweeper re-queued its job writes late: each of its
+    heartbeat, progress and outcome changes 0 rows and logs a WARNING naming the job and its attempt
+    (what the many-hosts bed counts, docs/RELIABILITY.md)."""
+    job = make("running", attempts=1, progress=30, worker="worker2:7")
+    before = snapshot(job)
+    caplog.set_level("WARNING", logger="jobs.services")
+    assert job_heartbeat(job_id=job.id, attempts=0, progress=90, meta={}) == (RunState.GONE, None)
+    assert job_update_progress(job_id=job.id, progress=95, attempts=0) is RunState.GONE
+    with pytest.raises(Conflict):
+        job_succeed(job_id=job.id, attempts=0, result=1, worker="worker1:9")
+    with pytest.raises(Conflict):
+        job_fail(job_id=job.id, attempts=0, error="late", auto_retry=False, worker="worker1:9")
+    assert snapshot(job) == before
+    lines = fenced_lines(caplog, job)
+    assert [line.split(": ", 2)[1] for line in lines] == [FENCED] * 4, lines
+    assert all("attempt 1" in line and "0 rows" in line for line in lines), lines
+    assert all(r.levelname == "WARNING" for r in caplog.records if FENCED in r.getMessage())
+
+
+def test_refusals_that_are_no_late_write_are_not_logged_as_fenced(caplog):
+    """A job being cancelled refuses the heartbeat's progress by design; the current attempt's
+    writes match: neither is a fenced late write."""
+    cancelling = make("running", progress=10, cancel_requested_at=timezone.now())
+    current = make("running", attempts=1)
+    caplog.set_level("WARNING", logger="jobs.services")
+    assert job_heartbeat(job_id=cancelling.id, attempts=0)[0] is RunState.CANCEL_REQUESTED
+    assert job_update_progress(job_id=cancelling.id, progress=20, attempts=0) is RunState.CANCEL_REQUESTED
+    assert job_update_progress(job_id=current.id, progress=20, attempts=1) is RunState.OK
+    assert not [r for r in caplog.records if FENCED in r.getMessage()]
