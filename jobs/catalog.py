@@ -23,6 +23,7 @@ from taskhub.plugins import package_of
 
 from .models import PRIORITY_QUEUES, JobPriority
 from .parameters import Parameters
+from .unique import UniqueRule, unique_rule
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class CatalogEntry:
     # Where it comes from: "taskhub" (None), or an installed task package's distribution and version.
     package: str = "taskhub"
     package_version: str | None = None
+    # Its jobs' uniqueness rule when a request gives none (``@job_task(unique=...)``, jobs/unique.py).
+    unique: UniqueRule | None = None
 
     @classmethod
     def from_function(
@@ -88,6 +91,7 @@ class CatalogEntry:
         schema: dict[str, Any] | None = None,
         authorize: Callable[[Any, dict[str, Any]], None] | None = None,
         budget: Callable[[Any, list[dict[str, Any]]], None] | None = None,
+        unique: dict[str, Any] | None = None,
     ) -> CatalogEntry:
         """The entry for ``function(self, ...)``. A declared ``schema`` replaces the one derived
         from the signature and is checked now, so a broken one fails at import time."""
@@ -108,6 +112,7 @@ class CatalogEntry:
             budget=budget,
             package=package,
             package_version=package_version,
+            unique=unique_rule(unique, field=f"{name}: unique"),
         )
 
     @property

@@ -256,6 +256,9 @@ class JobFilter(django_filters.FilterSet):
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
     schedule = StrictIntegerFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
+    unique_key = django_filters.CharFilter(
+        max_length=255, help_text="Jobs with this unique key (any holder, past too)."
+    )
     dead = StrictBooleanFilter(
         method="filter_dead",
         help_text="true: dead jobs only (failed with every automatic retry used: attempts >= max_retries; "
@@ -268,7 +271,17 @@ class JobFilter(django_filters.FilterSet):
 
     class Meta:
         model = Job
-        fields = ("status", "priority", "task", "task_type", "owner", "created_after", "created_before", "schedule")
+        fields = (
+            "status",
+            "priority",
+            "task",
+            "task_type",
+            "owner",
+            "created_after",
+            "created_before",
+            "schedule",
+            "unique_key",
+        )
 
     def filter_queryset(self, queryset):
         queryset = super().filter_queryset(queryset)

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
-from .models import Job, JobEvent, JobPriority
+from .models import Job, JobEvent, JobPriority, UniquePolicy
 from .redaction import strip_server_paths
 from .selectors import LIST_LEFT_OUT
 
@@ -88,6 +88,9 @@ class JobSerializer(serializers.ModelSerializer):
             "owner_id",
             "schedule",
             "scheduled_for",
+            "unique_key",
+            "unique_policy",
+            "duplicates",
             "args_truncated",
             "kwargs_truncated",
             "result_truncated",
@@ -156,6 +159,9 @@ class JobSerializer(serializers.ModelSerializer):
             "owner_id": job.owner_id,
             "schedule": job.schedule_id,
             "scheduled_for": moment(job.scheduled_for),
+            "unique_key": job.unique_key,
+            "unique_policy": job.unique_policy,
+            "duplicates": job.duplicates,
             "args_truncated": args_out,
             "kwargs_truncated": kwargs_out,
             "result_truncated": result_out,
@@ -186,6 +192,53 @@ def _username(job: Job, relation: str) -> str | None:
     return getattr(job, relation).username
 
 
+DEDUPE_OUTCOMES = ("existing", "replaced", "debounced", "follow_up_queued", "throttled", "cancelled_running")
+
+
+class JobCreatedSerializer(JobSerializer):
+    """The answer to a create: the job, and what a unique key did (README "Unique jobs")."""
+
+    dedupe_outcome = serializers.ChoiceField(
+        choices=DEDUPE_OUTCOMES,
+        read_only=True,
+        allow_null=True,
+        help_text="null: a new job (201). Else (200) the job holding the key and what the request did to it; "
+        "cancelled_running: a new job (201) after the running holder's cancel.",
+    )
+
+    class Meta(JobSerializer.Meta):
+        fields = (*JobSerializer.Meta.fields, "dedupe_outcome")
+        read_only_fields = fields
+
+    def to_representation(self, job: Job) -> dict:
+        return {**super().to_representation(job), "dedupe_outcome": getattr(job, "dedupe_outcome", None)}
+
+
+class UniqueRuleSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A uniqueness rule (checked as a whole by ``jobs.unique.unique_rule``: 400 naming the field)."""
+
+    key = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="1-255 characters; per owner. Absent: a hash of the task, args and kwargs (or `kwargs`).",
+    )
+    policy = serializers.ChoiceField(
+        choices=UniquePolicy.choices,
+        required=False,
+        error_messages={"invalid_choice": f'"{{input}}" is not a policy. Allowed: {", ".join(UniquePolicy.values)}.'},
+        help_text="What a second create with the key does; default reject.",
+    )
+    period = serializers.FloatField(
+        required=False, min_value=0.001, help_text="Seconds: throttle's window from creation, debounce's delay."
+    )
+    max_wait = serializers.FloatField(
+        required=False, min_value=0.001, help_text="debounce: never start later than first creation + max_wait."
+    )
+    kwargs = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Derive the key from these kwargs only."
+    )
+
+
 class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
     read_only_names = JobSerializer.Meta.fields
 
@@ -207,6 +260,9 @@ class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Ser
         min_value=0, max_value=20, required=False, help_text="Automatic retries; defaults to the task's policy."
     )
     run_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Do not start before this time.")
+    unique = UniqueRuleSerializer(
+        required=False, allow_null=True, help_text="A uniqueness rule; absent: the task's default, if any."
+    )
 
 
 class JobRetrySerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):

@@ -33,11 +33,11 @@ from django.db.models.sql import UpdateQuery
 
 from accounts.models import User
 
-from ..models import Job, JobEvent, JobEventKind, JobStatus
+from ..models import Job, JobEvent, JobEventKind, JobStatus, UniquePolicy, unique_policies_holding
 from .gates import queue_not_paused
 
 JOB, EVENT, USER = Job._meta.db_table, JobEvent._meta.db_table, User._meta.db_table
-STARTED_FIELDS = ("attempts", "queue", "celery_task_name", "owner_id", "started_at", "heartbeat_at")
+STARTED_FIELDS = ("attempts", "queue", "celery_task_name", "owner_id", "started_at", "heartbeat_at", "unique_key")
 # What the start reads of the job's owner for the fair share (``_quotas.check_running_share``), in
 # the start's own statement, which also locks the owner's row (FOR NO KEY UPDATE) for its transaction.
 OWNER_FIELDS = ("is_staff", "max_running_jobs")
@@ -66,12 +66,22 @@ def _line(kind: str, from_status: str, to_status: str) -> str:
     return f'line AS (INSERT INTO "{EVENT}" ({_LINE_COLUMNS}) SELECT {", ".join(values.values())} FROM changed)'
 
 
+def _held_in(status: str) -> str:
+    """SQL of ``unique_held`` after a move to ``status`` (``_state._releasing``, written once here)."""
+    keeping = ", ".join(f"'{policy}'" for policy in unique_policies_holding(status))
+    return f'"unique_held" = ("{JOB}"."unique_held" AND "{JOB}"."unique_policy" IN ({keeping}))'
+
+
+# A debounced job starts at its run_at, never early: its start was moved later, and the messages
+# sent for the earlier times arrive before it (the last one sent is on time).
 _START = f"""
 WITH changed AS (
     UPDATE "{JOB}" SET "status" = '{JobStatus.RUNNING}', "started_at" = STATEMENT_TIMESTAMP(),
-        "heartbeat_at" = STATEMENT_TIMESTAMP(), "worker" = %(worker)s, "finished_at" = NULL
+        "heartbeat_at" = STATEMENT_TIMESTAMP(), "worker" = %(worker)s, "finished_at" = NULL,
+        {_held_in(JobStatus.RUNNING)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.PENDING}'
-        AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP() + %(early)s)
+        AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP()
+            + CASE WHEN "{JOB}"."unique_policy" = '{UniquePolicy.DEBOUNCE}' THEN INTERVAL '0' ELSE %(early)s END)
         {{fence}}
         AND {queue_not_paused().sql}
     RETURNING "{JOB}"."id", {", ".join(f'"{JOB}"."{name}"' for name in STARTED_FIELDS)}
@@ -90,11 +100,11 @@ _SUCCEED = f"""
 WITH changed AS (
     UPDATE "{JOB}" SET "status" = '{JobStatus.SUCCEEDED}', "finished_at" = %(at)s, "heartbeat_at" = %(at)s,
         "progress" = 100, "progress_meta" = COALESCE(%(meta)s, "progress_meta"), "result" = %(result)s,
-        "error" = '', "error_type" = '', "traceback" = ''
+        "error" = '', "error_type" = '', "traceback" = '', {_held_in(JobStatus.SUCCEEDED)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
-    RETURNING "{JOB}"."id"
+    RETURNING "{JOB}"."id", "{JOB}"."unique_follow_up" IS NOT NULL AS "follow_up"
 ), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)}
-SELECT 1 FROM changed
+SELECT changed.follow_up FROM changed
 """
 
 _PROGRESS = f"""
@@ -127,6 +137,41 @@ def insert(job: Job, line: JobEvent) -> None:
     with _cursor() as cursor:
         cursor.execute(_INSERT, params)
     job._state.adding, job._state.db = False, connection.alias
+
+
+# What a keyed create learns of the job that holds its key.
+HOLDER_FIELDS = ("id", "status", "created_at", "run_at", "unique_policy", "cancel_requested_at")
+_CONFLICT = f"""
+WITH job AS (
+    INSERT INTO "{JOB}" AS held ({", ".join(f'"{field.column}"' for field in _JOB_FIELDS)})
+    VALUES ({", ".join(["%s"] * len(_JOB_FIELDS))})
+    ON CONFLICT ("owner_id", "unique_key") WHERE "unique_key" IS NOT NULL AND "unique_held"
+    DO UPDATE SET "unique_held" = held."unique_held"
+    RETURNING (held.xmax = 0) AS inserted, {", ".join(f'held."{name}"' for name in HOLDER_FIELDS)}
+), line AS (
+    INSERT INTO "{EVENT}" ({", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)})
+    SELECT {", ".join(f"CAST(%s AS {{{field.attname}}})" for field in _EVENT_FIELDS)} FROM job WHERE job.inserted
+)
+SELECT * FROM job
+"""
+
+
+def insert_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
+    """``insert`` for a job with a unique key: written, and None, unless another job of its owner
+    holds the key; then nothing is written and the holder's ``HOLDER_FIELDS`` come back, its row
+    locked (``DO UPDATE`` of nothing) until the transaction ends. One statement: concurrent creates
+    of one key queue on the index entry, never both insert."""
+    connection = connections["default"]
+    params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _JOB_FIELDS]
+    params += [field.get_db_prep_save(field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
+    types = {field.attname: field.cast_db_type(connection) for field in _EVENT_FIELDS}
+    with _cursor() as cursor:
+        cursor.execute(_CONFLICT.format(**types), params)
+        row = cursor.fetchone()
+    if row[0]:
+        job._state.adding, job._state.db = False, connection.alias
+        return None
+    return dict(zip(HOLDER_FIELDS, row[1:], strict=True))
 
 
 @contextlib.contextmanager
@@ -202,9 +247,10 @@ def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: da
 
 def succeed(
     job_id, *, attempts: int, result: Any, at: datetime, actor_label: str, progress_meta: dict | None = None
-) -> bool:
+) -> bool | None:
     """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
-    its ``succeeded`` line."""
+    its ``succeeded`` line. None when it matched nothing, else whether the job carries a follow-up
+    request (keep_latest)."""
     connection = connections["default"]
     params = {
         "id": job_id,
@@ -216,7 +262,8 @@ def succeed(
     }
     with _cursor() as cursor:
         cursor.execute(_SUCCEED, params)
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+    return None if row is None else bool(row[0])
 
 
 def progress(job_id, *, attempts: int, progress: int, meta: dict) -> bool:

@@ -24,10 +24,12 @@ from taskhub.errors import ApplicationError, InvalidInput
 
 from ..catalog import CatalogEntry, catalog
 from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
+from ..unique import UniqueRule, unique_rule
 from . import _state
 from ._json import json_problem, json_size
 from ._quotas import check_quota
 from ._state import event
+from .uniqueness import write_unique
 
 # Urgent jobs overtake everyone's: asking for it is a right (jobs.models.Job's permissions).
 URGENT_PERMISSION = "jobs.submit_urgent"
@@ -44,6 +46,8 @@ class JobRequest(TypedDict, total=False):
     priority: str | None
     max_retries: int | None
     run_at: datetime | None
+    # A uniqueness rule (``jobs.unique``): a request's object, or the task's default when absent.
+    unique: dict | UniqueRule | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +62,12 @@ class JobSpec:
     priority: str
     max_retries: int
     run_at: datetime | None
+    unique: UniqueRule | None = None
+    unique_key: str | None = None
 
     def fingerprint(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "entry"}
+        fields["unique"] = self.unique.as_dict() if self.unique else None
         data = {"task": self.entry.name, **fields}
         return hashlib.sha256(json.dumps(data, sort_keys=True, cls=DjangoJSONEncoder).encode()).hexdigest()
 
@@ -78,6 +85,7 @@ class JobSpec:
             max_retries=self.max_retries,
             run_at=self.run_at,
             created_at=now,
+            unique_key=self.unique_key,
         )
 
 
@@ -119,6 +127,7 @@ def job_build_spec(
             f"priority: {message}", code="permission_denied", status_code=403, fields={"priority": [message]}
         )
     max_retries = request.get("max_retries")
+    rule = unique_rule(request["unique"]) if request.get("unique") is not None else entry.unique
     return JobSpec(
         entry=entry,
         name=request.get("name") or entry.name.rsplit(".", 1)[-1],
@@ -128,6 +137,8 @@ def job_build_spec(
         priority=priority,
         max_retries=entry.retry.max_retries if max_retries is None else max_retries,
         run_at=request.get("run_at"),
+        unique=rule,
+        unique_key=rule.key_for(entry.name, args, kwargs) if rule else None,
     )
 
 
@@ -159,6 +170,10 @@ def job_create(
     ``idempotency_key``, the same key and request return the first job; the same key with a
     different request is refused. ``schedule_id`` and ``scheduled_for`` link a schedule's job
     to its periodic task and slot (one job per slot: a second one raises IntegrityError).
+
+    With a uniqueness rule (``unique``, or the task's default) the answer may be the job that holds
+    the key instead (``uniqueness.write_unique``); ``dedupe_outcome`` says what the request did to
+    it (None: a new job).
     """
     spec = job_build_spec(owner=owner, by_application=by_application, **request)
     fingerprint = spec.fingerprint() if idempotency_key else ""
@@ -169,10 +184,15 @@ def job_create(
     job = spec.build(owner=owner, now=timezone.now())
     job.idempotency_key, job.request_fingerprint = idempotency_key, fingerprint
     job.schedule_id, job.scheduled_for = schedule_id, scheduled_for
+    job.dedupe_outcome = None
+    line = _created_event(job, how=" by a schedule" if schedule_id else "")
     try:
         with transaction.atomic():
             check_quota(owner, count=1, now=job.created_at)
-            _state.create([job], [_created_event(job, how=" by a schedule" if schedule_id else "")])
+            if spec.unique is None:
+                _state.create([job], [line])
+            else:
+                job = write_unique(job, line, spec.unique, by=owner)
     except IntegrityError:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
         if existing is None:
@@ -228,10 +248,21 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
     jobs = [spec.build(owner=owner, now=now + timedelta(microseconds=index)) for index, spec in enumerate(specs)]
     for job, key in zip(jobs, keys, strict=False):
         job.idempotency_key, job.request_fingerprint = key, fingerprint
+    plain = [job for job, spec in zip(jobs, specs, strict=True) if spec.unique is None]
+    # Keyed jobs one statement each, in key order: overlapping bulk requests lock keys in one order.
+    keyed = sorted(
+        ((index, job, spec.unique) for index, (job, spec) in enumerate(zip(jobs, specs, strict=True)) if spec.unique),
+        key=lambda item: (item[1].unique_key, item[0]),
+    )
+    for job in jobs:
+        job.dedupe_outcome = None
     try:
         with transaction.atomic():
             check_quota(owner, count=len(jobs), now=now)
-            _state.create(jobs, [_created_event(job, how=" (bulk)") for job in jobs])
+            if plain:
+                _state.create(plain, [_created_event(job, how=" (bulk)") for job in plain])
+            for index, job, rule in keyed:
+                jobs[index] = write_unique(job, _created_event(job, how=" (bulk)"), rule, by=owner)
     except IntegrityError:
         if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
             raise

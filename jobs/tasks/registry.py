@@ -32,6 +32,7 @@ def job_task(
     schema: dict | None = None,
     authorize: Callable[[Any, dict[str, Any]], None] | None = None,
     budget: Callable[[Any, list[dict[str, Any]]], None] | None = None,
+    unique: dict[str, Any] | None = None,
     base: type[JobTask] = JobTask,
 ) -> Callable[[Callable], Task]:
     """Register ``function(self, ...)`` as a catalog entry and a Celery task on JobTask.
@@ -43,7 +44,9 @@ def job_task(
     deriving it from the signature; either way it is what a job's args/kwargs are checked
     against. ``authorize(owner, arguments)`` may refuse an owner or arguments beyond the schema
     (raise an ApplicationError); it runs when a job is created. ``budget(owner, [arguments])``
-    may refuse what a request's jobs of this task use together (raise). ``base``: a subclass of JobTask
+    may refuse what a request's jobs of this task use together (raise). ``unique``: its jobs'
+    uniqueness rule when a request gives none (``{"policy": "reject", "kwargs": ["user_id"]}``, README
+    "Unique jobs"), checked now. ``base``: a subclass of JobTask
     for a task that needs more around each run (jobs.tasks.standard_tasks).
     """
 
@@ -61,6 +64,7 @@ def job_task(
             schema=schema,
             authorize=authorize,
             budget=budget,
+            unique=unique,
         )
         catalog.add(entry)
         return shared_task(bind=True, base=base, name=name, typing=False)(function)
