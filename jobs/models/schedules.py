@@ -21,6 +21,9 @@ class JobSchedule(models.Model):
     )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_schedules")
     priority = models.CharField(max_length=10, choices=JobPriority.choices, default=JobPriority.NORMAL)
+    # Each firing's uniqueness rule (jobs/unique.py), e.g. {"policy": "reject"}: skip a firing while
+    # the last one is still pending or running.
+    unique = models.JSONField(null=True, blank=True, help_text='Each job\'s uniqueness rule (README "Unique jobs").')
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

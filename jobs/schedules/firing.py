@@ -92,6 +92,7 @@ def _create(periodic_task: PeriodicTask, schedule: JobSchedule, *, slot: datetim
         args=json.loads(periodic_task.args or "[]"),
         kwargs=json.loads(periodic_task.kwargs or "{}"),
         priority=schedule.priority,
+        unique=schedule.unique,
         schedule_id=periodic_task.pk,
         scheduled_for=slot,
     )
@@ -117,6 +118,9 @@ def job_schedule_fire(*, periodic_task_id: int, last_run_at: datetime, fired_at:
         if not taken.exists():
             raise
         return Firing(periodic_task_id, slot=slot, skipped="slot already fired")
+    if job.dedupe_outcome not in (None, "cancelled_running"):
+        # The schedule's rule: e.g. the last firing's job still runs, so this one is skipped.
+        return Firing(periodic_task_id, slot=slot, job=job, skipped=f"deduplicated ({job.dedupe_outcome})")
     return Firing(periodic_task_id, slot=slot, job=job)
 
 

@@ -31,6 +31,7 @@ from taskhub.errors import ApplicationError, InvalidInput, NotFound
 
 from ..models import JobSchedule
 from ..services.creation import JobSpec, job_build_spec
+from ..unique import unique_rule
 from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, internal_name, is_reserved_name
 
 INTERVAL_PERIODS = ("days", "hours", "minutes", "seconds")
@@ -62,6 +63,7 @@ class ScheduleRequest(TypedDict, total=False):
     expires: datetime | None
     one_off: bool
     description: str
+    unique: dict | None
 
 
 class ScheduleLimitReached(ApplicationError):
@@ -83,11 +85,15 @@ def is_system_task(name: str) -> bool:
     return name in system_tasks() or name.startswith(SYSTEM_TASK_PREFIXES)
 
 
-def job_schedule_check(*, owner: User, task: str, args: Any, kwargs: Any, priority: str | None) -> JobSpec:
-    """The task, arguments and priority checked as a job's would be; errors name ``task``, not
-    ``celery_task_name``. Tasks outside the catalog (maintenance tasks too) are refused."""
+def job_schedule_check(
+    *, owner: User, task: str, args: Any, kwargs: Any, priority: str | None, unique: dict | None = None
+) -> JobSpec:
+    """The task, arguments, priority and uniqueness rule checked as a job's would be; errors name
+    ``task``, not ``celery_task_name``. Tasks outside the catalog (maintenance tasks too) are refused."""
     try:
-        return job_build_spec(owner=owner, celery_task_name=task, args=args, kwargs=kwargs, priority=priority)
+        return job_build_spec(
+            owner=owner, celery_task_name=task, args=args, kwargs=kwargs, priority=priority, unique=unique
+        )
     except ApplicationError as exc:
         if "celery_task_name" not in exc.fields:
             raise
@@ -222,6 +228,7 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
         args=request.get("args"),
         kwargs=request.get("kwargs"),
         priority=request.get("priority"),
+        unique=request.get("unique"),
     )
     name = job_schedule_check_name(request.get("name"), owner=owner)
     description = _check_description(request.get("description", ""))
@@ -243,8 +250,15 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
             **_timing_rows(timing),
         )
         _save(periodic_task)
-        JobSchedule.objects.create(periodic_task=periodic_task, owner=owner, priority=spec.priority)
+        JobSchedule.objects.create(
+            periodic_task=periodic_task, owner=owner, priority=spec.priority, unique=_rule(request.get("unique"))
+        )
     return periodic_task
+
+
+def _rule(unique: dict | None) -> dict | None:
+    """A checked rule as stored (its explicit fields); None: the task's default, if any."""
+    return None if unique is None else unique_rule(unique).as_dict()
 
 
 def _locked(periodic_task_id: int) -> PeriodicTask:
@@ -270,6 +284,7 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
         args=changes["args"] if "args" in changes else json.loads(periodic_task.args or "[]"),
         kwargs=changes["kwargs"] if "kwargs" in changes else json.loads(periodic_task.kwargs or "{}"),
         priority=changes["priority"] if "priority" in changes else schedule.priority,
+        unique=changes["unique"] if "unique" in changes else schedule.unique,
     )
     if "name" in changes:
         periodic_task.name = job_schedule_check_name(
@@ -294,7 +309,9 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
     periodic_task.args, periodic_task.kwargs = json.dumps(spec.args), json.dumps(spec.kwargs)
     _save(periodic_task)
     schedule.priority = spec.priority
-    schedule.save(update_fields=["priority"])
+    if "unique" in changes:
+        schedule.unique = _rule(changes["unique"])
+    schedule.save(update_fields=["priority", "unique"])
     return periodic_task
 
 

@@ -192,3 +192,44 @@ def test_help_says_how_the_user_defaults_and_what_the_exit_status_means():
     assert "0 succeeded" in text and "1 failed or revoked" in text and "2 bad input" in text and "3 timed out" in text
     for option in ("--args", "--kwargs", "--priority", "--name", "--idempotency-key", "--wait", "--timeout", "--json"):
         assert option in text
+
+
+# --- unique keys (README "Unique jobs") ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_unique_key_dedupes_and_says_so(user):
+    rule = ("--unique-key", "nightly", "--unique-policy", "reject", "--user", user.username)
+    first, _ = enqueue("long_running_task", *rule)
+    again, err = enqueue("long_running_task", *rule)
+    assert first == again
+    assert "Deduplicated (existing)" in err
+    job = Job.objects.get()
+    assert (job.unique_key, job.unique_policy, job.duplicates) == ("nightly", "reject", 1)
+
+
+@pytest.mark.django_db
+def test_debounce_options_become_the_rule(user):
+    enqueue(
+        "long_running_task",
+        *("--unique-key", "k", "--unique-policy", "debounce", "--unique-period", "2", "--unique-max-wait", "5"),
+        *("--user", user.username),
+    )
+    assert Job.objects.get().run_at is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (("--unique-policy", "nope"), "--unique-policy"),
+        (("--unique-policy", "throttle"), "--unique-period"),
+        (("--unique-policy", "debounce", "--unique-period", "soon"), "--unique-period"),
+        (("--unique-policy", "debounce", "--unique-period", "5", "--unique-max-wait", "1"), "--unique-max-wait"),
+        (("--unique-key", "x" * 256), "--unique-key"),
+    ],
+)
+def test_bad_unique_options_are_exit_2_naming_the_option(user, options, named):
+    message = failure("long_running_task", *options, "--user", user.username, returncode=2)
+    assert message.startswith(named), message
+    assert not Job.objects.exists()
