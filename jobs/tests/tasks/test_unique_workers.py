@@ -91,7 +91,9 @@ def fast_sweep(settings):
     return settings
 
 
-def test_a_sigkilled_workers_keyed_jobs_release_their_keys_once_recovered(make_worker, user_client, fast_sweep):
+def test_a_sigkilled_workers_keyed_jobs_release_their_keys_once_recovered(make_worker, user, user_client, fast_sweep):
+    user.max_running_jobs = 0  # no running share: both jobs run at once on the one worker
+    user.save(update_fields=["max_running_jobs"])
     worker = make_worker(env=SHORT_RECOVERY, concurrency=2)
     rules = [{"key": "a", "policy": "reject"}, {"key": "b", "policy": "keep_latest"}]
     held = [create(user_client, rule, 201, args=[30], max_retries=0) for rule in rules]
