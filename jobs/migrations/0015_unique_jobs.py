@@ -4,56 +4,111 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-class Migration(migrations.Migration):
+def constraints_now(apps, schema_editor):
+    """Fire the deferred foreign-key checks of rows written earlier in this transaction (PostgreSQL):
+    ALTER TABLE jobs_jobschedule refuses a table with pending trigger events (a test that creates
+    schedules, then migrates back past this migration in the same transaction)."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
+
+class Migration(migrations.Migration):
     dependencies = [
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
-        ('jobs', '0014_argument_gin_partial'),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+        ("jobs", "0014_argument_gin_partial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
+        migrations.RunPython(constraints_now, constraints_now, elidable=True),
         migrations.AddField(
-            model_name='job',
-            name='duplicates',
-            field=models.PositiveIntegerField(default=0, help_text='Creates deduplicated into this job.'),
+            model_name="job",
+            name="duplicates",
+            field=models.PositiveIntegerField(default=0, help_text="Creates deduplicated into this job."),
         ),
         migrations.AddField(
-            model_name='job',
-            name='unique_follow_up',
-            field=models.JSONField(blank=True, help_text='keep_latest: the latest request that arrived while it ran.', null=True),
+            model_name="job",
+            name="unique_follow_up",
+            field=models.JSONField(
+                blank=True, help_text="keep_latest: the latest request that arrived while it ran.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='job',
-            name='unique_held',
-            field=models.BooleanField(default=False, help_text='Whether this job holds its key now (cleared by the transition that releases it).'),
+            model_name="job",
+            name="unique_held",
+            field=models.BooleanField(
+                default=False,
+                help_text="Whether this job holds its key now (cleared by the transition that releases it).",
+            ),
         ),
         migrations.AddField(
-            model_name='job',
-            name='unique_key',
+            model_name="job",
+            name="unique_key",
             field=models.CharField(blank=True, help_text="The job's unique key.", max_length=255, null=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='unique_policy',
-            field=models.CharField(blank=True, choices=[('reject', 'Reject'), ('reject_pending', 'Reject while pending'), ('throttle', 'Throttle'), ('replace', 'Replace'), ('debounce', 'Debounce'), ('keep_latest', 'Keep latest'), ('cancel_running', 'Cancel running')], default='', max_length=20),
+            model_name="job",
+            name="unique_policy",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("reject", "Reject"),
+                    ("reject_pending", "Reject while pending"),
+                    ("throttle", "Throttle"),
+                    ("replace", "Replace"),
+                    ("debounce", "Debounce"),
+                    ("keep_latest", "Keep latest"),
+                    ("cancel_running", "Cancel running"),
+                ],
+                default="",
+                max_length=20,
+            ),
         ),
         migrations.AddField(
-            model_name='jobschedule',
-            name='unique',
-            field=models.JSONField(blank=True, help_text='Each job\'s uniqueness rule (README "Unique jobs").', null=True),
+            model_name="jobschedule",
+            name="unique",
+            field=models.JSONField(
+                blank=True, help_text='Each job\'s uniqueness rule (README "Unique jobs").', null=True
+            ),
         ),
         migrations.AlterField(
-            model_name='jobevent',
-            name='kind',
-            field=models.CharField(choices=[('created', 'Created'), ('dispatched', 'Sent by the sweeper'), ('started', 'Started'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('retry_scheduled', 'Automatic retry scheduled'), ('cancel_requested', 'Cancel requested'), ('revoked', 'Revoked'), ('retried', 'Retried by an operator'), ('requeued', 'Re-queued after worker loss'), ('held', 'Held: its queue is paused'), ('rate_limited', 'Deferred by a rate limit'), ('fair_share', "Waiting for its owner's share of the workers"), ('deduplicated', 'Deduplicated')], max_length=20),
+            model_name="jobevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("dispatched", "Sent by the sweeper"),
+                    ("started", "Started"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                    ("retry_scheduled", "Automatic retry scheduled"),
+                    ("cancel_requested", "Cancel requested"),
+                    ("revoked", "Revoked"),
+                    ("retried", "Retried by an operator"),
+                    ("requeued", "Re-queued after worker loss"),
+                    ("held", "Held: its queue is paused"),
+                    ("rate_limited", "Deferred by a rate limit"),
+                    ("fair_share", "Waiting for its owner's share of the workers"),
+                    ("deduplicated", "Deduplicated"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('unique_key__isnull', False)), fields=['unique_key', '-created_at', '-id'], name='job_unique_key_created'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("unique_key__isnull", False)),
+                fields=["unique_key", "-created_at", "-id"],
+                name="job_unique_key_created",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.UniqueConstraint(condition=models.Q(('unique_held', True), ('unique_key__isnull', False)), fields=('owner', 'unique_key'), name='job_unique_key_held'),
+            model_name="job",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("unique_held", True), ("unique_key__isnull", False)),
+                fields=("owner", "unique_key"),
+                name="job_unique_key_held",
+            ),
         ),
+        migrations.RunPython(constraints_now, constraints_now, elidable=True),
     ]

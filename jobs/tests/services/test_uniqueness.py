@@ -264,3 +264,21 @@ def test_recovery_of_a_dead_workers_job_releases_its_key(user):
         assert held() == [first.id]
     else:
         assert held() == []
+
+
+def test_a_tasks_default_rule_applies_when_a_request_gives_none(user, monkeypatch):
+    import dataclasses
+
+    from jobs.catalog import CatalogEntry, catalog
+    from jobs.unique import unique_rule
+
+    entry = catalog.get(LONG)
+    monkeypatch.setitem(
+        catalog._entries, entry.name, dataclasses.replace(entry, unique=unique_rule({"policy": "reject"}))
+    )
+    first = job_create(owner=user, celery_task_name=LONG, args=[1])
+    assert job_create(owner=user, celery_task_name=LONG, args=[1]).id == first.id
+    assert job_create(owner=user, celery_task_name=LONG, args=[2]).id != first.id
+    with pytest.raises(InvalidInput) as error:
+        CatalogEntry.from_function(entry.function, name="x.y", unique={"policy": "throttle"})
+    assert "x.y: unique.period" in error.value.fields
