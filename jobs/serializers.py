@@ -11,6 +11,7 @@ from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMix
 from .models import Job, JobEvent, JobPriority, UniquePolicy
 from .redaction import strip_server_paths
 from .selectors import LIST_LEFT_OUT
+from .unique import PERIOD_MAX
 
 LEFT_OUT = "null on a list page when larger than JOB_LIST_INLINE_MAX_BYTES (see `<field>_truncated`)."
 TRUNCATED = (
@@ -53,6 +54,9 @@ class JobSerializer(serializers.ModelSerializer):
     args_truncated = serializers.SerializerMethodField(help_text=TRUNCATED.format(field="args"))
     kwargs_truncated = serializers.SerializerMethodField(help_text=TRUNCATED.format(field="kwargs"))
     result_truncated = serializers.SerializerMethodField(help_text=TRUNCATED.format(field="result"))
+    unique_policy = serializers.CharField(
+        read_only=True, help_text='The unique key\'s policy (README "Unique jobs"); "" without a key.'
+    )
 
     class Meta:
         model = Job
@@ -229,10 +233,16 @@ class UniqueRuleSerializer(StrictFieldsMixin, serializers.Serializer):
         help_text="What a second create with the key does; default reject.",
     )
     period = serializers.FloatField(
-        required=False, min_value=0.001, help_text="Seconds: throttle's window from creation, debounce's delay."
+        required=False,
+        min_value=0.001,
+        max_value=PERIOD_MAX,
+        help_text="Seconds: throttle's window from creation, debounce's delay (throttle and debounce only).",
     )
     max_wait = serializers.FloatField(
-        required=False, min_value=0.001, help_text="debounce: never start later than first creation + max_wait."
+        required=False,
+        min_value=0.001,
+        max_value=PERIOD_MAX,
+        help_text="debounce only: never start later than first creation + max_wait (at least the period).",
     )
     kwargs = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="Derive the key from these kwargs only."
