@@ -19,7 +19,7 @@ from taskhub.testing import AsgiServer, child_database_url
 pytestmark = [pytest.mark.timeout(240)]
 
 CLIENTS, CREATES = 64, 50
-BULKS = 6
+BULKS = 4
 
 
 def post(server, path: str, token: str, body, *, timeout: float):

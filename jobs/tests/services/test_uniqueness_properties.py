@@ -143,7 +143,7 @@ def test_policy_state_machine(policy):
     run_state_machine_as_test(
         machine_for(policy),
         settings=settings(
-            max_examples=20,
+            max_examples=10,
             stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

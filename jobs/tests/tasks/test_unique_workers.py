@@ -2,6 +2,7 @@
 follow-up, cancel_running's durable cancel, and no stuck key after a worker is SIGKILLed."""
 
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -23,20 +24,21 @@ def create(client, unique: dict, status: int | None = None, **body) -> dict:
 
 def test_debounce_runs_once_with_the_last_request_after_the_quiet_period(worker, user_client):
     rule = {"key": "search-index", "policy": "debounce", "period": 2, "max_wait": 5}
-    first_at = time.time()
     answers = []
     for number in range(10):
+        sent_at = time.time()  # the server creates after this: its clock is this host's
         answers.append(create(user_client, rule, args=[0], kwargs={"edit": str(number)}))
-        last_at = time.time()
         time.sleep(0.2)
     assert answers[0]["dedupe_outcome"] is None
     assert {answer["dedupe_outcome"] for answer in answers[1:]} == {"debounced"}
     assert len({answer["id"] for answer in answers}) == 1
     job = wait_status(answers[0]["id"], timeout=30)
     assert job.status == JobStatus.SUCCEEDED and job.result["labels"] == {"edit": "9"}
-    started = job.started_at.timestamp()
-    assert last_at + 2 <= started + 0.05  # the clocks are the same host's; 50 ms of rounding
-    assert started <= first_at + 5 + 0.5
+    # Started at its run_at, never early, and run_at is 2 s after the 10th request (sent after sent_at).
+    assert job.started_at >= job.run_at and job.run_at.timestamp() >= sent_at + 2
+    # ... and not later than 5 s after the first request (the job's creation), plus the worker's pick-up.
+    assert job.run_at <= job.created_at + timedelta(seconds=5)
+    assert job.started_at <= job.created_at + timedelta(seconds=5.5)
     assert JobEvent.objects.filter(job_id=job.id, kind="started").count() == 1
     assert Job.objects.count() == 1
 
@@ -50,6 +52,7 @@ def test_debounce_never_starts_later_than_max_wait(worker, user_client):
         if Job.objects.filter(id=answer["id"], status__in=["running", "succeeded"]).exists():
             break
     job = wait_status(answer["id"], timeout=30)
+    assert job.run_at <= job.created_at + timedelta(seconds=3)
     assert job.started_at.timestamp() <= first_at + 3 + 0.5
 
 
