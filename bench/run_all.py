@@ -29,6 +29,8 @@ SCRIPTS = {
     "progress": "bench_progress.py",
     "cleanup": "cleanup_memory.py",
     "observability": "observability.py",
+    "metrics_pass": "metrics_pass.py",
+    "bulk_send": "bulk_send.py",
     "request_cost": "request_cost.py",
     "broker_drain": "broker_drain.py",
     "peers": "peers/run.py",  # taskhub vs plain Celery and five peers, each in its own virtualenv

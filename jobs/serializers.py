@@ -349,8 +349,15 @@ class CatalogEntrySerializer(serializers.Serializer):
     )
     default_priority = serializers.CharField()
     queue = serializers.CharField()
-    soft_time_limit = serializers.IntegerField(allow_null=True)
-    time_limit = serializers.IntegerField()
+    soft_time_limit = serializers.IntegerField(
+        allow_null=True,
+        help_text="Seconds; SoftTimeLimitExceeded is raised in the task then (in a threads-pool worker, once it "
+        "runs Python code again); null: none.",
+    )
+    time_limit = serializers.IntegerField(
+        help_text="Seconds; a job still running then ends failed (error type TimeLimitExceeded, no automatic "
+        "retry) and its work is stopped, in every worker pool."
+    )
     max_retries = serializers.IntegerField()
     retry_backoff = serializers.FloatField()
     retry_backoff_max = serializers.FloatField()

@@ -230,6 +230,7 @@ class JobEventKind(models.TextChoices):
     HELD = "held", "Held: its queue is paused"
     RATE_LIMITED = "rate_limited", "Deferred by a rate limit"
     FAIR_SHARE = "fair_share", "Waiting for its owner's share of the workers"
+    PROMOTED = "promoted", "Promoted: waited too long on its queue"
     DEDUPLICATED = "deduplicated", "Deduplicated"
 
 

@@ -85,33 +85,55 @@ def job_dispatch_in_transaction(*, jobs: list[Job], creator_lock: int) -> None:
             job.dispatched_at = None
 
 
-def _publish(jobs: list[Job], *, now, creator_lock: int | None = None) -> list:
-    """Send each job's message, stopping at the first refusal (the broker is down: the sweeper sends
-    the rest). Returns the ids sent."""
+def job_dispatch_to(*, jobs: Iterable[Job], queue: str) -> list:
+    """Publish each job's message again, to ``queue`` instead of its own (the same task id and
+    attempt: whichever delivery comes first starts the job, the other is dropped). Returns the ids
+    sent; never raises for a broker outage. The job's own message and ``dispatched_at`` are left as
+    they are: ``promotion.job_promote_waiting`` sends a job that waited too long to high_priority."""
+    return _publish(list(jobs), now=timezone.now(), queue=queue)
+
+
+def _publish(jobs: list[Job], *, now, creator_lock: int | None = None, queue: str | None = None) -> list:
+    """Send each job's message (to ``queue``, or its own), stopping at the first refusal (the broker
+    is down: the sweeper sends the rest). Returns the ids sent.
+
+    The messages go through one producer in a publish batch (kombu's ``Producer.batch``): on Redis
+    they are one pipeline, one round trip for a bulk create's messages; on a transport without
+    batches (RabbitMQ) each is published at once, as before. A batch whose round trip fails sent
+    none of its messages as far as we know (Redis' "delivery is uncertain"): all are left to the
+    sweeper, and a message that did arrive meanwhile is a duplicate that the start's fencing drops."""
+    if not jobs:
+        return []
     sent = []
-    for job in jobs:
-        entry = catalog.get(job.celery_task_name)
-        countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
-        # The attempt this message is for: a late duplicate cannot start a later attempt.
-        headers = {"taskhub_attempts": job.attempts}
-        if creator_lock is not None:
-            headers["taskhub_creator_lock"] = creator_lock
-        try:
-            entry.celery_task.apply_async(
-                args=job.args,
-                kwargs=job.kwargs,
-                task_id=str(job.id),
-                queue=job.queue,
-                countdown=countdown,
-                soft_time_limit=entry.soft_time_limit,
-                time_limit=entry.time_limit + 60,
-                retry=False,
-                headers=headers,
-            )
-        except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
-            logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
-            break
-        sent.append(job.id)
+    try:
+        with current_app.producer_or_acquire() as producer, producer.batch():
+            for job in jobs:
+                entry = catalog.get(job.celery_task_name)
+                countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
+                # The attempt this message is for: a late duplicate cannot start a later attempt.
+                headers = {"taskhub_attempts": job.attempts}
+                if creator_lock is not None:
+                    headers["taskhub_creator_lock"] = creator_lock
+                try:
+                    entry.celery_task.apply_async(
+                        args=job.args,
+                        kwargs=job.kwargs,
+                        task_id=str(job.id),
+                        queue=queue or job.queue,
+                        countdown=countdown,
+                        soft_time_limit=entry.soft_time_limit,
+                        time_limit=entry.time_limit + 60,
+                        retry=False,
+                        headers=headers,
+                        producer=producer,
+                    )
+                except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
+                    logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
+                    break
+                sent.append(job.id)
+    except Exception as exc:  # noqa: BLE001 - the batch's round trip (or the producer) failed
+        logger.warning("Broker unreachable, %d jobs stay unsent for the sweeper: %s", len(sent), exc)
+        return []
     return sent
 
 

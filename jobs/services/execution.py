@@ -322,6 +322,24 @@ def job_revoke(*, job_id, attempts: int, reason: str, worker: str = "") -> None:
         raise conflict(job_id, "revoke")
 
 
+def job_requeue_interrupted(*, job_id, attempts: int, reason: str, worker: str = "") -> bool:
+    """running -> pending as the next attempt, sent again after commit: its worker process is about
+    to end for another job's sake (a time limit that could not stop that job otherwise), so this one
+    runs again elsewhere at once instead of waiting for the sweeper's JOB_STALE_AFTER. Not counted
+    against its retries. A job whose cancel was requested is left to the sweeper (it revokes it).
+    True when it matched."""
+    return requeue_running(
+        job_id,
+        attempts=attempts,
+        fence=Q(attempts=attempts, cancel_requested_at__isnull=True),
+        kind=JobEventKind.REQUEUED,
+        actor_label=worker_label(worker),
+        message=f"{reason}; re-queued as {attempt_label(attempts + 1)}.",
+        error=reason,
+        error_type="WorkerLost",
+    )
+
+
 def job_fail_unstarted(*, job_id, error: str, error_type: str = "", attempts: int | None = None) -> bool:
     """pending -> failed: the worker could not even start the task (an argument the call cannot
     take, a task name it does not know). Otherwise the job would wait for a start that never comes.

@@ -4,7 +4,8 @@ It keeps the job row true while the task runs: marks it running (skipping jobs t
 longer pending, e.g. cancelled while queued), keeps a heartbeat, writes throttled progress,
 stores the result or the error with its traceback, schedules automatic retries, and stops the
 task when a cancel was requested: cooperatively at the next ``progress`` call, or by
-terminating the worker process after the grace period.
+terminating the worker process after the grace period; and at its hard time limit, in whichever
+pool runs it (``jobs.tasks.limits``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from billiard.process import current_process
 from celery import Task
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
@@ -32,11 +33,13 @@ from ..services.execution import (
     job_clean_progress_meta,
     job_fail,
     job_heartbeat,
+    job_requeue_interrupted,
     job_revoke,
     job_start,
     job_succeed,
     job_update_progress,
 )
+from .limits import STOP_GRACE, Stopper
 from .watchdog import watchdog
 
 logger = logging.getLogger(__name__)
@@ -90,7 +93,12 @@ def _terminate_self() -> None:
 
 class JobRun:
     """One attempt of one job inside a worker process: progress throttling, and what the process's
-    watchdog (``jobs.tasks.watchdog``) does for it at each heartbeat."""
+    watchdog (``jobs.tasks.watchdog``) does for it at each heartbeat and at its time limits."""
+
+    # The runs of this process between start and stop (several in the threads pool): re-queued
+    # before the process ends itself for another run's time limit.
+    _running: set[JobRun] = set()
+    _running_lock = threading.Lock()
 
     def __init__(self, *, job, entry, worker: str):
         self.job_id = job.id
@@ -110,6 +118,16 @@ class JobRun:
         self.next_beat = float("inf")
         self.beating = threading.Lock()
         self.watched = False
+        # Time limits (jobs.tasks.limits): made in the task's own thread, the one it stops.
+        self.stopper = Stopper()
+        soft = entry.soft_time_limit
+        self._soft_at = (
+            self.started + soft
+            if soft and soft < entry.time_limit and not self.stopper.pool_delivers_soft_limit
+            else None
+        )
+        self._hard_at = self.started + entry.time_limit
+        self._end_process_at: float | None = None
 
     # -- called from the task --------------------------------------------------------------------
     def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
@@ -170,13 +188,79 @@ class JobRun:
 
     # -- beaten by the watchdog thread -----------------------------------------------------------
     def start(self) -> None:
+        with JobRun._running_lock:
+            JobRun._running.add(self)
         watchdog().watch(self)
+        watchdog().alarm(self, self._soft_at or self._hard_at)
 
     def stop(self) -> None:
         """Once this returns the watchdog neither beats this run nor acts on it (a beat in progress
-        is waited for; one that learns of a cancel after this was called terminates nothing)."""
+        is waited for; one that learns of a cancel after this was called terminates nothing), and
+        no time limit is raised in the task's thread any more."""
+        self.stopper.disarm()
         self._stop.set()
+        with JobRun._running_lock:
+            JobRun._running.discard(self)
         watchdog().unwatch(self)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _alarm(self) -> float | None:
+        """At the soft limit, the hard limit, and ``STOP_GRACE`` after it; returns the next one."""
+        if self._stop.is_set():
+            return None
+        now = time.monotonic()
+        if self._end_process_at is not None:
+            reason = f"Job {self.job_id} did not stop {STOP_GRACE:g}s after its hard time limit"
+            self._requeue_others(reason)
+            self.stopper.end_process(reason)
+        if now >= self._hard_at:
+            self._past_hard_limit(now - self.started)
+            self._end_process_at = time.monotonic() + STOP_GRACE
+            return self._end_process_at
+        if self._soft_at is not None and now >= self._soft_at:
+            logger.warning("Job %s: soft time limit (%ss) exceeded.", self.job_id, self.entry.soft_time_limit)
+            self._soft_at = None
+            self.stopper.soft()
+        return self._hard_at
+
+    def _requeue_others(self, reason: str) -> None:
+        """The other jobs this process runs go back to their queue as their next attempt, before the
+        process ends (else each would wait for the sweeper, JOB_STALE_AFTER, as for a crash)."""
+        with JobRun._running_lock:
+            others = [run for run in JobRun._running if run is not self and not run.stopped]
+        for run in others:
+            try:
+                job_requeue_interrupted(
+                    job_id=run.job_id,
+                    attempts=run.attempts,
+                    reason=f"Its worker process ended: {reason}",
+                    worker=run.worker,
+                )
+            except Exception:
+                logger.exception("Could not re-queue job %s; the sweeper will.", run.job_id)
+
+    def _past_hard_limit(self, elapsed: float) -> None:
+        """Record the job failed (fenced on this attempt), then stop the work (``Stopper.hard``)."""
+        error = f"Hard time limit ({self.entry.time_limit} s) exceeded: stopped after {elapsed:.1f} s."
+        logger.warning("Job %s: %s", self.job_id, error)
+        try:
+            job_fail(
+                job_id=self.job_id,
+                attempts=self.attempts,
+                error=error,
+                error_type="TimeLimitExceeded",
+                auto_retry=False,
+                worker=self.worker,
+            )
+        except (Conflict, NotFound) as exc:  # finished, re-queued or deleted meanwhile: stopped all the same
+            logger.warning("Job %s: time limit not recorded: %s", self.job_id, exc.message)
+        except Exception:
+            logger.exception("Could not record the time limit of job %s", self.job_id)
+            close_old_connections()
+        self.stopper.hard()
 
     def _beat(self) -> None:
         with self._lock:
@@ -202,37 +286,21 @@ class JobRun:
             if not self.entry.cancellable:
                 # It never calls progress, so it cannot stop by itself: no point in waiting.
                 self._terminate(
-                    f"Terminated {waited:.1f}s after the cancel request (the task does not stop cooperatively).",
-                    revoke=True,
+                    f"Terminated {waited:.1f}s after the cancel request (the task does not stop cooperatively)."
                 )
             elif waited >= settings.JOB_CANCEL_GRACE_SECONDS:
                 self._terminate(
                     f"Terminated {waited:.1f}s after the cancel request (grace period "
-                    f"{settings.JOB_CANCEL_GRACE_SECONDS:g}s).",
-                    revoke=True,
+                    f"{settings.JOB_CANCEL_GRACE_SECONDS:g}s)."
                 )
         elif state is RunState.GONE:
             self.gone = True
-        elapsed = time.monotonic() - self.started
-        if state is RunState.OK and elapsed > self.entry.time_limit:
-            self._terminate(
-                f"Hard time limit exceeded: ran {elapsed:.0f}s, the limit is {self.entry.time_limit}s.", revoke=False
-            )
 
-    def _terminate(self, reason: str, *, revoke: bool) -> None:
+    def _terminate(self, reason: str) -> None:
+        """Revoke the cancelled job and terminate its pool process."""
         logger.warning("Job %s: %s", self.job_id, reason)
         try:
-            if revoke:
-                job_revoke(job_id=self.job_id, attempts=self.attempts, reason=reason, worker=self.worker)
-            else:
-                job_fail(
-                    job_id=self.job_id,
-                    attempts=self.attempts,
-                    error=reason,
-                    error_type="TimeLimitExceeded",
-                    auto_retry=False,
-                    worker=self.worker,
-                )
+            job_revoke(job_id=self.job_id, attempts=self.attempts, reason=reason, worker=self.worker)
         except Exception:
             logger.exception("Could not record termination of job %s", self.job_id)
         _terminate_self()
@@ -284,19 +352,20 @@ class JobTask(Task):
             raise Ignore() from None
         except Exception as exc:
             run.write_held()
-            soft_limit = isinstance(exc, SoftTimeLimitExceeded)
-            error = (
-                f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
-                if soft_limit
-                else self.error_message(exc)
-            )
+            time_limit = isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded)  # never retried
+            if isinstance(exc, SoftTimeLimitExceeded):
+                error = f"Soft time limit exceeded ({self.request.timelimit[1] if self.request.timelimit else '?'}s)"
+            elif time_limit:  # raised by jobs.tasks.limits, whose watchdog could not record it
+                error = f"Hard time limit ({run.entry.time_limit} s) exceeded."
+            else:
+                error = self.error_message(exc)
             retried = self._record(
                 job_fail,
                 run,
                 error=error,
                 error_type=type(exc).__name__,
                 traceback="".join(traceback_module.format_exception(exc)),
-                auto_retry=not soft_limit and isinstance(exc, run.entry.retry.retry_on),
+                auto_retry=not time_limit and isinstance(exc, run.entry.retry.retry_on),
             )
             if retried:
                 raise Ignore() from None
@@ -311,6 +380,8 @@ class JobTask(Task):
             return result
         finally:
             self.request.job_run = None
+            if not run.stopped:  # a time limit raised as the run was ending, before its stop took effect
+                run.stop()
 
     def error_message(self, exc: BaseException) -> str:
         """The job's error for an exception the task raised (its traceback is stored beside it)."""

@@ -10,6 +10,7 @@ from celery import shared_task
 from taskhub.clock import database_now
 
 from ..services.metrics import metrics_advance
+from ..services.promotion import job_promote_waiting
 from ..services.recovery import job_dispatch_due, job_recover_stale
 from ..services.retention import job_purge_finished, job_purge_task_results
 from ..services.stats_rollup import stats_rollup_prune
@@ -20,6 +21,13 @@ from ..services.workers import worker_prune
 def dispatch_jobs() -> int:
     """Send jobs whose message never reached the broker or was lost (see jobs.services.recovery)."""
     return job_dispatch_due()
+
+
+@shared_task(name="jobs.tasks.maintenance_tasks.promote_jobs", ignore_result=True, acks_late=False)
+def promote_jobs() -> int:
+    """Send jobs that waited JOB_PRIORITY_MAX_WAIT on a lower queue to high_priority (see
+    jobs.services.promotion): a steady stream of urgent/high jobs never starves them."""
+    return job_promote_waiting()
 
 
 @shared_task(name="jobs.tasks.maintenance_tasks.recover_jobs", ignore_result=True, acks_late=False)

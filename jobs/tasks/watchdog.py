@@ -1,10 +1,12 @@
 """One watchdog thread per worker process, shared by the job runs of that process.
 
 Every ``JOB_HEARTBEAT_INTERVAL`` seconds it calls ``_beat()`` of each run it watches (heartbeat,
-throttled progress, cancel grace period, hard time limit: see ``jobs.tasks.base.JobRun``), and
+throttled progress, cancel grace period: see ``jobs.tasks.base.JobRun``), and
 sooner when a run asks (``beat_by``: a throttled progress value is due). A
 thread per run would cost a thread start and join for every job, most of which end before their
-first heartbeat.
+first heartbeat. A run may also set an alarm (``alarm``): its ``_alarm()`` is called at that moment,
+not at the next heartbeat (a time limit fires on time: ``jobs.tasks.limits``), and returns when
+to call it again, if ever.
 
 It knows nothing of jobs: a run is anything with a ``_beat()`` method and the attributes
 ``next_beat`` (a ``time.monotonic()`` value), ``beating`` (a lock held around each of its beats)
@@ -34,9 +36,14 @@ class Watched(Protocol):
     def _beat(self) -> None: ...
 
 
+class Alarmed(Watched, Protocol):
+    def _alarm(self) -> float | None: ...
+
+
 class Watchdog:
     def __init__(self) -> None:
         self._runs: set[Watched] = set()
+        self._alarms: dict[Alarmed, float] = {}  # a watched run's next alarm (a time.monotonic() value)
         self._wake = threading.Condition(threading.Lock())
         self._wake_at = float("inf")  # when the thread wakes up next, if it sleeps
         self._used_database = False  # the thread holds a connection of its own: close it when idle
@@ -62,10 +69,22 @@ class Watchdog:
                 if when < self._wake_at:
                     self._wake.notify()
 
+    def alarm(self, run: Alarmed, when: float | None) -> None:
+        """Call ``run._alarm()`` at ``when`` (a ``time.monotonic()`` value) while ``run`` is watched,
+        instead of an alarm set before; None: no alarm."""
+        with self._wake:
+            if when is None or run not in self._runs:
+                self._alarms.pop(run, None)
+                return
+            self._alarms[run] = when
+            if when < self._wake_at:
+                self._wake.notify()
+
     def unwatch(self, run: Watched) -> None:
         """Stop beating ``run``; returns once a beat of it in progress has finished."""
         with self._wake:
             self._runs.discard(run)
+            self._alarms.pop(run, None)
             if not self._runs and self._used_database:
                 self._wake.notify()  # idle now: let the thread give its connection back
         # Like the join of a thread of its own, with the same limit: a beat stuck on the database
@@ -88,17 +107,32 @@ class Watchdog:
         with self._wake:
             now = time.monotonic()
             due = [run for run in self._runs if run.next_beat <= now]
+            alarmed = [run for run, when in self._alarms.items() if when <= now]
+            for run in alarmed:
+                del self._alarms[run]  # once: ``_alarm()`` says when next
             idle_with_connection = not self._runs and self._used_database
-            if not due and not idle_with_connection:
+            if not due and not alarmed and not idle_with_connection:
                 interval = settings.JOB_HEARTBEAT_INTERVAL
-                self._wake_at = min((run.next_beat for run in self._runs), default=now + interval)
+                self._wake_at = min(
+                    min((run.next_beat for run in self._runs), default=now + interval),
+                    min(self._alarms.values(), default=now + interval),
+                )
                 self._wake.wait(max(0.0, self._wake_at - now))
                 self._wake_at = float("inf")
                 return
-            self._used_database = bool(due)
-        if not due:
+            self._used_database = bool(due or alarmed)
+        if not due and not alarmed:
             connection.close()  # idle: this thread's connection goes back to the pool (or is closed)
             return
+        for run in alarmed:  # first: an alarm is on time, a heartbeat can wait a moment
+            with run.beating:
+                if not run.watched:
+                    continue
+                try:
+                    close_old_connections()
+                    self.alarm(run, run._alarm())
+                except Exception:
+                    logger.exception("Watchdog: an alarm failed")
         for run in due:
             with run.beating:
                 if not run.watched:

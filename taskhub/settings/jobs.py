@@ -4,6 +4,8 @@ Celery's settings (the broker, the workers, the beat schedule) are in taskhub/se
 the live progress streams' in taskhub/settings/streams.py.
 """
 
+import re
+
 from django.core.exceptions import ImproperlyConfigured
 
 from taskhub.settings.environment import env
@@ -26,6 +28,32 @@ JOB_BULK_MAX_BYTES = env.int("JOB_BULK_MAX_BYTES", default=1024 * 1024)
 # ones are null there with <field>_truncated true (the detail has them whole).
 JOB_LIST_INLINE_MAX_BYTES = env.int("JOB_LIST_INLINE_MAX_BYTES", default=4096)
 JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=10.0)
+
+
+def _seconds(name: str, raw: str) -> float:
+    """A duration setting: seconds (``600``) or a whole number and a unit, or a sum (``10m``, ``1h30m``)."""
+    text = raw.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    if re.fullmatch(r"(?:\d+[smhdw])+", text):
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+        return float(sum(int(number) * units[unit] for number, unit in re.findall(r"(\d+)([smhdw])", text)))
+    raise ImproperlyConfigured(
+        f"{name} must be a number of seconds or a duration such as 10m or 1h30m (0: off), got {raw!r}."
+    )
+
+
+# No starvation (jobs/services/promotion.py): a job waiting on a lower queue (default, low_priority)
+# starts within this long whatever the stream of urgent/high jobs: the sweep sends it again to
+# high_priority once it has waited this long minus a margin (a tenth of it, at least three sweep
+# intervals). Seconds or a duration (10m); 0 turns it off. At least six sweep intervals.
+JOB_PRIORITY_MAX_WAIT = _seconds("JOB_PRIORITY_MAX_WAIT", env.str("JOB_PRIORITY_MAX_WAIT", default="10m"))
+if 0 < JOB_PRIORITY_MAX_WAIT < 6 * JOB_SWEEP_INTERVAL:
+    raise ImproperlyConfigured(
+        f"JOB_PRIORITY_MAX_WAIT ({JOB_PRIORITY_MAX_WAIT:g}s) must be 0 (off) or at least six sweep intervals "
+        f"(JOB_SWEEP_INTERVAL={JOB_SWEEP_INTERVAL:g}s, i.e. {6 * JOB_SWEEP_INTERVAL:g}s): the sweep promotes a job "
+        "at most once an interval."
+    )
 # Per-user quotas (429 over either): active = pending or running jobs; per minute = new jobs in any
 # 60 seconds (a bulk request counts each job). 0 = no limit; a user's own limits (admin) override these.
 JOB_QUOTA_MAX_ACTIVE = env.int("JOB_QUOTA_MAX_ACTIVE", default=1000)

@@ -10,7 +10,7 @@ from celery.schedules import crontab
 
 from taskhub.settings.core import TIME_ZONE
 from taskhub.settings.environment import VAR_DIR, env
-from taskhub.settings.jobs import JOB_MAX_TIME_LIMIT, JOB_SWEEP_INTERVAL
+from taskhub.settings.jobs import JOB_MAX_TIME_LIMIT, JOB_PRIORITY_MAX_WAIT, JOB_SWEEP_INTERVAL
 
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 BROKER_DIR = VAR_DIR / "broker"
@@ -106,6 +106,19 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": JOB_SWEEP_INTERVAL,
         "options": {"queue": "maintenance", "expires": JOB_SWEEP_INTERVAL * 3},
     },
+    # No starvation (jobs/services/promotion.py): jobs that waited JOB_PRIORITY_MAX_WAIT on a lower
+    # queue go to high_priority. Not scheduled when JOB_PRIORITY_MAX_WAIT is 0 (off).
+    **(
+        {
+            "taskhub-promote-jobs": {
+                "task": "jobs.tasks.maintenance_tasks.promote_jobs",
+                "schedule": JOB_SWEEP_INTERVAL,
+                "options": {"queue": "maintenance", "expires": JOB_SWEEP_INTERVAL * 3},
+            }
+        }
+        if JOB_PRIORITY_MAX_WAIT
+        else {}
+    ),
     # Metrics' totals (jobs/services/metrics.py) also advance at each scrape; this keeps them current
     # between scrapes and catches up after a pause. Every minute: each pass reads only new rows.
     "taskhub-rollup-metrics": {

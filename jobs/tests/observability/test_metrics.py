@@ -224,3 +224,29 @@ def test_workers_seen_alive_by_the_database_clock(staff_session, settings):
     assert value(samples, "taskhub_workers_alive") == 1
     assert value(samples, "taskhub_worker_jobs_running", worker="w1@host:11", hostname="w1@host") == 0
     assert ("taskhub_worker_jobs_running", (("hostname", "w2@host"), ("worker", "w2@host:12"))) not in samples
+
+
+def test_a_row_that_commits_late_during_beats_pass_is_counted_once_by_its_last_re_read(monkeypatch):
+    """Beat's pass reads on from the watermark between its re-reads of the window: a row that
+    lands behind the watermark meanwhile is counted by the re-read that ends the pass, once."""
+    from jobs.models import MetricCursor
+    from jobs.services import metrics
+
+    now = timezone.now()
+    MetricCursor.objects.create(source="jobs", watermark=now - timedelta(hours=1), stats_since=now)
+    for seconds in range(30):
+        make("succeeded", finished_at=now - timedelta(seconds=30 - seconds))
+    advance, calls = metrics._advance, []
+
+    def advance_then_a_late_row(source, run):
+        done = advance(source, run)
+        calls.append(run.rechecked)
+        if source.name == "jobs" and len(calls) == 2:  # a worker whose clock is two minutes behind
+            watermark = MetricCursor.objects.get(source="jobs").watermark
+            make("succeeded", finished_at=watermark - timedelta(minutes=2))
+        return done
+
+    monkeypatch.setattr(metrics, "_advance", advance_then_a_late_row)
+    assert metrics_advance(batch=5, until_done=True) == {"jobs": 31, "retries": 0}
+    assert calls[0] and not calls[1] and calls[-2]  # re-read, read on, ..., the last re-read (then retries)
+    assert metrics_advance(until_done=True) == {"jobs": 0, "retries": 0}

@@ -15,6 +15,7 @@ from jobs.services.execution import (
     RunState,
     job_fail,
     job_heartbeat,
+    job_requeue_interrupted,
     job_start,
     job_succeed,
     job_update_progress,
@@ -321,3 +322,30 @@ def test_retry_delay_jitter_stays_between_half_and_the_full_delay():
         samples = [policy.delay(attempts) for _ in range(200)]
         assert all(full / 2 <= delay <= full for delay in samples)
         assert len(set(samples)) > 1  # jittered: retries of many jobs spread out
+
+
+# --- re-queue a job whose process ends for another job's time limit --------------------------------
+
+
+def test_requeue_interrupted_sends_the_next_attempt_at_once_even_without_retries_left(
+    published, django_capture_on_commit_callbacks
+):
+    job = make("running", max_retries=0, progress=40)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert job_requeue_interrupted(job_id=job.id, attempts=0, reason="Its worker process ended", worker="w1:1")
+    row = Job.objects.get(id=job.id)
+    assert (row.status, row.attempts, row.progress, row.run_at) == ("pending", 1, 0, None)
+    assert row.error_type == "WorkerLost"
+    event = JobEvent.objects.get(job=row, kind=JobEventKind.REQUEUED)
+    assert event.message == "Its worker process ended; re-queued as attempt 2."
+    assert [m["id"] for m in published] == [str(job.id)]
+
+
+@pytest.mark.parametrize("fields", [{"attempts": 1}, {"cancel_requested_at": timezone.now()}, {"status": "failed"}])
+def test_requeue_interrupted_of_another_attempt_a_cancelled_or_finished_job_changes_nothing(fields, published):
+    """Another attempt's row is not this run's; a cancelled one is the sweeper's to revoke."""
+    status = fields.pop("status", "running")
+    job = make(status, **fields)
+    before = snapshot(job)
+    assert job_requeue_interrupted(job_id=job.id, attempts=0, reason="Its worker process ended") is False
+    assert snapshot(job) == before and published == []

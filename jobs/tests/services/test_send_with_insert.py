@@ -142,3 +142,46 @@ def test_a_start_before_the_creators_commit_waits_for_it(user, published_headers
     else:
         assert started is not None and str(started.id) == job_id
         assert Job.objects.get(id=job_id).status == JobStatus.RUNNING
+
+
+@pytest.fixture
+def redis_sends(monkeypatch):
+    """The packed commands this process writes to any Redis server (each write is one round trip:
+    a pipeline's commands go in one), recorded around redis-py's own send."""
+    from redis.connection import AbstractConnection
+
+    sends: list[bytes] = []
+    send = AbstractConnection.send_packed_command
+
+    def record(self, command, check_health=True):
+        sends.append(command if isinstance(command, bytes) else b"".join(command))
+        return send(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", record)
+    return sends
+
+
+def test_a_bulk_create_sends_its_messages_in_one_broker_round_trip(user, private_redis, use_broker, redis_sends):
+    import redis
+
+    use_broker(private_redis.url)
+    job_create(owner=user, **TASK)  # the connection and the queue's binding, once per process
+    server = redis.Redis.from_url(private_redis.url)
+    server.config_resetstat()
+    redis_sends.clear()
+    jobs = job_create_bulk(owner=user, items=[TASK] * 50)
+    pushes = [send for send in redis_sends if b"LPUSH" in send]
+    assert len(pushes) == 1, f"{len(pushes)} round trips for 50 messages"
+    assert server.info("commandstats")["cmdstat_lpush"]["calls"] == 50
+    assert server.llen("default") == 51
+    assert Job.objects.filter(id__in=[job.id for job in jobs], dispatched_at__isnull=False).count() == 50
+
+
+def test_a_bulk_create_with_the_broker_down_leaves_every_job_unsent(user, private_redis, use_broker):
+    use_broker(private_redis.url)
+    job_create(owner=user, **TASK)  # a connection that worked, then the broker goes away
+    private_redis.stop()
+    jobs = job_create_bulk(owner=user, items=[TASK] * 5)
+    rows = Job.objects.filter(id__in=[job.id for job in jobs])
+    assert [row.dispatched_at for row in rows] == [None] * 5  # the sweeper sends them
+    assert {row.status for row in rows} == {JobStatus.PENDING}

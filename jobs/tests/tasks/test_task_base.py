@@ -119,7 +119,7 @@ def test_termination_outside_a_prefork_pool_process_records_the_outcome_but_kill
 
     job = job_start(job_id=new_job(user, "blocking_sleep", seconds=1).id, worker="test")
     run = JobRun(job=job, entry=catalog.get("blocking_sleep"), worker="test")
-    run._terminate("Terminated after the grace period.", revoke=True)  # this test process survives
+    run._terminate("Terminated after the grace period.")  # this test process survives
     assert "Cannot terminate the task: not in a prefork pool process" in caplog.text
     assert Job.objects.get(id=job.id).status == JobStatus.REVOKED
 
@@ -155,6 +155,38 @@ def test_soft_time_limit_fails_the_job_without_retrying(user, settings, soft_lim
     assert outcome.failed()
     assert job.status == JobStatus.FAILED and job.attempts == 0
     assert job.error.startswith("Soft time limit exceeded") and "SoftTimeLimitExceeded" in job.traceback
+
+
+@pytest.fixture
+def hard_limited_task():
+    """A task whose hard time limit is raised in it (registered for this test only)."""
+    from celery.exceptions import TimeLimitExceeded
+
+    from jobs.catalog import catalog
+    from jobs.tasks.registry import job_task
+    from taskhub.celery import app
+
+    name = "jobs.tests.hard_limited"
+
+    @job_task(name=name, time_limit=5, max_retries=3)
+    def hard_limited(self) -> None:
+        raise TimeLimitExceeded()
+
+    yield hard_limited
+    catalog.remove(name)
+    app.tasks.unregister(name)
+
+
+def test_a_hard_limit_the_watchdog_could_not_record_fails_the_job_without_retrying(user, settings, hard_limited_task):
+    """The watchdog records the hard limit; if it could not (the database was out of reach), the
+    task's own way out records it the same: failed, the limit named, no automatic retry."""
+    settings.JOB_HEARTBEAT_INTERVAL = 60
+    job = new_job(user, "jobs.tests.hard_limited")
+    outcome, _ = run_eagerly(hard_limited_task, job)
+    job.refresh_from_db()
+    assert outcome.failed()
+    assert (job.status, job.attempts, job.error_type) == (JobStatus.FAILED, 0, "TimeLimitExceeded")
+    assert job.error == "Hard time limit (5 s) exceeded."
 
 
 def _running_run(user, task: str, **kwargs) -> "task_base.JobRun":
