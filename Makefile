@@ -87,8 +87,9 @@ test-django6: install-django6
 	@$(TEST_ENV) $(BIN6)/python scripts/check_services.py
 	$(TEST_ENV) $(BIN6)/pytest $(PYTEST_ARGS)
 
-# Both legs as CI runs them (scripts/test_legs.sh): the suite on Django 5.2, then the fault suite
-# (Django 5.2) beside the suite on Django 6.0; ends with both legs' counts.
+# Both legs as CI runs them (scripts/test_legs.sh): the suite on Django 5.2, the suite on Django 6.0 and
+# the fault suite (Django 5.2) side by side, each on its own test database and Redis db (faults:
+# taskhub_faults and db 12; TESTF_DATABASE_URL / TESTF_BROKER_URL); ends with every run's counts.
 test-legs: install install-django6
 	bash scripts/test_legs.sh
 

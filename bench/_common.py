@@ -8,7 +8,9 @@ names are fixed per script and must start with ``taskhub_bench``: a benchmark ne
 ``taskhub`` or the test databases, whatever DATABASE_URL the caller (``make bench``) set.
 
 PostgreSQL and Redis are found at BENCH_POSTGRES_URL (default
-postgres://postgres@127.0.0.1:5432) and BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+postgres://postgres@127.0.0.1:5432) and BENCH_REDIS_URL (default redis://127.0.0.1:6379;
+``private``: a redis-server of the run's own, on a free port). A Redis db that anyone else is
+connected to is refused (``check_redis_db_free``).
 """
 
 from __future__ import annotations
@@ -53,11 +55,21 @@ class BenchEnv:
 
 
 def configure(*, database: str, redis_db: int) -> BenchEnv:
-    """Point this process (and the workers it starts) at the benchmark's own database and Redis db."""
+    """Point this process (and the workers it starts) at the benchmark's own database and Redis db.
+
+    ``BENCH_DATABASE_TAG`` (letters, digits, ``_``) puts a tag into the name, ``taskhub_bench_<tag>_...``:
+    two people on one cluster can run the same script at once without dropping each other's database."""
     if not database.startswith("taskhub_bench"):
         raise SystemExit(f"refusing to use database {database!r}: benchmark databases start with taskhub_bench")
+    if tag := os.environ.get("BENCH_DATABASE_TAG", ""):
+        if not re.fullmatch(r"[a-z0-9_]{1,20}", tag):
+            raise SystemExit(f"BENCH_DATABASE_TAG={tag!r}: use 1-20 lowercase letters, digits or _")
+        database = f"taskhub_bench_{tag}{database.removeprefix('taskhub_bench')}"
     if redis_db not in BENCH_REDIS_DBS:
         raise SystemExit(f"refusing Redis db {redis_db}: benchmarks use dbs 1-6 (others: the app, the tests)")
+    global REDIS_URL  # noqa: PLW0603 - read at call time by every script (common.REDIS_URL)
+    if REDIS_URL == "private":
+        REDIS_URL = _start_private_redis()
     env = BenchEnv(database, redis_db)
     os.environ["DJANGO_SETTINGS_MODULE"] = "taskhub.settings"
     os.environ["DATABASE_URL"] = env.database_url
@@ -69,6 +81,46 @@ def configure(*, database: str, redis_db: int) -> BenchEnv:
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("TASKHUB_VAR_DIR", str(ROOT / "var" / "bench"))
     return env
+
+
+def _start_private_redis() -> str:
+    """``BENCH_REDIS_URL=private``: a redis-server of this run's own on a free port, no persistence,
+    stopped when this process exits (and when it is killed: the kernel sends it SIGTERM then)."""
+    import atexit
+
+    def die_with_parent() -> None:
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only the prctl call, before exec
+    )
+
+    def stop() -> None:
+        server.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=10)
+
+    atexit.register(stop)
+    url = f"redis://127.0.0.1:{port}"
+    import redis
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+            return url
+        except redis.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"BENCH_REDIS_URL=private: redis-server on port {port} did not start") from None
+            time.sleep(0.05)
 
 
 def parse_args(description: str | None, extra: Callable[[argparse.ArgumentParser], None] | None = None):
@@ -113,9 +165,74 @@ def _flush_redis(url: str) -> None:
         client.close()
 
 
+def _socket_ports(pids: Iterable[int]) -> set[int]:
+    """The local TCP ports of the sockets these processes hold open (from /proc; this machine only)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def redis_db_clients(url: str, *, own_pids: Iterable[int] = ()) -> list[dict[str, str]]:
+    """The other clients connected to the Redis db of ``url`` (``CLIENT LIST``): not this connection,
+    not the connections of ``own_pids`` (the benchmark's own workers). Anyone else there shares the
+    benchmark's broker: their workers take its messages, its workers take theirs, and its flush
+    empties their queues."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        me = client.client_id()
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        clients = client.client_list()
+    finally:
+        client.close()
+    own_ports = _socket_ports(own_pids)
+    return [
+        found
+        for found in clients
+        if int(found.get("db", -1)) == db
+        and int(found["id"]) != me
+        and int(found.get("addr", ":0").rsplit(":", 1)[1]) not in own_ports
+    ]
+
+
+def describe_clients(clients: list[dict[str, str]], limit: int = 5) -> str:
+    shown = ", ".join(f"{found['addr']} (last command {found.get('cmd', '?')})" for found in clients[:limit])
+    return shown + (f" and {len(clients) - limit} more" if len(clients) > limit else "")
+
+
+def check_redis_db_free(url: str) -> None:
+    """Refuse a Redis db that someone else is connected to (a test suite's workers, another
+    benchmark): sharing it would mix both sides' messages and the flush would empty their queues."""
+    if clients := redis_db_clients(url):
+        raise SystemExit(
+            f"refusing {url}: {len(clients)} other client(s) are connected to that Redis db "
+            f"({describe_clients(clients)}), e.g. a test suite's or another benchmark's workers. Their "
+            "workers would take this benchmark's messages (and skip them: the jobs are not in their "
+            "database) and the flush would empty their queues. Point BENCH_REDIS_URL at a Redis of your "
+            'own, e.g. `redis-server --port 6394 --save "" --appendonly no --daemonize yes` and '
+            "BENCH_REDIS_URL=redis://127.0.0.1:6394."
+        )
+
+
 @contextlib.contextmanager
 def bench_environment(env: BenchEnv) -> Iterator[None]:
-    """Own database (created, migrated, dropped) and own Redis db (flushed before and after)."""
+    """Own database (created, migrated, dropped) and own Redis db (flushed before and after; refused
+    when anyone else is connected to it)."""
+    check_redis_db_free(env.broker_url)
     _flush_redis(env.broker_url)
     _create_database(env.database)
     try:

@@ -18,7 +18,12 @@ benchmark database, redis-server, and the whole machine (which includes anyone e
 see the load average). Rows written per job come from pg_stat_user_tables, read after the
 worker has exited.
 
-Own database taskhub_bench_throughput, own Redis db 1 (broker and results).
+SQL statements per job are counted in this process after the phases (a bulk create, then runs
+through the task base with Celery's local ``apply``). Each phase also prints how many messages its
+worker skipped as not pending: 0 unless someone else's workers share the Redis db (issue 20).
+
+Own database taskhub_bench_throughput, own Redis db 1 (broker and results); on a shared machine run
+it with BENCH_REDIS_URL=private (bench/README).
 """
 
 from __future__ import annotations
@@ -79,6 +84,23 @@ def wait_until(last_done, count_left, timeout: float, what: str) -> float:
     return time.perf_counter()
 
 
+SKIPPED = "is not pending, not due yet or of another attempt"
+
+
+def diagnosis(worker: common.Process) -> str:
+    """Why a phase may not have finished: jobs its worker skipped, and anyone else on its Redis db
+    (their workers take this benchmark's messages and skip them: the jobs are not in their database)."""
+    skipped = worker.output().count(SKIPPED)
+    others = common.redis_db_clients(ENV.broker_url, own_pids=[os.getpid(), *worker.pids()])
+    shared = (
+        f"{len(others)} other client(s) on {ENV.broker_url}: {common.describe_clients(others)}; "
+        "point BENCH_REDIS_URL at a Redis of your own"
+        if others
+        else f"nobody else on {ENV.broker_url}"
+    )
+    return f"the worker skipped {skipped} message(s) as '{SKIPPED}'; {shared}"
+
+
 class CpuMeter:
     """CPU seconds per group of processes between two snapshots."""
 
@@ -125,10 +147,12 @@ def run_phase(label: str, command: str, env: dict, n: int, submit, last_done, co
         wal_end = wal.lsn() if wal else None
     except BaseException:
         print(worker.output()[-3000:], file=sys.stderr)
+        print(f"# {diagnosis(worker)}", file=sys.stderr)
         raise
     finally:
         worker.stop()
         runtimes = [float(seconds) for seconds in SUCCEEDED_IN.findall(worker.output())]
+        skipped = worker.output().count(SKIPPED)
         worker.close()
     return {
         "label": label,
@@ -137,6 +161,7 @@ def run_phase(label: str, command: str, env: dict, n: int, submit, last_done, co
         "rate": n / (finished - started),
         "cpu_ms": {key: value * 1000 / n for key, value in cpu.items()},
         "call_ms": statistics.median(runtimes) * 1000 if runtimes else float("nan"),
+        "skipped": skipped,
         "wal": {key: value / n for key, value in wal.measure(wal_start, wal_end).items()} if wal else None,
         "wal_by_relation": {name: size / n for name, size in wal.by_relation.items()} if wal else None,
     }
@@ -225,6 +250,46 @@ def jobs_phase(command: str, n: int, label: str, env: dict, owner) -> tuple[dict
     return phase, written
 
 
+def statements_per_job(owner, runs: int = 50) -> dict[str, float]:
+    """SQL statements per job (each a round trip to PostgreSQL), in this process: a bulk create of
+    BATCH jobs, then ``runs`` of them run through the task's own code (Celery's local ``apply``, the
+    same task base a worker's pool process runs: start, progress, success). Savepoints apart."""
+    from django.db import connection
+
+    from jobs.models import Job, JobStatus
+    from jobs.services.creation import job_create_bulk
+    from jobs.tasks.common_tasks import long_running_task
+
+    item = {"name": "bench", "task_type": "bench", "celery_task_name": "long_running_task", "kwargs": {"seconds": 0}}
+    counts = {"all": 0, "savepoints": 0}
+
+    def counted(execute, sql, params, many, context):
+        counts["all"] += 1
+        counts["savepoints"] += sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO"))
+        return execute(sql, params, many, context)
+
+    def run(job) -> None:
+        long_running_task.apply(kwargs={"seconds": 0}, task_id=str(job.id))
+
+    jobs = job_create_bulk(owner=owner, items=[item] * (runs + 1))
+    run(jobs.pop())  # the per-process caches (rate limits, workers alive) are read on first use
+    with connection.execute_wrapper(counted):
+        job_create_bulk(owner=owner, items=[item] * BATCH)
+    create = dict(counts)
+    counts.update(all=0, savepoints=0)
+    with connection.execute_wrapper(counted):
+        for job in jobs[:runs]:
+            run(job)
+    if (done := Job.objects.filter(id__in=[job.id for job in jobs[:runs]], status=JobStatus.SUCCEEDED).count()) < runs:
+        raise SystemExit(f"statements per job: {runs - done} of {runs} local runs did not succeed")
+    Job.objects.all().delete()
+    return {
+        "create": (create["all"] - create["savepoints"]) / BATCH,
+        "run": (counts["all"] - counts["savepoints"]) / runs,
+        "savepoints": create["savepoints"] / BATCH + counts["savepoints"] / runs,
+    }
+
+
 def main() -> int:
     args = common.parse_args(__doc__, lambda p: p.add_argument("-n", type=int, help="tasks per phase"))
     n = args.n or (1_000 if args.quick else 5_000)
@@ -240,12 +305,13 @@ def main() -> int:
             taskhub_worker, n, "taskhub jobs, JOB_EVENTS_REDIS_URL=none", {"JOB_EVENTS_REDIS_URL": "none"}, owner
         )
         plain_again = plain_phase(plain_worker, n)  # the baseline again: the machine's load moves
+        statements = statements_per_job(owner)
     phases = (plain, jobs, quiet, plain_again)
     best_plain = max(plain, plain_again, key=lambda phase: phase["rate"])
     common.print_table(
         f"throughput, {n:,} tasks per phase, prefork concurrency {CONCURRENCY} (after a warm-up of {WARMUP})",
-        ["phase", "submit s", "until all done s", "tasks/s", "task call ms (median)"],
-        [[p["label"], p["submit_s"], p["total_s"], p["rate"], p["call_ms"]] for p in phases],
+        ["phase", "submit s", "until all done s", "tasks/s", "task call ms (median)", "skipped"],
+        [[p["label"], p["submit_s"], p["total_s"], p["rate"], p["call_ms"], p["skipped"]] for p in phases],
     )
     common.print_table(
         "CPU ms per task (/proc): the worker's main process (consumer) and pool processes; bench = this process "
@@ -263,6 +329,11 @@ def main() -> int:
         [[table, per_job[table]["ins"], per_job[table]["upd"], per_job[table]["hot"]] for table in TABLES],
     )
     print(f"\n  timeline rows per job: {written['events_per_job']:.2f} ({', '.join(written['kinds'])})")
+    print(
+        f"  SQL statements per job (in-process: a bulk create of {BATCH}, then runs through the task base): "
+        f"{statements['create'] + statements['run']:.2f} = create {statements['create']:.3f} + run "
+        f"{statements['run']:.2f} (and {statements['savepoints']:.2f} SAVEPOINT/RELEASE)"
+    )
     common.print_table(
         "WAL per job in the benchmark's database (pg_waldump between the phase's first submit and its last "
         "completion; full-page images included): bytes, records, B-tree index entries (GIN's "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import inspect
 import random
+import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,81 @@ class RetryPolicy:
         return delay / 2 + random.uniform(0, delay / 2) if self.jitter else delay
 
 
+CONCURRENCY_KEY_MAX = 255
+CONCURRENCY_LIMIT_MAX = 1_000_000
+# A key has a character other than ASCII white space, and no NUL (PostgreSQL text cannot hold one);
+# written for both Python and the OpenAPI document (an ECMA regex: the same classes, spelt out).
+CONCURRENCY_KEY_PATTERN = r"^[^\x00]*[^\x00 \t\n\r\f\v][^\x00]*$"
+
+
+def _refuse(field: str, message: str):
+    raise InvalidInput(f"{field}: {message}", fields={field: [message]})
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """At most ``limit`` jobs with the same ``key`` run at once (README "Concurrency keys").
+
+    A request's key is taken as written. A task's default (``@job_task(concurrency=...)``) may be a
+    template over the task's arguments, ``"tenant-{tenant_id}"``: each ``{name}`` is the job's
+    argument of that name (plain names only), rendered when the job is created (``render``).
+    """
+
+    key: str
+    limit: int
+
+    @classmethod
+    def parse(cls, value: Any, *, field: str = "concurrency") -> Concurrency | None:
+        """A request's ``{"key": ..., "limit": ...}`` checked (None for null); InvalidInput naming
+        the field (``concurrency.key``, ``concurrency.limit``) otherwise."""
+        if value is None or isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            _refuse(field, 'Must be an object: {"key": "tenant-7", "limit": 1}.')
+        for name in value:
+            if name not in ("key", "limit"):
+                _refuse(f"{field}.{name}", "Unknown field: a concurrency rule has only key and limit.")
+        key, limit = value.get("key"), value.get("limit")
+        if not isinstance(key, str) or not key:
+            _refuse(f"{field}.key", "A non-empty string is required.")
+        if len(key) > CONCURRENCY_KEY_MAX:
+            _refuse(f"{field}.key", f"At most {CONCURRENCY_KEY_MAX} characters, got {len(key)}.")
+        if "\x00" in key:
+            _refuse(f"{field}.key", "NUL characters are not allowed.")
+        if not re.fullmatch(CONCURRENCY_KEY_PATTERN, key):
+            _refuse(f"{field}.key", "A key of white space only is not allowed.")
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)  # 2.0 is the integer 2 in JSON, as every integer field takes it
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            _refuse(f"{field}.limit", f"An integer from 1 to {CONCURRENCY_LIMIT_MAX} is required.")
+        if not 1 <= limit <= CONCURRENCY_LIMIT_MAX:
+            _refuse(f"{field}.limit", f"Must be from 1 to {CONCURRENCY_LIMIT_MAX}, got {limit}.")
+        return cls(key=key, limit=limit)
+
+    def names(self) -> list[str]:
+        """The argument names a template key uses; ValueError for anything but ``{name}``."""
+        names = []
+        for _, name, spec, conversion in string.Formatter().parse(self.key):
+            if name is None:
+                continue
+            if not name.isidentifier() or spec or conversion:
+                raise ValueError(f"concurrency key {self.key!r}: only plain {{name}} placeholders are allowed")
+            names.append(name)
+        return names
+
+    def render(self, values: dict[str, Any], *, field: str = "concurrency") -> Concurrency:
+        """The rule for one job: each ``{name}`` replaced by the job's argument of that name (``values``:
+        its kwargs and its arguments bound by name, defaults included). InvalidInput naming what is missing."""
+        names = self.names()
+        if not names:
+            return self
+        missing = [name for name in names if values.get(name) is None]
+        if missing:
+            _refuse(f"kwargs.{missing[0]}", f"The task's concurrency key {self.key!r} needs the argument {missing[0]}.")
+        key = self.key.format(**{name: values[name] for name in names})
+        return Concurrency.parse({"key": key, "limit": self.limit}, field=field)
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     """One task a job may run.
@@ -69,6 +146,9 @@ class CatalogEntry:
     # How much of it an owner may use: ``budget(owner, [arguments, ...])`` is given every job of one
     # request (a bulk request's all at once) and raises an ApplicationError (e.g. a 429) to refuse.
     budget: Callable[[Any, list[dict[str, Any]]], None] | None = None
+    # A concurrency key every job of the task gets unless its request names one (its key may be a
+    # template over the arguments: Concurrency.render).
+    concurrency: Concurrency | None = None
     # Where it comes from: "taskhub" (None), or an installed task package's distribution and version.
     package: str = "taskhub"
     package_version: str | None = None
@@ -92,10 +172,14 @@ class CatalogEntry:
         authorize: Callable[[Any, dict[str, Any]], None] | None = None,
         budget: Callable[[Any, list[dict[str, Any]]], None] | None = None,
         unique: dict[str, Any] | None = None,
+        concurrency: dict[str, Any] | Concurrency | None = None,
     ) -> CatalogEntry:
         """The entry for ``function(self, ...)``. A declared ``schema`` replaces the one derived
         from the signature and is checked now, so a broken one fails at import time."""
         package, package_version = package_of(function.__module__)
+        rule = Concurrency.parse(concurrency, field=f"{name}: concurrency")
+        if rule is not None:
+            rule.names()  # a bad template fails at import time
         return cls(
             name=name,
             function=function,
@@ -110,6 +194,7 @@ class CatalogEntry:
             staff_only=staff_only,
             authorize=authorize,
             budget=budget,
+            concurrency=rule,
             package=package,
             package_version=package_version,
             unique=unique_rule(unique, field=f"{name}: unique"),
@@ -161,6 +246,7 @@ class CatalogEntry:
             "retry_backoff_max": self.retry.backoff_max,
             "cancellable": self.cancellable,
             "staff_only": self.staff_only,
+            "concurrency": self.concurrency and {"key": self.concurrency.key, "limit": self.concurrency.limit},
             "package": self.package,
             "package_version": self.package_version,
         }

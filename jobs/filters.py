@@ -259,6 +259,7 @@ class JobFilter(django_filters.FilterSet):
     unique_key = django_filters.CharFilter(
         max_length=255, help_text="Jobs with this unique key (any holder, past too)."
     )
+    concurrency_key = django_filters.CharFilter(help_text="Jobs with this concurrency key (README, Concurrency keys).")
     dead = StrictBooleanFilter(
         method="filter_dead",
         help_text="true: dead jobs only (failed with every automatic retry used: attempts >= max_retries; "
@@ -281,6 +282,7 @@ class JobFilter(django_filters.FilterSet):
             "created_before",
             "schedule",
             "unique_key",
+            "concurrency_key",
         )
 
     def filter_queryset(self, queryset):

@@ -29,6 +29,13 @@ def due_since() -> Greatest:
     return Greatest("created_at", Coalesce("run_at", "created_at"))
 
 
+def concurrency_waiting() -> QuerySet[Job]:
+    """Pending jobs waiting for their concurrency key (at its limit when they tried to start)."""
+    return Job.objects.filter(
+        status=JobStatus.PENDING, concurrency_key__isnull=False, concurrency_waiting_since__isnull=False
+    )
+
+
 def sees_every_job(user: User) -> bool:
     """Whether ``user`` sees other users' jobs (API, streams, stats, admin): staff with a view permission."""
     return user.is_staff and any(user.has_perm(permission) for permission in OTHERS_JOBS_VIEW_PERMISSIONS)
@@ -183,6 +190,9 @@ JOB_LIVE_ROW_FIELDS = (
     "finished_at",
     "worker",
     "queue",
+    "concurrency_key",
+    "concurrency_limit",
+    "concurrency_waiting_since",
 )
 
 # The timeline lines that say why a pending job waits (or that it was sent round again, which ends

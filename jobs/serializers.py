@@ -6,8 +6,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from taskhub.errors import InvalidInput
 from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
+from .catalog import CONCURRENCY_KEY_MAX, CONCURRENCY_KEY_PATTERN, CONCURRENCY_LIMIT_MAX, Concurrency
 from .models import Job, JobEvent, JobPriority, UniquePolicy
 from .redaction import strip_server_paths
 from .selectors import LIST_LEFT_OUT
@@ -28,6 +30,84 @@ def _left_out(job: Job, field: str) -> tuple[Any, bool]:
         inline = values[f"{field}_inline"]
         return (None, True) if inline is None else (inline[0], False)
     return getattr(job, field), False
+
+
+# --- Concurrency keys (README "Concurrency keys") ---
+
+
+class ConcurrencyRuleSerializer(serializers.Serializer):
+    """Documents a job's ``concurrency`` (request and answer); ``catalog.Concurrency.parse`` checks it."""
+
+    key = serializers.CharField(
+        max_length=CONCURRENCY_KEY_MAX, help_text="Jobs with the same key share the limit, e.g. tenant-7."
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=CONCURRENCY_LIMIT_MAX, help_text="At most this many of them run at once."
+    )
+    waiting_since = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="Pending: since when it waits for its key (null when it does not)."
+    )
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "additionalProperties": False,
+        "required": ["key", "limit"],
+        "properties": {
+            "key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": CONCURRENCY_KEY_MAX,
+                "pattern": CONCURRENCY_KEY_PATTERN,
+                "description": "Jobs with the same key share the limit, e.g. tenant-7.",
+            },
+            "limit": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": CONCURRENCY_LIMIT_MAX,
+                "description": "At most this many of them run at once.",
+            },
+        },
+    }
+)
+class ConcurrencyField(serializers.Field):
+    """A request's ``concurrency``: ``{"key": "tenant-7", "limit": 1}`` or null. Errors name
+    ``concurrency.key`` / ``concurrency.limit`` (in bulk ``jobs[<index>].concurrency.key``)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault(
+            "help_text",
+            "At most `limit` jobs with this `key` run at once, across every worker; a job over the limit "
+            "waits (not failed, not a retry). Defaults to the task's own rule, if any (task catalog).",
+        )
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data) -> Concurrency:
+        try:
+            return Concurrency.parse(data, field="concurrency")
+        except InvalidInput as exc:
+            detail = {name.removeprefix("concurrency."): messages for name, messages in exc.fields.items()}
+            raise serializers.ValidationError(detail.get("concurrency") or detail) from None
+
+    def to_representation(self, value):
+        return value
+
+
+def _concurrency(job: Job) -> dict | None:
+    if job.concurrency_key is None:
+        return None
+    return {
+        "key": job.concurrency_key,
+        "limit": job.concurrency_limit,
+        "waiting_since": _moment(job.concurrency_waiting_since),
+    }
+
+
+# --- end of concurrency keys
 
 
 def _shows_server_paths(context: dict) -> bool:
@@ -57,6 +137,7 @@ class JobSerializer(serializers.ModelSerializer):
     unique_policy = serializers.CharField(
         read_only=True, help_text='The unique key\'s policy (README "Unique jobs"); "" without a key.'
     )
+    concurrency = serializers.SerializerMethodField(help_text="Its concurrency key and limit; null when none.")
 
     class Meta:
         model = Job
@@ -98,6 +179,7 @@ class JobSerializer(serializers.ModelSerializer):
             "args_truncated",
             "kwargs_truncated",
             "result_truncated",
+            "concurrency",
         )
         read_only_fields = fields
 
@@ -112,6 +194,10 @@ class JobSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_result_truncated(self, job: Job) -> bool:
         return _left_out(job, "result")[1]
+
+    @extend_schema_field(ConcurrencyRuleSerializer(allow_null=True))
+    def get_concurrency(self, job: Job) -> dict | None:
+        return _concurrency(job)
 
     def get_progress_message(self, job: Job) -> str:
         meta = job.progress_meta if isinstance(job.progress_meta, dict) else {}
@@ -169,6 +255,7 @@ class JobSerializer(serializers.ModelSerializer):
             "args_truncated": args_out,
             "kwargs_truncated": kwargs_out,
             "result_truncated": result_out,
+            "concurrency": _concurrency(job),
         }
 
     def represent_generically(self, job: Job) -> dict:
@@ -273,6 +360,7 @@ class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Ser
     unique = UniqueRuleSerializer(
         required=False, allow_null=True, help_text="A uniqueness rule; absent: the task's default, if any."
     )
+    concurrency = ConcurrencyField()
 
 
 class JobRetrySerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
@@ -363,6 +451,11 @@ class CatalogEntrySerializer(serializers.Serializer):
     retry_backoff_max = serializers.FloatField()
     cancellable = serializers.BooleanField(help_text="Stops cooperatively at progress calls when cancelled.")
     staff_only = serializers.BooleanField()
+    concurrency = serializers.DictField(
+        allow_null=True,
+        help_text='The concurrency rule every job of the task gets unless its request names one: {"key", "limit"}; '
+        "the key may name the job's arguments, e.g. tenant-{tenant_id}.",
+    )
     package = serializers.CharField(
         help_text='Where the task comes from: "taskhub" (built in), or the distribution name of the installed task '
         "package that declares it (README, Writing a task package)."

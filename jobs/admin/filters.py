@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy
 
 from ..catalog import catalog
 from ..filters import ARGUMENT_FILTERS, JobFilter, filter_by_arguments
-from ..models import Job, JobStatus
+from ..models import ACTIVE_STATUSES, Job, JobStatus
 
 
 def parse_job_id(text: str) -> uuid.UUID | None:
@@ -116,6 +116,22 @@ class WorkerFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(worker=self.value()) if self.value() else queryset
+
+
+class ConcurrencyKeyFilter(admin.SimpleListFilter):
+    """Jobs with a concurrency key (``?concurrency_key=``, as the API's filter): the choices are the
+    keys of active jobs (pending or running), and any key given in the URL filters."""
+
+    title = gettext_lazy("concurrency key")
+    parameter_name = "concurrency_key"
+
+    def lookups(self, request, model_admin):
+        active = Job.objects.filter(status__in=ACTIVE_STATUSES, concurrency_key__isnull=False)
+        keys = set(active.values_list("concurrency_key", flat=True).distinct().order_by()[:MAX_WORKER_CHOICES])
+        return [(key, key) for key in sorted(keys)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(concurrency_key=self.value()) if self.value() else queryset
 
 
 class ArgumentFilter(admin.ListFilter):

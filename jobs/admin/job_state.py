@@ -50,7 +50,8 @@ def job_hold(row: dict[str, Any], *, now: datetime) -> dict[str, Any] | None:
     ``{"reason", "until", "text"}``. The one place the reason is derived, for the list, the job
     page and the progress view, from the row's fields and ``selectors.with_hold``'s.
 
-    Reasons: ``queue_paused`` (no until: it waits for a resume), and for a job due later
+    Reasons: ``queue_paused`` (no until: it waits for a resume), ``concurrency`` (no until: it waits
+    for a job of its concurrency key to finish), and for a job due later
     (``until`` = its ``run_at``) ``rate_limit`` or ``fair_share`` after the timeline line that
     deferred it, else ``retry_backoff`` once an attempt ran, else ``scheduled`` (created to run later).
     """
@@ -60,6 +61,9 @@ def job_hold(row: dict[str, Any], *, now: datetime) -> dict[str, Any] | None:
         reason = row["hold_pause_reason"]
         text = f"held: queue {row['queue']} is paused" + (f" ({reason})" if reason else "")
         return {"reason": "queue_paused", "until": None, "text": text}
+    if row.get("concurrency_waiting_since") and row.get("concurrency_key") is not None:
+        text = f"waiting: concurrency key {row['concurrency_key']} at its limit {row['concurrency_limit']}"
+        return {"reason": "concurrency", "until": None, "text": text}
     run_at = row["run_at"]
     if not run_at or run_at <= now:
         return None

@@ -31,7 +31,15 @@ from ..models import Job
 from .arrivals import JobArrivals
 from .dead import DeadFilter, DeadJobsPage, ErrorTypeFilter
 from .edit_retry import EditRetry
-from .filters import ArgumentFilter, CheckedLookups, JobIdSearch, QueueFilter, TaskFilter, WorkerFilter
+from .filters import (
+    ArgumentFilter,
+    CheckedLookups,
+    ConcurrencyKeyFilter,
+    JobIdSearch,
+    QueueFilter,
+    TaskFilter,
+    WorkerFilter,
+)
 from .job_state import (
     attempt_html,
     job_state,
@@ -85,6 +93,7 @@ class JobAdmin(
         TaskFilter,
         ErrorTypeFilter,
         WorkerFilter,
+        ConcurrencyKeyFilter,
         ArgumentFilter,
         "unique_policy",
         "created_at",
@@ -114,6 +123,7 @@ class JobAdmin(
                     "task_type",
                     "priority",
                     "queue",
+                    "concurrency",
                 )
             },
         ),
@@ -203,6 +213,18 @@ class JobAdmin(
         """Why a pending job does not run now, in full (beside the bar it may be cut to two lines)."""
         held = job_state(job)["held_text"]
         return format_html('<span class="job-held">{}</span>', held) if held else "-"
+
+    @admin.display(description=gettext_lazy("concurrency key"))
+    def concurrency(self, job: Job) -> str:
+        """Its key and limit, linked to the key's jobs; "-" without one."""
+        if job.concurrency_key is None:
+            return "-"
+        url = (
+            reverse("admin:jobs_job_changelist")
+            + "?"
+            + QueryDict.fromkeys(["concurrency_key"], job.concurrency_key).urlencode()
+        )
+        return format_html('<a href="{}">{}</a> (at most {} at once)', url, job.concurrency_key, job.concurrency_limit)
 
     @admin.display(description=gettext_lazy("priority"), ordering="priority")
     def priority_queue(self, job: Job) -> str:

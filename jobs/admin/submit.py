@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy
 
 from taskhub.errors import ApplicationError
 
-from ..catalog import CatalogEntry, catalog
+from ..catalog import CONCURRENCY_KEY_MAX, CONCURRENCY_LIMIT_MAX, CatalogEntry, catalog
 from ..models import JobPriority, UniquePolicy
 from ..parameters import describe_schema
 from ..services.creation import job_create
@@ -36,6 +36,9 @@ _FORM_FIELD = {
     "unique.policy": "unique_policy",
     "unique.period": "unique_period",
     "unique.max_wait": "unique_max_wait",
+    "concurrency": "concurrency_key",
+    "concurrency.key": "concurrency_key",
+    "concurrency.limit": "concurrency_limit",
 }
 
 
@@ -145,6 +148,19 @@ class JobSubmitForm(forms.Form):
     unique_max_wait = forms.FloatField(
         label=gettext_lazy("Unique max wait (s)"), required=False, help_text=gettext_lazy("debounce.")
     )
+    concurrency_key = forms.CharField(
+        label=gettext_lazy("Concurrency key"),
+        max_length=CONCURRENCY_KEY_MAX,
+        required=False,
+        help_text=gettext_lazy("At most the limit below of jobs with this key run at once; the others wait."),
+    )
+    concurrency_limit = forms.IntegerField(
+        label=gettext_lazy("Concurrency limit"),
+        required=False,
+        min_value=1,
+        max_value=CONCURRENCY_LIMIT_MAX,
+        help_text=gettext_lazy("With a key; empty: 1."),
+    )
     submission = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
 
     def __init__(self, *args, entries: list[CatalogEntry], **kwargs) -> None:
@@ -163,6 +179,9 @@ class JobSubmitForm(forms.Form):
             "priority": data["priority"] or None,
             "max_retries": data["max_retries"],
             "unique": self.unique_rule(),
+            "concurrency": {"key": data["concurrency_key"], "limit": data["concurrency_limit"] or 1}
+            if data["concurrency_key"]
+            else None,
         }
 
     def unique_rule(self) -> dict[str, Any] | None:
@@ -174,6 +193,12 @@ class JobSubmitForm(forms.Form):
             if data.get(f"unique_{name}") not in (None, "")
         }
         return rule or None
+
+    def clean(self):
+        data = super().clean()
+        if data.get("concurrency_limit") is not None and not data.get("concurrency_key"):
+            self.add_error("concurrency_key", gettext_lazy("Give the key the limit is for."))
+        return data
 
     def add_service_error(self, exc: ApplicationError) -> None:
         """The service's refusal on the fields it names, or above the form."""

@@ -139,6 +139,18 @@ class Job(models.Model):
     unique_follow_up = models.JSONField(
         null=True, blank=True, help_text="keep_latest: the latest request that arrived while it ran."
     )
+    # --- Concurrency keys (README "Concurrency keys", jobs/services/concurrency.py): at most
+    # concurrency_limit running jobs with the same concurrency_key; NULL, not "", when absent.
+    concurrency_key = models.CharField(  # noqa: DJ001
+        max_length=255, null=True, blank=True, help_text="Jobs with the same key share concurrency_limit."
+    )
+    concurrency_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many jobs with its concurrency key run at once."
+    )
+    concurrency_waiting_since = models.DateTimeField(
+        null=True, blank=True, help_text="Pending: since when it waits for its concurrency key (cleared at the start)."
+    )
+    # --- end of concurrency keys
 
     class Meta:
         ordering = ("-created_at",)
@@ -165,6 +177,11 @@ class Job(models.Model):
                 fields=("schedule", "scheduled_for"),
                 condition=Q(schedule__isnull=False, scheduled_for__isnull=False),
                 name="job_schedule_slot_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(concurrency_key__isnull=True, concurrency_limit__isnull=True)
+                | Q(concurrency_key__isnull=False, concurrency_limit__gte=1),
+                name="job_concurrency_key_limit",
             ),
         ]
         indexes = [
@@ -204,6 +221,18 @@ class Job(models.Model):
                 condition=Q(unique_key__isnull=False),
                 name="job_unique_key_created",
             ),
+            # Concurrency keys: the start's count of a key's running jobs (only keyed running jobs are in
+            # it: tiny), and the list's ?concurrency_key= / the release of a key's waiting jobs.
+            models.Index(
+                fields=("concurrency_key",),
+                condition=Q(status=JobStatus.RUNNING, concurrency_key__isnull=False),
+                name="job_concurrency_running",
+            ),
+            models.Index(
+                fields=("concurrency_key", "-created_at", "-id"),
+                condition=Q(concurrency_key__isnull=False),
+                name="job_concurrency_created",
+            ),
             # Deleting a user clears cancelled_by: few jobs have one, and only they are in this index.
             models.Index(fields=("cancelled_by",), condition=Q(cancelled_by__isnull=False), name="job_cancelled_by"),
         ]
@@ -232,6 +261,7 @@ class JobEventKind(models.TextChoices):
     FAIR_SHARE = "fair_share", "Waiting for its owner's share of the workers"
     PROMOTED = "promoted", "Promoted: waited too long on its queue"
     DEDUPLICATED = "deduplicated", "Deduplicated"
+    CONCURRENCY = "concurrency", "Waiting for its concurrency key"
 
 
 # Timeline kinds that send a job round again: an automatic retry, a re-queue after worker loss, an operator's retry.

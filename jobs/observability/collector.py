@@ -31,7 +31,7 @@ from ..models import (
     MetricTotal,
     WorkerHeartbeat,
 )
-from ..selectors import due_pending, due_since
+from ..selectors import concurrency_waiting, due_pending, due_since
 
 PREFIX = "taskhub"
 
@@ -127,6 +127,11 @@ class JobCollector(Collector):
         for queue in sorted(set(known_queues()) | set(ages)):
             oldest.add_metric([queue], ages.get(queue, 0.0))
         yield oldest
+        yield GaugeMetricFamily(
+            f"{PREFIX}_jobs_waiting_concurrency_key",
+            "Pending jobs waiting for their concurrency key: it ran its limit of jobs when they tried to start.",
+            value=concurrency_waiting().count(),
+        )
 
         totals = list(MetricTotal.objects.all())
         finished = CounterMetricFamily(

@@ -93,6 +93,10 @@ def _create(periodic_task: PeriodicTask, schedule: JobSchedule, *, slot: datetim
         kwargs=json.loads(periodic_task.kwargs or "{}"),
         priority=schedule.priority,
         unique=schedule.unique,
+        # The schedule's own rule; without one, the task's (job_build_spec).
+        concurrency={"key": schedule.concurrency_key, "limit": schedule.concurrency_limit}
+        if schedule.concurrency_key is not None
+        else None,
         schedule_id=periodic_task.pk,
         scheduled_for=slot,
     )

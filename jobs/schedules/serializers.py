@@ -11,7 +11,7 @@ from taskhub.errors import flat_fields
 from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
 from ..models import JobPriority
-from ..serializers import UniqueRuleSerializer
+from ..serializers import ConcurrencyField, ConcurrencyRuleSerializer, UniqueRuleSerializer
 from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, display_name
 from .services import INTERVAL_PERIODS
 
@@ -57,6 +57,7 @@ class ScheduleSerializer(serializers.Serializer):
     unique = serializers.JSONField(
         source="job_schedule.unique", read_only=True, allow_null=True, help_text="Each job's uniqueness rule."
     )
+    concurrency = serializers.SerializerMethodField(help_text="Each job's concurrency key and limit; null: none.")
     interval = IntervalSerializer(read_only=True, allow_null=True)
     crontab = CrontabSerializer(read_only=True, allow_null=True)
     enabled = serializers.BooleanField(read_only=True)
@@ -74,6 +75,13 @@ class ScheduleSerializer(serializers.Serializer):
 
     def get_name(self, periodic_task) -> str:
         return display_name(periodic_task)
+
+    @extend_schema_field(ConcurrencyRuleSerializer(allow_null=True))
+    def get_concurrency(self, periodic_task) -> dict | None:
+        schedule = periodic_task.job_schedule
+        if schedule.concurrency_key is None:
+            return None
+        return {"key": schedule.concurrency_key, "limit": schedule.concurrency_limit, "waiting_since": None}
 
 
 class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
@@ -100,6 +108,10 @@ class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers
         allow_null=True,
         help_text='Each job\'s uniqueness rule: {"policy": "reject"} skips a firing while the last job is '
         'pending or running (README "Unique jobs").',
+    )
+    concurrency = ConcurrencyField(
+        help_text='Each job\'s concurrency key, {"key": ..., "limit": ...}: e.g. limit 1 skips no firing but runs '
+        "one job of the schedule at a time. Null: the task's own rule, if any."
     )
     interval = IntervalSerializer(required=False, allow_null=True, help_text="Give this or crontab.")
     crontab = CrontabSerializer(required=False, allow_null=True, help_text="Give this or interval.")

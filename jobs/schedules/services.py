@@ -56,6 +56,7 @@ class ScheduleRequest(TypedDict, total=False):
     args: list | None
     kwargs: dict | None
     priority: str | None
+    concurrency: dict[str, Any] | None
     interval: dict[str, Any] | None
     crontab: dict[str, Any] | None
     enabled: bool
@@ -86,13 +87,27 @@ def is_system_task(name: str) -> bool:
 
 
 def job_schedule_check(
-    *, owner: User, task: str, args: Any, kwargs: Any, priority: str | None, unique: dict | None = None
+    *,
+    owner: User,
+    task: str,
+    args: Any,
+    kwargs: Any,
+    priority: str | None,
+    unique: dict | None = None,
+    concurrency: Any = None,
 ) -> JobSpec:
-    """The task, arguments, priority and uniqueness rule checked as a job's would be; errors name
-    ``task``, not ``celery_task_name``. Tasks outside the catalog (maintenance tasks too) are refused."""
+    """The task, arguments, priority, uniqueness rule and concurrency rule checked as a job's would be;
+    errors name ``task``, not ``celery_task_name``. Tasks outside the catalog (maintenance tasks too)
+    are refused."""
     try:
         return job_build_spec(
-            owner=owner, celery_task_name=task, args=args, kwargs=kwargs, priority=priority, unique=unique
+            owner=owner,
+            celery_task_name=task,
+            args=args,
+            kwargs=kwargs,
+            priority=priority,
+            unique=unique,
+            concurrency=concurrency,
         )
     except ApplicationError as exc:
         if "celery_task_name" not in exc.fields:
@@ -229,6 +244,7 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
         kwargs=request.get("kwargs"),
         priority=request.get("priority"),
         unique=request.get("unique"),
+        concurrency=request.get("concurrency"),
     )
     name = job_schedule_check_name(request.get("name"), owner=owner)
     description = _check_description(request.get("description", ""))
@@ -251,7 +267,11 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
         )
         _save(periodic_task)
         JobSchedule.objects.create(
-            periodic_task=periodic_task, owner=owner, priority=spec.priority, unique=_rule(request.get("unique"))
+            periodic_task=periodic_task,
+            owner=owner,
+            priority=spec.priority,
+            unique=_rule(request.get("unique")),
+            **_concurrency_row(request, spec),
         )
     return periodic_task
 
@@ -285,6 +305,7 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
         kwargs=changes["kwargs"] if "kwargs" in changes else json.loads(periodic_task.kwargs or "{}"),
         priority=changes["priority"] if "priority" in changes else schedule.priority,
         unique=changes["unique"] if "unique" in changes else schedule.unique,
+        concurrency=changes["concurrency"] if "concurrency" in changes else schedule_concurrency(schedule),
     )
     if "name" in changes:
         periodic_task.name = job_schedule_check_name(
@@ -309,10 +330,30 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
     periodic_task.args, periodic_task.kwargs = json.dumps(spec.args), json.dumps(spec.kwargs)
     _save(periodic_task)
     schedule.priority = spec.priority
+    update = ["priority"]
     if "unique" in changes:
         schedule.unique = _rule(changes["unique"])
-    schedule.save(update_fields=["priority", "unique"])
+        update.append("unique")
+    if "concurrency" in changes:
+        for field, value in _concurrency_row(changes, spec).items():
+            setattr(schedule, field, value)
+            update.append(field)
+    schedule.save(update_fields=update)
     return periodic_task
+
+
+def schedule_concurrency(schedule: JobSchedule) -> dict[str, Any] | None:
+    """A schedule's own concurrency rule, as a request gives it (None: its jobs get the task's own)."""
+    if schedule.concurrency_key is None:
+        return None
+    return {"key": schedule.concurrency_key, "limit": schedule.concurrency_limit}
+
+
+def _concurrency_row(request: ScheduleRequest, spec: JobSpec) -> dict[str, Any]:
+    """The schedule's columns for the rule its request named (checked in ``spec``): the task's own
+    default is not stored, each firing applies it (then current)."""
+    rule = spec.concurrency if request.get("concurrency") is not None else None
+    return {"concurrency_key": rule and rule.key, "concurrency_limit": rule and rule.limit}
 
 
 @transaction.atomic

@@ -37,7 +37,17 @@ from ..models import Job, JobEvent, JobEventKind, JobStatus, UniquePolicy, uniqu
 from .gates import queue_not_paused
 
 JOB, EVENT, USER = Job._meta.db_table, JobEvent._meta.db_table, User._meta.db_table
-STARTED_FIELDS = ("attempts", "queue", "celery_task_name", "owner_id", "started_at", "heartbeat_at", "unique_key")
+STARTED_FIELDS = (
+    "attempts",
+    "queue",
+    "celery_task_name",
+    "owner_id",
+    "started_at",
+    "heartbeat_at",
+    "unique_key",
+    "concurrency_key",
+    "concurrency_limit",
+)
 # What the start reads of the job's owner for the fair share (``_quotas.check_running_share``), in
 # the start's own statement, which also locks the owner's row (FOR NO KEY UPDATE) for its transaction.
 OWNER_FIELDS = ("is_staff", "max_running_jobs")
@@ -78,7 +88,7 @@ _START = f"""
 WITH changed AS (
     UPDATE "{JOB}" SET "status" = '{JobStatus.RUNNING}', "started_at" = STATEMENT_TIMESTAMP(),
         "heartbeat_at" = STATEMENT_TIMESTAMP(), "worker" = %(worker)s, "finished_at" = NULL,
-        {_held_in(JobStatus.RUNNING)}
+        "concurrency_waiting_since" = NULL, {_held_in(JobStatus.RUNNING)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.PENDING}'
         AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP()
             + CASE WHEN "{JOB}"."unique_policy" = '{UniquePolicy.DEBOUNCE}' THEN INTERVAL '0' ELSE %(early)s END)
@@ -102,9 +112,13 @@ WITH changed AS (
         "progress" = 100, "progress_meta" = COALESCE(%(meta)s, "progress_meta"), "result" = %(result)s,
         "error" = '', "error_type" = '', "traceback" = '', {_held_in(JobStatus.SUCCEEDED)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
-    RETURNING "{JOB}"."id", "{JOB}"."unique_follow_up" IS NOT NULL AS "follow_up"
+    RETURNING "{JOB}"."id", "{JOB}"."concurrency_key", "{JOB}"."unique_follow_up" IS NOT NULL AS "follow_up"
 ), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)}
-SELECT changed.follow_up FROM changed
+SELECT changed.concurrency_key, changed.follow_up FROM changed
+"""
+
+_STAMP_STARTED = f"""
+UPDATE "{JOB}" SET "started_at" = STATEMENT_TIMESTAMP() WHERE "{JOB}"."id" = %(id)s RETURNING "started_at"
 """
 
 _PROGRESS = f"""
@@ -247,10 +261,10 @@ def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: da
 
 def succeed(
     job_id, *, attempts: int, result: Any, at: datetime, actor_label: str, progress_meta: dict | None = None
-) -> bool | None:
+) -> dict[str, Any] | None:
     """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
-    its ``succeeded`` line. None when it matched nothing, else whether the job carries a follow-up
-    request (keep_latest)."""
+    its ``succeeded`` line. None when it matched nothing, else the row's ``concurrency_key`` (the door
+    frees it) and ``follow_up``: whether the job carries a follow-up request (keep_latest)."""
     connection = connections["default"]
     params = {
         "id": job_id,
@@ -263,7 +277,15 @@ def succeed(
     with _cursor() as cursor:
         cursor.execute(_SUCCEED, params)
         row = cursor.fetchone()
-    return None if row is None else bool(row[0])
+    return None if row is None else {"concurrency_key": row[0], "follow_up": bool(row[1])}
+
+
+def stamp_started(job_id) -> datetime | None:
+    """The started job's ``started_at`` set to now (the database's clock); the new value."""
+    with _cursor() as cursor:
+        cursor.execute(_STAMP_STARTED, {"id": job_id})
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def progress(job_id, *, attempts: int, progress: int, meta: dict) -> bool:

@@ -40,6 +40,7 @@ from ..models import (
     unique_policies_holding,
 )
 from . import _sql
+from .concurrency import release_after_commit
 from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
 from .gates import queue_not_paused
 from .labels import user_label, worker_label
@@ -168,12 +169,14 @@ def finish_running(
     data: dict | None = None,
     **changes: Any,
 ) -> bool:
-    """running -> succeeded / failed / revoked for the attempt ``fence`` names. True when it matched."""
+    """running -> succeeded / failed / revoked for the attempt ``fence`` names. True when it matched.
+    Its concurrency key, if any, frees: the key's next waiting job is sent after commit."""
     now = timezone.now()
-    return transition(
+    finished = transition(
         job_id,
         sources=[RUNNING],
         where=fence,
+        returning=("concurrency_key",),
         changes={"status": status, "finished_at": now, "heartbeat_at": now, **changes},
         event=event(
             job_id,
@@ -186,6 +189,15 @@ def finish_running(
             data=data,
         ),
     )
+    return _left_running(finished)
+
+
+def _left_running(row: dict[str, Any] | None) -> bool:
+    """A running job's change matched (``row``: its ``concurrency_key``): free its key after commit."""
+    if row is None:
+        return False
+    release_after_commit(row["concurrency_key"])
+    return True
 
 
 def requeue_running(
@@ -204,11 +216,12 @@ def requeue_running(
 
     The next attempt starts from nothing: its progress and message are the new run's to report.
     """
-    return transition(
+    requeued = transition(
         job_id,
         sources=[RUNNING],
         where=fence,
         send=True,
+        returning=("concurrency_key",),
         changes={
             "status": PENDING,
             "attempts": attempts + 1,
@@ -229,6 +242,7 @@ def requeue_running(
             data=data,
         ),
     )
+    return _left_running(requeued)
 
 
 def conflict(job_id, action: str) -> ApplicationError:
@@ -389,6 +403,10 @@ def follow_up(job_id) -> Job | None:
             unique_key=row.unique_key,
             unique_policy=row.unique_policy,
             unique_held=True,
+            # The finished job's concurrency key goes on: a duplicate changes a job's arguments and
+            # priority, never its key (replace and debounce keep the holder's too).
+            concurrency_key=row.concurrency_key,
+            concurrency_limit=row.concurrency_limit,
         )
         line = event(
             job.id,
@@ -439,9 +457,27 @@ def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any]
         sources=[PENDING],
         where=due & fence & Q(queue_not_paused()),
         returning=STARTED_FIELDS,
-        changes={"status": RUNNING, "started_at": Now(), "heartbeat_at": Now(), "worker": worker, "finished_at": None},
+        changes={
+            "status": RUNNING,
+            "started_at": Now(),
+            "heartbeat_at": Now(),
+            "worker": worker,
+            "finished_at": None,
+            "concurrency_waiting_since": None,
+        },
         event=event(job_id, JobEventKind.STARTED, from_status=PENDING, to_status=RUNNING, actor_label=label, at=at),
     )
+
+
+def stamp_started(job_id) -> datetime | None:
+    """Inside the start's transaction, once its concurrency key was claimed: ``started_at`` becomes
+    the claim's moment (the database's clock). The start's UPDATE came before the claim, and a job of
+    the key that finished in between would otherwise seem to overlap it."""
+    if _sql.available():
+        return _sql.stamp_started(job_id)
+    query = Job.objects.filter(id=job_id)
+    query.update(started_at=Now())
+    return query.values_list("started_at", flat=True).first()
 
 
 def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: dict | None) -> bool:
@@ -452,10 +488,10 @@ def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: d
         done = _sql.succeed(
             job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
         )
-        _after([job_id], done is not None, send=False)
-        if done:
+        _after([job_id], done, send=False)
+        if done and done["follow_up"]:
             follow_up(job_id)
-        return done is not None
+        return _left_running(done)
     held = {} if progress_meta is None else {"progress_meta": progress_meta}
     return finish_running(
         job_id,

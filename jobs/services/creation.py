@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import User
 from taskhub.errors import ApplicationError, InvalidInput
 
-from ..catalog import CatalogEntry, catalog
+from ..catalog import CatalogEntry, Concurrency, catalog
 from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
 from ..unique import UniqueRule, unique_rule
 from . import _state
@@ -48,6 +48,7 @@ class JobRequest(TypedDict, total=False):
     run_at: datetime | None
     # A uniqueness rule (``jobs.unique``): a request's object, or the task's default when absent.
     unique: dict | UniqueRule | None
+    concurrency: dict | Concurrency | None  # {"key": ..., "limit": ...}; the task's default when absent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +65,14 @@ class JobSpec:
     run_at: datetime | None
     unique: UniqueRule | None = None
     unique_key: str | None = None
+    concurrency: Concurrency | None = None
 
     def fingerprint(self) -> str:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "entry"}
+        skipped = ("entry", "concurrency")
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skipped}
         fields["unique"] = self.unique.as_dict() if self.unique else None
+        if self.concurrency is not None:  # absent otherwise: fingerprints stored before keys existed still match
+            fields["concurrency"] = dataclasses.asdict(self.concurrency)
         data = {"task": self.entry.name, **fields}
         return hashlib.sha256(json.dumps(data, sort_keys=True, cls=DjangoJSONEncoder).encode()).hexdigest()
 
@@ -86,6 +91,8 @@ class JobSpec:
             run_at=self.run_at,
             created_at=now,
             unique_key=self.unique_key,
+            concurrency_key=self.concurrency and self.concurrency.key,
+            concurrency_limit=self.concurrency and self.concurrency.limit,
         )
 
 
@@ -128,6 +135,9 @@ def job_build_spec(
         )
     max_retries = request.get("max_retries")
     rule = unique_rule(request["unique"]) if request.get("unique") is not None else entry.unique
+    concurrency = Concurrency.parse(request.get("concurrency"))
+    if concurrency is None and entry.concurrency is not None:
+        concurrency = entry.concurrency.render({**kwargs, **entry.parameters.bind(args, kwargs)})
     return JobSpec(
         entry=entry,
         name=request.get("name") or entry.name.rsplit(".", 1)[-1],
@@ -139,6 +149,7 @@ def job_build_spec(
         run_at=request.get("run_at"),
         unique=rule,
         unique_key=rule.key_for(entry.name, args, kwargs) if rule else None,
+        concurrency=concurrency,
     )
 
 

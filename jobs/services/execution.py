@@ -24,6 +24,7 @@ from . import _state
 from ._json import json_storable
 from ._quotas import OverShare, check_running_share, share_wait_seconds
 from ._state import conflict, event, finish_running, requeue_running, transition
+from .concurrency import OverConcurrency, concurrency_claim, concurrency_room
 from .gates import Limit, any_limits, limits_for, queue_paused, rate_limit_claim, rate_limit_defer
 from .labels import attempt_label, worker_label
 
@@ -52,7 +53,8 @@ def job_start(*, job_id, worker: str, attempts: int | None = None, creator_lock:
     sent again: its queue is paused (it is held, ``dispatched_at`` empty, until the queue is
     resumed), or a rate limit has no free slot (it is deferred to when one frees, ``run_at``).
     So may its owner's fair share (``_quotas.check_running_share``): when they already run as many
-    jobs as they may, it is deferred a little and tried again (nothing fails).
+    jobs as they may, it is deferred a little and tried again (nothing fails). So may its concurrency
+    key (``concurrency``): at its limit, the job waits unsent until a job of the key finishes.
 
     A message sent before its job's transaction committed (``creator_lock``, ``_state.create``) can
     arrive before the row is visible: the start waits for that transaction to end and looks again;
@@ -82,6 +84,9 @@ def job_start(*, job_id, worker: str, attempts: int | None = None, creator_lock:
     except OverShare as refused:
         _wait_for_share(job_id, fence, refused)
         return None
+    except OverConcurrency as refused:
+        _wait_for_key(job_id, fence, refused)
+        return None
     if not started:
         return None
     known = {"id": Job._meta.pk.to_python(job_id), "status": RUNNING, "worker": worker, "finished_at": None, **started}
@@ -97,11 +102,14 @@ class _NoSlot(Exception):
 
 def _start(job_id, worker: str, attempts: int | None) -> dict[str, Any] | None:
     """The start's conditional UPDATE, refused when the job is not due or its queue is paused, then
-    in the same transaction its owner's fair share (``OverShare``) and a slot of each rate limit it
-    starts under (``_NoSlot``): either rolls the start back."""
+    in the same transaction its concurrency key (``OverConcurrency``), its owner's fair share
+    (``OverShare``) and a slot of each rate limit it starts under (``_NoSlot``): each rolls the start back."""
     limited = any_limits()
     with transaction.atomic():
         started = _state.start(job_id, worker=worker, attempts=attempts, early=EARLY_DELIVERY)
+        if started and started["concurrency_key"] is not None:
+            concurrency_claim(key=started["concurrency_key"], limit=started["concurrency_limit"])
+            started["started_at"] = _state.stamp_started(job_id)
         if started:
             check_running_share(owner_id=started["owner_id"], queue=started["queue"], owner=started.get("owner"))
         if started and limited:
@@ -172,6 +180,36 @@ def _wait_for_share(job_id, fence: Q, refused: OverShare) -> bool:
             data={"running": refused.running, "cap": refused.cap, "capacity": refused.capacity, "wait": wait},
         ),
     )
+
+
+def _wait_for_key(job_id, fence: Q, refused: OverConcurrency) -> bool:
+    """pending, unsent: the job waits for its concurrency key, until a running job of the key
+    leaves running (``concurrency.job_release_waiting`` sends it then). Its first refusal writes the
+    timeline line and ``concurrency_waiting_since``; a refusal of a job already waiting writes
+    neither. When the key has room again by now (a job of it finished since the refusal), the job is
+    sent again at once instead. True when it waits."""
+    with transaction.atomic():
+        # The job's row first, then the key's lock (the start's order): no deadlock with a duplicate start.
+        if not Job.objects.select_for_update().filter(fence, id=job_id, status=PENDING).exists():
+            return False
+        if concurrency_room(key=refused.key, limit=refused.limit):
+            transition(job_id, sources=[PENDING], where=fence, send=True, changes={"dispatched_at": None}, event=None)
+            return False
+        if transition(
+            job_id,
+            sources=[PENDING],
+            where=fence & Q(concurrency_waiting_since__isnull=True),
+            changes={"dispatched_at": None, "concurrency_waiting_since": Now()},
+            event=event(
+                job_id,
+                JobEventKind.CONCURRENCY,
+                actor_label="worker",
+                message=f"Waiting: concurrency key {refused.key} at its limit {refused.limit}.",
+                data={"key": refused.key, "limit": refused.limit, "running": refused.running},
+            ),
+        ):
+            return True
+        return transition(job_id, sources=[PENDING], where=fence, changes={"dispatched_at": None}, event=None)
 
 
 def _run_state(job_id, attempts: int | None) -> tuple[RunState, float | None]:

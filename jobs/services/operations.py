@@ -102,6 +102,7 @@ def job_retry(
                 "cancel_requested_at": None,
                 "cancelled_by": None,
                 "worker": "",
+                "concurrency_waiting_since": None,
                 **new_values,
             },
             event=event(

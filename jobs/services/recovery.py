@@ -19,6 +19,7 @@ from django.utils import timezone
 from ..catalog import catalog
 from ..models import Job, JobEvent, JobEventKind, JobStatus
 from ._state import event, finish_running, requeue_running, transition
+from .concurrency import job_release_waiting
 from .dispatch import broker_queue_sizes, job_dispatch
 from .gates import paused_queues
 from .labels import attempt_label
@@ -59,6 +60,10 @@ def job_dispatch_due(*, batch_size: int = 500, queues: Iterable[str] | None = No
 
     Paused queues are left alone: their jobs are held, not lost. ``queues``: only these.
     ``resumed``: they were just resumed; their unsent jobs go at once, however recent.
+
+    Jobs waiting for their concurrency key are sent only when the key has room
+    (``concurrency.job_release_waiting``, for every key on a full sweep: the safety net of the
+    release that follows each keyed job's end).
     """
     now = timezone.now()
     paused = paused_queues(queues)
@@ -68,6 +73,7 @@ def job_dispatch_due(*, batch_size: int = 500, queues: Iterable[str] | None = No
     )
     if resumed:
         unsent = Q(dispatched_at__isnull=True)
+    unsent &= Q(concurrency_waiting_since__isnull=True)
     pending = Job.objects.filter(status=PENDING).exclude(queue__in=paused)
     if queues is not None:
         pending = pending.filter(queue__in=list(queues))
@@ -84,7 +90,8 @@ def job_dispatch_due(*, batch_size: int = 500, queues: Iterable[str] | None = No
             if job.id in sent
         ]
     )
-    return len(sent)
+    released = job_release_waiting(batch_size=batch_size) if queues is None else 0
+    return len(sent) + released
 
 
 def _sent_why(job: Job, resumed: bool) -> str:

@@ -126,6 +126,21 @@ def unique(rule: dict[str, Any]) -> Iterator[None]:
         _unique.reset(token)
 
 
+_concurrency: contextvars.ContextVar[dict | None] = contextvars.ContextVar("taskhub_tasks_concurrency", default=None)
+
+
+@contextlib.contextmanager
+def concurrency_key(key: str, limit: int = 1) -> Iterator[None]:
+    """``with concurrency_key(f"tenant-{tenant.id}", limit=1): sync.enqueue(...)``: the jobs enqueued
+    inside carry this concurrency key (README "Concurrency keys"): at most ``limit`` of them run at
+    once. A bad key or limit is a ``taskhub.errors.InvalidInput`` at ``enqueue``, naming the field."""
+    token = _concurrency.set({"key": key, "limit": limit})
+    try:
+        yield
+    finally:
+        _concurrency.reset(token)
+
+
 logger = logging.getLogger(__name__)
 
 _PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
@@ -297,6 +312,7 @@ class TaskhubBackend(BaseTaskBackend):
             run_at=task.run_after,
             unique=rule,
             by_application=True,  # the application's code picks the priority, urgent included
+            concurrency=_concurrency.get(),
         )
         result = self._result(job, task=task, workers=[], starts=[], errors=[])
         task_enqueued.send(type(self), task_result=result)

@@ -33,6 +33,7 @@ def job_task(
     authorize: Callable[[Any, dict[str, Any]], None] | None = None,
     budget: Callable[[Any, list[dict[str, Any]]], None] | None = None,
     unique: dict[str, Any] | None = None,
+    concurrency: dict[str, Any] | None = None,
     base: type[JobTask] = JobTask,
 ) -> Callable[[Callable], Task]:
     """Register ``function(self, ...)`` as a catalog entry and a Celery task on JobTask.
@@ -46,8 +47,10 @@ def job_task(
     (raise an ApplicationError); it runs when a job is created. ``budget(owner, [arguments])``
     may refuse what a request's jobs of this task use together (raise). ``unique``: its jobs'
     uniqueness rule when a request gives none (``{"policy": "reject", "kwargs": ["user_id"]}``, README
-    "Unique jobs"), checked now. ``base``: a subclass of JobTask
-    for a task that needs more around each run (jobs.tasks.standard_tasks).
+    "Unique jobs"), checked now. ``concurrency``: ``{"key": "tenant-{tenant_id}", "limit": 1}``, the
+    concurrency key of every job of the task whose request names none; ``{name}`` is the job's argument
+    of that name (README "Concurrency keys"). ``base``: a subclass of JobTask for a task that needs more
+    around each run (jobs.tasks.standard_tasks).
     """
 
     def decorate(function: Callable) -> Task:
@@ -65,6 +68,7 @@ def job_task(
             authorize=authorize,
             budget=budget,
             unique=unique,
+            concurrency=concurrency,
         )
         catalog.add(entry)
         return shared_task(bind=True, base=base, name=name, typing=False)(function)

@@ -15,7 +15,7 @@ from jobs.models import Job, JobPriority, JobStatus
 from jobs.selectors import job_get
 from jobs.serializers import JobCreateSerializer, JobSerializer
 from jobs.services.creation import job_create
-from taskhub.errors import ApplicationError
+from taskhub.errors import ApplicationError, flat_fields
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -25,7 +25,15 @@ EXIT_INTERRUPTED = 130
 # The API's rule for its Idempotency-Key header (jobs/views.py), so a key works the same both ways.
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 # The API's field names, as this command's arguments are called.
-OPTION_NAMES = {"celery_task_name": "TASK", "args": "--args", "kwargs": "--kwargs", "priority": "--priority"}
+OPTION_NAMES = {
+    "celery_task_name": "TASK",
+    "args": "--args",
+    "kwargs": "--kwargs",
+    "priority": "--priority",
+    "concurrency": "--concurrency-key",
+    "concurrency.key": "--concurrency-key",
+    "concurrency.limit": "--concurrency-limit",
+}
 RESULT_PREVIEW = 1000
 
 
@@ -47,7 +55,7 @@ def explain(fields: dict, message: str) -> str:
         if field.startswith("unique."):  # --unique-key, --unique-policy, --unique-period, --unique-max-wait
             option = "--unique-" + field.split(".", 1)[1].replace("_", "-")
             return f"{option}: {messages[0].removeprefix(f'{field}: ')}"
-        name = field.split("[")[0].split(".")[0]
+        name = field if field in OPTION_NAMES else field.split("[")[0].split(".")[0]
         text = messages[0].removeprefix(f"{name}: ")
         return f"{OPTION_NAMES.get(name, '--' + name.replace('_', '-'))}: {text}"
     return message
@@ -61,6 +69,7 @@ class Command(OperatorCommand):
     )
     examples = (
         """manage.py enqueue_job long_running_task --kwargs '{"seconds": 30}' --user alice""",
+        "manage.py enqueue_job long_running_task --concurrency-key tenant-7 --concurrency-limit 1",
         "manage.py enqueue_job process_data --args '[[{\"a\": 1}]]' --wait --timeout 600",
         'manage.py enqueue_job send_notification --kwargs \'{"to": ["a@example.com"], "subject": "hi"}\' --json',
     )
@@ -86,6 +95,17 @@ class Command(OperatorCommand):
             "none or more than one.",
         )
         parser.add_argument("--name", metavar="N", help="A name for the job (default: the task's short name).")
+        parser.add_argument(
+            "--concurrency-key",
+            metavar="K",
+            help="At most --concurrency-limit jobs with this key run at once; the others wait (README, Concurrency "
+            "keys). Default: the task's own rule, if any.",
+        )
+        parser.add_argument(
+            "--concurrency-limit",
+            metavar="N",
+            help="With --concurrency-key: how many of its jobs may run at once, 1 or more (default 1).",
+        )
         parser.add_argument(
             "--idempotency-key",
             metavar="K",
@@ -177,9 +197,11 @@ class Command(OperatorCommand):
                 data[option] = options[option]
         if unique := self.unique_rule(options):
             data["unique"] = unique
+        if (concurrency := self.concurrency(options["concurrency_key"], options["concurrency_limit"])) is not None:
+            data["concurrency"] = concurrency
         serializer = JobCreateSerializer(data=data)
         if not serializer.is_valid():
-            raise bad_input(explain(serializer.errors, "Invalid input."))
+            raise bad_input(explain(flat_fields(serializer.errors), "Invalid input."))
         try:
             return job_create(owner=owner, idempotency_key=key, **serializer.validated_data)
         except ApplicationError as exc:
@@ -202,6 +224,20 @@ class Command(OperatorCommand):
                     )
             rule[field] = value
         return rule or None
+
+    @staticmethod
+    def concurrency(key: str | None, limit: str | None) -> dict | None:
+        """--concurrency-key and --concurrency-limit as the API's ``concurrency`` (its checks follow)."""
+        if key is None:
+            if limit is not None:
+                raise bad_input("--concurrency-limit: only means something with --concurrency-key.")
+            return None
+        if limit is None:
+            return {"key": key, "limit": 1}
+        try:
+            return {"key": key, "limit": int(limit)}
+        except ValueError:
+            raise bad_input(f"--concurrency-limit: {limit!r} is not an integer.") from None
 
     @staticmethod
     def parse_json(text: str, *, option: str):

@@ -161,6 +161,14 @@ class Command(OperatorCommand):
         except NotFound:
             raise CommandError(f"Job {job_id}: not found.", returncode=EXIT_REFUSED) from None
 
+    @staticmethod
+    def concurrency_row(job: Job) -> list[tuple[str, str]]:
+        """Its concurrency key, if any (README "Concurrency keys"), and whether it waits for it."""
+        if job.concurrency_key is None:
+            return []
+        waiting = " (waiting: the key is at its limit)" if job.concurrency_waiting_since else ""
+        return [("concurrency", f"key {job.concurrency_key}, at most {job.concurrency_limit} at once{waiting}")]
+
     def show(self, user: User | None, job_id: uuid.UUID, *, print_json: bool) -> None:
         job = self.find(user, job_id)
         events = list(job_events(job=job))
@@ -175,6 +183,7 @@ class Command(OperatorCommand):
             ("status", job.status + (" (cancel requested)" if job.cancel_requested_at else "")),
             ("progress", f"{job.progress}%" + (f"  {message}" if message else "")),
             ("priority", f"{job.priority} (queue {job.queue})"),
+            *self.concurrency_row(job),
             ("owner", job.owner.username),
             ("attempt", f"{job.attempts + 1} of at most {job.max_retries + 1}"),
             ("args", job.args),

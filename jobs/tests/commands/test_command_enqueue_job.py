@@ -233,3 +233,44 @@ def test_bad_unique_options_are_exit_2_naming_the_option(user, options, named):
     message = failure("long_running_task", *options, "--user", user.username, returncode=2)
     assert message.startswith(named), message
     assert not Job.objects.exists()
+
+
+# --- concurrency keys ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_concurrency_key_and_limit(user):
+    out, _ = enqueue(
+        "long_running_task", "--concurrency-key", "tenant-7", "--concurrency-limit", "3", "--user", user.username
+    )
+    job = Job.objects.get(id=out.strip())
+    assert (job.concurrency_key, job.concurrency_limit) == ("tenant-7", 3)
+    out, _ = enqueue("long_running_task", "--concurrency-key", "tenant-8", "--user", user.username)
+    assert Job.objects.get(id=out.strip()).concurrency_limit == 1  # the limit defaults to 1
+
+
+@pytest.mark.django_db
+def test_unique_and_concurrency_options_together(user):
+    options = ("--unique-key", "sync-7", "--concurrency-key", "tenant-7", "--user", user.username)
+    first, _ = enqueue("long_running_task", *options)
+    again, _ = enqueue("long_running_task", *options)
+    assert first == again
+    job = Job.objects.get()
+    assert (job.unique_key, job.concurrency_key, job.concurrency_limit, job.duplicates) == ("sync-7", "tenant-7", 1, 1)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--concurrency-key", ""], "--concurrency-key: "),
+        (["--concurrency-key", "k" * 256], "--concurrency-key: At most 255 characters"),
+        (["--concurrency-key", "k", "--concurrency-limit", "0"], "--concurrency-limit: Must be from 1"),
+        (["--concurrency-key", "k", "--concurrency-limit", "two"], "--concurrency-limit: 'two' is not an integer."),
+        (["--concurrency-limit", "2"], "--concurrency-limit: only means something with --concurrency-key."),
+    ],
+)
+def test_a_bad_concurrency_option_is_exit_2_naming_it_and_creates_nothing(user, options, expected):
+    message = failure("long_running_task", *options, "--user", user.username, returncode=2)
+    assert message.startswith(expected), message
+    assert not Job.objects.exists()

@@ -106,6 +106,16 @@ def test_show_prints_the_row_its_timeline_and_its_last_error(user):
 
 
 @pytest.mark.django_db
+def test_show_prints_the_concurrency_key_and_its_wait(user):
+    job = job_create(owner=user, celery_task_name="long_running_task", concurrency={"key": "tenant-7", "limit": 2})
+    assert "concurrency key tenant-7, at most 2 at once\n" in jobs("show", str(job.id))
+    Job.objects.filter(id=job.id).update(concurrency_waiting_since=job.created_at)
+    assert "at most 2 at once (waiting: the key is at its limit)" in jobs("show", str(job.id))
+    plain = job_create(owner=user, celery_task_name="long_running_task")
+    assert "concurrency" not in jobs("show", str(plain.id))
+
+
+@pytest.mark.django_db
 def test_show_json_is_the_apis_job_and_events(user):
     job = job_create(owner=user, celery_task_name="long_running_task", args=[3])
     document = json.loads(jobs("show", str(job.id), "--json"))

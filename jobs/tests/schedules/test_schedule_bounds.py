@@ -165,6 +165,10 @@ def test_the_names_migration_renames_existing_rows_and_back(user, other_user):
     theirs = job_schedule_create(
         owner=other_user, name="reports", task=LONG_RUNNING_TASK, interval={"every": 1, "period": "hours"}
     )
+    # The rows' deferred foreign-key checks first: a later migration alters jobs_jobschedule, which
+    # PostgreSQL refuses while the transaction has pending trigger events.
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     executor = MigrationExecutor(connection)
     executor.migrate([("jobs", "0011_fair_share_and_urgent")])
     # Back: bare names where they are free (they were unique across users); a shared one keeps its prefix.

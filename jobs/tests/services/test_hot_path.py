@@ -205,3 +205,27 @@ def test_create(request_, idempotency_key, user, through_the_orm, django_capture
     assert fast == slow
     assert lines(hot) == lines(orm) and lines(hot)[0][0] == "created"
     assert Job.objects.get(id=hot.id).created_at == hot.created_at  # the instance is the row
+
+
+def test_start_and_success_of_a_keyed_waiting_job(through_the_orm):
+    """A job that waited for its concurrency key: both paths clear the wait at the start, and both
+    successes free the key (each of its own key here, so that the two do not share a limit)."""
+    now = timezone.now()
+    hot, orm = (
+        make(created_at=now, concurrency_key=key, concurrency_limit=1, concurrency_waiting_since=now)
+        for key in ("hot", "orm")
+    )
+
+    def same(a, b):
+        left, right = row(a), row(b)
+        assert left.pop("concurrency_key") == "hot" and right.pop("concurrency_key") == "orm"
+        assert left == right and lines(a) == lines(b)
+
+    compare_start = outcome(job_start, job_id=str(hot.id), worker="w:1")
+    assert compare_start[0] == "ok" and compare_start[1] is not None
+    assert through_the_orm(job_start, job_id=str(orm.id), worker="w:1") is not None
+    same(hot, orm)
+    assert Job.objects.get(id=hot.id).concurrency_waiting_since is None
+    job_succeed(job_id=hot.id, attempts=0, result=1, worker="w:1")
+    through_the_orm(job_succeed, job_id=orm.id, attempts=0, result=1, worker="w:1")
+    same(hot, orm)

@@ -342,6 +342,22 @@ def test_enqueue_obeys_the_owners_quota(db, user):
     assert Job.objects.filter(owner=user).count() == 1
 
 
+def test_concurrency_key_gives_the_jobs_enqueued_inside_a_key(db, user):
+    """The documented way to pass a concurrency key to the standard API (README, Concurrency keys)."""
+    from jobs.tasks.django_backend import concurrency_key
+    from taskhub.errors import InvalidInput
+
+    with owned_by(user):
+        with concurrency_key("tenant-7", limit=2):
+            keyed = standard_tasks.add.enqueue(1, 2)
+        plain = standard_tasks.add.enqueue(3, 4)
+        with concurrency_key("tenant-7", limit=0), pytest.raises(InvalidInput) as refused:
+            standard_tasks.add.enqueue(5, 6)
+    assert list(refused.value.fields) == ["concurrency.limit"]
+    rows = {str(job.id): (job.concurrency_key, job.concurrency_limit) for job in Job.objects.all()}
+    assert rows == {keyed.id: ("tenant-7", 2), plain.id: (None, None)}
+
+
 def test_a_paused_queue_holds_standard_tasks_until_resumed(worker, staff_user):
     from jobs.queues.services import queue_pause, queue_resume
 

@@ -114,20 +114,50 @@ print(create(), create())  # the fourth is active job 4 of 3
 """
 
 
-def test_quotas_count_on_the_embedded_default(tmp_path):
-    """The quota counts are SQL of their own (jobs/services/_quotas.py); on SQLite (no row lock)
-    they count the same: 2 per minute, then 3 active."""
+def embedded_shell(tmp_path, script: str) -> list[str]:
+    """``script`` run by ``manage.py shell`` on a fresh embedded default (SQLite under ``tmp_path``,
+    migrated first): the lines it printed."""
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
     }
     env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
-    for args in (["migrate", "--noinput", "-v0"], ["shell", "-v0", "-c", QUOTAS]):
+    for args in (["migrate", "--noinput", "-v0"], ["shell", "-v0", "-c", script]):
         done = subprocess.run(
             [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
-    first, second = done.stdout.strip().splitlines()[-2:]
+    return done.stdout.strip().splitlines()
+
+
+def test_quotas_count_on_the_embedded_default(tmp_path):
+    """The quota counts are SQL of their own (jobs/services/_quotas.py); on SQLite (no row lock)
+    they count the same: 2 per minute, then 3 active."""
+    first, second = embedded_shell(tmp_path, QUOTAS)[-2:]
     assert first.split()[2] == "quota_per_minute" and len(first.split()) == 3, first
     assert second.split()[1] == "quota_active_jobs", second
+
+
+CONCURRENCY = """
+from accounts.models import User
+from jobs.models import Job
+from jobs.services.creation import job_create
+from jobs.services.execution import job_start, job_succeed
+user = User.objects.create(username="keys", email="keys@example.com", is_staff=True)
+first, second = (
+    job_create(owner=user, celery_task_name="long_running_task", args=[1], concurrency={"key": "k", "limit": 1})
+    for _ in range(2)
+)
+print(job_start(job_id=first.id, worker="w:1") is not None, job_start(job_id=second.id, worker="w:2") is not None)
+waiting = Job.objects.get(id=second.id)
+print(waiting.concurrency_waiting_since is not None, waiting.dispatched_at is None)
+job_succeed(job_id=first.id, attempts=0, result=1, worker="w:1")  # frees the key: the release sends the next
+print(Job.objects.get(id=second.id).dispatched_at is not None, job_start(job_id=second.id, worker="w:2") is not None)
+"""
+
+
+def test_concurrency_keys_on_the_embedded_default(tmp_path):
+    """The key's claim, wait and release on SQLite (no advisory lock: SQLite serializes writers)."""
+    lines = embedded_shell(tmp_path, CONCURRENCY)
+    assert lines[-3:] == ["True False", "True True", "True True"], lines

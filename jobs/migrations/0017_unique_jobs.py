@@ -15,7 +15,7 @@ def constraints_now(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("django_celery_beat", "0019_alter_periodictasks_options"),
-        ("jobs", "0015_priority_promotion"),
+        ("jobs", "0016_concurrency_keys"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -91,6 +91,7 @@ class Migration(migrations.Migration):
                     ("fair_share", "Waiting for its owner's share of the workers"),
                     ("promoted", "Promoted: waited too long on its queue"),
                     ("deduplicated", "Deduplicated"),
+                    ("concurrency", "Waiting for its concurrency key"),
                 ],
                 max_length=20,
             ),
