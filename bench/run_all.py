@@ -33,6 +33,7 @@ SCRIPTS = {
     "bulk_send": "bulk_send.py",
     "request_cost": "request_cost.py",
     "broker_drain": "broker_drain.py",
+    "workflows": "workflows.py",
     "peers": "peers/run.py",  # taskhub vs plain Celery and five peers, each in its own virtualenv
 }
 

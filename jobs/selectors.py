@@ -13,14 +13,15 @@ from django.db.models.functions import Coalesce, Greatest, Left, Now
 from accounts.models import User
 from taskhub.errors import NotFound
 
-from .models import DEAD_JOBS, Job, JobEvent, JobEventKind, JobStatus, QueueControl
+from .models import DEAD_JOBS, Job, JobEvent, JobEventKind, JobStatus, QueueControl, WorkflowDependency
 
 OTHERS_JOBS_VIEW_PERMISSIONS = ("jobs.view_job", "jobs.change_job")
 
 
 def due_pending() -> Q:
-    """A pending job that may start now: no run_at, or a run_at past (the database's clock)."""
-    return Q(status=JobStatus.PENDING) & (Q(run_at__isnull=True) | Q(run_at__lte=Now()))
+    """A pending job that may start now: no run_at, or a run_at past (the database's clock); not a
+    workflow step still waiting for its parents."""
+    return Q(status=JobStatus.PENDING, parents_remaining=0) & (Q(run_at__isnull=True) | Q(run_at__lte=Now()))
 
 
 def due_since() -> Greatest:
@@ -279,3 +280,10 @@ def dead_job_counts() -> list[dict[str, Any]]:
         .annotate(count=Count("id"), last_failed_at=Max("finished_at"))
         .order_by("-count", "celery_task_name", "error_type")
     )
+
+
+def job_parent_results(*, job_id) -> dict[str, Any]:
+    """A workflow step's parents' results, by step id (what ``JobTask.parent_results`` reads): one
+    query, made when the task asks."""
+    rows = WorkflowDependency.objects.filter(child_id=job_id).values_list("parent__workflow_step", "parent__result")
+    return dict(rows)

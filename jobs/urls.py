@@ -5,7 +5,8 @@ from . import views
 from .observability.views import StatsView
 from .queues.views import QueueChangeViewSet, QueueViewSet, RateLimitViewSet
 from .schedules.views import ScheduleViewSet
-from .streams.views import job_list_stream, job_stream
+from .streams.views import job_list_stream, job_stream, workflow_stream
+from .workflows.views import WorkflowViewSet
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -24,6 +25,7 @@ router.register("schedules", ScheduleViewSet, basename="schedule")
 router.register("queues", QueueViewSet, basename="queue")
 router.register("rate-limits", RateLimitViewSet, basename="rate-limit")
 router.register("queue-changes", QueueChangeViewSet, basename="queue-change")
+router.register("workflows", WorkflowViewSet, basename="workflow")
 
 # Live progress streams (server-sent events), before the router so that jobs/stream/ is not a job id.
 stream_urls = [
@@ -38,5 +40,11 @@ stream_urls = [
         ),
     )
 ]
+
+stream_urls.append(
+    re_path(
+        rf"^workflows/(?P<pk>{WorkflowViewSet.lookup_value_regex})/stream/?$", workflow_stream, name="workflow-stream"
+    )
+)
 
 urlpatterns = [*stream_urls, path("stats/", StatsView.as_view(), name="stats"), *router.urls]

@@ -20,12 +20,14 @@
 - ``schedules``: taskhub's schedule page for django-celery-beat's periodic tasks (a catalog task
   with its parameters, the timing and its preview, the recent jobs), saved through
   ``jobs.schedules.services``.
+- ``workflows``: the workflows' list and a workflow's page (its DAG drawn, linked to the steps'
+  job pages), Cancel and Retry actions.
 """
 
 from django.contrib import admin
 from django.utils.translation import gettext_lazy
 
-from . import events, jobs, queues, schedules  # noqa: F401  (importing them registers the admins)
+from . import events, jobs, queues, schedules, workflows  # noqa: F401  (importing them registers the admins)
 
 admin.site.site_header = gettext_lazy("taskhub administration")
 admin.site.site_title = gettext_lazy("taskhub admin")

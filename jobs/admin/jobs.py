@@ -119,6 +119,7 @@ class JobAdmin(
                     "progress_bar",
                     "held_reason",
                     "owner",
+                    "workflow_link",
                     "celery_task_name",
                     "task_type",
                     "priority",
@@ -165,6 +166,14 @@ class JobAdmin(
     readonly_fields = flatten_fieldsets(fieldsets)
 
     # --- reading ---
+
+    @admin.display(description=gettext_lazy("workflow"))
+    def workflow_link(self, job: Job) -> str:
+        """The workflow this job is a step of (its page draws the DAG), or a dash."""
+        if job.workflow_id is None:
+            return "-"
+        url = reverse("admin:jobs_workflow_change", args=[job.workflow_id])
+        return format_html('<a href="{}">step {} of workflow {}</a>', url, job.workflow_step, job.workflow_id)
 
     args_json = json_column("args", gettext_lazy("args"))
     kwargs_json = json_column("kwargs", gettext_lazy("kwargs"))

@@ -5,6 +5,7 @@ and the migrations' references stay as they were (NetBox's ``core/models/`` does
 - ``schedules``: who a periodic job runs as (beside django-celery-beat's PeriodicTask).
 - ``observability``: worker processes seen alive, metric totals, the per-minute stats rollup.
 - ``queues``: queue control: pauses, rate limits and their audit trail.
+- ``workflows``: DAGs of jobs, their edges.
 """
 
 from .jobs import (  # noqa: F401
@@ -47,4 +48,10 @@ from .queues import (  # noqa: F401
 )
 from .schedules import (  # noqa: F401
     JobSchedule,
+)
+from .workflows import (  # noqa: F401
+    Workflow,
+    WorkflowDependency,
+    WorkflowOnFailure,
+    WorkflowStatus,
 )

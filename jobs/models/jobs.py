@@ -151,6 +151,15 @@ class Job(models.Model):
         null=True, blank=True, help_text="Pending: since when it waits for its concurrency key (cleared at the start)."
     )
     # --- end of concurrency keys
+    # --- workflows (jobs/models/workflows.py): a step of a DAG; waits unsent while parents_remaining > 0 ---
+    workflow = models.ForeignKey(
+        "jobs.Workflow", null=True, blank=True, on_delete=models.CASCADE, related_name="steps", db_index=False
+    )
+    workflow_step = models.CharField(max_length=100, blank=True, default="", help_text="The step's id in its workflow.")
+    parents_remaining = models.PositiveIntegerField(
+        default=0, help_text="Parent steps not succeeded yet: the step is waiting (not sent) until this is 0."
+    )
+    # --- end workflows ---
 
     class Meta:
         ordering = ("-created_at",)
@@ -199,10 +208,16 @@ class Job(models.Model):
             # The sweeper's scans: unsent pending jobs, and running jobs (few) for stale heartbeats.
             # No index contains progress or heartbeat_at, so those frequent writes stay HOT
             # updates in PostgreSQL (no index maintenance).
+            # (Not parents_remaining > 0, which the sweeper leaves out too: a column of an index's condition would
+            # make each decrement of a workflow step's count a non-HOT update, written into every index.)
             models.Index(
                 fields=("created_at",),
                 condition=Q(status=JobStatus.PENDING, dispatched_at__isnull=True),
                 name="job_undispatched",
+            ),
+            # A workflow's steps (partial: most jobs are in none).
+            models.Index(
+                fields=("workflow", "workflow_step"), condition=Q(workflow__isnull=False), name="job_workflow"
             ),
             models.Index(fields=("started_at",), condition=Q(status=JobStatus.RUNNING), name="job_running"),
             # Per-user quotas count an owner's active jobs (jobs/services/_quotas.py).

@@ -30,6 +30,8 @@ from ..models import (
     MetricCursor,
     MetricTotal,
     WorkerHeartbeat,
+    Workflow,
+    WorkflowStatus,
 )
 from ..selectors import concurrency_waiting, due_pending, due_since
 
@@ -117,6 +119,14 @@ class JobCollector(Collector):
                 if (status, queue) not in seen:
                     jobs.add_metric([str(status), queue, ""], 0)
         yield jobs
+
+        workflows = GaugeMetricFamily(
+            f"{PREFIX}_workflows", "Workflows kept (until retention deletes them) by status.", labels=["status"]
+        )
+        by_status = dict(Workflow.objects.values_list("status").annotate(count=Count("id")).order_by())
+        for status in WorkflowStatus.values:
+            workflows.add_metric([status], by_status.get(status, 0))
+        yield workflows
 
         oldest = GaugeMetricFamily(
             f"{PREFIX}_queue_oldest_pending_age_seconds",

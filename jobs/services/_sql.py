@@ -33,7 +33,17 @@ from django.db.models.sql import UpdateQuery
 
 from accounts.models import User
 
-from ..models import Job, JobEvent, JobEventKind, JobStatus, UniquePolicy, unique_policies_holding
+from ..models import (
+    Job,
+    JobEvent,
+    JobEventKind,
+    JobStatus,
+    UniquePolicy,
+    Workflow,
+    WorkflowDependency,
+    WorkflowStatus,
+    unique_policies_holding,
+)
 from .gates import queue_not_paused
 
 JOB, EVENT, USER = Job._meta.db_table, JobEvent._meta.db_table, User._meta.db_table
@@ -84,6 +94,32 @@ def _held_in(status: str) -> str:
 
 # A debounced job starts at its run_at, never early: its start was moved later, and the messages
 # sent for the earlier times arrive before it (the last one sent is on time).
+# --- workflows: a step starts only once its parents have succeeded (parents_remaining 0), and its workflow is
+# running from its first start; a step's success decrements its children's parents_remaining, in the same statement
+# (so exactly once per parent: the success is fenced on attempts), and counts in its workflow; the children at 0 are
+# returned, for the door to send after commit. Locks: job rows first, then the workflow's row (as _steps does).
+FLOW, DEP = Workflow._meta.db_table, WorkflowDependency._meta.db_table
+_WORKFLOW_STARTED = f"""flow AS (
+    UPDATE "{FLOW}" SET "status" = '{WorkflowStatus.RUNNING}'
+    WHERE "id" = (SELECT "workflow_id" FROM changed) AND "status" = '{WorkflowStatus.PENDING}'
+)"""
+_WORKFLOW_RELEASE = f"""released AS (
+    UPDATE "{JOB}" AS child SET "parents_remaining" = child."parents_remaining" - 1
+    FROM "{DEP}" AS dep, changed
+    WHERE changed."workflow_id" IS NOT NULL AND dep."parent_id" = changed."id" AND child."id" = dep."child_id"
+    RETURNING child."id", child."parents_remaining"
+), flow AS (
+    UPDATE "{FLOW}" AS flow SET "steps_succeeded" = flow."steps_succeeded" + 1,
+        "status" = CASE WHEN flow."steps_succeeded" + 1 >= flow."steps_total"
+            AND flow."status" IN ('{WorkflowStatus.PENDING}', '{WorkflowStatus.RUNNING}')
+            THEN '{WorkflowStatus.SUCCEEDED}' ELSE flow."status" END,
+        "finished_at" = CASE WHEN flow."steps_succeeded" + 1 >= flow."steps_total"
+            AND flow."status" IN ('{WorkflowStatus.PENDING}', '{WorkflowStatus.RUNNING}')
+            THEN %(at)s ELSE flow."finished_at" END
+    FROM changed WHERE flow."id" = changed."workflow_id" AND (SELECT count(*) FROM released) >= 0
+)"""
+# --- end workflows ---
+
 _START = f"""
 WITH changed AS (
     UPDATE "{JOB}" SET "status" = '{JobStatus.RUNNING}', "started_at" = STATEMENT_TIMESTAMP(),
@@ -93,9 +129,10 @@ WITH changed AS (
         AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP()
             + CASE WHEN "{JOB}"."unique_policy" = '{UniquePolicy.DEBOUNCE}' THEN INTERVAL '0' ELSE %(early)s END)
         {{fence}}
-        AND {queue_not_paused().sql}
-    RETURNING "{JOB}"."id", {", ".join(f'"{JOB}"."{name}"' for name in STARTED_FIELDS)}
+        AND {queue_not_paused().sql} AND "{JOB}"."parents_remaining" = 0
+    RETURNING "{JOB}"."id", "{JOB}"."workflow_id", {", ".join(f'"{JOB}"."{name}"' for name in STARTED_FIELDS)}
 ), {_line(JobEventKind.STARTED, JobStatus.PENDING, JobStatus.RUNNING)},
+{_WORKFLOW_STARTED},
 owner AS (
     SELECT "is_staff", "max_running_jobs" FROM "{USER}" WHERE "id" = (SELECT "owner_id" FROM changed)
     FOR NO KEY UPDATE
@@ -112,9 +149,13 @@ WITH changed AS (
         "progress" = 100, "progress_meta" = COALESCE(%(meta)s, "progress_meta"), "result" = %(result)s,
         "error" = '', "error_type" = '', "traceback" = '', {_held_in(JobStatus.SUCCEEDED)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
-    RETURNING "{JOB}"."id", "{JOB}"."concurrency_key", "{JOB}"."unique_follow_up" IS NOT NULL AS "follow_up"
-), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)}
-SELECT changed.concurrency_key, changed.follow_up FROM changed
+    RETURNING "{JOB}"."id", "{JOB}"."workflow_id", "{JOB}"."concurrency_key",
+        "{JOB}"."unique_follow_up" IS NOT NULL AS "follow_up"
+), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)},
+{_WORKFLOW_RELEASE}
+SELECT changed.concurrency_key, (SELECT array_agg(released.id) FROM released WHERE released.parents_remaining = 0),
+    changed.follow_up
+FROM changed
 """
 
 _STAMP_STARTED = f"""
@@ -263,8 +304,10 @@ def succeed(
     job_id, *, attempts: int, result: Any, at: datetime, actor_label: str, progress_meta: dict | None = None
 ) -> dict[str, Any] | None:
     """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
-    its ``succeeded`` line. None when it matched nothing, else the row's ``concurrency_key`` (the door
-    frees it) and ``follow_up``: whether the job carries a follow-up request (keep_latest)."""
+    its ``succeeded`` line; a workflow step's children released (``_WORKFLOW_RELEASE``). None when it
+    matched nothing, else the row's ``concurrency_key`` (the door frees it), ``released``: the ids of
+    the children whose last parent this was, and ``follow_up``: whether the job carries a follow-up
+    request (keep_latest)."""
     connection = connections["default"]
     params = {
         "id": job_id,
@@ -277,7 +320,9 @@ def succeed(
     with _cursor() as cursor:
         cursor.execute(_SUCCEED, params)
         row = cursor.fetchone()
-    return None if row is None else {"concurrency_key": row[0], "follow_up": bool(row[1])}
+    if row is None:
+        return None
+    return {"concurrency_key": row[0], "released": list(row[1] or []), "follow_up": bool(row[2])}
 
 
 def stamp_started(job_id) -> datetime | None:
@@ -351,6 +396,39 @@ def update_with_event(
     """PostgreSQL: the conditional UPDATE and its timeline line in one statement. The line is
     inserted only when the UPDATE matched (it selects from the updated row). Returns the
     ``fields`` of the updated row (None when it matched nothing), or whether it matched."""
+    connection, sql, params = _with_event(query, changes, fields, line)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if not fields:
+        return row is not None
+    return None if row is None else dict(zip(fields, row, strict=True))
+
+
+def update_many_with_event(query: QuerySet[Job], changes: dict[str, Any], line: JobEvent) -> list:
+    """``update_with_event`` for every row ``query`` matches (a copy of ``line`` on each timeline),
+    one statement: the ids of the rows updated (a workflow's steps cancelled or retried together)."""
+    connection, sql, params = _with_event(query, changes, [], line, answer_ids=True)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def descendants(job_ids: list) -> list:
+    """Every workflow step depending on one of ``job_ids``, directly or not (a recursive CTE)."""
+    sql = f"""
+    WITH RECURSIVE below(id) AS (
+        SELECT "child_id" FROM "{DEP}" WHERE "parent_id" = ANY(%s)
+        UNION SELECT dep."child_id" FROM "{DEP}" AS dep JOIN below ON dep."parent_id" = below.id
+    ) SELECT id FROM below"""
+    with _cursor() as cursor:
+        cursor.execute(sql, [list(job_ids)])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _with_event(
+    query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str], line: JobEvent, answer_ids: bool = False
+):
     connection = connections[query.db]
     compiler, statement, params = _update_sql(query, changes)
     fields = list(fields)
@@ -369,15 +447,12 @@ def update_with_event(
             values.append(f"CAST(%s AS {field.cast_db_type(connection)})")
             params.append(field.get_db_prep_save(getattr(line, field.attname), connection))
     answer = ", ".join(f"changed.{column}" for column in _columns(compiler, fields)) or "1"
+    if answer_ids:
+        answer = f"changed.{key}"
     sql = (
         f"WITH changed AS ({statement} RETURNING {returned}), "
         f"line AS (INSERT INTO {quote(JobEvent._meta.db_table)} ({', '.join(names)}) "
         f"SELECT {', '.join(values)} FROM changed) "
         f"SELECT {answer} FROM changed"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if not fields:
-        return row is not None
-    return None if row is None else dict(zip(fields, row, strict=True))
+    return connection, sql, params

@@ -39,7 +39,7 @@ from ..models import (
     UniquePolicy,
     unique_policies_holding,
 )
-from . import _sql
+from . import _sql, _steps
 from .concurrency import release_after_commit
 from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
 from .gates import queue_not_paused
@@ -96,6 +96,20 @@ def transition(
     BEGIN/COMMIT of its own (inside a caller's transaction it is part of that). Elsewhere (SQLite,
     the embedded default) the two statements run in a transaction.
     """
+    status = changes.get("status")
+    if status in _steps.STEP_ENDS or (status == PENDING and set(sources) - {RUNNING}):
+        # workflows: a step's end (or its retry) changes its workflow in the same transaction (_step_changed).
+        with transaction.atomic():
+            matched = _transition(job_id, sources, changes, event, where, send, (*returning, "workflow_id"))
+            if matched and matched["workflow_id"] is not None:
+                _step_changed(job_id, workflow_id=matched["workflow_id"], status=status)
+        if not returning:
+            return bool(matched)
+        return {name: value for name, value in matched.items() if name != "workflow_id"} if matched else matched
+    return _transition(job_id, sources, changes, event, where, send, returning)
+
+
+def _transition(job_id, sources, changes, event, where, send, returning):
     query = Job.objects.filter(id=job_id, status__in=list(sources))
     if where is not None:
         query = query.filter(where)
@@ -133,6 +147,29 @@ def _releasing(changes: dict[str, Any]) -> dict[str, Any]:
         return changes
     held = Case(When(unique_policy__in=keeping, then=F("unique_held")), default=Value(False))
     return {**changes, "unique_held": held}
+
+
+# --- workflows: the door's part for a step's end (jobs/services/_steps.py) ---
+def _step_changed(job_id, *, workflow_id, status: str) -> None:
+    """A step ended failed or revoked (or went back to pending from there): under ``cancel_dependents``
+    its waiting descendants are revoked, the reason on each timeline; the workflow is recounted."""
+    if status in _steps.STEP_ENDS and _steps.cascade_policy(workflow_id) == "cancel_dependents":
+        step = Job.objects.filter(id=job_id).values_list("workflow_step", flat=True).first()
+        now = timezone.now()
+        line = event(
+            None,
+            JobEventKind.REVOKED,
+            from_status=PENDING,
+            to_status=JobStatus.REVOKED,
+            actor_label="workflow",
+            at=now,
+            message=f"Cancelled: step {step!r}, which it depends on, {status}.",
+        )
+        _steps.revoke_waiting(Job.objects.filter(id__in=_steps.descendants([job_id])), line=line, by=None, now=now)
+    _steps.refresh(workflow_id)
+
+
+# --- end workflows ---
 
 
 def _after(job_ids, matched, send: bool) -> None:
@@ -452,10 +489,19 @@ def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any]
     # A debounced job starts at its run_at, never early (_sql._START).
     due = Q(run_at__isnull=True) | Q(run_at__lte=Now()) | (Q(run_at__lte=Now() + early) & ~Q(unique_policy="debounce"))
     fence = Q() if attempts is None else Q(attempts=attempts)
+    with transaction.atomic():
+        started = _start_orm(job_id, worker, due & fence, label, at)
+        if started:
+            _steps.started(job_id)  # workflows: its workflow is running
+    return started
+
+
+def _start_orm(job_id, worker, where, label, at):
     return transition(
         job_id,
         sources=[PENDING],
-        where=due & fence & Q(queue_not_paused()),
+        # workflows: a step waiting for its parents never starts
+        where=where & Q(queue_not_paused()) & Q(parents_remaining=0),
         returning=STARTED_FIELDS,
         changes={
             "status": RUNNING,
@@ -488,11 +534,21 @@ def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: d
         done = _sql.succeed(
             job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
         )
-        _after([job_id], done, send=False)
-        if done and done["follow_up"]:
-            follow_up(job_id)
+        _after([job_id], done is not None, send=False)
+        if done is not None:
+            _steps.send_released(done["released"])  # workflows: the children whose last parent this was
+            if done["follow_up"]:
+                follow_up(job_id)
         return _left_running(done)
     held = {} if progress_meta is None else {"progress_meta": progress_meta}
+    with transaction.atomic():
+        done = _succeed_orm(job_id, attempts, result, worker, held)
+        if done:
+            _steps.send_released(_steps.release(job_id, at=timezone.now()))
+    return done
+
+
+def _succeed_orm(job_id, attempts, result, worker, held):
     return finish_running(
         job_id,
         status=JobStatus.SUCCEEDED,

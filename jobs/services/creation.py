@@ -153,7 +153,7 @@ def job_build_spec(
     )
 
 
-def _created_event(job: Job, *, how: str = "") -> JobEvent:
+def created_event(job: Job, *, how: str = "") -> JobEvent:
     return event(
         job.id,
         JobEventKind.CREATED,
@@ -196,7 +196,7 @@ def job_create(
     job.idempotency_key, job.request_fingerprint = idempotency_key, fingerprint
     job.schedule_id, job.scheduled_for = schedule_id, scheduled_for
     job.dedupe_outcome = None
-    line = _created_event(job, how=" by a schedule" if schedule_id else "")
+    line = created_event(job, how=" by a schedule" if schedule_id else "")
     try:
         with transaction.atomic():
             check_quota(owner, count=1, now=job.created_at)
@@ -271,9 +271,9 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
         with transaction.atomic():
             check_quota(owner, count=len(jobs), now=now)
             if plain:
-                _state.create(plain, [_created_event(job, how=" (bulk)") for job in plain])
+                _state.create(plain, [created_event(job, how=" (bulk)") for job in plain])
             for index, job, rule in keyed:
-                jobs[index] = write_unique(job, _created_event(job, how=" (bulk)"), rule, by=owner)
+                jobs[index] = write_unique(job, created_event(job, how=" (bulk)"), rule, by=owner)
     except IntegrityError:
         if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
             raise

@@ -48,12 +48,14 @@ def job_dispatch(*, jobs: Iterable[Job]) -> list:
 
 
 def sendable(jobs: list[Job], *, now) -> list[Job]:
-    """The jobs whose message goes now: not on a paused queue (held until it is resumed), not due
-    after the next sweep (the sweeper sends it then), their task registered (the sweeper fails the
-    others with the reason, ``recovery.job_dispatch_due``)."""
+    """The jobs whose message goes now: not workflow steps waiting for their parents, not on a paused
+    queue (held until it is resumed), not due after the next sweep (the sweeper sends it then), their
+    task registered (the sweeper fails the others with the reason, ``recovery.job_dispatch_due``)."""
     paused = paused_queues({job.queue for job in jobs}, fresh=False) if jobs else set()
     chosen = []
     for job in jobs:
+        if job.parents_remaining:  # a workflow step waiting for its parents: their success sends it
+            continue
         if job.queue in paused:
             continue
         if job.run_at and job.run_at > now + timedelta(seconds=settings.JOB_SWEEP_INTERVAL):

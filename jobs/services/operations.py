@@ -125,10 +125,15 @@ def job_retry(
 
 def job_delete(*, job_id) -> None:
     """Delete a finished job and its timeline. An active job must be cancelled first (409)."""
-    deleted, _ = Job.objects.filter(id=job_id, status__in=list(TERMINAL_STATUSES)).delete()
+    # A workflow's step goes only with its workflow (never half a workflow: its children would wait forever).
+    deleted, _ = Job.objects.filter(id=job_id, status__in=list(TERMINAL_STATUSES), workflow__isnull=True).delete()
     if deleted:
         return
-    status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+    status, workflow_id = Job.objects.filter(id=job_id).values_list("status", "workflow_id").first() or (None, None)
     if status is None:
         raise NotFound(f"Job {job_id} does not exist.")
+    if workflow_id is not None:
+        raise Conflict(
+            f"Job {job_id} is a step of workflow {workflow_id}: it is deleted with it.", code="workflow_step"
+        )
     raise Conflict(f"Job {job_id} is {status}: cancel it first, then delete it.", code="job_active")

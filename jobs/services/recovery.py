@@ -74,7 +74,8 @@ def job_dispatch_due(*, batch_size: int = 500, queues: Iterable[str] | None = No
     if resumed:
         unsent = Q(dispatched_at__isnull=True)
     unsent &= Q(concurrency_waiting_since__isnull=True)
-    pending = Job.objects.filter(status=PENDING).exclude(queue__in=paused)
+    # A workflow step waiting for its parents is not due: their success sends it.
+    pending = Job.objects.filter(status=PENDING, parents_remaining=0).exclude(queue__in=paused)
     if queues is not None:
         pending = pending.filter(queue__in=list(queues))
     due = list(pending.filter(ready & unsent).order_by("created_at")[:batch_size])

@@ -1,6 +1,7 @@
 """Retention: delete finished jobs (with their timelines) and expired Celery result rows.
 
-Used by ``manage.py cleanup_jobs`` and by beat's daily ``purge_jobs`` task. Deletes go in
+Used by ``manage.py cleanup_jobs`` and by beat's daily ``purge_jobs`` task. A workflow's steps are
+never deleted one by one: a finished workflow goes whole, with its steps (``job_purge_workflows``). Deletes go in
 batches so that memory and lock times stay flat on tables of millions of rows: each batch
 selects at most ``batch_size`` ids, then locks and deletes exactly those rows in its own short
 transaction. Active jobs (pending, running) are never deleted, whatever the caller asks.
@@ -22,7 +23,7 @@ from django_celery_results.models import TaskResult
 
 from taskhub.errors import InvalidInput
 
-from ..models import ACTIVE_STATUSES, DEAD_JOBS, TERMINAL_STATUSES, Job, JobStatus
+from ..models import ACTIVE_STATUSES, DEAD_JOBS, TERMINAL_STATUSES, Job, JobStatus, Workflow, WorkflowStatus
 from .metrics import metrics_advance
 
 MAX_BATCH_SIZE = 10_000
@@ -107,7 +108,7 @@ def _expired_jobs(status: str, cutoff: datetime) -> QuerySet[Job]:
     the web and worker machines can only delay a deletion by that skew, never hasten it.)
     """
     return (
-        Job.objects.filter(status=status, created_at__lt=cutoff)
+        Job.objects.filter(status=status, created_at__lt=cutoff, workflow__isnull=True)  # steps: job_purge_workflows
         .alias(age=Coalesce("finished_at", "created_at"))
         .filter(age__lt=cutoff)
     )
@@ -184,6 +185,48 @@ def job_purge_finished(
                 expired = expired.exclude(DEAD_JOBS)
         counts[status] = expired.count() if dry_run else _delete_in_batches(expired, batch_size)
     return counts
+
+
+# A finished workflow is kept as long as a job of the matching status.
+_WORKFLOW_RETENTION = {
+    WorkflowStatus.SUCCEEDED: JobStatus.SUCCEEDED,
+    WorkflowStatus.FAILED: JobStatus.FAILED,
+    WorkflowStatus.CANCELLED: JobStatus.REVOKED,
+}
+
+
+def job_purge_workflows(
+    *, older_than: timedelta | None = None, dry_run: bool = False, now: datetime | None = None
+) -> int:
+    """Delete finished workflows older than ``older_than`` (else the retention of the matching job
+    status: succeeded, failed, revoked for cancelled), each with all its steps, their timelines and
+    edges in one transaction: never half a workflow. One with a step still running, or pending and
+    sendable, is left alone (steps waiting for a failed parent go with it). How many workflows."""
+    if older_than is not None and older_than <= timedelta(0):
+        message = f"must be positive, got {older_than}."
+        raise InvalidInput(f"older_than: {message}", fields={"older_than": [message]})
+    policy = job_retention_policy() if older_than is None else {}
+    now = now or timezone.now()
+    deleted = 0
+    for status, job_status in _WORKFLOW_RETENTION.items():
+        age = older_than or policy[job_status]
+        if age is None:
+            continue
+        live = Job.objects.filter(Q(status=JobStatus.RUNNING) | Q(status=JobStatus.PENDING, parents_remaining=0))
+        expired = Workflow.objects.filter(status=status, finished_at__lt=now - age).exclude(
+            id__in=live.filter(workflow__isnull=False).values("workflow_id")
+        )
+        if dry_run:
+            deleted += expired.count()
+            continue
+        if not deleted:
+            metrics_advance(until_done=True)  # count what is about to go: metrics' totals never go back
+        for workflow_id in list(expired.values_list("id", flat=True)):
+            with transaction.atomic():
+                # The steps (and with them their timelines and edges), then the workflow's row.
+                Job.objects.filter(workflow_id=workflow_id).only("id").delete()
+                deleted += Workflow.objects.filter(id=workflow_id).delete()[1].get(Workflow._meta.label, 0)
+    return deleted
 
 
 def job_purge_task_results(

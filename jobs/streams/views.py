@@ -33,7 +33,7 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from accounts.models import User
-from taskhub.errors import ApplicationError, error_body, exception_handler
+from taskhub.errors import ApplicationError, NotFound, error_body, exception_handler
 from taskhub.handlers import release_request_thread
 
 from .. import selectors
@@ -100,6 +100,16 @@ def _open_list(request: HttpRequest) -> tuple[User, ListScope]:
         owner_id=None if selectors.sees_every_job(user) else user.id,
         filtered=any(value not in (None, "", []) for name, value in cleaned.items() if name != "status"),
     )
+
+
+def _open_workflow(request: HttpRequest, workflow_id: str) -> tuple[User, ListScope]:
+    """A workflow's stream: the list stream of its steps (the jobs the caller may see in it)."""
+    user = _authenticate(request)
+    steps = selectors.job_list(user=user).filter(workflow_id=workflow_id)
+    if not steps.exists():
+        raise _Refused(NotFound(f"Workflow {workflow_id} not found."))
+    owner_id = None if selectors.sees_every_job(user) else user.id
+    return user, ListScope(candidates=steps, statuses=frozenset(), owner_id=owner_id, filtered=True)
 
 
 def _recheck(request: HttpRequest, opened: User) -> dict[str, str] | None:
@@ -241,6 +251,20 @@ async def job_list_stream(request: HttpRequest) -> HttpResponse:
         return refused
     try:
         user, scope = await run_db(_open_list, request)
+        slot = await _slot(user)
+    except _Refused as refused:
+        return _error(refused)
+    return _stream(_events(request, user, slot, list_states(scope), identity=True))
+
+
+@csrf_exempt
+async def workflow_stream(request: HttpRequest, pk: str) -> HttpResponse:
+    """``text/event-stream`` of a workflow's steps: each step's state at once, then every change (a
+    step released from waiting, started, progressing, finished), as the job list stream shows them."""
+    if refused := _method_not_allowed(request):
+        return refused
+    try:
+        user, scope = await run_db(_open_workflow, request, pk)
         slot = await _slot(user)
     except _Refused as refused:
         return _error(refused)

@@ -28,6 +28,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from taskhub.errors import Conflict, InvalidInput, NotFound
 
 from ..catalog import catalog
+from ..selectors import job_parent_results
 from ..services.execution import (
     RunState,
     job_clean_progress_meta,
@@ -108,6 +109,7 @@ class JobRun:
         self.started = time.monotonic()
         self.cancel_requested_at = None
         self.gone = False
+        self.parent_results: dict | None = None  # a workflow step's, read at the first access
         self._lock = threading.Lock()
         self._pending: tuple[int, dict] | None = None
         # The start has just written the row: progress within JOB_PROGRESS_MIN_INTERVAL of it waits
@@ -405,6 +407,17 @@ class JobTask(Task):
         """This run's attempt number, counted from 1 (1 outside a job, e.g. a plain function call)."""
         run: JobRun | None = getattr(self.request, "job_run", None)
         return run.attempts + 1 if run else 1
+
+    @property
+    def parent_results(self) -> dict[str, Any]:
+        """A workflow step's parents' results by step id, read from their rows at the first access
+        ({} outside a workflow or a job): they are not pushed into the step's arguments."""
+        run: JobRun | None = getattr(self.request, "job_run", None)
+        if run is None:
+            return {}
+        if run.parent_results is None:
+            run.parent_results = job_parent_results(job_id=run.job_id)
+        return run.parent_results
 
     def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
         """Report progress (0-100) with an optional message; stops the task if it was cancelled."""

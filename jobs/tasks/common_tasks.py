@@ -122,3 +122,12 @@ def blocking_sleep(self, seconds: Annotated[float, Between(0, 4 * 3600)] = 60.0)
     at the next heartbeat."""
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+@job_task(name="jobs.tasks.common_tasks.gather", aliases=("gather",), time_limit=600)
+def gather(self, **labels: str) -> dict:
+    """A workflow's fan-in: reads the results of the steps it waits for (``self.parent_results``, by
+    step id) and reports how many there are and, up to 1,000, their step ids."""
+    results = self.parent_results
+    steps = sorted(results) if len(results) <= 1000 else None
+    return {"count": len(results), "steps": steps, "labels": labels}

@@ -12,7 +12,7 @@ from taskhub.clock import database_now
 from ..services.metrics import metrics_advance
 from ..services.promotion import job_promote_waiting
 from ..services.recovery import job_dispatch_due, job_recover_stale
-from ..services.retention import job_purge_finished, job_purge_task_results
+from ..services.retention import job_purge_finished, job_purge_task_results, job_purge_workflows
 from ..services.stats_rollup import stats_rollup_prune
 from ..services.workers import worker_prune
 
@@ -39,7 +39,7 @@ def recover_jobs() -> list[str]:
 @shared_task(name="jobs.tasks.maintenance_tasks.purge_jobs", ignore_result=True, acks_late=False)
 def purge_jobs() -> dict:
     """Delete finished jobs past their JOB_RETENTION_* age and expired task results (daily, by beat)."""
-    return {**job_purge_finished(), "task_results": job_purge_task_results()}
+    return {**job_purge_finished(), "workflows": job_purge_workflows(), "task_results": job_purge_task_results()}
 
 
 @shared_task(name="jobs.tasks.maintenance_tasks.rollup_metrics", ignore_result=True, acks_late=False)

@@ -106,6 +106,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Workflows' statuses beside the jobs' (jobs/workflows/serializers.py).
+    "ENUM_NAME_OVERRIDES": {
+        "WorkflowStatusEnum": "jobs.models.workflows.WorkflowStatus",
+        "WorkflowStepStatusEnum": "jobs.workflows.serializers.STEP_STATUSES",
+    },
     # Swagger UI and ReDoc assets are served from this server, not a CDN.
     # https://drf-spectacular.readthedocs.io/en/latest/settings.html#self-contained-ui-installation
     "SWAGGER_UI_DIST": "SIDECAR",

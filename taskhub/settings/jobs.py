@@ -24,6 +24,8 @@ JOB_LOST_AFTER = env.float("JOB_LOST_AFTER", default=60.0)
 JOB_MAX_PAYLOAD_BYTES = env.int("JOB_MAX_PAYLOAD_BYTES", default=256 * 1024)
 JOB_BULK_MAX = env.int("JOB_BULK_MAX", default=500)
 JOB_BULK_MAX_BYTES = env.int("JOB_BULK_MAX_BYTES", default=1024 * 1024)
+# Most steps of one workflow (POST /api/v1/workflows/, jobs.workflows.workflow_create).
+WORKFLOW_MAX_STEPS = env.int("WORKFLOW_MAX_STEPS", default=10_000)
 # A list page shows a job's args, kwargs and result up to this many bytes of JSON text each; larger
 # ones are null there with <field>_truncated true (the detail has them whole).
 JOB_LIST_INLINE_MAX_BYTES = env.int("JOB_LIST_INLINE_MAX_BYTES", default=4096)

@@ -50,6 +50,8 @@ SEMANTIC_FIELDS = {
     "period": "required by the throttle and debounce policies, refused by the others",
     "max_wait": "debounce only, at least the period",
     "key": "not only spaces; not given with kwargs (which derive it)",
+    "after": "ids of the workflow's other steps, without a cycle",
+    "id": "a step id used once in its workflow",
 }
 
 

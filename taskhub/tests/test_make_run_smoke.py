@@ -32,6 +32,7 @@ STOP_BOUND = 90  # seconds from SIGINT to every process gone (a warm shutdown fi
 ARGUMENTS = {
     "jobs.tasks.common_tasks.blocking_sleep": {"kwargs": {"seconds": 1}},
     "jobs.tasks.common_tasks.flaky_task": {"kwargs": {"fail_times": 1}},  # one retry, then success
+    "jobs.tasks.common_tasks.gather": {"kwargs": {"label": "smoke"}},  # outside a workflow: no parents
     "jobs.tasks.common_tasks.long_running_task": {"args": [1], "kwargs": {"param": "value"}},  # README's example
     "jobs.tasks.common_tasks.process_data": {"kwargs": {"records": [{"a": 1}, {"a": 3}], "group_by": None}},
     "jobs.tasks.high_priority_tasks.send_notification": {"kwargs": {"to": ["admin@example.com"], "subject": "hi"}},
@@ -142,7 +143,8 @@ def wait_up(port: int, timeout: float = 120) -> None:
 
 
 def exercise(api: Api) -> None:
-    """A job of every catalog task, a schedule's firing, a cancel and a text argument search."""
+    """A job of every catalog task, a schedule's firing, a cancel, a text argument search and a
+    workflow (fan-out of two, fan-in)."""
     catalog = {entry["name"] for entry in api.call("GET", "/api/v1/task-catalog/")[1]}
     assert catalog == set(ARGUMENTS), "a catalog task without arguments here (or gone): " + str(
         catalog ^ set(ARGUMENTS)
@@ -151,6 +153,18 @@ def exercise(api: Api) -> None:
         name: api.ok("POST", "/api/v1/jobs/", {"celery_task_name": name, **body})["id"]
         for name, body in ARGUMENTS.items()
     }
+    workflow = api.ok(
+        "POST",
+        "/api/v1/workflows/",
+        {
+            "name": "smoke",
+            "steps": [
+                {"id": "a", "task": "long_running_task", "kwargs": {"seconds": 0}},
+                {"id": "b", "task": "long_running_task", "kwargs": {"seconds": 0}},
+                {"id": "merge", "task": "gather", "after": ["a", "b"]},
+            ],
+        },
+    )["id"]
     to_cancel = api.ok("POST", "/api/v1/jobs/", {"celery_task_name": "long_running_task", "args": [120]})["id"]
     wait_for(lambda: api.job(to_cancel)["status"] == "running", timeout=60, interval=0.5, message="the job to cancel")
     api.ok("POST", f"/api/v1/jobs/{to_cancel}/cancel/")
@@ -188,6 +202,13 @@ def exercise(api: Api) -> None:
     # The stats first advance the metrics pass (on SQLite its ORM path) in the web process, as beat's
     # rollup_metrics does on the maintenance worker every minute (this run may end before its first).
     assert api.ok("GET", "/api/v1/stats/")["last_hour"]["finished"] >= len(every)
+    done = wait_for(
+        lambda: (w := api.ok("GET", f"/api/v1/workflows/{workflow}/"))["status"] == "succeeded" and w,
+        timeout=60,
+        interval=1,
+        message="the workflow to succeed",
+    )
+    assert api.job(done["steps"][2]["job"])["result"]["count"] == 2
 
 
 def ctrl_c_and_wait(process: subprocess.Popen) -> tuple[dict[int, str], int, dict[int, str]]:

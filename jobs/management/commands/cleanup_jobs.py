@@ -13,6 +13,7 @@ from jobs.services.retention import (
     MAX_BATCH_SIZE,
     job_purge_finished,
     job_purge_task_results,
+    job_purge_workflows,
     job_retention_policy,
     parse_duration,
 )
@@ -85,6 +86,7 @@ class Command(OperatorCommand):
                 older_than=older_than, statuses=statuses, batch_size=batch_size, dry_run=dry_run
             )
             results = job_purge_task_results(batch_size=batch_size, dry_run=dry_run)
+            workflows = job_purge_workflows(older_than=older_than, dry_run=dry_run)
         except ApplicationError as exc:
             raise bad_input(self.explain(exc)) from exc
         except ImproperlyConfigured as exc:
@@ -101,6 +103,7 @@ class Command(OperatorCommand):
             else:
                 self.stdout.write(f"  {status:<10} kept forever (JOB_RETENTION_{status.upper()} is empty or 0)")
         self.stdout.write(f"  {'total':<10} {'':<17} {sum(counts.values()):>12,}")
+        self.stdout.write(f"{verb} {workflows:,} finished workflows, each whole with its steps.")
         expires = settings.CELERY_RESULT_EXPIRES
         if expires:
             expires = expires if isinstance(expires, timedelta) else timedelta(seconds=expires)

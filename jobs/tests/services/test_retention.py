@@ -261,7 +261,7 @@ def test_purge_jobs_task_applies_the_policy_and_prunes_results():
     kept = old("failed", days=31)
     results(48)
     counts = purge_jobs.apply().get()
-    assert counts == {"succeeded": 1, "failed": 0, "revoked": 0, "task_results": 1}
+    assert counts == {"succeeded": 1, "failed": 0, "revoked": 0, "workflows": 0, "task_results": 1}
     assert kept.id in remaining() and len(remaining()) == 2
 
 

@@ -15,7 +15,7 @@ def constraints_now(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("django_celery_beat", "0019_alter_periodictasks_options"),
-        ("jobs", "0016_concurrency_keys"),
+        ("jobs", "0017_workflows"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

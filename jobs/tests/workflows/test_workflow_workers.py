@@ -1,0 +1,62 @@
+"""Workflows with real Celery workers on PostgreSQL + Redis, production recovery settings: a fan-out
+of 200 steps and one fan-in callback that runs exactly once, after all 200 succeeded, reading their
+200 results; a cancelled workflow's running step stops within a heartbeat and nothing else starts."""
+
+import time
+
+import pytest
+from django.db.models import Max
+
+from accounts.tests.factories import UserFactory
+from jobs.models import Job, JobEvent, Workflow
+from jobs.workflows import chord, group, step, workflow_cancel, workflow_create
+from taskhub.testing import wait_for
+
+N = 200
+pytestmark = [pytest.mark.worker, pytest.mark.timeout(240)]
+
+
+def test_fan_out_200_and_one_fan_in_callback_that_runs_exactly_once_after_all_succeeded(make_worker):
+    # No quota and no fair-share cap: 200 jobs at once from one user, not deferred to a sweeper this test lacks.
+    user = UserFactory(max_active_jobs=0, max_jobs_per_minute=0, max_running_jobs=0)
+    fan = group(*(step("long_running_task", id=f"part-{n}", seconds=0, n=str(n)) for n in range(N)))
+    workflow = workflow_create(owner=user, name="fan-in", steps=chord(fan, step("gather", id="callback")))
+    make_worker(concurrency=4)  # the production defaults of every recovery setting (WorkerProcess)
+    wait_for(lambda: Workflow.objects.filter(id=workflow.id, status="succeeded").exists(), timeout=120)
+
+    callback = Job.objects.get(workflow=workflow, workflow_step="callback")
+    parts = Job.objects.filter(workflow=workflow).exclude(id=callback.id)
+    assert parts.count() == N and set(parts.values_list("status", flat=True)) == {"succeeded"}
+    # Exactly once: one start, one success, first attempt.
+    kinds = list(JobEvent.objects.filter(job=callback).values_list("kind", flat=True))
+    assert kinds.count("started") == 1 and kinds.count("succeeded") == 1, kinds
+    assert callback.attempts == 0
+    # After all 200 succeeded (the rows' own times), and it read their 200 results.
+    assert callback.started_at >= parts.aggregate(last=Max("finished_at"))["last"]
+    assert callback.result["count"] == N
+    assert callback.result["steps"] == sorted(f"part-{n}" for n in range(N))
+    workflow.refresh_from_db()
+    assert (workflow.steps_succeeded, workflow.progress, workflow.finished_at is not None) == (N + 1, 100, True)
+
+
+def test_a_cancelled_workflows_running_step_stops_within_a_heartbeat_and_nothing_else_starts(make_worker):
+    user = UserFactory(max_active_jobs=0, max_jobs_per_minute=0, max_running_jobs=0)
+    fan = group(*(step("long_running_task", id=f"part-{n}", seconds=0) for n in range(N)))
+    workflow = workflow_create(
+        owner=user, name="cancelled", steps=chord(group(step("long_running_task", id="root", seconds=60)), fan)
+    )
+    root = Job.objects.get(workflow=workflow, workflow_step="root")
+    make_worker(concurrency=2)  # production defaults: heartbeat 5 s
+    wait_for(lambda: Job.objects.filter(id=root.id, status="running", progress__gt=0).exists(), timeout=60)
+    workflow_cancel(user=user, workflow_id=workflow.id)
+    cancelled = time.monotonic()
+    wait_for(lambda: Job.objects.filter(id=root.id, status="revoked").exists(), timeout=15)
+    print(f"\nthe running step stopped {time.monotonic() - cancelled:.1f}s after the workflow's cancel")
+    assert time.monotonic() - cancelled <= 5 + 2  # within a heartbeat (it stops at its next progress report)
+    time.sleep(2)  # anything wrongly sent would start now
+    steps = Job.objects.filter(workflow=workflow)
+    assert set(steps.exclude(id=root.id).values_list("status", flat=True)) == {"revoked"}
+    assert not JobEvent.objects.filter(job__workflow=workflow, kind="started").exclude(job_id=root.id).exists()
+    assert not steps.filter(dispatched_at__isnull=False).exclude(id=root.id).exists()
+    workflow.refresh_from_db()
+    assert (workflow.status, workflow.steps_cancelled) == ("cancelled", N + 1)
