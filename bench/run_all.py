@@ -21,6 +21,7 @@ SCRIPTS = {
     "throughput": "throughput.py",
     "row_shape": "row_shape.py",
     "api_load": "api_load.py",
+    "unique_keys": "unique_keys.py",
     "capacity": "capacity.py",
     "priority": "priority.py",
     "list_scale": "list_scale.py",

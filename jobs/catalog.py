@@ -25,6 +25,7 @@ from taskhub.plugins import package_of
 
 from .models import PRIORITY_QUEUES, JobPriority
 from .parameters import Parameters
+from .unique import UniqueRule, unique_rule
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ class CatalogEntry:
     # Where it comes from: "taskhub" (None), or an installed task package's distribution and version.
     package: str = "taskhub"
     package_version: str | None = None
+    # Its jobs' uniqueness rule when a request gives none (``@job_task(unique=...)``, jobs/unique.py).
+    unique: UniqueRule | None = None
 
     @classmethod
     def from_function(
@@ -168,6 +171,7 @@ class CatalogEntry:
         schema: dict[str, Any] | None = None,
         authorize: Callable[[Any, dict[str, Any]], None] | None = None,
         budget: Callable[[Any, list[dict[str, Any]]], None] | None = None,
+        unique: dict[str, Any] | None = None,
         concurrency: dict[str, Any] | Concurrency | None = None,
     ) -> CatalogEntry:
         """The entry for ``function(self, ...)``. A declared ``schema`` replaces the one derived
@@ -193,6 +197,7 @@ class CatalogEntry:
             concurrency=rule,
             package=package,
             package_version=package_version,
+            unique=unique_rule(unique, field=f"{name}: unique"),
         )
 
     @property

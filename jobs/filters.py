@@ -256,6 +256,9 @@ class JobFilter(django_filters.FilterSet):
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
     schedule = StrictIntegerFilter(field_name="schedule", help_text="Schedule id: the jobs it created.")
+    unique_key = django_filters.CharFilter(
+        max_length=255, help_text="Jobs with this unique key (any holder, past too)."
+    )
     concurrency_key = django_filters.CharFilter(help_text="Jobs with this concurrency key (README, Concurrency keys).")
     dead = StrictBooleanFilter(
         method="filter_dead",
@@ -278,6 +281,7 @@ class JobFilter(django_filters.FilterSet):
             "created_after",
             "created_before",
             "schedule",
+            "unique_key",
             "concurrency_key",
         )
 

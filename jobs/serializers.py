@@ -10,10 +10,11 @@ from taskhub.errors import InvalidInput
 from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
 from .catalog import CONCURRENCY_KEY_MAX, CONCURRENCY_KEY_PATTERN, CONCURRENCY_LIMIT_MAX, Concurrency
-from .models import Job, JobEvent, JobPriority
+from .models import Job, JobEvent, JobPriority, UniquePolicy
 from .redaction import strip_server_paths
 from .selectors import LIST_LEFT_OUT
 from .services.creation import MAX_EXPIRES_IN
+from .unique import PERIOD_MAX
 
 LEFT_OUT = "null on a list page when larger than JOB_LIST_INLINE_MAX_BYTES (see `<field>_truncated`)."
 TRUNCATED = (
@@ -134,6 +135,9 @@ class JobSerializer(serializers.ModelSerializer):
     args_truncated = serializers.SerializerMethodField(help_text=TRUNCATED.format(field="args"))
     kwargs_truncated = serializers.SerializerMethodField(help_text=TRUNCATED.format(field="kwargs"))
     result_truncated = serializers.SerializerMethodField(help_text=TRUNCATED.format(field="result"))
+    unique_policy = serializers.CharField(
+        read_only=True, help_text='The unique key\'s policy (README "Unique jobs"); "" without a key.'
+    )
     concurrency = serializers.SerializerMethodField(help_text="Its concurrency key and limit; null when none.")
 
     class Meta:
@@ -171,6 +175,9 @@ class JobSerializer(serializers.ModelSerializer):
             "owner_id",
             "schedule",
             "scheduled_for",
+            "unique_key",
+            "unique_policy",
+            "duplicates",
             "workflow",
             "workflow_step",
             "parents_remaining",
@@ -248,6 +255,9 @@ class JobSerializer(serializers.ModelSerializer):
             "owner_id": job.owner_id,
             "schedule": job.schedule_id,
             "scheduled_for": moment(job.scheduled_for),
+            "unique_key": job.unique_key,
+            "unique_policy": job.unique_policy,
+            "duplicates": job.duplicates,
             "workflow": job.workflow_id,
             "workflow_step": job.workflow_step,
             "parents_remaining": job.parents_remaining,
@@ -280,6 +290,59 @@ def _username(job: Job, relation: str) -> str | None:
     if getattr(job, relation + "_id") is None:
         return None
     return getattr(job, relation).username
+
+
+DEDUPE_OUTCOMES = ("existing", "replaced", "debounced", "follow_up_queued", "throttled", "cancelled_running")
+
+
+class JobCreatedSerializer(JobSerializer):
+    """The answer to a create: the job, and what a unique key did (README "Unique jobs")."""
+
+    dedupe_outcome = serializers.ChoiceField(
+        choices=DEDUPE_OUTCOMES,
+        read_only=True,
+        allow_null=True,
+        help_text="null: a new job (201). Else (200) the job holding the key and what the request did to it; "
+        "cancelled_running: a new job (201) after the running holder's cancel.",
+    )
+
+    class Meta(JobSerializer.Meta):
+        fields = (*JobSerializer.Meta.fields, "dedupe_outcome")
+        read_only_fields = fields
+
+    def to_representation(self, job: Job) -> dict:
+        return {**super().to_representation(job), "dedupe_outcome": getattr(job, "dedupe_outcome", None)}
+
+
+class UniqueRuleSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A uniqueness rule (checked as a whole by ``jobs.unique.unique_rule``: 400 naming the field)."""
+
+    key = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="1-255 characters; per owner. Absent: a hash of the task, args and kwargs (or `kwargs`).",
+    )
+    policy = serializers.ChoiceField(
+        choices=UniquePolicy.choices,
+        required=False,
+        error_messages={"invalid_choice": f'"{{input}}" is not a policy. Allowed: {", ".join(UniquePolicy.values)}.'},
+        help_text="What a second create with the key does; default reject.",
+    )
+    period = serializers.FloatField(
+        required=False,
+        min_value=0.001,
+        max_value=PERIOD_MAX,
+        help_text="Seconds: throttle's window from creation, debounce's delay (throttle and debounce only).",
+    )
+    max_wait = serializers.FloatField(
+        required=False,
+        min_value=0.001,
+        max_value=PERIOD_MAX,
+        help_text="debounce only: never start later than first creation + max_wait (at least the period).",
+    )
+    kwargs = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Derive the key from these kwargs only."
+    )
 
 
 class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
@@ -316,6 +379,9 @@ class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Ser
         min_value=1,
         max_value=MAX_EXPIRES_IN,
         help_text="The deadline in seconds from now (instead of expires_at): a job not started by then ends `expired`.",
+    )
+    unique = UniqueRuleSerializer(
+        required=False, allow_null=True, help_text="A uniqueness rule; absent: the task's default, if any."
     )
     concurrency = ConcurrencyField()
 

@@ -21,6 +21,7 @@ from .permissions import OthersJobsPermission
 from .serializers import (
     CatalogEntrySerializer,
     JobBulkCreateSerializer,
+    JobCreatedSerializer,
     JobCreateSerializer,
     JobEventSerializer,
     JobRetrySerializer,
@@ -28,6 +29,7 @@ from .serializers import (
 )
 from .services.creation import job_create, job_create_bulk
 from .services.operations import job_cancel, job_delete, job_retry
+from .services.uniqueness import CREATED_OUTCOMES
 
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
@@ -94,14 +96,18 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         summary="Create a job",
         request=JobCreateSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: JobSerializer, **ERRORS(400, 401, 403, 422, 429)},
+        description="With a `unique` rule (or the task's default one) a duplicate of a job holding the key is "
+        'a 200 with that job and its `dedupe_outcome` (README "Unique jobs"); a new job is a 201.',
+        responses={201: JobCreatedSerializer, 200: JobCreatedSerializer, **ERRORS(400, 401, 403, 409, 422, 429)},
     )
     def create(self, request):
         key = self._idempotency_key()
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         job = job_create(owner=request.user, idempotency_key=key, **serializer.validated_data)
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+        created = getattr(job, "dedupe_outcome", None) in CREATED_OUTCOMES
+        answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(JobCreatedSerializer(job).data, status=answer)
 
     def perform_destroy(self, instance):
         job_delete(job_id=instance.id)
@@ -112,7 +118,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         "is the 400 (the others are not checked).",
         request=JobBulkCreateSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: JobSerializer(many=True), **ERRORS(400, 401, 403, 413, 422, 429)},
+        responses={201: JobCreatedSerializer(many=True), **ERRORS(400, 401, 403, 409, 413, 422, 429)},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
@@ -124,7 +130,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         serializer = JobBulkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         jobs = job_create_bulk(owner=request.user, items=serializer.validated_data["jobs"], idempotency_key=key)
-        return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
+        return Response(JobCreatedSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Cancel a job", request=None, responses={200: JobSerializer, **ERRORS(401, 403, 404, 409)})
     @action(detail=True, methods=["post"])

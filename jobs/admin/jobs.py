@@ -95,10 +95,13 @@ class JobAdmin(
         WorkerFilter,
         ConcurrencyKeyFilter,
         ArgumentFilter,
+        "unique_policy",
         "created_at",
     )
-    search_fields = ("name", "celery_task_name", "owner__username")
-    search_help_text = gettext_lazy("Name, task or owner's username (contains), or a complete job id.")
+    search_fields = ("name", "celery_task_name", "owner__username", "=unique_key")
+    search_help_text = gettext_lazy(
+        "Name, task or owner's username (contains), a complete unique key, or a complete job id."
+    )
     date_hierarchy = "created_at"
     list_select_related = ("owner",)
     list_per_page = 50
@@ -147,6 +150,10 @@ class JobAdmin(
                     ("cancel_requested_at_when", "cancelled_by"),
                 )
             },
+        ),
+        (
+            gettext_lazy("Unique key"),
+            {"classes": ("collapse",), "fields": ("unique_key", "unique_policy", "unique_held", "duplicates")},
         ),
         (
             gettext_lazy("Request"),

@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy
 from taskhub.errors import ApplicationError
 
 from ..catalog import CONCURRENCY_KEY_MAX, CONCURRENCY_LIMIT_MAX, CatalogEntry, catalog
-from ..models import JobPriority
+from ..models import JobPriority, UniquePolicy
 from ..parameters import describe_schema
 from ..services.creation import job_create
 
@@ -32,6 +32,10 @@ MAX_RETRIES_LIMIT = 20
 # Where the service's field names go in this form.
 _FORM_FIELD = {
     "celery_task_name": "task",
+    "unique.key": "unique_key",
+    "unique.policy": "unique_policy",
+    "unique.period": "unique_period",
+    "unique.max_wait": "unique_max_wait",
     "concurrency": "concurrency_key",
     "concurrency.key": "concurrency_key",
     "concurrency.limit": "concurrency_limit",
@@ -126,6 +130,24 @@ class JobSubmitForm(forms.Form):
         max_value=MAX_RETRIES_LIMIT,
         help_text=gettext_lazy("After a failure; empty: the task's retry policy."),
     )
+    unique_key = forms.CharField(
+        label=gettext_lazy("Unique key"),
+        max_length=255,
+        required=False,
+        help_text=gettext_lazy("A second job with this key is deduplicated (README “Unique jobs”)."),
+    )
+    unique_policy = forms.ChoiceField(
+        label=gettext_lazy("Unique policy"),
+        required=False,
+        choices=[("", gettext_lazy("no rule (the task's default)")), *UniquePolicy.choices],
+        help_text=gettext_lazy("Without a key, the key is derived from the task and its arguments."),
+    )
+    unique_period = forms.FloatField(
+        label=gettext_lazy("Unique period (s)"), required=False, help_text=gettext_lazy("throttle, debounce.")
+    )
+    unique_max_wait = forms.FloatField(
+        label=gettext_lazy("Unique max wait (s)"), required=False, help_text=gettext_lazy("debounce.")
+    )
     concurrency_key = forms.CharField(
         label=gettext_lazy("Concurrency key"),
         max_length=CONCURRENCY_KEY_MAX,
@@ -156,10 +178,21 @@ class JobSubmitForm(forms.Form):
             "kwargs": data["kwargs"],
             "priority": data["priority"] or None,
             "max_retries": data["max_retries"],
+            "unique": self.unique_rule(),
             "concurrency": {"key": data["concurrency_key"], "limit": data["concurrency_limit"] or 1}
             if data["concurrency_key"]
             else None,
         }
+
+    def unique_rule(self) -> dict[str, Any] | None:
+        """The API's ``unique`` object from the unique_* fields; None when none is filled in."""
+        data = self.cleaned_data
+        rule = {
+            name: data[f"unique_{name}"]
+            for name in ("key", "policy", "period", "max_wait")
+            if data.get(f"unique_{name}") not in (None, "")
+        }
+        return rule or None
 
     def clean(self):
         data = super().clean()
@@ -235,6 +268,11 @@ class JobSubmission:
             else:
                 form.add_service_error(exc)
             return None
+        outcome = getattr(job, "dedupe_outcome", None)
+        if outcome not in (None, "cancelled_running"):
+            note = _("Not submitted: job “%(name)s” holds the unique key %(key)s (%(outcome)s).")
+            self.message_user(request, note % {"name": job.name, "key": job.unique_key, "outcome": outcome})
+            return self._redirect_to_job(job.pk)
         self.log_addition(request, job, [{"added": {}}])
         self.message_user(request, _("Job “%(name)s” submitted.") % {"name": job.name}, messages.SUCCESS)
         return self._redirect_to_job(job.pk)

@@ -15,11 +15,14 @@ from .jobs import (  # noqa: F401
     PRIORITY_QUEUES,
     RETRY_EVENT_KINDS,
     TERMINAL_STATUSES,
+    UNIQUE_HELD_WHILE,
     Job,
     JobEvent,
     JobEventKind,
     JobPriority,
     JobStatus,
+    UniquePolicy,
+    unique_policies_holding,
 )
 from .observability import (  # noqa: F401
     METRIC_BUCKETS,

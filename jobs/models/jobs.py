@@ -29,6 +29,38 @@ MANUAL_RETRY_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED, JobStatus.EXPIRED)
 DEAD_JOBS = Q(status=JobStatus.FAILED, attempts__gte=models.F("max_retries"))
 
 
+# --- Uniqueness rules (issue 21; jobs/services/uniqueness.py) ---
+class UniquePolicy(models.TextChoices):
+    """What a second create with the same unique key does (README "Unique jobs")."""
+
+    REJECT = "reject", "Reject"
+    REJECT_PENDING = "reject_pending", "Reject while pending"
+    THROTTLE = "throttle", "Throttle"
+    REPLACE = "replace", "Replace"
+    DEBOUNCE = "debounce", "Debounce"
+    KEEP_LATEST = "keep_latest", "Keep latest"
+    CANCEL_RUNNING = "cancel_running", "Cancel running"
+
+
+# The statuses in which each policy's job holds its key (``Job.unique_held``): the door clears the
+# flag in the statement of the transition that leaves them, never on a timer. Throttle holds it in
+# any status; a newer create takes it over once ``period`` has passed (uniqueness.py).
+UNIQUE_HELD_WHILE = {
+    UniquePolicy.REJECT: (JobStatus.PENDING, JobStatus.RUNNING),
+    UniquePolicy.REJECT_PENDING: (JobStatus.PENDING,),
+    UniquePolicy.THROTTLE: tuple(JobStatus.values),
+    UniquePolicy.REPLACE: (JobStatus.PENDING,),
+    UniquePolicy.DEBOUNCE: (JobStatus.PENDING,),
+    UniquePolicy.KEEP_LATEST: (JobStatus.PENDING, JobStatus.RUNNING),
+    UniquePolicy.CANCEL_RUNNING: (JobStatus.PENDING, JobStatus.RUNNING),
+}
+
+
+def unique_policies_holding(status: str) -> list[str]:
+    """The policies whose jobs keep their key in ``status``."""
+    return [policy.value for policy, held in UNIQUE_HELD_WHILE.items() if status in held]
+
+
 class JobPriority(models.TextChoices):
     URGENT = "urgent", "Urgent"
     HIGH = "high", "High"
@@ -100,6 +132,17 @@ class Job(models.Model):
     scheduled_for = models.DateTimeField(
         null=True, blank=True, help_text="The schedule's slot this job was fired for: one job per slot."
     )
+    # --- Uniqueness rules (issue 21) ---
+    # NULL when absent (the unique index ignores it); per owner: one user's key never meets another's.
+    unique_key = models.CharField(max_length=255, null=True, blank=True, help_text="The job's unique key.")  # noqa: DJ001
+    unique_policy = models.CharField(max_length=20, blank=True, default="", choices=UniquePolicy.choices)
+    unique_held = models.BooleanField(
+        default=False, help_text="Whether this job holds its key now (cleared by the transition that releases it)."
+    )
+    duplicates = models.PositiveIntegerField(default=0, help_text="Creates deduplicated into this job.")
+    unique_follow_up = models.JSONField(
+        null=True, blank=True, help_text="keep_latest: the latest request that arrived while it ran."
+    )
     # --- Concurrency keys (README "Concurrency keys", jobs/services/concurrency.py): at most
     # concurrency_limit running jobs with the same concurrency_key; NULL, not "", when absent.
     concurrency_key = models.CharField(  # noqa: DJ001
@@ -135,6 +178,12 @@ class Job(models.Model):
                 fields=("owner", "idempotency_key"),
                 condition=Q(idempotency_key__isnull=False),
                 name="job_owner_idempotency_key_unique",
+            ),
+            # Uniqueness rules: at most one holder of a key per owner (ON CONFLICT's arbiter).
+            models.UniqueConstraint(
+                fields=("owner", "unique_key"),
+                condition=Q(unique_key__isnull=False, unique_held=True),
+                name="job_unique_key_held",
             ),
             # A second beat started by mistake cannot fire a schedule twice for one slot.
             models.UniqueConstraint(
@@ -191,6 +240,12 @@ class Job(models.Model):
                 condition=Q(status__in=ACTIVE_STATUSES),
                 name="job_active_queue_task",
             ),
+            # The list's ?unique_key= filter.
+            models.Index(
+                fields=("unique_key", "-created_at", "-id"),
+                condition=Q(unique_key__isnull=False),
+                name="job_unique_key_created",
+            ),
             # Concurrency keys: the start's count of a key's running jobs (only keyed running jobs are in
             # it: tiny), and the list's ?concurrency_key= / the release of a key's waiting jobs.
             models.Index(
@@ -231,6 +286,7 @@ class JobEventKind(models.TextChoices):
     FAIR_SHARE = "fair_share", "Waiting for its owner's share of the workers"
     EXPIRED = "expired", "Expired: not started by its deadline"
     PROMOTED = "promoted", "Promoted: waited too long on its queue"
+    DEDUPLICATED = "deduplicated", "Deduplicated"
     CONCURRENCY = "concurrency", "Waiting for its concurrency key"
 
 

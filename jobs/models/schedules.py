@@ -26,6 +26,9 @@ class JobSchedule(models.Model):
     expires_in = models.PositiveIntegerField(
         null=True, blank=True, help_text="Each job's deadline, in seconds from its firing; empty: none."
     )
+    # Each firing's uniqueness rule (jobs/unique.py), e.g. {"policy": "reject"}: skip a firing while
+    # the last one is still pending or running.
+    unique = models.JSONField(null=True, blank=True, help_text='Each job\'s uniqueness rule (README "Unique jobs").')
     # Each job's concurrency key (README "Concurrency keys"): NULL, the task's own rule if any.
     concurrency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)

@@ -93,6 +93,7 @@ def _create(periodic_task: PeriodicTask, schedule: JobSchedule, *, slot: datetim
         kwargs=json.loads(periodic_task.kwargs or "{}"),
         priority=schedule.priority,
         expires_in=schedule.expires_in,  # the deadline counts from this firing
+        unique=schedule.unique,
         # The schedule's own rule; without one, the task's (job_build_spec).
         concurrency={"key": schedule.concurrency_key, "limit": schedule.concurrency_limit}
         if schedule.concurrency_key is not None
@@ -122,6 +123,9 @@ def job_schedule_fire(*, periodic_task_id: int, last_run_at: datetime, fired_at:
         if not taken.exists():
             raise
         return Firing(periodic_task_id, slot=slot, skipped="slot already fired")
+    if job.dedupe_outcome not in (None, "cancelled_running"):
+        # The schedule's rule: e.g. the last firing's job still runs, so this one is skipped.
+        return Firing(periodic_task_id, slot=slot, job=job, skipped=f"deduplicated ({job.dedupe_outcome})")
     return Firing(periodic_task_id, slot=slot, job=job)
 
 

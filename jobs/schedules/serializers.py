@@ -11,7 +11,7 @@ from taskhub.errors import flat_fields
 from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
 from ..models import JobPriority
-from ..serializers import ConcurrencyField, ConcurrencyRuleSerializer
+from ..serializers import ConcurrencyField, ConcurrencyRuleSerializer, UniqueRuleSerializer
 from ..services.creation import MAX_EXPIRES_IN
 from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, display_name
 from .services import INTERVAL_PERIODS
@@ -55,6 +55,9 @@ class ScheduleSerializer(serializers.Serializer):
     args = JSONTextField(read_only=True)
     kwargs = JSONTextField(read_only=True)
     priority = serializers.CharField(source="job_schedule.priority", read_only=True)
+    unique = serializers.JSONField(
+        source="job_schedule.unique", read_only=True, allow_null=True, help_text="Each job's uniqueness rule."
+    )
     concurrency = serializers.SerializerMethodField(help_text="Each job's concurrency key and limit; null: none.")
     interval = IntervalSerializer(read_only=True, allow_null=True)
     crontab = CrontabSerializer(read_only=True, allow_null=True)
@@ -106,6 +109,12 @@ class ScheduleWriteSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers
         required=False,
         error_messages={"invalid_choice": f'"{{input}}" is not a priority. Allowed: {", ".join(JobPriority.values)}.'},
         help_text="Each job's priority; defaults to the task's.",
+    )
+    unique = UniqueRuleSerializer(
+        required=False,
+        allow_null=True,
+        help_text='Each job\'s uniqueness rule: {"policy": "reject"} skips a firing while the last job is '
+        'pending or running (README "Unique jobs").',
     )
     concurrency = ConcurrencyField(
         help_text='Each job\'s concurrency key, {"key": ..., "limit": ...}: e.g. limit 1 skips no firing but runs '

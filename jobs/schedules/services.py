@@ -31,6 +31,7 @@ from taskhub.errors import ApplicationError, InvalidInput, NotFound
 
 from ..models import JobSchedule
 from ..services.creation import JobSpec, job_build_spec, job_deadline
+from ..unique import unique_rule
 from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, internal_name, is_reserved_name
 
 INTERVAL_PERIODS = ("days", "hours", "minutes", "seconds")
@@ -64,6 +65,7 @@ class ScheduleRequest(TypedDict, total=False):
     one_off: bool
     description: str
     expires_in: int | None
+    unique: dict | None
 
 
 class ScheduleLimitReached(ApplicationError):
@@ -86,13 +88,27 @@ def is_system_task(name: str) -> bool:
 
 
 def job_schedule_check(
-    *, owner: User, task: str, args: Any, kwargs: Any, priority: str | None, concurrency: Any = None
+    *,
+    owner: User,
+    task: str,
+    args: Any,
+    kwargs: Any,
+    priority: str | None,
+    unique: dict | None = None,
+    concurrency: Any = None,
 ) -> JobSpec:
-    """The task, arguments, priority and concurrency rule checked as a job's would be; errors name
-    ``task``, not ``celery_task_name``. Tasks outside the catalog (maintenance tasks too) are refused."""
+    """The task, arguments, priority, uniqueness rule and concurrency rule checked as a job's would be;
+    errors name ``task``, not ``celery_task_name``. Tasks outside the catalog (maintenance tasks too)
+    are refused."""
     try:
         return job_build_spec(
-            owner=owner, celery_task_name=task, args=args, kwargs=kwargs, priority=priority, concurrency=concurrency
+            owner=owner,
+            celery_task_name=task,
+            args=args,
+            kwargs=kwargs,
+            priority=priority,
+            unique=unique,
+            concurrency=concurrency,
         )
     except ApplicationError as exc:
         if "celery_task_name" not in exc.fields:
@@ -235,6 +251,7 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
         args=request.get("args"),
         kwargs=request.get("kwargs"),
         priority=request.get("priority"),
+        unique=request.get("unique"),
         concurrency=request.get("concurrency"),
     )
     name = job_schedule_check_name(request.get("name"), owner=owner)
@@ -263,9 +280,15 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
             owner=owner,
             priority=spec.priority,
             expires_in=expires_in,
+            unique=_rule(request.get("unique")),
             **_concurrency_row(request, spec),
         )
     return periodic_task
+
+
+def _rule(unique: dict | None) -> dict | None:
+    """A checked rule as stored (its explicit fields); None: the task's default, if any."""
+    return None if unique is None else unique_rule(unique).as_dict()
 
 
 def _locked(periodic_task_id: int) -> PeriodicTask:
@@ -291,6 +314,7 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
         args=changes["args"] if "args" in changes else json.loads(periodic_task.args or "[]"),
         kwargs=changes["kwargs"] if "kwargs" in changes else json.loads(periodic_task.kwargs or "{}"),
         priority=changes["priority"] if "priority" in changes else schedule.priority,
+        unique=changes["unique"] if "unique" in changes else schedule.unique,
         concurrency=changes["concurrency"] if "concurrency" in changes else schedule_concurrency(schedule),
     )
     if "name" in changes:
@@ -320,6 +344,9 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
     if "expires_in" in changes:
         schedule.expires_in = _check_expires_in(changes["expires_in"])
         update.append("expires_in")
+    if "unique" in changes:
+        schedule.unique = _rule(changes["unique"])
+        update.append("unique")
     if "concurrency" in changes:
         for field, value in _concurrency_row(changes, spec).items():
             setattr(schedule, field, value)

@@ -33,7 +33,17 @@ from django.db.models.sql import UpdateQuery
 
 from accounts.models import User
 
-from ..models import Job, JobEvent, JobEventKind, JobStatus, Workflow, WorkflowDependency, WorkflowStatus
+from ..models import (
+    Job,
+    JobEvent,
+    JobEventKind,
+    JobStatus,
+    UniquePolicy,
+    Workflow,
+    WorkflowDependency,
+    WorkflowStatus,
+    unique_policies_holding,
+)
 from .gates import queue_not_paused
 
 JOB, EVENT, USER = Job._meta.db_table, JobEvent._meta.db_table, User._meta.db_table
@@ -44,6 +54,7 @@ STARTED_FIELDS = (
     "owner_id",
     "started_at",
     "heartbeat_at",
+    "unique_key",
     "concurrency_key",
     "concurrency_limit",
 )
@@ -75,6 +86,14 @@ def _line(kind: str, from_status: str, to_status: str) -> str:
     return f'line AS (INSERT INTO "{EVENT}" ({_LINE_COLUMNS}) SELECT {", ".join(values.values())} FROM changed)'
 
 
+def _held_in(status: str) -> str:
+    """SQL of ``unique_held`` after a move to ``status`` (``_state._releasing``, written once here)."""
+    keeping = ", ".join(f"'{policy}'" for policy in unique_policies_holding(status))
+    return f'"unique_held" = ("{JOB}"."unique_held" AND "{JOB}"."unique_policy" IN ({keeping}))'
+
+
+# A debounced job starts at its run_at, never early: its start was moved later, and the messages
+# sent for the earlier times arrive before it (the last one sent is on time).
 # --- workflows: a step starts only once its parents have succeeded (parents_remaining 0), and its workflow is
 # running from its first start; a step's success decrements its children's parents_remaining, in the same statement
 # (so exactly once per parent: the success is fenced on attempts), and counts in its workflow; the children at 0 are
@@ -105,9 +124,10 @@ _START = f"""
 WITH changed AS (
     UPDATE "{JOB}" SET "status" = '{JobStatus.RUNNING}', "started_at" = STATEMENT_TIMESTAMP(),
         "heartbeat_at" = STATEMENT_TIMESTAMP(), "worker" = %(worker)s, "finished_at" = NULL,
-        "concurrency_waiting_since" = NULL
+        "concurrency_waiting_since" = NULL, {_held_in(JobStatus.RUNNING)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.PENDING}'
-        AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP() + %(early)s)
+        AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP()
+            + CASE WHEN "{JOB}"."unique_policy" = '{UniquePolicy.DEBOUNCE}' THEN INTERVAL '0' ELSE %(early)s END)
         AND ("{JOB}"."expires_at" IS NULL OR "{JOB}"."expires_at" > STATEMENT_TIMESTAMP())
         {{fence}}
         AND {queue_not_paused().sql} AND "{JOB}"."parents_remaining" = 0
@@ -128,12 +148,14 @@ _SUCCEED = f"""
 WITH changed AS (
     UPDATE "{JOB}" SET "status" = '{JobStatus.SUCCEEDED}', "finished_at" = %(at)s, "heartbeat_at" = %(at)s,
         "progress" = 100, "progress_meta" = COALESCE(%(meta)s, "progress_meta"), "result" = %(result)s,
-        "error" = '', "error_type" = '', "traceback" = ''
+        "error" = '', "error_type" = '', "traceback" = '', {_held_in(JobStatus.SUCCEEDED)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
-    RETURNING "{JOB}"."id", "{JOB}"."workflow_id", "{JOB}"."concurrency_key"
+    RETURNING "{JOB}"."id", "{JOB}"."workflow_id", "{JOB}"."concurrency_key",
+        "{JOB}"."unique_follow_up" IS NOT NULL AS "follow_up"
 ), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)},
 {_WORKFLOW_RELEASE}
-SELECT changed.concurrency_key, (SELECT array_agg(released.id) FROM released WHERE released.parents_remaining = 0)
+SELECT changed.concurrency_key, (SELECT array_agg(released.id) FROM released WHERE released.parents_remaining = 0),
+    changed.follow_up
 FROM changed
 """
 
@@ -171,6 +193,41 @@ def insert(job: Job, line: JobEvent) -> None:
     with _cursor() as cursor:
         cursor.execute(_INSERT, params)
     job._state.adding, job._state.db = False, connection.alias
+
+
+# What a keyed create learns of the job that holds its key.
+HOLDER_FIELDS = ("id", "status", "created_at", "run_at", "unique_policy", "cancel_requested_at")
+_CONFLICT = f"""
+WITH job AS (
+    INSERT INTO "{JOB}" AS held ({", ".join(f'"{field.column}"' for field in _JOB_FIELDS)})
+    VALUES ({", ".join(["%s"] * len(_JOB_FIELDS))})
+    ON CONFLICT ("owner_id", "unique_key") WHERE "unique_key" IS NOT NULL AND "unique_held"
+    DO UPDATE SET "unique_held" = held."unique_held"
+    RETURNING (held.xmax = 0) AS inserted, {", ".join(f'held."{name}"' for name in HOLDER_FIELDS)}
+), line AS (
+    INSERT INTO "{EVENT}" ({", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)})
+    SELECT {", ".join(f"CAST(%s AS {{{field.attname}}})" for field in _EVENT_FIELDS)} FROM job WHERE job.inserted
+)
+SELECT * FROM job
+"""
+
+
+def insert_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
+    """``insert`` for a job with a unique key: written, and None, unless another job of its owner
+    holds the key; then nothing is written and the holder's ``HOLDER_FIELDS`` come back, its row
+    locked (``DO UPDATE`` of nothing) until the transaction ends. One statement: concurrent creates
+    of one key queue on the index entry, never both insert."""
+    connection = connections["default"]
+    params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _JOB_FIELDS]
+    params += [field.get_db_prep_save(field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
+    types = {field.attname: field.cast_db_type(connection) for field in _EVENT_FIELDS}
+    with _cursor() as cursor:
+        cursor.execute(_CONFLICT.format(**types), params)
+        row = cursor.fetchone()
+    if row[0]:
+        job._state.adding, job._state.db = False, connection.alias
+        return None
+    return dict(zip(HOLDER_FIELDS, row[1:], strict=True))
 
 
 @contextlib.contextmanager
@@ -249,8 +306,9 @@ def succeed(
 ) -> dict[str, Any] | None:
     """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
     its ``succeeded`` line; a workflow step's children released (``_WORKFLOW_RELEASE``). None when it
-    matched nothing, else the row's ``concurrency_key`` (the door frees it) and ``released``: the ids
-    of the children whose last parent this was."""
+    matched nothing, else the row's ``concurrency_key`` (the door frees it), ``released``: the ids of
+    the children whose last parent this was, and ``follow_up``: whether the job carries a follow-up
+    request (keep_latest)."""
     connection = connections["default"]
     params = {
         "id": job_id,
@@ -263,7 +321,9 @@ def succeed(
     with _cursor() as cursor:
         cursor.execute(_SUCCEED, params)
         row = cursor.fetchone()
-    return None if row is None else {"concurrency_key": row[0], "released": list(row[1] or [])}
+    if row is None:
+        return None
+    return {"concurrency_key": row[0], "released": list(row[1] or []), "follow_up": bool(row[2])}
 
 
 def stamp_started(job_id) -> datetime | None:

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -30,7 +30,16 @@ from accounts.models import User
 from taskhub.errors import ApplicationError, Conflict, NotFound
 
 from ..live import job_changed, jobs_changed
-from ..models import Job, JobEvent, JobEventKind, JobStatus
+from ..models import (
+    PRIORITY_QUEUES,
+    TERMINAL_STATUSES,
+    Job,
+    JobEvent,
+    JobEventKind,
+    JobStatus,
+    UniquePolicy,
+    unique_policies_holding,
+)
 from . import _sql, _steps
 from .concurrency import release_after_commit
 from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
@@ -107,16 +116,40 @@ def _transition(job_id, sources, changes, event, where, send, returning):
     query = Job.objects.filter(id=job_id, status__in=list(sources))
     if where is not None:
         query = query.filter(where)
+    changes = _releasing(changes)
+    # A finished keep_latest job may carry the latest request that arrived while it ran.
+    finishing = changes.get("status") in TERMINAL_STATUSES and "unique_follow_up" not in returning
+    asked = [*returning, "unique_follow_up"] if finishing else list(returning)
     if event is not None and _sql.available(query.db) and _sql.can_return(query.db):
-        matched = _sql.update_with_event(query, changes, returning, event)
+        matched = _sql.update_with_event(query, changes, asked, event)
         _after([job_id], matched, send)
-        return matched if returning else bool(matched)
-    with transaction.atomic():
-        matched = _update_returning(query, changes, returning) if returning else query.update(**changes)
-        if matched and event is not None:
-            event.save()
-        _after([job_id], matched, send)
-    return matched if returning else bool(matched)
+    else:
+        with transaction.atomic():
+            matched = _update_returning(query, changes, asked) if asked else query.update(**changes)
+            if matched and event is not None:
+                event.save()
+            _after([job_id], matched, send)
+    if finishing and matched and matched.get("unique_follow_up"):
+        follow_up(job_id)
+    if not returning:
+        return bool(matched)
+    return {name: matched[name] for name in returning} if matched else matched
+
+
+def _releasing(changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` plus the release of the job's unique key when they leave the statuses in which
+    its policy holds it (``UNIQUE_HELD_WHILE``), or request its cancel (the cancel_running policy's
+    newer job takes the key at once): in the transition's own statement, so a key is released by
+    the job's transitions only, never by a timer. Throttle holds its key in every status."""
+    status = changes.get("status")
+    if isinstance(status, str):
+        keeping = unique_policies_holding(status)
+    elif changes.get("cancel_requested_at") is not None:
+        keeping = [UniquePolicy.THROTTLE.value]
+    else:
+        return changes
+    held = Case(When(unique_policy__in=keeping, then=F("unique_held")), default=Value(False))
+    return {**changes, "unique_held": held}
 
 
 # --- workflows: the door's part for a step's end (jobs/services/_steps.py) ---
@@ -331,13 +364,144 @@ def create(jobs: Sequence[Job], lines: Sequence[JobEvent]) -> None:
     else:
         Job.objects.bulk_create(jobs)
         JobEvent.objects.bulk_create(lines)
-    written = list(jobs)
-    if in_transaction:
+    _sent(list(jobs), lock if in_transaction else None)
+
+
+def _sent(written: list[Job], lock: int | None) -> None:
+    """New rows' messages (before the commit with the creator's ``lock``, else after it) and their publish."""
+    if lock is not None:
         job_dispatch_in_transaction(jobs=written, creator_lock=lock)
     else:
         transaction.on_commit(lambda: job_dispatch(jobs=written))
     # List streams show a new job at once, not only when it starts.
     _after([job.id for job in written], True, send=False)
+
+
+# What a create learns of the job holding the key it asked for (uniqueness.py decides from it).
+HOLDER_FIELDS = _sql.HOLDER_FIELDS
+
+
+def create_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
+    """(new) -> pending for a job with a unique key, inside the caller's transaction: written and
+    sent as ``create`` does, unless another job of its owner holds the key. Then nothing is
+    written and the holder's ``HOLDER_FIELDS`` come back, its row locked for the transaction.
+
+    PostgreSQL: one ``INSERT … ON CONFLICT (owner, unique_key) WHERE held DO UPDATE … RETURNING``
+    (with the ``created`` line only when inserted): no window between looking and writing,
+    whatever the number of concurrent creates. SQLite: the insert in a savepoint; a conflict reads
+    the holder (SQLite's write lock, taken by the failed insert, is held to the commit)."""
+    lock = None
+    if _sql.available() and _sql.outermost_transaction():
+        now = timezone.now()
+        for ready in sendable([job], now=now):
+            ready.dispatched_at = now
+        lock = _sql.creator_lock()
+    if _sql.available():
+        holder = _sql.insert_unique(job, line)
+    else:
+        try:
+            with transaction.atomic():
+                job.save(force_insert=True)
+                line.save()
+            holder = None
+        except IntegrityError:
+            holder = (
+                Job.objects.filter(owner_id=job.owner_id, unique_key=job.unique_key, unique_held=True)
+                .values(*HOLDER_FIELDS)
+                .first()
+            )
+            if holder is None:
+                raise
+    if holder is not None:
+        job.dispatched_at = None
+        return holder
+    _sent([job], lock)
+    return None
+
+
+def deduplicate(
+    job_id,
+    *,
+    status: str,
+    changes: dict[str, Any],
+    actor: User | None,
+    actor_label: str = "",
+    message: str,
+    send: bool = False,
+) -> bool:
+    """A create deduplicated into the job ``job_id`` (locked by ``create_unique``, still ``status``):
+    its count, the policy's ``changes`` (new arguments, a later start, a stored request), and its
+    one "deduplicated" timeline line, updated in place (a flood of duplicates writes one line).
+    ``send``: its start moved, send its message again after commit (the old one comes too early)."""
+    with transaction.atomic():
+        done = Job.objects.filter(id=job_id, status=status).update(duplicates=F("duplicates") + 1, **changes)
+        if not done:
+            return False
+        line = event(job_id, JobEventKind.DEDUPLICATED, actor=actor, actor_label=actor_label, message=message)
+        kept = JobEvent.objects.filter(job_id=job_id, kind=JobEventKind.DEDUPLICATED).update(
+            at=line.at, actor=line.actor, actor_label=line.actor_label, message=line.message
+        )
+        if not kept:
+            line.save()
+        _after([job_id], True, send)
+    return True
+
+
+def release_unique(job_id, *, message: str) -> bool:
+    """A throttled key whose period has passed: its old holder (any status) lets it go, for the
+    create that takes it over in the same transaction."""
+    return transition(
+        job_id,
+        sources=list(JobStatus.values),
+        where=Q(unique_held=True),
+        changes={"unique_held": False},
+        event=event(job_id, JobEventKind.DEDUPLICATED, actor_label="uniqueness", message=message),
+    )
+
+
+def follow_up(job_id) -> Job | None:
+    """keep_latest: a finished job's stored latest request becomes one new job with its key, once
+    (the request is claimed under the row's lock). When a newer job holds the key already, that
+    newer request wins and nothing is created."""
+    with transaction.atomic():
+        row = Job.objects.select_for_update().filter(id=job_id, unique_follow_up__isnull=False).first()
+        if row is None or row.status not in TERMINAL_STATUSES:
+            return None
+        request = row.unique_follow_up
+        Job.objects.filter(id=job_id).update(unique_follow_up=None)
+        now = timezone.now()
+        priority = request.get("priority") or row.priority
+        job = Job(
+            owner_id=row.owner_id,
+            name=row.name,
+            task_type=row.task_type,
+            celery_task_name=row.celery_task_name,
+            args=request["args"],
+            kwargs=request["kwargs"],
+            priority=priority,
+            queue=PRIORITY_QUEUES[priority],
+            max_retries=row.max_retries,
+            created_at=now,
+            unique_key=row.unique_key,
+            unique_policy=row.unique_policy,
+            unique_held=True,
+            # The finished job's concurrency key goes on: a duplicate changes a job's arguments and
+            # priority, never its key (replace and debounce keep the holder's too).
+            concurrency_key=row.concurrency_key,
+            concurrency_limit=row.concurrency_limit,
+        )
+        line = event(
+            job.id,
+            JobEventKind.CREATED,
+            to_status=PENDING,
+            actor_label=request.get("by_label") or "system",
+            at=now,
+            message=f"Created as the follow-up of job {job_id} (keep_latest) on queue {job.queue}.",
+        )
+        line.actor_id = request.get("by")
+        if create_unique(job, line) is not None:
+            return None
+    return job
 
 
 # How long a worker waits for the transaction that created a job it has a message for (publishing
@@ -368,7 +532,8 @@ def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any]
         _after([job_id], started, send=False)
         return started
     # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
-    due = Q(run_at__isnull=True) | Q(run_at__lte=Now() + early)
+    # A debounced job starts at its run_at, never early (_sql._START).
+    due = Q(run_at__isnull=True) | Q(run_at__lte=Now()) | (Q(run_at__lte=Now() + early) & ~Q(unique_policy="debounce"))
     alive = Q(expires_at__isnull=True) | Q(expires_at__gt=Now())
     fence = Q() if attempts is None else Q(attempts=attempts)
     with transaction.atomic():
@@ -413,13 +578,15 @@ def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: d
     run's last report, when given), with its ``succeeded`` line. Whether it matched."""
     if _sql.available():
         at, label = timezone.now(), worker_label(worker)
-        released = _sql.succeed(
+        done = _sql.succeed(
             job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
         )
-        _after([job_id], released is not None, send=False)
-        if released is not None:
-            _steps.send_released(released["released"])  # workflows: the children whose last parent this was
-        return _left_running(released)
+        _after([job_id], done is not None, send=False)
+        if done is not None:
+            _steps.send_released(done["released"])  # workflows: the children whose last parent this was
+            if done["follow_up"]:
+                follow_up(job_id)
+        return _left_running(done)
     held = {} if progress_meta is None else {"progress_meta": progress_meta}
     with transaction.atomic():
         done = _succeed_orm(job_id, attempts, result, worker, held)

@@ -24,10 +24,12 @@ from taskhub.errors import ApplicationError, InvalidInput
 
 from ..catalog import CatalogEntry, Concurrency, catalog
 from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
+from ..unique import UniqueRule, unique_rule
 from . import _state
 from ._json import json_problem, json_size
 from ._quotas import check_quota
 from ._state import event
+from .uniqueness import write_unique
 
 # Urgent jobs overtake everyone's: asking for it is a right (jobs.models.Job's permissions).
 URGENT_PERMISSION = "jobs.submit_urgent"
@@ -46,6 +48,8 @@ class JobRequest(TypedDict, total=False):
     run_at: datetime | None
     expires_at: datetime | None
     expires_in: int | float | None
+    # A uniqueness rule (``jobs.unique``): a request's object, or the task's default when absent.
+    unique: dict | UniqueRule | None
     concurrency: dict | Concurrency | None  # {"key": ..., "limit": ...}; the task's default when absent
 
 
@@ -63,6 +67,8 @@ class JobSpec:
     run_at: datetime | None
     expires_at: datetime | None = None
     expires_in: int | float | None = None  # as asked (the fingerprint's)
+    unique: UniqueRule | None = None
+    unique_key: str | None = None
     concurrency: Concurrency | None = None
 
     def fingerprint(self) -> str:
@@ -74,6 +80,8 @@ class JobSpec:
             fields["expires_in"] = self.expires_in
         elif self.expires_at is not None:
             fields["expires_at"] = self.expires_at
+        if self.unique is not None:  # absent otherwise, as the deadline and the concurrency rule
+            fields["unique"] = self.unique.as_dict()
         if self.concurrency is not None:  # absent otherwise: fingerprints stored before keys existed still match
             fields["concurrency"] = dataclasses.asdict(self.concurrency)
         data = {"task": self.entry.name, **fields}
@@ -94,6 +102,7 @@ class JobSpec:
             run_at=self.run_at,
             expires_at=self.expires_at,
             created_at=now,
+            unique_key=self.unique_key,
             concurrency_key=self.concurrency and self.concurrency.key,
             concurrency_limit=self.concurrency and self.concurrency.limit,
         )
@@ -140,6 +149,7 @@ def job_build_spec(
     expires_at = job_deadline(
         expires_at=request.get("expires_at"), expires_in=request.get("expires_in"), run_at=request.get("run_at")
     )
+    rule = unique_rule(request["unique"]) if request.get("unique") is not None else entry.unique
     concurrency = Concurrency.parse(request.get("concurrency"))
     if concurrency is None and entry.concurrency is not None:
         concurrency = entry.concurrency.render({**kwargs, **entry.parameters.bind(args, kwargs)})
@@ -154,6 +164,8 @@ def job_build_spec(
         run_at=request.get("run_at"),
         expires_at=expires_at,
         expires_in=request.get("expires_in"),
+        unique=rule,
+        unique_key=rule.key_for(entry.name, args, kwargs) if rule else None,
         concurrency=concurrency,
     )
 
@@ -232,6 +244,10 @@ def job_create(
     ``idempotency_key``, the same key and request return the first job; the same key with a
     different request is refused. ``schedule_id`` and ``scheduled_for`` link a schedule's job
     to its periodic task and slot (one job per slot: a second one raises IntegrityError).
+
+    With a uniqueness rule (``unique``, or the task's default) the answer may be the job that holds
+    the key instead (``uniqueness.write_unique``); ``dedupe_outcome`` says what the request did to
+    it (None: a new job).
     """
     spec = job_build_spec(owner=owner, by_application=by_application, **request)
     fingerprint = spec.fingerprint() if idempotency_key else ""
@@ -242,10 +258,15 @@ def job_create(
     job = spec.build(owner=owner, now=timezone.now())
     job.idempotency_key, job.request_fingerprint = idempotency_key, fingerprint
     job.schedule_id, job.scheduled_for = schedule_id, scheduled_for
+    job.dedupe_outcome = None
+    line = created_event(job, how=" by a schedule" if schedule_id else "")
     try:
         with transaction.atomic():
             check_quota(owner, count=1, now=job.created_at)
-            _state.create([job], [created_event(job, how=" by a schedule" if schedule_id else "")])
+            if spec.unique is None:
+                _state.create([job], [line])
+            else:
+                job = write_unique(job, line, spec.unique, by=owner)
     except IntegrityError:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
         if existing is None:
@@ -301,10 +322,21 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
     jobs = [spec.build(owner=owner, now=now + timedelta(microseconds=index)) for index, spec in enumerate(specs)]
     for job, key in zip(jobs, keys, strict=False):
         job.idempotency_key, job.request_fingerprint = key, fingerprint
+    plain = [job for job, spec in zip(jobs, specs, strict=True) if spec.unique is None]
+    # Keyed jobs one statement each, in key order: overlapping bulk requests lock keys in one order.
+    keyed = sorted(
+        ((index, job, spec.unique) for index, (job, spec) in enumerate(zip(jobs, specs, strict=True)) if spec.unique),
+        key=lambda item: (item[1].unique_key, item[0]),
+    )
+    for job in jobs:
+        job.dedupe_outcome = None
     try:
         with transaction.atomic():
             check_quota(owner, count=len(jobs), now=now)
-            _state.create(jobs, [created_event(job, how=" (bulk)") for job in jobs])
+            if plain:
+                _state.create(plain, [created_event(job, how=" (bulk)") for job in plain])
+            for index, job, rule in keyed:
+                jobs[index] = write_unique(job, created_event(job, how=" (bulk)"), rule, by=owner)
     except IntegrityError:
         if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
             raise

@@ -335,6 +335,9 @@ class JobTask(Task):
                 "Job %s is not pending, not due yet or of another attempt (a cancel, a duplicate): skipped.", job_id
             )
             raise Ignore()
+        if job.unique_key:
+            # A replace or debounce may have changed the arguments after this message was sent.
+            args, kwargs = job.args, job.kwargs
         run = JobRun(job=job, entry=catalog.get(self.name), worker=worker)
         self.request.job_run = run
         run.start()

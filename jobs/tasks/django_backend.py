@@ -41,6 +41,7 @@ from ..models import TERMINAL_STATUSES, Job, JobEventKind, JobPriority, JobStatu
 from ..redaction import strip_server_paths
 from ..selectors import job_standard_history
 from ..services.creation import job_create
+from ..unique import unique_rule
 from .standard_api import (
     DEFAULT_TASK_QUEUE_NAME,
     BaseTaskBackend,
@@ -111,6 +112,23 @@ def owned_by(user: User) -> Iterator[None]:
         yield
     finally:
         _owner.reset(token)
+
+
+_unique: contextvars.ContextVar[dict | None] = contextvars.ContextVar("taskhub_tasks_unique", default=None)
+
+
+@contextlib.contextmanager
+def unique(rule: dict[str, Any]) -> Iterator[None]:
+    """``with unique({"key": "sync-42", "policy": "debounce", "period": 2}): sync.enqueue(...)``: the
+    jobs enqueued inside carry this uniqueness rule (README "Unique jobs"); a duplicate's
+    ``enqueue`` returns the result of the job holding the key. Without ``key`` the key is derived
+    from the function's path and its args and kwargs (or the kwargs named in ``kwargs``). A bad rule
+    raises InvalidInput naming the field at the ``enqueue``."""
+    token = _unique.set(rule)
+    try:
+        yield
+    finally:
+        _unique.reset(token)
 
 
 _concurrency: contextvars.ContextVar[dict | None] = contextvars.ContextVar("taskhub_tasks_concurrency", default=None)
@@ -278,6 +296,9 @@ class TaskhubBackend(BaseTaskBackend):
         # What JSON cannot carry: the standard's TypeError ("Unsupported type: ..."), as its TaskResult says.
         args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
         owner = _owner.get() or user_service_account(username=self.owner_username)  # found by its flag
+        rule = unique_rule(_unique.get())
+        if rule is not None:  # the key from the function and its own arguments, not the runner's kwargs
+            rule = dataclasses.replace(rule, key=rule.key_for(task.module_path, list(args), dict(kwargs)), kwargs=None)
         job = job_create(
             owner=owner,
             celery_task_name=RUNNER_TASK,
@@ -294,6 +315,7 @@ class TaskhubBackend(BaseTaskBackend):
             priority=taskhub_priority(task.priority, task.queue_name),
             max_retries=self.max_retries,
             run_at=task.run_after,
+            unique=rule,
             by_application=True,  # the application's code picks the priority, urgent included
             concurrency=_concurrency.get(),
         )

@@ -32,6 +32,7 @@ def job_task(
     schema: dict | None = None,
     authorize: Callable[[Any, dict[str, Any]], None] | None = None,
     budget: Callable[[Any, list[dict[str, Any]]], None] | None = None,
+    unique: dict[str, Any] | None = None,
     concurrency: dict[str, Any] | None = None,
     base: type[JobTask] = JobTask,
 ) -> Callable[[Callable], Task]:
@@ -44,10 +45,12 @@ def job_task(
     deriving it from the signature; either way it is what a job's args/kwargs are checked
     against. ``authorize(owner, arguments)`` may refuse an owner or arguments beyond the schema
     (raise an ApplicationError); it runs when a job is created. ``budget(owner, [arguments])``
-    may refuse what a request's jobs of this task use together (raise). ``concurrency``: ``{"key":
-    "tenant-{tenant_id}", "limit": 1}``, the concurrency key of every job of the task whose request
-    names none; ``{name}`` is the job's argument of that name (README "Concurrency keys"). ``base``:
-    a subclass of JobTask for a task that needs more around each run (jobs.tasks.standard_tasks).
+    may refuse what a request's jobs of this task use together (raise). ``unique``: its jobs'
+    uniqueness rule when a request gives none (``{"policy": "reject", "kwargs": ["user_id"]}``, README
+    "Unique jobs"), checked now. ``concurrency``: ``{"key": "tenant-{tenant_id}", "limit": 1}``, the
+    concurrency key of every job of the task whose request names none; ``{name}`` is the job's argument
+    of that name (README "Concurrency keys"). ``base``: a subclass of JobTask for a task that needs more
+    around each run (jobs.tasks.standard_tasks).
     """
 
     def decorate(function: Callable) -> Task:
@@ -64,6 +67,7 @@ def job_task(
             schema=schema,
             authorize=authorize,
             budget=budget,
+            unique=unique,
             concurrency=concurrency,
         )
         catalog.add(entry)

@@ -108,6 +108,8 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Workflows' statuses beside the jobs' (jobs/workflows/serializers.py).
     "ENUM_NAME_OVERRIDES": {
+        # A job's status is in Job and JobCreated (a create's answer, with dedupe_outcome): named once.
+        "JobStatusEnum": "jobs.models.jobs.JobStatus",
         "WorkflowStatusEnum": "jobs.models.workflows.WorkflowStatus",
         "WorkflowStepStatusEnum": "jobs.workflows.serializers.STEP_STATUSES",
     },

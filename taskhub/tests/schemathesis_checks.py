@@ -49,6 +49,10 @@ SEMANTIC_FIELDS = {
     "day_of_month": "a cron expression",
     "month_of_year": "a cron expression",
     "timezone": "an IANA time zone name",
+    # A uniqueness rule's fields depend on each other (jobs/unique.py): the policy decides which apply.
+    "period": "required by the throttle and debounce policies, refused by the others",
+    "max_wait": "debounce only, at least the period",
+    "key": "not only spaces; not given with kwargs (which derive it)",
     "after": "ids of the workflow's other steps, without a cycle",
     "id": "a step id used once in its workflow",
 }

@@ -50,7 +50,13 @@ def refuse_constant(name: str):
 
 def explain(fields: dict, message: str) -> str:
     """The first problem, named by the option at fault: ``--kwargs: kwargs.seconds: ...``."""
-    for field, messages in fields.items():
+    for outer, errors in fields.items():
+        field, messages = outer, errors
+        if isinstance(errors, dict):  # a nested serializer's errors: {"unique": {"policy": [...]}}
+            field, messages = next((f"{outer}.{inner}", texts) for inner, texts in errors.items())
+        if field.startswith("unique."):  # --unique-key, --unique-policy, --unique-period, --unique-max-wait
+            option = "--unique-" + field.split(".", 1)[1].replace("_", "-")
+            return f"{option}: {messages[0].removeprefix(f'{field}: ')}"
         name = field if field in OPTION_NAMES else field.split("[")[0].split(".")[0]
         text = messages[0].removeprefix(f"{name}: ")
         return f"{OPTION_NAMES.get(name, '--' + name.replace('_', '-'))}: {text}"
@@ -118,6 +124,20 @@ class Command(OperatorCommand):
             metavar="K",
             help="1-255 visible ASCII characters: the same key and request return the first job instead of a new one.",
         )
+        parser.add_argument(
+            "--unique-key",
+            metavar="K",
+            help="A unique key (1-255 characters, per owner): a second create with it is deduplicated "
+            '(README "Unique jobs"). With only --unique-policy, the key is derived from the task and arguments.',
+        )
+        parser.add_argument(
+            "--unique-policy",
+            metavar="P",
+            help="What a duplicate does: reject (default), reject_pending, throttle, replace, debounce, keep_latest, "
+            "cancel_running.",
+        )
+        parser.add_argument("--unique-period", metavar="SECONDS", help="throttle's window, debounce's delay.")
+        parser.add_argument("--unique-max-wait", metavar="SECONDS", help="debounce: start at most this long after.")
         parser.add_argument("--wait", action="store_true", help="Follow the job (progress bar) until it ends.")
         parser.add_argument(
             "--timeout",
@@ -138,6 +158,8 @@ class Command(OperatorCommand):
         if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
             raise bad_input("--idempotency-key: must be 1-255 visible ASCII characters.")
         job = self.create(owner=owner, task=task, key=key, options=options)
+        if (outcome := getattr(job, "dedupe_outcome", None)) not in (None, "cancelled_running"):
+            self.stderr.write(f"Deduplicated ({outcome}): job {job.id} holds the unique key {job.unique_key}.")
         if not wait:
             self.stdout.write(self.as_json(job) if print_json else str(job.id))
             return
@@ -190,6 +212,8 @@ class Command(OperatorCommand):
                 data[option] = options[option]
         if (seconds := data.get("expires_in")) is not None and seconds.strip().isdigit():
             data["expires_in"] = int(seconds)  # the API's JSON number; anything else: its error
+        if unique := self.unique_rule(options):
+            data["unique"] = unique
         if (concurrency := self.concurrency(options["concurrency_key"], options["concurrency_limit"])) is not None:
             data["concurrency"] = concurrency
         serializer = JobCreateSerializer(data=data)
@@ -199,6 +223,24 @@ class Command(OperatorCommand):
             return job_create(owner=owner, idempotency_key=key, **serializer.validated_data)
         except ApplicationError as exc:
             raise bad_input(explain(exc.fields, exc.message)) from exc
+
+    @staticmethod
+    def unique_rule(options: dict) -> dict | None:
+        """The API's ``unique`` object from the --unique-* options (None when none is given)."""
+        rule = {}
+        for field in ("key", "policy", "period", "max_wait"):
+            value = options.get(f"unique_{field}")
+            if value is None:
+                continue
+            if field in ("period", "max_wait"):
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise bad_input(  # noqa: B904 - the message says it all
+                        f"--unique-{field.replace('_', '-')}: {value!r} is not a number of seconds."
+                    )
+            rule[field] = value
+        return rule or None
 
     @staticmethod
     def concurrency(key: str | None, limit: str | None) -> dict | None:

@@ -179,3 +179,19 @@ def test_submitting_needs_the_add_permission(roles, owner, nothing_written):
     with nothing_written():
         assert viewer.get(ADD).status_code == 403
         assert viewer.post(ADD, form_data()).status_code == 403
+
+
+def test_a_unique_key_dedupes_a_second_submission(operator_client, django_capture_on_commit_callbacks):
+    rule = {"unique_key": "nightly", "unique_policy": "reject"}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = operator_client.post(ADD, form_data(**rule))
+        second = operator_client.post(ADD, form_data(**rule, submission="6f0c6a38-0f5c-4c29-9d43-1d1fb1b3e0a1"))
+    job = Job.objects.get()
+    assert (job.unique_key, job.unique_policy, job.duplicates) == ("nightly", "reject", 1)
+    assert first["Location"] == second["Location"]
+
+
+def test_a_bad_unique_rule_is_shown_on_its_field(operator_client, nothing_written):
+    with nothing_written():
+        response = operator_client.post(ADD, form_data(unique_key="k", unique_policy="throttle"))
+    assert response.context["form"].errors["unique_period"]

@@ -199,6 +199,47 @@ def test_help_says_how_the_user_defaults_and_what_the_exit_status_means():
         assert option in text
 
 
+# --- unique keys (README "Unique jobs") ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_unique_key_dedupes_and_says_so(user):
+    rule = ("--unique-key", "nightly", "--unique-policy", "reject", "--user", user.username)
+    first, _ = enqueue("long_running_task", *rule)
+    again, err = enqueue("long_running_task", *rule)
+    assert first == again
+    assert "Deduplicated (existing)" in err
+    job = Job.objects.get()
+    assert (job.unique_key, job.unique_policy, job.duplicates) == ("nightly", "reject", 1)
+
+
+@pytest.mark.django_db
+def test_debounce_options_become_the_rule(user):
+    enqueue(
+        "long_running_task",
+        *("--unique-key", "k", "--unique-policy", "debounce", "--unique-period", "2", "--unique-max-wait", "5"),
+        *("--user", user.username),
+    )
+    assert Job.objects.get().run_at is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (("--unique-policy", "nope"), "--unique-policy"),
+        (("--unique-policy", "throttle"), "--unique-period"),
+        (("--unique-policy", "debounce", "--unique-period", "soon"), "--unique-period"),
+        (("--unique-policy", "debounce", "--unique-period", "5", "--unique-max-wait", "1"), "--unique-max-wait"),
+        (("--unique-key", "x" * 256), "--unique-key"),
+    ],
+)
+def test_bad_unique_options_are_exit_2_naming_the_option(user, options, named):
+    message = failure("long_running_task", *options, "--user", user.username, returncode=2)
+    assert message.startswith(named), message
+    assert not Job.objects.exists()
+
+
 # --- concurrency keys ----------------------------------------------------------------------------
 
 
@@ -211,6 +252,16 @@ def test_a_concurrency_key_and_limit(user):
     assert (job.concurrency_key, job.concurrency_limit) == ("tenant-7", 3)
     out, _ = enqueue("long_running_task", "--concurrency-key", "tenant-8", "--user", user.username)
     assert Job.objects.get(id=out.strip()).concurrency_limit == 1  # the limit defaults to 1
+
+
+@pytest.mark.django_db
+def test_unique_and_concurrency_options_together(user):
+    options = ("--unique-key", "sync-7", "--concurrency-key", "tenant-7", "--user", user.username)
+    first, _ = enqueue("long_running_task", *options)
+    again, _ = enqueue("long_running_task", *options)
+    assert first == again
+    job = Job.objects.get()
+    assert (job.unique_key, job.concurrency_key, job.concurrency_limit, job.duplicates) == ("sync-7", "tenant-7", 1, 1)
 
 
 @pytest.mark.django_db

@@ -41,6 +41,7 @@ def test_create_with_an_interval(user, user_client):
         "args": [],
         "kwargs": {"seconds": 5},
         "priority": "normal",
+        "unique": None,
         "concurrency": None,
         "interval": {"every": 1, "period": "minutes"},
         "crontab": None,

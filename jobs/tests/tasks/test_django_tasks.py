@@ -370,3 +370,19 @@ def test_a_paused_queue_holds_standard_tasks_until_resumed(worker, staff_user):
 
     queue_resume(queue="default", by=staff_user, source="api")
     assert finished(result).return_value == 5
+
+
+@pytest.mark.django_db
+def test_a_unique_rule_dedupes_enqueues_by_the_functions_own_arguments(user):
+    from jobs.tasks.django_backend import unique
+    from taskhub.errors import InvalidInput
+
+    with owned_by(user), unique({"policy": "reject"}):
+        first = standard_tasks.add.enqueue(1, 2)
+        again = standard_tasks.add.enqueue(1, 2)
+        other = standard_tasks.add.enqueue(1, 3)
+    assert first.id == again.id != other.id
+    assert Job.objects.get(id=first.id).duplicates == 1
+    with owned_by(user), unique({"key": "sum", "policy": "nope"}), pytest.raises(InvalidInput) as error:
+        standard_tasks.add.enqueue(1, 2)
+    assert "unique.policy" in error.value.fields
