@@ -88,9 +88,8 @@ test-django6: install-django6
 	$(TEST_ENV) $(BIN6)/pytest $(PYTEST_ARGS)
 
 # Both legs as CI runs them (scripts/test_legs.sh): the suite on Django 5.2, the suite on Django 6.0 and
-# the fault suite (Django 5.2) and the many-hosts bed side by side, each on its own test database and
-# Redis db (faults: taskhub_faults, db 12, TESTF_*; hosts: taskhub_hosts, db 11, TESTH_*); ends with
-# every run's counts.
+# the fault suite (Django 5.2) side by side, each on its own test database and Redis db (faults:
+# taskhub_faults and db 12; TESTF_DATABASE_URL / TESTF_BROKER_URL); ends with every run's counts.
 test-legs: install install-django6
 	bash scripts/test_legs.sh
 
@@ -107,7 +106,7 @@ test-faults: install
 # The many-hosts bed (jobs/tests/hosts/, taskhub/testing/hosts.py): web, beats and workers on hosts that are
 # network namespaces (root needed; skipped otherwise), with partitions and pauses, on private servers (the
 # shared ones are not used). Writes var/test/hosts/report.md, the table of docs/RELIABILITY.md. Not in
-# `make test`; CI runs it beside the suites (`make test-legs`).
+# `make test` nor CI yet (about 18 minutes).
 test-hosts: install
 	rm -rf $(CURDIR)/var/test/hosts
 	@status=0; $(TEST_ENV) $(BIN)/pytest jobs/tests/hosts -m hosts $(HOSTS_ARGS) || status=$$?; \
