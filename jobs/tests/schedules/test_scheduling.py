@@ -218,11 +218,11 @@ def test_after_a_long_outage_the_catch_up_window_fires_its_slots_and_records_the
     fire(every_5s, last_run_at=t - 4.9 * s, fired_at=t + 0.1 * s)
     now = t + 3600.1 * s
     firing_ = fire(every_5s, last_run_at=t + 0.1 * s, fired_at=now)
-    window = [t + n * 5 * s for n in range((3600 - 300) // 5, 3600 // 5 + 1)]
+    window = [t + n * 5 * s for n in range((3600 - 300) // 5 + 1, 3600 // 5 + 1)]  # t + 3305 s ... t + 3600 s
     assert fired_slots(every_5s) == [t, t + 5 * s, *window]
     assert firing_.slot == t + 5 * s and firing_.job is not None
     assert [job.scheduled_for for job in firing_.caught_up] == window
-    assert firing_.skipped_slots == (3600 - 300) // 5 - 2  # t + 10 s ... the window's start, not fired
+    assert firing_.skipped_slots == (3305 - 10) // 5  # t + 10 s ... t + 3300 s, not fired
     assert "not fired" in caplog.text and str(firing_.skipped_slots) in caplog.text
 
 
@@ -241,3 +241,15 @@ def test_a_catch_up_of_zero_seconds_is_celerys_one_firing(every_5s, settings):
     fire(every_5s, last_run_at=t - 4.8 * s, fired_at=t + 0.2 * s)
     fire(every_5s, last_run_at=t + 0.2 * s, fired_at=t + 10.3 * s)
     assert fired_slots(every_5s) == [t, t + 5 * s]
+
+
+def test_a_crontab_a_minute_late_fires_the_minute_between(user):
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    periodic_task = job_schedule_create(
+        owner=user, name="each minute", task=LONG_RUNNING_TASK, kwargs={"seconds": 0}, crontab={"minute": "*"}
+    )
+    t = (timezone.now() + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    fire(periodic_task, last_run_at=t - timedelta(seconds=59), fired_at=t + timedelta(seconds=1))
+    fire(periodic_task, last_run_at=t + timedelta(seconds=1), fired_at=t + timedelta(minutes=2, seconds=1))
+    assert fired_slots(periodic_task) == [t, t + timedelta(minutes=1), t + timedelta(minutes=2)]
