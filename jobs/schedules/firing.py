@@ -51,6 +51,7 @@ class Firing:
     caught_up: tuple[Job, ...] = ()  # the jobs of missed slots fired with it, oldest first
     skipped_slots: int = 0  # missed slots older than the catch-up window or the last change: not fired
 
+
 CATCH_UP_MAX_SLOTS = 10_000  # a crontab's slots looked at in one catch-up (a week of minutes)
 
 
@@ -178,7 +179,9 @@ def job_schedule_fire(*, periodic_task_id: int, last_run_at: datetime, fired_at:
         logger.warning(
             "Schedule %r: %s missed slots not fired (older than JOB_SCHEDULE_CATCH_UP_SECONDS=%s "
             "or than the schedule's last change); firing the slots since.",
-            display_name(periodic_task), skipped, settings.JOB_SCHEDULE_CATCH_UP_SECONDS,
+            display_name(periodic_task),
+            skipped,
+            settings.JOB_SCHEDULE_CATCH_UP_SECONDS,
         )
     job, caught_up = None, []
     for each in sorted({slot, *missed}):

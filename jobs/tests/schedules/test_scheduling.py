@@ -195,7 +195,9 @@ def grid_after_now() -> datetime:
 
 
 def fired_slots(periodic_task) -> list[datetime]:
-    return list(Job.objects.filter(schedule=periodic_task).order_by("scheduled_for").values_list("scheduled_for", flat=True))
+    return list(
+        Job.objects.filter(schedule=periodic_task).order_by("scheduled_for").values_list("scheduled_for", flat=True)
+    )
 
 
 def test_two_beats_a_period_late_fire_every_slot_once(every_5s):
