@@ -140,8 +140,11 @@ def test_two_schedulers_fire_a_due_entry_once(schedule, published, django_captur
             assert entry.is_due().is_due
             beat.apply_entry(entry, producer=None)
 
-    job = Job.objects.get(schedule=schedule)
-    assert [message["id"] for message in published] == [str(job.id)]  # the job's own message, nothing else
+    # One job for the due slot (and, when the 2 s grid passed a slot since the schedule was made, one
+    # for that slot too, fired by the second beat's catch-up): never two for one slot.
+    jobs = list(Job.objects.filter(schedule=schedule).order_by("scheduled_for"))
+    assert 1 <= len(jobs) <= 2 and len({job.scheduled_for for job in jobs}) == len(jobs)
+    assert [message["id"] for message in published] == [str(job.id) for job in jobs]  # their own messages only
 
 
 @in_beat
