@@ -130,13 +130,17 @@ def _missed_slots(periodic_task: PeriodicTask, *, own: datetime, now: datetime) 
     if last is None:  # never fired: the beat's own slot only
         return [], 0
     since = max(now - timedelta(seconds=settings.JOB_SCHEDULE_CATCH_UP_SECONDS), periodic_task.date_changed)
+    if periodic_task.start_time:
+        since = max(since, periodic_task.start_time)
     if periodic_task.interval:
+        # On the schedule's grid (its interval may have changed since ``last``), as schedule_slot.
         every = periodic_task.schedule.run_every
-        start = last + every  # last is on the grid: the next slot
-        skipped = max(0, -((start - since) // every))  # slots in [start, since)
-        first = start + every * skipped
+        anchor = periodic_task.start_time or EPOCH
+        start = anchor + every * ((last - anchor) // every + 1)  # the grid's first slot after last
+        first = max(start, anchor - every * ((anchor - since) // every))  # and not before since
+        skipped = (first - start) // every  # slots in [start, first)
         count = max(0, (now - first) // every + 1)
-        return [first + every * n for n in range(count)], skipped - (start <= own < since)
+        return [first + every * n for n in range(count)], skipped - (start <= own < first)
     slots, skipped, slot = [], 0, last
     for _ in range(CATCH_UP_MAX_SLOTS):
         slot = schedule_slot(periodic_task, last_run_at=slot, now=now)

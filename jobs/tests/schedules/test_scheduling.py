@@ -258,3 +258,16 @@ def test_a_crontab_a_minute_late_fires_the_minute_between(user):
     fire(periodic_task, last_run_at=t - timedelta(seconds=59), fired_at=t + timedelta(seconds=1))
     fire(periodic_task, last_run_at=t + timedelta(seconds=1), fired_at=t + timedelta(minutes=2, seconds=1))
     assert fired_slots(periodic_task) == [t, t + timedelta(minutes=1), t + timedelta(minutes=2)]
+
+
+def test_a_changed_interval_catches_up_on_its_own_grid(every_5s):
+    """From 5 s to 7 s: the slots after the change are the 7-second grid's, not the last slot plus 7 s."""
+    t, s = grid_after_now(), timedelta(seconds=1)
+    fire(every_5s, last_run_at=t - 4.9 * s, fired_at=t + 0.1 * s)
+    seven = IntervalSchedule.objects.create(every=7, period="seconds")
+    PeriodicTask.objects.filter(pk=every_5s.pk).update(interval=seven, date_changed=t + 1 * s)
+    every_7s = PeriodicTask.objects.get(pk=every_5s.pk)
+    fire(every_7s, last_run_at=t + 23 * s, fired_at=t + 30.1 * s)  # due at t + 30 s
+    grid = [firing.EPOCH + 7 * s * n for n in range(int((t + s - firing.EPOCH) / (7 * s)) + 1, 10**12)[:6]]
+    expected = [t, *(slot for slot in grid if slot <= t + 30.1 * s)]
+    assert fired_slots(every_5s) == expected and len(expected) >= 4
