@@ -106,10 +106,13 @@ test-faults: install
 # The many-hosts bed (jobs/tests/hosts/, taskhub/testing/hosts.py): web, beats and workers on hosts that are
 # network namespaces (root needed; skipped otherwise), with partitions and pauses, on private servers (the
 # shared ones are not used). Writes var/test/hosts/report.md, the table of docs/RELIABILITY.md. Not in
-# `make test` nor CI yet (about 18 minutes).
+# `make test` nor CI yet. HOSTS_PROCESSES modules side by side (pytest-xdist, a module per process: each
+# module builds its own beds, named `thbed-<pid>-…`, with their own namespaces, servers and vhost).
+HOSTS_PROCESSES ?= 2
 test-hosts: install
 	rm -rf $(CURDIR)/var/test/hosts
-	@status=0; $(TEST_ENV) $(BIN)/pytest jobs/tests/hosts -m hosts $(HOSTS_ARGS) || status=$$?; \
+	@status=0; $(TEST_ENV) $(BIN)/pytest jobs/tests/hosts -m hosts -n $(HOSTS_PROCESSES) --dist loadfile $(HOSTS_ARGS) \
+		|| status=$$?; \
 	$(TEST_ENV) $(BIN)/python scripts/hosts_report.py $(CURDIR)/var/test/hosts; exit $$status
 
 lint: install

@@ -3,18 +3,29 @@
 The slot is the time the firing was due, rounded to the schedule: an interval's grid (counted
 from the schedule's start time, else the Unix epoch), a crontab's matching minute, a clocked
 schedule's time. ``Job`` has a unique (schedule, scheduled_for) constraint, so when a second
-beat process (started by mistake) fires the same slot, its insert fails and nothing is sent.
+beat process fires the same slot, its insert fails and nothing is sent.
+
+A beat computes its slot from its own last run, so a beat a period late would never fire the slot
+between (issue 23: two beats both late skipped it). A firing therefore also starts from the
+schedule's last fired slot (its newest job's ``scheduled_for``) and fires every slot after it up to
+now (an interval's or a crontab's), each once, going back at most ``JOB_SCHEDULE_CATCH_UP_SECONDS``
+and never before the schedule was last changed (``date_changed``: enabled again, edited). Older
+slots are not fired: their count is logged and kept on the ``Firing``. The beat's own slot is fired
+as before (Celery's one firing for a missed period).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 from celery.schedules import crontab
 from celery.utils.time import maybe_make_aware
+from django.conf import settings
 from django.db import IntegrityError
+from django.db.models import Max
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -23,6 +34,8 @@ from taskhub.errors import ApplicationError, NotFound
 from ..models import Job, JobSchedule
 from ..services.creation import job_create
 from .fields import display_name
+
+logger = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -35,6 +48,11 @@ class Firing:
     slot: datetime | None = None
     job: Job | None = None
     skipped: str = ""
+    caught_up: tuple[Job, ...] = ()  # the jobs of missed slots fired with it, oldest first
+    skipped_slots: int = 0  # missed slots older than the catch-up window or the last change: not fired
+
+
+CATCH_UP_MAX_SLOTS = 10_000  # a crontab's slots looked at in one catch-up (a week of minutes)
 
 
 def schedule_slot(periodic_task: PeriodicTask, *, last_run_at: datetime, now: datetime) -> datetime:
@@ -103,6 +121,52 @@ def _create(periodic_task: PeriodicTask, schedule: JobSchedule, *, slot: datetim
     )
 
 
+def _missed_slots(periodic_task: PeriodicTask, *, own: datetime, now: datetime) -> tuple[list[datetime], int]:
+    """The slots after the schedule's last fired one up to ``now`` that are to be fired (within the
+    catch-up window, after the last change), and how many older ones are not (the beat's own
+    slot ``own``, fired anyway, apart)."""
+    if periodic_task.clocked or not (periodic_task.interval or periodic_task.crontab):
+        return [], 0
+    last = Job.objects.filter(schedule_id=periodic_task.pk).aggregate(last=Max("scheduled_for"))["last"]
+    if last is None:  # never fired: the beat's own slot only
+        return [], 0
+    since = max(now - timedelta(seconds=settings.JOB_SCHEDULE_CATCH_UP_SECONDS), periodic_task.date_changed)
+    if periodic_task.start_time:
+        since = max(since, periodic_task.start_time)
+    if periodic_task.interval:
+        # On the schedule's grid (its interval may have changed since ``last``), as schedule_slot.
+        every = periodic_task.schedule.run_every
+        anchor = periodic_task.start_time or EPOCH
+        start = anchor + every * ((last - anchor) // every + 1)  # the grid's first slot after last
+        first = max(start, anchor - every * ((anchor - since) // every))  # and not before since
+        skipped = (first - start) // every  # slots in [start, first)
+        count = max(0, (now - first) // every + 1)
+        return [first + every * n for n in range(count)], skipped - (start <= own < first)
+    slots, skipped, slot = [], 0, last
+    for _ in range(CATCH_UP_MAX_SLOTS):
+        slot = schedule_slot(periodic_task, last_run_at=slot, now=now)
+        if slot > now:
+            break
+        if slot < since:
+            skipped += slot != own
+        else:
+            slots.append(slot)
+    return slots, skipped
+
+
+def _fire_slot(periodic_task: PeriodicTask, schedule: JobSchedule, *, slot: datetime) -> Job | None:
+    """The slot's job, or None when it has one already (checked, then the unique constraint)."""
+    taken = Job.objects.filter(schedule_id=periodic_task.pk, scheduled_for=slot)
+    if taken.exists():
+        return None
+    try:
+        return _create(periodic_task, schedule, slot=slot)
+    except IntegrityError:
+        if not taken.exists():
+            raise
+        return None
+
+
 def job_schedule_fire(*, periodic_task_id: int, last_run_at: datetime, fired_at: datetime | None = None) -> Firing:
     """Create the job of one firing (beat calls this instead of publishing the task).
 
@@ -113,20 +177,37 @@ def job_schedule_fire(*, periodic_task_id: int, last_run_at: datetime, fired_at:
     periodic_task, schedule = _schedule_of(periodic_task_id)
     if not periodic_task.enabled:
         return Firing(periodic_task_id, skipped="disabled")
-    slot = schedule_slot(periodic_task, last_run_at=last_run_at, now=fired_at or timezone.now())
-    taken = Job.objects.filter(schedule_id=periodic_task.pk, scheduled_for=slot)
-    if taken.exists():
-        return Firing(periodic_task_id, slot=slot, skipped="slot already fired")
-    try:
-        job = _create(periodic_task, schedule, slot=slot)
-    except IntegrityError:
-        if not taken.exists():
-            raise
-        return Firing(periodic_task_id, slot=slot, skipped="slot already fired")
-    if job.dedupe_outcome not in (None, "cancelled_running"):
-        # The schedule's rule: e.g. the last firing's job still runs, so this one is skipped.
-        return Firing(periodic_task_id, slot=slot, job=job, skipped=f"deduplicated ({job.dedupe_outcome})")
-    return Firing(periodic_task_id, slot=slot, job=job)
+    now = fired_at or timezone.now()
+    slot = schedule_slot(periodic_task, last_run_at=last_run_at, now=now)
+    missed, skipped = _missed_slots(periodic_task, own=slot, now=now)
+    if skipped:
+        logger.warning(
+            "Schedule %r: %s missed slots not fired (older than JOB_SCHEDULE_CATCH_UP_SECONDS=%s "
+            "or than the schedule's last change); firing the slots since.",
+            display_name(periodic_task),
+            skipped,
+            settings.JOB_SCHEDULE_CATCH_UP_SECONDS,
+        )
+    job, caught_up, deduplicated = None, [], ""
+    for each in sorted({slot, *missed}):
+        created = _fire_slot(periodic_task, schedule, slot=each)
+        if created is not None and created.dedupe_outcome not in (None, "cancelled_running"):
+            # The schedule's rule: e.g. the last firing's job still runs, so this slot is skipped.
+            if each == slot:
+                job, deduplicated = created, f"deduplicated ({created.dedupe_outcome})"
+            continue
+        if each == slot:
+            job = created
+        elif created is not None:
+            caught_up.append(created)
+    return Firing(
+        periodic_task_id,
+        slot=slot,
+        job=job,
+        skipped=deduplicated or ("" if job is not None else "slot already fired"),
+        caught_up=tuple(caught_up),
+        skipped_slots=skipped,
+    )
 
 
 def job_schedule_run_now(*, periodic_task_id: int) -> Job:

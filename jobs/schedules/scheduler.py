@@ -5,7 +5,8 @@ Run as ``celery -A taskhub beat -S jobs.schedules.scheduler:JobScheduler`` (the 
 the database, edits picked up within ``max_interval``, 5 s) with one change: a due entry whose
 task is in the catalog is not published as a bare Celery message, which a worker would skip
 since no job row has its id. It goes through ``job_schedule_fire``, which creates the job (and
-sends it after commit, like every job), once per slot. Other entries (the maintenance
+sends it after commit, like every job), once per slot, with any slot the schedule missed since
+its last fired one (a beat a period late, :mod:`.firing`). Other entries (the maintenance
 tasks of ``CELERY_BEAT_SCHEDULE``, Celery's cleanup) keep Celery's own path.
 
 Beat writes its own entries into the table by name at start (``update_or_create``): a user's
@@ -102,6 +103,8 @@ class JobScheduler(DatabaseScheduler):
             self._tasks_since_sync += 1
             if self.should_sync():
                 self._do_sync()
+        for job in firing.caught_up:
+            logger.warning("Schedule %r: job %s for missed slot %s.", entry.name, job.id, job.scheduled_for)
         if firing.job is None:
             logger.info("Schedule %r: no job for slot %s (%s).", entry.name, firing.slot, firing.skipped)
         else:

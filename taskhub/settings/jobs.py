@@ -79,6 +79,10 @@ JOB_FAIR_SHARE_MAX_WAIT = env.float("JOB_FAIR_SHARE_MAX_WAIT", default=30.0)
 # interval (400 naming interval; a crontab fires at most once a minute anyway).
 JOB_SCHEDULE_MAX_PER_USER = env.int("JOB_SCHEDULE_MAX_PER_USER", default=50)
 JOB_SCHEDULE_MIN_INTERVAL_SECONDS = env.int("JOB_SCHEDULE_MIN_INTERVAL_SECONDS", default=60)
+# A firing also fires the slots its schedule missed since its last fired one (beats late, a beat
+# restarted), each once, going back at most this many seconds; older ones are logged, not fired.
+# 0: Celery's behaviour (one firing for a missed period).
+JOB_SCHEDULE_CATCH_UP_SECONDS = env.int("JOB_SCHEDULE_CATCH_UP_SECONDS", default=300)
 # Whom users who are not staff may notify (send_notification) besides themselves: addresses, or @domain.
 JOB_NOTIFY_ALLOWED_RECIPIENTS = env.list("JOB_NOTIFY_ALLOWED_RECIPIENTS", default=[])
 # send_notification: at most this many recipients per user in any 24 hours (staff exempt; 0: no limit).

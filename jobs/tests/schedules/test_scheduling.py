@@ -140,8 +140,11 @@ def test_two_schedulers_fire_a_due_entry_once(schedule, published, django_captur
             assert entry.is_due().is_due
             beat.apply_entry(entry, producer=None)
 
-    job = Job.objects.get(schedule=schedule)
-    assert [message["id"] for message in published] == [str(job.id)]  # the job's own message, nothing else
+    # One job for the due slot (and, when the 2 s grid passed a slot since the schedule was made, one
+    # for that slot too, fired by the second beat's catch-up): never two for one slot.
+    jobs = list(Job.objects.filter(schedule=schedule).order_by("scheduled_for"))
+    assert 1 <= len(jobs) <= 2 and len({job.scheduled_for for job in jobs}) == len(jobs)
+    assert [message["id"] for message in published] == [str(job.id) for job in jobs]  # their own messages only
 
 
 @in_beat
@@ -174,3 +177,97 @@ def test_beats_bookkeeping_does_not_undo_a_disable(schedule):
     next(entry).save()
     stored = PeriodicTask.objects.get(pk=schedule.pk)
     assert stored.enabled is False and stored.total_run_count == 1
+
+
+EVERY_5S = {"every": 5, "period": "seconds"}
+
+
+@pytest.fixture
+def every_5s(user) -> PeriodicTask:
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    return job_schedule_create(
+        owner=user, name="every 5s", task=LONG_RUNNING_TASK, kwargs={"seconds": 0}, interval=EVERY_5S
+    )
+
+
+def grid_after_now() -> datetime:
+    """A slot of the 5-second grid a minute ahead: after the schedule's creation (its date_changed)."""
+    now = timezone.now() + timedelta(minutes=1)
+    return now.replace(microsecond=0) - timedelta(seconds=now.second % 5)
+
+
+def fired_slots(periodic_task) -> list[datetime]:
+    return list(
+        Job.objects.filter(schedule=periodic_task).order_by("scheduled_for").values_list("scheduled_for", flat=True)
+    )
+
+
+def test_two_beats_a_period_late_fire_every_slot_once(every_5s):
+    """Issue 23, scenario 5 on RabbitMQ: both beats tick a whole period late; each computes the slot
+    after its own last run, so the slot between was fired by nobody. It is fired now, exactly once."""
+    t, s = grid_after_now(), timedelta(seconds=1)
+    beats = {"a": t - 4.8 * s, "b": t - 4.6 * s}  # each beat's last run
+    for tick in (0.2, 10.3, 15.3):  # beat a ticks at t + tick, beat b 0.2 s after it; 10.3: a period late
+        for offset, beat in ((0.0, "a"), (0.2, "b")):
+            fired_at = t + (tick + offset) * s
+            fire(every_5s, last_run_at=beats[beat], fired_at=fired_at)
+            beats[beat] = fired_at
+    assert fired_slots(every_5s) == [t + n * 5 * s for n in range(4)]  # every slot, each once
+
+
+def test_after_a_long_outage_the_catch_up_window_fires_its_slots_and_records_the_rest(every_5s, caplog):
+    """Beat down an hour (JOB_SCHEDULE_CATCH_UP_SECONDS, 300 by default): the beat's own due slot
+    (Celery's one firing for a missed period), every slot of the last 5 minutes, the others skipped and logged."""
+    t, s = grid_after_now(), timedelta(seconds=1)
+    fire(every_5s, last_run_at=t - 4.9 * s, fired_at=t + 0.1 * s)
+    now = t + 3600.1 * s
+    firing_ = fire(every_5s, last_run_at=t + 0.1 * s, fired_at=now)
+    window = [t + n * 5 * s for n in range((3600 - 300) // 5 + 1, 3600 // 5 + 1)]  # t + 3305 s ... t + 3600 s
+    assert fired_slots(every_5s) == [t, t + 5 * s, *window]
+    assert firing_.slot == t + 5 * s and firing_.job is not None
+    assert [job.scheduled_for for job in firing_.caught_up] == window
+    assert firing_.skipped_slots == (3305 - 10) // 5  # t + 10 s ... t + 3300 s, not fired
+    assert "not fired" in caplog.text and str(firing_.skipped_slots) in caplog.text
+
+
+def test_no_catch_up_for_slots_before_the_schedule_was_last_changed(every_5s):
+    """A schedule disabled, then enabled again (or edited): the slots it missed meanwhile are not fired."""
+    t, s = grid_after_now(), timedelta(seconds=1)
+    fire(every_5s, last_run_at=t - 4.9 * s, fired_at=t + 0.1 * s)
+    PeriodicTask.objects.filter(pk=every_5s.pk).update(date_changed=t + 60 * s)
+    fire(every_5s, last_run_at=t + 62 * s, fired_at=t + 67.1 * s)
+    assert fired_slots(every_5s) == [t, t + 60 * s, t + 65 * s]
+
+
+def test_a_catch_up_of_zero_seconds_is_celerys_one_firing(every_5s, settings):
+    settings.JOB_SCHEDULE_CATCH_UP_SECONDS = 0
+    t, s = grid_after_now(), timedelta(seconds=1)
+    fire(every_5s, last_run_at=t - 4.8 * s, fired_at=t + 0.2 * s)
+    fire(every_5s, last_run_at=t + 0.2 * s, fired_at=t + 10.3 * s)
+    assert fired_slots(every_5s) == [t, t + 5 * s]
+
+
+def test_a_crontab_a_minute_late_fires_the_minute_between(user):
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    periodic_task = job_schedule_create(
+        owner=user, name="each minute", task=LONG_RUNNING_TASK, kwargs={"seconds": 0}, crontab={"minute": "*"}
+    )
+    t = (timezone.now() + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    fire(periodic_task, last_run_at=t - timedelta(seconds=59), fired_at=t + timedelta(seconds=1))
+    fire(periodic_task, last_run_at=t + timedelta(seconds=1), fired_at=t + timedelta(minutes=2, seconds=1))
+    assert fired_slots(periodic_task) == [t, t + timedelta(minutes=1), t + timedelta(minutes=2)]
+
+
+def test_a_changed_interval_catches_up_on_its_own_grid(every_5s):
+    """From 5 s to 7 s: the slots after the change are the 7-second grid's, not the last slot plus 7 s."""
+    t, s = grid_after_now(), timedelta(seconds=1)
+    fire(every_5s, last_run_at=t - 4.9 * s, fired_at=t + 0.1 * s)
+    seven = IntervalSchedule.objects.create(every=7, period="seconds")
+    PeriodicTask.objects.filter(pk=every_5s.pk).update(interval=seven, date_changed=t + 1 * s)
+    every_7s = PeriodicTask.objects.get(pk=every_5s.pk)
+    fire(every_7s, last_run_at=t + 23 * s, fired_at=t + 30.1 * s)  # due at t + 30 s
+    grid = [firing.EPOCH + 7 * s * n for n in range(int((t + s - firing.EPOCH) / (7 * s)) + 1, 10**12)[:6]]
+    expected = [t, *(slot for slot in grid if slot <= t + 30.1 * s)]
+    assert fired_slots(every_5s) == expected and len(expected) >= 4
