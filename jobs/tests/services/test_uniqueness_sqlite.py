@@ -1,12 +1,7 @@
 """Unique jobs on the embedded default (SQLite): its own partial unique index, the insert in a
 savepoint and the holder read on a conflict give the same answers as PostgreSQL's ON CONFLICT."""
 
-import json
-import os
-import subprocess
-import sys
-
-from django.conf import settings
+from taskhub.testing.processes import embedded_shell
 
 POLICIES = """
 import json
@@ -49,18 +44,7 @@ print("RESULT " + json.dumps(out))
 
 
 def test_every_policy_answers_the_same_on_sqlite(tmp_path):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
-    }
-    env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
-    for args in (["migrate", "--noinput", "-v0"], ["shell", "-v0", "-c", POLICIES]):
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.split("RESULT ", 1)[1]) == {
+    assert embedded_shell(POLICIES, var_dir=tmp_path, no_warnings=False) == {
         "reject": [True, "existing"],
         "released": True,
         "replace": ["replaced", [7]],

@@ -1,12 +1,7 @@
 """Workflows on the embedded default (SQLite, ``make run``): the ORM paths of the door's release,
 the cascade (descendants found one generation at a time), cancel and retry."""
 
-import json
-import os
-import subprocess
-import sys
-
-from django.conf import settings
+from taskhub.testing.processes import embedded_shell
 
 SCRIPT = """
 import json
@@ -49,18 +44,7 @@ print("RESULT " + json.dumps(out))
 
 
 def test_workflows_run_on_sqlite(tmp_path):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
-    }
-    env.update(TASKHUB_VAR_DIR=str(tmp_path), DEBUG="false", SECRET_KEY="embedded-" + "k" * 50)
-    for args in (["migrate", "--noinput", "-v0"], ["shell", "-v0", "-c", SCRIPT]):
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.split("RESULT ", 1)[1])
+    out = embedded_shell(SCRIPT, var_dir=tmp_path, no_warnings=False)
     assert out["waiting_start"] is True
     assert out["failed"] == [
         "failed", 2, 1, 2,
