@@ -11,7 +11,7 @@ from taskhub.errors import flat_fields
 from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
 
 from ..models import JobPriority
-from ..serializers import ConcurrencyField, ConcurrencyRuleSerializer, UniqueRuleSerializer
+from ..request_rules import ConcurrencyField, ConcurrencyRuleSerializer, UniqueRuleSerializer
 from ..services.creation import MAX_EXPIRES_IN
 from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, display_name
 from .services import INTERVAL_PERIODS
