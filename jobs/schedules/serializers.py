@@ -13,8 +13,8 @@ from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMix
 from ..models import JobPriority
 from ..request_rules import ConcurrencyField, ConcurrencyRuleSerializer, UniqueRuleSerializer
 from ..services.creation import MAX_EXPIRES_IN
+from .checks import INTERVAL_PERIODS
 from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, display_name
-from .services import INTERVAL_PERIODS
 
 
 class IntervalSerializer(StrictFieldsMixin, serializers.Serializer):

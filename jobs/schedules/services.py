@@ -15,193 +15,35 @@ Names are per owner and beat's own names are reserved: see :mod:`.fields`.
 from __future__ import annotations
 
 import json
-import zoneinfo
-from datetime import datetime
-from functools import cache
-from typing import Any, TypedDict, Unpack
+from typing import Any, Unpack
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django_celery_beat import validators
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from accounts.models import User
-from taskhub.errors import ApplicationError, InvalidInput, NotFound
+from taskhub.errors import ApplicationError, NotFound
 
 from ..models import JobSchedule
-from ..services.creation import JobSpec, job_build_spec, job_deadline
+from ..services.creation import JobSpec
 from ..unique import unique_rule
-from .fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, internal_name, is_reserved_name
-
-INTERVAL_PERIODS = ("days", "hours", "minutes", "seconds")
-PERIOD_SECONDS = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
-CRONTAB_FIELDS = {
-    "minute": validators.minute_validator,
-    "hour": validators.hour_validator,
-    "day_of_week": validators.day_of_week_validator,
-    "day_of_month": validators.day_of_month_validator,
-    "month_of_year": validators.month_of_year_validator,
-}
-# Beat's own entries (settings.CELERY_BEAT_SCHEDULE, Celery's result cleanup): not catalog
-# tasks, so they publish plain Celery messages; only superusers may edit them in the admin.
-SYSTEM_TASK_PREFIXES = ("jobs.tasks.maintenance_tasks.",)
-
-
-class ScheduleRequest(TypedDict, total=False):
-    """A schedule as clients give it (the API's body; every key optional on update)."""
-
-    name: str
-    task: str
-    args: list | None
-    kwargs: dict | None
-    priority: str | None
-    concurrency: dict[str, Any] | None
-    interval: dict[str, Any] | None
-    crontab: dict[str, Any] | None
-    enabled: bool
-    start_time: datetime | None
-    expires: datetime | None
-    one_off: bool
-    description: str
-    expires_in: int | None
-    unique: dict | None
+from .checks import (
+    ScheduleRequest,
+    check_description,
+    check_expires_in,
+    check_window,
+    invalid,
+    is_system_task,
+    job_schedule_check,
+    job_schedule_check_name,
+    job_schedule_check_timing,
+    system_tasks,
+)
 
 
 class ScheduleLimitReached(ApplicationError):
     code = "schedule_limit"
     status_code = 429
-
-
-def _invalid(field: str, message: str, code: str = "invalid") -> InvalidInput:
-    return InvalidInput(f"{field}: {message}", code=code, fields={field: [message]})
-
-
-def system_tasks() -> list[str]:
-    """The tasks beat runs for taskhub itself: its maintenance tasks and Celery's result cleanup."""
-    return sorted({entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} | {"celery.backend_cleanup"})
-
-
-def is_system_task(name: str) -> bool:
-    """A task beat runs for taskhub itself (only superusers may schedule or change one)."""
-    return name in system_tasks() or name.startswith(SYSTEM_TASK_PREFIXES)
-
-
-def job_schedule_check(
-    *,
-    owner: User,
-    task: str,
-    args: Any,
-    kwargs: Any,
-    priority: str | None,
-    unique: dict | None = None,
-    concurrency: Any = None,
-) -> JobSpec:
-    """The task, arguments, priority, uniqueness rule and concurrency rule checked as a job's would be;
-    errors name ``task``, not ``celery_task_name``. Tasks outside the catalog (maintenance tasks too)
-    are refused."""
-    try:
-        return job_build_spec(
-            owner=owner,
-            celery_task_name=task,
-            args=args,
-            kwargs=kwargs,
-            priority=priority,
-            unique=unique,
-            concurrency=concurrency,
-        )
-    except ApplicationError as exc:
-        if "celery_task_name" not in exc.fields:
-            raise
-        fields = {("task" if name == "celery_task_name" else name): messages for name, messages in exc.fields.items()}
-        message = exc.message.replace("celery_task_name:", "task:", 1)
-        raise type(exc)(message, code=exc.code, status_code=exc.status_code, fields=fields) from exc
-
-
-@cache
-def _timezones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
-def _check_interval(value: dict[str, Any], *, owner: User) -> dict[str, Any]:
-    every, period = value.get("every"), value.get("period")
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise _invalid("interval.every", "Must be a whole number, at least 1.")
-    if period not in INTERVAL_PERIODS:
-        raise _invalid("interval.period", f"Must be one of {', '.join(INTERVAL_PERIODS)}.")
-    minimum = settings.JOB_SCHEDULE_MIN_INTERVAL_SECONDS
-    if not owner.is_staff and every * PERIOD_SECONDS[period] < minimum:
-        message = f"Must be at least {minimum} seconds (JOB_SCHEDULE_MIN_INTERVAL_SECONDS); got {every} {period}."
-        raise _invalid("interval", message, code="interval_too_short")
-    return {"every": every, "period": period}
-
-
-def _check_crontab(value: dict[str, Any]) -> dict[str, Any]:
-    checked = {}
-    for field, validator in CRONTAB_FIELDS.items():
-        spec = value.get(field, "*")
-        if not isinstance(spec, str) or not spec.strip():
-            raise _invalid(f"crontab.{field}", "Must be a crontab field such as '*', '5', '*/15' or '1-5'.")
-        try:
-            validator(spec)
-        except ValidationError as exc:
-            raise _invalid(f"crontab.{field}", " ".join(exc.messages)) from exc
-        checked[field] = spec.strip()
-    tz = value.get("timezone") or settings.TIME_ZONE
-    if tz not in _timezones():
-        raise _invalid("crontab.timezone", f"Unknown time zone {tz!r}: use an IANA name such as 'Europe/Paris'.")
-    checked["timezone"] = tz
-    return checked
-
-
-def job_schedule_check_timing(request: ScheduleRequest, *, owner: User, required: bool) -> dict[str, Any] | None:
-    """``{"interval": {...}}`` or ``{"crontab": {...}}``; None when neither is given and not required.
-    The schedule page's preview checks the timing being typed with it too."""
-    interval, crontab = request.get("interval"), request.get("crontab")
-    if interval is not None and crontab is not None:
-        message = "Give either interval or crontab, not both."
-        raise InvalidInput(f"interval: {message}", fields={"interval": [message], "crontab": [message]})
-    if interval is not None:
-        return {"interval": _check_interval(interval, owner=owner)}
-    if crontab is not None:
-        return {"crontab": _check_crontab(crontab)}
-    if required:
-        message = "Give an interval ({every, period}) or a crontab."
-        raise InvalidInput(f"interval: {message}", fields={"interval": [message], "crontab": [message]})
-    return None
-
-
-def _timing_rows(timing: dict[str, Any]) -> dict[str, Any]:
-    """The shared IntervalSchedule / CrontabSchedule rows for a checked timing (reused when equal)."""
-    if "interval" in timing:
-        interval = IntervalSchedule.objects.filter(**timing["interval"]).order_by("id").first()
-        return {"interval": interval or IntervalSchedule.objects.create(**timing["interval"]), "crontab": None}
-    crontab = CrontabSchedule.objects.filter(**timing["crontab"]).order_by("id").first()
-    return {"interval": None, "crontab": crontab or CrontabSchedule.objects.create(**timing["crontab"])}
-
-
-def job_schedule_check_name(name: Any, *, owner: User, periodic_task_id: int | None = None) -> str:
-    """The stored (internal) name of ``owner``'s schedule named ``name``: unique per owner, not
-    in beat's namespace, at most NAME_MAX_LENGTH characters (the admin checks with it too)."""
-    name = name.strip() if isinstance(name, str) else ""
-    if not name:
-        raise _invalid("name", "Give the schedule a name.")
-    if len(name) > NAME_MAX_LENGTH:
-        raise _invalid("name", f"At most {NAME_MAX_LENGTH} characters; got {len(name)}.", code="max_length")
-    if is_reserved_name(name):
-        message = f"{name!r} is reserved for taskhub's own beat entries (taskhub-..., celery....): choose another."
-        raise _invalid("name", message, code="reserved_name")
-    stored = internal_name(owner_id=owner.pk, name=name)
-    if PeriodicTask.objects.filter(name=stored).exclude(pk=periodic_task_id).exists():
-        raise _invalid("name", f"{owner.username} already has a schedule named {name!r}.", code="duplicate_name")
-    return stored
-
-
-def _check_description(description: Any) -> str:
-    if len(description) > DESCRIPTION_MAX_LENGTH:
-        message = f"At most {DESCRIPTION_MAX_LENGTH} characters; got {len(description)}."
-        raise _invalid("description", message, code="max_length")
-    return description
 
 
 def _check_room(owner: User) -> None:
@@ -219,16 +61,13 @@ def _check_room(owner: User) -> None:
         )
 
 
-def _check_window(start_time: datetime | None, expires: datetime | None) -> None:
-    if start_time and expires and expires <= start_time:
-        raise _invalid("expires", "Must be later than start_time.")
-
-
-def _check_expires_in(value: int | None) -> int | None:
-    """Each job's deadline in seconds from its firing, checked as a job's ``expires_in`` is."""
-    if value is not None:
-        job_deadline(expires_in=value)
-    return value
+def _timing_rows(timing: dict[str, Any]) -> dict[str, Any]:
+    """The shared IntervalSchedule / CrontabSchedule rows for a checked timing (reused when equal)."""
+    if "interval" in timing:
+        interval = IntervalSchedule.objects.filter(**timing["interval"]).order_by("id").first()
+        return {"interval": interval or IntervalSchedule.objects.create(**timing["interval"]), "crontab": None}
+    crontab = CrontabSchedule.objects.filter(**timing["crontab"]).order_by("id").first()
+    return {"interval": None, "crontab": crontab or CrontabSchedule.objects.create(**timing["crontab"])}
 
 
 def _save(periodic_task: PeriodicTask) -> None:
@@ -239,7 +78,7 @@ def _save(periodic_task: PeriodicTask) -> None:
     except IntegrityError:
         if PeriodicTask.objects.filter(name=periodic_task.name).exclude(pk=periodic_task.pk).exists():
             name = periodic_task.name.split(":", 2)[-1]
-            raise _invalid("name", f"The owner already has a schedule named {name!r}.", "duplicate_name") from None
+            raise invalid("name", f"The owner already has a schedule named {name!r}.", "duplicate_name") from None
         raise
 
 
@@ -255,11 +94,11 @@ def job_schedule_create(*, owner: User, **request: Unpack[ScheduleRequest]) -> P
         concurrency=request.get("concurrency"),
     )
     name = job_schedule_check_name(request.get("name"), owner=owner)
-    description = _check_description(request.get("description", ""))
+    description = check_description(request.get("description", ""))
     timing = job_schedule_check_timing(request, owner=owner, required=True)
     start_time, expires = request.get("start_time"), request.get("expires")
-    _check_window(start_time, expires)
-    expires_in = _check_expires_in(request.get("expires_in"))
+    check_window(start_time, expires)
+    expires_in = check_expires_in(request.get("expires_in"))
     with transaction.atomic():
         _check_room(owner)
         periodic_task = PeriodicTask(
@@ -322,7 +161,7 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
             changes["name"], owner=schedule.owner, periodic_task_id=periodic_task.pk
         )
     if "description" in changes:
-        _check_description(changes["description"])
+        check_description(changes["description"])
     # Giving both as null (or neither in a replacement) leaves the schedule without timing: refused.
     timing = job_schedule_check_timing(
         changes, owner=schedule.owner, required="interval" in changes and "crontab" in changes
@@ -332,7 +171,7 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
     for field in ("start_time", "expires", "enabled", "one_off", "description"):
         if field in changes:
             setattr(periodic_task, field, changes[field])
-    _check_window(periodic_task.start_time, periodic_task.expires)
+    check_window(periodic_task.start_time, periodic_task.expires)
     if timing is not None:
         for field, row in _timing_rows(timing).items():
             setattr(periodic_task, field, row)
@@ -342,7 +181,7 @@ def job_schedule_update(*, periodic_task_id: int, **changes: Unpack[ScheduleRequ
     schedule.priority = spec.priority
     update = ["priority"]
     if "expires_in" in changes:
-        schedule.expires_in = _check_expires_in(changes["expires_in"])
+        schedule.expires_in = check_expires_in(changes["expires_in"])
         update.append("expires_in")
     if "unique" in changes:
         schedule.unique = _rule(changes["unique"])
@@ -412,18 +251,18 @@ def beat_entry_save(*, periodic_task_id: int | None, by: User, **request: Unpack
         )
     task = request.get("task") or ""
     if not is_system_task(task):
-        raise _invalid("task", f"{task!r} is not one of taskhub's maintenance tasks ({', '.join(system_tasks())}).")
+        raise invalid("task", f"{task!r} is not one of taskhub's maintenance tasks ({', '.join(system_tasks())}).")
     name = request.get("name").strip() if isinstance(request.get("name"), str) else ""
     if not name or len(name) > 200:
-        raise _invalid("name", "Give the entry a name of at most 200 characters.")
+        raise invalid("name", "Give the entry a name of at most 200 characters.")
     args, kwargs = request.get("args") or [], request.get("kwargs") or {}
     if not isinstance(args, list):
-        raise _invalid("args", "Must be a JSON array.")
+        raise invalid("args", "Must be a JSON array.")
     if not isinstance(kwargs, dict):
-        raise _invalid("kwargs", "Must be a JSON object.")
-    description = _check_description(request.get("description", ""))
+        raise invalid("kwargs", "Must be a JSON object.")
+    description = check_description(request.get("description", ""))
     timing = job_schedule_check_timing(request, owner=by, required=True)
-    _check_window(request.get("start_time"), request.get("expires"))
+    check_window(request.get("start_time"), request.get("expires"))
     if periodic_task_id is None:
         periodic_task = PeriodicTask()
     else:
@@ -435,7 +274,7 @@ def beat_entry_save(*, periodic_task_id: int | None, by: User, **request: Unpack
         if periodic_task is None:
             raise NotFound(f"Maintenance entry {periodic_task_id} not found.")
     if PeriodicTask.objects.filter(name=name).exclude(pk=periodic_task.pk).exists():
-        raise _invalid("name", f"An entry named {name!r} already exists.", code="duplicate_name")
+        raise invalid("name", f"An entry named {name!r} already exists.", code="duplicate_name")
     if request.get("enabled", True) != periodic_task.enabled:
         periodic_task.last_run_at = None
     periodic_task.name, periodic_task.task, periodic_task.description = name, task, description

@@ -26,15 +26,10 @@ from taskhub.errors import ApplicationError
 from ...catalog import catalog
 from ...models import JobStatus
 from ...schedules import selectors as schedule_selectors
+from ...schedules.checks import system_tasks
 from ...schedules.fields import display_name
 from ...schedules.firing import job_schedule_run_now
-from ...schedules.services import (
-    beat_entry_save,
-    job_schedule_adopt,
-    job_schedule_create,
-    job_schedule_update,
-    system_tasks,
-)
+from ...schedules.services import beat_entry_save, job_schedule_adopt, job_schedule_create, job_schedule_update
 from ...schedules.timing import schedule_preview
 from ..job_state import job_state, status_badge_html
 from ..rendering import duration_text, when_html

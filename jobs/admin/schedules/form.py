@@ -17,14 +17,14 @@ from taskhub.errors import ApplicationError
 
 from ...catalog import catalog
 from ...models import JobPriority
-from ...schedules.fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, display_name
-from ...schedules.services import (
+from ...schedules.checks import (
     INTERVAL_PERIODS,
     ScheduleRequest,
     is_system_task,
     job_schedule_check_timing,
     system_tasks,
 )
+from ...schedules.fields import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, display_name
 from ...schedules.timing import TimingPreview, stored_timing, timing_preview
 from ..submit import args_field, kwargs_field, visible_entries
 

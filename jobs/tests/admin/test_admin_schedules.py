@@ -15,8 +15,9 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from accounts.tests.factories import UserFactory
 from jobs.catalog import catalog
 from jobs.models import Job, JobSchedule
+from jobs.schedules.checks import system_tasks
 from jobs.schedules.firing import job_schedule_fire
-from jobs.schedules.services import job_schedule_create, system_tasks
+from jobs.schedules.services import job_schedule_create
 from jobs.tests.factories import LONG_RUNNING_TASK
 from taskhub.testing.admin import client_for
 
