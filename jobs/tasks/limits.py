@@ -3,7 +3,7 @@
 Celery enforces time limits only in its prefork pool (the pool's parent signals or kills the child);
 its solo and threads pools ignore them (celery#1958, celery#9203). So the process's watchdog
 (``jobs.tasks.watchdog``) keeps an alarm for each run at its limits, and at the hard limit the run
-(``jobs.tasks.base.JobRun``) records the job failed, then asks its ``Stopper`` to stop the work:
+(``jobs.tasks.run.JobRun``) records the job failed, then asks its ``Stopper`` to stop the work:
 
 - prefork (the task runs in a pool process's main thread): the pool process kills itself (SIGKILL)
   and Celery replaces it; the soft limit is Celery's own (SIGUSR1 from the pool's parent).

@@ -1,7 +1,7 @@
 """One watchdog thread per worker process, shared by the job runs of that process.
 
 Every ``JOB_HEARTBEAT_INTERVAL`` seconds it calls ``_beat()`` of each run it watches (heartbeat,
-throttled progress, cancel grace period: see ``jobs.tasks.base.JobRun``), and
+throttled progress, cancel grace period: see ``jobs.tasks.run.JobRun``), and
 sooner when a run asks (``beat_by``: a throttled progress value is due). A
 thread per run would cost a thread start and join for every job, most of which end before their
 first heartbeat. A run may also set an alarm (``alarm``): its ``_alarm()`` is called at that moment,

@@ -21,8 +21,8 @@ from django.db import connection
 from jobs.catalog import catalog
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.execution import job_start
-from jobs.tasks.base import JobRun
 from jobs.tasks.limits import EXIT_STATUS
+from jobs.tasks.run import JobRun
 from jobs.tests.factories import make
 from taskhub.celery import app
 from taskhub.testing import wait_for

@@ -11,7 +11,7 @@ from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.creation import job_create
 from jobs.services.execution import job_start, job_succeed, job_update_progress
 from jobs.services.operations import job_cancel
-from jobs.tasks import base as task_base
+from jobs.tasks import run as task_run
 from jobs.tasks.common_tasks import process_data
 from jobs.tasks.model_tasks import train_model
 from taskhub.errors import InvalidInput
@@ -90,7 +90,7 @@ def test_cancel_requested_while_running_stops_at_the_next_progress_call(user, se
             job_cancel(job_id=job.id, by=user)
         return original(**kwargs)
 
-    monkeypatch.setattr(task_base, "job_update_progress", cancel_after_first)
+    monkeypatch.setattr(task_run, "job_update_progress", cancel_after_first)
     outcome, _ = run_eagerly(process_data, job, records=[{"v": 1}] * 10)
     job.refresh_from_db()
     assert outcome.state == "IGNORED"
@@ -115,7 +115,7 @@ def test_result_that_is_not_json_fails_the_job_with_a_clear_error(user):
 def test_termination_outside_a_prefork_pool_process_records_the_outcome_but_kills_nothing(user, caplog):
     """Under the solo/threads pool the task's process is the whole worker: never SIGKILL it."""
     from jobs.catalog import catalog
-    from jobs.tasks.base import JobRun
+    from jobs.tasks.run import JobRun
 
     job = job_start(job_id=new_job(user, "blocking_sleep", seconds=1).id, worker="test")
     run = JobRun(job=job, entry=catalog.get("blocking_sleep"), worker="test")
@@ -189,12 +189,12 @@ def test_a_hard_limit_the_watchdog_could_not_record_fails_the_job_without_retryi
     assert job.error == "Hard time limit (5 s) exceeded."
 
 
-def _running_run(user, task: str, **kwargs) -> "task_base.JobRun":
+def _running_run(user, task: str, **kwargs) -> "task_run.JobRun":
     """A job of ``task`` started as a worker would, with its run (the watchdog is not started)."""
     from jobs.catalog import catalog
 
     job = job_start(job_id=new_job(user, task, **kwargs).id, worker="test")
-    return task_base.JobRun(job=job, entry=catalog.get(task), worker="test")
+    return task_run.JobRun(job=job, entry=catalog.get(task), worker="test")
 
 
 def test_a_cooperative_task_being_cancelled_gets_the_grace_period(user):

@@ -14,7 +14,7 @@ import pytest
 from jobs.catalog import catalog
 from jobs.models import Job
 from jobs.services.execution import job_start
-from jobs.tasks.base import JobRun
+from jobs.tasks.run import JobRun
 from jobs.tests.factories import make
 from taskhub.testing import wait_for
 
