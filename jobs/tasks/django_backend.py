@@ -219,7 +219,7 @@ class TaskhubTaskResult(TaskResult):
 class TaskhubTaskContext(TaskContext):
     """The context of a ``takes_context=True`` task: ``attempt`` (from 1), and ``progress``."""
 
-    run: Any = None  # the attempt's JobRun (jobs.tasks.base); None outside a worker
+    run: Any = None  # the attempt's JobRun (jobs.tasks.run); None outside a worker
 
     def progress(self, percent: float, message: str | None = None, **meta: Any) -> None:
         """Report progress (0-100) with an optional message, as catalog tasks do: the API, the

@@ -16,7 +16,7 @@ its solo and threads pools ignore them (celery#1958, celery#9203). So the proces
 A run that has not ended ``STOP_GRACE`` seconds after that (the exception was caught and ignored;
 in a thread, a call blocked in C) ends its process (``os._exit``): the solo or threads worker
 exits, its process manager starts it again, and the other jobs it was running are re-queued
-first (``jobs.tasks.base``). C code that holds the GIL for the whole time (rare: blocking calls
+first (``jobs.tasks.run``). C code that holds the GIL for the whole time (rare: blocking calls
 release it) stops every thread of its process, the watchdog's too: in prefork Celery's own hard
 limit (the job's + 60 s) kills it; in solo and threads nothing in the process can.
 """
