@@ -106,6 +106,7 @@ def start_checks(environment: dict[str, str]) -> subprocess.CompletedProcess:
     path = f"{Path(sys.executable).parent}{os.pathsep}/usr/bin{os.pathsep}/bin"
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--fail-level", "ERROR"],
+        check=False,
         cwd=BASE_DIR,
         env={"PATH": path, "HOME": str(BASE_DIR / "var"), **environment},
         capture_output=True,

@@ -83,7 +83,9 @@ def test_systemd_analyze_verify_reports_a_broken_unit(tmp_path):
         pytest.skip("systemd-analyze is not installed (apt: systemd)")
     text = (SYSTEMD_DIR / "taskhub-beat.service").read_text().replace("KillMode=mixed", "KillMode=sometimes")
     (tmp_path / "taskhub-beat.service").write_text(text)
-    run = subprocess.run(["systemd-analyze", "verify", "./taskhub-beat.service"], cwd=tmp_path, capture_output=True, text=True)
+    run = subprocess.run(
+        ["systemd-analyze", "verify", "./taskhub-beat.service"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert "Failed to parse kill mode" in run.stderr
 
 
@@ -138,7 +140,10 @@ def test_stop_timeouts_follow_the_warm_shutdown_guidance():
     """docs/DEPLOYMENT.md, "Upgrades and restarts": a worker gets its longest job's run time (at most
     JOB_MAX_TIME_LIMIT, and Celery's hard limit 60 s later) before SIGKILL; web its 10 s graceful
     shutdown plus the proxy's drain."""
-    timeout = {name: duration_seconds(unit_value(read_unit(SYSTEMD_DIR / name), "Service", "TimeoutStopSec")) for name in LONG_RUNNING}
+    timeout = {
+        name: duration_seconds(unit_value(read_unit(SYSTEMD_DIR / name), "Service", "TimeoutStopSec"))
+        for name in LONG_RUNNING
+    }
     assert timeout["taskhub-worker@.service"] >= settings.JOB_MAX_TIME_LIMIT + 60
     web_script = script_of(read_unit(SYSTEMD_DIR / "taskhub-web.service")).split()
     assert timeout["taskhub-web.service"] > float(option(web_script, "--timeout-graceful-shutdown"))
