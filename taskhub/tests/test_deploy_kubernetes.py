@@ -59,6 +59,7 @@ KEDA_SPEC = {
 }  # fmt: skip
 KEDA_TRIGGER = {"type", "name", "useCachedMetrics", "metadata", "authenticationRef", "metricType"}
 KEDA_PROMETHEUS = {"serverAddress", "query", "threshold", "activationThreshold", "namespace", "customHeaders"}
+POOL_DEFAULT = 8  # DATABASE_POOL_MAX_SIZE's default (taskhub/settings/database.py)
 SECRETS = {"SECRET_KEY", "METRICS_TOKEN", "DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL"}
 
 
@@ -271,10 +272,44 @@ def test_grace_periods_follow_the_warm_shutdown_guidance():
     assert deployment("taskhub-beat")["spec"]["replicas"] == 2  # safe: docs/DEPLOYMENT.md, "How many beats"
 
 
+def test_the_postgresql_connection_ceiling_at_the_largest_scale_fits_max_connections():
+    """docs/DEPLOYMENT.md, "PostgreSQL connections": every process at its pool's maximum, every
+    ScaledObject at its maxReplicaCount, within PostgreSQL's default max_connections (100) less the 3
+    reserved for superusers."""
+    env, scaled = (
+        container_env(),
+        {o["spec"]["scaleTargetRef"]["name"]: o["spec"]["maxReplicaCount"] for o in of_kind("ScaledObject")},
+    )
+    ceiling = {}
+    for doc in of_kind("Deployment"):
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        own = {**env, **{variable["name"]: variable["value"] for variable in container.get("env", [])}}
+        pool = int(own.get("DATABASE_POOL_MAX_SIZE", POOL_DEFAULT))
+        runs = procfile_process(shell_script(container))
+        processes = {
+            "web": int(own.get("WEB_CONCURRENCY", 1)),
+            "worker": 1 + int(own.get("WORKER_CONCURRENCY", 2)),
+        }.get(runs, 1)
+        replicas = scaled.get(doc["metadata"]["name"], doc["spec"].get("replicas", 1))
+        ceiling[doc["metadata"]["name"]] = replicas * processes * pool
+    assert ceiling == {
+        "taskhub-web": 2 * 2 * 8,
+        "taskhub-worker": 3 * (1 + 4) * 2,
+        "taskhub-worker-urgent": 2 * (1 + 4) * 2,
+        "taskhub-maintenance": 1 * 1 * 2,
+        "taskhub-beat": 2 * 1 * 2,
+    }
+    assert sum(ceiling.values()) == 88 <= 100 - 3
+
+
 @pytest.mark.django_db
 def test_the_autoscaling_queries_name_metrics_and_labels_that_metrics_exports(settings):
+    """Scraped as Prometheus would through the Service (its cluster name is in ALLOWED_HOSTS)."""
     settings.METRICS_TOKEN = "a-token-for-this-test-only"
-    response = Client().get("/metrics", headers={"authorization": "Bearer a-token-for-this-test-only"})
+    settings.ALLOWED_HOSTS = container_env()["ALLOWED_HOSTS"].split(",")
+    (service,) = of_kind("Service")
+    host = f"{service['metadata']['name']}.taskhub.svc"
+    response = Client().get("/metrics", headers={"authorization": "Bearer a-token-for-this-test-only", "host": host})
     assert response.status_code == 200
     samples = {family.name: family.samples for family in text_string_to_metric_families(response.content.decode())}
     checked = 0
