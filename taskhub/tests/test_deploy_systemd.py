@@ -84,7 +84,11 @@ def test_systemd_analyze_verify_reports_a_broken_unit(tmp_path):
     text = (SYSTEMD_DIR / "taskhub-beat.service").read_text().replace("KillMode=mixed", "KillMode=sometimes")
     (tmp_path / "taskhub-beat.service").write_text(text)
     run = subprocess.run(
-        ["systemd-analyze", "verify", "./taskhub-beat.service"], cwd=tmp_path, capture_output=True, text=True
+        ["systemd-analyze", "verify", "./taskhub-beat.service"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "Failed to parse kill mode" in run.stderr
 
