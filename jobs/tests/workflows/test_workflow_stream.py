@@ -1,13 +1,15 @@
 """GET /api/v1/workflows/{id}/stream/: server-sent events of a workflow's steps, as the job streams."""
 
+import asyncio
+
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.test import AsyncClient
 
 from conftest import assert_error
 from jobs.models import Job
 from jobs.services.execution import job_start, job_succeed
-from jobs.tests.streams.test_stream import bearer, get, states, stream
+from jobs.tests.streams.test_stream import bearer, get, parse, states, stream
 from jobs.workflows import workflow_create
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the streams read on their own threads
@@ -53,6 +55,36 @@ def workflow_events(events):
     return [e["data"] for e in events if e.get("event") == "workflow"]
 
 
+def stream_acting_after_the_workflow(path: str, *, act, until, timeout: float = 20.0, **headers):
+    """As ``stream``, acting once the stream sent the workflow's first state (after its steps')."""
+    acted = False
+
+    def act_once():
+        nonlocal acted
+        acted = True
+        act()
+
+    async def run():
+        response = await AsyncClient().get(path, **headers)
+        assert response.status_code == 200, response.content
+        chunks = []
+        content = aiter(response.streaming_content)
+        try:
+            async with asyncio.timeout(timeout):
+                async for chunk in content:
+                    chunks.append(chunk)
+                    events = parse(chunks)
+                    if not acted and workflow_events(events):
+                        await sync_to_async(act_once)()
+                    if until(events):
+                        break
+        finally:
+            await content.aclose()
+        return parse(chunks)
+
+    return async_to_sync(run)()
+
+
 def test_the_stream_shows_the_workflows_own_status_and_progress_then_ends(user, mode):
     workflow = workflow_create(owner=user, name="live", steps=STEPS)
     rows = {job.workflow_step: job for job in Job.objects.filter(workflow=workflow)}
@@ -62,7 +94,7 @@ def test_the_stream_shows_the_workflows_own_status_and_progress_then_ends(user, 
             started = job_start(job_id=rows[name].id, worker="w:1")
             job_succeed(job_id=rows[name].id, attempts=started.attempts, result={"step": name})
 
-    events = stream(
+    events = stream_acting_after_the_workflow(
         f"/api/v1/workflows/{workflow.id}/stream/",
         act=run_both,
         until=lambda events: any(e.get("event") == "end" for e in events),
@@ -80,7 +112,10 @@ def test_the_stream_shows_the_workflows_own_status_and_progress_then_ends(user, 
     # The workflow's last change comes after its last step's, then the end, then nothing.
     kinds = [e.get("event") for e in events if "event" in e]
     last_step = max(i for i, e in enumerate(events) if e.get("event") == "state" and e["data"]["status"] == "succeeded")
-    assert events.index(next(e for e in events if e.get("event") == "workflow" and e["data"]["status"] == "succeeded")) > last_step
+    assert (
+        events.index(next(e for e in events if e.get("event") == "workflow" and e["data"]["status"] == "succeeded"))
+        > last_step
+    )
     assert kinds[-1] == "end" and events[-1]["data"] == {"id": str(workflow.id), "status": "succeeded"}
 
 
