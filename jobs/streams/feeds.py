@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -260,10 +260,12 @@ WORKFLOW_ENDS = (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus
 @dataclass(frozen=True)
 class WorkflowState:
     """A workflow as its stream shows it (``event: workflow``); ``ends``: it is finished and none of its
-    steps can change any more by itself (none running, none released and pending)."""
+    steps can change any more by itself (none running, none released and pending); ``shown``: these
+    fields were sent already (only the end is news)."""
 
     fields: dict[str, Any]
     ends: bool = False
+    shown: bool = False
 
     @property
     def event_id(self) -> str:
@@ -300,11 +302,13 @@ async def workflow_states(scope: ListScope, workflow_id) -> AsyncIterator[JobSta
             if fresh is None:
                 yield GONE
                 return
-            if shown is None or fresh.fields != shown.fields or fresh.ends:
+            if shown is None or fresh.fields != shown.fields:
                 shown = fresh
                 yield fresh
-                if fresh.ends:
-                    return
+            elif fresh.ends:
+                yield replace(fresh, shown=True)
+            if fresh.ends:
+                return
             if item == KEEPALIVE:
                 yield KEEPALIVE
     finally:

@@ -208,7 +208,8 @@ async def _events(
             elif state == GONE:
                 yield _sse("end", {"status": None, "deleted": True})
             elif isinstance(state, WorkflowState):
-                yield _sse("workflow", state.fields, state.event_id)
+                if not state.shown:
+                    yield _sse("workflow", state.fields, state.event_id)
                 if state.ends:
                     yield _sse("end", {"id": state.fields["id"], "status": state.fields["status"]})
             else:
