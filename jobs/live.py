@@ -60,7 +60,7 @@ PUBLISH_PAUSE_SECONDS = 5.0
 _TIMEOUT = 0.5
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """As the API's serializers write it: ISO 8601 in the current time zone, "Z" for UTC; UUIDs as text."""
     if isinstance(value, datetime):
         text = timezone.localtime(value).isoformat()
@@ -86,7 +86,7 @@ class JobState:
             int(heartbeat.timestamp() * 1_000_000) if heartbeat else 0,
             int(row["cancel_requested_at"] is not None),
         )
-        return cls(version, {name: _json_value(row[name]) for name in COLUMNS if name != "heartbeat_at"})
+        return cls(version, {name: json_value(row[name]) for name in COLUMNS if name != "heartbeat_at"})
 
     @classmethod
     def from_message(cls, message: bytes | str) -> JobState:

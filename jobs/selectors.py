@@ -30,6 +30,12 @@ def due_since() -> Greatest:
     return Greatest("created_at", Coalesce("run_at", "created_at"))
 
 
+def steps_waiting() -> QuerySet[Job]:
+    """Workflow steps waiting for their parents: pending, never sent, not runnable until released (not
+    in the pending figures nor the active-job quota)."""
+    return Job.objects.filter(status=JobStatus.PENDING, parents_remaining__gt=0)
+
+
 def concurrency_waiting() -> QuerySet[Job]:
     """Pending jobs waiting for their concurrency key (at its limit when they tried to start)."""
     return Job.objects.filter(

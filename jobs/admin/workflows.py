@@ -1,18 +1,26 @@
 """The workflows' admin: the list (status, progress, steps) and a workflow's page with its DAG drawn
 (inline SVG, each step a box coloured by its status, linked to its job's page), and the Cancel / Retry
-actions, through ``jobs.workflows.services`` (as the API's)."""
+actions, through ``jobs.workflows.services`` (as the API's).
+
+The page is live: ``jobs/admin/workflow_live.js`` asks the ``<id>/live/`` view (JSON: the DAG's SVG,
+the status, progress and counts as the page shows them) every ``POLL_MILLISECONDS`` while the workflow
+can still change by itself (``active``: not finished, or a step running or released), and puts them in
+place without a reload, so the steps' colours follow them as they run and finish."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.contrib.admin.utils import display_for_field
+from django.http import HttpRequest, JsonResponse
+from django.urls import path, reverse
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
 
-from taskhub.errors import ApplicationError
+from taskhub.errors import ApplicationError, error_body
 
 from ..models import Workflow
 from ..workflows import selectors
@@ -21,6 +29,9 @@ from ..workflows.services import workflow_cancel, workflow_retry
 
 # The DAG is drawn up to this many steps (a larger one is listed, not drawn).
 DRAW_MAX_STEPS = 300
+POLL_MILLISECONDS = 2000
+LIVE_FIELDS = ("status", "progress_percent", "counts", "finished_at")
+FINISHED = ("succeeded", "failed", "cancelled")
 COLOURS = {
     WAITING: "#d0d7de",
     "pending": "#9ecbff",
@@ -74,6 +85,13 @@ def dag_svg(steps: list[dict]) -> str:
     return "".join(parts)
 
 
+def _active(workflow: Workflow, steps: list[dict] | None) -> bool:
+    """Whether the workflow can still change by itself: not finished, or a step running or released."""
+    if workflow.status not in FINISHED:
+        return True
+    return steps is not None and any(step["status"] == "running" or _status(step) == "pending" for step in steps)
+
+
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
     list_display = ("name", "owner", "status", "progress_percent", "steps_total", "created_at", "finished_at")
@@ -84,8 +102,43 @@ class WorkflowAdmin(admin.ModelAdmin):
               "finished_at", "dag")  # fmt: skip
     readonly_fields = fields
 
+    class Media:
+        js = ("jobs/admin/workflow_live.js",)
+
     def get_queryset(self, request):
         return selectors.workflow_list(user=request.user)
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_live"
+        return [path("<uuid:object_id>/live/", never_cache(self.live_view), name=name), *super().get_urls()]
+
+    def live_view(self, request: HttpRequest, object_id) -> JsonResponse:
+        """The page's changing parts (JSON). Not wrapped in admin_view: a poller wants a 403 in JSON,
+        not a redirect to the login page; another user's workflow is a 404, as on its page."""
+        if not (self.admin_site.has_permission(request) and self.has_view_permission(request)):
+            return JsonResponse(error_body("permission_denied", "You may not view workflows."), status=403)
+        workflow = self.get_queryset(request).filter(id=object_id).first()
+        if workflow is None:
+            return JsonResponse(error_body("not_found", f"Workflow {object_id} not found."), status=404)
+        steps = selectors.workflow_steps(workflow_id=workflow.id) if workflow.steps_total <= DRAW_MAX_STEPS else None
+        fields = {name: str(self._field(workflow, name)) for name in LIVE_FIELDS}
+        return JsonResponse(
+            {
+                "id": str(workflow.id),
+                "status": workflow.status,
+                "progress": workflow.progress,
+                "fields": fields,
+                "dag": dag_svg(steps) if steps is not None else None,
+                "active": _active(workflow, steps),
+            }
+        )
+
+    def _field(self, workflow: Workflow, name: str) -> str:
+        if name == "status":
+            return workflow.get_status_display()
+        if name == "finished_at":
+            return display_for_field(workflow.finished_at, Workflow._meta.get_field("finished_at"), "-")
+        return getattr(self, name)(workflow)
 
     @admin.display(description=gettext_lazy("progress"))
     def progress_percent(self, workflow: Workflow) -> str:
@@ -101,11 +154,24 @@ class WorkflowAdmin(admin.ModelAdmin):
     @admin.display(description=gettext_lazy("steps (the DAG)"))
     def dag(self, workflow: Workflow) -> str:
         if workflow.steps_total > DRAW_MAX_STEPS:
-            return format_html(
-                "{} steps: too many to draw (GET /api/v1/workflows/{}/ lists them).", workflow.steps_total, workflow.id
+            steps, drawn = (
+                None,
+                format_html(
+                    "{} steps: too many to draw (GET /api/v1/workflows/{}/ lists them).",
+                    workflow.steps_total,
+                    workflow.id,
+                ),
             )
-        # dag_svg escapes every step id it writes.
-        return mark_safe(dag_svg(selectors.workflow_steps(workflow_id=workflow.id)))
+        else:
+            steps = selectors.workflow_steps(workflow_id=workflow.id)
+            drawn = mark_safe(dag_svg(steps))  # dag_svg escapes every step id it writes
+        return format_html(
+            '<div data-workflow-dag data-live-url="{}" data-interval="{}" data-active="{}">{}</div>',
+            reverse("admin:jobs_workflow_live", args=[workflow.id]),
+            POLL_MILLISECONDS,
+            "true" if _active(workflow, steps) else "false",
+            drawn,
+        )
 
     def has_add_permission(self, request):
         return False  # POST /api/v1/workflows/ or jobs.workflows.workflow_create

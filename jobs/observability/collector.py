@@ -33,7 +33,7 @@ from ..models import (
     Workflow,
     WorkflowStatus,
 )
-from ..selectors import concurrency_waiting, due_pending, due_since
+from ..selectors import concurrency_waiting, due_pending, due_since, steps_waiting
 
 PREFIX = "taskhub"
 
@@ -43,9 +43,10 @@ def known_queues() -> list[str]:
 
 
 def active_counts() -> list[dict]:
-    """Pending and running jobs per status, queue and task (the ``job_active_queue_task`` index)."""
+    """Pending and running jobs per status, queue and task (the ``job_active_queue_task`` index); not
+    the workflow steps waiting for their parents (``taskhub_workflow_steps_waiting``): they cannot run."""
     return list(
-        Job.objects.filter(status__in=ACTIVE_STATUSES)
+        Job.objects.filter(status__in=ACTIVE_STATUSES, parents_remaining=0)
         .values("status", "queue", "celery_task_name")
         .annotate(count=Count("*"))
         .order_by()
@@ -127,6 +128,11 @@ class JobCollector(Collector):
         for status in WorkflowStatus.values:
             workflows.add_metric([status], by_status.get(status, 0))
         yield workflows
+        yield GaugeMetricFamily(
+            f"{PREFIX}_workflow_steps_waiting",
+            "Workflow steps waiting for their parents to succeed: pending but not runnable, so not in taskhub_jobs.",
+            value=steps_waiting().count(),
+        )
 
         oldest = GaugeMetricFamily(
             f"{PREFIX}_queue_oldest_pending_age_seconds",

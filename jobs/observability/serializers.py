@@ -42,7 +42,9 @@ class StatsQuerySerializer(serializers.Serializer):
 
 class StatsQueueSerializer(serializers.Serializer):
     queue = serializers.CharField()
-    pending = serializers.IntegerField(help_text="Pending now.")
+    pending = serializers.IntegerField(
+        help_text="Pending now: waiting for a worker (not the workflow steps still waiting for their parents)."
+    )
     running = serializers.IntegerField(help_text="Running now.")
     succeeded = serializers.IntegerField(help_text="Finished in the last day.")
     failed = serializers.IntegerField(help_text="Finished in the last day.")
@@ -94,6 +96,18 @@ class StatsWorkerSerializer(serializers.Serializer):
     running = serializers.IntegerField(help_text="Jobs running in this process now.")
 
 
+class StatsWorkflowsSerializer(serializers.Serializer):
+    pending = serializers.IntegerField(help_text="Workflows none of whose steps has started yet.")
+    running = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="A step failed (other branches may still run).")
+    cancelled = serializers.IntegerField()
+    steps_waiting = serializers.IntegerField(
+        help_text="Steps waiting for their parents to succeed: pending but not runnable, so in no queue's "
+        "pending figure and not counted toward the active-job quota."
+    )
+
+
 class StatsSerializer(serializers.Serializer):
     scope = serializers.ChoiceField(
         choices=("own", "all"), help_text="Your jobs, or everyone's (staff with jobs.view_job)."
@@ -106,4 +120,8 @@ class StatsSerializer(serializers.Serializer):
     slowest_tasks = StatsSlowTaskSerializer(many=True, help_text="By p95 run time over the last day.")
     workers = StatsWorkerSerializer(
         many=True, allow_null=True, help_text="Worker processes seen alive (staff only; null for other users)."
+    )
+    workflows = StatsWorkflowsSerializer(
+        help_text="The workflows you may see (yours, or everyone's for staff with jobs.view_job) by status, "
+        "kept until retention deletes them (as /metrics' taskhub_workflows gauge)."
     )

@@ -26,8 +26,17 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, Max, Min, Q
 from accounts.models import User
 from taskhub.clock import database_now
 
-from ..models import ACTIVE_STATUSES, STATS_RUN_BOUNDS, STATS_RUN_FIELDS, TERMINAL_STATUSES, Job, JobStatsMinute
-from ..selectors import due_pending, due_since, job_list, sees_every_job
+from ..models import (
+    ACTIVE_STATUSES,
+    STATS_RUN_BOUNDS,
+    STATS_RUN_FIELDS,
+    TERMINAL_STATUSES,
+    Job,
+    JobStatsMinute,
+    Workflow,
+    WorkflowStatus,
+)
+from ..selectors import due_pending, due_since, job_list, sees_every_job, steps_waiting
 from ..services.metrics import metrics_advance
 from ..services.stats_rollup import minute_of
 from .collector import known_queues, running_per_worker, workers_alive
@@ -115,7 +124,8 @@ def _counts(jobs: QuerySet[Job], day: list[dict[str, Any]], now: datetime, *, qu
 
     for name in [queue] if queue else known_queues():
         queue_row(name)
-    active = jobs.filter(status__in=ACTIVE_STATUSES).values("queue", "status").annotate(n=Count("*")).order_by()
+    active = jobs.filter(status__in=ACTIVE_STATUSES, parents_remaining=0)  # waiting workflow steps are not runnable
+    active = active.values("queue", "status").annotate(n=Count("*")).order_by()
     for row in active:
         queue_row(row["queue"])[row["status"]] = row["n"]
     oldest = jobs.filter(due_pending()).values("queue").annotate(since=Min(due_since())).order_by()
@@ -207,6 +217,16 @@ def _workers() -> list[dict[str, Any]]:
     ]
 
 
+def _workflows(user: User) -> dict[str, int]:
+    """The workflows ``user`` may see (as their jobs) by status, as /metrics' ``taskhub_workflows``
+    gauge counts them, and their steps waiting for parents (not in the queues' pending figures)."""
+    workflows, waiting = Workflow.objects.all(), steps_waiting()
+    if not sees_every_job(user):
+        workflows, waiting = workflows.filter(owner=user), waiting.filter(owner=user)
+    by_status = dict(workflows.values_list("status").annotate(n=Count("id")).order_by())
+    return {**{status: by_status.get(status, 0) for status in WorkflowStatus.values}, "steps_waiting": waiting.count()}
+
+
 def job_stats(*, user: User, queue: str | None = None, task: str | None = None, slowest: int = SLOWEST_DEFAULT):
     """Every figure of the stats endpoint for ``user``'s visible jobs (optionally one queue, one task).
 
@@ -227,4 +247,5 @@ def job_stats(*, user: User, queue: str | None = None, task: str | None = None, 
         "finished_per_minute": series,
         "slowest_tasks": _slowest(day, slowest),
         "workers": _workers() if user.is_staff else None,
+        "workflows": _workflows(user),
     }

@@ -21,6 +21,7 @@ def queue_list(*, names: list[str] | None = None) -> list[dict[str, Any]]:
     queue, else those whose run_at is ahead: a rate limit's deferral, a retry's backoff), ``running``;
     and ``oldest_pending_seconds``: how long the oldest due pending job has waited (since it was
     created, or its run_at; ``jobs.selectors.due_since``, as on the dashboard), None without one.
+    A workflow step waiting for its parents is in none of them: it is not runnable until released.
     One query per table (the counts: one on the active jobs' index), the ages by the database's clock."""
     names = list(settings.JOB_QUEUES if names is None else names)
     controls = {
@@ -29,7 +30,7 @@ def queue_list(*, names: list[str] | None = None) -> list[dict[str, Any]]:
     limits = {limit.name: limit for limit in RateLimit.objects.filter(scope=RateLimitScope.QUEUE, name__in=names)}
     due = due_pending()
     counts = (
-        Job.objects.filter(status__in=ACTIVE_STATUSES, queue__in=names)
+        Job.objects.filter(status__in=ACTIVE_STATUSES, queue__in=names, parents_remaining=0)
         .values("queue")
         .annotate(
             pending=Count("id", filter=Q(status=JobStatus.PENDING)),

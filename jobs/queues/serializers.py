@@ -32,7 +32,9 @@ class QueueSerializer(serializers.Serializer):
     paused_by = serializers.CharField(read_only=True, allow_null=True, help_text="Username.")
     reason = serializers.CharField(read_only=True, help_text="Why it was paused.")
     rate_limit = RateValueSerializer(read_only=True, allow_null=True, help_text="At most limit starts per period.")
-    pending = serializers.IntegerField(read_only=True)
+    pending = serializers.IntegerField(
+        read_only=True, help_text="Pending jobs; not the workflow steps waiting for their parents (not runnable)."
+    )
     unsent = serializers.IntegerField(
         read_only=True,
         help_text="Pending jobs with no message in the broker: held by a pause, deferred by a rate limit, "

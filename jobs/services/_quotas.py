@@ -51,24 +51,27 @@ class Quota:
         )
 
 
-def check_quota(owner: User, *, count: int, now: datetime, submitted: bool = True) -> None:
-    """Refuse (429) ``count`` more active jobs for ``owner``; call inside the writing transaction.
+def check_quota(owner: User, *, count: int, now: datetime, submitted: bool = True, runnable: int | None = None) -> None:
+    """Refuse (429) ``count`` more jobs for ``owner``; call inside the writing transaction.
 
     ``submitted`` says the jobs are new submissions (counted per minute); a manual retry makes
-    a job active again without submitting a new one. The owner's row is locked, then both are
-    counted in one statement (each count stops at its limit: a user far over it costs no more).
+    a job active again without submitting a new one. ``runnable``: how many of them count as
+    active (default all): a workflow's steps that wait for their parents do not, until their
+    release (which is never refused: it is not a submission). The owner's row is locked, then both
+    are counted in one statement (each count stops at its limit: a user far over it costs no more).
     """
     quota = Quota.of(owner)
     per_minute = quota.per_minute if submitted else 0
+    runnable = count if runnable is None else runnable
     if not quota.max_active and not per_minute:
         return
-    for limit, code, what in (
-        (per_minute, PER_MINUTE, "new jobs per minute"),
-        (quota.max_active, ACTIVE, "active jobs"),
+    for limit, code, what, asked in (
+        (per_minute, PER_MINUTE, "new jobs per minute", count),
+        (quota.max_active, ACTIVE, "active jobs", runnable),
     ):
-        if limit and count > limit:
+        if limit and asked > limit:
             raise QuotaExceeded(
-                f"Quota exceeded: this request asks for {count} jobs; the limit is {limit} {what} per user.", code=code
+                f"Quota exceeded: this request asks for {asked} jobs; the limit is {limit} {what} per user.", code=code
             )
     submitted_count, active = _lock_and_count(owner, since=now - WINDOW, per_minute=per_minute, active=quota.max_active)
     if per_minute and submitted_count + count > per_minute:
@@ -82,10 +85,10 @@ def check_quota(owner: User, *, count: int, now: datetime, submitted: bool = Tru
             code=PER_MINUTE,
             headers={"Retry-After": str(wait)},
         )
-    if quota.max_active and active + count > quota.max_active:
+    if quota.max_active and runnable and active + runnable > quota.max_active:
         raise QuotaExceeded(
             f"Quota exceeded: at most {quota.max_active} active (pending or running) jobs per user; you have "
-            f"{active} and asked for {count} more. Wait for some to finish or cancel some.",
+            f"{active} and asked for {runnable} more. Wait for some to finish or cancel some.",
             code=ACTIVE,
         )
 
@@ -94,11 +97,13 @@ _JOB, _USER = Job._meta.db_table, User._meta.db_table
 _ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
 # Each count stops at its limit (LIMIT 0 counts nothing). Written once: building the two counts
 # through the ORM at every request was a quarter of a create's CPU. The active count reads the
-# partial index job_owner_active, the submitted one job_owner_created.
+# partial index job_owner_active, the submitted one job_owner_created. A workflow step waiting for
+# its parents (parents_remaining > 0) is not active: it cannot run (checked on the rows the index finds).
 _COUNT = f"""
 SELECT
     (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %s AND "created_at" > %s LIMIT %s) AS submitted),
-    (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %s AND "status" IN ({_ACTIVE}) LIMIT %s) AS active)
+    (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %s AND "status" IN ({_ACTIVE})
+        AND "parents_remaining" = 0 LIMIT %s) AS active)
 """
 _LOCK = f'SELECT 1 FROM "{_USER}" WHERE "id" = %s FOR NO KEY UPDATE'
 
@@ -186,5 +191,6 @@ def share_wait_seconds(*, owner_id: int, cap: int) -> float:
     """How long a job over its owner's share waits before it is tried again: the owner's pending
     jobs over their share, one second each, at least 1 s and at most ``JOB_FAIR_SHARE_MAX_WAIT``."""
     most = settings.JOB_FAIR_SHARE_MAX_WAIT
-    backlog = Job.objects.filter(owner_id=owner_id, status=JobStatus.PENDING)[: int(most * cap) + 1].count()
+    backlog = Job.objects.filter(owner_id=owner_id, status=JobStatus.PENDING, parents_remaining=0)
+    backlog = backlog[: int(most * cap) + 1].count()
     return min(most, max(1.0, backlog / max(cap, 1)))

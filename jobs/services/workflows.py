@@ -56,7 +56,9 @@ def job_workflow_create(
     ]
     how = f" as step of workflow {name!r}"
     with transaction.atomic():
-        check_quota(owner, count=len(jobs), now=now)
+        # Every step is submitted (the per-minute quota); only those without parents are active now:
+        # the others count once released, and a release is never refused (README "Workflows").
+        check_quota(owner, count=len(jobs), now=now, runnable=sum(1 for _, _, after in steps if not after))
         workflow.save(force_insert=True)
         WorkflowDependency.objects.bulk_create(edges, batch_size=5000)
         _state.create(list(jobs.values()), [created_event(job, how=how) for job in jobs.values()])
@@ -135,11 +137,12 @@ def job_workflow_retry(*, workflow_id, by: User | None = None) -> list:
     retried: list = []
     with transaction.atomic():
         owner_id = Workflow.objects.filter(id=workflow_id).values_list("owner_id", flat=True).first()
-        count = Job.objects.filter(workflow_id=workflow_id, status__in=list(MANUAL_RETRY_STATUSES)).count()
+        again = Job.objects.filter(workflow_id=workflow_id, status__in=list(MANUAL_RETRY_STATUSES))
+        count = again.count()
         if not count:
             raise Conflict(f"Workflow {workflow_id} has no failed or cancelled step to retry.", code="invalid_state")
-        if by is not None and by.pk == owner_id:
-            check_quota(by, count=count, now=now, submitted=False)
+        if by is not None and by.pk == owner_id:  # the steps that still wait for a parent are not active
+            check_quota(by, count=count, now=now, submitted=False, runnable=again.filter(parents_remaining=0).count())
         for status in MANUAL_RETRY_STATUSES:
             retried += _steps.change_many(
                 Job.objects.filter(workflow_id=workflow_id, status=status),

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -31,12 +31,13 @@ from django.db import close_old_connections
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from ..live import JobState, read_state, read_states
-from ..models import ACTIVE_STATUSES, Job
+from ..live import JobState, json_value, read_state, read_states
+from ..models import ACTIVE_STATUSES, Job, JobStatus, Workflow, WorkflowStatus
 from .hub import Hub, Subscription, current_hub
 
 KEEPALIVE = "keepalive"  # nothing was sent for JOB_STREAM_KEEPALIVE seconds: send a comment
-GONE = "gone"  # the followed job's row was deleted
+GONE = "gone"  # the followed job's (or workflow's) row was deleted
+SETTLED = "settled"  # list_states(settle=True): a batch of changes was shown (the workflow feed looks then)
 _SEEN_MAX = 10_000  # job versions a list feed remembers
 
 
@@ -189,9 +190,10 @@ def _members(scope: ListScope, job_ids: list[str]) -> set[str]:
     return {str(pk) for pk in scope.candidates.filter(id__in=job_ids).values_list("id", flat=True)}
 
 
-async def list_states(scope: ListScope) -> AsyncIterator[JobState | str]:
+async def list_states(scope: ListScope, *, settle: bool = False) -> AsyncIterator[JobState | str]:
     """The active jobs in ``scope`` at once, then every newer state of a job in it; ``KEEPALIVE`` when
-    idle. Ends after ``JOB_STREAM_MAX_SECONDS`` (the client reconnects)."""
+    idle (and after the first snapshot); with ``settle``, ``SETTLED`` after any other batch of states
+    shown. Ends after ``JOB_STREAM_MAX_SECONDS`` (the client reconnects)."""
     feed = _Feed()
     await feed.open()
     seen: OrderedDict[str, JobState] = OrderedDict()  # the last state shown, per job
@@ -220,6 +222,8 @@ async def list_states(scope: ListScope) -> AsyncIterator[JobState | str]:
             if first or clock.keepalive_due():  # first: the snapshot is complete (even if empty)
                 first, clock.last_sent = False, time.monotonic()
                 yield KEEPALIVE
+            elif shown and settle:
+                yield SETTLED
             if clock.expired():
                 return
             states = await feed.receive(clock.wait())
@@ -246,3 +250,66 @@ async def _in_scope(scope: ListScope, states: list[JobState], members: dict[str,
         while len(members) > _SEEN_MAX:
             members.pop(next(iter(members)))
     return [s for s in states if members.get(s.job_id)]
+
+
+# --- a workflow -----------------------------------------------------------------------------------
+WORKFLOW_FIELDS = ("id", "name", "status", "steps_total", "steps_succeeded", "steps_failed", "steps_cancelled")
+WORKFLOW_ENDS = (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    """A workflow as its stream shows it (``event: workflow``); ``ends``: it is finished and none of its
+    steps can change any more by itself (none running, none released and pending); ``shown``: these
+    fields were sent already (only the end is news)."""
+
+    fields: dict[str, Any]
+    ends: bool = False
+    shown: bool = False
+
+    @property
+    def event_id(self) -> str:
+        """Opaque to clients; the same state always has the same id."""
+        f = self.fields
+        return f"{f['id']}.{f['status']}.{f['steps_succeeded']}.{f['steps_failed']}.{f['steps_cancelled']}"
+
+
+def read_workflow(workflow_id) -> WorkflowState | None:
+    """The workflow's state by primary key; None when there is no such row."""
+    workflow = Workflow.objects.filter(id=workflow_id).first()
+    if workflow is None:
+        return None
+    fields = {name: json_value(getattr(workflow, name)) for name in WORKFLOW_FIELDS}
+    fields.update(progress=workflow.progress, finished_at=json_value(workflow.finished_at))
+    live = Q(status=JobStatus.RUNNING) | Q(status=JobStatus.PENDING, parents_remaining=0)
+    ends = workflow.status in WORKFLOW_ENDS and not Job.objects.filter(live, workflow_id=workflow_id).exists()
+    return WorkflowState(fields, ends)
+
+
+async def workflow_states(scope: ListScope, workflow_id) -> AsyncIterator[JobState | WorkflowState | str]:
+    """A workflow's steps as ``list_states`` shows them, and the workflow itself: its state after the
+    first snapshot, then again after every batch of step changes (or keep-alive) that changed it. A
+    workflow changes only in the transactions that change its steps, so looking after theirs is
+    enough. Ends after a ``WorkflowState`` that ``ends`` (or ``GONE`` when the row was deleted)."""
+    workflow_id = str(workflow_id)
+    steps, shown = list_states(scope, settle=True), None
+    try:
+        async for item in steps:
+            if not (isinstance(item, str) and item in (SETTLED, KEEPALIVE)):
+                yield item
+                continue
+            fresh = await run_db(read_workflow, workflow_id)
+            if fresh is None:
+                yield GONE
+                return
+            if shown is None or fresh.fields != shown.fields:
+                shown = fresh
+                yield fresh
+            elif fresh.ends:
+                yield replace(fresh, shown=True)
+            if fresh.ends:
+                return
+            if item == KEEPALIVE:
+                yield KEEPALIVE
+    finally:
+        await steps.aclose()

@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from ..filters import JobFilter
-from ..models import JobPriority, JobStatus
+from ..models import JobPriority, JobStatus, WorkflowStatus
 
 _TIME = {"type": "string", "format": "date-time", "nullable": True}
 STATE_SCHEMA: dict[str, Any] = {
@@ -47,6 +47,33 @@ LIST_STATE_SCHEMA: dict[str, Any] = {
         "created_at": {"type": "string", "format": "date-time"},
     },
 }
+WORKFLOW_STATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "The `data:` of a workflow stream's `event: workflow`: the workflow's own fields that change.",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"},
+        "status": {"type": "string", "enum": list(WorkflowStatus.values)},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100, "description": "Finished steps / steps, %."},
+        "steps_total": {"type": "integer"},
+        "steps_succeeded": {"type": "integer"},
+        "steps_failed": {"type": "integer"},
+        "steps_cancelled": {"type": "integer"},
+        "finished_at": _TIME,
+    },
+    "required": ["id", "name", "status", "progress", "steps_total", "steps_succeeded", "steps_failed"],
+}
+WORKFLOW_EVENTS = (
+    "Server-sent events (`text/event-stream`) of a workflow and its steps. At once: each active or recent "
+    "step's state (`event: state`, the list stream's data: a step is a job), then the workflow's own "
+    "state (`event: workflow`: status, progress, counts); then an `event: state` per change of a step "
+    "(released from waiting, started, progressing, finished) and an `event: workflow` per change of the "
+    "workflow's status or progress, after the changes of the steps that caused it. Once the workflow is "
+    "finished (succeeded, failed or cancelled) and none of its steps runs or is released to run, "
+    "`event: end` (`{id, status}`, the workflow's) closes the stream; a retry after that needs a new "
+    "stream. A deleted workflow ends it with `event: end` `{status: null, deleted: true}`. Keep-alives, "
+    "limits, authentication and `event: closed` as for the job streams."
+)
 EVENTS = (
     "Server-sent events (`text/event-stream`). The current state comes at once (`event: state`), then "
     "one `event: state` per change of status, progress, message, metadata, attempt or timestamps; each "
@@ -96,7 +123,8 @@ def _operation(*, operation_id, summary, description, tag, parameters, security,
 
 
 def add_stream_paths(result: dict, generator, request, public) -> dict:
-    """Add ``/api/v1/{jobs,tasks}/stream/`` and ``/api/v1/{jobs,tasks}/{id}/stream/``."""
+    """Add ``/api/v1/{jobs,tasks}/stream/``, ``/api/v1/{jobs,tasks}/{id}/stream/`` and
+    ``/api/v1/workflows/{id}/stream/``."""
     paths = result.setdefault("paths", {})
     listing = paths.get("/api/v1/jobs/", {}).get("get")
     detail = paths.get("/api/v1/jobs/{id}/", {}).get("get")
@@ -133,6 +161,28 @@ def add_stream_paths(result: dict, generator, request, public) -> dict:
             parameters=[copy.deepcopy(id_parameter), LAST_EVENT_ID],
             security=security,
             schema={"$ref": "#/components/schemas/JobStreamState"},
+            errors={**unauthorized, "404": _error("Not found (or not yours).")},
+        )
+    workflow = paths.get("/api/v1/workflows/{id}/", {}).get("get")
+    if workflow is not None:
+        schemas["WorkflowStreamState"] = WORKFLOW_STATE_SCHEMA
+        paths["/api/v1/workflows/{id}/stream/"] = _operation(
+            operation_id="workflows_stream",
+            summary="Live changes of a workflow and its steps (server-sent events)",
+            description=WORKFLOW_EVENTS,
+            tag=(workflow.get("tags") or ["workflows"])[0],
+            parameters=[
+                copy.deepcopy(next(p for p in workflow["parameters"] if p["in"] == "path" and p["name"] == "id")),
+                LAST_EVENT_ID,
+            ],
+            security=workflow.get("security", security),
+            schema={
+                "oneOf": [
+                    {"$ref": "#/components/schemas/JobListStreamState"},
+                    {"$ref": "#/components/schemas/WorkflowStreamState"},
+                ],
+                "description": "`event: state`: JobListStreamState (a step); `event: workflow`: WorkflowStreamState.",
+            },
             errors={**unauthorized, "404": _error("Not found (or not yours).")},
         )
     return result

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django_filters.utils import translate_validation
@@ -39,7 +40,8 @@ from taskhub.handlers import release_request_thread
 from .. import selectors
 from ..filters import JobFilter
 from ..live import JobState
-from .feeds import GONE, KEEPALIVE, ListScope, job_states, list_states, run_db
+from ..models import Workflow
+from .feeds import GONE, KEEPALIVE, ListScope, WorkflowState, job_states, list_states, run_db, workflow_states
 from .guard import Slot, fresh_session_user, take_slot
 from .hub import closing, current_hub
 
@@ -103,11 +105,17 @@ def _open_list(request: HttpRequest) -> tuple[User, ListScope]:
 
 
 def _open_workflow(request: HttpRequest, workflow_id: str) -> tuple[User, ListScope]:
-    """A workflow's stream: the list stream of its steps (the jobs the caller may see in it)."""
+    """A workflow's stream: the workflow (if the caller may see it: theirs, or any for staff who see
+    every job) and the list stream of its steps."""
     user = _authenticate(request)
-    steps = selectors.job_list(user=user).filter(workflow_id=workflow_id)
-    if not steps.exists():
+    workflows = Workflow.objects.all() if selectors.sees_every_job(user) else Workflow.objects.filter(owner=user)
+    try:
+        found = workflows.filter(id=workflow_id).exists()
+    except (ValidationError, ValueError):  # not a UUID: no such workflow
+        found = False
+    if not found:
         raise _Refused(NotFound(f"Workflow {workflow_id} not found."))
+    steps = selectors.job_list(user=user).filter(workflow_id=workflow_id)
     owner_id = None if selectors.sees_every_job(user) else user.id
     return user, ListScope(candidates=steps, statuses=frozenset(), owner_id=owner_id, filtered=True)
 
@@ -199,6 +207,11 @@ async def _events(
                 yield b": keep-alive\n\n"
             elif state == GONE:
                 yield _sse("end", {"status": None, "deleted": True})
+            elif isinstance(state, WorkflowState):
+                if not state.shown:
+                    yield _sse("workflow", state.fields, state.event_id)
+                if state.ends:
+                    yield _sse("end", {"id": state.fields["id"], "status": state.fields["status"]})
             else:
                 yield _sse("state", state.data(identity=identity), state.event_id)
                 if state.terminal and not identity:
@@ -259,8 +272,10 @@ async def job_list_stream(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 async def workflow_stream(request: HttpRequest, pk: str) -> HttpResponse:
-    """``text/event-stream`` of a workflow's steps: each step's state at once, then every change (a
-    step released from waiting, started, progressing, finished), as the job list stream shows them."""
+    """``text/event-stream`` of a workflow and its steps: each step's state at once, then every change (a
+    step released from waiting, started, progressing, finished), as the job list stream shows them;
+    ``event: workflow`` with the workflow's own status and progress at once and at each change of them;
+    ``event: end`` once it is finished and none of its steps runs or is released."""
     if refused := _method_not_allowed(request):
         return refused
     try:
@@ -268,4 +283,4 @@ async def workflow_stream(request: HttpRequest, pk: str) -> HttpResponse:
         slot = await _slot(user)
     except _Refused as refused:
         return _error(refused)
-    return _stream(_events(request, user, slot, list_states(scope), identity=True))
+    return _stream(_events(request, user, slot, workflow_states(scope, pk), identity=True))

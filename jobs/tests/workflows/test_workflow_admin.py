@@ -55,3 +55,46 @@ def test_the_cancel_and_retry_actions(operator, user):
     assert Workflow.objects.get(id=workflow.id).status == "cancelled"
     operator.post(url, {"action": "retry", "_selected_action": [str(workflow.id)]})
     assert Workflow.objects.get(id=workflow.id).status == "pending"
+
+
+def test_the_live_view_answers_the_pages_changing_parts(operator, user):
+    workflow = workflow_create(owner=user, name="nightly", steps=STEPS)
+    fetch = Job.objects.get(workflow=workflow, workflow_step="fetch")
+    url = f"/admin/jobs/workflow/{workflow.id}/live/"
+    before = operator.get(url).json()
+    assert (before["status"], before["progress"], before["active"]) == ("pending", 0, True)
+    assert 'data-step="fetch" data-status="pending"' in before["dag"]
+    assert before["fields"]["progress_percent"] == "0% (0/3)"
+    started = job_start(job_id=fetch.id, worker="w:1")
+    job_succeed(job_id=fetch.id, attempts=started.attempts, result=1)
+    after = operator.get(url).json()
+    assert 'data-step="fetch" data-status="succeeded"' in after["dag"]
+    assert after["fields"] == {
+        "status": "Running",
+        "progress_percent": "33% (1/3)",
+        "counts": "1 succeeded, 0 failed, 0 cancelled, of 3",
+        "finished_at": "-",
+    }
+    page = operator.get(f"/admin/jobs/workflow/{workflow.id}/change/").content.decode()
+    assert f'data-live-url="{url}"' in page and 'data-active="true"' in page
+    assert "jobs/admin/workflow_live.js" in page
+
+
+def test_the_live_view_refuses_in_json(operator, user, other_user):
+    workflow = workflow_create(owner=other_user, name="theirs", steps=STEPS)
+    url = f"/admin/jobs/workflow/{workflow.id}/live/"
+    anonymous = Client().get(url)
+    assert anonymous.status_code == 403 and anonymous.json()["code"] == "permission_denied"
+    not_staff = Client()
+    not_staff.force_login(user)
+    assert not_staff.get(url).status_code == 403
+    # Staff who see only their own workflows: another user's is not found, as on its page.
+    own_only = UserFactory(is_staff=True)
+    own_only.user_permissions.add(Permission.objects.get(content_type__app_label="jobs", codename="view_workflow"))
+    client = Client()
+    client.force_login(own_only)
+    assert client.get(url).status_code == 404 and client.get(url).json()["code"] == "not_found"
+    unknown = operator.get("/admin/jobs/workflow/00000000-0000-0000-0000-000000000000/live/")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+    # Not a UUID: not the live view; the admin's own catch-all sends it to a change page that does not exist.
+    assert operator.get("/admin/jobs/workflow/not-a-uuid/live/").status_code == 302

@@ -60,3 +60,25 @@ def test_a_cancelled_workflows_running_step_stops_within_a_heartbeat_and_nothing
     assert not steps.filter(dispatched_at__isnull=False).exclude(id=root.id).exists()
     workflow.refresh_from_db()
     assert (workflow.status, workflow.steps_cancelled) == ("cancelled", N + 1)
+
+
+def test_a_release_when_the_owner_is_at_quota_still_runs_every_released_step(make_worker):
+    """max_active_jobs=1: the fan-out's root is the owner's one active job; its success releases three
+    steps at once, over the quota, and all three run (a release is not a create). Meanwhile a new
+    submission of the owner's is refused: the quota still holds for what they submit."""
+    from jobs.services.creation import job_create
+    from taskhub.errors import ApplicationError
+
+    user = UserFactory(max_active_jobs=1, max_jobs_per_minute=0, max_running_jobs=0)
+    fan = group(*(step("long_running_task", id=f"part-{n}", seconds=1) for n in range(3)))
+    workflow = workflow_create(
+        owner=user, name="at-quota", steps=chord(group(step("long_running_task", id="root", seconds=0)), fan)
+    )
+    make_worker(concurrency=4)
+    wait_for(lambda: Job.objects.filter(workflow=workflow, status="running").exclude(workflow_step="root").exists())
+    with pytest.raises(ApplicationError) as refused:
+        job_create(owner=user, celery_task_name="long_running_task", kwargs={"seconds": 0})
+    assert refused.value.code == "quota_active_jobs"
+    wait_for(lambda: Workflow.objects.filter(id=workflow.id, status="succeeded").exists(), timeout=60)
+    parts = Job.objects.filter(workflow=workflow).exclude(workflow_step="root")
+    assert set(parts.values_list("status", flat=True)) == {"succeeded"} and parts.count() == 3
