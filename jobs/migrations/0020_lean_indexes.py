@@ -4,8 +4,8 @@ An ordinary job writes three row versions (insert, start, finish) and none is a 
 changes, and status is in the active jobs' partial indexes), so every index that holds a version gets
 an entry for it. Three list indexes in the cursor's order are dropped (``?status=``, ``?task=``,
 ``?task_type=``: the cursor scan of ``job_owner_created`` or ``job_created`` serves them, with a partial
-index for the rare ends: failed, revoked, expired); the three partial indexes of active jobs (the
-quota's per owner, the sweeper's running jobs, the gauges' per status, queue and task) become one.
+index for the rare ends: failed, revoked, expired); two partial indexes of active jobs (the quota's
+per owner, the gauges' per status, queue and task) become one, per owner.
 The new indexes are built before the old ones go, so no query is left without one meanwhile.
 """
 
@@ -33,14 +33,13 @@ class Migration(migrations.Migration):
             model_name="job",
             index=models.Index(
                 condition=models.Q(("status__in", ("pending", "running"))),
-                fields=["status", "owner", "queue", "celery_task_name"],
+                fields=["owner", "status", "queue", "celery_task_name"],
                 name="job_active",
             ),
         ),
         migrations.RemoveIndex(model_name="job", name="job_status_created"),
         migrations.RemoveIndex(model_name="job", name="job_task_created"),
         migrations.RemoveIndex(model_name="job", name="job_type_created"),
-        migrations.RemoveIndex(model_name="job", name="job_running"),
         migrations.RemoveIndex(model_name="job", name="job_owner_active"),
         migrations.RemoveIndex(model_name="job", name="job_active_queue_task"),
     ]

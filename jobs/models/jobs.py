@@ -235,6 +235,8 @@ class Job(models.Model):
             models.Index(
                 fields=("workflow", "workflow_step"), condition=Q(workflow__isnull=False), name="job_workflow"
             ),
+            # The running jobs (fewer still): the sweeper's stale heartbeats, the running jobs per worker.
+            models.Index(fields=("started_at",), condition=Q(status=JobStatus.RUNNING), name="job_running"),
             # Deadlines: the sweeper's scan for pending jobs past their expires_at (few have one).
             models.Index(
                 fields=("expires_at",),
@@ -243,13 +245,13 @@ class Job(models.Model):
             ),
             # Metrics (jobs/observability/collector.py): the rollup reads finished jobs in finished_at order.
             models.Index(fields=("finished_at",), condition=Q(finished_at__isnull=False), name="job_finished"),
-            # The active jobs (pending, running: few beside the finished ones), one index for all who ask
-            # (0020; it replaces job_owner_active, job_running and job_active_queue_task, 5 entries per job
-            # written -> 2): the gauges count per status, queue and task from it alone; status first, so
-            # the sweeps' running or pending jobs, a per-user quota's count (status = ANY(...) AND owner:
-            # one descent per status) and a user's running jobs (fair shares) are each a range of it.
+            # The active jobs (pending, running: few beside the finished ones), per owner (0020: one index for
+            # what job_owner_active and job_active_queue_task did, 4 entries per job written -> 2): a quota's
+            # count of an owner's active jobs and a fair share's of their running ones are a range of it, and
+            # the gauges count per status, queue and task from it alone. Owner first: a query that names the
+            # very statuses of the condition cannot use them as a bound (PostgreSQL drops them as implied).
             models.Index(
-                fields=("status", "owner", "queue", "celery_task_name"),
+                fields=("owner", "status", "queue", "celery_task_name"),
                 condition=Q(status__in=ACTIVE_STATUSES),
                 name="job_active",
             ),
