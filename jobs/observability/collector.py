@@ -43,7 +43,7 @@ def known_queues() -> list[str]:
 
 
 def active_counts() -> list[dict]:
-    """Pending and running jobs per status, queue and task (the ``job_active_queue_task`` index)."""
+    """Pending and running jobs per status, queue and task (from the ``job_active`` index alone)."""
     return list(
         Job.objects.filter(status__in=ACTIVE_STATUSES)
         .values("status", "queue", "celery_task_name")
