@@ -120,14 +120,17 @@ def explain(sql: str, rounds: int = 3, name: str = "") -> tuple[str, int, float]
 def queries(users: dict) -> dict[str, Callable[[], object]]:
     """Name -> what runs the query (a request, a page, a service)."""
     from django.conf import settings
-    from django.db import connection
     from django.test import Client, override_settings
     from rest_framework.test import APIClient
 
+    from accounts.models import User
+    from jobs.models import Job
     from jobs.observability import collector
     from jobs.queues.selectors import queue_list
     from jobs.selectors import dead_job_counts
-    from jobs.services import _quotas, recovery, retention
+    from jobs.services import recovery, retention
+    from jobs.services.creation import job_create
+    from jobs.services.execution import job_start
     from jobs.services.promotion import job_promote_waiting
 
     def api(user, query: str = ""):
@@ -154,14 +157,6 @@ def queries(users: dict) -> dict[str, Callable[[], object]]:
 
         return run
 
-    def sql(statement: str, params: list):
-        def run():
-            with connection.cursor() as cursor:
-                cursor.execute(statement, params)
-                cursor.fetchall()
-
-        return run
-
     def retention_page(status: str):
         from datetime import timedelta
 
@@ -179,7 +174,17 @@ def queries(users: dict) -> dict[str, Callable[[], object]]:
 
         return wrapped
 
-    alice, carol = users["alice"].id, users["carol"].id
+    alice = users["alice"].id
+
+    def create_with_quotas():  # the quota's counts (per minute, active) of a user with 75 % of the jobs
+        User.objects.filter(id=alice).update(max_active_jobs=10**6, max_jobs_per_minute=10**6)
+        job_create(owner=User.objects.get(id=alice), celery_task_name="long_running_task", kwargs={"seconds": 0})
+
+    def start_over_share():  # a start over the owner's share: the count of their running jobs, then their backlog
+        User.objects.filter(id=alice).update(max_running_jobs=1)
+        pending = Job.objects.filter(owner_id=alice, status="pending").values_list("id", flat=True).first()
+        job_start(job_id=pending, worker="bench@host:1")
+
     return {
         "API alice: first page": api("alice"),
         "API alice: ?status=failed": api("alice", "&status=failed"),
@@ -202,9 +207,8 @@ def queries(users: dict) -> dict[str, Callable[[], object]]:
         "admin: ?status__exact=failed": admin("?status__exact=failed"),
         "admin: ?status__exact=running": admin("?status__exact=running"),
         "dead jobs page (dead_job_counts)": dead_job_counts,
-        "quota: per-minute and active counts": sql(_quotas._COUNT, [alice, "2026-01-01", 1000, alice, 1000]),
-        "fair share: a user's running jobs": sql(_quotas._RUNNING, [carol, 3]),
-        "fair share: share_wait_seconds": lambda: _quotas.share_wait_seconds(owner_id=alice, cap=2),
+        "create: a user's quotas": create_with_quotas,
+        "start: over the owner's share": start_over_share,
         "sweep: job_recover_stale": recovery.job_recover_stale,
         "sweep: job_expire_due": recovery.job_expire_due,
         "sweep: job_dispatch_due": unhurried(recovery.job_dispatch_due),

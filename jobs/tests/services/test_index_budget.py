@@ -16,11 +16,13 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus
-from jobs.services.creation import job_create_bulk
+from jobs.services.creation import job_create, job_create_bulk
 from jobs.services.execution import job_start, job_succeed
+from jobs.tests.factories import make
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +113,7 @@ def test_no_jobs_job_index_but_the_primary_key_and_the_two_list_orders_holds_eve
     assert full == {"jobs_job_pkey", "job_owner_created", "job_created"}
 
 
-def plan(sql: str, params=()) -> str:
+def plan(sql: str, params=None) -> str:
     with connection.cursor() as cursor:
         for setting in ("enable_seqscan", "enable_sort", "enable_bitmapscan"):
             cursor.execute(f"SET LOCAL {setting} = off")
@@ -140,7 +142,6 @@ def test_each_query_of_a_dropped_or_merged_index_has_an_index_in_its_order(user,
         cursor.execute("ANALYZE jobs_job")
     from jobs.observability.collector import active_counts, running_per_worker
     from jobs.selectors import dead_job_counts
-    from jobs.services import _quotas
     from jobs.services.retention import _expired_jobs
 
     cutoff = timezone.now() - timedelta(days=7)
@@ -179,13 +180,23 @@ def test_each_query_of_a_dropped_or_merged_index_has_an_index_in_its_order(user,
     for name, (queryset, index) in expected.items():
         found = queryset_plan(queryset)
         assert f" {index}" in found and "Seq Scan" not in found and "Sort" not in found, (name, found)
-    # A quota's count of an owner's active jobs: a range of job_active (its statuses are the index's
-    # condition, so only the owner can bound the scan: the owner comes first). A user's running jobs too.
-    counts = plan(_quotas._COUNT, [user.pk, timezone.now(), 10, user.pk, 10])
-    assert re.search(r"using job_active on .*\n\s+Index Cond: \(owner_id = ", counts), counts
-    assert "Seq Scan" not in counts, counts
-    running = plan(_quotas._RUNNING, [user.pk, 3])
-    assert re.search(r"using job_active on .*\n\s+Index Cond: \(\(owner_id = ", running), running
-    # The services' own queries run (their plans are the querysets' above): nothing is left behind.
+    # The services that read them answer (their statements are the querysets' above).
     assert sum(row["count"] for row in active_counts()) == 6
     assert sum(running_per_worker().values()) == 3 and dead_job_counts()[0]["count"] == 10
+    # A quota's count of an owner's active jobs: a range of job_active (its statuses are the index's
+    # condition, so only the owner can bound the scan: the owner comes first). A user's running jobs too.
+    # The statements are the services' own, captured at a create and at a start over the owner's share.
+    type(user).objects.filter(pk=user.pk).update(max_active_jobs=100, max_jobs_per_minute=100, max_running_jobs=1)
+    user.refresh_from_db()
+    with CaptureQueriesContext(connection) as create:
+        job_create(owner=user, celery_task_name="long_running_task", kwargs={"seconds": 0})
+    [counts] = [query["sql"] for query in create.captured_queries if "AS active" in query["sql"]]
+    counts = plan(counts)
+    assert re.search(r"using job_active on .*\n\s+Index Cond: \(owner_id = ", counts), counts
+    assert "Seq Scan" not in counts, counts
+    make("running", owner=user)
+    with CaptureQueriesContext(connection) as start:
+        assert job_start(job_id=make("pending", owner=user).id, worker="w:1") is None  # over the share: deferred
+    [running] = [query["sql"] for query in start.captured_queries if "AS running" in query["sql"]]
+    running = plan(running)
+    assert re.search(r"using job_active on .*\n\s+Index Cond: \(\(owner_id = ", running), running
