@@ -203,10 +203,10 @@ class Job(models.Model):
             # The list's cursor order is (-created_at, -id). Every index below holding an ordinary job
             # (pending -> running -> succeeded) is written again at each of its three row versions (status
             # is in the active partials, so no start or finish is a HOT update): an index costs every job
-            # ~60-90 B of WAL per version it holds. So the list keeps two indexes in its order, a user's
+            # ~80-160 B of WAL per version it holds. So the list keeps two indexes in its order, a user's
             # (every non-staff list) and everyone's (staff, the admin, retention's succeeded jobs), and
             # the other filters (?task=, ?task_type=, ?status=succeeded) are served by the cursor scan
-            # of one of them (migration 0020; bench/README "Performance II: the index reshape").
+            # of one of them (migration 0020; bench/README "The index reshape").
             models.Index(fields=("owner", "-created_at", "-id"), name="job_owner_created"),
             models.Index(fields=("-created_at", "-id"), name="job_created"),
             # ?status= of the rare ends (and the dead jobs, retention of those statuses): an ordinary job

@@ -4,7 +4,7 @@
 An ordinary job writes three row versions (the insert, the start, the finish); none is a HOT update
 (status changes, and status is in the active jobs' index), so every index whose predicate holds for
 a version gets an entry for it. The budget below is what each version writes: an index added to it
-costs every job up to three entries (~60-130 B of WAL each; bench/throughput.py prints them).
+costs every job up to three entries (~80-160 B of WAL each; bench/throughput.py prints them).
 
 The plans: at any size the planner may pick an index; here sequential scans and sorts are made
 expensive (``enable_seqscan``, ``enable_sort`` off) to prove that an index can serve each query, in
