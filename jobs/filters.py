@@ -248,8 +248,12 @@ KWARG_TERMS = {
 
 
 class JobFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, help_text="Repeat for several.")
-    priority = django_filters.MultipleChoiceFilter(choices=JobPriority.choices)
+    # distinct=False: a job has one status and one priority, so no row can match twice; django-filter's
+    # default SELECT DISTINCT made PostgreSQL sort every matching row before a page (bench/README).
+    status = django_filters.MultipleChoiceFilter(
+        choices=JobStatus.choices, distinct=False, help_text="Repeat for several."
+    )
+    priority = django_filters.MultipleChoiceFilter(choices=JobPriority.choices, distinct=False)
     task = django_filters.CharFilter(method="filter_task", help_text="Task name or alias.")
     task_type = django_filters.CharFilter()
     owner = django_filters.CharFilter(method="filter_owner", help_text="Owner id or username (staff).")

@@ -43,8 +43,9 @@ def known_queues() -> list[str]:
 
 
 def active_counts() -> list[dict]:
-    """Pending and running jobs per status, queue and task (the ``job_active_queue_task`` index); not
-    the workflow steps waiting for their parents (``taskhub_workflow_steps_waiting``): they cannot run."""
+    """Pending and running jobs per status, queue and task (the ``job_active`` index, each row's
+    ``parents_remaining`` checked); not the workflow steps waiting for their parents
+    (``taskhub_workflow_steps_waiting``): they cannot run."""
     return list(
         Job.objects.filter(status__in=ACTIVE_STATUSES, parents_remaining=0)
         .values("status", "queue", "celery_task_name")

@@ -97,8 +97,8 @@ _JOB, _USER = Job._meta.db_table, User._meta.db_table
 _ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
 # Each count stops at its limit (LIMIT 0 counts nothing). Written once: building the two counts
 # through the ORM at every request was a quarter of a create's CPU. The active count reads the
-# partial index job_owner_active, the submitted one job_owner_created. A workflow step waiting for
-# its parents (parents_remaining > 0) is not active: it cannot run (checked on the rows the index finds).
+# partial index job_active (owner first), the submitted one job_owner_created. A workflow step waiting
+# for its parents (parents_remaining > 0) is not active: it cannot run (checked on the rows the index finds).
 _COUNT = f"""
 SELECT
     (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %s AND "created_at" > %s LIMIT %s) AS submitted),
