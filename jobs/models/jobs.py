@@ -246,6 +246,10 @@ class Job(models.Model):
                 condition=Q(unique_key__isnull=False),
                 name="job_unique_key_created",
             ),
+            # keep_latest: the sweep's scan for finished jobs still holding a request (only jobs holding one are in it).
+            models.Index(
+                fields=("finished_at",), condition=Q(unique_follow_up__isnull=False), name="job_follow_up_waiting"
+            ),
             # Concurrency keys: the start's count of a key's running jobs (only keyed running jobs are in
             # it: tiny), and the list's ?concurrency_key= / the release of a key's waiting jobs.
             models.Index(

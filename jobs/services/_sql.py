@@ -150,12 +150,11 @@ WITH changed AS (
         "progress" = 100, "progress_meta" = COALESCE(%(meta)s, "progress_meta"), "result" = %(result)s,
         "error" = '', "error_type" = '', "traceback" = '', {_held_in(JobStatus.SUCCEEDED)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
-    RETURNING "{JOB}"."id", "{JOB}"."workflow_id", "{JOB}"."concurrency_key",
-        "{JOB}"."unique_follow_up" IS NOT NULL AS "follow_up"
+        AND "{JOB}"."unique_follow_up" IS NULL
+    RETURNING "{JOB}"."id", "{JOB}"."workflow_id", "{JOB}"."concurrency_key"
 ), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)},
 {_WORKFLOW_RELEASE}
-SELECT changed.concurrency_key, (SELECT array_agg(released.id) FROM released WHERE released.parents_remaining = 0),
-    changed.follow_up
+SELECT changed.concurrency_key, (SELECT array_agg(released.id) FROM released WHERE released.parents_remaining = 0)
 FROM changed
 """
 
@@ -306,9 +305,9 @@ def succeed(
 ) -> dict[str, Any] | None:
     """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
     its ``succeeded`` line; a workflow step's children released (``_WORKFLOW_RELEASE``). None when it
-    matched nothing, else the row's ``concurrency_key`` (the door frees it), ``released``: the ids of
-    the children whose last parent this was, and ``follow_up``: whether the job carries a follow-up
-    request (keep_latest)."""
+    matched nothing (a job holding a keep_latest request included: the door finishes it in one
+    transaction with its follow-up), else the row's ``concurrency_key`` (the door frees it) and
+    ``released``: the ids of the children whose last parent this was."""
     connection = connections["default"]
     params = {
         "id": job_id,
@@ -323,7 +322,7 @@ def succeed(
         row = cursor.fetchone()
     if row is None:
         return None
-    return {"concurrency_key": row[0], "released": list(row[1] or []), "follow_up": bool(row[2])}
+    return {"concurrency_key": row[0], "released": list(row[1] or [])}
 
 
 def stamp_started(job_id) -> datetime | None:

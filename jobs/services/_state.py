@@ -117,23 +117,32 @@ def _transition(job_id, sources, changes, event, where, send, returning):
     if where is not None:
         query = query.filter(where)
     changes = _releasing(changes)
-    # A finished keep_latest job may carry the latest request that arrived while it ran.
+    # A finished keep_latest job may carry the latest request that arrived while it ran: its
+    # follow-up is written in the finish's own transaction, so a finish never commits without it.
     finishing = changes.get("status") in TERMINAL_STATUSES and "unique_follow_up" not in returning
-    asked = [*returning, "unique_follow_up"] if finishing else list(returning)
-    if event is not None and _sql.available(query.db) and _sql.can_return(query.db):
-        matched = _sql.update_with_event(query, changes, asked, event)
-        _after([job_id], matched, send)
+    if finishing:
+        with transaction.atomic(savepoint=False):
+            matched = _write(query, changes, [*returning, "unique_follow_up"], event, job_id, send)
+            if matched and matched.get("unique_follow_up"):
+                follow_up(job_id)
     else:
-        with transaction.atomic():
-            matched = _update_returning(query, changes, asked) if asked else query.update(**changes)
-            if matched and event is not None:
-                event.save()
-            _after([job_id], matched, send)
-    if finishing and matched and matched.get("unique_follow_up"):
-        follow_up(job_id)
+        matched = _write(query, changes, list(returning), event, job_id, send)
     if not returning:
         return bool(matched)
     return {name: matched[name] for name in returning} if matched else matched
+
+
+def _write(query, changes: dict[str, Any], asked: list[str], event: JobEvent | None, job_id, send: bool):
+    if event is not None and _sql.available(query.db) and _sql.can_return(query.db):
+        matched = _sql.update_with_event(query, changes, asked, event)
+        _after([job_id], matched, send)
+        return matched
+    with transaction.atomic():
+        matched = _update_returning(query, changes, asked) if asked else query.update(**changes)
+        if matched and event is not None:
+            event.save()
+        _after([job_id], matched, send)
+    return matched
 
 
 def _releasing(changes: dict[str, Any]) -> dict[str, Any]:
@@ -578,15 +587,15 @@ def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: d
     run's last report, when given), with its ``succeeded`` line. Whether it matched."""
     if _sql.available():
         at, label = timezone.now(), worker_label(worker)
+        # One statement, refused for a job holding a keep_latest request: that finish goes the ORM
+        # way below, one transaction with its follow-up (as a fenced-off success, which matches nothing).
         done = _sql.succeed(
             job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
         )
-        _after([job_id], done is not None, send=False)
         if done is not None:
+            _after([job_id], True, send=False)
             _steps.send_released(done["released"])  # workflows: the children whose last parent this was
-            if done["follow_up"]:
-                follow_up(job_id)
-        return _left_running(done)
+            return _left_running(done)
     held = {} if progress_meta is None else {"progress_meta": progress_meta}
     with transaction.atomic():
         done = _succeed_orm(job_id, attempts, result, worker, held)
