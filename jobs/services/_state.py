@@ -17,7 +17,7 @@ nor ``live``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -390,10 +390,12 @@ def _sent(written: list[Job], lock: int | None) -> None:
 HOLDER_FIELDS = _sql.HOLDER_FIELDS
 
 
-def create_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
+def create_unique(job: Job, line: JobEvent, *, admit: Callable[[], None] | None = None) -> dict[str, Any] | None:
     """(new) -> pending for a job with a unique key, inside the caller's transaction: written and
     sent as ``create`` does, unless another job of its owner holds the key. Then nothing is
     written and the holder's ``HOLDER_FIELDS`` come back, its row locked for the transaction.
+    ``admit``: called once the job is written, before it is sent (the owner's quota: it raises to
+    refuse the new job, and the caller's transaction rolls back; a duplicate is never refused).
 
     PostgreSQL: one ``INSERT … ON CONFLICT (owner, unique_key) WHERE held DO UPDATE … RETURNING``
     (with the ``created`` line only when inserted): no window between looking and writing,
@@ -424,6 +426,8 @@ def create_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
     if holder is not None:
         job.dispatched_at = None
         return holder
+    if admit is not None:
+        admit()
     _sent([job], lock)
     return None
 

@@ -8,6 +8,7 @@ only after the transaction commits, and so is the new job's state for live strea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import uuid
@@ -262,11 +263,13 @@ def job_create(
     line = created_event(job, how=" by a schedule" if schedule_id else "")
     try:
         with transaction.atomic():
-            check_quota(owner, count=1, now=job.created_at)
             if spec.unique is None:
+                check_quota(owner, count=1, now=job.created_at)
                 _state.create([job], [line])
             else:
-                job = write_unique(job, line, spec.unique, by=owner)
+                # The quota once the job is known to be new: a duplicate creates nothing (never a 429).
+                admit = functools.partial(check_quota, owner, count=1, now=job.created_at, written=1)
+                job = write_unique(job, line, spec.unique, by=owner, admit=admit)
     except IntegrityError:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
         if existing is None:
@@ -332,11 +335,13 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
         job.dedupe_outcome = None
     try:
         with transaction.atomic():
-            check_quota(owner, count=len(jobs), now=now)
             if plain:
+                check_quota(owner, count=len(plain), now=now)
                 _state.create(plain, [created_event(job, how=" (bulk)") for job in plain])
+            # Each keyed item counts once written: duplicates create nothing (never a 429).
+            admit = functools.partial(check_quota, owner, count=1, now=now, written=1)
             for index, job, rule in keyed:
-                jobs[index] = write_unique(job, created_event(job, how=" (bulk)"), rule, by=owner)
+                jobs[index] = write_unique(job, created_event(job, how=" (bulk)"), rule, by=owner, admit=admit)
     except IntegrityError:
         if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
             raise

@@ -16,6 +16,7 @@ transaction, what the duplicate does to the holder:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,17 +35,20 @@ CREATED_OUTCOMES = (None, "cancelled_running")
 _TAKEN_OVER = object()
 
 
-def write_unique(job: Job, line: JobEvent, rule: UniqueRule, *, by: User | None) -> Job:
+def write_unique(
+    job: Job, line: JobEvent, rule: UniqueRule, *, by: User | None, admit: Callable[[], None] | None = None
+) -> Job:
     """Write ``job`` (its ``unique_key`` set) inside the caller's transaction, or deduplicate it
     into the job holding its key as ``rule``'s policy says. The job that answers the request comes
-    back with ``dedupe_outcome`` (None for a new job)."""
+    back with ``dedupe_outcome`` (None for a new job). ``admit``: the owner's quota, checked only
+    when the job is written (``_state.create_unique``): a duplicate creates nothing."""
     job.unique_policy, job.unique_held = rule.policy, True
     if rule.policy == UniquePolicy.DEBOUNCE:
         # A debounced job waits for ``period`` of quiet from its first request too.
         job.run_at = max(job.run_at or job.created_at, job.created_at + _span(rule.period))
     outcome = None
     for _ in range(3):
-        holder = _state.create_unique(job, line)
+        holder = _state.create_unique(job, line, admit=admit)
         if holder is None:
             job.dedupe_outcome = outcome
             return job
