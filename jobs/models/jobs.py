@@ -143,6 +143,10 @@ class Job(models.Model):
     unique_follow_up = models.JSONField(
         null=True, blank=True, help_text="keep_latest: the latest request that arrived while it ran."
     )
+    # /metrics' taskhub_jobs_deduplicated_total (jobs/services/deduplicated.py); NULL until a duplicate.
+    dedupe_counts = models.JSONField(
+        null=True, blank=True, help_text='The duplicates deduplicated into this job by outcome ({"existing": 3}).'
+    )
     # --- Concurrency keys (README "Concurrency keys", jobs/services/concurrency.py): at most
     # concurrency_limit running jobs with the same concurrency_key; NULL, not "", when absent.
     concurrency_key = models.CharField(  # noqa: DJ001

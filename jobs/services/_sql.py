@@ -195,7 +195,7 @@ def insert(job: Job, line: JobEvent) -> None:
 
 
 # What a keyed create learns of the job that holds its key.
-HOLDER_FIELDS = ("id", "status", "created_at", "run_at", "unique_policy", "cancel_requested_at")
+HOLDER_FIELDS = ("id", "status", "created_at", "run_at", "unique_policy", "cancel_requested_at", "dedupe_counts")
 _CONFLICT = f"""
 WITH job AS (
     INSERT INTO "{JOB}" AS held ({", ".join(f'"{field.column}"' for field in _JOB_FIELDS)})
@@ -226,7 +226,7 @@ def insert_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
     if row[0]:
         job._state.adding, job._state.db = False, connection.alias
         return None
-    return dict(zip(HOLDER_FIELDS, row[1:], strict=True))
+    return {name: _from_db(name, value, connection) for name, value in zip(HOLDER_FIELDS, row[1:], strict=True)}
 
 
 @contextlib.contextmanager

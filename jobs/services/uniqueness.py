@@ -27,6 +27,7 @@ from ..models import Job, JobEvent, JobStatus, UniquePolicy
 from ..unique import UniqueRule
 from . import _state
 from .cancelling import job_cancel
+from .deduplicated import dedupe_counted
 from .labels import user_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -59,6 +60,7 @@ def write_unique(
             return survivor
         if holder["status"] == RUNNING and rule.policy == UniquePolicy.CANCEL_RUNNING:
             outcome = "cancelled_running"
+            job.dedupe_counts = dedupe_counted(None, outcome)  # written with it (/metrics)
     raise Conflict(f"unique.key: the key {job.unique_key!r} keeps changing hands; try again.", code="conflict")
 
 
@@ -105,7 +107,7 @@ def _dedupe(
     holder: dict[str, Any], outcome: str, *, by: User | None, now: datetime, changes=None, send: bool = False
 ) -> str:
     message = f"deduplicated: request by {user_label(by)} at {now:%Y-%m-%d %H:%M:%S} UTC ({outcome})."
-    _state.deduplicate(
-        holder["id"], status=holder["status"], changes=changes or {}, actor=by, message=message, send=send
-    )
+    # Counted on the holder's locked row, by outcome (/metrics: services/deduplicated.py).
+    changes = {**(changes or {}), "dedupe_counts": dedupe_counted(holder["dedupe_counts"], outcome)}
+    _state.deduplicate(holder["id"], status=holder["status"], changes=changes, actor=by, message=message, send=send)
     return outcome
