@@ -40,7 +40,7 @@ from ..models import (
     UniquePolicy,
     unique_policies_holding,
 )
-from . import _sql, _steps
+from . import _sql, _sql_bulk, _steps
 from .concurrency import release_after_commit
 from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
 from .gates import queue_not_paused
@@ -390,12 +390,13 @@ def _sent(written: list[Job], lock: int | None) -> None:
 HOLDER_FIELDS = _sql.HOLDER_FIELDS
 
 
-def create_unique(job: Job, line: JobEvent, *, admit: Callable[[], None] | None = None) -> dict[str, Any] | None:
+def create_unique(job: Job, line: JobEvent, *, admit: Callable[[int], None] | None = None) -> dict[str, Any] | None:
     """(new) -> pending for a job with a unique key, inside the caller's transaction: written and
     sent as ``create`` does, unless another job of its owner holds the key. Then nothing is
     written and the holder's ``HOLDER_FIELDS`` come back, its row locked for the transaction.
-    ``admit``: called once the job is written, before it is sent (the owner's quota: it raises to
-    refuse the new job, and the caller's transaction rolls back; a duplicate is never refused).
+    ``admit``: called with the number of jobs written (1) once the job is written, before it is sent
+    (the owner's quota: it raises to refuse the new job, and the caller's transaction rolls back; a
+    duplicate is never refused).
 
     PostgreSQL: one ``INSERT … ON CONFLICT (owner, unique_key) WHERE held DO UPDATE … RETURNING``
     (with the ``created`` line only when inserted): no window between looking and writing,
@@ -427,9 +428,35 @@ def create_unique(job: Job, line: JobEvent, *, admit: Callable[[], None] | None 
         job.dispatched_at = None
         return holder
     if admit is not None:
-        admit()
+        admit(1)
     _sent([job], lock)
     return None
+
+
+def create_unique_many(
+    jobs: list[Job], lines: list[JobEvent], *, admit: Callable[[int], None] | None = None
+) -> list[dict[str, Any] | None]:
+    """``create_unique`` for a bulk request's keyed jobs (one owner, distinct keys, in key order):
+    each job's holder, or None when it was written. PostgreSQL: one statement for them all
+    (``_sql_bulk``), then ``admit`` once for the jobs written, then their messages."""
+    if not jobs or not _sql.available():
+        return [create_unique(job, line, admit=admit) for job, line in zip(jobs, lines, strict=True)]
+    lock = None
+    if _sql.outermost_transaction():
+        now = timezone.now()
+        for ready in sendable(list(jobs), now=now):
+            ready.dispatched_at = now
+        lock = _sql.creator_lock()
+    holders = _sql_bulk.insert_unique_many(jobs, lines)
+    written = [job for job, holder in zip(jobs, holders, strict=True) if holder is None]
+    for job, holder in zip(jobs, holders, strict=True):
+        if holder is not None:
+            job.dispatched_at = None
+    if written and admit is not None:
+        admit(len(written))
+    if written:
+        _sent(written, lock)
+    return holders
 
 
 def deduplicate(

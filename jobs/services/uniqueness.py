@@ -36,20 +36,44 @@ CREATED_OUTCOMES = (None, "cancelled_running")
 _TAKEN_OVER = object()
 
 
-def write_unique(
-    job: Job, line: JobEvent, rule: UniqueRule, *, by: User | None, admit: Callable[[], None] | None = None
-) -> Job:
+Admit = Callable[[int], None]
+
+
+def write_unique(job: Job, line: JobEvent, rule: UniqueRule, *, by: User | None, admit: Admit | None = None) -> Job:
     """Write ``job`` (its ``unique_key`` set) inside the caller's transaction, or deduplicate it
     into the job holding its key as ``rule``'s policy says. The job that answers the request comes
     back with ``dedupe_outcome`` (None for a new job). ``admit``: the owner's quota, checked only
     when the job is written (``_state.create_unique``): a duplicate creates nothing."""
+    _prepare(job, rule)
+    return _answer(job, line, rule, _state.create_unique(job, line, admit=admit), by=by, admit=admit)
+
+
+def write_unique_many(
+    items: list[tuple[Job, JobEvent, UniqueRule]], *, by: User | None, admit: Admit | None = None
+) -> list[Job]:
+    """``write_unique`` for a bulk request's keyed jobs (one owner, distinct keys, in key order):
+    written in one statement on PostgreSQL (``_state.create_unique_many``; ``admit`` once for the
+    jobs written), each duplicate then decided as ``write_unique`` decides it."""
+    for job, _, rule in items:
+        _prepare(job, rule)
+    holders = _state.create_unique_many([job for job, _, _ in items], [line for _, line, _ in items], admit=admit)
+    return [
+        _answer(job, line, rule, holder, by=by, admit=admit)
+        for (job, line, rule), holder in zip(items, holders, strict=True)
+    ]
+
+
+def _prepare(job: Job, rule: UniqueRule) -> None:
     job.unique_policy, job.unique_held = rule.policy, True
     if rule.policy == UniquePolicy.DEBOUNCE:
         # A debounced job waits for ``period`` of quiet from its first request too.
         job.run_at = max(job.run_at or job.created_at, job.created_at + _span(rule.period))
+
+
+def _answer(job: Job, line: JobEvent, rule: UniqueRule, holder, *, by: User | None, admit: Admit | None) -> Job:
+    """The job answering ``job``'s create, given what its insert found (``holder``; None: written)."""
     outcome = None
     for _ in range(3):
-        holder = _state.create_unique(job, line, admit=admit)
         if holder is None:
             job.dedupe_outcome = outcome
             return job
@@ -61,6 +85,7 @@ def write_unique(
         if holder["status"] == RUNNING and rule.policy == UniquePolicy.CANCEL_RUNNING:
             outcome = "cancelled_running"
             job.dedupe_counts = dedupe_counted(None, outcome)  # written with it (/metrics)
+        holder = _state.create_unique(job, line, admit=admit)
     raise Conflict(f"unique.key: the key {job.unique_key!r} keeps changing hands; try again.", code="conflict")
 
 
