@@ -145,6 +145,10 @@ class Job(models.Model):
     unique_follow_up = models.JSONField(
         null=True, blank=True, help_text="keep_latest: the latest request that arrived while it ran."
     )
+    # /metrics' taskhub_jobs_deduplicated_total (jobs/services/deduplicated.py); NULL until a duplicate.
+    dedupe_counts = models.JSONField(
+        null=True, blank=True, help_text='The duplicates deduplicated into this job by outcome ({"existing": 3}).'
+    )
     # --- Concurrency keys (README "Concurrency keys", jobs/services/concurrency.py): at most
     # concurrency_limit running jobs with the same concurrency_key; NULL, not "", when absent.
     concurrency_key = models.CharField(  # noqa: DJ001
@@ -260,6 +264,10 @@ class Job(models.Model):
                 fields=("unique_key", "-created_at", "-id"),
                 condition=Q(unique_key__isnull=False),
                 name="job_unique_key_created",
+            ),
+            # keep_latest: the sweep's scan for finished jobs still holding a request (only jobs holding one are in it).
+            models.Index(
+                fields=("finished_at",), condition=Q(unique_follow_up__isnull=False), name="job_follow_up_waiting"
             ),
             # Concurrency keys: the start's count of a key's running jobs (only keyed running jobs are in
             # it: tiny), and the list's ?concurrency_key= / the release of a key's waiting jobs.

@@ -34,6 +34,7 @@ from ..models import (
     WorkflowStatus,
 )
 from ..selectors import concurrency_waiting, due_pending, due_since, steps_waiting
+from ..services.deduplicated import deduplicated_totals
 
 PREFIX = "taskhub"
 
@@ -176,6 +177,15 @@ class JobCollector(Collector):
         yield finished
         yield failures
         yield retries
+        deduplicated = CounterMetricFamily(
+            f"{PREFIX}_jobs_deduplicated",
+            "Creates answered with the job holding their unique key, by task and outcome (existing, replaced, "
+            "debounced, follow_up_queued, throttled, cancelled_running: the new job cancelled the running holder).",
+            labels=["task", "outcome"],
+        )
+        for (task, outcome), count in sorted(deduplicated_totals().items()):
+            deduplicated.add_metric([task, outcome], count)
+        yield deduplicated
 
         for metric, help_text in (
             ("wait_seconds", "Time from created or due (run_at, retry backoff) to started, per task."),

@@ -51,13 +51,17 @@ class Quota:
         )
 
 
-def check_quota(owner: User, *, count: int, now: datetime, submitted: bool = True, runnable: int | None = None) -> None:
+def check_quota(
+    owner: User, *, count: int, now: datetime, submitted: bool = True, runnable: int | None = None, written: int = 0
+) -> None:
     """Refuse (429) ``count`` more jobs for ``owner``; call inside the writing transaction.
 
     ``submitted`` says the jobs are new submissions (counted per minute); a manual retry makes
     a job active again without submitting a new one. ``runnable``: how many of them count as
     active (default all): a workflow's steps that wait for their parents do not, until their
-    release (which is never refused: it is not a submission). The owner's row is locked, then both
+    release (which is never refused: it is not a submission). ``written``: how many of the ``count``
+    this transaction has written already (a keyed create is checked once its insert is known to be a
+    new job: a duplicate creates nothing and is never refused). The owner's row is locked, then both
     are counted in one statement (each count stops at its limit: a user far over it costs no more).
     """
     quota = Quota.of(owner)
@@ -73,11 +77,17 @@ def check_quota(owner: User, *, count: int, now: datetime, submitted: bool = Tru
             raise QuotaExceeded(
                 f"Quota exceeded: this request asks for {asked} jobs; the limit is {limit} {what} per user.", code=code
             )
-    submitted_count, active = _lock_and_count(owner, since=now - WINDOW, per_minute=per_minute, active=quota.max_active)
+    submitted_count, active = _lock_and_count(
+        owner,
+        since=now - WINDOW,
+        per_minute=per_minute and per_minute + written,
+        active=quota.max_active and quota.max_active + written,
+    )
+    submitted_count, active = max(0, submitted_count - written), max(0, active - written)
     if per_minute and submitted_count + count > per_minute:
         # Room comes back as the oldest counted jobs leave the 60-second window.
         recent = Job.objects.filter(owner=owner, created_at__gt=now - WINDOW)
-        free_at = recent.order_by("-created_at").values_list("created_at", flat=True)[per_minute - count]
+        free_at = recent.order_by("-created_at").values_list("created_at", flat=True)[per_minute - count + written]
         wait = max(1, math.ceil((free_at + WINDOW - now).total_seconds()))
         raise QuotaExceeded(
             f"Quota exceeded: at most {per_minute} new jobs per minute per user; you submitted "

@@ -150,12 +150,11 @@ WITH changed AS (
         "progress" = 100, "progress_meta" = COALESCE(%(meta)s, "progress_meta"), "result" = %(result)s,
         "error" = '', "error_type" = '', "traceback" = '', {_held_in(JobStatus.SUCCEEDED)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
-    RETURNING "{JOB}"."id", "{JOB}"."workflow_id", "{JOB}"."concurrency_key",
-        "{JOB}"."unique_follow_up" IS NOT NULL AS "follow_up"
+        AND "{JOB}"."unique_follow_up" IS NULL
+    RETURNING "{JOB}"."id", "{JOB}"."workflow_id", "{JOB}"."concurrency_key"
 ), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)},
 {_WORKFLOW_RELEASE}
-SELECT changed.concurrency_key, (SELECT array_agg(released.id) FROM released WHERE released.parents_remaining = 0),
-    changed.follow_up
+SELECT changed.concurrency_key, (SELECT array_agg(released.id) FROM released WHERE released.parents_remaining = 0)
 FROM changed
 """
 
@@ -196,7 +195,7 @@ def insert(job: Job, line: JobEvent) -> None:
 
 
 # What a keyed create learns of the job that holds its key.
-HOLDER_FIELDS = ("id", "status", "created_at", "run_at", "unique_policy", "cancel_requested_at")
+HOLDER_FIELDS = ("id", "status", "created_at", "run_at", "unique_policy", "cancel_requested_at", "dedupe_counts")
 _CONFLICT = f"""
 WITH job AS (
     INSERT INTO "{JOB}" AS held ({", ".join(f'"{field.column}"' for field in _JOB_FIELDS)})
@@ -227,7 +226,7 @@ def insert_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
     if row[0]:
         job._state.adding, job._state.db = False, connection.alias
         return None
-    return dict(zip(HOLDER_FIELDS, row[1:], strict=True))
+    return {name: _from_db(name, value, connection) for name, value in zip(HOLDER_FIELDS, row[1:], strict=True)}
 
 
 @contextlib.contextmanager
@@ -306,9 +305,9 @@ def succeed(
 ) -> dict[str, Any] | None:
     """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
     its ``succeeded`` line; a workflow step's children released (``_WORKFLOW_RELEASE``). None when it
-    matched nothing, else the row's ``concurrency_key`` (the door frees it), ``released``: the ids of
-    the children whose last parent this was, and ``follow_up``: whether the job carries a follow-up
-    request (keep_latest)."""
+    matched nothing (a job holding a keep_latest request included: the door finishes it in one
+    transaction with its follow-up), else the row's ``concurrency_key`` (the door frees it) and
+    ``released``: the ids of the children whose last parent this was."""
     connection = connections["default"]
     params = {
         "id": job_id,
@@ -323,7 +322,7 @@ def succeed(
         row = cursor.fetchone()
     if row is None:
         return None
-    return {"concurrency_key": row[0], "released": list(row[1] or []), "follow_up": bool(row[2])}
+    return {"concurrency_key": row[0], "released": list(row[1] or [])}
 
 
 def stamp_started(job_id) -> datetime | None:

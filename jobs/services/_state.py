@@ -17,7 +17,7 @@ nor ``live``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +40,7 @@ from ..models import (
     UniquePolicy,
     unique_policies_holding,
 )
-from . import _sql, _steps
+from . import _sql, _sql_bulk, _steps
 from .concurrency import release_after_commit
 from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
 from .gates import queue_not_paused
@@ -117,23 +117,32 @@ def _transition(job_id, sources, changes, event, where, send, returning):
     if where is not None:
         query = query.filter(where)
     changes = _releasing(changes)
-    # A finished keep_latest job may carry the latest request that arrived while it ran.
+    # A finished keep_latest job may carry the latest request that arrived while it ran: its
+    # follow-up is written in the finish's own transaction, so a finish never commits without it.
     finishing = changes.get("status") in TERMINAL_STATUSES and "unique_follow_up" not in returning
-    asked = [*returning, "unique_follow_up"] if finishing else list(returning)
-    if event is not None and _sql.available(query.db) and _sql.can_return(query.db):
-        matched = _sql.update_with_event(query, changes, asked, event)
-        _after([job_id], matched, send)
+    if finishing:
+        with transaction.atomic(savepoint=False):
+            matched = _write(query, changes, [*returning, "unique_follow_up"], event, job_id, send)
+            if matched and matched.get("unique_follow_up"):
+                follow_up(job_id)
     else:
-        with transaction.atomic():
-            matched = _update_returning(query, changes, asked) if asked else query.update(**changes)
-            if matched and event is not None:
-                event.save()
-            _after([job_id], matched, send)
-    if finishing and matched and matched.get("unique_follow_up"):
-        follow_up(job_id)
+        matched = _write(query, changes, list(returning), event, job_id, send)
     if not returning:
         return bool(matched)
     return {name: matched[name] for name in returning} if matched else matched
+
+
+def _write(query, changes: dict[str, Any], asked: list[str], event: JobEvent | None, job_id, send: bool):
+    if event is not None and _sql.available(query.db) and _sql.can_return(query.db):
+        matched = _sql.update_with_event(query, changes, asked, event)
+        _after([job_id], matched, send)
+        return matched
+    with transaction.atomic():
+        matched = _update_returning(query, changes, asked) if asked else query.update(**changes)
+        if matched and event is not None:
+            event.save()
+        _after([job_id], matched, send)
+    return matched
 
 
 def _releasing(changes: dict[str, Any]) -> dict[str, Any]:
@@ -381,10 +390,13 @@ def _sent(written: list[Job], lock: int | None) -> None:
 HOLDER_FIELDS = _sql.HOLDER_FIELDS
 
 
-def create_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
+def create_unique(job: Job, line: JobEvent, *, admit: Callable[[int], None] | None = None) -> dict[str, Any] | None:
     """(new) -> pending for a job with a unique key, inside the caller's transaction: written and
     sent as ``create`` does, unless another job of its owner holds the key. Then nothing is
     written and the holder's ``HOLDER_FIELDS`` come back, its row locked for the transaction.
+    ``admit``: called with the number of jobs written (1) once the job is written, before it is sent
+    (the owner's quota: it raises to refuse the new job, and the caller's transaction rolls back; a
+    duplicate is never refused).
 
     PostgreSQL: one ``INSERT … ON CONFLICT (owner, unique_key) WHERE held DO UPDATE … RETURNING``
     (with the ``created`` line only when inserted): no window between looking and writing,
@@ -415,8 +427,36 @@ def create_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
     if holder is not None:
         job.dispatched_at = None
         return holder
+    if admit is not None:
+        admit(1)
     _sent([job], lock)
     return None
+
+
+def create_unique_many(
+    jobs: list[Job], lines: list[JobEvent], *, admit: Callable[[int], None] | None = None
+) -> list[dict[str, Any] | None]:
+    """``create_unique`` for a bulk request's keyed jobs (one owner, distinct keys, in key order):
+    each job's holder, or None when it was written. PostgreSQL: one statement for them all
+    (``_sql_bulk``), then ``admit`` once for the jobs written, then their messages."""
+    if not jobs or not _sql.available():
+        return [create_unique(job, line, admit=admit) for job, line in zip(jobs, lines, strict=True)]
+    lock = None
+    if _sql.outermost_transaction():
+        now = timezone.now()
+        for ready in sendable(list(jobs), now=now):
+            ready.dispatched_at = now
+        lock = _sql.creator_lock()
+    holders = _sql_bulk.insert_unique_many(jobs, lines)
+    written = [job for job, holder in zip(jobs, holders, strict=True) if holder is None]
+    for job, holder in zip(jobs, holders, strict=True):
+        if holder is not None:
+            job.dispatched_at = None
+    if written and admit is not None:
+        admit(len(written))
+    if written:
+        _sent(written, lock)
+    return holders
 
 
 def deduplicate(
@@ -578,15 +618,15 @@ def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: d
     run's last report, when given), with its ``succeeded`` line. Whether it matched."""
     if _sql.available():
         at, label = timezone.now(), worker_label(worker)
+        # One statement, refused for a job holding a keep_latest request: that finish goes the ORM
+        # way below, one transaction with its follow-up (as a fenced-off success, which matches nothing).
         done = _sql.succeed(
             job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
         )
-        _after([job_id], done is not None, send=False)
         if done is not None:
+            _after([job_id], True, send=False)
             _steps.send_released(done["released"])  # workflows: the children whose last parent this was
-            if done["follow_up"]:
-                follow_up(job_id)
-        return _left_running(done)
+            return _left_running(done)
     held = {} if progress_meta is None else {"progress_meta": progress_meta}
     with transaction.atomic():
         done = _succeed_orm(job_id, attempts, result, worker, held)

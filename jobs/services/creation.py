@@ -29,7 +29,7 @@ from . import _state
 from ._json import json_problem, json_size
 from ._quotas import check_quota
 from ._state import event
-from .uniqueness import write_unique
+from .uniqueness import write_unique, write_unique_many
 
 # Urgent jobs overtake everyone's: asking for it is a right (jobs.models.Job's permissions).
 URGENT_PERMISSION = "jobs.submit_urgent"
@@ -262,11 +262,12 @@ def job_create(
     line = created_event(job, how=" by a schedule" if schedule_id else "")
     try:
         with transaction.atomic():
-            check_quota(owner, count=1, now=job.created_at)
             if spec.unique is None:
+                check_quota(owner, count=1, now=job.created_at)
                 _state.create([job], [line])
             else:
-                job = write_unique(job, line, spec.unique, by=owner)
+                # The quota once the job is known to be new: a duplicate creates nothing (never a 429).
+                job = write_unique(job, line, spec.unique, by=owner, admit=_admit(owner, now=job.created_at))
     except IntegrityError:
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first() if idempotency_key else None
         if existing is None:
@@ -332,16 +333,33 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
         job.dedupe_outcome = None
     try:
         with transaction.atomic():
-            check_quota(owner, count=len(jobs), now=now)
             if plain:
+                check_quota(owner, count=len(plain), now=now)
                 _state.create(plain, [created_event(job, how=" (bulk)") for job in plain])
-            for index, job, rule in keyed:
-                jobs[index] = write_unique(job, created_event(job, how=" (bulk)"), rule, by=owner)
+            # The keyed items count once written: duplicates create nothing (never a 429). The first
+            # item of each key in one statement; a later item of a key is a duplicate of the first.
+            firsts, later, seen = [], [], set()
+            for item in keyed:
+                (later if item[1].unique_key in seen else firsts).append(item)
+                seen.add(item[1].unique_key)
+            admit = _admit(owner, now=now)
+            answers = write_unique_many(
+                [(job, created_event(job, how=" (bulk)"), rule) for _, job, rule in firsts], by=owner, admit=admit
+            )
+            for (index, _, _), answer in zip(firsts, answers, strict=True):
+                jobs[index] = answer
+            for index, job, rule in later:
+                jobs[index] = write_unique(job, created_event(job, how=" (bulk)"), rule, by=owner, admit=admit)
     except IntegrityError:
         if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
             raise
         return replayed
     return jobs
+
+
+def _admit(owner: User, *, now: datetime):
+    """The quota of keyed creates: checked for the jobs a keyed write made, once they are written."""
+    return lambda written: check_quota(owner, count=written, now=now, written=written)
 
 
 def _bulk_keys(idempotency_key: str | None, specs: list[JobSpec]) -> tuple[list[str], str]:

@@ -16,6 +16,7 @@ from ._quotas import check_quota
 from ._state import conflict, event, transition
 from .cancelling import job_cancel  # noqa: F401 - operators' door: cancel, retry, delete
 from .creation import job_build_spec
+from .deduplicated import deduplicated_fold
 from .labels import attempt_label, user_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -132,7 +133,10 @@ def job_retry(
 def job_delete(*, job_id) -> None:
     """Delete a finished job and its timeline. An active job must be cancelled first (409)."""
     # A workflow's step goes only with its workflow (never half a workflow: its children would wait forever).
-    deleted, _ = Job.objects.filter(id=job_id, status__in=list(TERMINAL_STATUSES), workflow__isnull=True).delete()
+    with transaction.atomic():
+        finished = Job.objects.filter(id=job_id, status__in=list(TERMINAL_STATUSES), workflow__isnull=True)
+        deduplicated_fold(finished)  # its duplicates stay counted (/metrics)
+        deleted, _ = finished.delete()
     if deleted:
         return
     status, workflow_id = Job.objects.filter(id=job_id).values_list("status", "workflow_id").first() or (None, None)

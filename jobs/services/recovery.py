@@ -1,8 +1,9 @@
 """The periodic sweep (celery beat): nothing is lost and nothing stays running forever.
 
 It sends pending jobs whose message never reached the broker (or vanished from it), ends pending
-jobs past their deadline that no message will come for (``job_expire_due``), and recovers running
-jobs whose worker died: their heartbeat went stale.
+jobs past their deadline that no message will come for (``job_expire_due``), recovers running
+jobs whose worker died: their heartbeat went stale, and writes the keep_latest follow-up of a
+finished job still holding its request (``job_follow_up_lost``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from ..catalog import catalog
-from ..models import Job, JobEvent, JobEventKind, JobStatus
-from ._state import event, expire, finish_running, requeue_running, transition
+from ..models import TERMINAL_STATUSES, Job, JobEvent, JobEventKind, JobStatus
+from ._state import event, expire, finish_running, follow_up, requeue_running, transition
 from .concurrency import job_release_waiting
 from .dispatch import broker_queue_sizes, job_dispatch
 from .gates import paused_queues
@@ -39,11 +40,12 @@ class SweepReport:
     failed: int = 0
     revoked: int = 0
     expired: int = 0
+    followed_up: int = 0
 
 
 def job_sweep(*, batch_size: int = 500) -> SweepReport:
     """One sweep: expire what is past its deadline, send what is due and unsent, then recover jobs
-    whose worker died.
+    whose worker died and write lost keep_latest follow-ups.
 
     Beat runs the three as separate maintenance tasks; this runs them all, for a caller that
     wants one report (tests, a shell)."""
@@ -174,7 +176,8 @@ def job_recover_stale(*, batch_size: int = 500) -> list[str]:
     """Recover running jobs whose heartbeat is older than JOB_STALE_AFTER: their worker died.
 
     Each is revoked (a cancel was waiting for it), re-queued (retries left) or failed with
-    "Worker lost". Returns what happened to each: "revoked", "requeued" or "failed".
+    "Worker lost". Returns what happened to each: "revoked", "requeued" or "failed", and a
+    "followed_up" for each lost keep_latest follow-up written (``job_follow_up_lost``).
     """
     # The database's clock, the one heartbeats are written with: a worker's skewed clock changes nothing.
     stale_before = ExpressionWrapper(Now() - timedelta(seconds=settings.JOB_STALE_AFTER), output_field=DateTimeField())
@@ -187,7 +190,24 @@ def job_recover_stale(*, batch_size: int = 500) -> list[str]:
                 outcomes.append(outcome)
         except Exception:
             logger.exception("Could not recover job %s; the next sweep tries again.", job.id)
-    return outcomes
+    return outcomes + ["followed_up"] * job_follow_up_lost(batch_size=batch_size)
+
+
+def job_follow_up_lost(*, batch_size: int = 500) -> int:
+    """keep_latest's safety net: a finished job still holding a request (its finish committed without
+    the follow-up: written by a version that wrote it after the commit, or a path that ends jobs
+    outside the door's finish) gets its follow-up now. ``_state.follow_up`` claims the request under
+    the row's lock, so two sweeps at once, or a sweep racing the finish, write it once. Returns how
+    many follow-ups were written (a newer holder of the key wins: none for that one). A scan of the
+    partial index ``job_follow_up_waiting``: only jobs holding a request are in it."""
+    finished = Job.objects.filter(unique_follow_up__isnull=False, status__in=TERMINAL_STATUSES)
+    written = 0
+    for job_id in finished.order_by("finished_at").values_list("id", flat=True)[:batch_size]:
+        try:
+            written += follow_up(job_id) is not None
+        except Exception:
+            logger.exception("Could not write the follow-up of job %s; the next sweep tries again.", job_id)
+    return written
 
 
 def _recover(job: Job) -> str | None:

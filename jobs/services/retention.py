@@ -24,6 +24,7 @@ from django_celery_results.models import TaskResult
 from taskhub.errors import InvalidInput
 
 from ..models import ACTIVE_STATUSES, DEAD_JOBS, TERMINAL_STATUSES, Job, JobStatus, Workflow, WorkflowStatus
+from .deduplicated import deduplicated_fold
 from .metrics import metrics_advance
 
 MAX_BATCH_SIZE = 10_000
@@ -139,7 +140,9 @@ def _delete_in_batches(expired: QuerySet[Job], batch_size: int) -> int:
                 return deleted
             # The timeline (JobEvent, on_delete=CASCADE) goes with its jobs; only() keeps the
             # collector from loading each job's JSON columns just to delete the row.
-            _, per_model = Job.objects.filter(id__in=[job_id for _, job_id in rows]).only("id").delete()
+            batch = Job.objects.filter(id__in=[job_id for _, job_id in rows])
+            deduplicated_fold(batch)  # their duplicates stay counted (/metrics)
+            _, per_model = batch.only("id").delete()
         deleted += per_model.get(Job._meta.label, 0)
         after = rows[-1]
 
@@ -224,6 +227,7 @@ def job_purge_workflows(
         for workflow_id in list(expired.values_list("id", flat=True)):
             with transaction.atomic():
                 # The steps (and with them their timelines and edges), then the workflow's row.
+                deduplicated_fold(Job.objects.filter(workflow_id=workflow_id))
                 Job.objects.filter(workflow_id=workflow_id).only("id").delete()
                 deleted += Workflow.objects.filter(id=workflow_id).delete()[1].get(Workflow._meta.label, 0)
     return deleted

@@ -16,6 +16,7 @@ transaction, what the duplicate does to the holder:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ from ..models import Job, JobEvent, JobStatus, UniquePolicy
 from ..unique import UniqueRule
 from . import _state
 from .cancelling import job_cancel
+from .deduplicated import dedupe_counted
 from .labels import user_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -34,17 +36,44 @@ CREATED_OUTCOMES = (None, "cancelled_running")
 _TAKEN_OVER = object()
 
 
-def write_unique(job: Job, line: JobEvent, rule: UniqueRule, *, by: User | None) -> Job:
+Admit = Callable[[int], None]
+
+
+def write_unique(job: Job, line: JobEvent, rule: UniqueRule, *, by: User | None, admit: Admit | None = None) -> Job:
     """Write ``job`` (its ``unique_key`` set) inside the caller's transaction, or deduplicate it
     into the job holding its key as ``rule``'s policy says. The job that answers the request comes
-    back with ``dedupe_outcome`` (None for a new job)."""
+    back with ``dedupe_outcome`` (None for a new job). ``admit``: the owner's quota, checked only
+    when the job is written (``_state.create_unique``): a duplicate creates nothing."""
+    _prepare(job, rule)
+    return _answer(job, line, rule, _state.create_unique(job, line, admit=admit), by=by, admit=admit)
+
+
+def write_unique_many(
+    items: list[tuple[Job, JobEvent, UniqueRule]], *, by: User | None, admit: Admit | None = None
+) -> list[Job]:
+    """``write_unique`` for a bulk request's keyed jobs (one owner, distinct keys, in key order):
+    written in one statement on PostgreSQL (``_state.create_unique_many``; ``admit`` once for the
+    jobs written), each duplicate then decided as ``write_unique`` decides it."""
+    for job, _, rule in items:
+        _prepare(job, rule)
+    holders = _state.create_unique_many([job for job, _, _ in items], [line for _, line, _ in items], admit=admit)
+    return [
+        _answer(job, line, rule, holder, by=by, admit=admit)
+        for (job, line, rule), holder in zip(items, holders, strict=True)
+    ]
+
+
+def _prepare(job: Job, rule: UniqueRule) -> None:
     job.unique_policy, job.unique_held = rule.policy, True
     if rule.policy == UniquePolicy.DEBOUNCE:
         # A debounced job waits for ``period`` of quiet from its first request too.
         job.run_at = max(job.run_at or job.created_at, job.created_at + _span(rule.period))
+
+
+def _answer(job: Job, line: JobEvent, rule: UniqueRule, holder, *, by: User | None, admit: Admit | None) -> Job:
+    """The job answering ``job``'s create, given what its insert found (``holder``; None: written)."""
     outcome = None
     for _ in range(3):
-        holder = _state.create_unique(job, line)
         if holder is None:
             job.dedupe_outcome = outcome
             return job
@@ -55,6 +84,8 @@ def write_unique(job: Job, line: JobEvent, rule: UniqueRule, *, by: User | None)
             return survivor
         if holder["status"] == RUNNING and rule.policy == UniquePolicy.CANCEL_RUNNING:
             outcome = "cancelled_running"
+            job.dedupe_counts = dedupe_counted(None, outcome)  # written with it (/metrics)
+        holder = _state.create_unique(job, line, admit=admit)
     raise Conflict(f"unique.key: the key {job.unique_key!r} keeps changing hands; try again.", code="conflict")
 
 
@@ -101,7 +132,7 @@ def _dedupe(
     holder: dict[str, Any], outcome: str, *, by: User | None, now: datetime, changes=None, send: bool = False
 ) -> str:
     message = f"deduplicated: request by {user_label(by)} at {now:%Y-%m-%d %H:%M:%S} UTC ({outcome})."
-    _state.deduplicate(
-        holder["id"], status=holder["status"], changes=changes or {}, actor=by, message=message, send=send
-    )
+    # Counted on the holder's locked row, by outcome (/metrics: services/deduplicated.py).
+    changes = {**(changes or {}), "dedupe_counts": dedupe_counted(holder["dedupe_counts"], outcome)}
+    _state.deduplicate(holder["id"], status=holder["status"], changes=changes, actor=by, message=message, send=send)
     return outcome

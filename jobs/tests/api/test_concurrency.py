@@ -105,3 +105,16 @@ def test_metrics_count_the_jobs_waiting_on_a_concurrency_key(staff_user):
     client = Client()
     client.force_login(staff_user)
     assert value(scrape(client), "taskhub_jobs_waiting_concurrency_key") == 2
+
+
+def test_a_key_is_shared_across_owners_and_reveals_none_of_their_jobs(user, user_client, other_user, other_client):
+    """README "Unique jobs", Notes: unique keys are per owner, concurrency keys are one name for everybody."""
+    mine = user_client.post(CREATE, body({"key": "partner-api", "limit": 1}), format="json").json()
+    theirs = other_client.post(CREATE, body({"key": "partner-api", "limit": 1}), format="json").json()
+    assert job_start(job_id=theirs["id"], worker="w:1") is not None
+    assert job_start(job_id=mine["id"], worker="w:2") is None  # the other owner's job holds the key's one place
+    for client, own in ((user_client, mine), (other_client, theirs)):
+        assert ids(client.get(LIST, {"concurrency_key": "partner-api"})) == [own["id"]]
+    waiting = user_client.get(f"{CREATE}{mine['id']}/").json()
+    assert waiting["concurrency"]["waiting_since"] is not None
+    assert theirs["id"] not in str(waiting)

@@ -39,6 +39,12 @@ second, outcome = create("cancel_running", "c")
 out["cancel_running"] = [outcome, second.id != first.id]
 jobs = job_create_bulk(owner=owner, items=[{"celery_task_name": LONG, "unique": {"key": "b"}}] * 3)
 out["bulk"] = [len({job.id for job in jobs}), [job.dedupe_outcome for job in jobs]]
+from jobs.services.deduplicated import deduplicated_totals
+from jobs.services.operations import job_delete
+before = deduplicated_totals()
+job_delete(job_id=Job.objects.get(unique_key="r", status="succeeded").id)  # folded into the totals
+out["counted"] = sorted([outcome, count] for (task, outcome), count in deduplicated_totals().items())
+out["kept"] = deduplicated_totals() == before
 print("RESULT " + json.dumps(out))
 """
 
@@ -54,4 +60,13 @@ def test_every_policy_answers_the_same_on_sqlite(tmp_path):
         "taken_over": True,
         "cancel_running": ["cancelled_running", True],
         "bulk": [1, [None, "existing", "existing"]],
+        # /metrics' taskhub_jobs_deduplicated_total, on SQLite too; a deleted job's counts stay.
+        "counted": [
+            ["cancelled_running", 1],
+            ["existing", 4],
+            ["follow_up_queued", 2],
+            ["replaced", 1],
+            ["throttled", 1],
+        ],
+        "kept": True,
     }
