@@ -8,7 +8,7 @@ across every worker process and host (README "Concurrency keys").
   of the key that committed before it: two starts cannot both take the last place. Over the limit
   raises ``OverConcurrency`` and the start rolls back. SQLite serializes writers: the start's
   UPDATE holds its write lock while it counts.
-- A refused job waits (``execution._wait_for_key``): pending, unsent, ``concurrency_waiting_since``
+- A refused job waits (``waiting.job_wait_for_key``): pending, unsent, ``concurrency_waiting_since``
   set, one timeline line per wait. It is neither failed nor counted as a retry.
 - Its key frees when a running job of the key leaves running (succeeded, failed, revoked, retried,
   recovered after a dead worker): the door, after that commit, calls ``job_release_waiting`` for

@@ -22,11 +22,12 @@ from ..catalog import catalog
 from ..models import Job, JobEventKind, JobStatus
 from . import _state
 from ._json import json_storable
-from ._quotas import OverShare, check_running_share, share_wait_seconds
+from ._quotas import OverShare, check_running_share
 from ._state import conflict, deadline_text, event, finish_running, requeue_running, transition
-from .concurrency import OverConcurrency, concurrency_claim, concurrency_room
-from .gates import Limit, any_limits, limits_for, queue_paused, rate_limit_claim, rate_limit_defer
+from .concurrency import OverConcurrency, concurrency_claim
+from .gates import Limit, any_limits, limits_for, queue_paused, rate_limit_claim
 from .labels import attempt_label, worker_label
+from .waiting import job_defer, job_hold, job_wait_for_key, job_wait_for_share
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 
@@ -81,18 +82,18 @@ def job_start(*, job_id, worker: str, attempts: int | None = None, creator_lock:
             ):
                 return None
             if row["paused"]:
-                _hold(job_id, fence)
+                job_hold(job_id=job_id, fence=fence)
                 return None
             # Not due yet, or its queue was resumed between the two: once more, then skipped.
             started = _start(job_id, worker, attempts)
     except _NoSlot as refused:
-        _defer(job_id, fence, refused.limit)
+        job_defer(job_id=job_id, fence=fence, limit=refused.limit)
         return None
     except OverShare as refused:
-        _wait_for_share(job_id, fence, refused)
+        job_wait_for_share(job_id=job_id, fence=fence, refused=refused)
         return None
     except OverConcurrency as refused:
-        _wait_for_key(job_id, fence, refused)
+        job_wait_for_key(job_id=job_id, fence=fence, refused=refused)
         return None
     if not started:
         return None
@@ -124,99 +125,6 @@ def _start(job_id, worker: str, attempts: int | None) -> dict[str, Any] | None:
                 if not rate_limit_claim(limit, at=started["started_at"]):
                     raise _NoSlot(limit)
     return started or None
-
-
-def _hold(job_id, fence: Q) -> bool:
-    """A sent job whose queue is paused waits unsent (``dispatched_at`` empty): resuming the queue
-    sends it. True when held (a duplicate of a held job's message finds it unsent: not held twice)."""
-    return transition(
-        job_id,
-        sources=[PENDING],
-        where=fence & Q(dispatched_at__isnull=False) & queue_paused(),
-        changes={"dispatched_at": None},
-        event=event(
-            job_id,
-            JobEventKind.HELD,
-            actor_label="worker",
-            message="Held: its queue is paused. It is sent again when the queue is resumed.",
-        ),
-    )
-
-
-def _defer(job_id, fence: Q, limit: Limit) -> bool:
-    """pending, due later: the job waits for a slot of ``limit``, unsent until then (the sweeper, or
-    a countdown when it is due soon, sends it). True when deferred; False when the job moved on or
-    the limit is gone (then it is sent again at once)."""
-    with transaction.atomic():
-        until = rate_limit_defer(limit)
-        return transition(
-            job_id,
-            sources=[PENDING],
-            where=fence,
-            send=True,
-            changes={"run_at": until or timezone.now(), "dispatched_at": None},
-            event=event(
-                job_id,
-                JobEventKind.RATE_LIMITED,
-                actor_label="worker",
-                message=f"Rate limit {limit} reached: deferred to {until:%Y-%m-%d %H:%M:%S}."
-                if until
-                else f"Rate limit {limit} was removed: sent again.",
-                data={"scope": limit.scope, "name": limit.name, "limit": limit.limit, "period": limit.period},
-            ),
-        )
-
-
-def _wait_for_share(job_id, fence: Q, refused: OverShare) -> bool:
-    """pending, due a little later: its owner already runs as many jobs as they may. It waits unsent
-    and is sent again when due (a countdown, or the sweeper); a backlog waits longer between tries."""
-    wait = share_wait_seconds(owner_id=refused.owner_id, cap=refused.cap)
-    share = f"the share of the {refused.capacity} worker processes alive" if refused.capacity else "their limit"
-    return transition(
-        job_id,
-        sources=[PENDING],
-        where=fence,
-        send=True,
-        changes={"run_at": timezone.now() + timedelta(seconds=wait), "dispatched_at": None},
-        event=event(
-            job_id,
-            JobEventKind.FAIR_SHARE,
-            actor_label="worker",
-            message=f"Waiting: its owner already runs {refused.running} jobs, {share} "
-            f"({refused.cap}); tried again in {wait:.0f}s.",
-            data={"running": refused.running, "cap": refused.cap, "capacity": refused.capacity, "wait": wait},
-        ),
-    )
-
-
-def _wait_for_key(job_id, fence: Q, refused: OverConcurrency) -> bool:
-    """pending, unsent: the job waits for its concurrency key, until a running job of the key
-    leaves running (``concurrency.job_release_waiting`` sends it then). Its first refusal writes the
-    timeline line and ``concurrency_waiting_since``; a refusal of a job already waiting writes
-    neither. When the key has room again by now (a job of it finished since the refusal), the job is
-    sent again at once instead. True when it waits."""
-    with transaction.atomic():
-        # The job's row first, then the key's lock (the start's order): no deadlock with a duplicate start.
-        if not Job.objects.select_for_update().filter(fence, id=job_id, status=PENDING).exists():
-            return False
-        if concurrency_room(key=refused.key, limit=refused.limit):
-            transition(job_id, sources=[PENDING], where=fence, send=True, changes={"dispatched_at": None}, event=None)
-            return False
-        if transition(
-            job_id,
-            sources=[PENDING],
-            where=fence & Q(concurrency_waiting_since__isnull=True),
-            changes={"dispatched_at": None, "concurrency_waiting_since": Now()},
-            event=event(
-                job_id,
-                JobEventKind.CONCURRENCY,
-                actor_label="worker",
-                message=f"Waiting: concurrency key {refused.key} at its limit {refused.limit}.",
-                data={"key": refused.key, "limit": refused.limit, "running": refused.running},
-            ),
-        ):
-            return True
-        return transition(job_id, sources=[PENDING], where=fence, changes={"dispatched_at": None}, event=None)
 
 
 def _run_state(job_id, attempts: int | None) -> tuple[RunState, float | None]:

@@ -141,7 +141,7 @@ def test_a_refused_job_whose_key_freed_meanwhile_is_sent_again_instead_of_waitin
 ):
     """The lost wake-up: the running job finished (and its release looked) between the refusal's
     count and the mark. The mark counts again under the key's lock: the job goes at once."""
-    from jobs.services import concurrency, execution
+    from jobs.services import concurrency, waiting
 
     running, late = keyed(staff_user), keyed(staff_user)
     job_start(job_id=running.id, worker="w:1")
@@ -151,7 +151,7 @@ def test_a_refused_job_whose_key_freed_meanwhile_is_sent_again_instead_of_waitin
         Job.objects.filter(id=running.id).update(status=JobStatus.SUCCEEDED)
         return real_room(**kwargs)
 
-    monkeypatch.setattr(execution, "concurrency_room", finished_meanwhile)
+    monkeypatch.setattr(waiting, "concurrency_room", finished_meanwhile)
     with django_capture_on_commit_callbacks(execute=True):
         assert job_start(job_id=late.id, worker="w:2") is None
     job = Job.objects.get(id=late.id)
