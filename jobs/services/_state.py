@@ -12,26 +12,28 @@ matched: the live publish (``jobs.live``) and, for a job that went (back) to pen
 (``dispatch``), both once the transaction commits. Stage modules (``creation``, ``execution``,
 ``operations``, ``recovery``) describe the change and call the door; they import neither ``_sql``
 nor ``live``.
+
+The door is this module and three parts of it, each re-exported here (callers keep ``_state.X``;
+stage modules import none of them): ``_state_effects`` (``event``, the one builder of a timeline
+line, and what follows a change after commit), ``_state_create`` (a new job, keyed or not, the
+unique keys' ``deduplicate`` and keep_latest's ``follow_up``, ``wait_for_creator``) and
+``_state_running`` (a running attempt's progress and heartbeat, which change no status).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from accounts.models import User
 from taskhub.errors import ApplicationError, Conflict, NotFound
 
-from ..live import job_changed, jobs_changed
 from ..models import (
-    PRIORITY_QUEUES,
     TERMINAL_STATUSES,
     Job,
     JobEvent,
@@ -40,42 +42,25 @@ from ..models import (
     UniquePolicy,
     unique_policies_holding,
 )
-from . import _sql, _sql_bulk, _steps
+from . import _sql, _steps
+from ._state_create import create as create
+from ._state_create import create_unique as create_unique
+from ._state_create import create_unique_many as create_unique_many
+from ._state_create import deduplicate as deduplicate
+from ._state_create import follow_up
+from ._state_create import wait_for_creator as wait_for_creator
+from ._state_effects import after_change, event
+from ._state_effects import deadline_text as deadline_text
+from ._state_running import fenced_out as fenced_out
+from ._state_running import heartbeat as heartbeat
+from ._state_running import heartbeat_cancelling as heartbeat_cancelling
+from ._state_running import progress as progress
+from ._state_running import stamp_started as stamp_started
 from .concurrency import release_after_commit
-from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
 from .gates import queue_not_paused
-from .labels import user_label, worker_label
+from .labels import worker_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
-
-logger = logging.getLogger(__name__)
-
-
-def event(
-    job_id,
-    kind: str,
-    *,
-    from_status: str = "",
-    to_status: str = "",
-    actor: User | None = None,
-    actor_label: str = "",
-    message: str = "",
-    data: dict | None = None,
-    at: datetime | None = None,
-) -> JobEvent:
-    """An unsaved timeline line: the one way a line is built (the door writes it with its change;
-    a line that records no change, such as a message the sweeper sent, is saved by its stage)."""
-    return JobEvent(
-        job_id=job_id,
-        kind=kind,
-        from_status=from_status,
-        to_status=to_status,
-        actor=actor,
-        actor_label=actor_label or user_label(actor),
-        message=message,
-        data=data or {},
-        at=at or timezone.now(),
-    )
 
 
 def transition(
@@ -135,13 +120,13 @@ def _transition(job_id, sources, changes, event, where, send, returning):
 def _write(query, changes: dict[str, Any], asked: list[str], event: JobEvent | None, job_id, send: bool):
     if event is not None and _sql.available(query.db) and _sql.can_return(query.db):
         matched = _sql.update_with_event(query, changes, asked, event)
-        _after([job_id], matched, send)
+        after_change([job_id], matched, send)
         return matched
     with transaction.atomic():
         matched = _update_returning(query, changes, asked) if asked else query.update(**changes)
         if matched and event is not None:
             event.save()
-        _after([job_id], matched, send)
+        after_change([job_id], matched, send)
     return matched
 
 
@@ -182,20 +167,6 @@ def _step_changed(job_id, *, workflow_id, status: str) -> None:
 
 
 # --- end workflows ---
-
-
-def _after(job_ids, matched, send: bool) -> None:
-    """What follows a change that matched: the live publish and, for jobs (back) in pending, their
-    messages, both once the transaction commits (at once when there is none)."""
-    if not matched:
-        return
-    job_ids = list(job_ids)
-    if len(job_ids) == 1:
-        job_changed(job_ids[0])
-    else:
-        jobs_changed(job_ids)
-    if send:
-        transaction.on_commit(lambda: job_dispatch(jobs=Job.objects.filter(id__in=job_ids, status=PENDING)))
 
 
 def _update_returning(query, changes: dict[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
@@ -318,24 +289,6 @@ def expire(job_id, *, expires_at: datetime, actor_label: str, fence: Q | None = 
     )
 
 
-def deadline_text(expires_at: datetime) -> str:
-    """A deadline as timeline lines write it: ISO 8601 in UTC, to the second."""
-    return expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def fenced_out(job_id, *, attempts: int, write: str) -> None:
-    """Log a worker's write fenced off by ``attempts``: it changed 0 rows because the job is no longer
-    that attempt's (re-queued by the sweeper, finished, cancelled, deleted) — typically a worker that
-    was cut off or paused and writes late. One WARNING per refused write, naming the job and the
-    attempt; the many-hosts bed counts them (docs/RELIABILITY.md)."""
-    logger.warning(
-        "Job %s: fenced write refused: the %s of attempt %d changed 0 rows (the job is no longer this run's).",
-        job_id,
-        write,
-        attempts + 1,
-    )
-
-
 def conflict(job_id, action: str) -> ApplicationError:
     """The error for a transition that matched no row: NotFound, or Conflict naming the status."""
     status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
@@ -344,149 +297,7 @@ def conflict(job_id, action: str) -> ApplicationError:
     return Conflict(f"Cannot {action} job {job_id}: it is {status}.", code="invalid_state")
 
 
-# --- The stages' own changes: a new job, and a run's start, progress, heartbeat and success ---
-
-
-def create(jobs: Sequence[Job], lines: Sequence[JobEvent]) -> None:
-    """(new) -> pending: write ``jobs`` and their ``created`` lines inside the caller's transaction,
-    and send their messages; publish them for live streams once it commits. One job on PostgreSQL
-    is one statement.
-
-    When the caller's transaction is the outermost (an API request, a bulk create) on PostgreSQL,
-    the messages go before its commit and the rows are written already marked sent
-    (``dispatch.job_dispatch_in_transaction``): no second write per job, and no moment after the
-    commit at which a dying process leaves a job unsent. Inside a larger transaction (the
-    django.tasks backend called from the application's own transaction, a test's), the commit may
-    be far away: the messages go after it and the send time is written then (``job_dispatch``).
-    """
-    in_transaction = _sql.available() and _sql.outermost_transaction()
-    if in_transaction:
-        now = timezone.now()
-        for job in sendable(list(jobs), now=now):
-            job.dispatched_at = now
-        lock = _sql.creator_lock()
-    if len(jobs) == 1 and _sql.available():
-        _sql.insert(jobs[0], lines[0])
-    elif len(jobs) == 1:
-        jobs[0].save(force_insert=True)
-        lines[0].save()
-    else:
-        Job.objects.bulk_create(jobs)
-        JobEvent.objects.bulk_create(lines)
-    _sent(list(jobs), lock if in_transaction else None)
-
-
-def _sent(written: list[Job], lock: int | None) -> None:
-    """New rows' messages (before the commit with the creator's ``lock``, else after it) and their publish."""
-    if lock is not None:
-        job_dispatch_in_transaction(jobs=written, creator_lock=lock)
-    else:
-        transaction.on_commit(lambda: job_dispatch(jobs=written))
-    # List streams show a new job at once, not only when it starts.
-    _after([job.id for job in written], True, send=False)
-
-
-# What a create learns of the job holding the key it asked for (uniqueness.py decides from it).
-HOLDER_FIELDS = _sql.HOLDER_FIELDS
-
-
-def create_unique(job: Job, line: JobEvent, *, admit: Callable[[int], None] | None = None) -> dict[str, Any] | None:
-    """(new) -> pending for a job with a unique key, inside the caller's transaction: written and
-    sent as ``create`` does, unless another job of its owner holds the key. Then nothing is
-    written and the holder's ``HOLDER_FIELDS`` come back, its row locked for the transaction.
-    ``admit``: called with the number of jobs written (1) once the job is written, before it is sent
-    (the owner's quota: it raises to refuse the new job, and the caller's transaction rolls back; a
-    duplicate is never refused).
-
-    PostgreSQL: one ``INSERT … ON CONFLICT (owner, unique_key) WHERE held DO UPDATE … RETURNING``
-    (with the ``created`` line only when inserted): no window between looking and writing,
-    whatever the number of concurrent creates. SQLite: the insert in a savepoint; a conflict reads
-    the holder (SQLite's write lock, taken by the failed insert, is held to the commit)."""
-    lock = None
-    if _sql.available() and _sql.outermost_transaction():
-        now = timezone.now()
-        for ready in sendable([job], now=now):
-            ready.dispatched_at = now
-        lock = _sql.creator_lock()
-    if _sql.available():
-        holder = _sql.insert_unique(job, line)
-    else:
-        try:
-            with transaction.atomic():
-                job.save(force_insert=True)
-                line.save()
-            holder = None
-        except IntegrityError:
-            holder = (
-                Job.objects.filter(owner_id=job.owner_id, unique_key=job.unique_key, unique_held=True)
-                .values(*HOLDER_FIELDS)
-                .first()
-            )
-            if holder is None:
-                raise
-    if holder is not None:
-        job.dispatched_at = None
-        return holder
-    if admit is not None:
-        admit(1)
-    _sent([job], lock)
-    return None
-
-
-def create_unique_many(
-    jobs: list[Job], lines: list[JobEvent], *, admit: Callable[[int], None] | None = None
-) -> list[dict[str, Any] | None]:
-    """``create_unique`` for a bulk request's keyed jobs (one owner, distinct keys, in key order):
-    each job's holder, or None when it was written. PostgreSQL: one statement for them all
-    (``_sql_bulk``), then ``admit`` once for the jobs written, then their messages."""
-    if not jobs or not _sql.available():
-        return [create_unique(job, line, admit=admit) for job, line in zip(jobs, lines, strict=True)]
-    lock = None
-    if _sql.outermost_transaction():
-        now = timezone.now()
-        for ready in sendable(list(jobs), now=now):
-            ready.dispatched_at = now
-        lock = _sql.creator_lock()
-    holders = _sql_bulk.insert_unique_many(jobs, lines)
-    written = [job for job, holder in zip(jobs, holders, strict=True) if holder is None]
-    for job, holder in zip(jobs, holders, strict=True):
-        if holder is not None:
-            job.dispatched_at = None
-    if written and admit is not None:
-        admit(len(written))
-    if written:
-        _sent(written, lock)
-    return holders
-
-
-def deduplicate(
-    job_id,
-    *,
-    status: str,
-    changes: dict[str, Any],
-    actor: User | None,
-    actor_label: str = "",
-    message: str,
-    send: bool = False,
-) -> bool:
-    """A create deduplicated into the job ``job_id`` (locked by ``create_unique``, still ``status``):
-    its count, the policy's ``changes`` (new arguments, a later start, a stored request), and its
-    one "deduplicated" timeline line, updated in place (a flood of duplicates writes one line).
-    ``send``: its start moved, send its message again after commit (the old one comes too early)."""
-    with transaction.atomic():
-        done = Job.objects.filter(id=job_id, status=status).update(duplicates=F("duplicates") + 1, **changes)
-        if not done:
-            return False
-        line = event(job_id, JobEventKind.DEDUPLICATED, actor=actor, actor_label=actor_label, message=message)
-        kept = JobEvent.objects.filter(job_id=job_id, kind=JobEventKind.DEDUPLICATED).update(
-            at=line.at, actor=line.actor, actor_label=line.actor_label, message=line.message
-        )
-        if not kept:
-            line.save()
-        _after([job_id], True, send)
-    return True
-
-
+# Unique keys (the creates that take and find them: _state_create).
 def release_unique(job_id, *, message: str) -> bool:
     """A throttled key whose period has passed: its old holder (any status) lets it go, for the
     create that takes it over in the same transaction."""
@@ -499,62 +310,7 @@ def release_unique(job_id, *, message: str) -> bool:
     )
 
 
-def follow_up(job_id) -> Job | None:
-    """keep_latest: a finished job's stored latest request becomes one new job with its key, once
-    (the request is claimed under the row's lock). When a newer job holds the key already, that
-    newer request wins and nothing is created."""
-    with transaction.atomic():
-        row = Job.objects.select_for_update().filter(id=job_id, unique_follow_up__isnull=False).first()
-        if row is None or row.status not in TERMINAL_STATUSES:
-            return None
-        request = row.unique_follow_up
-        Job.objects.filter(id=job_id).update(unique_follow_up=None)
-        now = timezone.now()
-        priority = request.get("priority") or row.priority
-        job = Job(
-            owner_id=row.owner_id,
-            name=row.name,
-            task_type=row.task_type,
-            celery_task_name=row.celery_task_name,
-            args=request["args"],
-            kwargs=request["kwargs"],
-            priority=priority,
-            queue=PRIORITY_QUEUES[priority],
-            max_retries=row.max_retries,
-            created_at=now,
-            unique_key=row.unique_key,
-            unique_policy=row.unique_policy,
-            unique_held=True,
-            # The finished job's concurrency key goes on: a duplicate changes a job's arguments and
-            # priority, never its key (replace and debounce keep the holder's too).
-            concurrency_key=row.concurrency_key,
-            concurrency_limit=row.concurrency_limit,
-        )
-        line = event(
-            job.id,
-            JobEventKind.CREATED,
-            to_status=PENDING,
-            actor_label=request.get("by_label") or "system",
-            at=now,
-            message=f"Created as the follow-up of job {job_id} (keep_latest) on queue {job.queue}.",
-        )
-        line.actor_id = request.get("by")
-        if create_unique(job, line) is not None:
-            return None
-    return job
-
-
-# How long a worker waits for the transaction that created a job it has a message for (publishing
-# the rest of a bulk request and committing): past that, the message is dropped and the sweeper's
-# lost-message check (JOB_LOST_AFTER) sends the job again if its creator did commit.
-CREATOR_WAIT_SECONDS = 10.0
-
-
-def wait_for_creator(key: int) -> bool:
-    """Wait for the transaction that created a job and sent its message before committing
-    (``create``): whether it has ended (committed or rolled back), so that the job's row, if any,
-    is now visible."""
-    return _sql.available() and _sql.wait_for_creator(key, timeout=CREATOR_WAIT_SECONDS)
+# --- The stages' own changes: a run's start and success (a new job: _state_create; progress: _state_running) ---
 
 
 # The fields a started run needs, read by the start's UPDATE itself.
@@ -569,7 +325,7 @@ def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any]
     at, label = timezone.now(), worker_label(worker)
     if _sql.available():
         started = _sql.start(job_id, worker=worker, attempts=attempts, early=early, at=at, actor_label=label)
-        _after([job_id], started, send=False)
+        after_change([job_id], started, send=False)
         return started
     # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
     # A debounced job starts at its run_at, never early (_sql._START).
@@ -602,17 +358,6 @@ def _start_orm(job_id, worker, where, label, at):
     )
 
 
-def stamp_started(job_id) -> datetime | None:
-    """Inside the start's transaction, once its concurrency key was claimed: ``started_at`` becomes
-    the claim's moment (the database's clock). The start's UPDATE came before the claim, and a job of
-    the key that finished in between would otherwise seem to overlap it."""
-    if _sql.available():
-        return _sql.stamp_started(job_id)
-    query = Job.objects.filter(id=job_id)
-    query.update(started_at=Now())
-    return query.values_list("started_at", flat=True).first()
-
-
 def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: dict | None) -> bool:
     """running -> succeeded for ``attempts``: the result, progress 100 (and ``progress_meta``, the
     run's last report, when given), with its ``succeeded`` line. Whether it matched."""
@@ -624,7 +369,7 @@ def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: d
             job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
         )
         if done is not None:
-            _after([job_id], True, send=False)
+            after_change([job_id], True, send=False)
             _steps.send_released(done["released"])  # workflows: the children whose last parent this was
             return _left_running(done)
     held = {} if progress_meta is None else {"progress_meta": progress_meta}
@@ -648,35 +393,3 @@ def _succeed_orm(job_id, attempts, result, worker, held):
         traceback="",
         **held,
     )
-
-
-def progress(job_id, *, attempts: int | None, progress: int, meta: dict) -> bool:
-    """Progress of the running, not cancelled job (of ``attempts``; any when None); stamps the
-    heartbeat. A finished or cancelled job is never changed. Whether it matched."""
-    if attempts is not None and _sql.available():
-        written = _sql.progress(job_id, attempts=attempts, progress=progress, meta=meta)
-    else:
-        query = Job.objects.filter(id=job_id, status=RUNNING, cancel_requested_at__isnull=True)
-        if attempts is not None:
-            query = query.filter(attempts=attempts)
-        written = bool(query.update(progress=progress, progress_meta=meta, heartbeat_at=Now()))
-    _after([job_id], written, send=False)
-    return written
-
-
-def heartbeat(job_id, *, attempts: int, progress: int | None = None, meta: dict | None = None) -> bool:
-    """Stamp the running, not cancelled attempt's heartbeat (the database's clock), with the
-    throttled progress when given (published then: a heartbeat alone shows nothing new)."""
-    changes: dict[str, Any] = {"heartbeat_at": Now()}
-    if progress is not None:
-        changes.update(progress=progress, progress_meta=meta or {})
-    running = Job.objects.filter(id=job_id, status=RUNNING, attempts=attempts, cancel_requested_at__isnull=True)
-    written = bool(running.update(**changes))
-    _after([job_id], written and progress is not None, send=False)
-    return written
-
-
-def heartbeat_cancelling(job_id, *, attempts: int) -> None:
-    """A job being cancelled keeps its heartbeat while it winds down (or waits out the grace
-    period), so the sweeper does not take a live worker for a lost one."""
-    Job.objects.filter(id=job_id, status=RUNNING, attempts=attempts).update(heartbeat_at=Now())

@@ -68,7 +68,7 @@ def test_a_finish_whose_follow_up_cannot_be_written_does_not_commit(user, monkey
     def crash(*args, **kwargs):
         raise Crash("the process dies while writing the follow-up")
 
-    monkeypatch.setattr("jobs.services._state.create_unique", crash)
+    monkeypatch.setattr("jobs.services._state_create.create_unique", crash)
     end = {
         "succeed": lambda: job_succeed(job_id=first.id, attempts=started.attempts, result=None, worker="w1"),
         "fail": lambda: job_fail(job_id=first.id, attempts=started.attempts, error="x", worker="w1", auto_retry=False),
@@ -189,8 +189,8 @@ import os, signal
 from jobs.services.execution import job_succeed
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
-import jobs.services._state
-jobs.services._state.create_unique = die
+import jobs.services._state_create
+jobs.services._state_create.create_unique = die
 job_succeed(job_id="{job_id}", attempts={attempts}, result=None, worker="w1")
 """
 
