@@ -125,7 +125,7 @@ def stats_rollup_add_sql(rows: str) -> tuple[str, dict[str, Any]]:
     relation ``rows`` (a CTE of the caller's statement) to their minute rows, and its parameters.
 
     ``rows`` has the columns ``at`` (finished_at), ``owner_id``, ``queue``, ``task``, ``status``
-    and ``run`` (seconds, NULL when the job did not run this round: jobs/services/metrics.py).
+    and ``run`` (seconds, NULL when the job did not run this round: ``_JOB_ROWS`` of jobs/services/metric_sources.py).
     A run counts in the bucket of the first bound at or above it, as /metrics counts it:
     ``width_bucket`` over the negated bounds is the number of bounds >= the run, so the bucket's
     number (from 1) is the bounds' count + 1 minus it (the last, past every bound, when none is)."""
