@@ -9,7 +9,8 @@ transaction, what the duplicate does to the holder:
 - reject / reject_pending: nothing (``existing``); throttle: nothing while the holder is younger
   than ``period`` (``throttled``), else the new job takes the key over;
 - replace / debounce / keep_latest (holder pending): the holder takes the new arguments
-  (``replaced``; debounce also moves its start: ``debounced``);
+  (``replaced``; debounce also moves its start: ``debounced``), and drops a request it stored
+  while it ran before (a re-queued keep_latest job's: older than the new arguments);
 - keep_latest (holder running): the request is stored for one follow-up (``follow_up_queued``);
 - cancel_running (holder running): the holder's durable cancel, then the new job.
 """
@@ -103,6 +104,9 @@ def _decide(holder: dict[str, Any], job: Job, rule: UniqueRule, *, by: User | No
         return _TAKEN_OVER
     if status == PENDING and policy in (UniquePolicy.REPLACE, UniquePolicy.DEBOUNCE, UniquePolicy.KEEP_LATEST):
         changes = {"args": job.args, "kwargs": job.kwargs, "priority": job.priority, "queue": job.queue}
+        # A keep_latest holder pending again (its worker died, or a retry) may still store a request
+        # from its cut run: older than this one, which the holder now runs. It must not follow it.
+        changes["unique_follow_up"] = None
         if policy == UniquePolicy.DEBOUNCE:
             start = now + _span(rule.period)
             if rule.max_wait is not None:

@@ -222,3 +222,31 @@ def test_a_worker_killed_inside_the_finish_leaves_no_finish_without_follow_up(us
     assert job_recover_stale() == ["failed"]
     [follow_up] = follow_ups(first)
     assert (follow_up.args, follow_up.kwargs, follow_up.status) == ([5], {"label": "request-5"}, JobStatus.PENDING)
+
+
+@pytest.mark.django_db
+def test_a_request_replacing_a_requeued_holder_supersedes_the_stored_one(user):
+    """A keep_latest job with a stored request whose worker died is re-queued (a retry left): pending
+    again, still holding its key and the request. A newer request then replaces its arguments (the
+    policy's answer while pending): the holder runs the newest request, and the older stored one must
+    not follow it (it would run last, the newest lost behind it)."""
+    first = job_create(
+        owner=user,
+        celery_task_name=LONG_RUNNING_TASK,
+        args=[1],
+        max_retries=1,
+        unique={"key": "k", "policy": "keep_latest"},
+    )
+    job_start(job_id=first.id, worker="w1")
+    assert create(user, seconds=5, label="stored").dedupe_outcome == "follow_up_queued"
+    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER + 1)
+    Job.objects.filter(id=first.id).update(heartbeat_at=stale)
+    assert job_recover_stale() == ["requeued"]
+
+    newest = create(user, seconds=7, label="newest")
+    assert (newest.id, newest.dedupe_outcome) == (first.id, "replaced")
+    row = Job.objects.get(id=first.id)
+    assert (row.args, row.kwargs, row.unique_follow_up) == ([7], {"label": "newest"}, None)
+    started = job_start(job_id=first.id, worker="w2")
+    job_succeed(job_id=first.id, attempts=started.attempts, result=None, worker="w2")
+    assert follow_ups(first) == []  # the newest request ran; nothing older comes after it

@@ -91,7 +91,8 @@ def test_limit_3_never_runs_more_than_3_of_6_processes(make_worker, staff_client
 def test_sigkill_of_the_worker_running_a_keyed_job_does_not_leave_its_key_stuck(make_worker, staff_client, settings):
     """The staleness is shortened (the workers' SHORT_RECOVERY and this process's sweeper, as
     jobs/tests/faults/test_worker_faults.py does): the mechanism is the same at the default 60 s,
-    only slower. The key frees with the recovered job's own transition, not a timeout."""
+    only slower (the production-default counterpart: jobs/tests/faults/test_key_faults.py). The key
+    frees with the recovered job's own transition, not a timeout."""
     settings.JOB_STALE_AFTER = float(SHORT_RECOVERY["JOB_STALE_AFTER"])
     worker = make_worker(concurrency=2, env=SHORT_RECOVERY)
     [held] = bulk(staff_client, sleeping(60, "tenant-9", 1))

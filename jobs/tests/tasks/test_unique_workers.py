@@ -87,8 +87,8 @@ def test_cancel_running_revokes_the_running_job_and_runs_the_new_one(worker, use
 @pytest.fixture
 def fast_sweep(settings):
     """The sweeper's staleness shortened as in the worker fault tests (test_worker_faults.py's
-    fast_sweep; the production-default recovery is test_faults.py's): the release itself is the
-    recovery's transition, whatever its timing."""
+    fast_sweep): the release itself is the recovery's transition, whatever its timing. The
+    production-default counterpart is jobs/tests/faults/test_key_faults.py."""
     settings.JOB_STALE_AFTER = float(SHORT_RECOVERY["JOB_STALE_AFTER"])
     settings.JOB_DISPATCH_AFTER = 0
     return settings
