@@ -19,7 +19,7 @@ from jobs.workflows import workflow_cancel, workflow_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PARENTS, CHILDREN, ROUNDS = 8, 40, 30
+PARENTS, CHILDREN, ROUNDS = 8, 40, 10
 
 
 def shared_children(owner, *, parents: int = PARENTS, children: int = CHILDREN) -> Workflow:
