@@ -8,6 +8,7 @@ test_workflow_workers.py's shared-children test; the kills are the fault suite's
 (jobs/tests/faults/test_workflow_kills.py)."""
 
 import threading
+from functools import partial
 
 import pytest
 from django.db import connection
@@ -60,15 +61,17 @@ def started_parents(workflow) -> list[tuple[Job, int]]:
     return [(job, job_start(job_id=job.id, worker=f"w:{n}").attempts) for n, job in enumerate(parents)]
 
 
+def successes(parents) -> list:
+    return [partial(job_succeed, job_id=job.id, attempts=attempts) for job, attempts in parents]
+
+
 def test_parents_of_shared_children_succeeding_at_once_release_each_child_exactly_once(published):
     owner = UserFactory(max_active_jobs=0, max_jobs_per_minute=0, max_running_jobs=0)
     for _ in range(ROUNDS):
         workflow = shared_children(owner)
         published.clear()
         parents = started_parents(workflow)
-        errors = at_once(
-            [lambda job=job, attempts=attempts: job_succeed(job_id=job.id, attempts=attempts) for job, attempts in parents]
-        )
+        errors = at_once(successes(parents))
         assert errors == [], errors  # no deadlock (nor anything else) in any finish
         children = Job.objects.filter(workflow=workflow, workflow_step__startswith="c")
         assert set(children.values_list("parents_remaining", flat=True)) == {0}
@@ -83,11 +86,8 @@ def test_a_failure_and_successes_of_parents_sharing_children_at_once_cancel_each
         workflow = shared_children(owner)
         published.clear()
         [(failing, failing_attempts), *succeeding] = started_parents(workflow)
-        calls = [lambda: job_fail(job_id=failing.id, attempts=failing_attempts, error="boom", auto_retry=False)]
-        calls += [
-            lambda job=job, attempts=attempts: job_succeed(job_id=job.id, attempts=attempts) for job, attempts in succeeding
-        ]
-        errors = at_once(calls)
+        failure = partial(job_fail, job_id=failing.id, attempts=failing_attempts, error="boom", auto_retry=False)
+        errors = at_once([failure, *successes(succeeding)])
         assert errors == [], errors
         children = Job.objects.filter(workflow=workflow, workflow_step__startswith="c")
         assert set(children.values_list("status", flat=True)) == {"revoked"}
@@ -104,11 +104,7 @@ def test_a_cancel_racing_the_successes_of_parents_sharing_children_ends_cancelle
         workflow = shared_children(owner)
         published.clear()
         parents = started_parents(workflow)
-        calls = [lambda: workflow_cancel(user=owner, workflow_id=workflow.id)]
-        calls += [
-            lambda job=job, attempts=attempts: job_succeed(job_id=job.id, attempts=attempts) for job, attempts in parents
-        ]
-        errors = at_once(calls)
+        errors = at_once([partial(workflow_cancel, user=owner, workflow_id=workflow.id), *successes(parents)])
         assert errors == [], errors
         children = Job.objects.filter(workflow=workflow, workflow_step__startswith="c")
         # Every child revoked once by the cancel; sent once if their last parent's success came first.
