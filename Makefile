@@ -93,14 +93,14 @@ test-django6: install-django6
 test-legs: install install-django6
 	bash scripts/test_legs.sh
 
-# The fault suite (jobs/tests/faults/test_faults.py, test_key_faults.py): real processes with the production recovery settings,
-# on Redis and on RabbitMQ, FAULT_PROCESSES scenarios at a time (mostly waiting for a minute of
-# staleness). Writes var/test/faults/report.md, the table of docs/RELIABILITY.md.
+# The fault suite (jobs/tests/faults/: test_workflow_kills.py first, the longest; test_faults.py; test_key_faults.py):
+# real processes with the production recovery settings, on Redis and on RabbitMQ, FAULT_PROCESSES scenarios at
+# a time (mostly waiting for a minute of staleness). Writes var/test/faults/report.md, the table of docs/RELIABILITY.md.
 FAULT_PROCESSES ?= 4
 test-faults: install
 	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
 	rm -rf $(CURDIR)/var/test/faults
-	$(TEST_ENV) $(BIN)/pytest jobs/tests/faults/test_faults.py jobs/tests/faults/test_key_faults.py -m faults -n $(FAULT_PROCESSES) --dist load $(FAULTS_ARGS)
+	$(TEST_ENV) $(BIN)/pytest jobs/tests/faults/test_workflow_kills.py jobs/tests/faults/test_faults.py jobs/tests/faults/test_key_faults.py -m faults -n $(FAULT_PROCESSES) --dist load $(FAULTS_ARGS)
 	@$(TEST_ENV) $(BIN)/python scripts/fault_report.py $(CURDIR)/var/test/faults
 
 # The many-hosts bed (jobs/tests/hosts/, taskhub/testing/hosts.py): web, beats and workers on hosts that are

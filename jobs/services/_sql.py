@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from django.db import OperationalError, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from django.db.models import QuerySet
-from django.db.models.sql import UpdateQuery
 
 from accounts.models import User
 
@@ -44,6 +41,10 @@ from ..models import (
     WorkflowStatus,
     unique_policies_holding,
 )
+from ._sql_updates import can_return as can_return  # re-exported: the door's one SQL module
+from ._sql_updates import update_many_with_event as update_many_with_event
+from ._sql_updates import update_returning as update_returning
+from ._sql_updates import update_with_event as update_with_event
 from .gates import queue_not_paused
 
 JOB, EVENT, USER = Job._meta.db_table, JobEvent._meta.db_table, User._meta.db_table
@@ -103,10 +104,17 @@ _WORKFLOW_STARTED = f"""flow AS (
     UPDATE "{FLOW}" SET "status" = '{WorkflowStatus.RUNNING}'
     WHERE "id" = (SELECT "workflow_id" FROM changed) AND "status" = '{WorkflowStatus.PENDING}'
 )"""
-_WORKFLOW_RELEASE = f"""released AS (
+# The children are locked in the order of their ids (``locked``, then updated), as every change of
+# many steps locks them (``_sql_updates.update_many_with_event``): parents sharing children, or a
+# failure's cancel of its dependents racing a sibling's success, never wait for each other in a cycle.
+_WORKFLOW_RELEASE = f"""locked AS (
+    SELECT child."id" FROM "{JOB}" AS child JOIN "{DEP}" AS dep ON child."id" = dep."child_id"
+        JOIN changed ON dep."parent_id" = changed."id"
+    WHERE changed."workflow_id" IS NOT NULL
+    ORDER BY child."id" FOR NO KEY UPDATE OF child
+), released AS (
     UPDATE "{JOB}" AS child SET "parents_remaining" = child."parents_remaining" - 1
-    FROM "{DEP}" AS dep, changed
-    WHERE changed."workflow_id" IS NOT NULL AND dep."parent_id" = changed."id" AND child."id" = dep."child_id"
+    FROM locked WHERE child."id" = locked."id"
     RETURNING child."id", child."parents_remaining"
 ), flow AS (
     UPDATE "{FLOW}" AS flow SET "steps_succeeded" = flow."steps_succeeded" + 1,
@@ -347,73 +355,6 @@ def progress(job_id, *, attempts: int, progress: int, meta: dict) -> bool:
         return cursor.rowcount == 1
 
 
-def can_return(alias: str) -> bool:
-    """UPDATE … RETURNING: PostgreSQL, SQLite from 3.35 (which brought it with INSERT … RETURNING)."""
-    return connections[alias].features.can_return_columns_from_insert
-
-
-def _update_sql(query: QuerySet[Job], changes: dict[str, Any]) -> tuple[Any, str, list]:
-    """The compiler and SQL of ``query.update(**changes)``, as Django would run it."""
-    update = query.query.chain(UpdateQuery)
-    update.add_update_values(changes)
-    compiler = update.get_compiler(query.db)
-    compiler.pre_sql_setup()
-    statement, params = compiler.as_sql()
-    return compiler, statement, list(params)
-
-
-def _columns(compiler, fields: Sequence[str]) -> list[str]:
-    return [compiler.quote_name_unless_alias(Job._meta.get_field(name).column) for name in fields]
-
-
-def update_returning(query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
-    """``query.update(**changes)`` with ``RETURNING fields`` (``can_return``): the updated row's
-    fields as a query would read them, None when no row matched. Django's update() returns only a count."""
-    compiler, statement, params = _update_sql(query, changes)
-    fields = list(fields)
-    connection = connections[query.db]
-    with connection.cursor() as cursor:
-        cursor.execute(f"{statement} RETURNING {', '.join(_columns(compiler, fields))}", params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return {name: _from_db(name, value, connection) for name, value in zip(fields, row, strict=True)}
-
-
-def _from_db(name: str, value: Any, connection) -> Any:
-    """A returned column through the converters a query applies (SQLite's times come back naive
-    without them: a naive datetime, written back, is a RuntimeWarning with USE_TZ)."""
-    field = Job._meta.get_field(name)
-    column = field.get_col(Job._meta.db_table)
-    for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
-        value = converter(value, column, connection)
-    return value
-
-
-def update_with_event(
-    query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str], line: JobEvent
-) -> dict[str, Any] | bool | None:
-    """PostgreSQL: the conditional UPDATE and its timeline line in one statement. The line is
-    inserted only when the UPDATE matched (it selects from the updated row). Returns the
-    ``fields`` of the updated row (None when it matched nothing), or whether it matched."""
-    connection, sql, params = _with_event(query, changes, fields, line)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if not fields:
-        return row is not None
-    return None if row is None else dict(zip(fields, row, strict=True))
-
-
-def update_many_with_event(query: QuerySet[Job], changes: dict[str, Any], line: JobEvent) -> list:
-    """``update_with_event`` for every row ``query`` matches (a copy of ``line`` on each timeline),
-    one statement: the ids of the rows updated (a workflow's steps cancelled or retried together)."""
-    connection, sql, params = _with_event(query, changes, [], line, answer_ids=True)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
-
-
 def descendants(job_ids: list) -> list:
     """Every workflow step depending on one of ``job_ids``, directly or not (a recursive CTE)."""
     sql = f"""
@@ -424,35 +365,3 @@ def descendants(job_ids: list) -> list:
     with _cursor() as cursor:
         cursor.execute(sql, [list(job_ids)])
         return [row[0] for row in cursor.fetchall()]
-
-
-def _with_event(
-    query: QuerySet[Job], changes: dict[str, Any], fields: Sequence[str], line: JobEvent, answer_ids: bool = False
-):
-    connection = connections[query.db]
-    compiler, statement, params = _update_sql(query, changes)
-    fields = list(fields)
-    key = compiler.quote_name_unless_alias(Job._meta.pk.column)
-    returned = ", ".join([key, *_columns(compiler, fields)])
-    quote = connection.ops.quote_name
-    names, values = [], []
-    for field in JobEvent._meta.local_concrete_fields:
-        if field.primary_key:
-            continue
-        names.append(quote(field.column))
-        if field.attname == "job_id":
-            values.append(f"changed.{key}")
-        else:
-            # Typed: in INSERT … SELECT an untyped parameter (a NULL, a string) would be taken as text.
-            values.append(f"CAST(%s AS {field.cast_db_type(connection)})")
-            params.append(field.get_db_prep_save(getattr(line, field.attname), connection))
-    answer = ", ".join(f"changed.{column}" for column in _columns(compiler, fields)) or "1"
-    if answer_ids:
-        answer = f"changed.{key}"
-    sql = (
-        f"WITH changed AS ({statement} RETURNING {returned}), "
-        f"line AS (INSERT INTO {quote(JobEvent._meta.db_table)} ({', '.join(names)}) "
-        f"SELECT {', '.join(values)} FROM changed) "
-        f"SELECT {answer} FROM changed"
-    )
-    return connection, sql, params

@@ -9,7 +9,10 @@ its workflow, in the same transaction as the change.
   ``revoke_waiting``); then the workflow's counts and status are recounted (``refresh``).
 - A workflow's cancel and retry (``services/workflows.py``) change all its steps at once (``change_many``).
 
-Locks are always taken job rows first, then the workflow's row: no deadlock with a success's statement.
+Locks are always taken job rows first, then the workflow's row; a step's own row before the rows of
+other steps (its children, its dependents), those in the order of their ids (``change_many``, the
+success's ``_sql._WORKFLOW_RELEASE``); a cancel's running steps before its waiting ones
+(``lock_unfinished``): no deadlock between finishes of parents sharing children, nor with a cancel.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
 from accounts.models import User
@@ -108,6 +111,17 @@ def change_many(query, *, changes: dict, line: JobEvent) -> list:
     if ids:
         jobs_changed(ids)
     return ids
+
+
+def lock_unfinished(query) -> None:
+    """Lock the running, then the pending steps of ``query`` (each in the order of their ids), for the
+    rest of the transaction: what a workflow's cancel does first. A step's success holds its own
+    (running) row while it locks its (pending) children by id; a cancel that locked those children
+    first, then waited for the running row, deadlocked with it. One statement: a step that starts
+    meanwhile is locked too (its new version, running), so the cancel's stop reaches it."""
+    waiting_last = Case(When(status=PENDING, then=Value(1)), default=Value(0))
+    unfinished = query.filter(status__in=[RUNNING, PENDING]).order_by(waiting_last, "id")
+    list(unfinished.select_for_update(no_key=True).values_list("id", flat=True))
 
 
 def revoke_waiting(query, *, line: JobEvent, by: User | None, now) -> list:

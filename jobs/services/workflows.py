@@ -75,6 +75,7 @@ def job_workflow_cancel(*, workflow_id, by: User | None = None) -> dict[str, int
         if status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.CANCELLED):
             raise Conflict(f"Cannot cancel workflow {workflow_id}: it is {status}.", code="invalid_state")
         steps = Job.objects.filter(workflow_id=workflow_id)
+        _steps.lock_unfinished(steps)
         revoked = _steps.revoke_waiting(
             steps,
             by=by,

@@ -82,3 +82,27 @@ def test_a_release_when_the_owner_is_at_quota_still_runs_every_released_step(mak
     wait_for(lambda: Workflow.objects.filter(id=workflow.id, status="succeeded").exists(), timeout=60)
     parts = Job.objects.filter(workflow=workflow).exclude(workflow_step="root")
     assert set(parts.values_list("status", flat=True)) == {"succeeded"} and parts.count() == 3
+
+
+def test_parents_sharing_children_finishing_at_once_on_real_workers_release_each_child_exactly_once(make_worker):
+    """8 parents of 1 s, run side by side on 8 processes, share 30 children (each waits for all 8): they
+    finish within moments of each other, each success decrementing the same 30 rows. No deadlock (a
+    parent's success would fail or be re-queued), every child released and run exactly once, after all
+    8. The same race with threads, and with a failure or a cancel among them: test_workflow_races.py."""
+    user = UserFactory(max_active_jobs=0, max_jobs_per_minute=0, max_running_jobs=0)
+    parents = group(*(step("long_running_task", id=f"p{n}", seconds=1) for n in range(8)))
+    children = group(*(step("long_running_task", id=f"c{n}", seconds=0) for n in range(30)))
+    workflow = workflow_create(owner=user, name="shared", steps=chord(parents, children))
+    make_worker(concurrency=8)  # production defaults
+    wait_for(lambda: Workflow.objects.filter(id=workflow.id, status="succeeded").exists(), timeout=90)
+
+    steps = Job.objects.filter(workflow=workflow)
+    ends = sorted(steps.filter(workflow_step__startswith="p").values_list("finished_at", flat=True))
+    print(f"\n8 parents finished within {(ends[-1] - ends[0]).total_seconds() * 1000:.0f} ms of each other")
+    kinds = list(JobEvent.objects.filter(job__workflow=workflow).values_list("job_id", "kind"))
+    assert {kind for _, kind in kinds} == {"created", "started", "succeeded"}, kinds  # nothing failed or re-queued
+    for job in steps:
+        assert [kind for job_id, kind in kinds if job_id == job.id] == ["created", "started", "succeeded"]
+        assert (job.status, job.parents_remaining, job.attempts) == ("succeeded", 0, 0)
+    first_child = steps.filter(workflow_step__startswith="c").order_by("started_at").first()
+    assert first_child.started_at >= ends[-1]
