@@ -42,6 +42,7 @@ from ..models import (
     unique_policies_holding,
 )
 from ._sql_updates import can_return as can_return  # re-exported: the door's one SQL module
+from ._sql_updates import from_db as from_db
 from ._sql_updates import update_many_with_event as update_many_with_event
 from ._sql_updates import update_returning as update_returning
 from ._sql_updates import update_with_event as update_with_event
@@ -234,7 +235,7 @@ def insert_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
     if row[0]:
         job._state.adding, job._state.db = False, connection.alias
         return None
-    return {name: _from_db(name, value, connection) for name, value in zip(HOLDER_FIELDS, row[1:], strict=True)}
+    return {name: from_db(name, value, connection) for name, value in zip(HOLDER_FIELDS, row[1:], strict=True)}
 
 
 @contextlib.contextmanager

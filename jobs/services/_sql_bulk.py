@@ -16,7 +16,7 @@ from typing import Any
 from django.db import connections
 
 from ..models import Job, JobEvent
-from ._sql import _JOB_FIELDS, EVENT, HOLDER_FIELDS, JOB, _cursor, _from_db
+from ._sql import _JOB_FIELDS, EVENT, HOLDER_FIELDS, JOB, _cursor, from_db
 
 _EVENT_FIELDS = [field for field in JobEvent._meta.concrete_fields if not field.primary_key]
 
@@ -68,5 +68,5 @@ def insert_unique_many(jobs: list[Job], lines: list[JobEvent]) -> list[dict[str,
             answers.append(None)
         else:
             holder = zip(HOLDER_FIELDS, row[2:], strict=True)
-            answers.append({name: _from_db(name, value, connection) for name, value in holder})
+            answers.append({name: from_db(name, value, connection) for name, value in holder})
     return answers

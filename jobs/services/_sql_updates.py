@@ -48,10 +48,10 @@ def update_returning(query: QuerySet[Job], changes: dict[str, Any], fields: Sequ
         row = cursor.fetchone()
     if row is None:
         return None
-    return {name: _from_db(name, value, connection) for name, value in zip(fields, row, strict=True)}
+    return {name: from_db(name, value, connection) for name, value in zip(fields, row, strict=True)}
 
 
-def _from_db(name: str, value: Any, connection) -> Any:
+def from_db(name: str, value: Any, connection) -> Any:
     """A returned column through the converters a query applies (SQLite's times come back naive
     without them: a naive datetime, written back, is a RuntimeWarning with USE_TZ)."""
     field = Job._meta.get_field(name)
