@@ -103,7 +103,7 @@ test-faults: install
 	$(TEST_ENV) $(BIN)/pytest jobs/tests/faults/test_faults.py -m faults -n $(FAULT_PROCESSES) --dist load $(FAULTS_ARGS)
 	@$(TEST_ENV) $(BIN)/python scripts/fault_report.py $(CURDIR)/var/test/faults
 
-# The many-hosts bed (jobs/tests/hosts/, taskhub/testing/hosts.py): web, beats and workers on hosts that are
+# The many-hosts bed (jobs/tests/hosts/, taskhub/testing/hosts/): web, beats and workers on hosts that are
 # network namespaces (root needed; skipped otherwise), with partitions and pauses, on private servers (the
 # shared ones are not used). Writes var/test/hosts/report.md, the table of docs/RELIABILITY.md. Not in
 # `make test` nor CI yet. HOSTS_PROCESSES modules side by side (pytest-xdist, a module per process: each

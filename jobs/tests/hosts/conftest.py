@@ -1,4 +1,4 @@
-"""The many-hosts bed's fixture (taskhub/testing/hosts.py): one bed per test module, built and torn
+"""The many-hosts bed's fixture (taskhub/testing/hosts/): one bed per test module, built and torn
 down by the suite itself; skipped where network namespaces cannot be made (no root)."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""The api host cut off, in the many-hosts bed (taskhub/testing/hosts.py), with API clients on the
+"""The api host cut off, in the many-hosts bed (taskhub/testing/hosts/), with API clients on the
 client host creating a job and probing readiness every second. On Redis.
 
 Scenario 3: the api host cut from the broker for 60 s. Every create still answers 201 within

@@ -1,4 +1,4 @@
-"""Scenario 6 of the many-hosts bed (taskhub/testing/hosts.py): worker1's clock 120 s ahead and
+"""Scenario 6 of the many-hosts bed (taskhub/testing/hosts/): worker1's clock 120 s ahead and
 worker2's (its worker, the maintenance worker and the second beat) 120 s behind (libfaketime), under a
 steady load. On Redis.
 

@@ -1,4 +1,4 @@
-"""A worker host that goes away mid-job and comes back, in the many-hosts bed (taskhub/testing/hosts.py):
+"""A worker host that goes away mid-job and comes back, in the many-hosts bed (taskhub/testing/hosts/):
 its link down for 90 s (scenario 1), its processes stopped for 90 s (scenario 2). On Redis and on RabbitMQ.
 
 The other worker host's sweeper re-queues the cut-off jobs once their heartbeat is JOB_STALE_AFTER old
