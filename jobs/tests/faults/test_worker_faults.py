@@ -223,7 +223,7 @@ def test_a_worker_whose_clock_is_off_is_neither_reaped_nor_denied_its_grace(make
 @pytest.mark.parametrize("skew", ["-120s", "+120s"])
 def test_a_worker_whose_clock_is_off_stamps_its_runs_with_the_databases_clock(make_worker, user_client, skew):
     """A run's ``started_at`` and ``finished_at`` (succeeded or failed), and its ``started`` and
-    ``succeeded`` lines, are the database's clock, whatever the worker's: finished_at − started_at is
+    ``succeeded`` lines, are the database's clock, whatever the worker's: finished_at - started_at is
     the run's real length and the timeline keeps its order. (One job after the other: a fair-share
     wait's ``run_at`` is still the worker's clock, docs/RELIABILITY.md.)"""
     make_worker(env={"LD_PRELOAD": str(FAKETIME), "FAKETIME": skew})
