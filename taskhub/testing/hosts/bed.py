@@ -3,12 +3,14 @@ taskhub's Procfile processes on its hosts, run with the production settings."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -184,6 +186,38 @@ class Bed(Network):
         # FAKETIME_DONT_FAKE_MONOTONIC=1 would break time.sleep: libfaketime 0.9.10 then answers
         # Python's absolute clock_nanosleep with EINVAL, and every job failed with "OSError: [Errno 22]".
         return {"LD_PRELOAD": str(library), "FAKETIME": offset}
+
+    def active(self, timeout: float = 3.0) -> dict[str, list]:
+        """``celery inspect active`` asked from the api host through the broker: each worker that
+        answered within ``timeout`` (its node name) with the tasks it runs. A worker answers only
+        from its running event loop, once its consumer is connected and consuming again."""
+        command = ["celery", "-A", "taskhub", "inspect", "active", "--json", "--timeout", str(timeout)]
+        result = subprocess.run(
+            self.on_host("api", command),
+            cwd=BASE_DIR,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        replies = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        return json.loads(replies[-1]) if replies else {}
+
+    def wait_serving(self, *hosts: str, timeout: float, idle: bool = False) -> float:
+        """Wait until the job worker of each of ``hosts`` answers (``active``: it consumes) and, when
+        ``idle``, runs no task; the seconds it took. Fails naming what a worker still runs."""
+        start, nodes = time.monotonic(), {f"celery@{host}" for host in hosts}
+
+        def serving() -> bool:
+            answers = self.active()
+            return all(node in answers and not (idle and answers[node]) for node in nodes)
+
+        try:
+            wait_for(serving, timeout=timeout, interval=0.5, message=f"{sorted(nodes)} to consume{' idle' * idle}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last answers: {self.active()}") from None
+        return round(time.monotonic() - start, 1)
 
     def logs(self, host: str, kind: str = "worker") -> str:
         return "".join(p.output() for p in self.processes if p.host == host and p.kind == kind)
