@@ -1,5 +1,5 @@
 """The api host cut off, in the many-hosts bed (taskhub/testing/hosts/), with API clients on the
-client host creating a job and probing readiness every second. On Redis.
+client host creating a job and probing readiness every second. On Redis and on RabbitMQ.
 
 Scenario 3: the api host cut from the broker for 60 s. Every create still answers 201 within
 BROKER_ANSWER seconds (the send gives up after the Redis socket timeout, the row stays unsent),
@@ -25,6 +25,7 @@ from taskhub.testing.hosts import Client, Record, query
 pytestmark = [pytest.mark.hosts, pytest.mark.timeout(600)]
 
 BED_WEB = True  # web on the api host (conftest.py)
+BED_BROKERS = ("redis", "rabbitmq")
 
 CUT = 60.0
 BEFORE, AFTER = 10.0, 60.0

@@ -157,16 +157,22 @@ class Network:
             self._discard("db", src=SERVICES[service], dst=self.address(host), add=False)
         self._cuts.clear()
 
-    def tc(self, host: str, *args: str, check: bool = True) -> None:
-        command = ["ip", "netns", "exec", self.ns(host), "tc", "qdisc", *args]
+    def tc(self, host: str, *args: str, check: bool = True, device: str = "eth0") -> None:
+        """``tc qdisc args`` on ``host``'s ``device`` (the switch's port of a host: ``host="switch"``)."""
+        ns = self.switch if host == "switch" else self.ns(host)
+        command = ["ip", "netns", "exec", ns, "tc", "qdisc", *args[:1], "dev", device, *args[1:]]
         subprocess.run(command, check=check, capture_output=True, timeout=30)
 
     def rate_limit(self, host: str, rate: str = "1mbit") -> None:
-        """The host's outgoing traffic limited to ``rate`` (a token bucket, ``tc tbf``)."""
-        self.tc(host, "replace", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms")
+        """The host's link limited to ``rate`` both ways (a token bucket, ``tc tbf``): what it sends
+        (its eth0) and what it receives (its port on the switch)."""
+        shape = ("root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms")
+        self.tc(host, "replace", *shape)
+        self.tc("switch", "replace", *shape, device=host)
 
     def unlimit(self, host: str) -> None:
-        self.tc(host, "del", "dev", "eth0", "root", check=False)
+        self.tc(host, "del", "root", check=False)
+        self.tc("switch", "del", "root", check=False, device=host)
 
     def pids(self, host: str) -> list[int]:
         return [int(pid) for pid in ip("netns", "pids", self.ns(host), check=False).stdout.split()]

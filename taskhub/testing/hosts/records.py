@@ -41,6 +41,27 @@ def create_jobs(bed: Bed, count: int, *, seconds: int, max_retries: int = 1) -> 
     return json.loads(next(line for line in out.splitlines() if line.startswith("[")))
 
 
+PAYLOAD_SCRIPT = """
+import json, os, secrets
+from accounts.models import User
+from jobs.services.creation import job_create_bulk
+owner, _ = User.objects.update_or_create(username="fault-suite", defaults={"max_running_jobs": 0})
+spec = json.loads(os.environ["BED_PAYLOAD"])
+# Random text (nothing on the way compresses it): echoed back by the task in its result.
+items = [{"celery_task_name": "long_running_task", "args": [spec["seconds"]], "max_retries": 0,
+          "kwargs": {"blob": secrets.token_urlsafe(spec["bytes"])[: spec["bytes"]]}} for _ in range(spec["count"])]
+print(json.dumps([str(job.id) for job in job_create_bulk(owner=owner, items=items)]), flush=True)
+"""
+
+
+def create_payload_jobs(bed: Bed, count: int, *, seconds: int, payload: int) -> list[str]:
+    """``count`` long_running_task jobs whose kwargs carry ``payload`` bytes of text (their result
+    too: the task echoes its labels), created on the api host. No retry: a failure shows."""
+    spec = json.dumps({"count": count, "seconds": seconds, "bytes": payload})
+    out = bed.manage("shell", "-c", PAYLOAD_SCRIPT, env={"BED_PAYLOAD": spec})
+    return json.loads(next(line for line in out.splitlines() if line.startswith("[")))
+
+
 def create_schedule(bed: Bed) -> int:
     """A 5-second schedule (a staff user's), made on the api host; its periodic task's id."""
     out = bed.manage("shell", "-c", SCHEDULE_SCRIPT)
