@@ -177,13 +177,21 @@ class Network:
     def pids(self, host: str) -> list[int]:
         return [int(pid) for pid in ip("netns", "pids", self.ns(host), check=False).stdout.split()]
 
+    def _signal(self, host: str, sig: signal.Signals) -> list[int]:
+        """``sig`` to every process of the host; the pids signalled. A process may end between the
+        listing and the signal (the db host's PostgreSQL backends come and go with each connection)."""
+        signalled = []
+        for pid in self.pids(host):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                continue
+            signalled.append(pid)
+        return signalled
+
     def pause(self, host: str) -> list[int]:
         """SIGSTOP every process of the host (a paused VM); the pids stopped."""
-        pids = self.pids(host)
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        return pids
+        return self._signal(host, signal.SIGSTOP)
 
     def resume(self, host: str) -> None:
-        for pid in self.pids(host):
-            os.kill(pid, signal.SIGCONT)
+        self._signal(host, signal.SIGCONT)
