@@ -87,9 +87,10 @@ test-django6: install-django6
 	@$(TEST_ENV) $(BIN6)/python scripts/check_services.py
 	$(TEST_ENV) $(BIN6)/pytest $(PYTEST_ARGS)
 
-# Both legs as CI runs them (scripts/test_legs.sh): the suite on Django 5.2, the suite on Django 6.0 and
-# the fault suite (Django 5.2) side by side, each on its own test database and Redis db (faults:
-# taskhub_faults and db 12; TESTF_DATABASE_URL / TESTF_BROKER_URL); ends with every run's counts.
+# Both legs as CI runs them (scripts/test_legs.sh): the suite on Django 5.2, the suite on Django 6.0,
+# the fault suite (Django 5.2) and the many-hosts bed side by side, each on its own test database and
+# Redis db (faults: taskhub_faults, db 12, TESTF_*; hosts: taskhub_hosts, db 11, TESTH_*); ends with
+# every run's counts.
 test-legs: install install-django6
 	bash scripts/test_legs.sh
 
@@ -103,10 +104,10 @@ test-faults: install
 	$(TEST_ENV) $(BIN)/pytest jobs/tests/faults/test_workflow_kills.py jobs/tests/faults/test_faults.py jobs/tests/faults/test_key_faults.py -m faults -n $(FAULT_PROCESSES) --dist load $(FAULTS_ARGS)
 	@$(TEST_ENV) $(BIN)/python scripts/fault_report.py $(CURDIR)/var/test/faults
 
-# The many-hosts bed (jobs/tests/hosts/, taskhub/testing/hosts.py): web, beats and workers on hosts that are
+# The many-hosts bed (jobs/tests/hosts/, taskhub/testing/hosts/): web, beats and workers on hosts that are
 # network namespaces (root needed; skipped otherwise), with partitions and pauses, on private servers (the
 # shared ones are not used). Writes var/test/hosts/report.md, the table of docs/RELIABILITY.md. Not in
-# `make test` nor CI yet. HOSTS_PROCESSES modules side by side (pytest-xdist, a module per process: each
+# `make test`; CI runs it beside the suites (`make test-legs`). HOSTS_PROCESSES modules side by side (pytest-xdist, a module per process: each
 # module builds its own beds, named `thbed-<pid>-…`, with their own namespaces, servers and vhost).
 HOSTS_PROCESSES ?= 2
 test-hosts: install

@@ -1,5 +1,5 @@
 """Render the many-hosts bed's records (one JSON file per scenario and broker, written by
-taskhub/testing/hosts.py) as the table of docs/RELIABILITY.md; print it and write it next to them
+taskhub/testing/hosts/) as the table of docs/RELIABILITY.md; print it and write it next to them
 as report.md."""
 
 import json

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Both legs, as CI runs them (`make test-legs`), side by side: the suite on the default leg (Python 3.11
 # + Django 5.2 LTS), the whole suite on the Django 6 leg (Python 3.12 + Django 6.0) and the fault suite
-# (default leg, mostly waiting on a minute of staleness). Each has its own test database, Redis db and
+# (default leg, mostly waiting on a minute of staleness), and the many-hosts bed (`make test-hosts`:
+# network namespaces, mostly waiting on partitions; private servers). Each has its own test database, Redis db and
 # var dir: a worker of one run must never take another run's messages (they share queue names).
 # Ends with each run's pytest summary and wall time; exits non-zero if any of them failed.
 # TEST_LEGS_SERIAL=1 runs them one after the other (a machine too small for three at once).
@@ -31,19 +32,26 @@ faults() {
     TEST_BROKER_URL="${TESTF_BROKER_URL:-redis://127.0.0.1:6379/12}" \
     make --no-print-directory test-faults
 }
+hosts() {
+  TEST_DATABASE_URL="${TESTH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/taskhub_hosts}" \
+    TEST_BROKER_URL="${TESTH_BROKER_URL:-redis://127.0.0.1:6379/11}" \
+    make --no-print-directory test-hosts
+}
 
 start=$SECONDS
 if [ "${TEST_LEGS_SERIAL:-0}" = 1 ]; then
   run django52 leg52
   run django60 leg60
   run faults faults
+  run hosts hosts
 else
-  echo "==> three runs side by side; their output follows as each ends ($logs/*.log)"
+  echo "==> four runs side by side; their output follows as each ends ($logs/*.log)"
   run django52 leg52 &
   run django60 leg60 &
   run faults faults &
+  run hosts hosts &
 fi
-for name in faults django52 django60; do
+for name in faults hosts django52 django60; do
   while [ ! -e "$logs/$name.seconds" ]; do sleep 5; done
   echo "==> $name"
   cat "$logs/$name.log"
@@ -54,5 +62,7 @@ echo
 echo "==> both legs (wall time: $((SECONDS - start))s)"
 printf 'Django 5.2 LTS, Python 3.11, the suite   (%4ss, exit %s): %s\n' "$(cat "$logs/django52.seconds")" "$(cat "$logs/django52.rc")" "$(summary "$logs/django52.log")"
 printf 'Django 5.2 LTS, Python 3.11, fault suite (%4ss, exit %s): %s\n' "$(cat "$logs/faults.seconds")" "$(cat "$logs/faults.rc")" "$(summary "$logs/faults.log")"
+printf 'Django 5.2 LTS, Python 3.11, hosts bed   (%4ss, exit %s): %s\n' "$(cat "$logs/hosts.seconds")" "$(cat "$logs/hosts.rc")" "$(summary "$logs/hosts.log")"
 printf 'Django 6.0, Python 3.12, the suite       (%4ss, exit %s): %s\n' "$(cat "$logs/django60.seconds")" "$(cat "$logs/django60.rc")" "$(summary "$logs/django60.log")"
-[ "$(cat "$logs/django52.rc")" = 0 ] && [ "$(cat "$logs/faults.rc")" = 0 ] && [ "$(cat "$logs/django60.rc")" = 0 ]
+[ "$(cat "$logs/django52.rc")" = 0 ] && [ "$(cat "$logs/faults.rc")" = 0 ] && [ "$(cat "$logs/hosts.rc")" = 0 ] &&
+  [ "$(cat "$logs/django60.rc")" = 0 ]

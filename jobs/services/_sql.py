@@ -69,12 +69,13 @@ _LINE_COLUMNS = ", ".join(
 )
 
 
-def _line(kind: str, from_status: str, to_status: str) -> str:
+def _line(kind: str, from_status: str, to_status: str, at: str = "%(at)s") -> str:
     """The timeline INSERT of a one-statement transition: selects from ``changed`` (the updated row),
-    so it writes a line only when the UPDATE matched. Parameters: ``at``, ``actor_label``."""
+    so it writes a line only when the UPDATE matched. Parameters: ``at`` (unless ``at`` is SQL of
+    its own), ``actor_label``."""
     values = {
         "job_id": "changed.id",
-        "at": "%(at)s",
+        "at": at,
         "kind": f"'{kind}'",
         "from_status": f"'{from_status}'",
         "to_status": f"'{to_status}'",
@@ -141,7 +142,7 @@ WITH changed AS (
         {{fence}}
         AND {queue_not_paused().sql} AND "{JOB}"."parents_remaining" = 0
     RETURNING "{JOB}"."id", "{JOB}"."workflow_id", {", ".join(f'"{JOB}"."{name}"' for name in STARTED_FIELDS)}
-), {_line(JobEventKind.STARTED, JobStatus.PENDING, JobStatus.RUNNING)},
+), {_line(JobEventKind.STARTED, JobStatus.PENDING, JobStatus.RUNNING, at="STATEMENT_TIMESTAMP()")},
 {_WORKFLOW_STARTED},
 owner AS (
     SELECT "is_staff", "max_running_jobs" FROM "{USER}" WHERE "id" = (SELECT "owner_id" FROM changed)
@@ -155,13 +156,14 @@ _START_ATTEMPT = _START.replace("{fence}", f'AND "{JOB}"."attempts" = %(attempts
 
 _SUCCEED = f"""
 WITH changed AS (
-    UPDATE "{JOB}" SET "status" = '{JobStatus.SUCCEEDED}', "finished_at" = %(at)s, "heartbeat_at" = %(at)s,
+    UPDATE "{JOB}" SET "status" = '{JobStatus.SUCCEEDED}', "finished_at" = STATEMENT_TIMESTAMP(),
+        "heartbeat_at" = STATEMENT_TIMESTAMP(),
         "progress" = 100, "progress_meta" = COALESCE(%(meta)s, "progress_meta"), "result" = %(result)s,
         "error" = '', "error_type" = '', "traceback" = '', {_held_in(JobStatus.SUCCEEDED)}
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
         AND "{JOB}"."unique_follow_up" IS NULL
     RETURNING "{JOB}"."id", "{JOB}"."workflow_id", "{JOB}"."concurrency_key"
-), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED)},
+), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED, at="STATEMENT_TIMESTAMP()")},
 {_WORKFLOW_RELEASE}
 SELECT changed.concurrency_key, (SELECT array_agg(released.id) FROM released WHERE released.parents_remaining = 0)
 FROM changed

@@ -197,7 +197,7 @@ def finish_running(
         sources=[RUNNING],
         where=fence,
         returning=("concurrency_key",),
-        changes={"status": status, "finished_at": now, "heartbeat_at": now, **changes},
+        changes={"status": status, "finished_at": Now(), "heartbeat_at": Now(), **changes},  # the database's clock
         event=event(
             job_id,
             JobEventKind(status),

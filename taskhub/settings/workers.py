@@ -50,6 +50,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # expires 10 s after its last consumer (CELERY_CONTROL_QUEUE_EXPIRES).
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#control-queue-exclusive
 CELERY_CONTROL_QUEUE_EXCLUSIVE = False
+# A worker that lost its broker connection while running jobs takes its full prefetch again once it
+# reconnects. Celery's default lowers it by the jobs running at the loss and raises it back only as
+# jobs received *after* the reconnect are acknowledged: a worker cut off (or paused) with 2 running
+# jobs came back running 1 job at a time until its first new job ended (30 s in the many-hosts bed's
+# scenario 2 on RabbitMQ; hours with long jobs). A message fetched while an old run still holds a
+# process waits there until that run ends, or, once the queue is empty, the sweeper sends it again
+# (JOB_LOST_AFTER): a bounded wait against a lost half of the worker.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-enable-prefetch-count-reduction
+CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
 # What a task prints (the console email backend's messages, a print()) is logged at INFO, not
 # as a WARNING (Celery's default): printing is not a problem.
 CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"

@@ -23,7 +23,7 @@ class RedisServer:
     ``persistent``: an append-only file written at every command (``appendfsync always``), so a
     restart keeps every message; without it a restart empties the server, as an in-memory Redis does.
     ``netns``: run it in that network namespace (``ip netns exec``), listening on ``host`` (the bed's
-    db host, taskhub/testing/hosts.py); it also listens on a Unix socket in its folder.
+    db host, taskhub/testing/hosts/); it also listens on a Unix socket in its folder.
     """
 
     def __init__(
@@ -156,7 +156,7 @@ class PostgresServer:
     free port) that a test may stop and restart without disturbing the shared one.
 
     ``netns``: run it in that network namespace (``ip netns exec``), listening on ``host`` (the bed's
-    db host, taskhub/testing/hosts.py); ``socket_url`` reaches it from anywhere on this machine."""
+    db host, taskhub/testing/hosts/); ``socket_url`` reaches it from anywhere on this machine."""
 
     def __init__(self, *, netns: str = "", host: str = "127.0.0.1", port: int | None = None) -> None:
         self.port = port or free_port()

@@ -217,3 +217,28 @@ def test_a_worker_whose_clock_is_off_is_neither_reaped_nor_denied_its_grace(make
     wait_status(job_id, JobStatus.REVOKED, timeout=30)  # stops at its next progress call
     assert "progress check" in JobEvent.objects.get(job_id=job_id, kind="revoked").message  # not "Terminated"
     assert "FAKETIME" in worker.env
+
+
+@pytest.mark.skipif(not FAKETIME.exists(), reason="needs Debian's faketime package (.ci/run installs it)")
+@pytest.mark.parametrize("skew", ["-120s", "+120s"])
+def test_a_worker_whose_clock_is_off_stamps_its_runs_with_the_databases_clock(make_worker, user_client, skew):
+    """A run's ``started_at`` and ``finished_at`` (succeeded or failed), and its ``started`` and
+    ``succeeded`` lines, are the database's clock, whatever the worker's: finished_at - started_at is
+    the run's real length and the timeline keeps its order. (One job after the other: a fair-share
+    wait's ``run_at`` is still the worker's clock, docs/RELIABILITY.md.)"""
+    make_worker(env={"LD_PRELOAD": str(FAKETIME), "FAKETIME": skew})
+    for task, body, status in (
+        ("long_running_task", {"args": [1]}, JobStatus.SUCCEEDED),
+        ("flaky_task", {"kwargs": {"fail_times": 1}, "max_retries": 0}, JobStatus.FAILED),
+    ):
+        job = wait_status(create(user_client, task, **body), status, timeout=30)
+        assert job.status == status, job.error
+        assert timedelta(0) <= job.finished_at - job.started_at < timedelta(seconds=10), (
+            job.started_at,
+            job.finished_at,
+        )
+        lines = dict(JobEvent.objects.filter(job_id=job.id).values_list("kind", "at"))
+        assert abs(lines["started"] - job.started_at) < timedelta(seconds=1), (lines, job.started_at)
+        if status == JobStatus.SUCCEEDED:
+            assert timedelta(seconds=1) <= job.finished_at - job.started_at  # a 1 s job
+            assert abs(lines["succeeded"] - job.finished_at) < timedelta(seconds=1), (lines, job.finished_at)

@@ -1,9 +1,15 @@
-"""The many-hosts bed's fixture (taskhub/testing/hosts.py): one bed per test module, built and torn
+"""The many-hosts bed's fixture (taskhub/testing/hosts/): one bed per test module, built and torn
 down by the suite itself; skipped where network namespaces cannot be made (no root)."""
 
 import pytest
 
+from taskhub.testing import PRODUCTION_RECOVERY
 from taskhub.testing.hosts import HOSTS, build_bed, missing_privileges
+
+# A run cut off by the previous scenario stops at its first write refused after its host is back: a
+# heartbeat interval after its database connections work again (psycopg_pool reconnects with a
+# backoff that grows while the cut lasts, up to a minute), plus the worker's reconnect to the broker.
+SETTLED = float(PRODUCTION_RECOVERY["JOB_HEARTBEAT_INTERVAL"]) + 60 + 35 + 20
 
 
 def pytest_generate_tests(metafunc):
@@ -36,6 +42,11 @@ def healthy_bed(bed):
     for process in bed.processes:
         if process.kind != "client":  # a scenario's API client ends when its scenario does
             assert process.process.poll() is None, f"{process.name} exited:\n{process.output()[-3000:]}"
+    # Both job workers consume and run nothing left from the module's previous scenario (a cut-off
+    # run stops at its first write refused once its host is back): a scenario that needs jobs running
+    # on each worker host starts only then (scenario 2 on RabbitMQ once began while worker1 was not
+    # consuming yet, right after scenario 1, and timed out before its fault; docs/RELIABILITY.md).
+    bed.wait_serving("worker1", "worker2", idle=True, timeout=SETTLED)
     yield bed
     bed.reconnect()
     for host in HOSTS:

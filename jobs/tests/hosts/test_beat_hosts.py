@@ -1,4 +1,4 @@
-"""Scenario 5 of the many-hosts bed (taskhub/testing/hosts.py): the two beats — on the api host and on
+"""Scenario 5 of the many-hosts bed (taskhub/testing/hosts/): the two beats — on the api host and on
 worker2 — cut from each other for 2 minutes of a 5-second schedule. On Redis and on RabbitMQ.
 
 Beats never talk to each other: each fires every slot it sees due, and the database keeps one job

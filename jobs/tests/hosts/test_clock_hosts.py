@@ -1,11 +1,11 @@
-"""Scenario 6 of the many-hosts bed (taskhub/testing/hosts.py): worker1's clock 120 s ahead and
+"""Scenario 6 of the many-hosts bed (taskhub/testing/hosts/): worker1's clock 120 s ahead and
 worker2's (its worker, the maintenance worker and the second beat) 120 s behind (libfaketime), under a
-steady load. On Redis.
+steady load. On Redis and on RabbitMQ.
 
 What decides a job's fate runs on the database's clock: the start's due check, heartbeats and the
 sweeper's staleness (``Now()``). So no job is taken for stale and re-queued, none is lost, none runs
-twice, and no late write is refused. What a worker stamps with its own clock (a run's end, its
-timeline lines) is off by its skew: the note gives the spread seen.
+twice, and no late write is refused. A run's start and end (``started_at``, ``finished_at``) are the
+database's clock too: finished_at - started_at is the run's real length on both skewed hosts.
 """
 
 import time
@@ -17,14 +17,17 @@ from taskhub.testing.hosts import Record, create_jobs, fenced_writes, query
 
 pytestmark = [pytest.mark.hosts, pytest.mark.timeout(600)]
 
+BED_BROKERS = ("redis", "rabbitmq")
 BED_CLOCKS = {"worker1": "+120s", "worker2": "-120s"}
 
 JOBS, SECONDS = 24, 3
 SLACK = 15.0
 # Nothing waits for staleness or a re-send: the last job is done within its own length, a queue wait
-# of one more job and slack after it was created (measured by the test's clock: the rows' finished_at
-# is the skewed worker's).
+# of one more job and slack after it was created (measured by the test's clock).
 AFTER_LAST = 2 * SECONDS + SLACK
+# A run's recorded length: its SECONDS, give or take the moments between the start's and the end's
+# statements and the task's own steps (its first progress write, its result).
+LENGTH = (SECONDS - 0.5, SECONDS + 3.0)
 
 
 def test_worker_clocks_skewed(request, healthy_bed):
@@ -66,4 +69,6 @@ def test_worker_clocks_skewed(request, healthy_bed):
     assert not [r for r in rows.values() if r["requeued"]], rows  # nobody taken for stale
     assert record.fenced == 0, refused
     assert {host for host, *_ in skew} == {"celery@worker1", "celery@worker2"}, skew  # both hosts worked
+    # The database's clock stamps both ends of a run: no skew in its length (it was ±120 s).
+    assert all(LENGTH[0] <= lo and hi <= LENGTH[1] for _, lo, hi, _ in skew), skew
     assert record.recovery_s <= bound

@@ -1,4 +1,4 @@
-"""A worker host that goes away mid-job and comes back, in the many-hosts bed (taskhub/testing/hosts.py):
+"""A worker host that goes away mid-job and comes back, in the many-hosts bed (taskhub/testing/hosts/):
 its link down for 90 s (scenario 1), its processes stopped for 90 s (scenario 2). On Redis and on RabbitMQ.
 
 The other worker host's sweeper re-queues the cut-off jobs once their heartbeat is JOB_STALE_AFTER old
@@ -31,6 +31,10 @@ SECONDS = 30  # each job's length
 # sees it stale JOB_STALE_AFTER later, at its next sweep; worker2 then runs them (SECONDS), having
 # finished its own backlog by then.
 BOUND = HEARTBEAT + STALE + SWEEP + SECONDS + SLACK
+# A worker back from a fault consumes again within Celery's reconnect backoff: its consumer retries
+# with kombu's Connection.ensure_connection (sleeps of 2, 4, 6, ... s, at most 30 s, between attempts
+# of at most broker_connection_timeout, 4 s), then starts again (mingle waits 1 s for its neighbours).
+RECONSUME = 30 + 4 + 1 + SLACK
 
 
 def on_worker1(observer: Observer, jobs: list[str]) -> list[str]:
@@ -45,7 +49,9 @@ def on_worker1(observer: Observer, jobs: list[str]) -> list[str]:
 
 
 def measure(bed, request, *, jobs, victims, fault_at, log_from, note) -> Record:
-    """Settle, record and assert the scenario; ``log_from``: where worker1's log stood at its start."""
+    """Settle, record and assert the scenario; ``log_from``: where worker1's log stood at its start.
+    Called when the fault ends: worker1 consumes again within RECONSUME (it answers through the broker)."""
+    back = bed.wait_serving("worker1", timeout=RECONSUME)
     observer = Observer(bed.observer_url)
     rows = observer.settle(dict.fromkeys(jobs, "succeeded"), timeout=BOUND + 60)
     finished = [r["finished_at"].timestamp() for r in rows.values() if r["finished_at"]]
@@ -70,7 +76,7 @@ def measure(bed, request, *, jobs, victims, fault_at, log_from, note) -> Record:
         bound_s=BOUND,
         fenced=len(refused),
         late_changes=late_changes(bed, victims, "worker1"),
-        note=note,
+        note=f"{note}; worker1 consumed again {back:g} s after (bound {RECONSUME:g} s)",
     )
     assert record.lost == 0, {i: (r["status"], r["worker"]) for i, r in rows.items()}
     assert set(twice) <= set(victims), twice  # only the cut-off runs start again (at least once)
