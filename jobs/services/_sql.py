@@ -125,7 +125,7 @@ _WORKFLOW_RELEASE = f"""locked AS (
             THEN '{WorkflowStatus.SUCCEEDED}' ELSE flow."status" END,
         "finished_at" = CASE WHEN flow."steps_succeeded" + 1 >= flow."steps_total"
             AND flow."status" IN ('{WorkflowStatus.PENDING}', '{WorkflowStatus.RUNNING}')
-            THEN %(at)s ELSE flow."finished_at" END
+            THEN STATEMENT_TIMESTAMP() ELSE flow."finished_at" END
     FROM changed WHERE flow."id" = changed."workflow_id" AND (SELECT count(*) FROM released) >= 0
 )"""
 # --- end workflows ---
@@ -312,20 +312,20 @@ def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: da
 
 
 def succeed(
-    job_id, *, attempts: int, result: Any, at: datetime, actor_label: str, progress_meta: dict | None = None
+    job_id, *, attempts: int, result: Any, actor_label: str, progress_meta: dict | None = None
 ) -> dict[str, Any] | None:
     """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
-    its ``succeeded`` line; a workflow step's children released (``_WORKFLOW_RELEASE``). None when it
-    matched nothing (a job holding a keep_latest request included: the door finishes it in one
-    transaction with its follow-up), else the row's ``concurrency_key`` (the door frees it) and
-    ``released``: the ids of the children whose last parent this was."""
+    its ``succeeded`` line, stamped with the database's clock (its workflow's end too); a workflow
+    step's children released (``_WORKFLOW_RELEASE``). None when it matched nothing (a job holding a
+    keep_latest request included: the door finishes it in one transaction with its follow-up), else
+    the row's ``concurrency_key`` (the door frees it) and ``released``: the ids of the children whose
+    last parent this was."""
     connection = connections["default"]
     params = {
         "id": job_id,
         "attempts": attempts,
         "result": _json("result", result, connection),
         "meta": None if progress_meta is None else _json("progress_meta", progress_meta, connection),
-        "at": at,
         "actor_label": actor_label,
     }
     with _cursor() as cursor:

@@ -362,12 +362,10 @@ def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: d
     """running -> succeeded for ``attempts``: the result, progress 100 (and ``progress_meta``, the
     run's last report, when given), with its ``succeeded`` line. Whether it matched."""
     if _sql.available():
-        at, label = timezone.now(), worker_label(worker)
+        label = worker_label(worker)
         # One statement, refused for a job holding a keep_latest request: that finish goes the ORM
         # way below, one transaction with its follow-up (as a fenced-off success, which matches nothing).
-        done = _sql.succeed(
-            job_id, attempts=attempts, result=result, at=at, actor_label=label, progress_meta=progress_meta
-        )
+        done = _sql.succeed(job_id, attempts=attempts, result=result, actor_label=label, progress_meta=progress_meta)
         if done is not None:
             after_change([job_id], True, send=False)
             _steps.send_released(done["released"])  # workflows: the children whose last parent this was
@@ -376,7 +374,7 @@ def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: d
     with transaction.atomic():
         done = _succeed_orm(job_id, attempts, result, worker, held)
         if done:
-            _steps.send_released(_steps.release(job_id, at=timezone.now()))
+            _steps.send_released(_steps.release(job_id, at=Now()))  # the database's clock, as the step's end
     return done
 
 

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Case, Count, F, Value, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.models import User
@@ -57,7 +58,7 @@ def send_released(job_ids: list) -> None:
     transaction.on_commit(lambda: job_dispatch(jobs=Job.objects.filter(id__in=job_ids, status=PENDING)))
 
 
-def release(job_id, *, at: datetime) -> list:
+def release(job_id, *, at: datetime | Now) -> list:
     """ORM path of ``_sql._WORKFLOW_RELEASE`` (inside the success's transaction): the children of
     ``job_id`` one parent closer, the workflow's success counted; the ids of the children now at 0."""
     workflow_id = Job.objects.filter(id=job_id).values_list("workflow_id", flat=True).first()
