@@ -293,15 +293,22 @@ async def workflow_states(scope: ListScope, workflow_id) -> AsyncIterator[JobSta
     enough. Ends after a ``WorkflowState`` that ``ends`` (or ``GONE`` when the row was deleted)."""
     workflow_id = str(workflow_id)
     steps, shown = list_states(scope, settle=True), None
+    last: dict[str, JobState] = {}  # the last state shown, per step
     try:
         async for item in steps:
             if not (isinstance(item, str) and item in (SETTLED, KEEPALIVE)):
+                last[item.job_id] = item
                 yield item
                 continue
             fresh = await run_db(read_workflow, workflow_id)
             if fresh is None:
                 yield GONE
                 return
+            if fresh.ends:
+                # A step that finished after the batch just shown (the workflow's last, typically) is
+                # read here, so that every step's end is shown before the workflow's.
+                for state in await _steps_finished_since_shown(scope, last):
+                    yield state
             if shown is None or fresh.fields != shown.fields:
                 shown = fresh
                 yield fresh
@@ -313,3 +320,12 @@ async def workflow_states(scope: ListScope, workflow_id) -> AsyncIterator[JobSta
                 yield KEEPALIVE
     finally:
         await steps.aclose()
+
+
+async def _steps_finished_since_shown(scope: ListScope, last: dict[str, JobState]) -> list[JobState]:
+    """The newer states of the steps last shown unfinished (read by primary key)."""
+    unfinished = [job_id for job_id, state in last.items() if not state.terminal]
+    if not unfinished:
+        return []
+    states = await run_db(read_states, scope.candidates.filter(id__in=unfinished))
+    return [s for s in states if s.newer_than(last[s.job_id]) and s.fields != last[s.job_id].fields]
