@@ -71,8 +71,8 @@ def job_promote_waiting(*, batch_size: int = 500) -> int:
     jobs = [job for job in waiting[:batch_size] if job.celery_task_name in catalog]
     if not jobs:
         return 0
+    now = timezone.now()  # before the send: the promoted message may start the job at once
     sent = set(job_dispatch_to(jobs=jobs, queue=PROMOTED_QUEUE))
-    now = timezone.now()
     JobEvent.objects.bulk_create([_line(job, now, max_wait) for job in jobs if job.id in sent])
     if len(sent) < len(jobs):
         logger.warning("Promoted %d of %d waiting job(s); the broker refused the rest.", len(sent), len(jobs))

@@ -39,10 +39,12 @@ def test_create_with_expires_at(user_client):
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"expires_at": iso(60), "expires_in": 60}, "expires_in", "not both"),
+        # Days ahead, not seconds: the cases are built when the suite is collected, maybe half an hour
+        # before they run.
+        ({"expires_at": iso(86400), "expires_in": 60}, "expires_in", "not both"),
         ({"expires_at": iso(-60)}, "expires_at", "in the past"),
-        ({"expires_at": iso(60), "run_at": iso(120)}, "expires_at", "not after run_at"),
-        ({"expires_in": 10, "run_at": iso(120)}, "expires_in", "not after run_at"),
+        ({"expires_at": iso(86400), "run_at": iso(2 * 86400)}, "expires_at", "not after run_at"),
+        ({"expires_in": 10, "run_at": iso(2 * 86400)}, "expires_in", "not after run_at"),
         ({"expires_in": 0}, "expires_in", "greater than or equal to 1"),
         ({"expires_in": "soon"}, "expires_in", "integer"),
         ({"expires_at": "tomorrow"}, "expires_at", "Datetime has wrong format"),
@@ -116,7 +118,7 @@ def test_enqueue_job_takes_a_deadline(user):
         (("--expires-in", "many"), "--expires-in: "),
         (("--expires-at", "yesterday"), "--expires-at: "),
         (("--expires-at", iso(-10)), "--expires-at: "),
-        (("--expires-at", iso(60), "--expires-in", "60"), "--expires-in: Give expires_at or expires_in, not both."),
+        (("--expires-at", iso(86400), "--expires-in", "60"), "--expires-in: Give expires_at or expires_in, not both."),
     ],
 )
 def test_enqueue_job_refuses_a_bad_deadline_naming_the_option(user, nothing_written, args, words):

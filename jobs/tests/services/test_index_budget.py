@@ -170,16 +170,22 @@ def test_each_query_of_a_dropped_or_merged_index_has_an_index_in_its_order(user,
         ),
         # The active jobs, whatever their order (the model's default order, which job_created gives,
         # is left out: sorts are off here, and PostgreSQL sorts these few rows).
+        # Either partial index of active rows will do (job_running, or job_active by its status): which
+        # one the planner takes for these few rows depends on the statistics the suite left behind.
         "stale running jobs": (
             Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale).order_by(),
-            "job_running",
+            ("job_running", "job_active"),
         ),
-        "running per worker": (Job.objects.filter(status=JobStatus.RUNNING).values("worker").order_by(), "job_running"),
+        "running per worker": (
+            Job.objects.filter(status=JobStatus.RUNNING).values("worker").order_by(),
+            ("job_running", "job_active"),
+        ),
         "pending sweep": (Job.objects.filter(status=JobStatus.PENDING, parents_remaining=0).order_by(), "job_active"),
     }
     for name, (queryset, index) in expected.items():
         found = queryset_plan(queryset)
-        assert f" {index}" in found and "Seq Scan" not in found and "Sort" not in found, (name, found)
+        assert any(f" {one}" in found for one in ((index,) if isinstance(index, str) else index)), (name, found)
+        assert "Seq Scan" not in found and "Sort" not in found, (name, found)
     # The services that read them answer (their statements are the querysets' above).
     assert sum(row["count"] for row in active_counts()) == 6
     assert sum(running_per_worker().values()) == 3 and dead_job_counts()[0]["count"] == 10
