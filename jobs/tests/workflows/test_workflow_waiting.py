@@ -13,26 +13,11 @@ from jobs.services.creation import job_create
 from jobs.services.execution import job_fail, job_start, job_succeed
 from jobs.tests.factories import LONG_RUNNING_TASK
 from jobs.tests.observability.test_metrics import scrape, value
+from jobs.tests.workflows.test_workflow_services import LONG, _commits_at_once, jobs_of, steps  # noqa: F401  (an autouse fixture)
 from jobs.workflows import workflow_create, workflow_retry
 from taskhub.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
-
-LONG = "long_running_task"
-
-
-@pytest.fixture(autouse=True)
-def _commits_at_once(monkeypatch):
-    """The test's transaction never commits: what waits for a commit (a release's send) runs at once."""
-    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
-
-
-def steps(*spec):
-    return [{"id": step_id, "task": LONG, "kwargs": {"seconds": 0}, "after": after} for step_id, after in spec]
-
-
-def jobs_of(workflow) -> dict[str, Job]:
-    return {job.workflow_step: job for job in Job.objects.filter(workflow=workflow)}
 
 
 def run(job: Job) -> None:
