@@ -73,9 +73,9 @@ class Slot:
 
     async def refresh(self) -> None:
         """Push the entry's expiry on (at each keep-alive)."""
-        if self.in_redis:
+        if self.in_redis and (client := self.hub.redis()) is not None:
             try:
-                await self.hub.redis().zadd(_key(self.user_id), {self.id: time.time() + _ttl()}, xx=True)
+                await client.zadd(_key(self.user_id), {self.id: time.time() + _ttl()}, xx=True)
             except (redis.RedisError, OSError) as exc:
                 logger.warning("Live progress: could not refresh a stream's slot (%s).", exc)
 
@@ -93,8 +93,10 @@ class Slot:
         self.released = True
         try:
             if self.in_redis:
+                if (client := self.hub.redis()) is None:  # its hub closed: the entry expires by itself
+                    return
                 try:
-                    await self.hub.redis().zrem(_key(self.user_id), self.id)
+                    await client.zrem(_key(self.user_id), self.id)
                 except (redis.RedisError, OSError) as exc:  # the entry expires by itself
                     logger.warning("Live progress: could not free a stream's slot (%s).", exc)
             else:

@@ -59,11 +59,12 @@ class Hub:
         self.reader: asyncio.Task | None = None
         self.retry_at = 0.0
         self.lock = asyncio.Lock()
+        self.closed = False  # its loop is ending: no connection is opened any more (close_current_hub)
 
     # --- the process's Redis ------------------------------------------------------------------
     def redis(self) -> aioredis.Redis | None:
         """The command client (a few pooled connections), or None without Redis."""
-        if not settings.JOB_EVENTS_REDIS_URL:
+        if not settings.JOB_EVENTS_REDIS_URL or self.closed:
             return None
         if self.client is None:
             pool = aioredis.BlockingConnectionPool.from_url(
@@ -102,10 +103,10 @@ class Hub:
         self.subscriptions.discard(subscription)
 
     async def ensure_subscribed(self) -> None:
-        if self.subscribed or not settings.JOB_EVENTS_REDIS_URL or time.monotonic() < self.retry_at:
+        if self.subscribed or self.closed or not settings.JOB_EVENTS_REDIS_URL or time.monotonic() < self.retry_at:
             return
         async with self.lock:
-            if self.subscribed or time.monotonic() < self.retry_at:
+            if self.subscribed or self.closed or time.monotonic() < self.retry_at:
                 return
             pubsub = self.redis().pubsub(ignore_subscribe_messages=True)
             try:
@@ -175,15 +176,18 @@ async def close_current_hub() -> None:
     """Close this event loop's hub: its Redis subscription and connections. For a server whose event
     loop ends while its process goes on (the tests' in-process live server): left open, they would be
     closed by the garbage collector after their loop (ResourceWarning), and the channel would keep a
-    subscriber until then."""
+    subscriber until then. A stream that cleans up after this opens nothing again (its Redis entries
+    expire by themselves)."""
     hub = _hubs.pop(asyncio.get_running_loop(), None)
     if hub is not None:
+        hub.closed = True
         await hub._close()
 
 
 # --- shutdown -------------------------------------------------------------------------------------
 _closing = threading.Event()  # the process is stopping: every stream ends
 _closing_waiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()
+_ended_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # end_streams
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -193,9 +197,18 @@ def closing() -> asyncio.Event:
     event = _closing_waiters.get(loop)
     if event is None:
         event = _closing_waiters[loop] = asyncio.Event()
-        if _closing.is_set():
+        if _closing.is_set() or loop in _ended_loops:
             event.set()
     return event
+
+
+def end_streams(loop: asyncio.AbstractEventLoop) -> None:
+    """End the open streams of ``loop`` (and refuse its new ones) as a SIGTERM ends the process's: for a
+    server stopping its loop while the process goes on (the tests' in-process server). Thread-safe."""
+    _ended_loops.add(loop)
+    event = _closing_waiters.get(loop)
+    if event is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(event.set)
 
 
 def begin_shutdown() -> None:

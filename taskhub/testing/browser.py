@@ -19,7 +19,7 @@ import uvicorn
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.db import connections
 
-from jobs.streams.hub import close_current_hub
+from jobs.streams.hub import close_current_hub, end_streams
 from taskhub.handlers import ReusedThreadASGIHandler
 from taskhub.testing.processes import free_port, wait_for
 
@@ -56,15 +56,28 @@ class AsgiLiveServer:
         self.thread = threading.Thread(target=self._run, name="asgi-live-server", daemon=True)
 
     def _run(self) -> None:
-        """``uvicorn.Server.run``, and the streams' Redis connections closed before its loop ends."""
+        """``uvicorn.Server.run``, and everything its connections opened closed before its loop ends."""
         with asyncio.Runner(loop_factory=self.server.config.get_loop_factory()) as runner:
             runner.run(self._serve())
 
     async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
         try:
             await self.server.serve()
         finally:
+            # uvicorn's shutdown cancels what outlived its graceful timeout without waiting, and leaves
+            # those connections' sockets open: both end here, while the streams' hub is still there for
+            # their clean-up. Left to the loop's end, they would be closed by the garbage collector
+            # later (ResourceWarning), in whatever test runs then.
+            current = asyncio.current_task()
+            rest = [task for task in asyncio.all_tasks() if task is not current]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+            for connection in list(self.server.server_state.connections):
+                connection.transport.close()
             await close_current_hub()
+            await asyncio.sleep(0)  # the transports' close callbacks
 
     @property
     def url(self) -> str:
@@ -77,6 +90,9 @@ class AsgiLiveServer:
         return self
 
     def stop(self) -> None:
+        """As a SIGTERM stops the Procfile's web process: its streams end at once with their last
+        event, then uvicorn's graceful shutdown."""
+        end_streams(self.loop)
         self.server.should_exit = True
         self.thread.join(timeout=15)
 
