@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from ..catalog import catalog
 from ..models import Job
+from ._confirms import Confirms
 from .gates import paused_queues
 
 logger = logging.getLogger(__name__)
@@ -101,40 +102,56 @@ def _publish(jobs: list[Job], *, now, creator_lock: int | None = None, queue: st
 
     The messages go through one producer in a publish batch (kombu's ``Producer.batch``): on Redis
     they are one pipeline, one round trip for a bulk create's messages; on a transport without
-    batches (RabbitMQ) each is published at once, as before. A batch whose round trip fails sent
-    none of its messages as far as we know (Redis' "delivery is uncertain"): all are left to the
-    sweeper, and a message that did arrive meanwhile is a duplicate that the start's fencing drops."""
+    batches (RabbitMQ) each is published at once, then their publisher confirms are awaited together
+    (``_confirms``): only the confirmed count as sent. A batch whose round trip fails sent none of its
+    messages as far as we know (Redis' "delivery is uncertain"): all are left to the sweeper, and a
+    message that did arrive meanwhile is a duplicate that the start's fencing drops."""
     if not jobs:
         return []
-    sent = []
+    published = []
     try:
-        with current_app.producer_or_acquire() as producer, producer.batch():
-            for job in jobs:
-                entry = catalog.get(job.celery_task_name)
-                countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
-                # The attempt this message is for: a late duplicate cannot start a later attempt.
-                headers = {"taskhub_attempts": job.attempts}
-                if creator_lock is not None:
-                    headers["taskhub_creator_lock"] = creator_lock
-                try:
-                    entry.celery_task.apply_async(
-                        args=job.args,
-                        kwargs=job.kwargs,
-                        task_id=str(job.id),
-                        queue=queue or job.queue,
-                        countdown=countdown,
-                        soft_time_limit=entry.soft_time_limit,
-                        time_limit=entry.time_limit + 60,
-                        retry=False,
-                        headers=headers,
-                        producer=producer,
-                    )
-                except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
-                    logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
-                    break
-                sent.append(job.id)
+        with current_app.producer_or_acquire() as pooled:
+            confirms = Confirms(pooled)
+            producer = confirms.producer
+            with producer.batch():
+                for job in jobs:
+                    entry = catalog.get(job.celery_task_name)
+                    countdown = max(0.0, (job.run_at - now).total_seconds()) if job.run_at else None
+                    # The attempt this message is for: a late duplicate cannot start a later attempt.
+                    headers = {"taskhub_attempts": job.attempts}
+                    if creator_lock is not None:
+                        headers["taskhub_creator_lock"] = creator_lock
+                    try:
+                        entry.celery_task.apply_async(
+                            args=job.args,
+                            kwargs=job.kwargs,
+                            task_id=str(job.id),
+                            queue=queue or job.queue,
+                            countdown=countdown,
+                            soft_time_limit=entry.soft_time_limit,
+                            time_limit=entry.time_limit + 60,
+                            retry=False,
+                            headers=headers,
+                            producer=producer,
+                        )
+                    except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
+                        logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
+                        break
+                    published.append(job.id)
+                    confirms.published(job.id)
+            sent, answered = confirms.wait(settings.BROKER_CONFIRM_TIMEOUT)
+            if not answered:
+                # Not used again: its unconfirmed messages may still arrive, with their confirms, which
+                # a next send on it would take for its own. The next send opens a new connection.
+                logger.warning(
+                    "Broker did not confirm %d of %d messages within %g s: their jobs stay unsent for the sweeper.",
+                    len(published) - len(sent),
+                    len(published),
+                    settings.BROKER_CONFIRM_TIMEOUT,
+                )
+                pooled.connection.collect()
     except Exception as exc:  # noqa: BLE001 - the batch's round trip (or the producer) failed
-        logger.warning("Broker unreachable, %d jobs stay unsent for the sweeper: %s", len(sent), exc)
+        logger.warning("Broker unreachable, %d jobs stay unsent for the sweeper: %s", len(published), exc)
         return []
     return sent
 

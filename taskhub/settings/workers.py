@@ -17,6 +17,10 @@ BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost//")
 # The filesystem transport (the embedded default) polls its folders: seconds between two looks.
 BROKER_POLLING_INTERVAL = env.float("BROKER_POLLING_INTERVAL", default=0.1)
+# The longest a send waits for RabbitMQ's publisher confirms (jobs/services/_confirms.py) before its
+# unconfirmed jobs are left unsent for the sweeper: an API create waits this long at most when the
+# broker went silent (Redis' socket timeout is the same 5 s).
+BROKER_CONFIRM_TIMEOUT = env.float("BROKER_CONFIRM_TIMEOUT", default=5.0)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_CACHE_BACKEND = "django-cache"

@@ -38,7 +38,8 @@ def in_netns(name: str, call: Callable[[], object]) -> object:
 
 class TcpProxy:
     """A TCP relay to ``target`` on a free port, which a test can cut (every connection closed, new
-    ones refused, as when the server behind it goes down) and restore on the same port.
+    ones refused, as when the server behind it goes down) and restore on the same port, or silence
+    (connections stay open but nothing crosses either way, as when a partition drops the packets).
 
     It takes a shared server (RabbitMQ) away from one test's processes without touching anyone else's.
     ``netns``: it listens on ``host``:``port`` in that network namespace (the many-hosts bed's db
@@ -54,6 +55,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.silent = False  # silence(): what is read is dropped, nothing is answered
+        self.accepted = 0  # connections relayed so far
 
     def _listen(self) -> socket.socket:
         listener = socket.socket()
@@ -86,13 +89,15 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._connections |= {client, upstream}
+                self.accepted += 1
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self.silent:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
@@ -116,6 +121,14 @@ class TcpProxy:
             listener.close()
         for sock in connections:
             self._close(sock)
+
+    def silence(self) -> None:
+        """Drop everything either side sends from now on, the connections left open: a writer's
+        kernel takes its bytes and nothing answers (a partition), until ``speak``."""
+        self.silent = True
+
+    def speak(self) -> None:
+        self.silent = False
 
     def close(self) -> None:
         self.cut()
