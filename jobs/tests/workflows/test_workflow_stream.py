@@ -7,6 +7,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.test import AsyncClient
 
 from conftest import assert_error
+from jobs import live
 from jobs.models import Job
 from jobs.services.execution import job_start, job_succeed
 from jobs.tests.streams.test_stream import bearer, get, parse, states, stream
@@ -117,6 +118,45 @@ def test_the_stream_shows_the_workflows_own_status_and_progress_then_ends(user, 
         > last_step
     )
     assert kinds[-1] == "end" and events[-1]["data"] == {"id": str(workflow.id), "status": "succeeded"}
+
+
+def test_a_step_whose_change_the_stream_missed_is_shown_before_the_workflows_end(user, monkeypatch):
+    """The stream ends when it reads its workflow finished, which may be before the message of the
+    step that finished it (or of any step) reached it: the steps it last showed unfinished are read
+    again first. Here step "b" finishes without its message (as if it were still on its way), then
+    "a" finishes the workflow with its own."""
+    workflow = workflow_create(
+        owner=user,
+        name="two",
+        steps=[{"id": name, "task": "long_running_task", "kwargs": {"seconds": 0}} for name in ("a", "b")],
+    )
+    rows = {job.workflow_step: job for job in Job.objects.filter(workflow=workflow)}
+
+    def finish(name):
+        started = job_start(job_id=rows[name].id, worker="w:1")
+        job_succeed(job_id=rows[name].id, attempts=started.attempts, result=name)
+
+    def run_both():
+        with monkeypatch.context() as quiet:
+            quiet.setattr(live._publisher, "publish", lambda job_ids: None)
+            finish("b")
+        finish("a")
+
+    events = stream_acting_after_the_workflow(
+        f"/api/v1/workflows/{workflow.id}/stream/",
+        act=run_both,
+        until=lambda events: any(e.get("event") == "end" for e in events),
+        timeout=20,
+        **bearer(user),
+    )
+    end = next(i for i, e in enumerate(events) if e.get("event") == "end")
+    shown = {
+        e["data"]["id"]: i
+        for i, e in enumerate(events)
+        if e.get("event") == "state" and e["data"]["status"] == "succeeded"
+    }
+    assert set(shown) == {str(rows["a"].id), str(rows["b"].id)}, events
+    assert max(shown.values()) < end
 
 
 def test_a_finished_workflows_stream_shows_it_and_ends_at_once(user):
