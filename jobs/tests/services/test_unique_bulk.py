@@ -47,6 +47,8 @@ def test_500_keyed_items_are_a_handful_of_statements(user, published):
         (("existing", 1),)
     }
     assert JobEvent.objects.filter(kind="deduplicated").count() == 500  # one line per holder
+    # 6 to 8: BEGIN, the queue gates' cached reads (when due), the creator's lock, the insert that finds
+    # and locks the 500 holders, the one write of their counts and lines, the one read of them, COMMIT.
     # Was 3,004 (one duplicate at a time: a savepoint, the holder's count, its line, the holder read).
     print(f"500 duplicate keyed items: {len(again)} statements")
     assert len(again) <= 12, [query["sql"][:80] for query in again]
