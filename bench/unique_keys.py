@@ -14,12 +14,15 @@ all of them alike):
   duplicate, answered 200 with the holder (the row lock, the count, the timeline line updated).
 
 Printed: requests, req/s, p50/p95/p99 per scenario and the ratios of the keyed p99s to the unkeyed.
-Own database taskhub_bench_unique, own Redis db 3.
+Then a bulk create in-process (``job_create_bulk``, what ``POST /api/v1/jobs/bulk/`` calls) of 500
+``reject`` items with new keys, and the same 500 again (all duplicates of pending holders): median
+ms and statements of a few rounds. Own database taskhub_bench_unique, own Redis db 3.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import sys
 import time
 from collections import Counter
@@ -35,6 +38,7 @@ CLIENTS = 16
 WEB_PROCESSES = "2"
 JOB = {"celery_task_name": "long_running_task", "kwargs": {"seconds": 0}}
 TARGET = 1.5
+BULK = 500
 
 
 def percentile(latencies: list[float], q: float) -> float:
@@ -91,6 +95,33 @@ async def run(port: int, tokens: list[str], seconds: float, rounds: int) -> dict
     return results
 
 
+def bulk_rounds(rounds: int) -> list[list]:
+    """``job_create_bulk`` of ``BULK`` new keys, then the same again (duplicates): ms and statements."""
+    from django.db import connection
+
+    from jobs.services.creation import job_create_bulk
+
+    owner = common.make_user("unique-bulk")
+    measured: dict[str, tuple[list[float], list[int]]] = {"new keys": ([], []), "all duplicates": ([], [])}
+    count = [0]
+
+    def counted(execute, sql, params, many, context):
+        count[0] += 1
+        return execute(sql, params, many, context)
+
+    for round_ in range(rounds + 1):  # the first round warms up
+        items = [{**JOB, "unique": {"key": f"bulk-{round_}-{n}"}} for n in range(BULK)]
+        for name in measured:
+            count[0] = 0
+            started = time.perf_counter()
+            with connection.execute_wrapper(counted):
+                job_create_bulk(owner=owner, items=items)
+            if round_:
+                measured[name][0].append((time.perf_counter() - started) * 1000)
+                measured[name][1].append(count[0])
+    return [[name, statistics.median(ms), statistics.median(counts)] for name, (ms, counts) in measured.items()]
+
+
 def main() -> int:
     args = common.parse_args(__doc__, lambda p: p.add_argument("--seconds", type=float, help="per turn"))
     seconds = args.seconds or (2.0 if args.quick else 5.0)
@@ -112,6 +143,7 @@ def main() -> int:
             web.close()
         if "Traceback" in log:
             print(f"# the web processes logged errors:\n{log[-3000:]}", file=sys.stderr)
+        bulk = bulk_rounds(rounds=3 if args.quick else 6)
     rows = []
     for name, result in results.items():
         latencies, statuses = result["latencies"], result["statuses"]
@@ -124,6 +156,11 @@ def main() -> int:
         f"{rounds} x {seconds:g} s each",
         ["scenario", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "statuses"],
         rows,
+    )
+    common.print_table(
+        f"job_create_bulk of {BULK} keyed items in-process, median of the rounds",
+        ["bulk", "median ms", "statements"],
+        bulk,
     )
     print(f"# load average at the end: {common.load_average()}")
     p99 = {name: percentile(result["latencies"], 0.99) for name, result in results.items()}

@@ -16,3 +16,12 @@ class JobsConfig(AppConfig):
         from .tasks.plugins import load_task_packages
 
         load_task_packages()
+
+        # A deleted user's jobs go by cascade, with no service on the way: their duplicates' counts
+        # (/metrics) go into the totals first, in the deleting transaction.
+        from django.conf import settings
+        from django.db.models.signals import pre_delete
+
+        from .services.deduplicated import deduplicated_fold_owner
+
+        pre_delete.connect(deduplicated_fold_owner, sender=settings.AUTH_USER_MODEL, dispatch_uid="deduplicated_fold")

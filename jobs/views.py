@@ -115,10 +115,16 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @extend_schema(
         summary="Create up to JOB_BULK_MAX jobs at once (all or nothing)",
         description="A body over JOB_BULK_MAX_BYTES is a 413 before any job is read; the first bad job "
-        "is the 400 (the others are not checked).",
+        "is the 400 (the others are not checked). Each item answers with its job and `dedupe_outcome`; "
+        "the request is a 201 when it created a job, a 200 when every item was a duplicate of a job "
+        'holding its key (nothing created, as a single create\'s duplicate: README "Unique jobs").',
         request=JobBulkCreateSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: JobCreatedSerializer(many=True), **ERRORS(400, 401, 403, 409, 413, 422, 429)},
+        responses={
+            201: JobCreatedSerializer(many=True),
+            200: JobCreatedSerializer(many=True),
+            **ERRORS(400, 401, 403, 409, 413, 422, 429),
+        },
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
@@ -130,7 +136,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         serializer = JobBulkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         jobs = job_create_bulk(owner=request.user, items=serializer.validated_data["jobs"], idempotency_key=key)
-        return Response(JobCreatedSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
+        created = any(getattr(job, "dedupe_outcome", None) in CREATED_OUTCOMES for job in jobs)
+        answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(JobCreatedSerializer(jobs, many=True).data, status=answer)
 
     @extend_schema(summary="Cancel a job", request=None, responses={200: JobSerializer, **ERRORS(401, 403, 404, 409)})
     @action(detail=True, methods=["post"])

@@ -1,4 +1,4 @@
-"""A bulk request's keyed jobs in one statement (PostgreSQL; only the door, ``_state``, uses it).
+"""A bulk request's keyed jobs in one statement each way (PostgreSQL; only the door, ``_state``, uses it).
 
 ``insert_unique_many`` is ``_sql.insert_unique`` for many jobs of one owner with distinct keys:
 one ``INSERT … SELECT … FROM unnest(…) ON CONFLICT … DO UPDATE … RETURNING``, each column one
@@ -6,6 +6,10 @@ array parameter, with the ``created`` lines of the rows it inserted in the same 
 go in key order (the caller's), so overlapping bulk requests take their keys in one order. The
 caller has folded same-key items into one first: PostgreSQL refuses to affect a row twice in one
 statement.
+
+``deduplicate_many`` writes what the duplicates of one request did to the holders it found
+(locked by that insert): each holder's count, its policy's changes and its one "deduplicated"
+line (updated in place, inserted when it has none), one ``UPDATE … FROM unnest(…)`` for them all.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from django.db import connections
 
-from ..models import Job, JobEvent
+from ..models import Job, JobEvent, JobEventKind
 from ._sql import _JOB_FIELDS, EVENT, HOLDER_FIELDS, JOB, _cursor, from_db
 
 _EVENT_FIELDS = [field for field in JobEvent._meta.concrete_fields if not field.primary_key]
@@ -70,3 +74,79 @@ def insert_unique_many(jobs: list[Job], lines: list[JobEvent]) -> list[dict[str,
             holder = zip(HOLDER_FIELDS, row[2:], strict=True)
             answers.append({name: from_db(name, value, connection) for name, value in holder})
     return answers
+
+
+# The columns a duplicate may change on its holder (``uniqueness``), besides its count.
+DEDUPE_FIELDS = ("args", "kwargs", "priority", "queue", "run_at", "unique_follow_up")
+
+
+@functools.cache
+def _dedupe_statement() -> str:
+    connection = connections["default"]
+    cast = {name: Job._meta.get_field(name).cast_db_type(connection) for name in ("id", "status", *DEDUPE_FIELDS)}
+    arrays = ", ".join(
+        [f"%s::{cast['id']}[]", f"%s::{cast['status']}[]", "%s::integer[]", "%s::jsonb[]"]
+        + [f"%s::boolean[], %s::{cast[name]}[]" for name in DEDUPE_FIELDS]
+    )
+    names = ", ".join(["id", "status", "n", "counts"] + [f"set{i}, value{i}" for i in range(len(DEDUPE_FIELDS))])
+    column = {name: Job._meta.get_field(name).column for name in DEDUPE_FIELDS}
+    changes = ", ".join(
+        f'"{column[name]}" = CASE WHEN input.set{i} THEN input.value{i} ELSE held."{column[name]}" END'
+        for i, name in enumerate(DEDUPE_FIELDS)
+    )
+    line_columns = ", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)
+    line_arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _EVENT_FIELDS)
+    line_names = ", ".join(f"e{index}" for index in range(len(_EVENT_FIELDS)))
+    line = {field.attname: f"e{index}" for index, field in enumerate(_EVENT_FIELDS)}
+    kept = ", ".join(
+        f'"{JobEvent._meta.get_field(name).column}" = lines.{line[name]}'
+        for name in ("at", "actor_id", "actor_label", "message")
+    )
+    return f"""
+WITH input AS (
+    SELECT * FROM unnest({arrays}) AS input({names})
+), job AS (
+    UPDATE "{JOB}" AS held SET "duplicates" = held."duplicates" + input.n, "dedupe_counts" = input.counts, {changes}
+    FROM input WHERE held."id" = input.id AND held."status" = input.status
+    RETURNING held."id"
+), lines AS (
+    SELECT lines.* FROM unnest({line_arrays}) AS lines({line_names}) JOIN job ON job.id = lines.{line["job_id"]}
+), kept AS (
+    UPDATE "{EVENT}" AS line SET {kept} FROM lines
+    WHERE line."job_id" = lines.{line["job_id"]} AND line."kind" = '{JobEventKind.DEDUPLICATED}'
+    RETURNING line."job_id"
+), added AS (
+    INSERT INTO "{EVENT}" ({line_columns})
+    SELECT {line_names} FROM lines WHERE lines.{line["job_id"]} NOT IN (SELECT job_id FROM kept)
+)
+SELECT id FROM job
+"""
+
+
+def deduplicate_many(rows: list[tuple[Any, str, int, dict[str, Any]]], lines: list[JobEvent]) -> set:
+    """For each (holder id, its status, duplicates, changes) of ``rows`` (distinct holders, their
+    rows locked by the caller): ``duplicates`` more, the ``changes`` (``dedupe_counts`` and any of
+    ``DEDUPE_FIELDS``), and its "deduplicated" line from ``lines`` (same order): the one it has,
+    updated in place, or this one. Only where the holder is still in that status. The ids changed:
+    one statement."""
+    connection = connections["default"]
+    fields = {name: Job._meta.get_field(name) for name in ("id", "status", "dedupe_counts", *DEDUPE_FIELDS)}
+    unknown = {name for _, _, _, changes in rows for name in changes} - {"dedupe_counts", *DEDUPE_FIELDS}
+    if unknown:
+        raise ValueError(f"deduplicate_many: no column for {sorted(unknown)}")
+    params: list[list] = [
+        [fields["id"].get_db_prep_save(job_id, connection) for job_id, _, _, _ in rows],
+        [status for _, status, _, _ in rows],
+        [count for _, _, count, _ in rows],
+        [fields["dedupe_counts"].get_db_prep_save(changes["dedupe_counts"], connection) for *_, changes in rows],
+    ]
+    for name in DEDUPE_FIELDS:
+        params.append([name in changes for *_, changes in rows])
+        field = fields[name]
+        params.append([field.get_db_prep_save(changes.get(name), connection) for *_, changes in rows])
+    params += [
+        [field.get_db_prep_save(field.pre_save(line, True), connection) for line in lines] for field in _EVENT_FIELDS
+    ]
+    with _cursor() as cursor:
+        cursor.execute(_dedupe_statement(), params)
+        return {from_db("id", row[0], connection) for row in cursor.fetchall()}

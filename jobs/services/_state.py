@@ -16,7 +16,7 @@ nor ``live``.
 The door is this module and three parts of it, each re-exported here (callers keep ``_state.X``;
 stage modules import none of them): ``_state_effects`` (``event``, the one builder of a timeline
 line, and what follows a change after commit), ``_state_create`` (a new job, keyed or not, the
-unique keys' ``deduplicate`` and keep_latest's ``follow_up``, ``wait_for_creator``) and
+unique keys' ``deduplicate`` / ``deduplicate_many`` and keep_latest's ``follow_up``, ``wait_for_creator``) and
 ``_state_running`` (a running attempt's progress and heartbeat, which change no status).
 """
 
@@ -43,10 +43,12 @@ from ..models import (
     unique_policies_holding,
 )
 from . import _sql, _steps
+from ._state_create import Deduplication as Deduplication
 from ._state_create import create as create
 from ._state_create import create_unique as create_unique
 from ._state_create import create_unique_many as create_unique_many
 from ._state_create import deduplicate as deduplicate
+from ._state_create import deduplicate_many as deduplicate_many
 from ._state_create import follow_up
 from ._state_create import wait_for_creator as wait_for_creator
 from ._state_effects import after_change, event

@@ -3,8 +3,9 @@
 ``create`` (jobs without a unique key, one statement each on PostgreSQL), ``create_unique`` and
 ``create_unique_many`` (a keyed create: written, or the job holding the key found and locked,
 ``HOLDER_FIELDS``), ``deduplicate`` (a keyed create that made no job: the holder's count, changes
-and its one "deduplicated" line), ``follow_up`` (keep_latest's one job after a finish, written in
-the finish's own transaction by ``_state.transition``); and the other side of a create's early
+and its one "deduplicated" line) and ``deduplicate_many`` (a bulk request's, one statement),
+``follow_up`` (keep_latest's one job after a finish, written in the finish's own transaction by
+``_state.transition``); and the other side of a create's early
 message: ``wait_for_creator``, a worker waiting for the creating transaction. Re-exported by
 ``_state``, the one door stage modules call (they never import this module).
 """
@@ -12,7 +13,7 @@ message: ``wait_for_creator``, a worker waiting for the creating transaction. Re
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -149,13 +150,15 @@ def deduplicate(
     actor_label: str = "",
     message: str,
     send: bool = False,
+    count: int = 1,
 ) -> bool:
     """A create deduplicated into the job ``job_id`` (locked by ``create_unique``, still ``status``):
     its count, the policy's ``changes`` (new arguments, a later start, a stored request), and its
     one "deduplicated" timeline line, updated in place (a flood of duplicates writes one line).
-    ``send``: its start moved, send its message again after commit (the old one comes too early)."""
+    ``send``: its start moved, send its message again after commit (the old one comes too early).
+    ``count``: the duplicates written at once (a bulk request's of this holder)."""
     with transaction.atomic():
-        done = Job.objects.filter(id=job_id, status=status).update(duplicates=F("duplicates") + 1, **changes)
+        done = Job.objects.filter(id=job_id, status=status).update(duplicates=F("duplicates") + count, **changes)
         if not done:
             return False
         line = event(job_id, JobEventKind.DEDUPLICATED, actor=actor, actor_label=actor_label, message=message)
@@ -166,6 +169,42 @@ def deduplicate(
             line.save()
         after_change([job_id], True, send)
     return True
+
+
+class Deduplication(NamedTuple):
+    """What the duplicates of one bulk request did to one holder (``deduplicate_many``)."""
+
+    job_id: Any
+    status: str  # the holder's, locked by the create that found it
+    count: int  # its duplicates in the request
+    changes: dict[str, Any]  # as ``deduplicate``'s, the later duplicate's where two change one field
+    message: str  # its "deduplicated" line's (the last duplicate's)
+    send: bool  # its start moved (debounce)
+
+
+def deduplicate_many(holders: list[Deduplication], *, actor: User | None) -> None:
+    """``deduplicate`` for the holders a bulk request's duplicates found (distinct, each locked by
+    ``create_unique_many`` or ``create_unique``): on PostgreSQL one statement for all of them
+    (their counts, changes and lines: ``_sql_bulk.deduplicate_many``), whatever their number."""
+    if not holders:
+        return
+    if not _sql.available():
+        for holder in holders:
+            deduplicate(
+                holder.job_id,
+                status=holder.status,
+                changes=holder.changes,
+                actor=actor,
+                message=holder.message,
+                send=holder.send,
+                count=holder.count,
+            )
+        return
+    lines = [event(holder.job_id, JobEventKind.DEDUPLICATED, actor=actor, message=holder.message) for holder in holders]
+    done = _sql_bulk.deduplicate_many([holder[:4] for holder in holders], lines)
+    for send in (False, True):
+        if changed := [holder.job_id for holder in holders if holder.job_id in done and holder.send == send]:
+            after_change(changed, True, send)
 
 
 def follow_up(job_id) -> Job | None:

@@ -337,19 +337,15 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
                 check_quota(owner, count=len(plain), now=now)
                 _state.create(plain, [created_event(job, how=" (bulk)") for job in plain])
             # The keyed items count once written: duplicates create nothing (never a 429). The first
-            # item of each key in one statement; a later item of a key is a duplicate of the first.
-            firsts, later, seen = [], [], set()
-            for item in keyed:
-                (later if item[1].unique_key in seen else firsts).append(item)
-                seen.add(item[1].unique_key)
-            admit = _admit(owner, now=now)
+            # item of each key in one statement; a later item of a key is a duplicate of the first;
+            # the duplicates in one more (``write_unique_many``).
             answers = write_unique_many(
-                [(job, created_event(job, how=" (bulk)"), rule) for _, job, rule in firsts], by=owner, admit=admit
+                [(job, created_event(job, how=" (bulk)"), rule) for _, job, rule in keyed],
+                by=owner,
+                admit=_admit(owner, now=now),
             )
-            for (index, _, _), answer in zip(firsts, answers, strict=True):
+            for (index, _, _), answer in zip(keyed, answers, strict=True):
                 jobs[index] = answer
-            for index, job, rule in later:
-                jobs[index] = write_unique(job, created_event(job, how=" (bulk)"), rule, by=owner, admit=admit)
     except IntegrityError:
         if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
             raise

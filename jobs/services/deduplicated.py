@@ -9,9 +9,9 @@ row of their own and no shared counter row (which would make duplicates of every
 - ``/metrics`` adds up the rows' counts (keyed jobs only: the partial index ``job_unique_key_created``),
   plus the counts of the rows deleted so far, which the deleting transaction folds into
   ``MetricTotal`` (metric ``deduplicated``) before the delete (``deduplicated_fold``: retention's
-  purges and ``job_delete``, which the API and the admin use). So the counter never goes back when
-  jobs are purged. Not folded: the jobs of a deleted user account (they go by cascade), whose counts
-  leave the sum, which Prometheus takes for a counter reset.
+  purges and ``job_delete``, which the API and the admin use; and a deleted user account's jobs,
+  which go by cascade: ``deduplicated_fold_owner``, the user's ``pre_delete``, sent in the deleting
+  transaction). So the counter never goes back when jobs are deleted.
 
 A scrape's cost grows with the keyed jobs kept (retention bounds them); a plain create pays nothing.
 """
@@ -60,6 +60,13 @@ def deduplicated_fold(jobs: QuerySet[Job]) -> None:
     if folded:
         with connection.cursor() as cursor:
             cursor.executemany(_FOLD, [[METRIC, task, outcome, count] for (task, outcome), count in folded.items()])
+
+
+def deduplicated_fold_owner(sender, instance, **kwargs) -> None:
+    """The user model's ``pre_delete`` (connected by ``JobsConfig.ready``): a user account deleted
+    (``delete()`` of the user or of a queryset of users) takes its jobs by cascade, which calls no
+    service; Django sends this in the transaction that deletes them, before the delete."""
+    deduplicated_fold(Job.objects.filter(owner_id=instance.pk))
 
 
 def deduplicated_totals() -> dict[tuple[str, str], float]:

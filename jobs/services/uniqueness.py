@@ -17,6 +17,7 @@ transaction, what the duplicate does to the holder:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,8 @@ PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 # A created job's outcome is None, or cancelled_running when it took the key from a running job.
 CREATED_OUTCOMES = (None, "cancelled_running")
 _TAKEN_OVER = object()
+# A verdict letting the holder's key go before the new job is written (throttle; cancel_running).
+_RELEASE, _CANCEL = "release", "cancel"
 
 
 Admit = Callable[[int], None]
@@ -52,16 +55,88 @@ def write_unique(job: Job, line: JobEvent, rule: UniqueRule, *, by: User | None,
 def write_unique_many(
     items: list[tuple[Job, JobEvent, UniqueRule]], *, by: User | None, admit: Admit | None = None
 ) -> list[Job]:
-    """``write_unique`` for a bulk request's keyed jobs (one owner, distinct keys, in key order):
-    written in one statement on PostgreSQL (``_state.create_unique_many``; ``admit`` once for the
-    jobs written), each duplicate then decided as ``write_unique`` decides it."""
+    """``write_unique`` for a bulk request's keyed jobs (one owner, in key order, the items of one
+    key together in request order), in a fixed number of statements on PostgreSQL whatever the
+    number of duplicates: the first item of each key written or its holder found and locked in one
+    (``_state.create_unique_many``; ``admit`` once for the jobs written); the later items of a key
+    are its duplicates. Each duplicate is decided against its holder's locked row, and each
+    holder's duplicates are written together, the later item's changes winning (as one at a time),
+    all holders in one statement (``_state.deduplicate_many``), their rows read back in one.
+    A key whose holder must let it go first (a throttle's takeover, cancel_running's cancel: a
+    cancel, a release, and an insert again) is decided one item at a time, as ``write_unique``:
+    rare in a bulk, and each changes the holder the next item finds."""
     for job, _, rule in items:
         _prepare(job, rule)
-    holders = _state.create_unique_many([job for job, _, _ in items], [line for _, line, _ in items], admit=admit)
-    return [
-        _answer(job, line, rule, holder, by=by, admit=admit)
-        for (job, line, rule), holder in zip(items, holders, strict=True)
-    ]
+    keys: dict[str, list[int]] = {}
+    for index, (job, _, _) in enumerate(items):
+        keys.setdefault(job.unique_key, []).append(index)
+    firsts = [indexes[0] for indexes in keys.values()]
+    found = _state.create_unique_many([items[i][0] for i in firsts], [items[i][1] for i in firsts], admit=admit)
+    answers: list[Job | None] = [None] * len(items)
+    batch: list[tuple[dict[str, Any], list[tuple[int, tuple[str, dict, bool]]]]] = []
+    written_first: dict[Any, int] = {}  # a written job's id: its item, answered with the row its duplicates left
+    for indexes, found_holder in zip(keys.values(), found, strict=True):
+        holder, duplicates = found_holder, indexes
+        if holder is None:  # written: the key's later items are its duplicates
+            first = items[indexes[0]][0]
+            first.dedupe_outcome, answers[indexes[0]], written_first[first.id] = None, first, indexes[0]
+            holder, duplicates = _written_holder(first), indexes[1:]
+        verdicts = [_verdict(holder, items[i][0], items[i][2], by=by) for i in duplicates]
+        if any(verdict in (_RELEASE, _CANCEL) for verdict in verdicts):
+            for i in duplicates:
+                job, line, rule = items[i]
+                if i == indexes[0]:
+                    answers[i] = _answer(job, line, rule, found_holder, by=by, admit=admit)
+                else:
+                    answers[i] = write_unique(job, line, rule, by=by, admit=admit)
+        elif duplicates:
+            batch.append((holder, list(zip(duplicates, verdicts, strict=True))))
+    survivors = _dedupe_many(batch, [job for job, _, _ in items], by=by)
+    for holder, decided in batch:
+        for index, (outcome, _, _) in decided:
+            answers[index] = _answering(survivors[holder["id"]], outcome)
+        if holder["id"] in written_first:
+            answers[written_first[holder["id"]]] = _answering(survivors[holder["id"]], None)
+    return answers
+
+
+def _written_holder(job: Job) -> dict[str, Any]:
+    """A job just written, as a holder found by a create (``HOLDER_FIELDS``)."""
+    return {
+        "id": job.id,
+        "status": PENDING,
+        "created_at": job.created_at,
+        "run_at": job.run_at,
+        "unique_policy": job.unique_policy,
+        "cancel_requested_at": None,
+        "dedupe_counts": job.dedupe_counts,
+    }
+
+
+def _answering(survivor: Job, outcome: str | None) -> Job:
+    answer = copy.copy(survivor)
+    answer.dedupe_outcome = outcome
+    return answer
+
+
+def _dedupe_many(batch, jobs: list[Job], *, by: User | None) -> dict[Any, Job]:
+    """Each holder's duplicates of ``batch`` (decided, in request order) written at once: their
+    count, their changes (the later's where two change one field), their counts by outcome and the
+    last one's line. The holders as they are then, by id."""
+    holders = []
+    for holder, decided in batch:
+        changes, counts, send = {}, holder["dedupe_counts"], False
+        for _, (outcome, item_changes, item_send) in decided:
+            changes.update(item_changes)
+            counts, send = dedupe_counted(counts, outcome), send or item_send
+        last, (outcome, _, _) = decided[-1]
+        changes["dedupe_counts"] = counts
+        message = _message(by, jobs[last].created_at, outcome)
+        holders.append(_state.Deduplication(holder["id"], holder["status"], len(decided), changes, message, send))
+    if not holders:
+        return {}
+    _state.deduplicate_many(holders, actor=by)
+    return {job.id: job for job in Job.objects.filter(id__in=[holder.job_id for holder in holders])}
 
 
 def _prepare(job: Job, rule: UniqueRule) -> None:
@@ -91,17 +166,31 @@ def _answer(job: Job, line: JobEvent, rule: UniqueRule, holder, *, by: User | No
 
 
 def _decide(holder: dict[str, Any], job: Job, rule: UniqueRule, *, by: User | None):
-    """What the duplicate ``job`` does to the locked ``holder``: its outcome, or ``_TAKEN_OVER``
-    when the holder let the key go (the caller inserts again, in the same transaction)."""
+    """What the duplicate ``job`` does to the locked ``holder``, written: its outcome, or
+    ``_TAKEN_OVER`` when the holder let the key go (the caller inserts again, in the same transaction)."""
+    verdict = _verdict(holder, job, rule, by=by)
+    if verdict == _RELEASE:
+        _state.release_unique(holder["id"], message=f"Key taken over by a new job after {rule.period:g} s.")
+        return _TAKEN_OVER
+    if verdict == _CANCEL:
+        job_cancel(job_id=holder["id"], by=by, reason=" by a newer job of its unique key (cancel_running)")
+        return _TAKEN_OVER
+    outcome, changes, send = verdict
+    return _dedupe(holder, outcome, by=by, now=job.created_at, changes=changes, send=send)
+
+
+def _verdict(holder: dict[str, Any], job: Job, rule: UniqueRule, *, by: User | None):
+    """What the duplicate ``job`` does to ``holder``, nothing written: (outcome, the holder's changes,
+    whether its message goes again), or ``_RELEASE`` / ``_CANCEL`` when the holder must let its key
+    go first. A duplicate changes neither the holder's status nor what the next duplicate's verdict
+    reads of it: a bulk request's duplicates of one holder are decided against one reading."""
     status, policy, now = holder["status"], rule.policy, job.created_at
     if policy == UniquePolicy.THROTTLE:
         if holder["unique_policy"] == UniquePolicy.THROTTLE and holder["created_at"] <= now - _span(rule.period):
-            _state.release_unique(holder["id"], message=f"Key taken over by a new job after {rule.period:g} s.")
-            return _TAKEN_OVER
-        return _dedupe(holder, "throttled", by=by, now=now)
+            return _RELEASE
+        return "throttled", {}, False
     if policy == UniquePolicy.CANCEL_RUNNING and status == RUNNING and holder["cancel_requested_at"] is None:
-        job_cancel(job_id=holder["id"], by=by, reason=" by a newer job of its unique key (cancel_running)")
-        return _TAKEN_OVER
+        return _CANCEL
     if status == PENDING and policy in (UniquePolicy.REPLACE, UniquePolicy.DEBOUNCE, UniquePolicy.KEEP_LATEST):
         changes = {"args": job.args, "kwargs": job.kwargs, "priority": job.priority, "queue": job.queue}
         # A keep_latest holder pending again (its worker died, or a retry) may still store a request
@@ -113,8 +202,8 @@ def _decide(holder: dict[str, Any], job: Job, rule: UniqueRule, *, by: User | No
                 start = min(start, holder["created_at"] + _span(rule.max_wait))
             changes["run_at"] = start
             # Its message goes again for the new start; the earlier ones arrive too early and are refused.
-            return _dedupe(holder, "debounced", by=by, now=now, changes=changes, send=True)
-        return _dedupe(holder, "replaced", by=by, now=now, changes=changes)
+            return "debounced", changes, True
+        return "replaced", changes, False
     if status == RUNNING and policy == UniquePolicy.KEEP_LATEST:
         request = {
             "args": job.args,
@@ -124,8 +213,8 @@ def _decide(holder: dict[str, Any], job: Job, rule: UniqueRule, *, by: User | No
             "by_label": user_label(by),
             "at": now.isoformat(),
         }
-        return _dedupe(holder, "follow_up_queued", by=by, now=now, changes={"unique_follow_up": request})
-    return _dedupe(holder, "existing", by=by, now=now)
+        return "follow_up_queued", {"unique_follow_up": request}, False
+    return "existing", {}, False
 
 
 def _span(seconds: float | None) -> timedelta:
@@ -135,8 +224,12 @@ def _span(seconds: float | None) -> timedelta:
 def _dedupe(
     holder: dict[str, Any], outcome: str, *, by: User | None, now: datetime, changes=None, send: bool = False
 ) -> str:
-    message = f"deduplicated: request by {user_label(by)} at {now:%Y-%m-%d %H:%M:%S} UTC ({outcome})."
     # Counted on the holder's locked row, by outcome (/metrics: services/deduplicated.py).
     changes = {**(changes or {}), "dedupe_counts": dedupe_counted(holder["dedupe_counts"], outcome)}
+    message = _message(by, now, outcome)
     _state.deduplicate(holder["id"], status=holder["status"], changes=changes, actor=by, message=message, send=send)
     return outcome
+
+
+def _message(by: User | None, now: datetime, outcome: str) -> str:
+    return f"deduplicated: request by {user_label(by)} at {now:%Y-%m-%d %H:%M:%S} UTC ({outcome})."

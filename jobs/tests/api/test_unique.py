@@ -57,6 +57,24 @@ def test_bulk_items_carry_their_outcome(user_client):
     assert len({job["id"] for job in response.json()}) == 1
 
 
+def test_a_bulk_whose_items_are_all_duplicates_answers_200_as_a_single_duplicate(user_client):
+    items = [
+        {"celery_task_name": "long_running_task", "unique": {"key": "a"}},
+        {"celery_task_name": "long_running_task", "unique": {"key": "b", "policy": "replace"}},
+    ]
+    first = user_client.post(URL + "bulk/", {"jobs": items}, format="json")
+    assert first.status_code == 201
+    again = user_client.post(URL + "bulk/", {"jobs": items}, format="json")
+    assert again.status_code == 200  # nothing created
+    assert [job["dedupe_outcome"] for job in again.json()] == ["existing", "replaced"]
+    assert [job["id"] for job in again.json()] == [job["id"] for job in first.json()]
+    plain = {"celery_task_name": "long_running_task"}
+    mixed = user_client.post(URL + "bulk/", {"jobs": [*items, plain]}, format="json")
+    assert mixed.status_code == 201  # one job created
+    assert [job["dedupe_outcome"] for job in mixed.json()] == ["existing", "replaced", None]
+    assert Job.objects.count() == 3
+
+
 @pytest.mark.parametrize(
     ("unique", "field"),
     [

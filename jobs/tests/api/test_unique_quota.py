@@ -84,9 +84,9 @@ def test_bulk_items_that_are_duplicates_do_not_count_against_the_quota(user, use
     assert [job["dedupe_outcome"] for job in answers] == ["existing", None, "existing", "existing", "existing"]
     assert answers[0]["id"] == first["id"] and answers[1]["id"] == answers[3]["id"] != first["id"]
 
-    # Only duplicates, at the quota: accepted, nothing new.
+    # Only duplicates, at the quota: accepted, nothing new (200, as a single create's duplicate).
     again = user_client.post(BULK, {"jobs": [keyed("a"), keyed("b")]}, format="json")
-    assert again.status_code == 201
+    assert again.status_code == 200
     assert [job["dedupe_outcome"] for job in again.json()] == ["existing", "existing"]
     assert Job.objects.filter(owner=user, status=JobStatus.PENDING).count() == 1000
 

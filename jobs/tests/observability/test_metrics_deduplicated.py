@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from jobs.models import TERMINAL_STATUSES, Job
 from jobs.services.execution import job_start, job_succeed
@@ -100,3 +101,29 @@ def test_every_outcome_is_counted_and_the_counter_never_goes_back(user, user_cli
     assert post(user_client, "r")["dedupe_outcome"] == "existing"
     expected["existing"] = 4
     assert counted(scrape(session)) == expected
+
+
+def test_a_deleted_user_accounts_duplicates_stay_counted(user, user_client, other_user, staff_user):
+    """A user account deleted (``delete()`` of the user, or of a queryset of users: a shell, a
+    command; the admin refuses an account with jobs, whose timeline lines it never deletes) takes its
+    jobs by cascade: their counts go into the totals in the same transaction."""
+    session = Client()
+    session.force_login(staff_user)
+    post(user_client, "r")
+    post(user_client, "r")
+    post(user_client, "p", "replace")
+    post(user_client, "p", "replace", args=[2])
+    other = APIClient()
+    other.force_authenticate(other_user)
+    for _ in range(3):
+        post(other, "r", task=DATA, args=[])
+    expected = {**dict.fromkeys(counted({}), 0.0), "existing": 1, "replaced": 1}
+    assert counted(scrape(session)) == expected and counted(scrape(session), task=DATA)["existing"] == 2
+
+    user.delete()
+    type(other_user).objects.filter(pk=other_user.pk).delete()
+    assert not Job.objects.exists()
+
+    samples = scrape(session)
+    assert counted(samples) == expected
+    assert counted(samples, task=DATA)["existing"] == 2
