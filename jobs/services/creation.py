@@ -315,18 +315,23 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
     for entry in {spec.entry.name: spec.entry for spec in specs}.values():  # the request's jobs together
         entry.check_budget(owner, [(spec.args, spec.kwargs) for spec in specs if spec.entry is entry])
     keys, fingerprint = _bulk_keys(idempotency_key, specs)
-    if keys and (replayed := _bulk_replay(owner, keys, fingerprint)):
-        return replayed
+    replayed = _bulk_replay(owner, keys, fingerprint, specs) if keys else {}
+    if replayed and len(replayed) == len(specs):
+        return [replayed[index] for index in range(len(specs))]
     now = timezone.now()
     # One microsecond apart in request order: the list's (-created_at, -id) order then shows a bulk's
     # jobs last item first, every time, instead of by their random uuid4 ids.
     jobs = [spec.build(owner=owner, now=now + timedelta(microseconds=index)) for index, spec in enumerate(specs)]
     for job, key in zip(jobs, keys, strict=False):
         job.idempotency_key, job.request_fingerprint = key, fingerprint
-    plain = [job for job, spec in zip(jobs, specs, strict=True) if spec.unique is None]
+    # A replay writes only the items its first request did not create a job for (its duplicates).
+    todo = [
+        (index, job, spec) for index, (job, spec) in enumerate(zip(jobs, specs, strict=True)) if index not in replayed
+    ]
+    plain = [job for _, job, spec in todo if spec.unique is None]
     # Keyed jobs one statement each, in key order: overlapping bulk requests lock keys in one order.
     keyed = sorted(
-        ((index, job, spec.unique) for index, (job, spec) in enumerate(zip(jobs, specs, strict=True)) if spec.unique),
+        ((index, job, spec.unique) for index, job, spec in todo if spec.unique),
         key=lambda item: (item[1].unique_key, item[0]),
     )
     for job in jobs:
@@ -347,9 +352,12 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
             for (index, _, _), answer in zip(keyed, answers, strict=True):
                 jobs[index] = answer
     except IntegrityError:
-        if not keys or not (replayed := _bulk_replay(owner, keys, fingerprint)):
+        # A concurrent request under the same key wrote first: answer as its replay.
+        if not keys or replayed or not (replayed := _bulk_replay(owner, keys, fingerprint, specs)):
             raise
-        return replayed
+        return job_create_bulk(owner=owner, items=items, idempotency_key=idempotency_key)
+    for index, job in replayed.items():
+        jobs[index] = job
     return jobs
 
 
@@ -367,11 +375,15 @@ def _bulk_keys(idempotency_key: str | None, specs: list[JobSpec]) -> tuple[list[
     return [f"bulk:{digest}:{index}" for index in range(len(specs))], fingerprint
 
 
-def _bulk_replay(owner: User, keys: list[str], fingerprint: str) -> list[Job]:
-    """The jobs a keyed bulk request created before (in request order), or [] if it is new."""
+def _bulk_replay(owner: User, keys: list[str], fingerprint: str, specs: list[JobSpec]) -> dict[int, Job]:
+    """The jobs a keyed bulk request created before, by item index ({} if it is new). An item with a
+    uniqueness rule that was a duplicate created no job, so none carries its key: the replay writes it
+    again (deduplicated again, as a single create's retry is). Another list under the key is refused."""
     existing = {job.idempotency_key: job for job in Job.objects.filter(owner=owner, idempotency_key__in=keys)}
     if not existing:
-        return []
-    if len(existing) != len(keys) or any(job.request_fingerprint != fingerprint for job in existing.values()):
+        return {}
+    found = {index: existing[key] for index, key in enumerate(keys) if key in existing}
+    missing_plain = any(spec.unique is None for index, spec in enumerate(specs) if index not in found)
+    if missing_plain or any(job.request_fingerprint != fingerprint for job in existing.values()):
         raise _key_reused()
-    return [existing[key] for key in keys]
+    return found

@@ -82,3 +82,21 @@ def test_bulk_idempotency_keys_do_not_collide_with_single_creates(user_client):
     bulk = user_client.post("/api/v1/jobs/bulk/", {"jobs": [SPEC_BODY]}, format="json", HTTP_IDEMPOTENCY_KEY="same")
     assert (single.status_code, bulk.status_code) == (201, 201)
     assert bulk.json()[0]["id"] != single.json()["id"]
+
+
+def test_a_bulk_with_duplicates_replays_under_its_idempotency_key(user_client):
+    """A keyed item that was a duplicate created no job of its own (so no row carries its share of the
+    key): the retry answers the same jobs, the duplicate deduplicated again as a single create's retry."""
+    held = user_client.post("/api/v1/jobs/", {**SPEC_BODY, "unique": {"key": "nightly"}}, format="json")
+    assert held.status_code == 201
+    body = {"jobs": [SPEC_BODY, {**SPEC_BODY, "unique": {"key": "nightly"}}]}
+    first = user_client.post("/api/v1/jobs/bulk/", body, format="json", HTTP_IDEMPOTENCY_KEY="mixed-1")
+    again = user_client.post("/api/v1/jobs/bulk/", body, format="json", HTTP_IDEMPOTENCY_KEY="mixed-1")
+    assert (first.status_code, again.status_code) == (201, 201), again.content
+    assert [job["id"] for job in again.json()] == [job["id"] for job in first.json()]
+    assert first.json()[1]["id"] == held.json()["id"] and again.json()[1]["dedupe_outcome"] == "existing"
+    assert Job.objects.count() == 2
+    # Another list under the same key is still refused, also where it differs only in a keyed item.
+    other = {"jobs": [SPEC_BODY, {**SPEC_BODY, "unique": {"key": "weekly"}}]}
+    response = user_client.post("/api/v1/jobs/bulk/", other, format="json", HTTP_IDEMPOTENCY_KEY="mixed-1")
+    assert_error(response, 422, code="idempotency_key_reused")
