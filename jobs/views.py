@@ -74,7 +74,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
             return Job.objects.none()
         jobs = selectors.job_list(user=self.request.user, names_only=True)
         if self.action == "list":  # large arguments and results stay out of list pages; the detail has them
-            return selectors.job_list_page(jobs, inline_max_bytes=settings.JOB_LIST_INLINE_MAX_BYTES)
+            page = selectors.job_list_page(jobs, inline_max_bytes=settings.JOB_LIST_INLINE_MAX_BYTES)
+            return selectors.job_list_rows(page, columns=JobSerializer.LIST_COLUMNS)
         return jobs
 
     def get_object(self):

@@ -80,3 +80,25 @@ def test_a_job_without_loaded_relations_reads_them():
     fresh = type(job).objects.get(id=job.id)  # nothing select_related
     data = JobSerializer(fresh).data
     assert data["owner"] == job.owner.username and data["cancelled_by"] == "who"
+
+
+@pytest.mark.parametrize("staff", [False, True])
+def test_a_list_pages_rows_say_what_their_jobs_say(staff, settings):
+    """A list page serializes rows (dicts of ``LIST_COLUMNS``), not Jobs: the same answer, key for key."""
+    settings.TIME_ZONE = "Asia/Kolkata"
+    owner = UserFactory(is_staff=staff)
+    variety(owner)
+    make("succeeded", owner=owner, result=["x" * settings.JOB_LIST_INLINE_MAX_BYTES])  # left out of the page
+    request = RequestFactory().get("/api/v1/jobs/")
+    request.user = owner
+    page = selectors.job_list_page(
+        selectors.job_list(user=owner, names_only=True), inline_max_bytes=settings.JOB_LIST_INLINE_MAX_BYTES
+    ).order_by("id")
+    rows = list(selectors.job_list_rows(page, columns=JobSerializer.LIST_COLUMNS))
+    jobs = list(page)
+    assert len(rows) == len(jobs) >= 11 and all(isinstance(row, dict) for row in rows)
+    serializer = JobSerializer(context={"request": request})
+    for row, job in zip(rows, jobs, strict=True):
+        assert serializer.to_representation(row) == serializer.to_representation(job)
+    assert any(serializer.to_representation(row)["result_truncated"] for row in rows)
+    assert any(row["schedule_id"] for row in rows) and any(row["cancelled_by_username"] for row in rows)
