@@ -91,11 +91,12 @@ def test_a_list_pages_rows_say_what_their_jobs_say(staff, settings):
     make("succeeded", owner=owner, result=["x" * settings.JOB_LIST_INLINE_MAX_BYTES])  # left out of the page
     request = RequestFactory().get("/api/v1/jobs/")
     request.user = owner
-    page = selectors.job_list_page(
-        selectors.job_list(user=owner, names_only=True), inline_max_bytes=settings.JOB_LIST_INLINE_MAX_BYTES
-    ).order_by("id")
-    rows = list(selectors.job_list_rows(page, columns=JobSerializer.LIST_COLUMNS))
-    jobs = list(page)
+    limit = settings.JOB_LIST_INLINE_MAX_BYTES
+    page = selectors.job_list_page(selectors.job_list(user=owner, names_only=True), inline_max_bytes=limit)
+    jobs = list(page.order_by("id"))
+    rows = list(
+        selectors.job_list_rows(user=owner, inline_max_bytes=limit, columns=JobSerializer.LIST_COLUMNS).order_by("id")
+    )
     assert len(rows) == len(jobs) >= 11 and all(isinstance(row, dict) for row in rows)
     serializer = JobSerializer(context={"request": request})
     for row, job in zip(rows, jobs, strict=True):
