@@ -2,6 +2,7 @@
 permission the admin asks for to show jobs (``jobs.view_job``, or ``jobs.change_job``, which
 Django's admin counts as viewing too) see all."""
 
+import functools
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -101,6 +102,21 @@ def job_list_page(jobs: QuerySet[Job], *, inline_max_bytes: int) -> QuerySet[Job
     serializer reads it), so a large value is never sent to the web process."""
     inline = {f"{field}_inline": _InlineJSON(field, limit=inline_max_bytes) for field in LIST_LEFT_OUT}
     return jobs.defer(*LIST_LEFT_OUT).annotate(**inline)
+
+
+def job_list_rows(*, user: User, inline_max_bytes: int, columns: tuple[str, ...]) -> QuerySet:
+    """The jobs ``user`` may see (``job_list``'s, names only) for a list page (``job_list_page``'s), as
+    dicts of ``columns`` only: what a list page shows, without building a Job per row and filling
+    its other columns (a third of a 50-job page's CPU). The query is built once (a copy per request:
+    four annotations, a defer and a values() cost a page more than running the query)."""
+    rows = _every_jobs_rows(inline_max_bytes, columns)
+    return rows.all() if sees_every_job(user) else rows.filter(owner=user)
+
+
+@functools.lru_cache(maxsize=8)
+def _every_jobs_rows(inline_max_bytes: int, columns: tuple[str, ...]) -> QuerySet:
+    """Never evaluated itself (callers take a copy), so one is shared by every request and thread."""
+    return job_list_page(job_list_all(names_only=True), inline_max_bytes=inline_max_bytes).values(*columns)
 
 
 def job_get(*, user: User, job_id, names_only: bool = False) -> Job:

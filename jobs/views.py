@@ -72,10 +72,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Job.objects.none()
-        jobs = selectors.job_list(user=self.request.user, names_only=True)
         if self.action == "list":  # large arguments and results stay out of list pages; the detail has them
-            return selectors.job_list_page(jobs, inline_max_bytes=settings.JOB_LIST_INLINE_MAX_BYTES)
-        return jobs
+            return selectors.job_list_rows(
+                user=self.request.user,
+                inline_max_bytes=settings.JOB_LIST_INLINE_MAX_BYTES,
+                columns=JobSerializer.LIST_COLUMNS,
+            )
+        return selectors.job_list(user=self.request.user, names_only=True)
 
     def get_object(self):
         job = selectors.job_get(user=self.request.user, job_id=self.kwargs["pk"], names_only=True)

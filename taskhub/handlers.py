@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 
 # Idle threads kept for the next requests; a thread given back while this many are idle is shut down.
@@ -90,6 +90,19 @@ class ReusedThreadASGIHandler(ASGIHandler):
         finally:
             _lease.reset(token)
             lease.give_back()
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        """The middleware chain built as under WSGI (synchronous, Django's synchronous
+        ``_get_response`` at its end: URL resolution, the view and its rendering), entered once from
+        the event loop. Built for ASGI, the chain (synchronous: ``SynchronousChainMiddleware``) came
+        back to the event loop at its end to resolve the URL, then crossed to the request's thread
+        again to run the view and once more to render its answer: three more round trips between
+        loop and thread per request, each a thread wake-up that waits for a core on a busy machine.
+        An async view (a live stream) is still awaited on the event loop (``_get_response`` calls it
+        through ``async_to_sync``), and its streamed body is sent from the loop, holding no thread."""
+        super().load_middleware(is_async=False)
+        if is_async:
+            self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
 
     def _new_executor(self) -> ThreadPoolExecutor:
         self._made += 1

@@ -147,3 +147,33 @@ def test_worker_processes_freeze_what_they_loaded():
         assert gc.get_freeze_count() > 50_000
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_synchronous_view_crosses_between_loop_and_thread_only_at_the_edges(monkeypatch):
+    """A request to a synchronous view (the API's) goes to its thread three times: request_started,
+    the whole middleware chain with the view and its rendering, and the response's close (Django's
+    request_finished). Built for ASGI, Django's chain came back to the event loop below the last
+    synchronous middleware to resolve the URL, then crossed again to run the view and again to
+    render it: three more round trips, each a thread wake-up on a busy machine."""
+    from asgiref import sync
+
+    crossings = {"to thread": 0, "to loop": 0}
+    to_thread, to_loop = sync.SyncToAsync.__call__, sync.AsyncToSync.__call__
+
+    async def counted_to_thread(self, *args, **kwargs):
+        crossings["to thread"] += 1
+        return await to_thread(self, *args, **kwargs)
+
+    def counted_to_loop(self, *args, **kwargs):
+        crossings["to loop"] += 1
+        return to_loop(self, *args, **kwargs)
+
+    app = ReusedThreadASGIHandler()
+    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted_to_thread)
+    monkeypatch.setattr(sync.AsyncToSync, "__call__", counted_to_loop)
+    assert asyncio.run(_get(app, "/healthz")) == 200
+    assert crossings == {"to thread": 3, "to loop": 0}
+    crossings.update({"to thread": 0, "to loop": 0})
+    assert asyncio.run(_get(app, "/api/v1/jobs/")) == 401  # DRF's view, its answer rendered
+    assert crossings == {"to thread": 4, "to loop": 0}  # and Django logs an answer >= 400 (log_response)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from conftest import assert_error
 from jobs.models import Job
+from jobs.serializers import JobSerializer
 from jobs.tests.factories import LONG_RUNNING_TASK, PREFIXES, JobFactory, ids
 
 pytestmark = pytest.mark.django_db
@@ -333,3 +334,31 @@ def test_admin_filters_with_extreme_or_malformed_times_never_fail(admin_client, 
         params = {key.replace("created_at", "at"): value for key, value in params.items()}
     response = admin_client.get(page, params, follow=True)
     assert response.status_code == 200, response.content[:500]
+
+
+def test_a_list_page_reads_only_the_columns_it_shows(user, user_client):
+    """A page's rows are dicts of ``JobSerializer.LIST_COLUMNS`` (no Job built per row): columns it does
+    not show stay in the database, and args, kwargs and result come only through their inline checks."""
+    JobFactory(owner=user, error_type="ValueError", result={"ok": True})
+    with CaptureQueriesContext(connection) as queries:
+        response = user_client.get("/api/v1/jobs/")
+    assert response.status_code == 200 and len(response.json()["results"]) == 1
+    (sql,) = [q["sql"] for q in queries.captured_queries if '"jobs_job"' in q["sql"]]
+    shown = {column.removesuffix("_id") for column in JobSerializer.LIST_COLUMNS}
+    hidden = [field.column for field in Job._meta.concrete_fields if field.name not in shown]
+    assert "error_type" in hidden and "idempotency_key" in hidden
+    assert [column for column in hidden if f'"jobs_job"."{column}" AS' in sql] == [], sql
+    for column in ("args", "kwargs", "result"):  # IS NULL, octet_length and jsonb_build_array: never whole
+        assert sql.count(f'"jobs_job"."{column}"') == 3 and f'AS "{column}_inline"' in sql, sql
+
+
+def test_a_page_with_a_bearer_token_is_two_statements(user, login, password, bearer_client):
+    """The token's user (one statement, ``accounts.selectors.user_by_id``) and the page: no COUNT, no
+    permission or quota read, nothing per row."""
+    Job.objects.bulk_create(JobFactory.build_batch(60, owner=user))
+    client = bearer_client(login(user.username, password)["access"])
+    for url in ("/api/v1/jobs/", "/api/v1/jobs/?page_size=10"):
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url)
+        assert response.status_code == 200 and response.json()["next"]
+        assert len(queries) == 2, [q["sql"][:120] for q in queries.captured_queries]

@@ -80,3 +80,26 @@ def test_a_job_without_loaded_relations_reads_them():
     fresh = type(job).objects.get(id=job.id)  # nothing select_related
     data = JobSerializer(fresh).data
     assert data["owner"] == job.owner.username and data["cancelled_by"] == "who"
+
+
+@pytest.mark.parametrize("staff", [False, True])
+def test_a_list_pages_rows_say_what_their_jobs_say(staff, settings):
+    """A list page serializes rows (dicts of ``LIST_COLUMNS``), not Jobs: the same answer, key for key."""
+    settings.TIME_ZONE = "Asia/Kolkata"
+    owner = UserFactory(is_staff=staff)
+    variety(owner)
+    make("succeeded", owner=owner, result=["x" * settings.JOB_LIST_INLINE_MAX_BYTES])  # left out of the page
+    request = RequestFactory().get("/api/v1/jobs/")
+    request.user = owner
+    limit = settings.JOB_LIST_INLINE_MAX_BYTES
+    page = selectors.job_list_page(selectors.job_list(user=owner, names_only=True), inline_max_bytes=limit)
+    jobs = list(page.order_by("id"))
+    rows = list(
+        selectors.job_list_rows(user=owner, inline_max_bytes=limit, columns=JobSerializer.LIST_COLUMNS).order_by("id")
+    )
+    assert len(rows) == len(jobs) >= 11 and all(isinstance(row, dict) for row in rows)
+    serializer = JobSerializer(context={"request": request})
+    for row, job in zip(rows, jobs, strict=True):
+        assert serializer.to_representation(row) == serializer.to_representation(job)
+    assert any(serializer.to_representation(row)["result_truncated"] for row in rows)
+    assert any(row["schedule_id"] for row in rows) and any(row["cancelled_by_username"] for row in rows)

@@ -1,18 +1,19 @@
+"""A job in the API's answers: ``JobSerializer`` (detail, list pages, operations) and the create's
+``JobCreatedSerializer``."""
+
+from types import SimpleNamespace
 from typing import Any
 
-from django.conf import settings
+from django.db import models
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from taskhub.serializers import JSONArrayField, JSONObjectField, StrictFieldsMixin, TaskArgumentsMixin
-
-from .models import Job, JobEvent, JobPriority
-from .redaction import strip_server_paths
-from .request_rules import ConcurrencyField, ConcurrencyRuleSerializer, UniqueRuleSerializer
-from .selectors import LIST_LEFT_OUT
-from .services.creation import MAX_EXPIRES_IN
+from ..models import Job
+from ..redaction import strip_server_paths
+from ..request_rules import ConcurrencyRuleSerializer
+from ..selectors import LIST_LEFT_OUT
 
 LEFT_OUT = "null on a list page when larger than JOB_LIST_INLINE_MAX_BYTES (see `<field>_truncated`)."
 TRUNCATED = (
@@ -47,13 +48,33 @@ def _concurrency(job: Job) -> dict | None:
 # --- end of concurrency keys
 
 
-def _shows_server_paths(context: dict) -> bool:
+def shows_server_paths(context: dict) -> bool:
     request = context.get("request")
     return bool(request and request.user.is_staff)
 
 
+class _JobListSerializer(serializers.ListSerializer):
+    """Jobs, the current time zone read once for all of them (an asgiref Local look-up per job was
+    4 % of a 50-job page's CPU)."""
+
+    def to_representation(self, data) -> list[dict]:
+        jobs = data.all() if isinstance(data, models.manager.BaseManager) else data
+        zone = timezone.get_current_timezone()
+        return [self.child.represent(job, zone) for job in jobs]
+
+
 class JobSerializer(serializers.ModelSerializer):
     """A job as clients see it. Nothing here is writable: jobs change through actions."""
+
+    # What ``to_representation`` reads of a list page's row (``selectors.job_list_rows``).
+    LIST_COLUMNS = (
+        *("id", "name", "task_type", "celery_task_name", "priority", "queue", "status", "progress", "progress_meta"),
+        *("error", "traceback", "attempts", "max_retries", "run_at", "expires_at", "created_at", "dispatched_at"),
+        *("started_at", "finished_at", "heartbeat_at", "cancel_requested_at", "worker", "owner_id", "schedule_id"),
+        *("scheduled_for", "unique_key", "unique_policy", "duplicates", "workflow_id", "workflow_step"),
+        *("parents_remaining", "concurrency_key", "concurrency_limit", "concurrency_waiting_since"),
+        *("owner_username", "cancelled_by_username", *(f"{field}_inline" for field in LIST_LEFT_OUT)),
+    )
 
     celery_task_id = serializers.UUIDField(source="id", read_only=True, help_text="Same as id.")
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -123,6 +144,7 @@ class JobSerializer(serializers.ModelSerializer):
             "concurrency",
         )
         read_only_fields = fields
+        list_serializer_class = _JobListSerializer
 
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_args_truncated(self, job: Job) -> bool:
@@ -145,18 +167,33 @@ class JobSerializer(serializers.ModelSerializer):
         return str(meta.get("message", ""))
 
     def to_representation(self, job: Job) -> dict:
-        """The fields above, written out: DRF's field-by-field walk (``get_attribute`` and
-        ``to_representation`` of 31 field objects per job) was a quarter of a list page's CPU. The
-        same output, key for key: ``jobs/tests/api/test_serializers.py`` compares it with DRF's own
-        walk (``represent_generically``) over jobs in every state."""
-        moment = _moment
+        return self.represent(job, timezone.get_current_timezone())
+
+    def represent(self, job: Job, zone) -> dict:
+        """The fields above, written out, times in ``zone`` (the current time zone): DRF's field-by-field
+        walk (``get_attribute`` and ``to_representation`` of 31 field objects per job) was a quarter of
+        a list page's CPU. The same output, key for key: ``jobs/tests/api/test_serializers.py``
+        compares it with DRF's own walk (``represent_generically``) over jobs in every state. ``job``
+        may also be a list page's row (a dict of ``LIST_COLUMNS``, ``selectors.job_list_rows``): no
+        model instance is built."""
+        if isinstance(job, dict):
+            job = SimpleNamespace(**job)
+
+        def moment(value):  # _moment, inlined: nine a job, 450 a page
+            if value is None:
+                return None
+            if value.tzinfo is None:  # naive: timezone.localtime's error
+                return _moment(value, zone)
+            text = value.astimezone(zone).isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+
         meta = job.progress_meta
         owner = _username(job, "owner")
         error, traceback = job.error, job.traceback
         (args, args_out), (kwargs, kwargs_out), (result, result_out) = (
             _left_out(job, field) for field in LIST_LEFT_OUT
         )
-        if not _shows_server_paths(self.context):
+        if not shows_server_paths(self.context):
             error, traceback = strip_server_paths(error), strip_server_paths(traceback)
         return {
             "id": str(job.id),
@@ -206,16 +243,17 @@ class JobSerializer(serializers.ModelSerializer):
     def represent_generically(self, job: Job) -> dict:
         """DRF's field-by-field representation, with the same redaction (what the fast one must equal)."""
         data = super().to_representation(job)
-        if not _shows_server_paths(self.context):
+        if not shows_server_paths(self.context):
             data["error"], data["traceback"] = strip_server_paths(data["error"]), strip_server_paths(data["traceback"])
         return data
 
 
-def _moment(value):
-    """A datetime as DRF's DateTimeField writes it (ISO 8601 in the current time zone, "Z" for UTC)."""
+def _moment(value, zone=None):
+    """A datetime as DRF's DateTimeField writes it (ISO 8601 in the current time zone, "Z" for UTC).
+    ``zone``: the current time zone, when the caller has read it already."""
     if value is None:
         return None
-    text = timezone.localtime(value).isoformat()
+    text = timezone.localtime(value, zone).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
@@ -246,148 +284,5 @@ class JobCreatedSerializer(JobSerializer):
         fields = (*JobSerializer.Meta.fields, "dedupe_outcome")
         read_only_fields = fields
 
-    def to_representation(self, job: Job) -> dict:
-        return {**super().to_representation(job), "dedupe_outcome": getattr(job, "dedupe_outcome", None)}
-
-
-class JobCreateSerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
-    read_only_names = JobSerializer.Meta.fields
-
-    name = serializers.CharField(max_length=200, required=False, help_text="Defaults to the task's short name.")
-    task_type = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    celery_task_name = serializers.CharField(
-        max_length=200, help_text="A task name or alias from /api/v1/task-catalog/."
-    )
-    args = JSONArrayField(required=False, default=list, help_text="Positional arguments (a JSON array).")
-    kwargs = JSONObjectField(required=False, default=dict, help_text="Keyword arguments (a JSON object).")
-    priority = serializers.ChoiceField(
-        choices=JobPriority.choices,
-        required=False,
-        error_messages={"invalid_choice": f'"{{input}}" is not a priority. Allowed: {", ".join(JobPriority.values)}.'},
-        help_text="Defaults to the task's priority. urgent/high run on high_priority, normal on default, "
-        "low on low_priority.",
-    )
-    max_retries = serializers.IntegerField(
-        min_value=0, max_value=20, required=False, help_text="Automatic retries; defaults to the task's policy."
-    )
-    run_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Do not start before this time.")
-    # Deadlines (README "Deadlines"): checked by the service (jobs.services.creation.job_deadline).
-    expires_at = serializers.DateTimeField(
-        required=False,
-        allow_null=True,
-        help_text="Never start after this time: a job not started by then ends `expired`. In the future, after "
-        "run_at; not with expires_in.",
-    )
-    expires_in = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=1,
-        max_value=MAX_EXPIRES_IN,
-        help_text="The deadline in seconds from now (instead of expires_at): a job not started by then ends `expired`.",
-    )
-    unique = UniqueRuleSerializer(
-        required=False, allow_null=True, help_text="A uniqueness rule; absent: the task's default, if any."
-    )
-    concurrency = ConcurrencyField()
-
-
-class JobRetrySerializer(TaskArgumentsMixin, StrictFieldsMixin, serializers.Serializer):
-    """The optional body of a retry (edit and retry): what the next attempt runs with instead. Each
-    value is checked against the task as a create's is; absent keys keep the job's values."""
-
-    read_only_names = JobSerializer.Meta.fields
-
-    args = JSONArrayField(required=False, help_text="New positional arguments (a JSON array).")
-    kwargs = JSONObjectField(required=False, help_text="New keyword arguments (a JSON object).")
-    priority = serializers.ChoiceField(
-        choices=JobPriority.choices,
-        required=False,
-        error_messages={"invalid_choice": f'"{{input}}" is not a priority. Allowed: {", ".join(JobPriority.values)}.'},
-        help_text="A new priority (urgent needs its permission); the job moves to its queue.",
-    )
-
-
-class FirstErrorListField(serializers.ListField):
-    """A list whose items are checked until the first bad one (DRF's checks them all): a refused
-    request's cost is bounded by where its first mistake is."""
-
-    def run_child_validation(self, data):
-        result = []
-        for index, item in enumerate(data):
-            try:
-                result.append(self.child.run_validation(item))
-            except serializers.ValidationError as exc:
-                raise serializers.ValidationError({index: exc.detail}) from None
-        return result
-
-
-class JobBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):
-    """Up to JOB_BULK_MAX job requests, created all together or not at all. An item's errors are
-    named ``jobs[<index>].<field>`` (``taskhub.errors.flat_fields``)."""
-
-    jobs = FirstErrorListField(
-        child=JobCreateSerializer(),
-        allow_empty=False,
-        min_length=1,
-        max_length=settings.JOB_BULK_MAX,
-        help_text="Job requests, each one as the body of POST /api/v1/jobs/.",
-    )
-
-
-class JobEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, allow_null=True, help_text="The user who acted; null: the system."
-    )
-
-    class Meta:
-        model = JobEvent
-        fields = ("id", "at", "kind", "from_status", "to_status", "actor", "actor_label", "message", "data")
-        read_only_fields = fields
-
-    def to_representation(self, event: JobEvent) -> dict:
-        data = super().to_representation(event)
-        if not _shows_server_paths(self.context):
-            data["message"] = strip_server_paths(data["message"])
-            if isinstance(data["data"], dict):
-                data["data"] = {
-                    key: strip_server_paths(value) if isinstance(value, str) else value
-                    for key, value in data["data"].items()
-                }
-        return data
-
-
-class CatalogEntrySerializer(serializers.Serializer):
-    name = serializers.CharField()
-    aliases = serializers.ListField(child=serializers.CharField())
-    description = serializers.CharField()
-    parameters = serializers.DictField(
-        help_text="JSON schema of the keyword arguments; positional order in x-positional-order."
-    )
-    default_priority = serializers.CharField()
-    queue = serializers.CharField()
-    soft_time_limit = serializers.IntegerField(
-        allow_null=True,
-        help_text="Seconds; SoftTimeLimitExceeded is raised in the task then (in a threads-pool worker, once it "
-        "runs Python code again); null: none.",
-    )
-    time_limit = serializers.IntegerField(
-        help_text="Seconds; a job still running then ends failed (error type TimeLimitExceeded, no automatic "
-        "retry) and its work is stopped, in every worker pool."
-    )
-    max_retries = serializers.IntegerField()
-    retry_backoff = serializers.FloatField()
-    retry_backoff_max = serializers.FloatField()
-    cancellable = serializers.BooleanField(help_text="Stops cooperatively at progress calls when cancelled.")
-    staff_only = serializers.BooleanField()
-    concurrency = serializers.DictField(
-        allow_null=True,
-        help_text='The concurrency rule every job of the task gets unless its request names one: {"key", "limit"}; '
-        "the key may name the job's arguments, e.g. tenant-{tenant_id}.",
-    )
-    package = serializers.CharField(
-        help_text='Where the task comes from: "taskhub" (built in), or the distribution name of the installed task '
-        "package that declares it (README, Writing a task package)."
-    )
-    package_version = serializers.CharField(
-        allow_null=True, help_text="The task package's installed version; null for taskhub's own tasks."
-    )
+    def represent(self, job: Job, zone) -> dict:
+        return {**super().represent(job, zone), "dedupe_outcome": getattr(job, "dedupe_outcome", None)}
