@@ -21,8 +21,9 @@ from django.utils import timezone
 from accounts.models import User
 
 from ..models import PRIORITY_QUEUES, TERMINAL_STATUSES, Job, JobEvent, JobEventKind, JobStatus
+from ..timeline import reproduces
 from . import _sql, _sql_bulk
-from ._state_effects import after_change, event
+from ._state_effects import after_change, event, materialize
 from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
 
 PENDING = JobStatus.PENDING
@@ -47,14 +48,20 @@ def create(jobs: Sequence[Job], lines: Sequence[JobEvent]) -> None:
             job.dispatched_at = now
         lock = _sql.creator_lock()
     if len(jobs) == 1 and _sql.available():
-        _sql.insert(jobs[0], lines[0])
+        _sql.insert(jobs[0], _written(jobs[0], lines[0]))
     elif len(jobs) == 1:
         jobs[0].save(force_insert=True)
-        lines[0].save()
+        if _written(jobs[0], lines[0]):
+            lines[0].save()
     else:
         Job.objects.bulk_create(jobs)
-        JobEvent.objects.bulk_create(lines)
+        JobEvent.objects.bulk_create([line for job, line in zip(jobs, lines, strict=True) if _written(job, line)])
     _sent(list(jobs), lock if in_transaction else None)
+
+
+def _written(job: Job, line: JobEvent) -> JobEvent | None:
+    """The ``created`` line to write for a new ``job``: None when its row derives it (``jobs.timeline``)."""
+    return None if reproduces(job, line) else line
 
 
 def _sent(written: list[Job], lock: int | None) -> None:
@@ -90,12 +97,13 @@ def create_unique(job: Job, line: JobEvent, *, admit: Callable[[int], None] | No
             ready.dispatched_at = now
         lock = _sql.creator_lock()
     if _sql.available():
-        holder = _sql.insert_unique(job, line)
+        holder = _sql.insert_unique(job, _written(job, line))
     else:
         try:
             with transaction.atomic():
                 job.save(force_insert=True)
-                line.save()
+                if _written(job, line):
+                    line.save()
             holder = None
         except IntegrityError:
             holder = (
@@ -155,6 +163,8 @@ def deduplicate(
     one "deduplicated" timeline line, updated in place (a flood of duplicates writes one line).
     ``send``: its start moved, send its message again after commit (the old one comes too early)."""
     with transaction.atomic():
+        if "priority" in changes or "queue" in changes:
+            materialize(Job.objects.filter(id=job_id, status=status))  # its created line says the old ones
         done = Job.objects.filter(id=job_id, status=status).update(duplicates=F("duplicates") + 1, **changes)
         if not done:
             return False
