@@ -70,9 +70,9 @@ def after_change(job_ids, matched, send: bool) -> None:
 
 
 # What a change may overwrite of the columns a job's derived lines are read from (jobs.timeline):
-# back in pending, its next start overwrites started_at and worker; a new priority or queue changes
-# what its created line would say.
-_OVERWRITING = ("priority", "queue", "started_at", "worker")
+# back in pending (an operator's retry clears started_at and worker, the next start overwrites them)
+# or with a new priority or queue (what its created line says). A start's own started_at is its line's.
+_OVERWRITING = ("priority", "queue")
 
 
 def materializes(changes: dict) -> bool:
