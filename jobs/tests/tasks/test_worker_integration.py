@@ -7,6 +7,7 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from jobs.models import Job, JobEvent, JobStatus
+from jobs.tests.factories import timeline
 from taskhub.testing import wait_for
 from taskhub.testing.workers import wait_status
 
@@ -85,7 +86,7 @@ def test_automatic_retry_with_exponential_backoff(worker, user_client):
     assert all("RuntimeError: transient failure" in e.data["error"] for e in retries)
     # flaky_task: backoff 1s * 2**attempt with equal jitter -> [0.5, 1] then [1, 2] seconds.
     assert 0.5 <= retries[0].data["delay"] <= 1.0 and 1.0 <= retries[1].data["delay"] <= 2.0
-    starts = list(JobEvent.objects.filter(job_id=job_id, kind="started").order_by("at").values_list("at", flat=True))
+    starts = [line.at for line in timeline(job_id, "started")]
     assert len(starts) == 3
     assert (starts[1] - retries[0].at).total_seconds() >= retries[0].data["delay"] - 0.05
     assert (starts[2] - retries[1].at).total_seconds() >= retries[1].data["delay"] - 0.05
