@@ -3,8 +3,10 @@ ordinary lines of its current run, derived from the job's own columns instead of
 
 Derived, when no real line says it already:
 
-* ``created`` at ``created_at``, by the owner: "Created on queue Q with priority P." (a create
-  whose line says anything else, or whose actor is not the owner, writes it: ``reproduces``);
+* ``created`` at ``created_at``, by the owner: "Created on queue Q with priority P.", or "Created
+  (bulk) …" / "Created by a schedule …" (``created_via``); a create whose line says anything else
+  (a workflow's step, keep_latest's follow-up), or whose actor is not the owner, writes it
+  (``reproduces``);
 * ``started`` at ``started_at``, by ``worker`` (pending -> running), unless a real ``started``
   line belongs to the current run (after its last line of ``RETRY_EVENT_KINDS``), or the job was
   sent round again since it started (its ``started_at`` is an earlier run's);
@@ -37,8 +39,14 @@ def worker_label(worker: str) -> str:
     return f"worker {worker}" if worker else "system"
 
 
-def created_message(job: Job) -> str:
-    return f"Created on queue {job.queue} with priority {job.priority}."
+# How each ``Job.created_via`` reads in its created line.
+CREATED_HOW = {"": "", "bulk": " (bulk)", "schedule": " by a schedule"}
+
+
+def created_message(job: Job, how: str | None = None) -> str:
+    """The created line's message: ``how`` (a workflow's step), or what ``job.created_via`` says."""
+    how = CREATED_HOW.get(job.created_via, "") if how is None else how
+    return f"Created{how} on queue {job.queue} with priority {job.priority}."
 
 
 def _line(job: Job, kind: str, at, *, from_status: str = "", to_status: str, actor=None, label: str) -> JobEvent:

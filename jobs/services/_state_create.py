@@ -136,7 +136,9 @@ def create_unique_many(
         for ready in sendable(list(jobs), now=now):
             ready.dispatched_at = now
         lock = _sql.creator_lock()
-    holders = _sql_bulk.insert_unique_many(jobs, lines)
+    holders = _sql_bulk.insert_unique_many(
+        jobs, [line for job, line in zip(jobs, lines, strict=True) if _written(job, line)]
+    )
     written = [job for job, holder in zip(jobs, holders, strict=True) if holder is None]
     for job, holder in zip(jobs, holders, strict=True):
         if holder is not None:

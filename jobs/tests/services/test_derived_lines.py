@@ -120,11 +120,22 @@ def test_an_operator_retry_with_a_new_priority_keeps_the_created_line_as_it_was(
     assert all(line.id > 0 for line in lines)
 
 
-def test_a_bulk_created_line_stays_real(user):
+def test_a_bulk_created_line_is_derived_too(user):
     from jobs.services.creation import job_create_bulk
 
     jobs = job_create_bulk(owner=user, items=[{"celery_task_name": LONG}])
-    assert list(JobEvent.objects.filter(job_id=jobs[0].id).values_list("kind", "message")) == [
-        ("created", "Created (bulk) on queue default with priority normal.")
+    assert JobEvent.objects.filter(job_id=jobs[0].id).count() == 0
+    assert Job.objects.get(id=jobs[0].id).created_via == "bulk"
+    (line,) = job_lines(job=jobs[0])
+    assert (line.kind, line.message) == ("created", "Created (bulk) on queue default with priority normal.")
+
+
+def test_a_workflow_steps_created_line_stays_real(user):
+    from jobs.workflows.services import workflow_create
+
+    flow = workflow_create(owner=user, name="etl", steps=[{"id": "a", "task": LONG}])
+    step = Job.objects.get(workflow=flow)
+    assert list(JobEvent.objects.filter(job_id=step.id).values_list("kind", "message")) == [
+        ("created", "Created as step of workflow 'etl' on queue default with priority normal.")
     ]
-    assert [line.kind for line in job_lines(job=jobs[0])] == ["created"]
+    assert [line.kind for line in job_lines(job=step)] == ["created"]
