@@ -7,9 +7,9 @@ Derived, when no real line says it already:
   (bulk) …" / "Created by a schedule …" (``created_via``); a create whose line says anything else
   (a workflow's step, keep_latest's follow-up), or whose actor is not the owner, writes it
   (``reproduces``);
-* ``started`` at ``started_at``, by ``worker`` (pending -> running), unless a real ``started``
-  line belongs to the current run (after its last line of ``RETRY_EVENT_KINDS``), or the job was
-  sent round again since it started (its ``started_at`` is an earlier run's);
+* ``started`` at ``started_at``, by ``worker`` (pending -> running), unless a stored ``started``
+  line has that very time (written before the job went round again) or belongs to the current run
+  (after its last line of ``RETRY_EVENT_KINDS``: stored by a start before issue 20);
 * ``succeeded`` at ``finished_at``, by ``worker`` (running -> succeeded) of a succeeded job.
 
 A change that would make a derived line untrue (the job back to pending, whose next start
@@ -70,15 +70,16 @@ def derived_lines(job: Job, real: Iterable[JobEvent]) -> list[JobEvent]:
     real = list(real)
     rounds = [index for index, line in enumerate(real) if line.kind in RETRY_EVENT_KINDS]
     current = real[rounds[-1] + 1 :] if rounds else real
-    sent_again_at = real[rounds[-1]].at if rounds else None
     lines = []
     if not any(line.kind == CREATED for line in real):
         owner = job.owner
         lines.append(
             _line(job, CREATED, job.created_at, to_status=JobStatus.PENDING, actor=owner, label=user_label(owner))
         )
-    started = job.started_at is not None and (sent_again_at is None or job.started_at > sent_again_at)
-    if started and not any(line.kind == STARTED for line in current):
+    # Written already: by ``materialize`` (its copy has the row's started_at, to the microsecond), or
+    # by the start itself (a line stored before issue 20: the current run's, after its last retry line).
+    stored = any(line.kind == STARTED and (line.at == job.started_at or line in current) for line in real)
+    if job.started_at is not None and not stored:
         label = worker_label(job.worker)
         lines.append(
             _line(job, STARTED, job.started_at, from_status=JobStatus.PENDING, to_status=JobStatus.RUNNING, label=label)

@@ -24,7 +24,8 @@ def create(client, task: str, *, args=None, kwargs=None, **extra) -> str:
 
 
 def kinds(job_id) -> list[str]:
-    return list(JobEvent.objects.filter(job_id=job_id).order_by("at", "id").values_list("kind", flat=True))
+    """The job's timeline as kinds in order (its stored and derived lines: ``jobs.timeline``)."""
+    return [line.kind for line in timeline(job_id)]
 
 
 def test_job_runs_from_pending_to_succeeded_with_progress(worker, user_client):
