@@ -109,7 +109,7 @@ def test_cancel_running_cooperative_job_stops_at_next_progress(worker, user_clie
     job = wait_status(job_id, timeout=10)
     assert time.monotonic() - asked < 5
     assert job.status == JobStatus.REVOKED and job.cancelled_by == user and job.progress < 100
-    events = list(JobEvent.objects.filter(job_id=job_id).order_by("at", "id"))
+    events = timeline(job_id)
     assert [e.kind for e in events] == ["created", "started", "cancel_requested", "revoked"]
     assert events[2].actor == user and "progress" in events[3].message
 
