@@ -3,9 +3,10 @@
 Only the door (``_state``) uses this module: it decides, once per change, whether a statement
 here runs or the ORM does (SQLite, the embedded default), and adds the publish and the re-send.
 
-A job is created (its row and its ``created`` line, one statement); a run starts (pending ->
-running, with its timeline line), reports progress, and succeeds (running -> succeeded, with its
-line). Through the ORM each of these built and compiled a query at every call: in a profile of
+A job is created (its row, one statement; its ``created`` line too when the row cannot derive it,
+``jobs.timeline``); a run starts (pending -> running), reports progress, and succeeds (running ->
+succeeded): their timeline lines are derived from the row, never inserted (issue 20). Through
+the ORM each of these built and compiled a query at every call: in a profile of
 the worker running no-op jobs, building the filters and compiling them were a third of the pool
 processes' CPU, more than PostgreSQL took to run the statements. Here they are plain SQL with
 parameters, built from the models' table and column names at import. Any other change is

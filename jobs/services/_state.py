@@ -326,8 +326,8 @@ STARTED_FIELDS = _sql.STARTED_FIELDS
 
 def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any] | None:
     """pending -> running when due (``run_at`` at most ``early`` ahead, by the database's clock) and
-    not past its ``expires_at``, of ``attempts`` (any when None), its queue not paused; with its
-    ``started`` line. The row's
+    not past its ``expires_at``, of ``attempts`` (any when None), its queue not paused; its
+    ``started`` line derived from the row (``jobs.timeline``). The row's
     ``STARTED_FIELDS``, or None when it matched nothing."""
     if _sql.available():
         started = _sql.start(job_id, worker=worker, attempts=attempts, early=early)
@@ -366,7 +366,7 @@ def _start_orm(job_id, worker, where):
 
 def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: dict | None) -> bool:
     """running -> succeeded for ``attempts``: the result, progress 100 (and ``progress_meta``, the
-    run's last report, when given), with its ``succeeded`` line. Whether it matched."""
+    run's last report, when given); its ``succeeded`` line derived from the row. Whether it matched."""
     if _sql.available():
         # One statement, refused for a job holding a keep_latest request: that finish goes the ORM
         # way below, one transaction with its follow-up (as a fenced-off success, which matches nothing).
