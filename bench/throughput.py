@@ -9,7 +9,7 @@
 * jobs: ``long_running_task(seconds=0)`` created with ``job_create_bulk`` (what the bulk API
   calls; 500 per call, sent after commit) and run by the worker **exactly as the Procfile starts
   it**, with the production ``JOB_*`` defaults. Done when every job row is ``succeeded`` (its
-  start and end recorded, each with its timeline row).
+  start and end recorded; its timeline lines derived from the row, issue 20).
 
 Both clocks run from the first publish/create to the last completion seen (polled every
 20 ms), after a warm-up of each worker. Where the CPU went comes from /proc: the worker's

@@ -15,6 +15,7 @@ from accounts.models import User
 from taskhub.errors import NotFound
 
 from .models import DEAD_JOBS, Job, JobEvent, JobEventKind, JobStatus, QueueControl, WorkflowDependency
+from .timeline import job_lines
 
 OTHERS_JOBS_VIEW_PERMISSIONS = ("jobs.view_job", "jobs.change_job")
 
@@ -127,8 +128,9 @@ def job_get(*, user: User, job_id, names_only: bool = False) -> Job:
     return job
 
 
-def job_events(*, job: Job) -> QuerySet[JobEvent]:
-    return JobEvent.objects.filter(job=job).select_related("actor").order_by("at", "id")
+def job_events(*, job: Job) -> list[JobEvent]:
+    """``job``'s timeline in order: its real lines and those its row derives (``jobs.timeline``)."""
+    return job_lines(job=job)
 
 
 # How each timeline line that ends an attempt names its outcome.
@@ -277,9 +279,9 @@ STANDARD_HISTORY_KINDS = (
 )
 
 
-def job_standard_history(*, job_id) -> QuerySet[JobEvent]:
+def job_standard_history(*, job: Job) -> list[JobEvent]:
     """A job's starts, cancels and failures in order (``django.tasks`` results: worker_ids, errors)."""
-    return JobEvent.objects.filter(job_id=job_id, kind__in=STANDARD_HISTORY_KINDS).order_by("at", "id")
+    return job_lines(job=job, kinds=STANDARD_HISTORY_KINDS)
 
 
 def notification_recipients_since(*, owner_id: int, task_name: str, since) -> int:

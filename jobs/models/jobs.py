@@ -170,6 +170,13 @@ class Job(models.Model):
         default=0, help_text="Parent steps not succeeded yet: the step is waiting (not sent) until this is 0."
     )
     # --- end workflows ---
+    created_via = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        choices=[("", "one create"), ("bulk", "a bulk create"), ("schedule", "a schedule")],
+        help_text="How it was created, as its created line (derived from the row: jobs/timeline.py) says.",
+    )
 
     class Meta:
         ordering = ("-created_at",)

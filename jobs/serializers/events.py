@@ -8,6 +8,11 @@ from .job import shows_server_paths
 
 
 class JobEventSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(
+        read_only=True,
+        help_text="The line's id. The ordinary lines read from the job's row have fixed ids: -1 created, "
+        "-2 started, -3 succeeded (of its current run); stored lines have positive ids.",
+    )
     actor = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True, help_text="The user who acted; null: the system."
     )

@@ -3,9 +3,10 @@
 Only the door (``_state``) uses this module: it decides, once per change, whether a statement
 here runs or the ORM does (SQLite, the embedded default), and adds the publish and the re-send.
 
-A job is created (its row and its ``created`` line, one statement); a run starts (pending ->
-running, with its timeline line), reports progress, and succeeds (running -> succeeded, with its
-line). Through the ORM each of these built and compiled a query at every call: in a profile of
+A job is created (its row, one statement; its ``created`` line too when the row cannot derive it,
+``jobs.timeline``); a run starts (pending -> running), reports progress, and succeeds (running ->
+succeeded): their timeline lines are derived from the row, never inserted (issue 20). Through
+the ORM each of these built and compiled a query at every call: in a profile of
 the worker running no-op jobs, building the filters and compiling them were a third of the pool
 processes' CPU, more than PostgreSQL took to run the statements. Here they are plain SQL with
 parameters, built from the models' table and column names at import. Any other change is
@@ -33,7 +34,6 @@ from accounts.models import User
 from ..models import (
     Job,
     JobEvent,
-    JobEventKind,
     JobStatus,
     UniquePolicy,
     Workflow,
@@ -63,30 +63,6 @@ STARTED_FIELDS = (
 # What the start reads of the job's owner for the fair share (``_quotas.check_running_share``), in
 # the start's own statement, which also locks the owner's row (FOR NO KEY UPDATE) for its transaction.
 OWNER_FIELDS = ("is_staff", "max_running_jobs")
-
-_LINE_COLUMNS = ", ".join(
-    f'"{field.column}"' for field in JobEvent._meta.local_concrete_fields if not field.primary_key
-)
-
-
-def _line(kind: str, from_status: str, to_status: str, at: str = "%(at)s") -> str:
-    """The timeline INSERT of a one-statement transition: selects from ``changed`` (the updated row),
-    so it writes a line only when the UPDATE matched. Parameters: ``at`` (unless ``at`` is SQL of
-    its own), ``actor_label``."""
-    values = {
-        "job_id": "changed.id",
-        "at": at,
-        "kind": f"'{kind}'",
-        "from_status": f"'{from_status}'",
-        "to_status": f"'{to_status}'",
-        "actor_id": "NULL",
-        "actor_label": "%(actor_label)s",
-        "message": "''",
-        "data": "'{}'::jsonb",
-    }
-    fields = [field for field in JobEvent._meta.local_concrete_fields if not field.primary_key]
-    assert [field.attname for field in fields] == list(values), "JobEvent's columns changed: update _line()"
-    return f'line AS (INSERT INTO "{EVENT}" ({_LINE_COLUMNS}) SELECT {", ".join(values.values())} FROM changed)'
 
 
 def _held_in(status: str) -> str:
@@ -142,8 +118,7 @@ WITH changed AS (
         {{fence}}
         AND {queue_not_paused().sql} AND "{JOB}"."parents_remaining" = 0
     RETURNING "{JOB}"."id", "{JOB}"."workflow_id", {", ".join(f'"{JOB}"."{name}"' for name in STARTED_FIELDS)}
-), {_line(JobEventKind.STARTED, JobStatus.PENDING, JobStatus.RUNNING, at="STATEMENT_TIMESTAMP()")},
-{_WORKFLOW_STARTED},
+), {_WORKFLOW_STARTED},
 owner AS (
     SELECT "is_staff", "max_running_jobs" FROM "{USER}" WHERE "id" = (SELECT "owner_id" FROM changed)
     FOR NO KEY UPDATE
@@ -163,8 +138,7 @@ WITH changed AS (
     WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}' AND "{JOB}"."attempts" = %(attempts)s
         AND "{JOB}"."unique_follow_up" IS NULL
     RETURNING "{JOB}"."id", "{JOB}"."workflow_id", "{JOB}"."concurrency_key"
-), {_line(JobEventKind.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED, at="STATEMENT_TIMESTAMP()")},
-{_WORKFLOW_RELEASE}
+), {_WORKFLOW_RELEASE}
 SELECT changed.concurrency_key, (SELECT array_agg(released.id) FROM released WHERE released.parents_remaining = 0)
 FROM changed
 """
@@ -182,26 +156,28 @@ WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.RUNNING}'
 
 _JOB_FIELDS = Job._meta.concrete_fields
 _EVENT_FIELDS = [field for field in JobEvent._meta.concrete_fields if not field.primary_key]
+_INSERT_JOB = f"""
+INSERT INTO "{JOB}" ({", ".join(f'"{field.column}"' for field in _JOB_FIELDS)})
+VALUES ({", ".join(["%s"] * len(_JOB_FIELDS))})
+"""
 _INSERT = f"""
-WITH job AS (
-    INSERT INTO "{JOB}" ({", ".join(f'"{field.column}"' for field in _JOB_FIELDS)})
-    VALUES ({", ".join(["%s"] * len(_JOB_FIELDS))})
-)
+WITH job AS ({_INSERT_JOB})
 INSERT INTO "{EVENT}" ({", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)})
 VALUES ({", ".join(["%s"] * len(_EVENT_FIELDS))})
 """
 
 
-def insert(job: Job, line: JobEvent) -> None:
-    """Write a new ``job`` and its first timeline ``line`` in one statement, as ``save()`` of each
-    would (every column from the instances, prepared by their fields); ``job`` becomes a saved
-    instance (the line's id is the database's; nobody reads it). The line's foreign key is checked
-    at the end of the statement, when the job's row is there."""
+def insert(job: Job, line: JobEvent | None) -> None:
+    """Write a new ``job`` and its first timeline ``line`` (None: its row derives it, ``jobs.timeline``)
+    in one statement, as ``save()`` of each would (every column from the instances, prepared by
+    their fields); ``job`` becomes a saved instance (the line's id is the database's; nobody reads
+    it). The line's foreign key is checked at the end of the statement, when the job's row is there."""
     connection = connections["default"]
     params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _JOB_FIELDS]
-    params += [field.get_db_prep_save(field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
+    if line is not None:
+        params += [field.get_db_prep_save(field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
     with _cursor() as cursor:
-        cursor.execute(_INSERT, params)
+        cursor.execute(_INSERT_JOB if line is None else _INSERT, params)
     job._state.adding, job._state.db = False, connection.alias
 
 
@@ -214,25 +190,29 @@ WITH job AS (
     ON CONFLICT ("owner_id", "unique_key") WHERE "unique_key" IS NOT NULL AND "unique_held"
     DO UPDATE SET "unique_held" = held."unique_held"
     RETURNING (held.xmax = 0) AS inserted, {", ".join(f'held."{name}"' for name in HOLDER_FIELDS)}
-), line AS (
-    INSERT INTO "{EVENT}" ({", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)})
-    SELECT {", ".join(f"CAST(%s AS {{{field.attname}}})" for field in _EVENT_FIELDS)} FROM job WHERE job.inserted
-)
+){{line}}
 SELECT * FROM job
 """
+_CONFLICT_LINE = f""", line AS (
+    INSERT INTO "{EVENT}" ({", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)})
+    SELECT {", ".join(f"CAST(%s AS {{{field.attname}}})" for field in _EVENT_FIELDS)} FROM job WHERE job.inserted
+)"""
 
 
-def insert_unique(job: Job, line: JobEvent) -> dict[str, Any] | None:
-    """``insert`` for a job with a unique key: written, and None, unless another job of its owner
-    holds the key; then nothing is written and the holder's ``HOLDER_FIELDS`` come back, its row
-    locked (``DO UPDATE`` of nothing) until the transaction ends. One statement: concurrent creates
-    of one key queue on the index entry, never both insert."""
+def insert_unique(job: Job, line: JobEvent | None) -> dict[str, Any] | None:
+    """``insert`` (``line`` None: derived) for a job with a unique key: written, and None, unless
+    another job of its owner holds the key; then nothing is written and the holder's
+    ``HOLDER_FIELDS`` come back, its row locked (``DO UPDATE`` of nothing) until the transaction
+    ends. One statement: concurrent creates of one key queue on the index entry, never both insert."""
     connection = connections["default"]
     params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _JOB_FIELDS]
-    params += [field.get_db_prep_save(field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
-    types = {field.attname: field.cast_db_type(connection) for field in _EVENT_FIELDS}
+    statement = _CONFLICT.format(line="")
+    if line is not None:
+        params += [field.get_db_prep_save(field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
+        types = {field.attname: field.cast_db_type(connection) for field in _EVENT_FIELDS}
+        statement = _CONFLICT.format(line=_CONFLICT_LINE.format(**types))
     with _cursor() as cursor:
-        cursor.execute(_CONFLICT.format(**types), params)
+        cursor.execute(statement, params)
         row = cursor.fetchone()
     if row[0]:
         job._state.adding, job._state.db = False, connection.alias
@@ -294,11 +274,12 @@ def _json(name: str, value: Any, connection) -> Any:
     return Job._meta.get_field(name).get_db_prep_save(value, connection)
 
 
-def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: datetime, actor_label: str):
-    """pending -> running when due and not expired, of ``attempts`` (any when None) and its queue not paused, with
-    its ``started`` line; the owner's row locked for the transaction. The row's ``STARTED_FIELDS``
+def start(job_id, *, worker: str, attempts: int | None, early: timedelta):
+    """pending -> running when due and not expired, of ``attempts`` (any when None) and its queue not
+    paused (its ``started`` line derived from the row: ``jobs.timeline``); the owner's row locked for
+    the transaction. The row's ``STARTED_FIELDS``
     and ``owner`` (its ``OWNER_FIELDS``), or None when it matched nothing."""
-    params = {"id": job_id, "worker": worker, "early": early, "at": at, "actor_label": actor_label}
+    params = {"id": job_id, "worker": worker, "early": early}
     if attempts is not None:
         params["attempts"] = attempts
     with _cursor() as cursor:
@@ -311,11 +292,10 @@ def start(job_id, *, worker: str, attempts: int | None, early: timedelta, at: da
     return started
 
 
-def succeed(
-    job_id, *, attempts: int, result: Any, actor_label: str, progress_meta: dict | None = None
-) -> dict[str, Any] | None:
-    """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given), with
-    its ``succeeded`` line, stamped with the database's clock (its workflow's end too); a workflow
+def succeed(job_id, *, attempts: int, result: Any, progress_meta: dict | None = None) -> dict[str, Any] | None:
+    """running -> succeeded for ``attempts``, progress 100 (and ``progress_meta`` when given; its
+    ``succeeded`` line derived from the row: ``jobs.timeline``), stamped with the database's clock
+    (its workflow's end too); a workflow
     step's children released (``_WORKFLOW_RELEASE``). None when it matched nothing (a job holding a
     keep_latest request included: the door finishes it in one transaction with its follow-up), else
     the row's ``concurrency_key`` (the door frees it) and ``released``: the ids of the children whose
@@ -326,7 +306,6 @@ def succeed(
         "attempts": attempts,
         "result": _json("result", result, connection),
         "meta": None if progress_meta is None else _json("progress_meta", progress_meta, connection),
-        "actor_label": actor_label,
     }
     with _cursor() as cursor:
         cursor.execute(_SUCCEED, params)

@@ -53,7 +53,8 @@ SELECT * FROM job
 
 
 def insert_unique_many(jobs: list[Job], lines: list[JobEvent]) -> list[dict[str, Any] | None]:
-    """Write each of ``jobs`` (one owner, distinct keys) and its ``created`` line, unless a job
+    """Write each of ``jobs`` (one owner, distinct keys) and its ``created`` line in ``lines`` (those
+    its row derives are left out of them: ``jobs.timeline``; a line joins its job by id), unless a job
     holds its key: then nothing is written for it and the holder's ``HOLDER_FIELDS`` come back in
     its place, its row locked until the transaction ends (None: written). One statement."""
     connection = connections["default"]

@@ -51,7 +51,7 @@ from ._state_create import deduplicate as deduplicate
 from ._state_create import deduplicate_many as deduplicate_many
 from ._state_create import follow_up
 from ._state_create import wait_for_creator as wait_for_creator
-from ._state_effects import after_change, event
+from ._state_effects import after_change, event, materialize, materializes
 from ._state_effects import deadline_text as deadline_text
 from ._state_running import fenced_out as fenced_out
 from ._state_running import heartbeat as heartbeat
@@ -60,7 +60,6 @@ from ._state_running import progress as progress
 from ._state_running import stamp_started as stamp_started
 from .concurrency import release_after_commit
 from .gates import queue_not_paused
-from .labels import worker_label
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
 
@@ -103,7 +102,15 @@ def _transition(job_id, sources, changes, event, where, send, returning):
     query = Job.objects.filter(id=job_id, status__in=list(sources))
     if where is not None:
         query = query.filter(where)
-    changes = _releasing(changes)
+    if materializes(changes):
+        # The lines the row derives so far become real rows first (jobs.timeline), in its transaction.
+        with transaction.atomic():
+            materialize(query)
+            return _transition_write(job_id, query, _releasing(changes), event, send, returning)
+    return _transition_write(job_id, query, _releasing(changes), event, send, returning)
+
+
+def _transition_write(job_id, query, changes, event, send, returning):
     # A finished keep_latest job may carry the latest request that arrived while it ran: its
     # follow-up is written in the finish's own transaction, so a finish never commits without it.
     finishing = changes.get("status") in TERMINAL_STATUSES and "unique_follow_up" not in returning
@@ -321,12 +328,11 @@ STARTED_FIELDS = _sql.STARTED_FIELDS
 
 def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any] | None:
     """pending -> running when due (``run_at`` at most ``early`` ahead, by the database's clock) and
-    not past its ``expires_at``, of ``attempts`` (any when None), its queue not paused; with its
-    ``started`` line. The row's
+    not past its ``expires_at``, of ``attempts`` (any when None), its queue not paused; its
+    ``started`` line derived from the row (``jobs.timeline``). The row's
     ``STARTED_FIELDS``, or None when it matched nothing."""
-    at, label = timezone.now(), worker_label(worker)
     if _sql.available():
-        started = _sql.start(job_id, worker=worker, attempts=attempts, early=early, at=at, actor_label=label)
+        started = _sql.start(job_id, worker=worker, attempts=attempts, early=early)
         after_change([job_id], started, send=False)
         return started
     # The database's clock for heartbeats: the sweeper judges staleness by the same clock.
@@ -335,13 +341,13 @@ def start(job_id, *, worker: str, attempts: int | None, early) -> dict[str, Any]
     alive = Q(expires_at__isnull=True) | Q(expires_at__gt=Now())
     fence = Q() if attempts is None else Q(attempts=attempts)
     with transaction.atomic():
-        started = _start_orm(job_id, worker, due & alive & fence, label, at)
+        started = _start_orm(job_id, worker, due & alive & fence)
         if started:
             _steps.started(job_id)  # workflows: its workflow is running
     return started
 
 
-def _start_orm(job_id, worker, where, label, at):
+def _start_orm(job_id, worker, where):
     return transition(
         job_id,
         sources=[PENDING],
@@ -356,40 +362,37 @@ def _start_orm(job_id, worker, where, label, at):
             "finished_at": None,
             "concurrency_waiting_since": None,
         },
-        event=event(job_id, JobEventKind.STARTED, from_status=PENDING, to_status=RUNNING, actor_label=label, at=at),
+        event=None,  # derived from the row (jobs.timeline)
     )
 
 
 def succeed(job_id, *, attempts: int, result: Any, worker: str, progress_meta: dict | None) -> bool:
     """running -> succeeded for ``attempts``: the result, progress 100 (and ``progress_meta``, the
-    run's last report, when given), with its ``succeeded`` line. Whether it matched."""
+    run's last report, when given); its ``succeeded`` line derived from the row. Whether it matched."""
     if _sql.available():
-        label = worker_label(worker)
         # One statement, refused for a job holding a keep_latest request: that finish goes the ORM
         # way below, one transaction with its follow-up (as a fenced-off success, which matches nothing).
-        done = _sql.succeed(job_id, attempts=attempts, result=result, actor_label=label, progress_meta=progress_meta)
+        done = _sql.succeed(job_id, attempts=attempts, result=result, progress_meta=progress_meta)
         if done is not None:
             after_change([job_id], True, send=False)
             _steps.send_released(done["released"])  # workflows: the children whose last parent this was
             return _left_running(done)
     held = {} if progress_meta is None else {"progress_meta": progress_meta}
     with transaction.atomic():
-        done = _succeed_orm(job_id, attempts, result, worker, held)
+        done = _succeed_orm(job_id, attempts, result, held)
         if done:
             _steps.send_released(_steps.release(job_id, at=Now()))  # the database's clock, as the step's end
     return done
 
 
-def _succeed_orm(job_id, attempts, result, worker, held):
-    return finish_running(
+def _succeed_orm(job_id, attempts, result, held):
+    changes = {"progress": 100, "result": result, "error": "", "error_type": "", "traceback": "", **held}
+    finished = transition(
         job_id,
-        status=JobStatus.SUCCEEDED,
-        fence=Q(attempts=attempts),
-        actor_label=worker_label(worker),
-        progress=100,
-        result=result,
-        error="",
-        error_type="",
-        traceback="",
-        **held,
+        sources=[RUNNING],
+        where=Q(attempts=attempts),
+        returning=("concurrency_key",),
+        changes={"status": JobStatus.SUCCEEDED, "finished_at": Now(), "heartbeat_at": Now(), **changes},
+        event=None,  # derived from the row (jobs.timeline), as the one statement's
     )
+    return _left_running(finished)

@@ -22,8 +22,9 @@ from django.utils import timezone
 from accounts.models import User
 
 from ..models import PRIORITY_QUEUES, TERMINAL_STATUSES, Job, JobEvent, JobEventKind, JobStatus
+from ..timeline import reproduces
 from . import _sql, _sql_bulk
-from ._state_effects import after_change, event
+from ._state_effects import after_change, event, materialize
 from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
 
 PENDING = JobStatus.PENDING
@@ -48,14 +49,20 @@ def create(jobs: Sequence[Job], lines: Sequence[JobEvent]) -> None:
             job.dispatched_at = now
         lock = _sql.creator_lock()
     if len(jobs) == 1 and _sql.available():
-        _sql.insert(jobs[0], lines[0])
+        _sql.insert(jobs[0], _written(jobs[0], lines[0]))
     elif len(jobs) == 1:
         jobs[0].save(force_insert=True)
-        lines[0].save()
+        if _written(jobs[0], lines[0]):
+            lines[0].save()
     else:
         Job.objects.bulk_create(jobs)
-        JobEvent.objects.bulk_create(lines)
+        JobEvent.objects.bulk_create([line for job, line in zip(jobs, lines, strict=True) if _written(job, line)])
     _sent(list(jobs), lock if in_transaction else None)
+
+
+def _written(job: Job, line: JobEvent) -> JobEvent | None:
+    """The ``created`` line to write for a new ``job``: None when its row derives it (``jobs.timeline``)."""
+    return None if reproduces(job, line) else line
 
 
 def _sent(written: list[Job], lock: int | None) -> None:
@@ -91,12 +98,13 @@ def create_unique(job: Job, line: JobEvent, *, admit: Callable[[int], None] | No
             ready.dispatched_at = now
         lock = _sql.creator_lock()
     if _sql.available():
-        holder = _sql.insert_unique(job, line)
+        holder = _sql.insert_unique(job, _written(job, line))
     else:
         try:
             with transaction.atomic():
                 job.save(force_insert=True)
-                line.save()
+                if _written(job, line):
+                    line.save()
             holder = None
         except IntegrityError:
             holder = (
@@ -129,7 +137,9 @@ def create_unique_many(
         for ready in sendable(list(jobs), now=now):
             ready.dispatched_at = now
         lock = _sql.creator_lock()
-    holders = _sql_bulk.insert_unique_many(jobs, lines)
+    holders = _sql_bulk.insert_unique_many(
+        jobs, [line for job, line in zip(jobs, lines, strict=True) if _written(job, line)]
+    )
     written = [job for job, holder in zip(jobs, holders, strict=True) if holder is None]
     for job, holder in zip(jobs, holders, strict=True):
         if holder is not None:
@@ -158,6 +168,8 @@ def deduplicate(
     ``send``: its start moved, send its message again after commit (the old one comes too early).
     ``count``: the duplicates written at once (a bulk request's of this holder)."""
     with transaction.atomic():
+        if "priority" in changes or "queue" in changes:
+            materialize(Job.objects.filter(id=job_id, status=status))  # its created line says the old ones
         done = Job.objects.filter(id=job_id, status=status).update(duplicates=F("duplicates") + count, **changes)
         if not done:
             return False
@@ -200,6 +212,8 @@ def deduplicate_many(holders: list[Deduplication], *, actor: User | None) -> Non
                 count=holder.count,
             )
         return
+    if moved := [holder.job_id for holder in holders if "priority" in holder.changes or "queue" in holder.changes]:
+        materialize(Job.objects.filter(id__in=moved))  # their created lines say the old ones
     lines = [event(holder.job_id, JobEventKind.DEDUPLICATED, actor=actor, message=holder.message) for holder in holders]
     done = _sql_bulk.deduplicate_many([holder[:4] for holder in holders], lines)
     for send in (False, True):

@@ -16,6 +16,7 @@ from accounts.models import User
 
 from ..live import job_changed, jobs_changed
 from ..models import Job, JobEvent, JobStatus
+from ..timeline import derived_lines
 from .dispatch import job_dispatch
 from .labels import user_label
 
@@ -66,3 +67,32 @@ def after_change(job_ids, matched, send: bool) -> None:
         jobs_changed(job_ids)
     if send:
         transaction.on_commit(lambda: job_dispatch(jobs=Job.objects.filter(id__in=job_ids, status=PENDING)))
+
+
+# What a change may overwrite of the columns a job's derived lines are read from (jobs.timeline):
+# back in pending (an operator's retry clears started_at and worker, the next start overwrites them)
+# or with a new priority or queue (what its created line says). A start's own started_at is its line's.
+_OVERWRITING = ("priority", "queue")
+
+
+def materializes(changes: dict) -> bool:
+    """Whether a change (``changes`` of the job's columns) must first write its derived lines."""
+    return changes.get("status") == PENDING or any(name in changes for name in _OVERWRITING)
+
+
+def materialize(query) -> int:
+    """The lines the jobs of ``query`` derive from their rows (``jobs.timeline``) written as real
+    rows, their rows locked first (in the order of their ids, as every change of many jobs locks
+    them), inside the caller's transaction: the change that follows overwrites what they were read
+    from. How many lines were written."""
+    jobs = list(query.select_for_update(of=("self",), no_key=True).select_related("owner").order_by("id"))
+    if not jobs:
+        return 0
+    real: dict = {job.id: [] for job in jobs}
+    for line in JobEvent.objects.filter(job_id__in=list(real)).order_by("at", "id"):
+        real[line.job_id].append(line)
+    lines = [line for job in jobs for line in derived_lines(job, real[job.id])]
+    for line in lines:
+        line.id = None
+    JobEvent.objects.bulk_create(lines)
+    return len(lines)

@@ -37,6 +37,7 @@ from ..models import (
     WorkflowStatus,
 )
 from . import _sql
+from ._state_effects import materialize, materializes
 from .dispatch import job_dispatch
 
 PENDING, RUNNING, SUCCEEDED, FAILED, REVOKED = (
@@ -100,7 +101,16 @@ def descendants(job_ids: Iterable) -> list:
 
 def change_many(query, *, changes: dict, line: JobEvent) -> list:
     """``query.update(**changes)`` with a copy of ``line`` (built by ``_state.event``) on each updated
-    job's timeline, in one statement on PostgreSQL; the ids updated, published after commit."""
+    job's timeline, in one statement on PostgreSQL; the ids updated, published after commit. Steps sent
+    round again write the lines their rows derived so far first (``_state_effects.materialize``)."""
+    if materializes(changes):
+        with transaction.atomic():
+            materialize(query)
+            return _change_many(query, changes, line)
+    return _change_many(query, changes, line)
+
+
+def _change_many(query, changes: dict, line: JobEvent) -> list:
     if _sql.available():
         ids = _sql.update_many_with_event(query, changes, line)
     else:

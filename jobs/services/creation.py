@@ -24,6 +24,7 @@ from taskhub.errors import ApplicationError, InvalidInput
 
 from ..catalog import CatalogEntry, Concurrency, catalog
 from ..models import PRIORITY_QUEUES, Job, JobEvent, JobEventKind, JobPriority, JobStatus
+from ..timeline import created_message
 from ..unique import UniqueRule, unique_rule
 from . import _state
 from ._json import json_problem, json_size
@@ -216,14 +217,18 @@ def job_deadline(
     return expires_at
 
 
-def created_event(job: Job, *, how: str = "") -> JobEvent:
+def created_event(job: Job, *, via: str = "", how: str | None = None) -> JobEvent:
+    """A new job's created line. ``via`` ("bulk", "schedule") is kept on the row (``created_via``),
+    which the line derives from (``jobs.timeline``: then it is not written); ``how``: a message the
+    row cannot say (a workflow's step), a line written."""
+    job.created_via = via
     return event(
         job.id,
         JobEventKind.CREATED,
         to_status=JobStatus.PENDING,
         actor=job.owner,
         at=job.created_at,
-        message=f"Created{how} on queue {job.queue} with priority {job.priority}.",
+        message=created_message(job, how),
     )
 
 
@@ -259,7 +264,7 @@ def job_create(
     job.idempotency_key, job.request_fingerprint = idempotency_key, fingerprint
     job.schedule_id, job.scheduled_for = schedule_id, scheduled_for
     job.dedupe_outcome = None
-    line = created_event(job, how=" by a schedule" if schedule_id else "")
+    line = created_event(job, via="schedule" if schedule_id else "")
     try:
         with transaction.atomic():
             if spec.unique is None:
@@ -340,12 +345,12 @@ def job_create_bulk(*, owner: User, items: list[dict[str, Any]], idempotency_key
         with transaction.atomic():
             if plain:
                 check_quota(owner, count=len(plain), now=now)
-                _state.create(plain, [created_event(job, how=" (bulk)") for job in plain])
+                _state.create(plain, [created_event(job, via="bulk") for job in plain])
             # The keyed items count once written: duplicates create nothing (never a 429). The first
             # item of each key in one statement; a later item of a key is a duplicate of the first;
             # the duplicates in one more (``write_unique_many``).
             answers = write_unique_many(
-                [(job, created_event(job, how=" (bulk)"), rule) for _, job, rule in keyed],
+                [(job, created_event(job, via="bulk"), rule) for _, job, rule in keyed],
                 by=owner,
                 admit=_admit(owner, now=now),
             )

@@ -5,15 +5,9 @@ The timeline's ``actor_label`` and messages use them; so does queue control's au
 
 from __future__ import annotations
 
-from accounts.models import User
-
-
-def user_label(user: User | None) -> str:
-    return f"user {user.get_username()}" if user else "system"
-
-
-def worker_label(worker: str) -> str:
-    return f"worker {worker}" if worker else "system"
+# Written once in the timeline, whose derived lines name their actors the same way.
+from ..timeline import user_label as user_label
+from ..timeline import worker_label as worker_label
 
 
 def attempt_label(attempts: int) -> str:

@@ -337,7 +337,7 @@ class TaskhubBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(f"{result_id}: {exc}") from exc
         redact = not job.owner.is_staff  # as the API shows it to the job's owner
         starts, errors, cancelled_by = [], [], ""
-        for event in job_standard_history(job_id=job.id):
+        for event in job_standard_history(job=job):
             if event.kind == JobEventKind.STARTED:
                 starts.append((event.at, event.actor_label.removeprefix("worker ")))
             elif event.kind == JobEventKind.CANCEL_REQUESTED:

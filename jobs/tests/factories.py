@@ -13,6 +13,7 @@ from factory.django import DjangoModelFactory
 
 from accounts.tests.factories import UserFactory
 from jobs.models import PRIORITY_QUEUES, TERMINAL_STATUSES, Job, JobEvent, JobPriority, JobStatus
+from jobs.timeline import job_lines
 
 LONG_RUNNING_TASK = "jobs.tasks.common_tasks.long_running_task"
 TERMINAL = [str(status) for status in TERMINAL_STATUSES]
@@ -86,8 +87,14 @@ def make(status: str = "pending", **fields) -> Job:
 
 
 def kinds(job: Job) -> list[str]:
-    """The job's timeline, as event kinds in order."""
-    return list(JobEvent.objects.filter(job_id=job.id).order_by("at", "id").values_list("kind", flat=True))
+    """The job's timeline, as event kinds in order (its real and derived lines: ``jobs.timeline``)."""
+    return [line.kind for line in timeline(job)]
+
+
+def timeline(job: Job, *kinds: str) -> list[JobEvent]:
+    """The job's timeline lines in order as its readers see them, real and derived (``jobs.timeline``),
+    of ``kinds`` when given: what a test reads instead of ``JobEvent.objects.filter(kind=...)``."""
+    return job_lines(job=Job.objects.get(id=job.id if isinstance(job, Job) else job), kinds=kinds or None)
 
 
 def snapshot(job: Job) -> dict:

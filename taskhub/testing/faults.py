@@ -176,7 +176,8 @@ def migrate(database_url: str) -> None:
 
 
 class Observer:
-    """Reads the jobs' rows and timelines straight from PostgreSQL (also while it restarts)."""
+    """Reads the jobs' rows and timelines straight from PostgreSQL (also while it restarts): the stored
+    lines, and the started line a row derives (``jobs.timeline``'s rule, in SQL)."""
 
     def __init__(self, database_url: str | None = None) -> None:
         self.database_url = database_url or child_database_url()
@@ -184,7 +185,10 @@ class Observer:
     def rows(self, ids: list[str]) -> dict[str, dict]:
         query = """
             SELECT j.id::text, j.status, j.progress, j.finished_at, j.worker, j.attempts,
-                   count(e.id) FILTER (WHERE e.kind = 'started') AS started,
+                   count(e.id) FILTER (WHERE e.kind = 'started')
+                   -- the current run's started line, derived from the row (jobs/timeline.py, issue 20)
+                   + (j.started_at IS NOT NULL
+                      AND NOT coalesce(bool_or(e.kind = 'started' AND e.at = j.started_at), false))::int AS started,
                    count(e.id) FILTER (WHERE e.kind = 'requeued') AS requeued,
                    count(e.id) FILTER (WHERE e.kind = 'retry_scheduled') AS retried,
                    count(e.id) FILTER (WHERE e.kind = 'dispatched') AS late_sends

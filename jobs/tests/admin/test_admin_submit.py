@@ -9,6 +9,7 @@ from django.contrib.admin.models import ADDITION, LogEntry
 
 from jobs.catalog import catalog
 from jobs.models import Job, JobEvent, JobEventKind, JobStatus
+from jobs.tests.factories import timeline
 from taskhub.testing.admin import change_url, client_for, member_of, messages_of
 
 ADD = "/admin/jobs/job/add/"
@@ -104,7 +105,7 @@ def test_submitting_creates_the_job_through_the_service(
     )
     assert job.status == JobStatus.PENDING
     assert [message["id"] for message in published] == [str(job.pk)]
-    created = job.events.get()
+    (created,) = timeline(job)
     assert (created.kind, created.actor) == (JobEventKind.CREATED, operator)
     assert LogEntry.objects.filter(action_flag=ADDITION, object_id=str(job.pk), user=operator).exists()
     page = operator_client.get(response["Location"])

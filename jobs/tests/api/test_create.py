@@ -9,7 +9,7 @@ import pytest
 
 from conftest import assert_error
 from jobs.models import Job
-from jobs.tests.factories import LONG_RUNNING_TASK, PREFIXES, SPEC_BODY
+from jobs.tests.factories import LONG_RUNNING_TASK, PREFIXES, SPEC_BODY, kinds
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +40,7 @@ def test_create_with_the_spec_example_body(user, user_client, prefix, published,
     job = Job.objects.get(id=body["id"])
     assert (job.owner, job.name, job.status) == (user, "数据处理任务", "pending")
     assert job.dispatched_at is not None
-    assert list(job.events.values_list("kind", flat=True)) == ["created"]
+    assert kinds(job) == ["created"]
     assert published == [
         {
             "id": body["id"],

@@ -147,7 +147,8 @@ def test_cancel_retry_and_delete_go_through_the_services(user, django_capture_on
         f"Job {pending.id}: revoked (it had not started).",
         f"Job {running.id}: cancel requested (it stops at its next progress report).",
     ]
-    assert kinds(pending) == [JobEventKind.REVOKED] and kinds(running) == [JobEventKind.CANCEL_REQUESTED]
+    assert kinds(pending) == ["created", JobEventKind.REVOKED]
+    assert kinds(running) == ["created", "started", JobEventKind.CANCEL_REQUESTED]
     with django_capture_on_commit_callbacks(execute=True):
         assert jobs("retry", str(pending.id)) == f"Job {pending.id}: retried; pending again (attempt 2).\n"
     assert Job.objects.get(id=pending.id).status == JobStatus.PENDING
@@ -167,7 +168,7 @@ def test_cancel_as_a_user_records_who_and_json_is_the_apis_job(user):
 @pytest.mark.django_db
 def test_an_illegal_transition_exits_1_naming_the_job_and_why_and_changes_nothing(user):
     done = make("succeeded", owner=user)
-    before = snapshot(done)
+    before, lines = snapshot(done), kinds(done)  # the lines its row derives
     assert refused("cancel", str(done.id), returncode=1) == (
         f"Cannot cancel job {done.id}: conflict: it already succeeded."
     )
@@ -176,7 +177,7 @@ def test_an_illegal_transition_exits_1_naming_the_job_and_why_and_changes_nothin
     assert refused("delete", str(running.id), returncode=1) == (
         f"Cannot delete job {running.id}: conflict: it is running: cancel it first, then delete it."
     )
-    assert snapshot(done) == before and kinds(done) == []
+    assert snapshot(done) == before and kinds(done) == lines
 
 
 @pytest.mark.django_db
@@ -227,7 +228,7 @@ def test_a_malformed_id_among_several_is_refused_before_anything_is_done(user):
     job = make(owner=user)
     error = refused("cancel", str(job.id), "not-a-uuid", returncode=2)
     assert error == "ID: 'not-a-uuid' is not a job id (a UUID)."
-    assert Job.objects.get(id=job.id).status == JobStatus.PENDING and kinds(job) == []
+    assert Job.objects.get(id=job.id).status == JobStatus.PENDING and kinds(job) == ["created"]
 
 
 @pytest.mark.django_db
@@ -236,7 +237,7 @@ def test_an_unknown_or_inactive_user_is_refused(user):
     job = make(owner=user)
     assert refused("cancel", str(job.id), "--user", "nobody", returncode=2).startswith("--user: no user named 'nobody'")
     assert refused("cancel", str(job.id), "--user", "gone", returncode=2) == "--user: 'gone' is inactive."
-    assert kinds(job) == []
+    assert kinds(job) == ["created"]
 
 
 def test_a_missing_subcommand_or_id_is_a_usage_error():

@@ -15,6 +15,7 @@ from itertools import pairwise
 import pytest
 
 from jobs.models import Job, JobEvent, JobStatus
+from jobs.tests.factories import timeline
 from taskhub.testing import PRODUCTION_RECOVERY, wait_for
 from taskhub.testing.faults import Observer, outcome
 
@@ -154,7 +155,7 @@ def test_keyed_jobs_worker_main_sigkill(request, stack, api):
     for before, later in pairwise(tenant):
         assert later.started_at >= before.finished_at, f"{before.id} and {later.id} of the key overlapped"
     for job_id in waiting:
-        assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 1
+        assert len(timeline(job_id, "started")) == 1
     first_rerun = min(job.started_at for job in tenant)
     assert first_rerun.timestamp() >= fault_at + STALE - 1, "a job of the key started before the recovery"
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.recovery import SweepReport, job_sweep
+from jobs.tests.factories import timeline
 from taskhub.testing import SHORT_RECOVERY, wait_for
 from taskhub.testing.workers import wait_status
 
@@ -113,7 +114,7 @@ def test_worker_killed_mid_job_is_recovered(make_worker, user_client, fast_sweep
     make_worker(env=SHORT_RECOVERY)
     job = wait_status(job_id, timeout=30)
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 1 and job.progress == 100
-    assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 2
+    assert len(timeline(job_id, "started")) == 2
     assert not Job.objects.filter(status=JobStatus.RUNNING).exists()
 
 
@@ -133,7 +134,7 @@ def test_killed_pool_process_is_recovered_without_running_twice(make_worker, use
     wait_for(lambda: job_sweep().requeued, timeout=15, interval=0.5)
     job = wait_status(job_id, timeout=30)
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
-    assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 2
+    assert len(timeline(job_id, "started")) == 2
 
 
 def test_housekeeping_runs_while_every_job_worker_is_busy(make_worker, user_client, user):
@@ -168,7 +169,7 @@ def test_a_duplicate_delivery_never_starts_a_job_before_its_run_at(worker, user_
     job = wait_status(job_id, timeout=30)
     assert job.status == JobStatus.SUCCEEDED
     assert job.started_at >= run_at - timedelta(seconds=2)
-    assert JobEvent.objects.filter(job_id=job_id, kind="started").count() == 1
+    assert len(timeline(job_id, "started")) == 1
 
 
 def test_a_job_that_fails_before_its_task_runs_ends_failed_with_the_reason(worker, user):

@@ -26,10 +26,11 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
-from django.db.models import Max, Min
+from django.db.models import Max
 
 from accounts.tests.factories import UserFactory
-from jobs.models import Job, JobEvent, Workflow, WorkflowDependency
+from jobs.models import Job, Workflow, WorkflowDependency
+from jobs.tests.factories import timeline
 from jobs.workflows import workflow_create
 from taskhub.testing import PRODUCTION_RECOVERY
 from taskhub.testing.faults import outcome
@@ -172,10 +173,10 @@ def kill(victim: Job | None, how: str, workers: list, stack) -> list[int]:
 def cut_short(ids, kills) -> set:
     """The steps a kill cut short: started (their timeline) by a killed process before its kill, and not
     succeeded by then."""
-    lines = JobEvent.objects.filter(job__workflow_id__in=ids, kind__in=["started", "succeeded"])
     started, succeeded = defaultdict(list), defaultdict(list)
-    for job_id, kind, label, at in lines.values_list("job_id", "kind", "actor_label", "at"):
-        (started if kind == "started" else succeeded)[job_id].append((label, at.timestamp()))
+    for job in Job.objects.filter(workflow_id__in=ids):
+        for line in timeline(job, "started", "succeeded"):
+            (started if line.kind == "started" else succeeded)[job.id].append((line.actor_label, line.at.timestamp()))
     killed = [(f":{pid}", moment) for moment, _, _, pids in kills for pid in pids]
     return {
         job_id
@@ -194,19 +195,16 @@ def check_run(flow_id, *, kills, cut: set, seed: int, run: int) -> None:
     assert (flow.status, flow.steps_succeeded, len(steps)) == ("succeeded", STEPS, STEPS), where
     assert {job.status for job in steps.values()} == {"succeeded"}, where  # 0 lost, 0 left pending
     assert {job.parents_remaining for job in steps.values()} == {0}, where  # each parent counted once
-    lines = Counter(JobEvent.objects.filter(job_id__in=steps).values_list("job_id", "kind"))
+    every = {job_id: timeline(job) for job_id, job in steps.items()}
+    lines = Counter((job_id, line.kind) for job_id, job_lines in every.items() for line in job_lines)
     for job_id, job in steps.items():
         step = f"{where}, step {job.workflow_step}"
         assert lines[job_id, "succeeded"] == 1, step  # ran to success exactly once
         # Started again only after a kill cut it short and the sweeper re-queued it (at least once).
         assert lines[job_id, "started"] == 1 + lines[job_id, "requeued"], step
         assert lines[job_id, "started"] == 1 or job_id in cut, step
-    succeeded_at = dict(
-        JobEvent.objects.filter(job_id__in=steps, kind="succeeded").values_list("job_id").annotate(at=Min("at"))
-    )
-    first_start = dict(
-        JobEvent.objects.filter(job_id__in=steps, kind="started").values_list("job_id").annotate(at=Min("at"))
-    )
+    succeeded_at = {job_id: min(line.at for line in every[job_id] if line.kind == "succeeded") for job_id in steps}
+    first_start = {job_id: min(line.at for line in every[job_id] if line.kind == "started") for job_id in steps}
     parents = defaultdict(list)
     for parent, child in WorkflowDependency.objects.filter(child_id__in=steps).values_list("parent_id", "child_id"):
         parents[child].append(parent)

@@ -65,10 +65,10 @@ def test_a_message_of_a_paused_queue_is_refused_and_its_job_held_once():
     assert job_start(job_id=job.id, worker="w:1", attempts=0) is None
     row = Job.objects.get(id=job.id)
     assert (row.status, row.dispatched_at, row.started_at) == (JobStatus.PENDING, None, None)
-    assert kinds(job) == ["held"]
+    assert kinds(job) == ["created", "held"]
     assert "paused" in JobEvent.objects.get(job_id=job.id).message
     assert job_start(job_id=job.id, worker="w:2", attempts=0) is None  # a duplicate: nothing more
-    assert kinds(job) == ["held"]
+    assert kinds(job) == ["created", "held"]
 
 
 def test_the_sweep_neither_sends_nor_takes_for_lost_a_paused_queues_jobs(empty_queues, published):
@@ -78,7 +78,7 @@ def test_the_sweep_neither_sends_nor_takes_for_lost_a_paused_queues_jobs(empty_q
     other = make(created_at=ago(60), priority="low")
     assert job_sweep().dispatched == 1
     assert [m["id"] for m in published] == [str(other.id)]
-    assert snapshot(unsent)["dispatched_at"] is None and kinds(unsent) == kinds(sent_long_ago) == []
+    assert snapshot(unsent)["dispatched_at"] is None and kinds(unsent) == kinds(sent_long_ago) == ["created"]
 
 
 def test_resume_sends_the_held_jobs_at_once_however_recent(published):
@@ -89,7 +89,7 @@ def test_resume_sends_the_held_jobs_at_once_however_recent(published):
     assert queue_resume(queue="default", by=None, source="command") == 2
     assert {m["id"] for m in published} == {str(fresh.id), str(held.id)}
     assert "resumed" in JobEvent.objects.get(job_id=fresh.id, kind="dispatched").message
-    assert snapshot(running)["status"] == JobStatus.RUNNING and kinds(running) == []
+    assert snapshot(running)["status"] == JobStatus.RUNNING and kinds(running) == ["created", "started"]
     assert queue_resume(queue="default", by=None, source="command") is None  # not paused: nothing
 
 
@@ -119,7 +119,7 @@ def test_a_start_over_the_limit_is_deferred_to_when_a_slot_frees(published, djan
     assert fourth.run_at == third.run_at + timedelta(seconds=5)
     for job in (third, fourth):
         assert (job.status, job.started_at) == (JobStatus.PENDING, None)
-        assert kinds(job) == ["rate_limited"]
+        assert kinds(job) == ["created", "rate_limited"]
         assert JobEvent.objects.get(job_id=job.id).data == {
             "scope": "queue",
             "name": "default",

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from accounts.tests.factories import UserFactory
 from jobs.models import Job, JobEventKind, JobStatus
 from jobs.schedules.services import job_schedule_create
-from jobs.tests.factories import LONG_RUNNING_TASK
+from jobs.tests.factories import LONG_RUNNING_TASK, timeline
 from taskhub.testing import BeatProcess, wait_for
 
 pytestmark = pytest.mark.worker
@@ -57,7 +57,7 @@ def assert_tracked_runs(schedule_id: int, owner, *, at_least: int) -> list[Job]:
     assert all((later - earlier).total_seconds() % 2 == 0 for earlier, later in itertools.pairwise(slots))
     for job in jobs:
         assert (job.owner, job.celery_task_name, job.kwargs) == (owner, LONG_RUNNING_TASK, {"seconds": 0})
-        kinds = list(job.events.values_list("kind", flat=True))
+        kinds = [line.kind for line in timeline(job)]
         assert kinds == [JobEventKind.CREATED, JobEventKind.STARTED, JobEventKind.SUCCEEDED], kinds
     return jobs
 

@@ -17,7 +17,7 @@ from jobs.schedules import firing
 from jobs.schedules.firing import job_schedule_fire, schedule_slot
 from jobs.schedules.scheduler import JobScheduler
 from jobs.schedules.services import job_schedule_create
-from jobs.tests.factories import LONG_RUNNING_TASK
+from jobs.tests.factories import LONG_RUNNING_TASK, timeline
 from taskhub.celery import app as celery_app
 from taskhub.errors import ApplicationError, InvalidInput
 
@@ -48,7 +48,7 @@ def test_a_firing_creates_a_tracked_job_of_its_schedule(schedule, user, publishe
     assert firing.slot == T0 + timedelta(seconds=2)
     assert (job.schedule_id, job.scheduled_for, job.owner, job.name) == (schedule.pk, firing.slot, user, "every 2s")
     assert (job.celery_task_name, job.kwargs, job.status) == (LONG_RUNNING_TASK, {"seconds": 0}, JobStatus.PENDING)
-    assert "by a schedule" in job.events.get().message
+    assert "by a schedule" in timeline(job, "created")[0].message
     assert [message["id"] for message in published] == [str(job.id)]  # sent after commit like any job
 
 

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission
 from jobs.catalog import catalog
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.creation import job_create, job_create_bulk
-from jobs.tests.factories import LONG_RUNNING_TASK, nested
+from jobs.tests.factories import LONG_RUNNING_TASK, kinds, nested, timeline
 from taskhub.errors import ApplicationError, InvalidInput
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ def test_create_writes_a_pending_row_and_a_created_event(user):
     assert (row.args, row.kwargs) == ([3], {})
     assert (row.progress, row.attempts, row.result) == (0, 0, None)
     assert row.dispatched_at is None  # sent after commit, not before
-    event = JobEvent.objects.get(job=row)
+    (event,) = timeline(row)
     assert (event.kind, event.from_status, event.to_status) == (
         "created",
         "",
@@ -190,7 +190,7 @@ def test_create_with_an_idempotency_key_returns_the_first_job(user, other_user):
     theirs = job_create(owner=other_user, celery_task_name=LONG, args=[2], idempotency_key="k-1")
     assert theirs.id != first.id
     assert Job.objects.count() == 2
-    assert JobEvent.objects.count() == 2
+    assert [kinds(job) for job in (first, theirs)] == [["created"], ["created"]]
 
 
 def test_create_refuses_a_staff_only_task_to_a_plain_user(user, staff_user, monkeypatch):
@@ -209,7 +209,7 @@ def test_bulk_create_writes_every_job_with_its_event(user, published, django_cap
         jobs = job_create_bulk(owner=user, items=items)
     assert [job.args for job in jobs] == [[0], [1], [2]]
     assert Job.objects.filter(status="pending", queue="low_priority", dispatched_at__isnull=False).count() == 3
-    assert JobEvent.objects.filter(kind="created").count() == 3
+    assert [kinds(job) for job in jobs] == [["created"]] * 3
     assert sorted(message["id"] for message in published) == sorted(str(job.id) for job in jobs)
 
 

@@ -127,7 +127,7 @@ def test_a_message_consumed_after_the_deadline_expires_the_job_instead_of_runnin
     assert row.attempts == 0
     before = snapshot(job)
     assert job_start(job_id=job.id, worker="w:2", attempts=0) is None  # a duplicate: nothing more
-    assert snapshot(job) == before and kinds(job) == ["expired"]
+    assert snapshot(job) == before and kinds(job) == ["created", "expired"]
 
 
 def test_a_job_before_its_deadline_starts_as_usual():
@@ -180,7 +180,7 @@ def test_a_job_deferred_by_a_rate_limit_past_its_deadline_ends_expired_and_never
     assert job_dispatch_due() == 0  # past its deadline: not sent
     assert job_sweep().expired == 1
     assert_expired_unstarted(job)
-    assert kinds(job) == ["rate_limited", "expired"]
+    assert kinds(job) == ["created", "rate_limited", "expired"]
 
 
 def test_a_job_waiting_for_its_owners_fair_share_past_its_deadline_ends_expired(user):
@@ -192,11 +192,11 @@ def test_a_job_waiting_for_its_owners_fair_share_past_its_deadline_ends_expired(
     assert job_start(job_id=make(owner=user).id, worker="w:1") is not None  # the owner's one place
     job = make(owner=user, dispatched_at=ago(1), expires_at=soon(0.5))
     assert job_start(job_id=job.id, worker="w:2", attempts=0) is None
-    assert kinds(job) == ["fair_share"]
+    assert kinds(job) == ["created", "fair_share"]
     wait_until(Job.objects.get(id=job.id).expires_at)
     assert job_start(job_id=job.id, worker="w:2", attempts=0) is None  # its next try, after the deadline
     assert_expired_unstarted(job)
-    assert kinds(job) == ["fair_share", "expired"]
+    assert kinds(job) == ["created", "fair_share", "expired"]
 
 
 def test_a_job_waiting_for_its_concurrency_key_past_its_deadline_ends_expired_and_never_starts(staff_user):
@@ -206,7 +206,7 @@ def test_a_job_waiting_for_its_concurrency_key_past_its_deadline_ends_expired_an
     )
     assert job_start(job_id=first.id, worker="w:1") is not None
     assert job_start(job_id=job.id, worker="w:2", attempts=0) is None  # waits for the key
-    assert kinds(job) == ["concurrency"]
+    assert kinds(job) == ["created", "concurrency"]
     wait_until(Job.objects.get(id=job.id).expires_at)
     assert job_sweep().expired == 1  # no release came: the sweep ends it
     assert_expired_unstarted(job)
@@ -221,7 +221,7 @@ def test_a_retry_whose_backoff_ends_after_the_deadline_is_not_scheduled_the_job_
     line = expired_line(job)
     assert (line.from_status, line.to_status) == ("running", "expired")
     assert "expired: not started by" in line.message and "attempt 2 would have been due at" in line.message
-    assert kinds(job) == ["expired"] and published == []
+    assert kinds(job) == ["created", "started", "expired"] and published == []
 
 
 def test_a_retry_due_before_the_deadline_whose_message_comes_after_it_ends_expired(
@@ -235,7 +235,7 @@ def test_a_retry_due_before_the_deadline_whose_message_comes_after_it_ends_expir
     assert job_start(job_id=job.id, worker="w:2", attempts=1) is None
     row = Job.objects.get(id=job.id)
     assert (row.status, row.attempts) == (EXPIRED, 1)
-    assert kinds(job) == ["retry_scheduled", "expired"]  # the retry never started
+    assert kinds(job) == ["created", "started", "retry_scheduled", "expired"]  # the retry never started
 
 
 def test_an_operators_retry_of_an_expired_job_clears_its_deadline(django_capture_on_commit_callbacks):

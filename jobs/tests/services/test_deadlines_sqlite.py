@@ -47,7 +47,7 @@ def test_deadlines_on_sqlite(tmp_path):
         "started": [False, True],
         "statuses": {"late": "expired", "in_time": "running", "held": "expired"},
         "never_started": [True, True],
-        "timeline": [["expired"], ["expired"]],
+        "timeline": [["created", "expired"], ["created", "expired"]],
         "swept": 1,
         "refused": ["expires_at"],
         "deadline": True,

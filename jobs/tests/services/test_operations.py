@@ -43,7 +43,7 @@ def test_cancel_of_a_running_job_requests_a_stop(user):
     assert row.cancel_requested_at is not None
     assert row.cancelled_by == user
     assert row.finished_at is None
-    assert kinds(job) == ["cancel_requested"]
+    assert kinds(job) == ["created", "started", "cancel_requested"]
     # The task learns it at its next progress call and stops; the row ends revoked.
     assert job_update_progress(job_id=job.id, progress=50, attempts=0) is RunState.CANCEL_REQUESTED
     job_revoke(job_id=job.id, attempts=0, reason="stopped")
@@ -51,7 +51,7 @@ def test_cancel_of_a_running_job_requests_a_stop(user):
         "revoked",
         40,
     )
-    assert kinds(job) == ["cancel_requested", "revoked"]
+    assert kinds(job) == ["created", "started", "cancel_requested", "revoked"]
 
 
 def test_cancel_twice_is_a_conflict(user):
@@ -104,7 +104,9 @@ def test_retry_runs_the_same_job_again_and_keeps_its_history(
         "",
     )
     assert row.finished_at is None and row.cancel_requested_at is None
-    assert kinds(job) == [status, "retried"]
+    # The lines its row derived (created; started for the failed one) are written before the retry clears them.
+    assert kinds(job) == {"failed": ["started", "created"], "revoked": ["created"]}[status] + [status, "retried"]
+    assert JobEvent.objects.filter(job=row).count() == len(kinds(job))
     event = JobEvent.objects.get(job=row, kind="retried")
     assert (event.from_status, event.to_status, event.actor) == (
         status,
@@ -120,14 +122,14 @@ def test_retry_runs_the_same_job_again_and_keeps_its_history(
 @pytest.mark.parametrize("status", ["pending", "running", "succeeded"])
 def test_retry_of_a_job_that_did_not_fail_is_a_conflict(user, status, django_capture_on_commit_callbacks):
     job = make(status)
-    before = snapshot(job)
+    before, lines = snapshot(job), kinds(job)  # the lines its row derives
     with (
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(Conflict) as caught,
     ):
         job_retry(job_id=job.id, by=user)
     assert caught.value.code == "invalid_state"
-    assert (snapshot(job), kinds(job), callbacks) == (before, [], [])
+    assert (snapshot(job), kinds(job), callbacks) == (before, lines, [])
 
 
 def test_retry_of_an_unknown_job_is_not_found(db):

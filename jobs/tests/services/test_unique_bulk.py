@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.creation import job_create, job_create_bulk
 from jobs.services.execution import job_start
-from jobs.tests.factories import LONG_RUNNING_TASK
+from jobs.tests.factories import LONG_RUNNING_TASK, kinds, timeline
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +30,8 @@ def test_500_keyed_items_are_a_handful_of_statements(user, published):
     with CaptureQueriesContext(connection) as new:
         jobs = bulk(user, [item(f"key-{n}") for n in range(500)])
     assert [job.dedupe_outcome for job in jobs] == [None] * 500
-    assert Job.objects.count() == JobEvent.objects.filter(kind="created").count() == 500
+    assert Job.objects.count() == 500 and {kinds(job)[0] for job in jobs} == {"created"}
+    assert timeline(jobs[0])[0].message == "Created (bulk) on queue default with priority normal."
     assert len(published) == 500
     # Before: 2 statements per keyed item (the creator's lock and the insert), 1,008 in all. Now 8:
     # BEGIN, the queue gates read by the send, the creator's lock, the one insert of the 500 rows

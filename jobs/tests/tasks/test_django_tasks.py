@@ -20,7 +20,7 @@ from jobs.tasks import standard_api
 from jobs.tasks.django_backend import RUNNER_TASK, JobCancelled, TaskhubBackend, owned_by, taskhub_priority
 from jobs.tasks.standard_api import InvalidTask, TaskResultDoesNotExist, TaskResultStatus
 from jobs.tests import standard_tasks
-from jobs.tests.factories import JobFactory
+from jobs.tests.factories import JobFactory, timeline
 from taskhub.testing import wait_for
 from taskhub.testing.workers import wait_status
 
@@ -144,7 +144,7 @@ def test_enqueue_creates_a_tracked_job_of_the_service_account(worker, staff_view
     assert job.name == "jobs.tests.standard_tasks.add" and job.task_type == "django.tasks"
     assert job.celery_task_name == RUNNER_TASK and job.priority == "normal" and job.queue == "default"
     assert job.status == JobStatus.SUCCEEDED and job.result == 3 and result.job_status == "succeeded"
-    assert [e.kind for e in job.events.order_by("at", "id")] == ["created", "started", "succeeded"]
+    assert [line.kind for line in timeline(job)] == ["created", "started", "succeeded"]
     # Listed in the API like any other job (staff with jobs.view_job see all).
     listed = staff_client.get("/api/v1/jobs/", {"task_type": "django.tasks"}).json()["results"]
     assert [item["id"] for item in listed] == [result.id]

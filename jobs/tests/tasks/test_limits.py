@@ -19,11 +19,11 @@ from celery.exceptions import TimeLimitExceeded
 from django.db import connection
 
 from jobs.catalog import catalog
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.models import Job, JobStatus
 from jobs.services.execution import job_start
 from jobs.tasks.limits import EXIT_STATUS
 from jobs.tasks.run import JobRun
-from jobs.tests.factories import make
+from jobs.tests.factories import make, timeline
 from taskhub.celery import app
 from taskhub.testing import wait_for
 from taskhub.testing.workers import wait_status
@@ -128,7 +128,8 @@ def test_nothing_is_raised_in_a_run_that_stopped_before_its_limit():
 
 
 def kinds(job_id) -> list[str]:
-    return list(JobEvent.objects.filter(job_id=job_id).order_by("at", "id").values_list("kind", flat=True))
+    """The job's timeline as kinds in order (its stored and derived lines: ``jobs.timeline``)."""
+    return [line.kind for line in timeline(job_id)]
 
 
 def assert_failed_by_its_hard_limit(job_id) -> Job:

@@ -13,6 +13,7 @@ from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.creation import job_create, job_create_bulk
 from jobs.services.dispatch import broker_queue_sizes
 from jobs.services.promotion import job_promote_waiting
+from jobs.tests.factories import timeline
 from taskhub.testing import BeatProcess, wait_for
 from taskhub.testing.workers import wait_status
 
@@ -29,7 +30,8 @@ SHORT_AGING = {"JOB_SWEEP_INTERVAL": "1", "JOB_PRIORITY_MAX_WAIT": f"{MAX_WAIT:g
 
 
 def kinds(job_id) -> list[str]:
-    return list(JobEvent.objects.filter(job_id=job_id).order_by("at", "id").values_list("kind", flat=True))
+    """The job's timeline as kinds in order (its stored and derived lines: ``jobs.timeline``)."""
+    return [line.kind for line in timeline(job_id)]
 
 
 @pytest.fixture

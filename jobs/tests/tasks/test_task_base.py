@@ -14,6 +14,7 @@ from jobs.services.operations import job_cancel
 from jobs.tasks import run as task_run
 from jobs.tasks.common_tasks import process_data
 from jobs.tasks.model_tasks import train_model
+from jobs.tests.factories import timeline
 from taskhub.errors import InvalidInput
 
 FEATURES = [[x / 10] for x in range(20)]
@@ -23,7 +24,8 @@ TARGETS = [2 * f[0] - 1 for f in FEATURES]
 def run_eagerly(task, job: Job, **kwargs):
     with CaptureQueriesContext(connection) as queries:
         outcome = task.apply(kwargs=kwargs, task_id=str(job.id))
-    # A transition is one statement on PostgreSQL: WITH changed AS (UPDATE …) INSERT the event.
+    # A transition is one statement on PostgreSQL: WITH changed AS (UPDATE …) INSERT the event; a start
+    # and a success write no line (derived from the row, issue 20).
     writes = [
         q["sql"] for q in queries.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE", "WITH")
     ]
@@ -41,10 +43,11 @@ def test_success_path_writes_a_bounded_number_of_rows(user, settings, epochs):
     job = new_job(user, "train_model", features=FEATURES, targets=TARGETS, epochs=epochs)
     outcome, writes = run_eagerly(train_model, job, features=FEATURES, targets=TARGETS, epochs=epochs)
     assert outcome.successful()
-    # start: UPDATE + INSERT event in one statement; finish: the same. The progress reports came
-    # within JOB_PROGRESS_MIN_INTERVAL of the start's write: held, then superseded by the outcome.
+    # start: one UPDATE statement (its line derived from the row); finish: the same. The progress reports
+    # came within JOB_PROGRESS_MIN_INTERVAL of the start's write: held, then superseded by the outcome.
     assert [sql.split()[0] for sql in writes] == ["WITH", "WITH"], writes
-    assert all("UPDATE" in sql and "INSERT INTO" in sql for sql in writes)
+    assert all("UPDATE" in sql and "INSERT INTO" not in sql for sql in writes)
+    assert [line.kind for line in timeline(job)] == ["created", "started", "succeeded"]
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and job.progress == 100 and job.result["epochs"] == epochs
 
@@ -73,7 +76,7 @@ def test_a_job_that_is_not_pending_is_skipped_without_running(user):
     assert outcome.state == "IGNORED"
     assert len(writes) == 1 and "\"status\" = 'pending'" in writes[0]  # the conditional start, matching nothing
     assert Job.objects.get(id=job.id).status == JobStatus.REVOKED
-    assert list(JobEvent.objects.filter(job=job).values_list("kind", flat=True)) == ["created", "revoked"]
+    assert [line.kind for line in timeline(job)] == ["created", "revoked"]
 
 
 def test_cancel_requested_while_running_stops_at_the_next_progress_call(user, settings, monkeypatch):
@@ -95,7 +98,7 @@ def test_cancel_requested_while_running_stops_at_the_next_progress_call(user, se
     job.refresh_from_db()
     assert outcome.state == "IGNORED"
     assert job.status == JobStatus.REVOKED and len(calls) == 2 and job.cancelled_by == user
-    assert list(JobEvent.objects.filter(job=job).values_list("kind", flat=True)) == [
+    assert [line.kind for line in timeline(job)] == [
         "created",
         "started",
         "cancel_requested",

@@ -8,7 +8,7 @@ import pytest
 
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services.recovery import SweepReport, job_sweep
-from jobs.tests.factories import LONG_RUNNING_TASK
+from jobs.tests.factories import LONG_RUNNING_TASK, timeline
 from taskhub.testing import SHORT_RECOVERY, wait_for
 from taskhub.testing.workers import wait_status
 
@@ -39,7 +39,7 @@ def test_debounce_runs_once_with_the_last_request_after_the_quiet_period(worker,
     # ... and not later than 5 s after the first request (the job's creation), plus the worker's pick-up.
     assert job.run_at <= job.created_at + timedelta(seconds=5)
     assert job.started_at <= job.created_at + timedelta(seconds=5.5)
-    assert JobEvent.objects.filter(job_id=job.id, kind="started").count() == 1
+    assert len(timeline(job, "started")) == 1
     assert Job.objects.count() == 1
 
 

@@ -7,6 +7,7 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from jobs.models import Job, JobEvent, JobStatus
+from jobs.tests.factories import timeline
 from taskhub.testing import wait_for
 from taskhub.testing.workers import wait_status
 
@@ -23,7 +24,8 @@ def create(client, task: str, *, args=None, kwargs=None, **extra) -> str:
 
 
 def kinds(job_id) -> list[str]:
-    return list(JobEvent.objects.filter(job_id=job_id).order_by("at", "id").values_list("kind", flat=True))
+    """The job's timeline as kinds in order (its stored and derived lines: ``jobs.timeline``)."""
+    return [line.kind for line in timeline(job_id)]
 
 
 def test_job_runs_from_pending_to_succeeded_with_progress(worker, user_client):
@@ -85,7 +87,7 @@ def test_automatic_retry_with_exponential_backoff(worker, user_client):
     assert all("RuntimeError: transient failure" in e.data["error"] for e in retries)
     # flaky_task: backoff 1s * 2**attempt with equal jitter -> [0.5, 1] then [1, 2] seconds.
     assert 0.5 <= retries[0].data["delay"] <= 1.0 and 1.0 <= retries[1].data["delay"] <= 2.0
-    starts = list(JobEvent.objects.filter(job_id=job_id, kind="started").order_by("at").values_list("at", flat=True))
+    starts = [line.at for line in timeline(job_id, "started")]
     assert len(starts) == 3
     assert (starts[1] - retries[0].at).total_seconds() >= retries[0].data["delay"] - 0.05
     assert (starts[2] - retries[1].at).total_seconds() >= retries[1].data["delay"] - 0.05
@@ -107,7 +109,7 @@ def test_cancel_running_cooperative_job_stops_at_next_progress(worker, user_clie
     job = wait_status(job_id, timeout=10)
     assert time.monotonic() - asked < 5
     assert job.status == JobStatus.REVOKED and job.cancelled_by == user and job.progress < 100
-    events = list(JobEvent.objects.filter(job_id=job_id).order_by("at", "id"))
+    events = timeline(job_id)
     assert [e.kind for e in events] == ["created", "started", "cancel_requested", "revoked"]
     assert events[2].actor == user and "progress" in events[3].message
 

@@ -8,7 +8,8 @@ import pytest
 from django.db.models import Max
 
 from accounts.tests.factories import UserFactory
-from jobs.models import Job, JobEvent, Workflow
+from jobs.models import Job, Workflow
+from jobs.tests.factories import timeline
 from jobs.workflows import chord, group, step, workflow_cancel, workflow_create
 from taskhub.testing import wait_for
 
@@ -28,7 +29,7 @@ def test_fan_out_200_and_one_fan_in_callback_that_runs_exactly_once_after_all_su
     parts = Job.objects.filter(workflow=workflow).exclude(id=callback.id)
     assert parts.count() == N and set(parts.values_list("status", flat=True)) == {"succeeded"}
     # Exactly once: one start, one success, first attempt.
-    kinds = list(JobEvent.objects.filter(job=callback).values_list("kind", flat=True))
+    kinds = [line.kind for line in timeline(callback)]
     assert kinds.count("started") == 1 and kinds.count("succeeded") == 1, kinds
     assert callback.attempts == 0
     # After all 200 succeeded (the rows' own times), and it read their 200 results.
@@ -56,7 +57,7 @@ def test_a_cancelled_workflows_running_step_stops_within_a_heartbeat_and_nothing
     time.sleep(2)  # anything wrongly sent would start now
     steps = Job.objects.filter(workflow=workflow)
     assert set(steps.exclude(id=root.id).values_list("status", flat=True)) == {"revoked"}
-    assert not JobEvent.objects.filter(job__workflow=workflow, kind="started").exclude(job_id=root.id).exists()
+    assert not [line for step in steps.exclude(id=root.id) for line in timeline(step, "started")]
     assert not steps.filter(dispatched_at__isnull=False).exclude(id=root.id).exists()
     workflow.refresh_from_db()
     assert (workflow.status, workflow.steps_cancelled) == ("cancelled", N + 1)
@@ -99,7 +100,7 @@ def test_parents_sharing_children_finishing_at_once_on_real_workers_release_each
     steps = Job.objects.filter(workflow=workflow)
     ends = sorted(steps.filter(workflow_step__startswith="p").values_list("finished_at", flat=True))
     print(f"\n8 parents finished within {(ends[-1] - ends[0]).total_seconds() * 1000:.0f} ms of each other")
-    kinds = list(JobEvent.objects.filter(job__workflow=workflow).values_list("job_id", "kind"))
+    kinds = [(step.id, line.kind) for step in steps for line in timeline(step)]
     assert {kind for _, kind in kinds} == {"created", "started", "succeeded"}, kinds  # nothing failed or re-queued
     for job in steps:
         assert [kind for job_id, kind in kinds if job_id == job.id] == ["created", "started", "succeeded"]
