@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -164,6 +166,39 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT)
 
 
+class _Listeners:
+    """``PUBSUB NUMSUB`` of the channel, asked on a connection of this process's own (one per process,
+    made again after a fork), without redis-py's client and pool around each command: their
+    per-command bookkeeping (retries, observability counters, the pool's checks) cost this question
+    several times what the round trip itself costs, and it is asked after every job write."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: tuple[int, str] | None = None  # (pid, url) of the connection
+        self._connection: redis.Connection | None = None
+
+    def count(self, url: str, name: str) -> int:
+        with self._lock:
+            if self._made != (os.getpid(), url):
+                pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT)
+                self._connection, self._made = pool.make_connection(), (os.getpid(), url)
+            connection = self._connection
+            for retry in (False, True):
+                try:
+                    connection.send_command("PUBSUB", "NUMSUB", name)
+                    [_, listeners] = connection.read_response()
+                    return listeners
+                except BaseException as exc:
+                    connection.disconnect()  # nothing half-read stays on it
+                    # A connection Redis closed (a restart, an idle timeout): once more on a new one.
+                    if retry or not isinstance(exc, redis.ConnectionError):
+                        raise
+            raise AssertionError("unreachable")
+
+
+_listeners = _Listeners()
+
+
 class _Publisher:
     paused_until = 0.0
 
@@ -172,13 +207,13 @@ class _Publisher:
         if not url or time.monotonic() < self.paused_until:
             return
         try:
-            client, name = _client(url), channel()
+            name = channel()
             # Nobody listening: no read-back, no message. Safe without a lock: our change is
             # committed before we ask, and a stream subscribes before it reads its first state,
             # so a stream that subscribes after this answer reads the change itself.
-            [(_, listeners)] = client.pubsub_numsub(name)
-            if not listeners:
+            if not _listeners.count(url, name):
                 return
+            client = _client(url)
             states = read_states(Job.objects.filter(id__in=list(job_ids)))
             pipe = client.pipeline(transaction=False)
             for state in states:
