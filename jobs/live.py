@@ -3,7 +3,8 @@
 The worker-side services call :func:`job_changed` once per committed change (every transition,
 every progress write). Once the transaction commits, the job's state is read back by primary key
 and published on Redis pub/sub when Redis is configured (``JOB_EVENTS_REDIS_URL``) and a stream
-is subscribed (with no subscriber nothing is read back or sent: one ``PUBSUB NUMSUB``). Without Redis
+is subscribed (with no subscriber nothing is read back or sent: one ``PUBSUB NUMSUB``). A worker's
+pool process asks that on a thread of its own while nobody listens (``_Background``). Without Redis
 (the embedded default) nothing is published: streams poll the rows instead. Publishing never makes
 a job write fail: a Redis outage logs a warning and pauses publishing briefly; streams re-read the
 rows periodically, so they catch up.
