@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
+from django.db import connection as database
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -272,8 +273,6 @@ class _Background:
         return True
 
     def _loop(self) -> None:
-        from django.db import connection
-
         while True:
             with self._wake:
                 self._busy = False
@@ -281,9 +280,12 @@ class _Background:
                 while not self._ids:
                     self._wake.wait()
                 job_ids, self._ids, self._busy = list(self._ids), {}, True
-            _publisher.publish(job_ids)  # never raises
-            if connection.connection is not None:  # it read the states back: the connection goes back
-                connection.close()
+            try:
+                _publisher.publish(job_ids)  # never raises
+                if database.connection is not None:  # it read the states back: the connection goes back
+                    database.close()
+            except Exception:  # the thread must outlive any error: every later publish depends on it
+                logger.exception("Live progress: the publishing thread failed; it goes on")
 
 
 _background = _Background()
