@@ -6,8 +6,8 @@ sends outside its consumer's own client (``conn_or_acquire``): two per job in a 
 ~170 response callbacks into every new client: 58 us of CPU each, a tenth of a consumer's CPU per
 job (bench/README.md, ``throughput.py``). A client holds no connection of its own (it takes one
 from the pool per command), so the channel keeps one and makes it again only with a new pool (after
-a reconnect). Selected for ``redis://`` brokers by ``CELERY_BROKER_TRANSPORT``
-(taskhub/settings/workers.py); nothing else differs from kombu's transport.
+a reconnect). Registered for the ``redis://`` scheme by taskhub/celery.py (``rediss://`` keeps kombu's); nothing
+else differs from kombu's transport.
 """
 
 from __future__ import annotations

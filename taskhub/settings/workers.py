@@ -91,9 +91,6 @@ else:
         "interval_start": 0,
         "interval_step": 0.2,
     }
-    if CELERY_BROKER_URL.startswith("redis://"):
-        # kombu's Redis transport, one Redis client per channel instead of one per command (taskhub/broker.py).
-        CELERY_BROKER_TRANSPORT = "taskhub.broker:Transport"
     if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         CELERY_BROKER_TRANSPORT_OPTIONS |= {
             # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout

@@ -14,10 +14,17 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_a_redis_broker_uses_the_transport_that_keeps_one_client_per_channel():
-    assert app.conf.broker_transport == "taskhub.broker:Transport"
     with app.connection_for_write() as connection:
         assert isinstance(connection.transport, Transport)
         assert isinstance(connection.default_channel, Channel)
+
+
+def test_another_broker_url_keeps_its_own_transport():
+    """Chosen by the URL's scheme: a RabbitMQ URL given at run time (``-b``, a test's worker) is not
+    sent through the Redis transport."""
+    with app.connection_for_write(url="amqp://guest:guest@127.0.0.1:5672//") as connection:
+        assert not isinstance(connection.transport, Transport)
+        assert type(connection.transport).__module__.startswith("kombu.transport.")
 
 
 def test_messages_delivered_and_acknowledged_build_no_client_per_command():
