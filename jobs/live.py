@@ -258,6 +258,8 @@ class _Background:
         self.thread.start()
 
     def submit(self, job_ids: Iterable) -> None:
+        if self.thread is None:
+            self.start()
         with self._wake:
             self._ids.update(dict.fromkeys(job_ids))
             self._wake.notify_all()
@@ -291,10 +293,14 @@ class _Background:
 _background = _Background()
 
 
+class _Mode:
+    background = False
+
+
 def publish_in_background() -> None:
-    """From now on this process publishes on a thread of its own (a worker's pool process, at its start)."""
-    if _background.thread is None:
-        _background.start()
+    """From now on this process publishes on a thread of its own (a worker's pool process, at its
+    start; the thread starts with the first change handed over)."""
+    _Mode.background = True
 
 
 def flush_publishing(timeout: float = 1.0) -> bool:
@@ -303,7 +309,7 @@ def flush_publishing(timeout: float = 1.0) -> bool:
 
 
 def _publish(job_ids: list) -> None:
-    if _background.thread is not None and not _publisher.listened:
+    if _Mode.background and not _publisher.listened:
         _background.submit(job_ids)
     else:
         _publisher.publish(job_ids)

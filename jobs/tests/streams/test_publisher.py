@@ -48,7 +48,7 @@ def background(monkeypatch):
     thread = _Background()
     monkeypatch.setattr(live, "_background", thread)
     monkeypatch.setattr(live._publisher, "listened", False)
-    thread.start()
+    monkeypatch.setattr(live._Mode, "background", True)
     return thread
 
 
