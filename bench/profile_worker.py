@@ -3,11 +3,15 @@
 
     .venv/bin/pip install py-spy    # a profiler, not a dependency of taskhub
     .venv/bin/python bench/profile_worker.py [-n 4000] [--seconds 12] [--live-off] [--wall]
+    .venv/bin/python bench/profile_worker.py --cprofile [-n 2000] [--live-off]   # without py-spy
 
 The worker runs as the Procfile starts it (production JOB_* defaults) on this script's own
 database and Redis db 1 (throughput.py's: do not run both at once); ``n`` jobs of
 ``long_running_task(seconds=0)`` are queued, then py-spy records the pool processes for
 ``seconds`` (only samples holding the GIL, i.e. Python running on a CPU, unless ``--wall``).
+With ``--cprofile`` (no py-spy needed) the worker runs under cProfile instead (``bench.cprofile_app``:
+every pool process, and the main process, the consumer), for the whole run of ``n`` jobs; the
+functions are printed by cumulative time per process group, with the calls per job.
 Printed: the functions with the largest share of samples, inclusive and self. Not part of
 ``make bench``.
 """
@@ -62,8 +66,11 @@ def main() -> int:
         parser.add_argument("--live-off", action="store_true", help="JOB_EVENTS_REDIS_URL=none")
         parser.add_argument("--wall", action="store_true", help="sample waiting threads too (wall clock)")
         parser.add_argument("--top", type=int, default=60)
+        parser.add_argument("--cprofile", action="store_true", help="cProfile instead of py-spy")
 
     args = common.parse_args(__doc__, options)
+    if args.cprofile:
+        return profile_with_cprofile(args)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
@@ -106,6 +113,47 @@ def main() -> int:
             worker.close()
     print(f"# {rate:.0f} jobs/s while sampled (py-spy slows the processes down); pool processes {pool}")
     summarize(sorted(out.glob("*.txt")), args.top)
+    shutil.rmtree(out, ignore_errors=True)
+    return 0
+
+
+def profile_with_cprofile(args) -> int:
+    import pstats
+
+    out = Path(tempfile.mkdtemp(prefix="taskhub-cprofile-"))
+    env = {"WORKER_CONCURRENCY": "2", "JOB_HEARTBEAT_INTERVAL": "5", "JOB_PROGRESS_MIN_INTERVAL": "0.5"}
+    env |= {"CPROFILE_DIR": str(out), "JOB_EVENTS_REDIS_URL": "none" if args.live_off else None}
+    command = common.procfile_command("worker").replace("exec celery -A taskhub", "exec celery -A bench.cprofile_app")
+    with common.bench_environment(ENV):
+        from jobs.models import Job, JobStatus
+        from jobs.services.creation import job_create_bulk
+
+        owner = common.make_user("bench-profile")
+        worker = common.Process(command, env=env, label="worker")
+        worker.start(ready=lambda output: " ready." in output)
+        try:
+            for first in range(0, args.n, 500):
+                job_create_bulk(owner=owner, items=[JOB] * min(500, args.n - first))
+            deadline = time.monotonic() + 600
+            while Job.objects.filter(status=JobStatus.SUCCEEDED).count() < args.n and time.monotonic() < deadline:
+                time.sleep(0.2)
+            done = Job.objects.filter(status=JobStatus.SUCCEEDED).count()
+        finally:
+            worker.stop()
+            worker.close()
+    print(f"# {done} of {args.n} jobs succeeded under cProfile; figures per job (CPU ms, calls)")
+    for label, pattern in (("pool processes", "pool-*.prof"), ("main process (consumer)", "main.prof")):
+        files = sorted(str(file) for file in out.glob(pattern))
+        if not files:
+            print(f"\n{label}: no profile written")
+            continue
+        stats = pstats.Stats(*files)
+        rows = sorted(stats.stats.items(), key=lambda item: item[1][3], reverse=True)[: args.top]
+        print(f"\n{label} ({len(files)} file(s)): CPU ms per job: inclusive, own; calls per job")
+        for (file, line, name), (_, calls, own, cumulative, _) in rows:
+            where = SITE.sub(" (", f" ({file}") if "site-packages" in file else f" ({Path(file).name}:{line}"
+            per_job = (1000 * cumulative / max(done, 1), 1000 * own / max(done, 1), calls / max(done, 1))
+            print("  {:7.3f} {:7.3f} {:7.2f}  ".format(*per_job) + f"{name}{where[:90]})")
     shutil.rmtree(out, ignore_errors=True)
     return 0
 

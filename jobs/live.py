@@ -3,7 +3,8 @@
 The worker-side services call :func:`job_changed` once per committed change (every transition,
 every progress write). Once the transaction commits, the job's state is read back by primary key
 and published on Redis pub/sub when Redis is configured (``JOB_EVENTS_REDIS_URL``) and a stream
-is subscribed (with no subscriber nothing is read back or sent: one ``PUBSUB NUMSUB``). Without Redis
+is subscribed (with no subscriber nothing is read back or sent: one ``PUBSUB NUMSUB``). A worker's
+pool process asks that on a thread of its own while nobody listens (``_Background``). Without Redis
 (the embedded default) nothing is published: streams poll the rows instead. Publishing never makes
 a job write fail: a Redis outage logs a warning and pauses publishing briefly; streams re-read the
 rows periodically, so they catch up.
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -31,6 +34,7 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
+from django.db import connection as database
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -164,21 +168,56 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT)
 
 
+class _Listeners:
+    """``PUBSUB NUMSUB`` of the channel, asked on a connection of this process's own (one per process,
+    made again after a fork), without redis-py's client and pool around each command: their
+    per-command bookkeeping (retries, observability counters, the pool's checks) cost this question
+    several times what the round trip itself costs, and it is asked after every job write."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: tuple[int, str] | None = None  # (pid, url) of the connection
+        self._connection: redis.Connection | None = None
+
+    def count(self, url: str, name: str) -> int:
+        with self._lock:
+            if self._made != (os.getpid(), url):
+                pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT)
+                self._connection, self._made = pool.make_connection(), (os.getpid(), url)
+            connection = self._connection
+            for retry in (False, True):
+                try:
+                    connection.send_command("PUBSUB", "NUMSUB", name)
+                    [_, listeners] = connection.read_response()
+                    return listeners
+                except BaseException as exc:
+                    connection.disconnect()  # nothing half-read stays on it
+                    # A connection Redis closed (a restart, an idle timeout): once more on a new one.
+                    if retry or not isinstance(exc, redis.ConnectionError):
+                        raise
+            raise AssertionError("unreachable")
+
+
+_listeners = _Listeners()
+
+
 class _Publisher:
     paused_until = 0.0
+    listened = False  # what the last PUBSUB NUMSUB answered (a pool process publishes on its job's thread then)
 
     def publish(self, job_ids: Iterable) -> None:
         url = settings.JOB_EVENTS_REDIS_URL
         if not url or time.monotonic() < self.paused_until:
             return
         try:
-            client, name = _client(url), channel()
+            name = channel()
             # Nobody listening: no read-back, no message. Safe without a lock: our change is
             # committed before we ask, and a stream subscribes before it reads its first state,
             # so a stream that subscribes after this answer reads the change itself.
-            [(_, listeners)] = client.pubsub_numsub(name)
-            if not listeners:
+            self.listened = bool(_listeners.count(url, name))
+            if not self.listened:
                 return
+            client = _client(url)
             states = read_states(Job.objects.filter(id__in=list(job_ids)))
             pipe = client.pipeline(transaction=False)
             for state in states:
@@ -197,17 +236,97 @@ class _Publisher:
 _publisher = _Publisher()
 
 
+class _Background:
+    """A worker pool process's publishing thread (``publish_in_background``), while nobody listens:
+    the job's thread hands the ids of its committed changes over and goes on, instead of waiting for
+    the ``NUMSUB`` round trip after each write (two per job: on a loaded machine each blocking round
+    trip to another process costs milliseconds of waiting, bench/README.md). The changes that arrive
+    while it is busy are asked about together: one ``NUMSUB`` for all of them. Once an answer finds a
+    listener, the job's thread publishes itself again, each change read back right after its commit
+    (a stream sees every state then), until an answer finds none; only the changes handed over before
+    are read back late (a stream sees their jobs' latest state, as after any read-back that finds the
+    row moved on). Lost when the process dies; streams re-read the rows (``JOB_STREAM_KEEPALIVE``)."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition(threading.Lock())
+        self._ids: dict = {}  # job ids in order, without duplicates
+        self._busy = False
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._loop, name="job-live-publish", daemon=True)
+        self.thread.start()
+
+    def submit(self, job_ids: Iterable) -> None:
+        if self.thread is None:
+            self.start()
+        with self._wake:
+            self._ids.update(dict.fromkeys(job_ids))
+            self._wake.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until what was handed over is published. Whether it is."""
+        deadline = time.monotonic() + timeout
+        with self._wake:
+            while self._ids or self._busy:
+                if (left := deadline - time.monotonic()) <= 0:
+                    return False
+                self._wake.wait(left)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                self._busy = False
+                self._wake.notify_all()  # a flush waiting
+                while not self._ids:
+                    self._wake.wait()
+                job_ids, self._ids, self._busy = list(self._ids), {}, True
+            try:
+                _publisher.publish(job_ids)  # never raises
+                if database.connection is not None:  # it read the states back: the connection goes back
+                    database.close()
+            except Exception:  # the thread must outlive any error: every later publish depends on it
+                logger.exception("Live progress: the publishing thread failed; it goes on")
+
+
+_background = _Background()
+
+
+class _Mode:
+    background = False
+
+
+def publish_in_background() -> None:
+    """From now on this process publishes on a thread of its own (a worker's pool process, at its
+    start; the thread starts with the first change handed over)."""
+    _Mode.background = True
+
+
+def flush_publishing(timeout: float = 1.0) -> bool:
+    """Before a pool process ends: publish what it handed over (at most ``timeout`` seconds)."""
+    return _background.thread is None or _background.flush(timeout)
+
+
+def _publish(job_ids: list) -> None:
+    if _Mode.background and not _publisher.listened:
+        _background.submit(job_ids)
+    else:
+        _publisher.publish(job_ids)
+
+
 def job_changed(job_id) -> None:
-    """Publish the job's state once the current transaction commits (at once outside a transaction).
+    """Publish the job's state once the current transaction commits (at once outside a transaction;
+    handed to the publishing thread in a worker's pool process).
 
     Does nothing without Redis (streams poll then). Never raises.
     """
     if settings.JOB_EVENTS_REDIS_URL:
-        transaction.on_commit(lambda: _publisher.publish([job_id]), robust=True)
+        transaction.on_commit(lambda: _publish([job_id]), robust=True)
 
 
 def jobs_changed(job_ids: Iterable) -> None:
     """:func:`job_changed` for many jobs at once (a bulk create): one read and one Redis round trip."""
     if settings.JOB_EVENTS_REDIS_URL:
         job_ids = list(job_ids)
-        transaction.on_commit(lambda: _publisher.publish(job_ids), robust=True)
+        transaction.on_commit(lambda: _publish(job_ids), robust=True)

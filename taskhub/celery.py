@@ -7,10 +7,16 @@ from celery import Celery, signals
 from django.conf import settings
 from django.db import close_old_connections, connections
 from kombu import Exchange, Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 from taskhub.runtime import freeze_loaded_objects
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskhub.settings")
+
+# redis:// URLs (the broker's, in every process) go through kombu's Redis transport with one Redis client
+# per channel instead of one per command (taskhub/broker.py). By the URL's scheme, not the
+# broker_transport setting: that one would apply to any broker URL, an amqp:// given with -b too.
+TRANSPORT_ALIASES["redis"] = "taskhub.broker:Transport"
 
 app = Celery("taskhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
