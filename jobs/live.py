@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
-from django.db import connection as database
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -203,7 +202,6 @@ _listeners = _Listeners()
 
 class _Publisher:
     paused_until = 0.0
-    listened = False  # what the last PUBSUB NUMSUB answered (a pool process publishes on its job's thread then)
 
     def publish(self, job_ids: Iterable) -> None:
         url = settings.JOB_EVENTS_REDIS_URL
@@ -214,8 +212,7 @@ class _Publisher:
             # Nobody listening: no read-back, no message. Safe without a lock: our change is
             # committed before we ask, and a stream subscribes before it reads its first state,
             # so a stream that subscribes after this answer reads the change itself.
-            self.listened = bool(_listeners.count(url, name))
-            if not self.listened:
+            if not _listeners.count(url, name):
                 return
             client = _client(url)
             states = read_states(Job.objects.filter(id__in=list(job_ids)))
@@ -236,97 +233,17 @@ class _Publisher:
 _publisher = _Publisher()
 
 
-class _Background:
-    """A worker pool process's publishing thread (``publish_in_background``), while nobody listens:
-    the job's thread hands the ids of its committed changes over and goes on, instead of waiting for
-    the ``NUMSUB`` round trip after each write (two per job: on a loaded machine each blocking round
-    trip to another process costs milliseconds of waiting, bench/README.md). The changes that arrive
-    while it is busy are asked about together: one ``NUMSUB`` for all of them. Once an answer finds a
-    listener, the job's thread publishes itself again, each change read back right after its commit
-    (a stream sees every state then), until an answer finds none; only the changes handed over before
-    are read back late (a stream sees their jobs' latest state, as after any read-back that finds the
-    row moved on). Lost when the process dies; streams re-read the rows (``JOB_STREAM_KEEPALIVE``)."""
-
-    def __init__(self) -> None:
-        self._wake = threading.Condition(threading.Lock())
-        self._ids: dict = {}  # job ids in order, without duplicates
-        self._busy = False
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._loop, name="job-live-publish", daemon=True)
-        self.thread.start()
-
-    def submit(self, job_ids: Iterable) -> None:
-        if self.thread is None:
-            self.start()
-        with self._wake:
-            self._ids.update(dict.fromkeys(job_ids))
-            self._wake.notify_all()
-
-    def flush(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` seconds) until what was handed over is published. Whether it is."""
-        deadline = time.monotonic() + timeout
-        with self._wake:
-            while self._ids or self._busy:
-                if (left := deadline - time.monotonic()) <= 0:
-                    return False
-                self._wake.wait(left)
-        return True
-
-    def _loop(self) -> None:
-        while True:
-            with self._wake:
-                self._busy = False
-                self._wake.notify_all()  # a flush waiting
-                while not self._ids:
-                    self._wake.wait()
-                job_ids, self._ids, self._busy = list(self._ids), {}, True
-            try:
-                _publisher.publish(job_ids)  # never raises
-                if database.connection is not None:  # it read the states back: the connection goes back
-                    database.close()
-            except Exception:  # the thread must outlive any error: every later publish depends on it
-                logger.exception("Live progress: the publishing thread failed; it goes on")
-
-
-_background = _Background()
-
-
-class _Mode:
-    background = False
-
-
-def publish_in_background() -> None:
-    """From now on this process publishes on a thread of its own (a worker's pool process, at its
-    start; the thread starts with the first change handed over)."""
-    _Mode.background = True
-
-
-def flush_publishing(timeout: float = 1.0) -> bool:
-    """Before a pool process ends: publish what it handed over (at most ``timeout`` seconds)."""
-    return _background.thread is None or _background.flush(timeout)
-
-
-def _publish(job_ids: list) -> None:
-    if _Mode.background and not _publisher.listened:
-        _background.submit(job_ids)
-    else:
-        _publisher.publish(job_ids)
-
-
 def job_changed(job_id) -> None:
-    """Publish the job's state once the current transaction commits (at once outside a transaction;
-    handed to the publishing thread in a worker's pool process).
+    """Publish the job's state once the current transaction commits (at once outside a transaction).
 
     Does nothing without Redis (streams poll then). Never raises.
     """
     if settings.JOB_EVENTS_REDIS_URL:
-        transaction.on_commit(lambda: _publish([job_id]), robust=True)
+        transaction.on_commit(lambda: _publisher.publish([job_id]), robust=True)
 
 
 def jobs_changed(job_ids: Iterable) -> None:
     """:func:`job_changed` for many jobs at once (a bulk create): one read and one Redis round trip."""
     if settings.JOB_EVENTS_REDIS_URL:
         job_ids = list(job_ids)
-        transaction.on_commit(lambda: _publish(job_ids), robust=True)
+        transaction.on_commit(lambda: _publisher.publish(job_ids), robust=True)

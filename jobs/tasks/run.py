@@ -19,7 +19,6 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from taskhub.errors import Conflict, NotFound
 
-from ..live import flush_publishing
 from ..services.execution import (
     RunState,
     job_clean_progress_meta,
@@ -78,7 +77,6 @@ def _terminate_self() -> None:
     if not current_process().name.startswith("ForkPoolWorker"):
         logger.error("Cannot terminate the task: not in a prefork pool process (%s).", current_process().name)
         return
-    flush_publishing(timeout=1.0)  # the revoked state, handed to the publishing thread
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -1,5 +1,4 @@
-"""Failures before a job's task body runs, caught where Celery reports them; and live publishing
-on a thread of its own in each prefork pool process.
+"""Failures before a job's task body runs, caught where Celery reports them.
 
 ``JobTask.__call__`` starts a job; anything that goes wrong before it is reached (Celery binding
 arguments the function cannot take, a task name this worker does not know) would leave the row
@@ -8,26 +7,12 @@ pending forever. These handlers fail it with the reason instead.
 
 import logging
 
-from celery.signals import task_failure, task_unknown, worker_process_init, worker_process_shutdown
+from celery.signals import task_failure, task_unknown
 
-from ..live import flush_publishing, publish_in_background
 from ..services.execution import job_fail_unstarted
 from .base import JobTask
 
 logger = logging.getLogger(__name__)
-
-
-@worker_process_init.connect
-def publish_off_the_job_thread(**extra) -> None:
-    """A prefork pool process starts: a job's writes hand their live publish to a thread of its own
-    (``jobs.live._Background``) instead of waiting for Redis after each write."""
-    publish_in_background()
-
-
-@worker_process_shutdown.connect
-def publish_what_is_left(**extra) -> None:
-    if not flush_publishing(timeout=1.0):
-        logger.warning("Live progress: changes not published before the process ended; streams re-read the rows.")
 
 
 @task_failure.connect

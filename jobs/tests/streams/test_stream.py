@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework_simplejwt.tokens import AccessToken
 
 from conftest import assert_error
-from jobs.live import JobState, _publisher, channel
+from jobs.live import JobState, _listeners, _publisher, channel
 from jobs.models import JobStatus
 from jobs.services.creation import job_create, job_create_bulk
 from jobs.services.execution import job_succeed, job_update_progress
@@ -361,6 +361,22 @@ def test_with_no_stream_listening_nothing_is_read_back_or_sent(user, settings):
         _publisher.publish([job.id])
     assert len(queries) == 0
     client.close()
+
+
+def test_a_listener_count_connection_redis_closed_is_replaced_at_the_next_write(user, settings, subscriber, caplog):
+    """The publisher asks PUBSUB NUMSUB on a connection of its own (not redis-py's client): one that
+    Redis closed (a restart, an idle timeout) is replaced at once, the change published, no warning."""
+    job = JobFactory(owner=user, running=True)
+    job_update_progress(job_id=job.id, attempts=0, progress=10)
+    assert [state.progress for state in subscriber()] == [10]
+    host, port = _listeners._connection._sock.getsockname()[:2]
+    client = redis.Redis.from_url(settings.JOB_EVENTS_REDIS_URL)
+    assert client.client_kill_filter(_type=None, addr=f"{host}:{port}") == 1
+    client.close()
+    with caplog.at_level(logging.WARNING, logger="jobs.live"):
+        job_update_progress(job_id=job.id, attempts=0, progress=20)
+    assert [state.progress for state in subscriber()] == [20]
+    assert not [record for record in caplog.records if "could not publish" in record.getMessage()]
 
 
 def test_a_redis_outage_never_fails_a_job_write(user, settings, caplog):
