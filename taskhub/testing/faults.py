@@ -110,17 +110,26 @@ class Stack:
             process.kill()
 
 
+# A create answers within the broker's socket timeout (5 s: a send to a broker that went silent gives up
+# then, taskhub/settings/workers.py) plus slack for a loaded machine, as the many-hosts bed's
+# BROKER_ANSWER: what it must never do is wait on the broker for good (kombu's retries, TCP's minutes).
+# CI starts the fault suite beside three other runs: a create at that moment took over 5 s with the
+# broker up.
+CREATE_ANSWERS_WITHIN = 5.0 + 5.0
+
+
 def create(api: APIClient, count: int = 1, *, seconds: int = 5, max_retries: int = 1, **body) -> list[str]:
     ids = []
-    for _ in range(count):
+    for number in range(count):
         started = time.monotonic()
         response = api.post(
             "/api/v1/jobs/",
             {"celery_task_name": "long_running_task", "args": [seconds], "max_retries": max_retries, **body},
             format="json",
         )
+        took = time.monotonic() - started
         assert response.status_code == 201, response.content
-        assert time.monotonic() - started < 5, "a create must answer at once, broker or not"
+        assert took < CREATE_ANSWERS_WITHIN, f"create {number + 1} of {count} took {took:.1f} s, broker or not"
         ids.append(response.json()["id"])
     return ids
 
