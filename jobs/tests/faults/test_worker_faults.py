@@ -56,8 +56,7 @@ def test_broker_down_at_create_then_sent_by_the_sweeper(
     assert Job.objects.get(id=job_id).dispatched_at is not None
     make_worker(broker_url=private_redis.url)
     assert wait_status(job_id).status == JobStatus.SUCCEEDED
-    events = list(JobEvent.objects.filter(job_id=job_id).values_list("kind", flat=True).order_by("at", "id"))
-    assert events == ["created", "dispatched", "started", "succeeded"]
+    assert [line.kind for line in timeline(job_id)] == ["created", "dispatched", "started", "succeeded"]
 
 
 def test_broker_restart_loses_nothing(private_redis, use_broker, make_worker, user_client, fast_sweep):
@@ -238,7 +237,7 @@ def test_a_worker_whose_clock_is_off_stamps_its_runs_with_the_databases_clock(ma
             job.started_at,
             job.finished_at,
         )
-        lines = dict(JobEvent.objects.filter(job_id=job.id).values_list("kind", "at"))
+        lines = {line.kind: line.at for line in timeline(job)}
         assert abs(lines["started"] - job.started_at) < timedelta(seconds=1), (lines, job.started_at)
         if status == JobStatus.SUCCEEDED:
             assert timedelta(seconds=1) <= job.finished_at - job.started_at  # a 1 s job
