@@ -108,7 +108,7 @@ def _publish(jobs: list[Job], *, now, creator_lock: int | None = None, queue: st
     message that did arrive meanwhile is a duplicate that the start's fencing drops."""
     if not jobs:
         return []
-    published = []
+    confirms = None
     try:
         with current_app.producer_or_acquire() as pooled:
             confirms = Confirms(pooled)
@@ -137,7 +137,6 @@ def _publish(jobs: list[Job], *, now, creator_lock: int | None = None, queue: st
                     except Exception as exc:  # noqa: BLE001 - any publish failure: leave it to the sweeper
                         logger.warning("Broker unreachable, job %s stays unsent for the sweeper: %s", job.id, exc)
                         break
-                    published.append(job.id)
                     confirms.published(job.id)
             sent, answered = confirms.wait(settings.BROKER_CONFIRM_TIMEOUT)
             if not answered:
@@ -145,13 +144,14 @@ def _publish(jobs: list[Job], *, now, creator_lock: int | None = None, queue: st
                 # a next send on it would take for its own. The next send opens a new connection.
                 logger.warning(
                     "Broker did not confirm %d of %d messages within %g s: their jobs stay unsent for the sweeper.",
-                    len(published) - len(sent),
-                    len(published),
+                    len(confirms.ids) - len(sent),
+                    len(confirms.ids),
                     settings.BROKER_CONFIRM_TIMEOUT,
                 )
                 pooled.connection.collect()
     except Exception as exc:  # noqa: BLE001 - the batch's round trip (or the producer) failed
-        logger.warning("Broker unreachable, %d jobs stay unsent for the sweeper: %s", len(published), exc)
+        written = len(confirms.ids) if confirms else 0
+        logger.warning("Broker unreachable, %d jobs stay unsent for the sweeper: %s", written, exc)
         return []
     return sent
 
