@@ -24,7 +24,7 @@ from accounts.models import User
 from ..models import PRIORITY_QUEUES, TERMINAL_STATUSES, Job, JobEvent, JobEventKind, JobStatus
 from ..timeline import reproduces
 from . import _sql, _sql_bulk
-from ._state_effects import after_change, event, materialize
+from ._state_effects import after_change, event, materialize, materializes
 from .dispatch import job_dispatch, job_dispatch_in_transaction, sendable
 
 PENDING = JobStatus.PENDING
@@ -168,7 +168,7 @@ def deduplicate(
     ``send``: its start moved, send its message again after commit (the old one comes too early).
     ``count``: the duplicates written at once (a bulk request's of this holder)."""
     with transaction.atomic():
-        if "priority" in changes or "queue" in changes:
+        if materializes(changes):
             materialize(Job.objects.filter(id=job_id, status=status))  # its created line says the old ones
         done = Job.objects.filter(id=job_id, status=status).update(duplicates=F("duplicates") + count, **changes)
         if not done:
@@ -212,7 +212,7 @@ def deduplicate_many(holders: list[Deduplication], *, actor: User | None) -> Non
                 count=holder.count,
             )
         return
-    if moved := [holder.job_id for holder in holders if "priority" in holder.changes or "queue" in holder.changes]:
+    if moved := [holder.job_id for holder in holders if materializes(holder.changes)]:
         materialize(Job.objects.filter(id__in=moved))  # their created lines say the old ones
     lines = [event(holder.job_id, JobEventKind.DEDUPLICATED, actor=actor, message=holder.message) for holder in holders]
     done = _sql_bulk.deduplicate_many([holder[:4] for holder in holders], lines)
