@@ -76,7 +76,12 @@ class _Feed:
     async def open(self) -> None:
         self.hub = current_hub()
         self.hub.hold()
-        self.subscription = await self.hub.subscribe(self.job_id)
+        try:
+            self.subscription = await self.hub.subscribe(self.job_id)
+        except BaseException:  # cancelled while subscribing (its client left): the hold goes too
+            hub, self.hub = self.hub, None
+            await hub.drop()
+            raise
 
     async def close(self) -> None:
         hub, self.hub = self.hub, None

@@ -81,11 +81,13 @@ class Slot:
 
     def __del__(self) -> None:
         # A response dropped before its first chunk never runs its generator (so never ``release``):
-        # the process's count goes down here; a Redis entry expires by itself.
-        if not self.released and not self.in_redis:
+        # its hold on the hub and the process's count go down here; a Redis entry expires by itself.
+        # (Nothing can be awaited here: the hub's connections close at the next stream's end.)
+        if not self.released:
             self.released = True
             self.hub.holders -= 1
-            _local_release(self.user_id)
+            if not self.in_redis:
+                _local_release(self.user_id)
 
     async def release(self) -> None:
         if self.released:

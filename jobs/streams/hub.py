@@ -96,7 +96,11 @@ class Hub:
         up (a change published after it reaches the stream)."""
         subscription = Subscription(job_id)
         self.subscriptions.add(subscription)
-        await self.ensure_subscribed()
+        try:
+            await self.ensure_subscribed()
+        except BaseException:  # cancelled (its client left): nothing is kept for it
+            self.subscriptions.discard(subscription)
+            raise
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -114,6 +118,9 @@ class Hub:
             except (redis.RedisError, OSError) as exc:
                 await self._lost(pubsub, exc)
                 return
+            except BaseException:  # cancelled half-way: its connection goes back closed
+                await _to_the_end(_quietly(pubsub.aclose()))
+                raise
             self.pubsub = pubsub
             self.reader = asyncio.get_running_loop().create_task(self._read(pubsub))
 
@@ -141,15 +148,41 @@ class Hub:
             subscription.wake.set()  # their feeds switch to polling now
 
     async def _close(self) -> None:
+        """Close the subscription and the connections. The last stream's clean-up does this from a task
+        that is often cancelled already (its client left) and may be cancelled again (the server's
+        shutdown cancels what outlives its graceful timeout): the closing runs to its end regardless.
+        Cut half-way, the connections would be dropped open, and closed by the garbage collector at
+        some later moment (ResourceWarning), the subscription left on the channel until then."""
         reader, pubsub, client = self.reader, self.pubsub, self.client
         self.reader = self.pubsub = self.client = None
-        if reader is not None:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-        if pubsub is not None:
-            await _quietly(pubsub.aclose())
-        if client is not None:
-            await _quietly(client.aclose(close_connection_pool=True))
+        await _to_the_end(_close_all(reader, pubsub, client))
+
+
+async def _close_all(
+    reader: asyncio.Task | None, pubsub: aioredis.client.PubSub | None, client: aioredis.Redis | None
+) -> None:
+    if reader is not None:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+    if pubsub is not None:
+        await _quietly(pubsub.aclose())
+    if client is not None:
+        await _quietly(client.aclose(close_connection_pool=True))
+
+
+async def _to_the_end(work) -> None:
+    """Await ``work`` (a coroutine) to its end even if the awaiting task is cancelled meanwhile; the
+    cancel is raised after it."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled or task.cancelled():
+        raise asyncio.CancelledError
+    task.result()
 
 
 async def _quietly(closing) -> None:

@@ -69,8 +69,12 @@ class AsgiLiveServer:
             # those connections' sockets open: both end here, while the streams' hub is still there for
             # their clean-up. Left to the loop's end, they would be closed by the garbage collector
             # later (ResourceWarning), in whatever test runs then.
+            # Those tasks were cancelled once already (their clients left, or uvicorn's timeout): they
+            # get a few seconds to finish their clean-up before a second cancel.
             current = asyncio.current_task()
             rest = [task for task in asyncio.all_tasks() if task is not current]
+            if rest:
+                await asyncio.wait(rest, timeout=5)
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
