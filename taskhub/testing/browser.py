@@ -11,6 +11,7 @@ process, so that it uses the test database and settings as ``live_server`` does.
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,9 @@ class AsgiLiveServer:
         end_streams(self.loop)
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        # Whatever the server's loop left open is collected now, so a ResourceWarning names the test
+        # that left it (pytest reports unraisable warnings in the phase they happen in), not a later one.
+        gc.collect()
 
 
 def in_thread(function, *args, **kwargs):
