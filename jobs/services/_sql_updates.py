@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
@@ -83,10 +84,16 @@ def update_many_with_event(query: QuerySet[Job], changes: dict[str, Any], line: 
     The rows are locked in the order of their ids first (``locked``), as a step's success locks its
     children (``_sql._WORKFLOW_RELEASE``): an UPDATE of many rows locks them in whatever order its
     plan reads them, and two such changes over shared rows (a failure's cancel of its dependents and
-    a sibling's release of the same children, or a workflow's cancel) deadlocked."""
-    locking, lock_params = query.order_by("pk").values("pk").query.sql_with_params()
-    ordered = query.filter(pk__in=RawSQL(f"SELECT {_LOCKED_KEY} FROM locked", ()))
-    connection, sql, params = _with_event(ordered, changes, [], line, answer_ids=True)
+    a sibling's release of the same children, or a workflow's cancel) deadlocked.
+
+    A query that matches nothing by its very terms (``id__in=[]``: a failed step with no step below
+    it) is no statement at all: Django refuses to compile it (``EmptyResultSet``)."""
+    try:
+        locking, lock_params = query.order_by("pk").values("pk").query.sql_with_params()
+        ordered = query.filter(pk__in=RawSQL(f"SELECT {_LOCKED_KEY} FROM locked", ()))
+        connection, sql, params = _with_event(ordered, changes, [], line, answer_ids=True)
+    except EmptyResultSet:
+        return []
     sql = f"WITH locked AS ({locking} FOR NO KEY UPDATE OF {_JOB_TABLE}), {sql.removeprefix('WITH ')}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [*lock_params, *params])
