@@ -5,7 +5,8 @@ actions, through ``jobs.workflows.services`` (as the API's).
 The page is live: ``jobs/admin/workflow_live.js`` asks the ``<id>/live/`` view (JSON: the DAG's SVG,
 the status, progress and counts as the page shows them) every ``POLL_MILLISECONDS`` while the workflow
 can still change by itself (``active``: not finished, or a step running or released), and puts them in
-place without a reload, so the steps' colours follow them as they run and finish."""
+place without a reload, so the steps' colours follow them as they run and finish. Once it cannot, it asks
+every ``IDLE_POLL_MILLISECONDS`` only: a retry made elsewhere (the API, another tab) still shows."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from ..workflows.services import workflow_cancel, workflow_retry
 # The DAG is drawn up to this many steps (a larger one is listed, not drawn).
 DRAW_MAX_STEPS = 300
 POLL_MILLISECONDS = 2000
+IDLE_POLL_MILLISECONDS = 15_000  # a finished workflow changes only when someone retries it
 LIVE_FIELDS = ("status", "progress_percent", "counts", "finished_at")
 FINISHED = ("succeeded", "failed", "cancelled")
 COLOURS = {
@@ -166,9 +168,10 @@ class WorkflowAdmin(admin.ModelAdmin):
             steps = selectors.workflow_steps(workflow_id=workflow.id)
             drawn = mark_safe(dag_svg(steps))  # dag_svg escapes every step id it writes
         return format_html(
-            '<div data-workflow-dag data-live-url="{}" data-interval="{}" data-active="{}">{}</div>',
+            '<div data-workflow-dag data-live-url="{}" data-interval="{}" data-idle-interval="{}" data-active="{}">{}</div>',
             reverse("admin:jobs_workflow_live", args=[workflow.id]),
             POLL_MILLISECONDS,
+            IDLE_POLL_MILLISECONDS,
             "true" if _active(workflow, steps) else "false",
             drawn,
         )

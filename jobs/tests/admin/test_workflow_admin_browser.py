@@ -10,8 +10,9 @@ from django.conf import settings
 
 from accounts.tests.factories import UserFactory
 from jobs.models import Job
-from jobs.services.execution import job_start, job_succeed
-from jobs.workflows import workflow_create
+from jobs.admin.workflows import IDLE_POLL_MILLISECONDS
+from jobs.services.execution import job_fail, job_start, job_succeed
+from jobs.workflows import workflow_create, workflow_retry
 from taskhub.testing.browser import in_thread, log_in, open_page
 
 pytestmark = pytest.mark.browser
@@ -89,5 +90,32 @@ def test_the_dag_changes_colour_as_steps_finish_without_a_reload(asgi_live_serve
     assert len(polls) == asked, polls[asked:]
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
+    errors.check()
+    page.close()
+
+
+def test_a_finished_workflows_page_still_shows_a_retry_made_elsewhere(asgi_live_server, browser):
+    """Finished, the page asks only every IDLE_POLL_MILLISECONDS: a retry from the API or another tab
+    still reaches it without a reload (it stopped asking altogether before)."""
+
+    def set_up():
+        owner = UserFactory(username="boss", is_staff=True, is_superuser=True)
+        workflow = workflow_create(owner=owner, name="nightly", steps=STEPS[:1])
+        job = Job.objects.get(workflow=workflow)
+        started = job_start(job_id=job.id, worker="w:1")
+        job_fail(job_id=job.id, attempts=started.attempts, error="boom", auto_retry=False)
+        return owner, workflow.id
+
+    owner, workflow_id = in_thread(set_up)
+    page, errors = open_page(browser)
+    log_in(page, asgi_live_server, "boss", next_url=f"/admin/jobs/workflow/{workflow_id}/change/")
+    page.wait_for_function(FIELD_IS, arg=["status", "Failed"])
+    assert page.eval_on_selector("[data-workflow-dag]", "root => root.dataset.active") == "false"
+    page.evaluate("window.notReloaded = true")
+
+    in_thread(lambda: workflow_retry(user=owner, workflow_id=workflow_id))
+    page.wait_for_function(FIELD_IS, arg=["status", "Pending"], timeout=IDLE_POLL_MILLISECONDS + 5_000)
+    page.wait_for_function(STEP_IS, arg=["fetch", "pending"])
+    assert page.evaluate("window.notReloaded") is True
     errors.check()
     page.close()

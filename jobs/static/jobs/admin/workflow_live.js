@@ -2,14 +2,14 @@
  * A workflow's admin page: keep its DAG and figures current without a reload.
  *
  * [data-workflow-dag] holds the DAG (inline SVG drawn by the server, each step's box coloured by its
- * status) and carries the live view's URL (data-live-url), the poll interval in ms (data-interval) and
- * whether the workflow can still change by itself (data-active). While it can, the live view is asked
- * every interval; its answer ({status, progress, fields: {name: text}, dag: svg or null, active}) replaces
+ * status) and carries the live view's URL (data-live-url), the poll intervals in ms (data-interval while
+ * the workflow can still change by itself, data-active; data-idle-interval once it cannot: finished, it
+ * changes only when someone retries it, from the API or another tab). The live view is asked at them; its answer ({status, progress, fields: {name: text}, dag: svg or null, active}) replaces
  * the SVG (rendered and escaped by the server, jobs/admin/workflows.py) and the read-only fields' text
  * (status, progress, steps, finished at) in place.
  *
- * Polling stops once the workflow is finished and none of its steps runs or is released, and on a 4xx
- * answer (logged out, no permission); it pauses while the tab is hidden. Scripts come from this server
+ * Polling slows down once the workflow is finished and none of its steps runs or is released; it stops
+ * on a 4xx answer (logged out, no permission) and pauses while the tab is hidden. Scripts come from this server
  * only (the Content-Security-Policy): no inline script.
  */
 "use strict";
@@ -18,6 +18,11 @@ document.addEventListener("DOMContentLoaded", () => {
     const root = document.querySelector("[data-workflow-dag]");
     if (!root || !root.dataset.liveUrl) return;
     const interval = Number(root.dataset.interval) || 2000;
+    const idleInterval = Number(root.dataset.idleInterval) || 15000;
+
+    function next() {
+        window.setTimeout(poll, root.dataset.active === "true" ? interval : idleInterval);
+    }
 
     // The value box of a read-only field on the admin's change form (as jobs/admin/job_live.js finds it).
     function fieldValue(name) {
@@ -59,12 +64,8 @@ document.addEventListener("DOMContentLoaded", () => {
         } catch (error) {
             // The server is restarting or the network dropped: the next tick tries again.
         }
-        if (root.dataset.active === "true") {
-            window.setTimeout(poll, interval);
-        }
+        next();
     }
 
-    if (root.dataset.active === "true") {
-        window.setTimeout(poll, interval);
-    }
+    next();
 });
