@@ -168,7 +168,8 @@ class WorkflowAdmin(admin.ModelAdmin):
             steps = selectors.workflow_steps(workflow_id=workflow.id)
             drawn = mark_safe(dag_svg(steps))  # dag_svg escapes every step id it writes
         return format_html(
-            '<div data-workflow-dag data-live-url="{}" data-interval="{}" data-idle-interval="{}" data-active="{}">{}</div>',
+            '<div data-workflow-dag data-live-url="{}" data-interval="{}" data-idle-interval="{}" '
+            'data-active="{}">{}</div>',
             reverse("admin:jobs_workflow_live", args=[workflow.id]),
             POLL_MILLISECONDS,
             IDLE_POLL_MILLISECONDS,

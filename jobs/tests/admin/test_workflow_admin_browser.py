@@ -1,7 +1,8 @@
 """A workflow's admin page in headless Chromium against the ASGI server: the DAG's steps change colour
 as they are released, start and finish, and the status, progress and counts follow, without a reload
-(jobs/admin/workflow_live.js polling the page's live view). Once the workflow is finished the page stops
-asking. Leaves a screenshot of the finished DAG at var/test/screenshots/admin-workflow.png."""
+(jobs/admin/workflow_live.js polling the page's live view). Once the workflow is finished the page asks
+only every 15 s, which still shows a retry made elsewhere. Leaves a screenshot of the finished DAG at
+var/test/screenshots/admin-workflow.png."""
 
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import pytest
 from django.conf import settings
 
 from accounts.tests.factories import UserFactory
-from jobs.models import Job
 from jobs.admin.workflows import IDLE_POLL_MILLISECONDS
+from jobs.models import Job
 from jobs.services.execution import job_fail, job_start, job_succeed
 from jobs.workflows import workflow_create, workflow_retry
 from taskhub.testing.browser import in_thread, log_in, open_page
