@@ -1,4 +1,6 @@
-"""The timeline of all jobs: every JobEvent in one read-only list."""
+"""The timeline of all jobs: every stored JobEvent in one read-only list. A job's ordinary lines
+(created, started, succeeded of its current run) are derived from its row (jobs/timeline.py) and shown
+on its own page and in the API; the list says so at its top."""
 
 from __future__ import annotations
 
@@ -11,6 +13,13 @@ from django.utils.translation import gettext_lazy
 from ..models import JobEvent
 from .filters import CheckedLookups, JobIdSearch
 from .rendering import json_block_html, when_column
+
+
+STORED_ONLY = gettext_lazy(
+    "Stored lines: operator actions, failures, retries, cancels, holds and recoveries. A job's ordinary "
+    "created, started and succeeded lines are derived from each job's own row and shown on its page and "
+    "by GET /api/v1/jobs/{id}/events/, not in this list."
+)
 
 
 @admin.register(JobEvent)
@@ -58,6 +67,10 @@ class JobEventAdmin(CheckedLookups, JobIdSearch, admin.ModelAdmin):
     @admin.display(description=gettext_lazy("data"))
     def data_json(self, event: JobEvent) -> str:
         return json_block_html(event.data or None)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"subtitle": STORED_ONLY, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request):
         return False

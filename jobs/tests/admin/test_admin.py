@@ -491,3 +491,12 @@ def test_schedules_and_results_admins_are_registered(operator_client):
         "/admin/django_celery_results/groupresult/",
     ):
         assert operator_client.get(url).status_code == 200, url
+
+
+def test_the_events_list_says_where_a_jobs_ordinary_lines_are(operator_client, owner):
+    """A job's created / started / succeeded lines are read from its row (jobs/timeline.py), not stored:
+    the list of stored lines says so and points at the job's page and the API, or an operator filtering
+    by "started" here would take an empty answer for jobs that never ran."""
+    html = operator_client.get("/admin/jobs/jobevent/").content.decode()
+    assert "derived from each job" in html
+    assert "/api/v1/jobs/{id}/events/" in html
