@@ -14,7 +14,6 @@ from ..models import JobEvent
 from .filters import CheckedLookups, JobIdSearch
 from .rendering import json_block_html, when_column
 
-
 STORED_ONLY = gettext_lazy(
     "Stored lines: operator actions, failures, retries, cancels, holds and recoveries. A job's ordinary "
     "created, started and succeeded lines are derived from each job's own row and shown on its page and "
