@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -328,7 +329,9 @@ class JobEvent(models.Model):
     """One line of a job's timeline: a transition or an operator action, with who and when."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events", db_index=False)
-    at = models.DateTimeField(default=timezone.now)
+    # The database's clock unless a line names its time (a created line: the row's created_at): a
+    # host whose clock is off writes its lines in order with the row's own times (``jobs.timeline``).
+    at = models.DateTimeField(db_default=Now())
     kind = models.CharField(max_length=20, choices=JobEventKind.choices)
     from_status = models.CharField(max_length=10, blank=True, default="")
     to_status = models.CharField(max_length=10, blank=True, default="")

@@ -43,6 +43,8 @@ from ..models import (
 )
 from ._sql_updates import can_return as can_return  # re-exported: the door's one SQL module
 from ._sql_updates import from_db as from_db
+from ._sql_updates import line_column as line_column
+from ._sql_updates import line_value as line_value
 from ._sql_updates import update_many_with_event as update_many_with_event
 from ._sql_updates import update_returning as update_returning
 from ._sql_updates import update_with_event as update_with_event
@@ -163,7 +165,7 @@ VALUES ({", ".join(["%s"] * len(_JOB_FIELDS))})
 _INSERT = f"""
 WITH job AS ({_INSERT_JOB})
 INSERT INTO "{EVENT}" ({", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)})
-VALUES ({", ".join(["%s"] * len(_EVENT_FIELDS))})
+VALUES ({", ".join(line_column(field, "%s") for field in _EVENT_FIELDS)})
 """
 
 
@@ -175,7 +177,7 @@ def insert(job: Job, line: JobEvent | None) -> None:
     connection = connections["default"]
     params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _JOB_FIELDS]
     if line is not None:
-        params += [field.get_db_prep_save(field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
+        params += [line_value(field, field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
     with _cursor() as cursor:
         cursor.execute(_INSERT_JOB if line is None else _INSERT, params)
     job._state.adding, job._state.db = False, connection.alias
@@ -195,7 +197,8 @@ SELECT * FROM job
 """
 _CONFLICT_LINE = f""", line AS (
     INSERT INTO "{EVENT}" ({", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)})
-    SELECT {", ".join(f"CAST(%s AS {{{field.attname}}})" for field in _EVENT_FIELDS)} FROM job WHERE job.inserted
+    SELECT {", ".join(line_column(field, f"CAST(%s AS {{{field.attname}}})") for field in _EVENT_FIELDS)}
+    FROM job WHERE job.inserted
 )"""
 
 
@@ -208,7 +211,7 @@ def insert_unique(job: Job, line: JobEvent | None) -> dict[str, Any] | None:
     params = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _JOB_FIELDS]
     statement = _CONFLICT.format(line="")
     if line is not None:
-        params += [field.get_db_prep_save(field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
+        params += [line_value(field, field.pre_save(line, True), connection) for field in _EVENT_FIELDS]
         types = {field.attname: field.cast_db_type(connection) for field in _EVENT_FIELDS}
         statement = _CONFLICT.format(line=_CONFLICT_LINE.format(**types))
     with _cursor() as cursor:

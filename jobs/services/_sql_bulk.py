@@ -20,7 +20,7 @@ from typing import Any
 from django.db import connections
 
 from ..models import Job, JobEvent, JobEventKind
-from ._sql import _JOB_FIELDS, EVENT, HOLDER_FIELDS, JOB, _cursor, from_db
+from ._sql import _JOB_FIELDS, EVENT, HOLDER_FIELDS, JOB, _cursor, from_db, line_column, line_value
 
 _EVENT_FIELDS = [field for field in JobEvent._meta.concrete_fields if not field.primary_key]
 
@@ -34,6 +34,7 @@ def _statement() -> str:
     line_arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _EVENT_FIELDS)
     names = ", ".join(f"c{index}" for index in range(len(_JOB_FIELDS)))
     line_names = ", ".join(f"e{index}" for index in range(len(_EVENT_FIELDS)))
+    line_values = ", ".join(line_column(field, f"e{index}") for index, field in enumerate(_EVENT_FIELDS))
     job_id = f"e{[field.attname for field in _EVENT_FIELDS].index('job_id')}"
     return f"""
 WITH input AS (
@@ -45,7 +46,7 @@ WITH input AS (
     RETURNING (held.xmax = 0) AS inserted, held."unique_key", {", ".join(f'held."{name}"' for name in HOLDER_FIELDS)}
 ), line AS (
     INSERT INTO "{EVENT}" ({line_columns})
-    SELECT {line_names} FROM unnest({line_arrays}) AS lines({line_names})
+    SELECT {line_values} FROM unnest({line_arrays}) AS lines({line_names})
     JOIN job ON job.inserted AND job.id = lines.{job_id}
 )
 SELECT * FROM job
@@ -59,9 +60,7 @@ def insert_unique_many(jobs: list[Job], lines: list[JobEvent]) -> list[dict[str,
     its place, its row locked until the transaction ends (None: written). One statement."""
     connection = connections["default"]
     params = [[field.get_db_prep_save(field.pre_save(job, True), connection) for job in jobs] for field in _JOB_FIELDS]
-    params += [
-        [field.get_db_prep_save(field.pre_save(line, True), connection) for line in lines] for field in _EVENT_FIELDS
-    ]
+    params += [[line_value(field, field.pre_save(line, True), connection) for line in lines] for field in _EVENT_FIELDS]
     with _cursor() as cursor:
         cursor.execute(_statement(), params)
         rows = {row[1]: row for row in cursor.fetchall()}
@@ -98,6 +97,7 @@ def _dedupe_statement() -> str:
     line_columns = ", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)
     line_arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _EVENT_FIELDS)
     line_names = ", ".join(f"e{index}" for index in range(len(_EVENT_FIELDS)))
+    line_values = ", ".join(f"{line_column(field, f'e{i}')} AS e{i}" for i, field in enumerate(_EVENT_FIELDS))
     line = {field.attname: f"e{index}" for index, field in enumerate(_EVENT_FIELDS)}
     kept = ", ".join(
         f'"{JobEvent._meta.get_field(name).column}" = lines.{line[name]}'
@@ -111,7 +111,7 @@ WITH input AS (
     FROM input WHERE held."id" = input.id AND held."status" = input.status
     RETURNING held."id"
 ), lines AS (
-    SELECT lines.* FROM unnest({line_arrays}) AS lines({line_names}) JOIN job ON job.id = lines.{line["job_id"]}
+    SELECT {line_values} FROM unnest({line_arrays}) AS lines({line_names}) JOIN job ON job.id = lines.{line["job_id"]}
 ), kept AS (
     UPDATE "{EVENT}" AS line SET {kept} FROM lines
     WHERE line."job_id" = lines.{line["job_id"]} AND line."kind" = '{JobEventKind.DEDUPLICATED}'
@@ -145,9 +145,7 @@ def deduplicate_many(rows: list[tuple[Any, str, int, dict[str, Any]]], lines: li
         params.append([name in changes for *_, changes in rows])
         field = fields[name]
         params.append([field.get_db_prep_save(changes.get(name), connection) for *_, changes in rows])
-    params += [
-        [field.get_db_prep_save(field.pre_save(line, True), connection) for line in lines] for field in _EVENT_FIELDS
-    ]
+    params += [[line_value(field, field.pre_save(line, True), connection) for line in lines] for field in _EVENT_FIELDS]
     with _cursor() as cursor:
         cursor.execute(_dedupe_statement(), params)
         return {from_db("id", row[0], connection) for row in cursor.fetchall()}

@@ -10,13 +10,27 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import DatabaseDefault, RawSQL
 from django.db.models.sql import UpdateQuery
 
 from ..models import Job, JobEvent
 
 _JOB_TABLE = f'"{Job._meta.db_table}"'
 _LOCKED_KEY = f'"{Job._meta.pk.column}"'
+
+
+def line_value(field, value: Any, connection) -> Any:
+    """A timeline line's column as a statement's parameter: None for a value left to the database
+    (``JobEvent.at`` of a line given no time), which ``line_column`` turns into its default."""
+    return None if isinstance(value, DatabaseDefault) else field.get_db_prep_save(value, connection)
+
+
+def line_column(field, sql: str) -> str:
+    """The SQL of a line's column given as ``sql`` (a parameter, an unnested array's column): for a
+    column with a database default (``JobEvent.at``: ``Now()``, ``STATEMENT_TIMESTAMP()`` on
+    PostgreSQL) that default where it is NULL. Here the INSERTs name every column, so DEFAULT does
+    not apply by itself; the change's own statement gives the line the same time as its row."""
+    return f"COALESCE({sql}, STATEMENT_TIMESTAMP())" if field.has_db_default() else sql
 
 
 def can_return(alias: str) -> bool:
@@ -118,8 +132,8 @@ def _with_event(
             values.append(f"changed.{key}")
         else:
             # Typed: in INSERT … SELECT an untyped parameter (a NULL, a string) would be taken as text.
-            values.append(f"CAST(%s AS {field.cast_db_type(connection)})")
-            params.append(field.get_db_prep_save(getattr(line, field.attname), connection))
+            values.append(line_column(field, f"CAST(%s AS {field.cast_db_type(connection)})"))
+            params.append(line_value(field, getattr(line, field.attname), connection))
     answer = ", ".join(f"changed.{column}" for column in _columns(compiler, fields)) or "1"
     if answer_ids:
         answer = f"changed.{key}"

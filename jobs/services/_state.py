@@ -28,8 +28,8 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.expressions import Combinable
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from taskhub.errors import ApplicationError, Conflict, NotFound
 
@@ -161,17 +161,15 @@ def _step_changed(job_id, *, workflow_id, status: str) -> None:
     its waiting descendants are revoked, the reason on each timeline; the workflow is recounted."""
     if status in _steps.STEP_ENDS and _steps.cascade_policy(workflow_id) == "cancel_dependents":
         step = Job.objects.filter(id=job_id).values_list("workflow_step", flat=True).first()
-        now = timezone.now()
         line = event(
             None,
             JobEventKind.REVOKED,
             from_status=PENDING,
             to_status=JobStatus.REVOKED,
             actor_label="workflow",
-            at=now,
             message=f"Cancelled: step {step!r}, which it depends on, {status}.",
         )
-        _steps.revoke_waiting(Job.objects.filter(id__in=_steps.descendants([job_id])), line=line, by=None, now=now)
+        _steps.revoke_waiting(Job.objects.filter(id__in=_steps.descendants([job_id])), line=line, by=None)
     _steps.refresh(workflow_id)
 
 
@@ -199,8 +197,8 @@ def finish_running(
     **changes: Any,
 ) -> bool:
     """running -> succeeded / failed / revoked for the attempt ``fence`` names. True when it matched.
-    Its concurrency key, if any, frees: the key's next waiting job is sent after commit."""
-    now = timezone.now()
+    Its concurrency key, if any, frees: the key's next waiting job is sent after commit. Its time is
+    the database's clock, the row's and the line's (one statement on PostgreSQL: the same time)."""
     finished = transition(
         job_id,
         sources=[RUNNING],
@@ -213,7 +211,6 @@ def finish_running(
             from_status=RUNNING,
             to_status=status,
             actor_label=actor_label,
-            at=now,
             message=message,
             data=data,
         ),
@@ -237,11 +234,12 @@ def requeue_running(
     kind: str,
     actor_label: str,
     message: str,
-    run_at: datetime | None = None,
+    run_at: datetime | Combinable | None = None,
     data: dict | None = None,
     **changes: Any,
 ) -> bool:
     """running -> pending as the next attempt (``attempts`` + 1), sent again after commit.
+    ``run_at``: when it is due (an expression of the database's clock for a retry's backoff).
 
     The next attempt starts from nothing: its progress and message are the new run's to report.
     """
@@ -279,19 +277,17 @@ def expire(job_id, *, expires_at: datetime, actor_label: str, fence: Q | None = 
     decides, as the start's), and never will be. Wherever it waited (in the broker, held by a
     paused queue, deferred by a rate limit or a fair share, in a retry's backoff), with its
     ``expired`` line. True when it matched."""
-    now = timezone.now()
     return transition(
         job_id,
         sources=[PENDING],
         where=Q(expires_at__isnull=False, expires_at__lte=Now()) & (fence or Q()),
-        changes={"status": JobStatus.EXPIRED, "finished_at": now},
+        changes={"status": JobStatus.EXPIRED, "finished_at": Now()},
         event=event(
             job_id,
             JobEventKind.EXPIRED,
             from_status=PENDING,
             to_status=JobStatus.EXPIRED,
             actor_label=actor_label,
-            at=now,
             message=f"expired: not started by {deadline_text(expires_at)}",
             data={"expires_at": expires_at.isoformat()},
         ),

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.models import User
@@ -175,7 +176,10 @@ def deduplicate(
             return False
         line = event(job_id, JobEventKind.DEDUPLICATED, actor=actor, actor_label=actor_label, message=message)
         kept = JobEvent.objects.filter(job_id=job_id, kind=JobEventKind.DEDUPLICATED).update(
-            at=line.at, actor=line.actor, actor_label=line.actor_label, message=line.message
+            at=Now(),
+            actor=line.actor,
+            actor_label=line.actor_label,
+            message=line.message,  # as a new line's
         )
         if not kept:
             line.save()

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import User
 
@@ -36,8 +35,12 @@ def event(
     at: datetime | None = None,
 ) -> JobEvent:
     """An unsaved timeline line: the one way a line is built (the door writes it with its change;
-    a line that records no change, such as a message the sweeper sent, is saved by its stage)."""
-    return JobEvent(
+    a line that records no change, such as a message the sweeper sent, is saved by its stage).
+
+    ``at``: only a time the line must share with its row (a created line's ``created_at``); else
+    the database's clock writes it (``JobEvent.at``'s default, returned by the INSERT), never this
+    process's, which on a host whose clock is off would set it out of order with the row's times."""
+    line = JobEvent(
         job_id=job_id,
         kind=kind,
         from_status=from_status,
@@ -46,8 +49,10 @@ def event(
         actor_label=actor_label or user_label(actor),
         message=message,
         data=data or {},
-        at=at or timezone.now(),
     )
+    if at is not None:
+        line.at = at
+    return line
 
 
 def deadline_text(expires_at: datetime) -> str:

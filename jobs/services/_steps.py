@@ -135,11 +135,12 @@ def lock_unfinished(query) -> None:
     list(unfinished.select_for_update(no_key=True).values_list("id", flat=True))
 
 
-def revoke_waiting(query, *, line: JobEvent, by: User | None, now) -> list:
-    """The pending (waiting or not) jobs of ``query`` revoked, ``line`` on each timeline; the ids."""
+def revoke_waiting(query, *, line: JobEvent, by: User | None) -> list:
+    """The pending (waiting or not) jobs of ``query`` revoked, ``line`` on each timeline; the ids.
+    Their times are the database's clock (the line's too, unless it names one)."""
     return change_many(
         query.filter(status=PENDING),
-        changes={"status": REVOKED, "finished_at": now, "cancel_requested_at": now, "cancelled_by": by},
+        changes={"status": REVOKED, "finished_at": Now(), "cancel_requested_at": Now(), "cancelled_by": by},
         line=line,
     )
 

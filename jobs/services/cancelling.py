@@ -6,7 +6,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import Q
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from accounts.models import User
 from taskhub.errors import Conflict, NotFound
@@ -35,18 +34,22 @@ def job_cancel(*, job_id, by: User | None = None, reason: str = "") -> Job:
     ``reason``: why, added to the timeline line (a newer job of a cancel_running key).
     """
     for _ in range(3):
-        now = timezone.now()
+        # Every time written is the database's clock (the lines' too): the web host's may be off.
         if transition(
             job_id,
             sources=[PENDING],
-            changes={"status": JobStatus.REVOKED, "cancel_requested_at": Now(), "cancelled_by": by, "finished_at": now},
+            changes={
+                "status": JobStatus.REVOKED,
+                "cancel_requested_at": Now(),
+                "cancelled_by": by,
+                "finished_at": Now(),
+            },
             event=event(
                 job_id,
                 JobEventKind.REVOKED,
                 from_status=PENDING,
                 to_status=JobStatus.REVOKED,
                 actor=by,
-                at=now,
                 message=f"Cancelled before it started{reason}.",
             ),
         ):
@@ -75,7 +78,6 @@ def job_cancel(*, job_id, by: User | None = None, reason: str = "") -> Job:
                 from_status=RUNNING,
                 to_status=RUNNING,
                 actor=by,
-                at=now,
                 message=f"Cancel requested{reason}; {_how_it_stops(job.celery_task_name)}.",
             ),
         ):

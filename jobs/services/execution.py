@@ -14,7 +14,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from taskhub.errors import InvalidInput, NotFound
 
@@ -221,10 +220,16 @@ def job_fail(
     failures by it).
 
     The error of every attempt stays in the timeline.
+
+    Every time is the database's clock, which the start compares ``run_at`` with: a retry is due its
+    backoff after the database's now (``run_at`` written as ``Now() + delay``), and whether it passes
+    the deadline is decided with the database's now, read by the job's own read (no statement more).
+    A worker whose clock is off neither shortens nor lengthens a backoff, nor expires a job early.
     """
     job = (
         Job.objects.filter(id=job_id)
         .only("celery_task_name", "max_retries", "cancel_requested_at", "expires_at")
+        .annotate(db_now=Now())
         .first()
     )
     if job is None:
@@ -245,7 +250,8 @@ def job_fail(
         return False  # a cancelled job ends revoked, whatever it raised on the way out
     if auto_retry and attempts < job.max_retries:
         delay = catalog.get(job.celery_task_name).retry.delay(attempts)
-        run_at = timezone.now() + timedelta(seconds=delay)
+        backoff = timedelta(seconds=delay)
+        run_at = job.db_now + backoff  # as the requeue's Now() + backoff writes it, a moment later
         if job.expires_at is not None and run_at > job.expires_at:
             # Deadlines bound every start: a retry due after expires_at would never start. It ends now.
             if finish_running(
@@ -268,7 +274,7 @@ def job_fail(
             fence=Q(attempts=attempts, cancel_requested_at__isnull=True),
             kind=JobEventKind.RETRY_SCHEDULED,
             actor_label=actor,
-            run_at=run_at,
+            run_at=Now() + backoff,
             data={**data, "delay": round(delay, 3)},
             message=f"{attempt_label(attempts).capitalize()} failed: {error}; "
             f"{attempt_label(attempts + 1)} of {job.max_retries + 1} in {delay:.1f}s.",
@@ -332,7 +338,7 @@ def job_fail_unstarted(*, job_id, error: str, error_type: str = "", attempts: in
         job_id,
         sources=[PENDING],
         where=None if attempts is None else Q(attempts=attempts),
-        changes={"status": JobStatus.FAILED, "error": error, "error_type": error_type, "finished_at": timezone.now()},
+        changes={"status": JobStatus.FAILED, "error": error, "error_type": error_type, "finished_at": Now()},
         event=event(
             job_id,
             JobEventKind.FAILED,

@@ -146,7 +146,7 @@ def _fail_unregistered(job: Job) -> None:
             "status": JobStatus.FAILED,
             "error": error,
             "error_type": "NotRegistered",
-            "finished_at": timezone.now(),
+            "finished_at": Now(),
         },
         event=event(
             job.id,

@@ -13,7 +13,6 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from ..models import Job, JobEventKind, JobStatus
 from ._quotas import OverShare, share_wait_seconds
@@ -52,7 +51,7 @@ def job_defer(*, job_id, fence: Q, limit: Limit) -> bool:
             sources=[PENDING],
             where=fence,
             send=True,
-            changes={"run_at": until or timezone.now(), "dispatched_at": None},
+            changes={"run_at": until or Now(), "dispatched_at": None},  # the database's clock, as the start's
             event=event(
                 job_id,
                 JobEventKind.RATE_LIMITED,
@@ -75,7 +74,8 @@ def job_wait_for_share(*, job_id, fence: Q, refused: OverShare) -> bool:
         sources=[PENDING],
         where=fence,
         send=True,
-        changes={"run_at": timezone.now() + timedelta(seconds=wait), "dispatched_at": None},
+        # The database's clock, which the start compares run_at with: a worker's may be off.
+        changes={"run_at": Now() + timedelta(seconds=wait), "dispatched_at": None},
         event=event(
             job_id,
             JobEventKind.FAIR_SHARE,

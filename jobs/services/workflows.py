@@ -69,7 +69,6 @@ def job_workflow_cancel(*, workflow_id, by: User | None = None) -> dict[str, int
     """Every unfinished step in one transaction: the waiting and pending ones revoked (never sent nor
     started afterwards), the running ones given the durable cancel (they stop at their next progress
     report or heartbeat). How many of each. A finished workflow is a Conflict."""
-    now = timezone.now()
     with transaction.atomic():
         status = Workflow.objects.filter(id=workflow_id).values_list("status", flat=True).first()
         if status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.CANCELLED):
@@ -79,14 +78,12 @@ def job_workflow_cancel(*, workflow_id, by: User | None = None) -> dict[str, int
         revoked = _steps.revoke_waiting(
             steps,
             by=by,
-            now=now,
             line=event(
                 None,
                 JobEventKind.REVOKED,
                 from_status=PENDING,
                 to_status=JobStatus.REVOKED,
                 actor=by,
-                at=now,
                 message="Cancelled with its workflow before it started.",
             ),
         )
@@ -100,7 +97,6 @@ def job_workflow_cancel(*, workflow_id, by: User | None = None) -> dict[str, int
                 from_status=RUNNING,
                 to_status=RUNNING,
                 actor=by,
-                at=now,
                 message="Cancel requested with its workflow; it stops at its next progress report or heartbeat.",
             ),
         )
@@ -154,7 +150,6 @@ def job_workflow_retry(*, workflow_id, by: User | None = None) -> list:
                     from_status=status,
                     to_status=PENDING,
                     actor=by,
-                    at=now,
                     message="Retried with its workflow.",
                 ),
             )
