@@ -85,14 +85,17 @@ def compare(hot, orm, through_the_orm, service, **kwargs):
         ({}, None, True),
         ({"attempts": 2}, 2, True),
         ({"attempts": 2}, 1, False),  # a message of another attempt
-        ({"run_at": timezone.now() + timedelta(minutes=5)}, None, False),  # a duplicate before its backoff ends
-        ({"run_at": timezone.now() + timedelta(seconds=1)}, None, True),  # early by less than the margin
+        ({"run_at": timedelta(minutes=5)}, None, False),  # a duplicate before its backoff ends
+        ({"run_at": timedelta(seconds=1)}, None, True),  # early by less than the margin
         ({"status": "running"}, None, False),
         ({"status": "succeeded"}, None, False),
     ],
 )
 def test_start(fields, attempts, starts, through_the_orm):
+    fields = dict(fields)  # the parameters are shared by every run of the test
     status = fields.pop("status", "pending")
+    if "run_at" in fields:  # due that long from now: now is the test's, not the collection's (minutes before)
+        fields["run_at"] = timezone.now() + fields["run_at"]
     hot, orm = twins(status, **fields)
     answer = compare(hot, orm, through_the_orm, job_start, worker="w:1", attempts=attempts)
     assert (answer[1] is not None) is starts
