@@ -44,6 +44,15 @@ class Unraisable:
         sys.unraisablehook = self.previous
 
 
+async def cancelled_once(work, *, begun) -> None:
+    """Run ``work`` (a coroutine), cancel it as soon as ``begun()`` holds, and wait for it to end."""
+    task = asyncio.ensure_future(work)
+    while not begun():
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def subscribers() -> int:
     client = redis.Redis.from_url(settings.JOB_EVENTS_REDIS_URL)
     try:
@@ -124,11 +133,8 @@ def test_a_hub_closing_in_a_task_cancelled_again_still_closes_its_connections(db
         slot = await take_slot(hub, user_id=user.pk)  # a user of its own: no earlier test's slots
         await hub.subscribe(None)
         assert hub.subscribed and subscribers() == 1
-        releasing = asyncio.ensure_future(slot.release())
-        while hub.client is not None:  # the release's last step (the hub's close) has begun
-            await asyncio.sleep(0)
-        releasing.cancel()
-        await asyncio.gather(releasing, return_exceptions=True)
+        # Cancelled once the release's last step (the hub's close) has begun.
+        await cancelled_once(slot.release(), begun=lambda: hub.client is None)
         return hub
 
     wait_for(lambda: subscribers() == 0, timeout=10, message="no subscriber left by an earlier test")
@@ -146,12 +152,8 @@ def test_a_stream_cancelled_while_it_subscribes_leaves_no_hold_and_no_connection
 
     async def scenario():
         hub = current_hub()
-        feed = _Feed(None)
-        opening = asyncio.ensure_future(feed.open())
-        while not hub.lock.locked():  # SUBSCRIBE sent, its answer awaited
-            await asyncio.sleep(0)
-        opening.cancel()
-        await asyncio.gather(opening, return_exceptions=True)
+        # Cancelled once SUBSCRIBE is sent and its answer awaited.
+        await cancelled_once(_Feed(None).open(), begun=hub.lock.locked)
         return hub
 
     wait_for(lambda: subscribers() == 0, timeout=10, message="no subscriber left by an earlier test")
