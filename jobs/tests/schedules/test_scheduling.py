@@ -6,6 +6,7 @@ applied directly, as beat's tick does, against the real database.
 """
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -268,6 +269,9 @@ def test_a_changed_interval_catches_up_on_its_own_grid(every_5s):
     PeriodicTask.objects.filter(pk=every_5s.pk).update(interval=seven, date_changed=t + 1 * s)
     every_7s = PeriodicTask.objects.get(pk=every_5s.pk)
     fire(every_7s, last_run_at=t + 23 * s, fired_at=t + 30.1 * s)  # due at t + 30 s
-    grid = [firing.EPOCH + 7 * s * n for n in range(int((t + s - firing.EPOCH) / (7 * s)) + 1, 10**12)[:6]]
+    # The 7-second grid from the change on, the change's own instant included: one slot in seven lands on
+    # it exactly (t + 1 s), and is fired (it failed a CI run when the first slot was taken strictly after).
+    first = math.ceil((t + s - firing.EPOCH) / (7 * s))
+    grid = [firing.EPOCH + 7 * s * n for n in range(first, first + 6)]
     expected = [t, *(slot for slot in grid if slot <= t + 30.1 * s)]
     assert fired_slots(every_5s) == expected and len(expected) >= 4
