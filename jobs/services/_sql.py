@@ -43,8 +43,7 @@ from ..models import (
 )
 from ._sql_updates import can_return as can_return  # re-exported: the door's one SQL module
 from ._sql_updates import from_db as from_db
-from ._sql_updates import line_column as line_column
-from ._sql_updates import line_value as line_value
+from ._sql_updates import line_column, line_value
 from ._sql_updates import update_many_with_event as update_many_with_event
 from ._sql_updates import update_returning as update_returning
 from ._sql_updates import update_with_event as update_with_event

@@ -20,7 +20,8 @@ from typing import Any
 from django.db import connections
 
 from ..models import Job, JobEvent, JobEventKind
-from ._sql import _JOB_FIELDS, EVENT, HOLDER_FIELDS, JOB, _cursor, from_db, line_column, line_value
+from ._sql import _JOB_FIELDS, EVENT, HOLDER_FIELDS, JOB, _cursor, from_db
+from ._sql_updates import line_column, line_value
 
 _EVENT_FIELDS = [field for field in JobEvent._meta.concrete_fields if not field.primary_key]
 
