@@ -1,6 +1,7 @@
 """The job row (the single source of truth about a job) and its timeline."""
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -353,5 +354,7 @@ class JobEvent(models.Model):
         ]
 
     def __str__(self) -> str:
+        if not isinstance(self.at, datetime):  # the database's default, written by the INSERT
+            return f"{self.job_id} {self.kind} (not saved yet)"
         at = timezone.localtime(self.at)  # as the admin shows times: local, the zone named
         return f"{self.job_id} {self.kind} at {at:%Y-%m-%d %H:%M:%S} {at.tzname()}"

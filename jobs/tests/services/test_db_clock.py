@@ -154,3 +154,13 @@ def test_a_line_given_no_time_comes_back_with_the_databases(skew):
     now = db_now()
     assert all(near(line.at, now) for line in [saved, *many])
     assert abs(JobEvent.objects.get(id=timed.id).at - now) > timedelta(seconds=SKEW - 2)
+
+
+def test_a_line_not_saved_yet_prints_without_a_time():
+    """Before it is saved a line given no time has none (the database's default is written by the
+    INSERT): printing it (the admin's messages, a debugger, a log) says so instead of failing."""
+    job = make()
+    unsaved = JobEvent(job_id=job.id, kind=JobEventKind.HELD)
+    assert str(unsaved) == f"{job.id} held (not saved yet)"
+    unsaved.save()
+    assert str(unsaved).startswith(f"{job.id} held at ")
