@@ -12,7 +12,7 @@ from drf_spectacular.drainage import set_override
 from taskhub.filters import StrictBooleanFilter, StrictIntegerFilter, refuse_empty
 
 from .catalog import catalog
-from .models import DEAD_JOBS, Job, JobPriority, JobStatus
+from .models import ACTIVE_STATUSES, DEAD_JOBS, TERMINAL_STATUSES, Job, JobPriority, JobStatus
 
 
 class UTCDateTimeField(forms.DateTimeField):
@@ -39,7 +39,8 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 # --- Search by arguments ------------------------------------------------------------------------
 # On PostgreSQL every term is a JSON containment (``@>``) that the GIN indexes on ``args`` and
-# ``kwargs`` answer (migration 0006); SQLite, the embedded default, can only match top-level keys.
+# ``kwargs`` answer for ended jobs (migrations 0006, 0014, 0024) and ``job_active`` for active ones;
+# SQLite, the embedded default, can only match top-level keys.
 
 MAX_ARGUMENT_TERMS = 10
 MAX_ARGUMENT_TERM_LENGTH = 1000
@@ -183,13 +184,11 @@ def filter_by_arguments(
 
     The terms come cleaned by the fields above (which refuse PostgreSQL-only terms on SQLite)."""
     postgresql = connection.vendor == "postgresql"
-    # The GIN indexes leave out jobs without arguments (migration 0014); a term can only match jobs
-    # with some, and saying so lets the planner use them.
     has_kwargs, has_args = ~Q(kwargs={}), ~Q(args=[])
     for key, text in kwarg:
         if postgresql:
             alternatives = _any(Q(kwargs__contains={key: value}) for value in _alternatives(text))
-            queryset = queryset.filter(has_kwargs, alternatives)
+            queryset = queryset.filter(_indexed(has_kwargs, alternatives))
         else:
             # The lookup compares with JSON_EXTRACT(<rhs>, '$'): the value goes in as JSON text (a bare
             # string would be "malformed JSON" to SQLite), as the ORM's own kwargs__key=value sends it.
@@ -198,12 +197,19 @@ def filter_by_arguments(
             ]
             queryset = queryset.filter(_any(Q(match) for match in matches))
     for text in arg:
-        queryset = queryset.filter(has_args, _any(Q(args__contains=[value]) for value in _alternatives(text)))
+        queryset = queryset.filter(_indexed(has_args, _any(Q(args__contains=[value]) for value in _alternatives(text))))
     if kwargs_contains:
-        queryset = queryset.filter(has_kwargs, kwargs__contains=kwargs_contains)
+        queryset = queryset.filter(_indexed(has_kwargs, Q(kwargs__contains=kwargs_contains)))
     if args_contains:
-        queryset = queryset.filter(has_args, args__contains=args_contains)
+        queryset = queryset.filter(_indexed(has_args, Q(args__contains=args_contains)))
     return queryset
+
+
+def _indexed(has_arguments: Q, term: Q) -> Q:
+    """``term``, said so that the planner can read it from the indexes: the GIN indexes hold the
+    ended jobs with arguments (migrations 0014, 0024: their conditions), ``job_active`` the active
+    ones (pending, running). The same jobs as ``term`` alone: every status is in one of the two."""
+    return (Q(status__in=TERMINAL_STATUSES) & has_arguments & term) | (Q(status__in=ACTIVE_STATUSES) & term)
 
 
 def _any(conditions) -> Q:
