@@ -297,7 +297,11 @@ def machine_line() -> str:
     )
 
 
-def make_user(username: str, *, is_staff: bool = False):
+def make_user(username: str, *, is_staff: bool = False, permissions: Sequence[str] = ()):
+    """A benchmark's user without quotas; ``is_staff`` reads everyone's jobs (``jobs.view_job``);
+    ``permissions``: more of the jobs app's codenames (``submit_urgent``: priority urgent)."""
+    from django.contrib.auth.models import Permission
+
     from accounts.models import User
 
     # No quota (0): the benchmarks load the engine far past one user's default share, and measure
@@ -312,12 +316,11 @@ def make_user(username: str, *, is_staff: bool = False):
     )
     user.set_unusable_password()  # the real hasher costs ~0.3 s, and nobody logs in here
     user.save()
-    if is_staff:
-        # Staff see every user's jobs only with jobs.view_job (docs/SECURITY.md): the benchmarks'
-        # staff user reads as an operator does.
-        from django.contrib.auth.models import Permission
-
-        user.user_permissions.add(Permission.objects.get(content_type__app_label="jobs", codename="view_job"))
+    # Staff see every user's jobs only with jobs.view_job (docs/SECURITY.md): the benchmarks'
+    # staff user reads as an operator does.
+    codenames = [*(["view_job"] if is_staff else []), *permissions]
+    if codenames:
+        user.user_permissions.add(*Permission.objects.filter(content_type__app_label="jobs", codename__in=codenames))
     return user
 
 
@@ -366,7 +369,7 @@ class WalMeter:
     ``pg_wal`` (root, or the postgres user); where that is missing the figures are ``nan``.
     """
 
-    RECORD = re.compile(r"rmgr: (\w+)\s+len \(rec/tot\):\s*\d+/\s*(\d+),.*?desc: (\w+).*?rel \d+/(\d+)/(\d+)")
+    RECORD = re.compile(r"rmgr: (\w+)\s+len \(rec/tot\):\s*(\d+)/\s*(\d+),.*?desc: (\w+).*?rel \d+/(\d+)/(\d+)")
 
     def __init__(self, database: str):
         from django.db import connection
@@ -404,8 +407,12 @@ class WalMeter:
             )
 
     def measure(self, start: str, end: str) -> dict[str, float]:
-        """``bytes``, ``records`` and ``index_entries`` of this database between two LSNs."""
-        totals = {"bytes": 0.0, "records": 0.0, "index_entries": 0.0}
+        """``bytes``, ``records`` and ``index_entries`` of this database between two LSNs, and
+        ``record_bytes``: the bytes without full-page images. A page's first change after a
+        checkpoint logs the whole page; when the cluster's checkpoints come is the machine's
+        business (other databases' WAL moves them), so these move between runs and the records
+        themselves do not."""
+        totals = {"bytes": 0.0, "record_bytes": 0.0, "records": 0.0, "index_entries": 0.0}
         self.by_relation: dict[str, float] = {}
         try:
             done = subprocess.run(
@@ -425,11 +432,12 @@ class WalMeter:
             print(f"# pg_waldump: {done.stderr.strip()[-500:]}", file=sys.stderr)
             return {key: float("nan") for key in totals}
         for match in self.RECORD.finditer(out):
-            rmgr, size, desc, oid, relfilenode = match.groups()
+            rmgr, record_size, size, desc, oid, relfilenode = match.groups()
             if oid != self.oid:
                 continue
             self.by_relation[relfilenode] = self.by_relation.get(relfilenode, 0) + int(size)
             totals["bytes"] += int(size)
+            totals["record_bytes"] += int(record_size)
             totals["records"] += 1
             if (rmgr == "Btree" and desc in ("INSERT_LEAF", "INSERT_POST")) or (
                 rmgr == "Gin" and desc in ("INSERT", "INSERT_LISTPAGE")

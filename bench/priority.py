@@ -56,7 +56,8 @@ def main() -> int:
         from jobs.models import Job, JobStatus
         from jobs.services.creation import job_create, job_create_bulk
 
-        owner = common.make_user("bench-priority")
+        # Urgent is an operator's right (jobs.submit_urgent), as in production.
+        owner = common.make_user("bench-priority", permissions=("submit_urgent",))
         broker = redis.Redis.from_url(ENV.broker_url)
 
         def queued_normal() -> int:

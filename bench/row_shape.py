@@ -1,27 +1,37 @@
-"""What the shape of the job row costs in WAL: the same job lifecycle written to three shapes.
+"""What the shape of the job row costs in WAL: the same job lifecycle written to several shapes.
 
 Performance II asks for fewer index entries per write and names two ways: the columns that change on
 every run kept out of every index (so that updates can be HOT), or a small hot state table beside a
 cold one with the search, GIN and reporting indexes. Before reshaping the code, this measures the
-shapes with the statements alone, in the benchmark's own database (WalMeter: its WAL records only):
+shapes with the statements alone, in the benchmark's own database (WalMeter: its WAL records only).
+Every shape is a copy of today's ``jobs_job`` (``LIKE … INCLUDING ALL``, the same fillfactor: every
+column, default, constraint and index the migrations made, so a new column or index is in every
+shape at once); the ordinary timeline lines are derived from the row (migration 0022), so a job
+writes no line:
 
-* ``today``: a copy of ``jobs_job`` and ``jobs_jobevent`` with every index (``LIKE … INCLUDING ALL``,
-  the same fillfactor); a job is inserted with its ``created`` line, started with its ``started`` line,
-  finished with its ``succeeded`` line (what the worker's statements write, without the CTEs).
-* ``derived lines``: the same row, and only the ``started`` line: ``created`` and ``succeeded``
-  derived from the row's own columns.
-* ``hot/cold``: the cold row (identity, arguments, result; the list's, search and GIN indexes, none
-  on a column a run changes) beside a narrow state row (status, times, worker, progress; the status,
-  quota, gauge and sweeper indexes); ``started`` line only. A start and a finish update the state
-  row; the finish writes the result into the cold row as a HOT update.
+* ``today``: the copy as it is. The argument search's GIN indexes hold a job from its end only
+  (migration 0024): one GIN entry per job; a search finds active jobs through ``job_active``.
+* ``search at every version``: as before 0024, the GIN indexes hold every row version of a job
+  with arguments (their condition without the ended statuses): one entry per version.
+* ``lists without running``: today's, and the two list indexes (``job_owner_created``,
+  ``job_created``) leave out running jobs (few: at most the workers' slots), which a list would
+  then read from ``job_running``: two B-tree entries per job fewer (not built: every list query,
+  the admin's included, would have to read the running jobs apart and merge them in order).
+* ``hot/cold``: the cold row (identity, arguments, result; the list's and the search's indexes,
+  none on a column a run changes) beside a narrow state row (status, times, worker, progress; its
+  primary key and today's active, running, finished and unsent partial indexes). A start and a
+  finish update the state row; the finish writes the result into the cold row as a HOT update.
 
 Jobs are created 500 per statement (the bulk API), then started and finished one statement at a time
 (workers), ``-n`` jobs per shape. Prints WAL bytes, records and B-tree index entries per job, and the
-bytes by relation.
+bytes by relation. Bytes with and without full-page images: each shape starts after a ``CHECKPOINT``
+(each pays the first touch of its pages, as a run after a checkpoint does), but the cluster's other
+checkpoints come when other databases' WAL brings them; the bytes without them do not move between runs.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -29,118 +39,146 @@ from _common import WalMeter, bench_environment, configure, parse_args, print_ta
 
 ENV = configure(database="taskhub_bench_row_shape", redis_db=4)
 BATCH = 500
+SHAPES = ("today", "search at every version", "lists without running", "hot/cold")
+GIN_COLUMNS = {"args jsonb_path_ops": "args <> '[]'::jsonb", "kwargs jsonb_path_ops": "kwargs <> '{}'::jsonb"}
+# The columns a job's row gets from its create, in a template row (every other column copied from it).
+FRESH = {"id": "gen_random_uuid()", "created_at": "now() + g * interval '1 us'", "dispatched_at": "now()"}
+STATE_COLUMNS = (
+    "status",
+    "progress",
+    "progress_meta",
+    "attempts",
+    "worker",
+    "dispatched_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+    "cancel_requested_at",
+)
+# The other columns the state row's indexes name (their keys and conditions).
+STATE_INDEXED = (
+    "id",
+    "owner_id",
+    "queue",
+    "celery_task_name",
+    "created_at",
+    "expires_at",
+    "concurrency_key",
+    "unique_follow_up",
+)
 
-COLD_INDEXES = ("job_owner_created", "job_created", "jobs_job_pkey")  # the list orders left by 0020
+
+def _table(shape: str) -> str:
+    return re.sub(r"\W+", "_", shape)
 
 
-def _setup(cursor) -> None:
+def _indexes(cursor, table: str) -> list[tuple[str, str]]:
+    cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table])
+    return cursor.fetchall()
+
+
+def _recondition(cursor, table: str, columns: str, extra: str, *, replace: bool = False) -> int:
+    """Re-create the copy's indexes on exactly ``columns`` with ``extra`` added to their condition
+    (``replace``: instead of it)."""
+    changed = 0
+    for name, definition in _indexes(cursor, table):
+        head, _, condition = definition.partition(" WHERE ")
+        if not re.search(rf"USING \w+ \({re.escape(columns)}\)", head):
+            continue
+        cursor.execute(f"DROP INDEX {name}")
+        kept = f"({condition}) AND " if condition and not replace else ""
+        cursor.execute(f"{head} WHERE {kept}{extra}")
+        changed += 1
+    return changed
+
+
+def _setup(cursor, owner: int) -> tuple[list[str], object]:
+    """Make the shapes' tables; return the columns of a job and a template job's id."""
     cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'jobs_job'")
     options = cursor.fetchone()[0] or []
     storage = f" WITH ({', '.join(options)})" if options else ""
-    for name in ("today", "derived"):
-        cursor.execute(f"CREATE TABLE {name}_job (LIKE jobs_job INCLUDING ALL){storage}")
-        cursor.execute(f"CREATE TABLE {name}_event (LIKE jobs_jobevent INCLUDING ALL)")
-    # hot/cold: the cold row keeps the list's and the search's indexes; the state row the others.
-    cursor.execute(f"CREATE TABLE cold_job (LIKE jobs_job INCLUDING DEFAULTS INCLUDING CONSTRAINTS){storage}")
-    cursor.execute("ALTER TABLE cold_job ADD PRIMARY KEY (id)")
+    for shape in SHAPES:
+        cursor.execute(f"CREATE TABLE {_table(shape)} (LIKE jobs_job INCLUDING ALL){storage}")
+    # Before 0024 (and the cold row, whose status never changes): the GIN indexes without the ended statuses.
+    for shape in ("search at every version", "hot/cold"):
+        for columns, condition in GIN_COLUMNS.items():
+            assert _recondition(cursor, _table(shape), columns, condition, replace=True) == 1
+    table = _table("lists without running")
+    for columns in ("owner_id, created_at DESC, id DESC", "created_at DESC, id DESC"):
+        assert _recondition(cursor, table, columns, "status <> 'running'") == 1
+    # hot/cold: the cold row keeps its primary key, the list's and the search's indexes; the state row
+    # the indexes on a column a run changes (status and times), with the columns their keys name.
+    cold = _table("hot/cold")
+    state = f"{cold}_state"
+    moved = [
+        name
+        for name, definition in _indexes(cursor, cold)
+        if re.search(r"status|started_at|finished_at|dispatched_at", definition)
+    ]
     cursor.execute(
-        "SELECT indexdef FROM pg_indexes WHERE tablename = 'jobs_job' AND indexname = ANY(%s)", [list(COLD_INDEXES)]
+        "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indexrelid = ANY(%s::regclass[])",
+        [moved],
     )
-    for (definition,) in cursor.fetchall():
-        if "UNIQUE" not in definition:
-            cursor.execute(definition.replace("ON public.jobs_job", "ON cold_job").replace("INDEX job_", "INDEX cold_"))
-    for column, empty in (("args", "'[]'"), ("kwargs", "'{}'")):
-        cursor.execute(
-            f"CREATE INDEX cold_{column}_gin ON cold_job USING gin ({column} jsonb_path_ops) "
-            f"WHERE {column} <> {empty}::jsonb"
-        )
+    state_indexes = [row[0] for row in cursor.fetchall()]
+    for name in moved:
+        cursor.execute(f"DROP INDEX {name}")
     cursor.execute(
-        f"""CREATE TABLE cold_state (
-            job_id uuid PRIMARY KEY, owner_id bigint NOT NULL, queue varchar(50) NOT NULL,
-            celery_task_name varchar(200) NOT NULL, created_at timestamptz NOT NULL,
-            status varchar(10) NOT NULL, progress smallint NOT NULL DEFAULT 0,
-            progress_meta jsonb NOT NULL DEFAULT '{{}}', attempts int NOT NULL DEFAULT 0,
-            worker varchar(255) NOT NULL DEFAULT '', dispatched_at timestamptz, started_at timestamptz,
-            finished_at timestamptz, heartbeat_at timestamptz, cancel_requested_at timestamptz){storage}"""
+        f"CREATE TABLE {state}{storage} AS SELECT {', '.join(STATE_INDEXED + STATE_COLUMNS)} FROM {cold} WITH NO DATA"
     )
-    for definition in (
-        "CREATE INDEX s_status_created ON cold_state (status, created_at DESC, job_id DESC)",
-        "CREATE INDEX s_owner_active ON cold_state (owner_id) WHERE status IN ('pending', 'running')",
-        "CREATE INDEX s_active_queue_task ON cold_state (status, queue, celery_task_name) "
-        "WHERE status IN ('pending', 'running')",
-        "CREATE INDEX s_running ON cold_state (started_at) WHERE status = 'running'",
-        "CREATE INDEX s_finished ON cold_state (finished_at) WHERE finished_at IS NOT NULL",
-        "CREATE INDEX s_undispatched ON cold_state (created_at) WHERE status = 'pending' AND dispatched_at IS NULL",
-    ):
-        cursor.execute(definition)
-    cursor.execute("CREATE TABLE cold_event (LIKE jobs_jobevent INCLUDING ALL)")
+    cursor.execute(f"ALTER TABLE {state} ADD PRIMARY KEY (id)")
+    for definition in state_indexes:
+        cursor.execute(re.sub(r"INDEX (\w+) ON public\.\w+", rf"INDEX \1_s ON {state}", definition))
+    # A template job: every column as a create writes it (the model's defaults), copied per new job.
+    from jobs.models import Job
+
+    template = Job.objects.create(
+        owner_id=owner,
+        name="bench",
+        task_type="bench",
+        celery_task_name="jobs.tasks.common_tasks.long_running_task",
+        kwargs={"seconds": 0},
+        created_via="bulk",
+    )
+    cursor.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs_job' ORDER BY ordinal_position"
+    )
+    return [row[0] for row in cursor.fetchall()], template.id
 
 
-JOB_COLUMNS = (
-    "id, owner_id, name, task_type, celery_task_name, args, kwargs, priority, queue, status, progress, "
-    "progress_meta, error, error_type, traceback, attempts, max_retries, created_at, dispatched_at, worker, "
-    "request_fingerprint"
-)
-JOB_VALUES = (
-    "gen_random_uuid(), %(owner)s, 'bench', 'bench', 'jobs.tasks.common_tasks.long_running_task', '[]', "
-    "'{\"seconds\": 0}', 'normal', 'default', 'pending', 0, '{}', '', '', '', 0, 0, now() + g * interval '1 us', "
-    "now(), '', ''"
-)
-LINE = (
-    "INSERT INTO {table} (job_id, at, kind, from_status, to_status, actor_label, message, data) "
-    "VALUES (%s, now(), %s, %s, %s, 'worker w:1', '', '{{}}')"
-)
-
-
-def _lifecycle(cursor, shape: str, n: int, owner: int) -> None:
-    job = "cold_job" if shape == "hot/cold" else f"{shape.split()[0]}_job"
-    event = job.replace("_job", "_event")
+def _lifecycle(cursor, shape: str, n: int, columns: list[str], template) -> None:
+    table = _table(shape)
+    values = ", ".join(FRESH.get(column, column) for column in columns)
+    state = f"{table}_state"
     for first in range(0, n, BATCH):
         count = min(BATCH, n - first)
         cursor.execute(
-            f"INSERT INTO {job} ({JOB_COLUMNS}) SELECT {JOB_VALUES} FROM generate_series(1, %(n)s) g RETURNING id",
-            {"owner": owner, "n": count},
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM jobs_job, generate_series(1, %s) g "
+            "WHERE jobs_job.id = %s RETURNING id",
+            [count, template],
         )
         ids = [row[0] for row in cursor.fetchall()]
         if shape == "hot/cold":
             cursor.execute(
-                "INSERT INTO cold_state (job_id, owner_id, queue, celery_task_name, created_at, status, dispatched_at) "
-                "SELECT id, owner_id, queue, celery_task_name, created_at, status, dispatched_at FROM cold_job "
+                f"INSERT INTO {state} SELECT {', '.join(STATE_INDEXED + STATE_COLUMNS)} FROM {table} "
                 "WHERE id = ANY(%s)",
                 [ids],
             )
-        if shape == "today":
-            cursor.execute(
-                f"INSERT INTO {event} (job_id, at, kind, from_status, to_status, actor_label, message, data) "
-                "SELECT id, now(), 'created', '', 'pending', '', 'Created (bulk) on queue default with priority "
-                "normal.', '{}' FROM unnest(%s::uuid[]) id",
-                [ids],
-            )
+        target = state if shape == "hot/cold" else table
         for job_id in ids:
-            state = "cold_state" if shape == "hot/cold" else job
-            key = "job_id" if shape == "hot/cold" else "id"
             cursor.execute(
-                f"UPDATE {state} SET status = 'running', started_at = now(), heartbeat_at = now(), worker = 'w:1' "
-                f"WHERE {key} = %s AND status = 'pending'",
+                f"UPDATE {target} SET status = 'running', started_at = now(), heartbeat_at = now(), "
+                f"worker = 'celery@bench:1', attempts = attempts + 1 WHERE id = %s AND status = 'pending'",
                 [job_id],
             )
-            cursor.execute(LINE.format(table=event), [job_id, "started", "pending", "running"])
         for job_id in ids:
-            if shape == "hot/cold":
-                cursor.execute(
-                    "UPDATE cold_state SET status = 'succeeded', finished_at = now(), heartbeat_at = now(), "
-                    "progress = 100 WHERE job_id = %s AND status = 'running'",
-                    [job_id],
-                )
-                cursor.execute("UPDATE cold_job SET result = 'null' WHERE id = %s", [job_id])
-            else:
-                cursor.execute(
-                    f"UPDATE {job} SET status = 'succeeded', finished_at = now(), heartbeat_at = now(), "
-                    "progress = 100, result = 'null' WHERE id = %s AND status = 'running'",
-                    [job_id],
-                )
-            if shape == "today":
-                cursor.execute(LINE.format(table=event), [job_id, "succeeded", "running", "succeeded"])
+            result = "" if shape == "hot/cold" else ", result = 'null'"
+            cursor.execute(
+                f"UPDATE {target} SET status = 'succeeded', finished_at = now(), heartbeat_at = now(), "
+                f"progress = 100{result} WHERE id = %s AND status = 'running'",
+                [job_id],
+            )
+            if shape == "hot/cold":  # the result into the cold row: no indexed column, a HOT update
+                cursor.execute(f"UPDATE {table} SET result = 'null' WHERE id = %s", [job_id])
 
 
 def main() -> int:
@@ -154,30 +192,36 @@ def main() -> int:
         owner = User.objects.create(username="bench-row-shape").id
         meter = WalMeter(ENV.database)
         with connection.cursor() as cursor:
-            _setup(cursor)
+            columns, template = _setup(cursor, owner)
         rows, by_relation = [], {}
-        for shape in ("today", "derived lines", "hot/cold"):
+        for shape in SHAPES:
+            with connection.cursor() as cursor:
+                cursor.execute("CHECKPOINT")
             start = meter.lsn()
             started = time.perf_counter()
             with connection.cursor() as cursor:
-                _lifecycle(cursor, shape, n, owner)
+                _lifecycle(cursor, shape, n, columns, template)
             seconds = time.perf_counter() - started
             wal = meter.measure(start, meter.lsn())
-            rows.append([shape, wal["bytes"] / n, wal["records"] / n, wal["index_entries"] / n, seconds * 1e6 / n])
+            per_job = [wal[key] / n for key in ("bytes", "record_bytes", "records", "index_entries")]
+            rows.append([shape, *per_job, seconds * 1e6 / n])
             by_relation[shape] = sorted(meter.by_relation.items(), key=lambda item: -item[1])
         print_table(
             f"one job's insert (500 per statement), start and finish, {n:,} jobs per shape (autocommit)",
-            ["shape", "WAL bytes / job", "WAL records / job", "B-tree entries / job", "µs / job (noisy)"],
+            ["shape", "WAL bytes / job", "without full pages", "WAL records / job", "B-tree entries / job", "µs / job"],
             rows,
         )
         for shape, sizes in by_relation.items():
             print_table(
-                f"{shape}: WAL bytes per job by relation", ["relation", "bytes"], [[k, v / n] for k, v in sizes]
+                f"{shape}: WAL bytes per job by relation (5 B and up)",
+                ["relation", "bytes"],
+                [[k, v / n] for k, v in sizes if v / n >= 5],
             )
-        today = rows[0][1]
+        today = rows[0][2]
         print(
-            "\nratios: WAL per job vs today: "
-            + ", ".join(f"{row[0]} {row[1] / today:.2f}x ({row[1]:,.0f} B)" for row in rows[1:])
+            "\nratios: WAL per job vs today (without full-page images): "
+            + ", ".join(f"{row[0]} {row[2] / today:.2f}x ({row[2]:,.0f} B)" for row in rows[1:])
+            + f"; today {today:,.0f} B ({rows[0][1]:,.0f} B with them)"
         )
     return 0
 

@@ -338,8 +338,11 @@ def main() -> int:
         "WAL per job in the benchmark's database (pg_waldump between the phase's first submit and its last "
         "completion; full-page images included): bytes, records, B-tree index entries (GIN's "
         "pending-list appends are in the bytes by relation below)",
-        ["phase", "WAL bytes", "WAL records", "B-tree index entries"],
-        [[p["label"], p["wal"]["bytes"], p["wal"]["records"], p["wal"]["index_entries"]] for p in (jobs, quiet)],
+        ["phase", "WAL bytes", "without full pages", "WAL records", "B-tree index entries"],
+        [
+            [p["label"], *(p["wal"][key] for key in ("bytes", "record_bytes", "records", "index_entries"))]
+            for p in (jobs, quiet)
+        ],
     )
     common.print_table(
         "WAL bytes per job by relation (first jobs phase)",
