@@ -101,7 +101,15 @@ def update_many_with_event(query: QuerySet[Job], changes: dict[str, Any], line: 
     a sibling's release of the same children, or a workflow's cancel) deadlocked.
 
     A query that matches nothing by its very terms (``id__in=[]``: a failed step with no step below
-    it) is no statement at all: Django refuses to compile it (``EmptyResultSet``)."""
+    it) is no statement at all: Django refuses to compile it (``EmptyResultSet``).
+
+    Not JIT compiled: the planner prices the lock's semi-join per row, so a change of 10,000 steps
+    that the statistics know of (jobs_job analyzed after a big workflow was created, as autovacuum
+    does once a table's rows are mostly new) passes ``jit_above_cost`` and the inlining and
+    optimizing costs by far: compiling took 240 of the 525 ms of such a workflow's cancel (EXPLAIN
+    ANALYZE); run, the statement reads each locked id once. ``SET LOCAL``: for this transaction only
+    (every caller holds one: a cancel, a retry, a failure's cascade), as PgBouncer's transaction
+    mode allows (docs/DEPLOYMENT.md)."""
     try:
         locking, lock_params = query.order_by("pk").values("pk").query.sql_with_params()
         ordered = query.filter(pk__in=RawSQL(f"SELECT {_LOCKED_KEY} FROM locked", ()))
@@ -110,6 +118,8 @@ def update_many_with_event(query: QuerySet[Job], changes: dict[str, Any], line: 
         return []
     sql = f"WITH locked AS ({locking} FOR NO KEY UPDATE OF {_JOB_TABLE}), {sql.removeprefix('WITH ')}"
     with connection.cursor() as cursor:
+        if connection.in_atomic_block:
+            cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, [*lock_params, *params])
         return [row[0] for row in cursor.fetchall()]
 
