@@ -152,6 +152,59 @@ def test_cancel_dependents_cancels_exactly_the_descendants_and_retry_runs_them_t
     assert Job.objects.get(id=rows["fetch"].id).result == {"step": "fetch"}  # kept, not re-run
 
 
+def test_a_failure_leaves_a_sibling_branch_still_running_or_waiting_to_go_on(user):
+    """The siblings' branches are not the failed step's descendants: a branch still running (b) and
+    its own waiting step (b2) go on, a join below both (merge) is cancelled with the failed branch;
+    retry re-runs exactly the failed step and what was cancelled because of it."""
+    spec = steps(
+        ("fetch", []), ("a", ["fetch"]), ("a2", ["a"]), ("b", ["fetch"]), ("b2", ["b"]), ("merge", ["a2", "b2"])
+    )
+    user.max_running_jobs = 0  # no fair-share limit: two of the user's steps run at once
+    user.save()
+    workflow = workflow_create(owner=user, name="nightly", steps=spec)
+    rows = jobs_of(workflow)
+    run(rows["fetch"])
+    b = job_start(job_id=rows["b"].id, worker="w:2")  # b's branch still runs when a fails
+    fail(rows["a"])
+    assert statuses(workflow) == {
+        "fetch": "succeeded",
+        "a": "failed",
+        "a2": "revoked",
+        "merge": "revoked",
+        "b": "running",
+        "b2": "pending",
+    }
+    assert Job.objects.get(id=rows["b2"].id).parents_remaining == 1  # waiting for b, not cancelled
+    assert not JobEvent.objects.filter(job_id__in=[rows["b"].id, rows["b2"].id], kind="revoked").exists()
+    job_succeed(job_id=rows["b"].id, attempts=b.attempts, result={"step": "b"})
+    run(rows["b2"])  # released by b, runs although its workflow has a failed step
+    assert statuses(workflow)["b2"] == "succeeded"
+    workflow.refresh_from_db()
+    assert (workflow.status, workflow.steps_succeeded, workflow.steps_failed, workflow.steps_cancelled) == (
+        "failed",
+        3,
+        1,
+        2,
+    )
+
+    workflow_retry(user=user, workflow_id=workflow.id)
+    assert statuses(workflow) == {
+        "fetch": "succeeded",
+        "a": "pending",
+        "a2": "pending",
+        "merge": "pending",
+        "b": "succeeded",
+        "b2": "succeeded",
+    }
+    rows = jobs_of(workflow)
+    # b and b2 keep their runs (attempts 0: not run again); merge waits for a2 again, b2 counted done.
+    assert (rows["b"].attempts, rows["b2"].attempts, rows["merge"].parents_remaining) == (0, 0, 1)
+    for step_id in ("a", "a2", "merge"):
+        run(rows[step_id])
+    workflow.refresh_from_db()
+    assert (workflow.status, workflow.steps_succeeded) == ("succeeded", 6)
+
+
 @pytest.mark.parametrize(
     "spec, failing",
     [((("only", []),), "only"), ((("fetch", []), ("last", ["fetch"])), "last")],
