@@ -67,25 +67,39 @@ def messages(queue: Path) -> int:
     return sum(1 for path in queue.iterdir() if path.suffix == ".msg") if queue.is_dir() else 0
 
 
+# The embedded default is what is left without these: SQLite and the filesystem broker in var/. The
+# caller's (make bench exports the test suite's PostgreSQL and Redis) are taken out of every process.
+SERVICES = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL", "BROKER_POLLING_INTERVAL")
+
+
+def embedded_env(var: str, interval: float | None) -> dict[str, str]:
+    """This process's environment on the embedded default in ``var``."""
+    env = {name: value for name, value in os.environ.items() if name not in SERVICES}
+    env.update(TASKHUB_VAR_DIR=var, DEBUG="false", SECRET_KEY="bench-" + "k" * 50, PYTHONUNBUFFERED="1")
+    if interval is not None:
+        env["BROKER_POLLING_INTERVAL"] = str(interval)
+    return env
+
+
+def worker_env(env: dict[str, str]) -> dict[str, str | None]:
+    """What the worker's ``Process`` adds to this process's environment: ``env``, and None (removed)
+    for the services ``env`` left out. Without them the worker kept make bench's DATABASE_URL: it
+    looked for a PostgreSQL database while the jobs were in SQLite, and nothing drained for 600 s."""
+    removed: dict[str, str | None] = {name: None for name in SERVICES if name not in env}
+    return {**removed, **{k: v for k, v in env.items() if k != "PATH"}, "WORKER_CONCURRENCY": "2"}
+
+
 def measure(n: int, interval: float | None) -> dict:
     """One run; ``interval`` None: taskhub's default (BROKER_POLLING_INTERVAL unset)."""
     with tempfile.TemporaryDirectory(prefix="taskhub-bench-drain-") as var:
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if name not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
-            and name != "BROKER_POLLING_INTERVAL"
-        }
-        env.update(TASKHUB_VAR_DIR=var, DEBUG="false", SECRET_KEY="bench-" + "k" * 50, PYTHONUNBUFFERED="1")
-        if interval is not None:
-            env["BROKER_POLLING_INTERVAL"] = str(interval)
+        env = embedded_env(var, interval)
         manage(env, "migrate", "--noinput", "-v0")
         job_id = manage(env, "shell", "-v0", "-c", BACKLOG.format(n=n)).split("NEW ", 1)[1].split()[0]
         queue = Path(var) / "broker" / "queue"
         queued = messages(queue)
         worker = Process(
             procfile_command("worker"),  # Process puts the virtualenv's bin first on PATH, as make run
-            env={**{k: v for k, v in env.items() if k != "PATH"}, "WORKER_CONCURRENCY": "2"},
+            env=worker_env(env),
             label="drain-worker",
         )
         worker.start(ready=lambda text: " ready." in text, timeout=120)
@@ -95,12 +109,15 @@ def measure(n: int, interval: float | None) -> dict:
             while messages(queue) and time.monotonic() < deadline:
                 time.sleep(0.05)
             drained = time.time() - ready
+            status = ""
             while time.monotonic() < deadline:
                 line = manage(env, "shell", "-v0", "-c", STARTED.format(job_id=job_id)).split("STARTED ", 1)[1]
                 started, status = line.split()[0], line.split()[-1]
                 if status == "succeeded":
                     break
                 time.sleep(0.5)
+            if status != "succeeded":
+                raise SystemExit(f"the new job is {status or 'not found'} after 600 s; worker log: {worker.log}")
             waited = datetime.fromisoformat(started).timestamp() - ready
             time.sleep(2)  # the last job's acknowledgements
             pids = worker.pids()

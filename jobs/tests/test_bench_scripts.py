@@ -42,3 +42,27 @@ def test_a_bench_user_given_submit_urgent_creates_urgent_jobs():
     assert job.priority == "urgent"
     staff = common.make_user("bench-staff", is_staff=True)
     assert staff.has_perm("jobs.view_job") and not staff.has_perm("jobs.submit_urgent")
+
+
+def test_broker_drains_worker_runs_on_the_embedded_default_whatever_the_caller_exported(monkeypatch, tmp_path):
+    """make bench exports the test suite's PostgreSQL and Redis; broker_drain.py measures the embedded
+    default (SQLite, the filesystem broker): its worker kept DATABASE_URL and waited 600 s for jobs
+    that were in SQLite."""
+    from bench import broker_drain
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/taskhub")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "django-db")
+    env = broker_drain.embedded_env(str(tmp_path), None)
+    worker = common.Process("true", env=broker_drain.worker_env(env), label="drain-env-test")
+    try:
+        for name in broker_drain.SERVICES:
+            assert name not in worker.env, name
+        assert worker.env["TASKHUB_VAR_DIR"] == str(tmp_path) and worker.env["WORKER_CONCURRENCY"] == "2"
+        with_interval = common.Process(
+            "true", env=broker_drain.worker_env(broker_drain.embedded_env("v", 1.0)), label="x"
+        )
+        assert with_interval.env["BROKER_POLLING_INTERVAL"] == "1.0"
+        with_interval.log.unlink()
+    finally:
+        worker.log.unlink()
