@@ -152,7 +152,9 @@ def restore(old: int) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE jobs_jobevent, jobs_job")
+        # Every table referencing jobs_job goes with it (its timeline, workflow edges: none here;
+        # naming them failed once a new one appeared).
+        cursor.execute("TRUNCATE jobs_job CASCADE")
         # An anti-join (NOT EXISTS): NOT IN over a subquery larger than work_mem is not hashed and
         # compares every row with every excluded id (it ran for minutes with 1,000,000 old jobs).
         skip = "NOT EXISTS (SELECT 1 FROM bench_old o WHERE o.id = {column} AND o.rank > %s)"
