@@ -223,7 +223,9 @@ def job_fail(
 
     Every time is the database's clock, which the start compares ``run_at`` with: a retry is due its
     backoff after the database's now (``run_at`` written as ``Now() + delay``), and whether it passes
-    the deadline is decided with the database's now, read by the job's own read (no statement more).
+    the deadline is decided with the database's now: by the job's own read, and again by the requeue
+    with its own (a retry found in time by the read and past it by the write ends expired; no
+    statement more).
     A worker whose clock is off neither shortens nor lengthens a backoff, nor expires a job early.
     """
     job = (
@@ -252,8 +254,26 @@ def job_fail(
         delay = catalog.get(job.celery_task_name).retry.delay(attempts)
         backoff = timedelta(seconds=delay)
         run_at = job.db_now + backoff  # as the requeue's Now() + backoff writes it, a moment later
-        if job.expires_at is not None and run_at > job.expires_at:
-            # Deadlines bound every start: a retry due after expires_at would never start. It ends now.
+        # Deadlines bound every start: a retry due after expires_at would never start. The requeue
+        # checks it again with its own now (the read's is a moment older).
+        in_time = Q(expires_at__isnull=True) | Q(expires_at__gte=Now() + backoff)
+        if (job.expires_at is None or run_at <= job.expires_at) and requeue_running(
+            job_id,
+            attempts=attempts,
+            fence=Q(attempts=attempts, cancel_requested_at__isnull=True) & in_time,
+            kind=JobEventKind.RETRY_SCHEDULED,
+            actor_label=actor,
+            run_at=Now() + backoff,
+            data={**data, "delay": round(delay, 3)},
+            message=f"{attempt_label(attempts).capitalize()} failed: {error}; "
+            f"{attempt_label(attempts + 1)} of {job.max_retries + 1} in {delay:.1f}s.",
+            error=error,
+            error_type=error_type,
+            traceback=traceback,
+        ):
+            return True
+        if job.expires_at is not None:
+            # Not in time (at the read, or by the requeue's clock): it ends now.
             if finish_running(
                 job_id,
                 status=JobStatus.EXPIRED,
@@ -268,21 +288,6 @@ def job_fail(
                 traceback=traceback,
             ):
                 return False
-        elif requeue_running(
-            job_id,
-            attempts=attempts,
-            fence=Q(attempts=attempts, cancel_requested_at__isnull=True),
-            kind=JobEventKind.RETRY_SCHEDULED,
-            actor_label=actor,
-            run_at=Now() + backoff,
-            data={**data, "delay": round(delay, 3)},
-            message=f"{attempt_label(attempts).capitalize()} failed: {error}; "
-            f"{attempt_label(attempts + 1)} of {job.max_retries + 1} in {delay:.1f}s.",
-            error=error,
-            error_type=error_type,
-            traceback=traceback,
-        ):
-            return True
     if not finish_running(
         job_id,
         status=JobStatus.FAILED,

@@ -7,6 +7,7 @@ The many-hosts test bed runs workers under libfaketime 120 s off; here the proce
 time is compared with PostgreSQL's ``clock_timestamp()``.
 """
 
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -164,3 +165,31 @@ def test_a_line_not_saved_yet_prints_without_a_time():
     assert str(unsaved) == f"{job.id} held (not saved yet)"
     unsaved.save()
     assert str(unsaved).startswith(f"{job.id} held at ")
+
+
+def test_a_retry_due_past_the_deadline_by_the_time_it_is_written_ends_expired(monkeypatch):
+    """The deadline is checked where the retry is written, not only where the job was read: a
+    failure whose read found the retry due just inside ``expires_at`` and whose write came later
+    (a slow machine between the two statements: 50 ms here) wrote a pending job due after its
+    deadline, which only its next start then ended."""
+    monkeypatch.setattr("jobs.catalog.RetryPolicy.delay", lambda self, attempts: 1.0)  # no jitter
+    job = make("running", max_retries=3)
+    with connection.cursor() as cursor:  # due 1 s after the read, deadline 1.025 s after now
+        cursor.execute(
+            "UPDATE jobs_job SET expires_at = clock_timestamp() + interval '1025 ms' WHERE id = %s", [job.id]
+        )
+    read = []
+
+    def slow_after_the_read(execute, sql, params, many, context):
+        answer = execute(sql, params, many, context)
+        if sql.startswith("SELECT") and "expires_at" in sql and not read:
+            read.append(sql)
+            time.sleep(0.05)
+        return answer
+
+    with connection.execute_wrapper(slow_after_the_read):
+        retried = job_fail(job_id=job.id, attempts=0, error="boom", worker="w:1")
+    row = Job.objects.get(id=job.id)
+    assert read, "the failure's read was not seen"
+    assert (retried, row.status) == (False, JobStatus.EXPIRED), (row.status, row.run_at, row.expires_at)
+    assert line(job, JobEventKind.EXPIRED).data["retry_due"]
