@@ -50,6 +50,32 @@ def statuses(workflow) -> dict[str, str]:
     return {step_id: job.status for step_id, job in jobs_of(workflow).items()}
 
 
+def retry_to_success(user, workflow, *, retried: tuple[str, ...], kept: tuple[str, ...]) -> dict[str, Job]:
+    """``workflow_retry``: exactly ``retried`` back to pending (each waiting for its retried parents
+    only), ``kept`` still succeeded; then the retried steps run in order and the workflow succeeds.
+    The rows as they were right after the retry."""
+    workflow_retry(user=user, workflow_id=workflow.id)
+    assert statuses(workflow) == {**dict.fromkeys(kept, "succeeded"), **dict.fromkeys(retried, "pending")}
+    rows = jobs_of(workflow)
+    waits_for = {
+        s: [
+            p
+            for p in WorkflowDependency.objects.filter(child_id=rows[s].id).values_list(
+                "parent__workflow_step", flat=True
+            )
+            if p in retried
+        ]
+        for s in retried
+    }
+    assert {s: rows[s].parents_remaining for s in retried} == {s: len(parents) for s, parents in waits_for.items()}
+    assert Workflow.objects.get(id=workflow.id).status == "running"
+    for step_id in retried:
+        run(rows[step_id])
+    workflow.refresh_from_db()
+    assert (workflow.status, workflow.steps_succeeded) == ("succeeded", len(retried) + len(kept))
+    return rows
+
+
 DIAMOND = steps(("fetch", []), ("a", ["fetch"]), ("a2", ["a"]), ("b", ["fetch"]), ("merge", ["a2", "b"]))
 
 
@@ -133,22 +159,8 @@ def test_cancel_dependents_cancels_exactly_the_descendants_and_retry_runs_them_t
         100,
     )
 
-    workflow_retry(user=user, workflow_id=workflow.id)
-    assert statuses(workflow) == {
-        "fetch": "succeeded",
-        "b": "succeeded",
-        "a": "pending",
-        "a2": "pending",
-        "merge": "pending",
-    }
-    rows = jobs_of(workflow)
-    assert (rows["a"].attempts, rows["fetch"].attempts, rows["a2"].parents_remaining) == (1, 0, 1)
-    assert Workflow.objects.get(id=workflow.id).status == "running"
-    run(rows["a"])
-    run(rows["a2"])
-    run(rows["merge"])
-    workflow.refresh_from_db()
-    assert (workflow.status, workflow.steps_succeeded) == ("succeeded", 5)
+    rows = retry_to_success(user, workflow, retried=("a", "a2", "merge"), kept=("fetch", "b"))
+    assert (rows["a"].attempts, rows["fetch"].attempts) == (1, 0)
     assert Job.objects.get(id=rows["fetch"].id).result == {"step": "fetch"}  # kept, not re-run
 
 
@@ -187,22 +199,8 @@ def test_a_failure_leaves_a_sibling_branch_still_running_or_waiting_to_go_on(use
         2,
     )
 
-    workflow_retry(user=user, workflow_id=workflow.id)
-    assert statuses(workflow) == {
-        "fetch": "succeeded",
-        "a": "pending",
-        "a2": "pending",
-        "merge": "pending",
-        "b": "succeeded",
-        "b2": "succeeded",
-    }
-    rows = jobs_of(workflow)
-    # b and b2 keep their runs (attempts 0: not run again); merge waits for a2 again, b2 counted done.
-    assert (rows["b"].attempts, rows["b2"].attempts, rows["merge"].parents_remaining) == (0, 0, 1)
-    for step_id in ("a", "a2", "merge"):
-        run(rows[step_id])
-    workflow.refresh_from_db()
-    assert (workflow.status, workflow.steps_succeeded) == ("succeeded", 6)
+    rows = retry_to_success(user, workflow, retried=("a", "a2", "merge"), kept=("fetch", "b", "b2"))
+    assert (rows["b"].attempts, rows["b2"].attempts) == (0, 0)  # kept their runs, not run again
 
 
 @pytest.mark.parametrize(
