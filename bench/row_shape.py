@@ -9,10 +9,11 @@ column, default, constraint and index the migrations made, so a new column or in
 shape at once); the ordinary timeline lines are derived from the row (migration 0022), so a job
 writes no line:
 
-* ``today``: the copy as it is. The argument search's GIN indexes hold a job from its end only
-  (migration 0024): one GIN entry per job; a search finds active jobs through ``job_active``.
+* ``today``: the copy as it is. The argument search's GIN indexes leave out running jobs
+  (migration 0024): two GIN entries per job, at its insert and its finish; a search finds running
+  jobs through ``job_running``.
 * ``search at every version``: as before 0024, the GIN indexes hold every row version of a job
-  with arguments (their condition without the ended statuses): one entry per version.
+  with arguments (their condition without ``status``): one entry per version.
 * ``lists without running``: today's, and the two list indexes (``job_owner_created``,
   ``job_created``) leave out running jobs (few: at most the workers' slots), which a list would
   then read from ``job_running``: two B-tree entries per job fewer (not built: every list query,
@@ -99,7 +100,7 @@ def _setup(cursor, owner: int) -> tuple[list[str], object]:
     storage = f" WITH ({', '.join(options)})" if options else ""
     for shape in SHAPES:
         cursor.execute(f"CREATE TABLE {_table(shape)} (LIKE jobs_job INCLUDING ALL){storage}")
-    # Before 0024 (and the cold row, whose status never changes): the GIN indexes without the ended statuses.
+    # Before 0024 (and the cold row, whose status never changes): the GIN indexes without their status term.
     for shape in ("search at every version", "hot/cold"):
         for columns, condition in GIN_COLUMNS.items():
             assert _recondition(cursor, _table(shape), columns, condition, replace=True) == 1

@@ -12,7 +12,7 @@ from drf_spectacular.drainage import set_override
 from taskhub.filters import StrictBooleanFilter, StrictIntegerFilter, refuse_empty
 
 from .catalog import catalog
-from .models import ACTIVE_STATUSES, DEAD_JOBS, TERMINAL_STATUSES, Job, JobPriority, JobStatus
+from .models import DEAD_JOBS, Job, JobPriority, JobStatus
 
 
 class UTCDateTimeField(forms.DateTimeField):
@@ -39,7 +39,7 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 # --- Search by arguments ------------------------------------------------------------------------
 # On PostgreSQL every term is a JSON containment (``@>``) that the GIN indexes on ``args`` and
-# ``kwargs`` answer for ended jobs (migrations 0006, 0014, 0024) and ``job_active`` for active ones;
+# ``kwargs`` answer for jobs not running (migrations 0006, 0014, 0024) and ``job_running`` for running ones;
 # SQLite, the embedded default, can only match top-level keys.
 
 MAX_ARGUMENT_TERMS = 10
@@ -207,9 +207,10 @@ def filter_by_arguments(
 
 def _indexed(has_arguments: Q, term: Q) -> Q:
     """``term``, said so that the planner can read it from the indexes: the GIN indexes hold the
-    ended jobs with arguments (migrations 0014, 0024: their conditions), ``job_active`` the active
-    ones (pending, running). The same jobs as ``term`` alone: every status is in one of the two."""
-    return (Q(status__in=TERMINAL_STATUSES) & has_arguments & term) | (Q(status__in=ACTIVE_STATUSES) & term)
+    jobs with arguments that are not running (migrations 0014, 0024: their conditions),
+    ``job_running`` the running ones (at most the workers' slots). The same jobs as ``term`` alone."""
+    running = Q(status=JobStatus.RUNNING)
+    return (~running & has_arguments & term) | (running & term)
 
 
 def _any(conditions) -> Q:
