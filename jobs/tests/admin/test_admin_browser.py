@@ -415,7 +415,10 @@ def test_an_operator_submits_a_job_watches_it_live_and_cancels_another(asgi_live
     page.select_option("select[name=action]", "cancel")
     page.locator("button[name=index]").first.click()
     page.wait_for_selector("ul.messagelist")
-    assert "Cancel requested for 1 running job" in page.inner_text("ul.messagelist")
+    # The action reports the job as job_cancel read it back after its request: its worker, told at
+    # once, may already have stopped it (a verification run saw "1 job cancelled." once in four).
+    reported = page.inner_text("ul.messagelist")
+    assert "Cancel requested for 1 running job" in reported or "1 job cancelled." in reported, reported
     page.wait_for_function(BADGE_SHOWS, arg=[str(long_job.pk), "Revoked"], timeout=30_000)
     assert in_thread(lambda: Job.objects.get(pk=long_job.pk).status) == JobStatus.REVOKED
     errors.check()
