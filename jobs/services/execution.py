@@ -256,14 +256,15 @@ def job_fail(
         run_at = job.db_now + backoff  # as the requeue's Now() + backoff writes it, a moment later
         # Deadlines bound every start: a retry due after expires_at would never start. The requeue
         # checks it again with its own now (the read's is a moment older).
-        in_time = Q(expires_at__isnull=True) | Q(expires_at__gte=Now() + backoff)
+        due = Now() + backoff
+        in_time = Q(expires_at__isnull=True) | Q(expires_at__gte=due)
         if (job.expires_at is None or run_at <= job.expires_at) and requeue_running(
             job_id,
             attempts=attempts,
             fence=Q(attempts=attempts, cancel_requested_at__isnull=True) & in_time,
             kind=JobEventKind.RETRY_SCHEDULED,
             actor_label=actor,
-            run_at=Now() + backoff,
+            run_at=due,
             data={**data, "delay": round(delay, 3)},
             message=f"{attempt_label(attempts).capitalize()} failed: {error}; "
             f"{attempt_label(attempts + 1)} of {job.max_retries + 1} in {delay:.1f}s.",
