@@ -304,9 +304,17 @@ def main() -> int:
         quiet, _ = jobs_phase(
             taskhub_worker, n, "taskhub jobs, JOB_EVENTS_REDIS_URL=none", {"JOB_EVENTS_REDIS_URL": "none"}, owner
         )
+        # The same without prepared statements (DATABASE_PREPARED_STATEMENTS, as behind an old PgBouncer).
+        unprepared, _ = jobs_phase(
+            taskhub_worker,
+            n,
+            "taskhub jobs, DATABASE_PREPARED_STATEMENTS=false",
+            {"DATABASE_PREPARED_STATEMENTS": "false"},
+            owner,
+        )
         plain_again = plain_phase(plain_worker, n)  # the baseline again: the machine's load moves
         statements = statements_per_job(owner)
-    phases = (plain, jobs, quiet, plain_again)
+    phases = (plain, jobs, quiet, unprepared, plain_again)
     best_plain = max(plain, plain_again, key=lambda phase: phase["rate"])
     common.print_table(
         f"throughput, {n:,} tasks per phase, prefork concurrency {CONCURRENCY} (after a warm-up of {WARMUP})",
@@ -341,7 +349,7 @@ def main() -> int:
         ["phase", "WAL bytes", "without full pages", "WAL records", "B-tree index entries"],
         [
             [p["label"], *(p["wal"][key] for key in ("bytes", "record_bytes", "records", "index_entries"))]
-            for p in (jobs, quiet)
+            for p in (jobs, quiet, unprepared)
         ],
     )
     common.print_table(
@@ -353,7 +361,8 @@ def main() -> int:
     print(
         f"\nratios: taskhub jobs / plain Celery (Redis results) = {jobs['rate'] / best_plain['rate']:.2f} "
         f"({jobs['rate']:.0f} vs {best_plain['rate']:.0f} tasks/s, the better of two baseline runs); "
-        f"without live publishing {quiet['rate'] / best_plain['rate']:.2f}"
+        f"without live publishing {quiet['rate'] / best_plain['rate']:.2f}; without prepared statements "
+        f"{unprepared['rate'] / best_plain['rate']:.2f}"
     )
     return 0
 

@@ -1,5 +1,7 @@
 """Where data lives: the database (DATABASE_URL) and the cache (CACHE_URL)."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from taskhub.settings.environment import VAR_DIR, env
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'taskhub.sqlite3'}")}
@@ -37,6 +39,20 @@ else:
     else:  # DATABASE_POOL_MAX_SIZE=0 (e.g. behind PgBouncer): persistent connections
         DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Prepared statements: psycopg prepares a statement that a server-side binding cursor runs for
+    # the 5th time on a connection (its prepare_threshold), and PostgreSQL then stops planning it at
+    # every call. The job path's statements (jobs/services/_sql.py: a create, a start, a success) bind
+    # on the server; planning them against the job table's 21 indexes (partial ones: a predicate proof
+    # each) cost more than running them: in-process, 3 x 2,000 jobs started and finished, PostgreSQL's
+    # CPU per job went from 1.69-1.77 ms to 0.72-0.77 ms (bench/README.md, "Prepared statements").
+    # Django's own queries bind on the client and are never prepared. Named statements need the server
+    # connection to stay the client's: behind PgBouncer in transaction mode use 1.21 or later with
+    # max_prepared_statements > 0, or set DATABASE_PREPARED_STATEMENTS=false (docs/DEPLOYMENT.md).
+    _prepared = env.str("DATABASE_PREPARED_STATEMENTS", default="true").strip().lower() or "true"
+    if _prepared not in {"true", "false", "on", "off", "1", "0", "yes", "no"}:
+        raise ImproperlyConfigured(f"DATABASE_PREPARED_STATEMENTS must be true or false, got {_prepared!r}.")
+    if _prepared in {"true", "on", "1", "yes"}:
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
     # A database host cut off by the network (packets dropped: no reset, no refusal) must not hang a
     # request, a heartbeat or a readiness probe for the kernel's ~15 minutes of retransmissions: a
     # connect gives up after DATABASE_CONNECT_TIMEOUT seconds, a write left unacknowledged after

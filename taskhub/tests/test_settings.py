@@ -245,3 +245,53 @@ def test_a_worker_that_reconnects_with_jobs_running_takes_its_full_prefetch_agai
     from taskhub.celery import app
 
     assert app.conf.worker_enable_prefetch_count_reduction is False
+
+
+PREPARED_AFTER_SIX = """
+from django.db import connection, transaction
+from jobs.services import _sql
+for _ in range(6):
+    with transaction.atomic():
+        _sql.creator_lock()  # one of the job path's server-bound statements
+with connection.cursor() as cursor:
+    cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+    print(repr((connection.connection.prepare_threshold, [row[0] for row in cursor.fetchall()])))
+"""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "threshold", "prepared"),
+    [
+        (None, 5, ["SELECT pg_advisory_xact_lock($1)"]),
+        ("true", 5, ["SELECT pg_advisory_xact_lock($1)"]),
+        ("false", None, []),
+        ("off", None, []),
+    ],
+    ids=["default", "true", "false", "off"],
+)
+def test_prepared_statements_on_postgresql(tmp_path, value, threshold, prepared):
+    """DATABASE_PREPARED_STATEMENTS (default true): the job path's statements are prepared at their
+    5th run on a connection; false (PgBouncer before 1.21 in transaction mode) names none."""
+    from django.db import connection
+
+    database = connection.settings_dict
+    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    env = {"DATABASE_URL": url, "DEBUG": "true"} | ({} if value is None else {"DATABASE_PREPARED_STATEMENTS": value})
+    result = manage(tmp_path, "shell", "--no-imports", "-c", PREPARED_AFTER_SIX, **env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == repr((threshold, prepared))
+
+
+def test_a_bad_prepared_statements_value_refuses_to_start(tmp_path):
+    result = manage(
+        tmp_path,
+        "check",
+        DEBUG="true",
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/x",
+        DATABASE_PREPARED_STATEMENTS="maybe",
+    )
+
+    assert result.returncode != 0
+    assert "DATABASE_PREPARED_STATEMENTS must be true or false, got 'maybe'." in result.stderr

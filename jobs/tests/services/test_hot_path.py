@@ -237,3 +237,26 @@ def test_start_and_success_of_a_keyed_waiting_job(through_the_orm):
     job_succeed(job_id=hot.id, attempts=0, result=1, worker="w:1")
     through_the_orm(job_succeed, job_id=orm.id, attempts=0, result=1, worker="w:1")
     same(hot, orm)
+
+
+PREPARED = "SELECT statement FROM pg_prepared_statements WHERE NOT from_sql"
+
+
+def test_the_start_and_success_are_prepared_after_their_fifth_run():
+    """With the default DATABASE_PREPARED_STATEMENTS (true) psycopg prepares a statement at its 5th
+    run on a connection, and PostgreSQL stops planning it at every call (bench/README.md, "Prepared
+    statements": its CPU per job 2.19 -> 0.98 ms in throughput.py). The same answers either way."""
+    connection.ensure_connection()
+    assert connection.connection.prepare_threshold == 5
+    jobs = [make() for _ in range(6)]
+    for job in jobs:
+        started = job_start(job_id=str(job.id), worker="w:1")
+        job_succeed(job_id=job.id, attempts=started.attempts, result={"n": 1}, worker="w:1")
+    with connection.cursor() as cursor:
+        cursor.execute(PREPARED)
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("SET \"status\" = 'running'" in text for text in prepared), prepared
+    assert any("SET \"status\" = 'succeeded'" in text for text in prepared), prepared
+    assert all("$1" in text or "%s" not in text for text in prepared)  # bound on the server
+    assert [Job.objects.get(id=job.id).status for job in jobs] == ["succeeded"] * 6
+    assert Job.objects.get(id=jobs[-1].id).result == {"n": 1}  # the prepared runs wrote what the first ones did
