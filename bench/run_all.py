@@ -19,6 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = {
     "throughput": "throughput.py",
+    "prepared": "prepared.py",
     "row_shape": "row_shape.py",
     "api_load": "api_load.py",
     "unique_keys": "unique_keys.py",

@@ -20,14 +20,11 @@ runs both on the same jobs and compares the rows.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
 from django.db import OperationalError, connections, transaction
-from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from accounts.models import User
 
@@ -41,6 +38,8 @@ from ..models import (
     WorkflowStatus,
     unique_policies_holding,
 )
+from ._bound import cursor as _cursor
+from ._quotas import share_lock
 from ._sql_updates import can_return as can_return  # re-exported: the door's one SQL module
 from ._sql_updates import from_db as from_db
 from ._sql_updates import line_column, line_value
@@ -62,7 +61,8 @@ STARTED_FIELDS = (
     "concurrency_limit",
 )
 # What the start reads of the job's owner for the fair share (``_quotas.check_running_share``), in
-# the start's own statement, which also locks the owner's row (FOR NO KEY UPDATE) for its transaction.
+# the start's own statement, which also takes the owner's share lock (``_quotas.share_lock``, an
+# advisory lock) for its transaction.
 OWNER_FIELDS = ("is_staff", "max_running_jobs")
 
 
@@ -121,8 +121,8 @@ WITH changed AS (
     RETURNING "{JOB}"."id", "{JOB}"."workflow_id", {", ".join(f'"{JOB}"."{name}"' for name in STARTED_FIELDS)}
 ), {_WORKFLOW_STARTED},
 owner AS (
-    SELECT "is_staff", "max_running_jobs" FROM "{USER}" WHERE "id" = (SELECT "owner_id" FROM changed)
-    FOR NO KEY UPDATE
+    SELECT "is_staff", "max_running_jobs", {share_lock('"id"')} FROM "{USER}"
+    WHERE "id" = (SELECT "owner_id" FROM changed)
 )
 SELECT {", ".join(f"changed.{name}" for name in STARTED_FIELDS)}, {", ".join(f"owner.{c}" for c in OWNER_FIELDS)}
 FROM changed, owner
@@ -222,24 +222,6 @@ def insert_unique(job: Job, line: JobEvent | None) -> dict[str, Any] | None:
     return {name: from_db(name, value, connection) for name, value in zip(HOLDER_FIELDS, row[1:], strict=True)}
 
 
-@contextlib.contextmanager
-def _cursor():
-    """A cursor binding its parameters on the server: Django's own cursors bind them into the SQL
-    text, quoting every value in Python (a tenth of a pool process's CPU on short jobs). Wrapped as
-    Django wraps its own cursors (the query log, ``CaptureQueriesContext``). Nothing is prepared
-    (Django keeps psycopg's ``prepare_threshold`` off, for external poolers such as PgBouncer;
-    preparing these three measured no less PostgreSQL CPU per job)."""
-    connection = connections["default"]
-    # What connection.cursor() does first: the health check (CONN_HEALTH_CHECKS), then connect.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw = psycopg.Cursor(connection.connection)
-    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
-    with wrapper(raw, connection) as cursor:
-        yield cursor
-
-
 def creator_lock() -> int:
     """Take a fresh advisory lock for the rest of the transaction that creates jobs and return its
     key, which their messages carry (``dispatch.job_dispatch_in_transaction``)."""
@@ -278,8 +260,8 @@ def _json(name: str, value: Any, connection) -> Any:
 
 def start(job_id, *, worker: str, attempts: int | None, early: timedelta):
     """pending -> running when due and not expired, of ``attempts`` (any when None) and its queue not
-    paused (its ``started`` line derived from the row: ``jobs.timeline``); the owner's row locked for
-    the transaction. The row's ``STARTED_FIELDS``
+    paused (its ``started`` line derived from the row: ``jobs.timeline``); the owner's share lock
+    (``_quotas.share_lock``) held for the transaction. The row's ``STARTED_FIELDS``
     and ``owner`` (its ``OWNER_FIELDS``), or None when it matched nothing."""
     params = {"id": job_id, "worker": worker, "early": early}
     if attempts is not None:

@@ -66,3 +66,22 @@ def test_broker_drains_worker_runs_on_the_embedded_default_whatever_the_caller_e
         with_interval.log.unlink()
     finally:
         worker.log.unlink()
+
+
+def test_prepared_runs_and_compares_the_same_statements():
+    """prepared.py (DATABASE_PREPARED_STATEMENTS): both modes run the same statements per job."""
+    env = {**os.environ, "BENCH_REDIS_URL": "private", "BENCH_DATABASE_TAG": f"p{os.getpid()}"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "prepared.py"), "-n", "50", "--rounds", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "ratios: PostgreSQL CPU per job unprepared/prepared = " in done.stdout, done.stdout[-2000:]
+    counts = [
+        line.split()[-1] for line in done.stdout.splitlines() if "prepared (default)" in line or "=false)" in line
+    ]
+    assert len(counts) == 2 and counts[0] == counts[1], done.stdout[-2000:]

@@ -120,7 +120,7 @@ def test_an_owner_without_a_cap_starts_in_one_statement_and_a_capped_one_adds_th
         statements = [q["sql"].split()[0] for q in queries.captured_queries]
         assert [s for s in statements if s in ("SELECT", "UPDATE", "INSERT", "WITH")] == expected
         start = next(q["sql"] for q in queries.captured_queries if q["sql"].split()[0] == "WITH")
-        assert "FOR NO KEY UPDATE" in start  # the start itself locks the owner's row
+        assert "pg_advisory_xact_lock" in start  # the start itself takes the owner's share lock
 
 
 @pytest.mark.django_db
@@ -226,3 +226,27 @@ def test_one_users_ten_long_jobs_leave_room_for_another_users_job(make_worker, u
         user_client.post(f"/api/v1/jobs/{job_id}/cancel/")
     # Stopped cooperatively at their next progress report: the workers are idle when they stop.
     wait_for(lambda: not Job.objects.filter(id__in=hogs, status=JobStatus.RUNNING).exists(), timeout=30)
+
+
+@pytest.mark.django_db
+def test_a_start_holds_its_owners_share_lock_and_writes_nothing_to_the_owners_row(user):
+    """The share's lock is an advisory lock per owner, held until the start's transaction ends: the
+    owner's row is neither locked nor written (a row lock wrote a WAL record at every start)."""
+    from django.db import transaction
+
+    share_lock_class = 0x7461736B  # its class (jobs.services._quotas.SHARE_LOCK_CLASS)
+    job = make(owner=user)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT xmin::text, xmax::text FROM accounts_user WHERE id = %s", [user.id])
+        row_before = cursor.fetchone()
+    with transaction.atomic():
+        assert job_start(job_id=job.id, worker="w") is not None
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT mode, granted FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s"
+                " AND objsubid = 2 AND pid = pg_backend_pid()",
+                [share_lock_class, user.id],
+            )
+            assert cursor.fetchall() == [("ExclusiveLock", True)]
+            cursor.execute("SELECT xmin::text, xmax::text FROM accounts_user WHERE id = %s", [user.id])
+            assert cursor.fetchone() == row_before  # no row lock: xmax untouched

@@ -257,6 +257,23 @@ def test_the_start_and_success_are_prepared_after_their_fifth_run():
         prepared = [row[0] for row in cursor.fetchall()]
     assert any("SET \"status\" = 'running'" in text for text in prepared), prepared
     assert any("SET \"status\" = 'succeeded'" in text for text in prepared), prepared
+    # The owner's running count of the fair share (a plain user has a cap) is bound on the server too.
+    assert any(text.startswith("\nSELECT COUNT(*) FROM (") and "'running' LIMIT $2" in text for text in prepared)
     assert all("$1" in text or "%s" not in text for text in prepared)  # bound on the server
     assert [Job.objects.get(id=job.id).status for job in jobs] == ["succeeded"] * 6
     assert Job.objects.get(id=jobs[-1].id).result == {"n": 1}  # the prepared runs wrote what the first ones did
+
+
+def test_the_creates_quota_count_is_prepared_after_its_fifth_run(user):
+    """A create locks its owner's row and counts their jobs (quotas) at every request: bound on the
+    server, both are prepared after their 5th run, as the create's INSERT is."""
+    from jobs.services.creation import job_create
+
+    for _ in range(6):
+        job_create(owner=user, celery_task_name="long_running_task", kwargs={"seconds": 0})
+    with connection.cursor() as cursor:
+        cursor.execute(PREPARED)
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("FOR NO KEY UPDATE" in text and text.startswith('SELECT 1 FROM "accounts_user"') for text in prepared)
+    assert any('AND "created_at" > $2 LIMIT $3' in text for text in prepared), prepared
+    assert any(text.startswith('\nINSERT INTO "jobs_job"') for text in prepared), prepared
