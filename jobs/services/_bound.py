@@ -15,12 +15,14 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 
 class _DebugWrapper(CursorDebugWrapper):
-    """Django's query log for these cursors: the statement as written (its placeholders, not its
-    values, as it reaches the server). Django reads it back from psycopg's cursor, which keeps no
-    text for a run of a prepared statement (DATABASE_PREPARED_STATEMENTS): the log said None."""
+    """Django's query log for these cursors (DEBUG, ``CaptureQueriesContext``): the statement with its
+    values quoted in, as Django logs its own cursors' (it can be run as it is, e.g. under EXPLAIN).
+    Django reads it back from psycopg's cursor, which keeps no text for a run of a prepared statement
+    (DATABASE_PREPARED_STATEMENTS): the log said None. Formatted only while queries are logged."""
 
     def execute(self, sql, params=None):
-        with self.debug_sql(sql, params, use_last_executed_query=False):
+        logged = psycopg.ClientCursor(self.cursor.connection).mogrify(sql, params)
+        with self.debug_sql(logged, params, use_last_executed_query=False):
             return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
 
 
