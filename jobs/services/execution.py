@@ -8,6 +8,7 @@ instead of writing over the next attempt.
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -97,8 +98,15 @@ def job_start(*, job_id, worker: str, attempts: int | None = None, creator_lock:
     if not started:
         return None
     known = {"id": Job._meta.pk.to_python(job_id), "status": RUNNING, "worker": worker, "finished_at": None, **started}
-    names = [field.attname for field in Job._meta.concrete_fields if field.attname in known]  # in model order
-    return Job.from_db(Job.objects.db, names, [known[name] for name in names])
+    known_names = frozenset(known)
+    return Job.from_db(Job.objects.db, known_names, [known[name] for name in _in_model_order(known_names)])
+
+
+@functools.cache
+def _in_model_order(known: frozenset[str]) -> tuple[str, ...]:
+    """The columns of ``known`` that are the job's, in the model's order (``from_db`` takes their
+    values in it): the same few sets at every start, worked out once."""
+    return tuple(field.attname for field in Job._meta.concrete_fields if field.attname in known)
 
 
 class _NoSlot(Exception):
