@@ -14,12 +14,11 @@ from bench import _common as common
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_row_shape_runs_on_todays_schema():
-    """Its shapes are copies of today's jobs_job and its jobs copies of a row the model wrote: a
-    column or an index added later is in them, not a NOT NULL violation (statements only, ~10 s)."""
-    env = {**os.environ, "BENCH_REDIS_URL": "private", "BENCH_DATABASE_TAG": f"t{os.getpid()}"}
+def run_script(name: str, *args: str, tag: str) -> subprocess.CompletedProcess:
+    """Run bench/``name`` as ``make bench`` would, on a Redis server and databases of its own; it must succeed."""
+    env = {**os.environ, "BENCH_REDIS_URL": "private", "BENCH_DATABASE_TAG": f"{tag}{os.getpid()}"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "row_shape.py"), "-n", "500"],
+        [sys.executable, str(ROOT / "bench" / name), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -27,6 +26,13 @@ def test_row_shape_runs_on_todays_schema():
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def test_row_shape_runs_on_todays_schema():
+    """Its shapes are copies of today's jobs_job and its jobs copies of a row the model wrote: a
+    column or an index added later is in them, not a NOT NULL violation (statements only, ~10 s)."""
+    done = run_script("row_shape.py", "-n", "500", tag="t")
     assert "ratios: WAL per job vs today (without full-page images): search at every version" in done.stdout, (
         done.stdout[-2000:]
     )
@@ -70,16 +76,7 @@ def test_broker_drains_worker_runs_on_the_embedded_default_whatever_the_caller_e
 
 def test_prepared_runs_and_compares_the_same_statements():
     """prepared.py (DATABASE_PREPARED_STATEMENTS): both modes run the same statements per job."""
-    env = {**os.environ, "BENCH_REDIS_URL": "private", "BENCH_DATABASE_TAG": f"p{os.getpid()}"}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "prepared.py"), "-n", "50", "--rounds", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    done = run_script("prepared.py", "-n", "50", "--rounds", "1", tag="p")
     assert "ratios: PostgreSQL CPU per job unprepared/prepared = " in done.stdout, done.stdout[-2000:]
     counts = [
         line.split()[-1] for line in done.stdout.splitlines() if "prepared (default)" in line or "=false)" in line
