@@ -1,4 +1,6 @@
-"""A bulk request's keyed jobs in one statement each way (PostgreSQL; only the door, ``_state``, uses it).
+"""A bulk request's jobs in one statement each way (PostgreSQL; only the door, ``_state``, uses it).
+
+``insert_many`` writes many jobs without unique keys: one ``INSERT … SELECT … FROM unnest(…)``.
 
 ``insert_unique_many`` is ``_sql.insert_unique`` for many jobs of one owner with distinct keys:
 one ``INSERT … SELECT … FROM unnest(…) ON CONFLICT … DO UPDATE … RETURNING``, each column one
@@ -52,6 +54,31 @@ WITH input AS (
 )
 SELECT * FROM job
 """
+
+
+@functools.cache
+def _insert_statement() -> str:
+    connection = connections["default"]
+    job_columns = ", ".join(f'"{field.column}"' for field in _JOB_FIELDS)
+    job_arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _JOB_FIELDS)
+    names = ", ".join(f"c{index}" for index in range(len(_JOB_FIELDS)))
+    return f"""
+INSERT INTO "{JOB}" ({job_columns})
+SELECT {names} FROM unnest({job_arrays}) WITH ORDINALITY AS input({names}, n) ORDER BY n
+"""
+
+
+def insert_many(jobs: list[Job]) -> None:
+    """Write ``jobs`` (without unique keys) in one statement, in their order: each column one array
+    parameter, bound on the server (``_bound``), so the statement's text is the same for any number of
+    jobs and is prepared after its 5th run. Django's ``bulk_create`` wrote one placeholder a value (45
+    a job) and quoted each value into the SQL in Python. The jobs become saved instances."""
+    connection = connections["default"]
+    params = [[field.get_db_prep_save(field.pre_save(job, True), connection) for job in jobs] for field in _JOB_FIELDS]
+    with _cursor() as cursor:
+        cursor.execute(_insert_statement(), params)
+    for job in jobs:
+        job._state.adding, job._state.db = False, connection.alias
 
 
 def insert_unique_many(jobs: list[Job], lines: list[JobEvent]) -> list[dict[str, Any] | None]:

@@ -56,7 +56,10 @@ def create(jobs: Sequence[Job], lines: Sequence[JobEvent]) -> None:
         if _written(jobs[0], lines[0]):
             lines[0].save()
     else:
-        Job.objects.bulk_create(jobs)
+        if _sql.available():
+            _sql_bulk.insert_many(list(jobs))
+        else:
+            Job.objects.bulk_create(jobs)
         JobEvent.objects.bulk_create([line for job, line in zip(jobs, lines, strict=True) if _written(job, line)])
     _sent(list(jobs), lock if in_transaction else None)
 

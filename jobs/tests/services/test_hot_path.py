@@ -215,6 +215,36 @@ def test_create(request_, idempotency_key, user, through_the_orm, django_capture
     assert Job.objects.get(id=hot.id).created_at == hot.created_at  # the instance is the row
 
 
+def test_a_bulk_create_is_one_insert_of_arrays_and_writes_what_the_orm_writes(user, through_the_orm):
+    """A bulk of jobs without unique keys: one INSERT … SELECT … FROM unnest(…) (each column one array,
+    bound on the server: the same text for any number of jobs), rows column for column as Django's
+    bulk_create writes them (but ids and times)."""
+    from jobs.services.creation import job_create_bulk
+
+    items = [
+        {"celery_task_name": "long_running_task", "kwargs": {"seconds": 1}},
+        {"celery_task_name": "process_data", "name": "n", "kwargs": {"records": [{"v": 1}]}, "priority": "high"},
+        {"celery_task_name": "long_running_task", "args": [2], "max_retries": 0, "run_at": timezone.now()},
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        hot = job_create_bulk(owner=user, items=items)
+    inserts = [q["sql"] for q in queries.captured_queries if 'INSERT INTO "jobs_job"' in q["sql"]]
+    assert len(inserts) == 1 and "unnest(" in inserts[0], inserts
+    orm = through_the_orm(job_create_bulk, owner=user, items=items)
+    assert all(job._state.adding is False for job in hot)
+
+    def comparable(job):
+        values = created_row(job)
+        for name in ("created_at", "dispatched_at", "run_at", "request_fingerprint"):
+            values[name] = values[name] is not None
+        return values
+
+    assert [comparable(job) for job in hot] == [comparable(job) for job in orm]
+    assert {(job.id, job.created_at) for job in hot} == set(
+        Job.objects.filter(id__in=[job.id for job in hot]).values_list("id", "created_at")
+    )  # the instances are the rows
+
+
 def test_start_and_success_of_a_keyed_waiting_job(through_the_orm):
     """A job that waited for its concurrency key: both paths clear the wait at the start, and both
     successes free the key (each of its own key here, so that the two do not share a limit)."""
