@@ -21,7 +21,10 @@ class _DebugWrapper(CursorDebugWrapper):
     (DATABASE_PREPARED_STATEMENTS): the log said None. Formatted only while queries are logged."""
 
     def execute(self, sql, params=None):
-        logged = psycopg.ClientCursor(self.cursor.connection).mogrify(sql, params)
+        try:
+            logged = psycopg.ClientCursor(self.cursor.connection).mogrify(sql, params)
+        except Exception:  # noqa: BLE001 - a value only the server can take: the log keeps the placeholders
+            logged = sql
         with self.debug_sql(logged, params, use_last_executed_query=False):
             return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
 

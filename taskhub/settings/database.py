@@ -48,9 +48,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's own queries bind on the client and are never prepared. Named statements need the server
     # connection to stay the client's: behind PgBouncer in transaction mode use 1.21 or later with
     # max_prepared_statements > 0, or set DATABASE_PREPARED_STATEMENTS=false (docs/DEPLOYMENT.md).
-    _prepared = env.str("DATABASE_PREPARED_STATEMENTS", default="true").strip().lower() or "true"
+    _given = env.str("DATABASE_PREPARED_STATEMENTS", default="true")
+    _prepared = _given.strip().lower() or "true"
     if _prepared not in {"true", "false", "on", "off", "1", "0", "yes", "no"}:
-        raise ImproperlyConfigured(f"DATABASE_PREPARED_STATEMENTS must be true or false, got {_prepared!r}.")
+        raise ImproperlyConfigured(f"DATABASE_PREPARED_STATEMENTS must be true or false, got {_given!r}.")
     if _prepared in {"true", "on", "1", "yes"}:
         DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
     # A database host cut off by the network (packets dropped: no reset, no refusal) must not hang a
