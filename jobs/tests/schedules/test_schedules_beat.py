@@ -142,7 +142,11 @@ def test_two_beats_never_create_two_jobs_for_one_slot(make_beat):
     # pair created the job, the other found its slot taken.
     assert all(created[i] + skipped[i] >= 3 for i in range(2)), (created, skipped)
     assert sum(skipped) >= 3, (created, skipped)
-    assert jobs.count() == sum(created) <= elapsed / 2 + 1, (jobs.count(), created, elapsed)
+    # Every job is one a beat logged, but for a firing the stop cut short between its commit and its
+    # log line (the scheduler syncs its entries in between): at most one such job per beat. CI run
+    # of 2026-12-07 saw 9 jobs and 8 lines ([3, 5]), every slot with one job.
+    assert sum(created) <= jobs.count() <= sum(created) + len(beats), (jobs.count(), created, elapsed)
+    assert jobs.count() <= elapsed / 2 + 1, (jobs.count(), created, elapsed)
 
 
 def test_beat_starting_never_takes_over_a_users_schedule_of_its_names(make_beat):
