@@ -28,12 +28,20 @@ BATCH = 500
 MODES = {"unprepared (DATABASE_PREPARED_STATEMENTS=false)": None, "prepared (default)": 5}
 
 
+def run(job_ids: list) -> None:
+    """Start and finish each job as a worker's task base does."""
+    from jobs.services.execution import job_start, job_succeed
+
+    for job_id in job_ids:
+        job = job_start(job_id=job_id, worker="bench:1", attempts=0)
+        job_succeed(job_id=job_id, attempts=job.attempts, result=None, worker="bench:1")
+
+
 def one_round(owner, n: int, threshold: int | None) -> dict[str, float]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from jobs.services.creation import job_create_bulk
-    from jobs.services.execution import job_start, job_succeed
 
     item = {"name": "bench", "task_type": "bench", "celery_task_name": "long_running_task", "kwargs": {"seconds": 0}}
     ids = []
@@ -47,16 +55,12 @@ def one_round(owner, n: int, threshold: int | None) -> dict[str, float]:
         time.perf_counter(),
         time.process_time(),
     )
-    for job_id in ids:
-        job = job_start(job_id=job_id, worker="bench:1", attempts=0)
-        job_succeed(job_id=job_id, attempts=job.attempts, result=None, worker="bench:1")
+    run(ids)
     pg_after, wall_after, own_after = common.cpu_seconds([backend])[backend], time.perf_counter(), time.process_time()
     # The statements of a few more jobs, counted outside the timing (the query log costs CPU).
     counted = [job.id for job in job_create_bulk(owner=owner, items=[item] * 20)]
     with CaptureQueriesContext(connection) as queries:
-        for job_id in counted:
-            job = job_start(job_id=job_id, worker="bench:1", attempts=0)
-            job_succeed(job_id=job_id, attempts=job.attempts, result=None, worker="bench:1")
+        run(counted)
     statements = [q for q in queries.captured_queries if q["sql"].split()[0] not in ("SAVEPOINT", "RELEASE")]
     return {
         "postgres": 1000 * (pg_after - pg_before) / n,

@@ -29,13 +29,28 @@ _EVENT_FIELDS = [field for field in JobEvent._meta.concrete_fields if not field.
 
 
 @functools.cache
+def _job_input() -> tuple[str, str, str]:
+    """Many jobs as arrays, in SQL: their columns, one array parameter each (cast to the column's
+    type), and the names ``unnest`` gives the arrays' elements (``_job_arrays`` are the parameters)."""
+    connection = connections["default"]
+    return (
+        ", ".join(f'"{field.column}"' for field in _JOB_FIELDS),
+        ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _JOB_FIELDS),
+        ", ".join(f"c{index}" for index in range(len(_JOB_FIELDS))),
+    )
+
+
+def _job_arrays(jobs: list[Job], connection) -> list[list]:
+    """The parameters of ``_job_input``: each column of ``jobs``, as ``save()`` would prepare it."""
+    return [[field.get_db_prep_save(field.pre_save(job, True), connection) for job in jobs] for field in _JOB_FIELDS]
+
+
+@functools.cache
 def _statement() -> str:
     connection = connections["default"]
-    job_columns = ", ".join(f'"{field.column}"' for field in _JOB_FIELDS)
-    job_arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _JOB_FIELDS)
+    job_columns, job_arrays, names = _job_input()
     line_columns = ", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)
     line_arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _EVENT_FIELDS)
-    names = ", ".join(f"c{index}" for index in range(len(_JOB_FIELDS)))
     line_names = ", ".join(f"e{index}" for index in range(len(_EVENT_FIELDS)))
     line_values = ", ".join(line_column(field, f"e{index}") for index, field in enumerate(_EVENT_FIELDS))
     job_id = f"e{[field.attname for field in _EVENT_FIELDS].index('job_id')}"
@@ -58,10 +73,7 @@ SELECT * FROM job
 
 @functools.cache
 def _insert_statement() -> str:
-    connection = connections["default"]
-    job_columns = ", ".join(f'"{field.column}"' for field in _JOB_FIELDS)
-    job_arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _JOB_FIELDS)
-    names = ", ".join(f"c{index}" for index in range(len(_JOB_FIELDS)))
+    job_columns, job_arrays, names = _job_input()
     return f"""
 INSERT INTO "{JOB}" ({job_columns})
 SELECT {names} FROM unnest({job_arrays}) WITH ORDINALITY AS input({names}, n) ORDER BY n
@@ -74,9 +86,8 @@ def insert_many(jobs: list[Job]) -> None:
     jobs and is prepared after its 5th run. Django's ``bulk_create`` wrote one placeholder a value (45
     a job) and quoted each value into the SQL in Python. The jobs become saved instances."""
     connection = connections["default"]
-    params = [[field.get_db_prep_save(field.pre_save(job, True), connection) for job in jobs] for field in _JOB_FIELDS]
     with _cursor() as cursor:
-        cursor.execute(_insert_statement(), params)
+        cursor.execute(_insert_statement(), _job_arrays(jobs, connection))
     for job in jobs:
         job._state.adding, job._state.db = False, connection.alias
 
@@ -87,7 +98,7 @@ def insert_unique_many(jobs: list[Job], lines: list[JobEvent]) -> list[dict[str,
     holds its key: then nothing is written for it and the holder's ``HOLDER_FIELDS`` come back in
     its place, its row locked until the transaction ends (None: written). One statement."""
     connection = connections["default"]
-    params = [[field.get_db_prep_save(field.pre_save(job, True), connection) for job in jobs] for field in _JOB_FIELDS]
+    params = _job_arrays(jobs, connection)
     params += [[line_value(field, field.pre_save(line, True), connection) for line in lines] for field in _EVENT_FIELDS]
     with _cursor() as cursor:
         cursor.execute(_statement(), params)
