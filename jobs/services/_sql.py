@@ -78,6 +78,8 @@ def _held_in(status: str) -> str:
 # running from its first start; a step's success decrements its children's parents_remaining, in the same statement
 # (so exactly once per parent: the success is fenced on attempts), and counts in its workflow; the children at 0 are
 # returned, for the door to send after commit. Locks: job rows first, then the workflow's row (as _steps does).
+# The workflow's end is the clock once its row is locked, not the statement's start: a success whose
+# statement began first may count last (it waited on a lock), after a later step's end committed.
 FLOW, DEP = Workflow._meta.db_table, WorkflowDependency._meta.db_table
 _WORKFLOW_STARTED = f"""flow AS (
     UPDATE "{FLOW}" SET "status" = '{WorkflowStatus.RUNNING}'
@@ -102,7 +104,7 @@ _WORKFLOW_RELEASE = f"""locked AS (
             THEN '{WorkflowStatus.SUCCEEDED}' ELSE flow."status" END,
         "finished_at" = CASE WHEN flow."steps_succeeded" + 1 >= flow."steps_total"
             AND flow."status" IN ('{WorkflowStatus.PENDING}', '{WorkflowStatus.RUNNING}')
-            THEN STATEMENT_TIMESTAMP() ELSE flow."finished_at" END
+            THEN CLOCK_TIMESTAMP() ELSE flow."finished_at" END
     FROM changed WHERE flow."id" = changed."workflow_id" AND (SELECT count(*) FROM released) >= 0
 )"""
 # --- end workflows ---

@@ -8,10 +8,11 @@ test_workflow_workers.py's shared-children test; the kills are the fault suite's
 (jobs/tests/faults/test_workflow_kills.py)."""
 
 import threading
+import time
 from functools import partial
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from accounts.tests.factories import UserFactory
 from jobs.models import Job, JobEvent, Workflow
@@ -113,3 +114,59 @@ def test_a_cancel_racing_the_successes_of_parents_sharing_children_ends_cancelle
         sent = sorted(message["id"] for message in published)
         assert sent in ([], sorted(str(job_id) for job_id in children.values_list("id", flat=True))), sent
         assert Workflow.objects.get(id=workflow.id).status == "cancelled"
+
+
+def test_a_workflow_ends_no_earlier_than_its_last_step_when_the_earlier_success_commits_last(published):
+    """Two last steps: one success's statement starts first but waits (here on its row, held by
+    another transaction); the other's starts later and commits first. The workflow's end is counted by
+    the one that commits last, and must not be stamped before the other step's end (fault suite, seed
+    602561: 89 microseconds before it, from the waiting statement's start)."""
+    owner = UserFactory(max_active_jobs=0, max_jobs_per_minute=0, max_running_jobs=0)
+    steps = [{"id": name, "task": "long_running_task", "kwargs": {"seconds": 0}} for name in ("a", "b")]
+    workflow = workflow_create(owner=owner, name="two ends", steps=steps)
+    (first, first_attempts), (second, second_attempts) = started_parents_named(workflow, ("a", "b"))
+    holder = connections.create_connection("default")
+    try:
+        with holder.cursor() as cursor:
+            holder.set_autocommit(False)
+            cursor.execute(f'SELECT 1 FROM "{Job._meta.db_table}" WHERE "id" = %s FOR UPDATE', [first.id])
+        waiting = threading.Thread(target=lambda: succeed_and_close(first.id, first_attempts))
+        waiting.start()
+        wait_for_lock_waiter(first.id)
+        job_succeed(job_id=second.id, attempts=second_attempts)  # starts later, commits first
+        holder.rollback()
+        waiting.join(30)
+        assert not waiting.is_alive()
+    finally:
+        holder.close()
+    flow = Workflow.objects.get(id=workflow.id)
+    last = max(Job.objects.filter(workflow=workflow).values_list("finished_at", flat=True))
+    assert (flow.status, flow.steps_succeeded) == ("succeeded", 2)
+    assert Job.objects.get(id=first.id).finished_at < last  # the race happened as arranged
+    assert flow.finished_at >= last
+
+
+def started_parents_named(workflow, names) -> list[tuple[Job, int]]:
+    jobs = [Job.objects.get(workflow=workflow, workflow_step=name) for name in names]
+    return [(job, job_start(job_id=job.id, worker=f"w:{n}").attempts) for n, job in enumerate(jobs)]
+
+
+def succeed_and_close(job_id, attempts) -> None:
+    try:
+        job_succeed(job_id=job_id, attempts=attempts)
+    finally:
+        connection.close()
+
+
+def wait_for_lock_waiter(job_id, timeout: float = 10.0) -> None:
+    """Until a backend waits on a lock with a statement naming the job table (the thread's success)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"the success of {job_id} never waited on its row")
