@@ -122,9 +122,8 @@ def test_a_workflow_ends_no_earlier_than_its_last_step_when_the_earlier_success_
     the one that commits last, and must not be stamped before the other step's end (fault suite, seed
     602561: 89 microseconds before it, from the waiting statement's start)."""
     owner = UserFactory(max_active_jobs=0, max_jobs_per_minute=0, max_running_jobs=0)
-    steps = [{"id": name, "task": "long_running_task", "kwargs": {"seconds": 0}} for name in ("a", "b")]
-    workflow = workflow_create(owner=owner, name="two ends", steps=steps)
-    (first, first_attempts), (second, second_attempts) = started_parents_named(workflow, ("a", "b"))
+    workflow = shared_children(owner, parents=2, children=0)  # two steps, both last
+    (first, first_attempts), (second, second_attempts) = started_parents(workflow)
     holder = connections.create_connection("default")
     try:
         with holder.cursor() as cursor:
@@ -146,11 +145,6 @@ def test_a_workflow_ends_no_earlier_than_its_last_step_when_the_earlier_success_
     assert flow.finished_at >= last
 
 
-def started_parents_named(workflow, names) -> list[tuple[Job, int]]:
-    jobs = [Job.objects.get(workflow=workflow, workflow_step=name) for name in names]
-    return [(job, job_start(job_id=job.id, worker=f"w:{n}").attempts) for n, job in enumerate(jobs)]
-
-
 def succeed_and_close(job_id, attempts) -> None:
     try:
         job_succeed(job_id=job_id, attempts=attempts)
@@ -159,7 +153,7 @@ def succeed_and_close(job_id, attempts) -> None:
 
 
 def wait_for_lock_waiter(job_id, timeout: float = 10.0) -> None:
-    """Until a backend waits on a lock with a statement naming the job table (the thread's success)."""
+    """Until a backend of the test database waits on a lock (the thread's success: no other session does)."""
     deadline = time.monotonic() + timeout
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
