@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""The plans of the queries that read jobs_job's indexes, at 1,000,000 jobs, before and after migration 0020.
+"""The plans of the queries that read jobs_job's indexes, at 1,000,000 jobs, before and after a migration.
 
-Migration 0020 (issue 20, Performance II) drops three of the list's indexes and merges the three
-partial indexes of active jobs into one. This script shows, in one run, what each query that read
-one of them (the API's list filters, the admin's list and filters, the sweeps, the quotas, the
-gauges, retention) does at 1,000,000 jobs on 0019 and on 0020: the scans of its plan (index or
-sequential), the buffers it touched and its execution time (``EXPLAIN (ANALYZE, BUFFERS)``, the
-best of three), and the size of each index. Also ``0020 - job_created``: the reshape without the
-index of everyone's jobs (dropped in a transaction that is rolled back), which the brief proposed.
+Migration 0020 (issue 20, Performance II) dropped three of the list's indexes and merged the three
+partial indexes of active jobs into one; 0026 takes running jobs out of the list orders' indexes and
+the pending jobs' one (``--before 0025_narrower_active_index``, the default; ``--before
+0019_unique_jobs`` for 0020's reshape). This script shows, in one run, what each query that reads
+them (the API's list filters, the admin's list, filters and arrivals, the sweeps, the quotas, the
+gauges, the streams, retention) does at 1,000,000 jobs before and at the latest migration: the scans
+of its plan (index or sequential), the buffers it touched and its execution time (``EXPLAIN
+(ANALYZE, BUFFERS)``, the best of three), and the size of each index. Also the latest without
+``job_created`` (dropped in a transaction that is rolled back), which 0020's brief proposed.
 
 The statements are the code's own: each query is captured while the real function, API request or
 admin page runs (in a transaction rolled back afterwards), then explained. The table: 1,000,000
@@ -80,7 +82,7 @@ def captured(run: Callable[[], object]) -> list[str]:
     return [
         query["sql"]
         for query in queries.captured_queries
-        if query["sql"].lstrip().upper().startswith("SELECT") and '"jobs_job"' in query["sql"]
+        if query["sql"].lstrip(" (").upper().startswith("SELECT") and '"jobs_job"' in query["sql"]
     ]
 
 
@@ -180,6 +182,28 @@ def queries(users: dict) -> dict[str, Callable[[], object]]:
         User.objects.filter(id=alice).update(max_active_jobs=10**6, max_jobs_per_minute=10**6)
         job_create(owner=User.objects.get(id=alice), celery_task_name="long_running_task", kwargs={"seconds": 0})
 
+    newest = Job.objects.order_by("-created_at").values_list("created_at", flat=True)[0]
+
+    def arrivals():  # the admin list's "N new jobs" count, since the newest job
+        client = Client()
+        client.force_login(users["staff"])
+        response = client.get("/admin/jobs/job/arrivals/", {"since": newest.isoformat()})
+        assert response.status_code == 200, response.content[:300]
+
+    def stream_list_read():  # a list stream's read of alice's active jobs and those created in its last minute
+        from datetime import timedelta
+
+        from jobs.streams.feeds import ListScope, _list_read
+
+        mine = Job.objects.filter(owner_id=alice)
+        scope = ListScope(candidates=mine, statuses=frozenset(), owner_id=alice, filtered=False)
+        _list_read(scope, [], newest - timedelta(minutes=1))
+
+    def jobs_list_command():
+        from django.core.management import call_command
+
+        call_command("jobs", "list", "--limit", "20", "--json", stdout=open("/dev/null", "w"))
+
     def start_over_share():  # a start over the owner's share: the count of their running jobs, then their backlog
         User.objects.filter(id=alice).update(max_running_jobs=1)
         pending = Job.objects.filter(owner_id=alice, status="pending").values_list("id", flat=True).first()
@@ -196,6 +220,8 @@ def queries(users: dict) -> dict[str, Callable[[], object]]:
         "API alice: ?task= (2 %)": api("alice", f"&task={OTHER_TASK}"),
         "API alice: ?task_type= (1 %)": api("alice", "&task_type=report"),
         "API alice: ?task_type= (none)": api("alice", "&task_type=nothing"),
+        "API alice: ?kwarg= (none)": api("alice", "&kwarg=user_id:42"),
+        "API staff: ?kwarg= (none)": api("staff", "&kwarg=user_id:42"),
         "API carol (0.1 %): first page": api("carol"),
         "API carol: ?status=failed": api("carol", "&status=failed"),
         "API staff: first page": api("staff"),
@@ -206,6 +232,9 @@ def queries(users: dict) -> dict[str, Callable[[], object]]:
         "admin: job list": admin(),
         "admin: ?status__exact=failed": admin("?status__exact=failed"),
         "admin: ?status__exact=running": admin("?status__exact=running"),
+        "admin: arrivals count": arrivals,
+        "stream: a list's read": stream_list_read,
+        "command: jobs list": jobs_list_command,
         "dead jobs page (dead_job_counts)": dead_job_counts,
         "create: a user's quotas": create_with_quotas,
         "start: over the owner's share": start_over_share,
@@ -244,15 +273,20 @@ def index_sizes() -> dict[str, int]:
 
 
 def main() -> int:
-    args = common.parse_args(__doc__, lambda parser: parser.add_argument("--show", action="append", default=[]))
+    def arguments(parser):
+        parser.add_argument("--show", action="append", default=[])
+        parser.add_argument("--before", default="0025_narrower_active_index", help="the jobs migration to compare")
+
+    args = common.parse_args(__doc__, arguments)
     SHOW.extend(args.show)
+    first, last = args.before[:4], "head"
     total = 100_000 if args.quick else 1_000_000
     with common.bench_environment(ENV):
         from django.contrib.auth.models import Permission
         from django.core.management import call_command
         from django.db import connection, transaction
 
-        call_command("migrate", "jobs", "0019_unique_jobs", verbosity=0)
+        call_command("migrate", "jobs", args.before, verbosity=0)
         users = {name: common.make_user(name) for name in ("alice", "bob", "carol")}
         staff = common.make_user("staff", is_staff=True)
         staff.user_permissions.add(Permission.objects.get(content_type__app_label="jobs", codename="change_job"))
@@ -266,7 +300,7 @@ def main() -> int:
         started = time.perf_counter()
         call_command("migrate", "jobs", verbosity=0)
         vacuum()
-        print(f"# migrated to 0020 in {time.perf_counter() - started:.1f}s; load average {common.load_average()}")
+        print(f"# migrated to the latest in {time.perf_counter() - started:.1f}s; load average {common.load_average()}")
         after, sizes_after = measure(runs), index_sizes()
         with transaction.atomic():
             with connection.cursor() as cursor:
@@ -277,17 +311,17 @@ def main() -> int:
     empty = ("-", 0, 0.0)
     common.print_table(
         f"plans at {total:,} jobs (EXPLAIN (ANALYZE, BUFFERS), best of 3): scans of jobs_job, shared buffers, ms",
-        ["query", "0019 scans", "buffers", "ms", "0020 scans", "buffers", "ms"],
+        ["query", f"{first} scans", "buffers", "ms", f"{last} scans", "buffers", "ms"],
         [[name, *before.get(name, empty), *after.get(name, empty)] for name in names],
     )
     common.print_table(
-        "0020 without job_created (dropped in a transaction rolled back): the queries whose plan changes",
+        f"{last} without job_created (dropped in a transaction rolled back): the queries whose plan changes",
         ["query", "scans", "buffers", "ms"],
         [[name, *without[name]] for name in names if name in without and without[name][0] != after.get(name, empty)[0]],
     )
     common.print_table(
         "jobs_job's indexes (pg_relation_size, MB)",
-        ["index", "0019", "0020"],
+        ["index", first, last],
         [
             [name, sizes_before.get(name, 0) / 2**20, sizes_after.get(name, 0) / 2**20]
             for name in sorted({*sizes_before, *sizes_after})
@@ -298,7 +332,7 @@ def main() -> int:
     listed = f" ({'; '.join(seq)})" if seq else ""
     mb_before, mb_after = sum(sizes_before.values()) / 2**20, sum(sizes_after.values()) / 2**20
     print(
-        f"\nratios: sequential scans of jobs_job at {total:,} jobs: 0019 {seq_before}, 0020 {len(seq)}{listed}; "
+        f"\nratios: sequential scans of jobs_job at {total:,} jobs: {first} {seq_before}, {last} {len(seq)}{listed}; "
         f"jobs_job's indexes {mb_before:.0f} -> {mb_after:.0f} MB"
     )
     return 0

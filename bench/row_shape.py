@@ -11,17 +11,18 @@ writes no line:
 
 * ``today``: the copy as it is. The argument search's GIN indexes leave out running jobs
   (migration 0024): two GIN entries per job, at its insert and its finish; a search finds running
-  jobs through ``job_running``.
+  jobs through ``job_running``. So do the list orders' indexes (``job_owner_created``,
+  ``job_created``) and the pending jobs' one (``job_pending``) since migration 0026.
 * ``search at every version``: as before 0024, the GIN indexes hold every row version of a job
   with arguments (their condition without ``status``): one entry per version.
-* ``lists without running``: today's, and the two list indexes (``job_owner_created``,
-  ``job_created``) leave out running jobs (few: at most the workers' slots), which a list would
-  then read from ``job_running``: two B-tree entries per job fewer (not built: every list query,
-  the admin's included, would have to read the running jobs apart and merge them in order).
-* ``hot/cold``: the cold row (identity, arguments, result; the list's and the search's indexes,
-  none on a column a run changes) beside a narrow state row (status, times, worker, progress; its
-  primary key and today's active, running, finished and unsent partial indexes). A start and a
-  finish update the state row; the finish writes the result into the cold row as a HOT update.
+* ``running in the lists``: as before 0026, the two list indexes hold every row version and the
+  active jobs' index (``job_active``: owner and status, pending and running) replaces
+  ``job_pending``: three B-tree entries per job more.
+* ``hot/cold``: the cold row (identity, arguments, result; the list's indexes, whole: its status
+  never changes, and the search's; none on a column a run changes) beside a narrow state row
+  (status, times, worker, progress; its primary key and today's pending, running, finished and
+  unsent partial indexes). A start and a finish update the state row; the finish writes the result
+  into the cold row as a HOT update.
 
 Jobs are created 500 per statement (the bulk API), then started and finished one statement at a time
 (workers), ``-n`` jobs per shape. Prints WAL bytes, records and B-tree index entries per job, and the
@@ -40,7 +41,8 @@ from _common import WalMeter, bench_environment, configure, parse_args, print_ta
 
 ENV = configure(database="taskhub_bench_row_shape", redis_db=4)
 BATCH = 500
-SHAPES = ("today", "search at every version", "lists without running", "hot/cold")
+SHAPES = ("today", "search at every version", "running in the lists", "hot/cold")
+LISTS = ("owner_id, created_at DESC, id DESC", "created_at DESC, id DESC")
 GIN_COLUMNS = {"args jsonb_path_ops": "args <> '[]'::jsonb", "kwargs jsonb_path_ops": "kwargs <> '{}'::jsonb"}
 # The columns a job's row gets from its create, in a template row (every other column copied from it).
 FRESH = {"id": "gen_random_uuid()", "created_at": "now() + g * interval '1 us'", "dispatched_at": "now()"}
@@ -78,9 +80,9 @@ def _indexes(cursor, table: str) -> list[tuple[str, str]]:
     return cursor.fetchall()
 
 
-def _recondition(cursor, table: str, columns: str, extra: str, *, replace: bool = False) -> int:
+def _recondition(cursor, table: str, columns: str, extra: str | None, *, replace: bool = False) -> int:
     """Re-create the copy's indexes on exactly ``columns`` with ``extra`` added to their condition
-    (``replace``: instead of it)."""
+    (``replace``: instead of it; None: without one)."""
     changed = 0
     for name, definition in _indexes(cursor, table):
         head, _, condition = definition.partition(" WHERE ")
@@ -88,7 +90,7 @@ def _recondition(cursor, table: str, columns: str, extra: str, *, replace: bool 
             continue
         cursor.execute(f"DROP INDEX {name}")
         kept = f"({condition}) AND " if condition and not replace else ""
-        cursor.execute(f"{head} WHERE {kept}{extra}")
+        cursor.execute(head if extra is None else f"{head} WHERE {kept}{extra}")
         changed += 1
     return changed
 
@@ -104,9 +106,14 @@ def _setup(cursor, owner: int) -> tuple[list[str], object]:
     for shape in ("search at every version", "hot/cold"):
         for columns, condition in GIN_COLUMNS.items():
             assert _recondition(cursor, _table(shape), columns, condition, replace=True) == 1
-    table = _table("lists without running")
-    for columns in ("owner_id, created_at DESC, id DESC", "created_at DESC, id DESC"):
-        assert _recondition(cursor, table, columns, "status <> 'running'") == 1
+    # Before 0026 (and the cold row): the list orders whole. Before 0026: job_active, not job_pending.
+    for shape in ("running in the lists", "hot/cold"):
+        for columns in LISTS:
+            assert _recondition(cursor, _table(shape), columns, None) == 1
+    table = _table("running in the lists")
+    [pending] = [name for name, definition in _indexes(cursor, table) if "btree (owner_id) WHERE" in definition]
+    cursor.execute(f"DROP INDEX {pending}")
+    cursor.execute(f"CREATE INDEX ON {table} (owner_id, status) WHERE status IN ('pending', 'running')")
     # hot/cold: the cold row keeps its primary key, the list's and the search's indexes; the state row
     # the indexes on a column a run changes (status and times), with the columns their keys name.
     cold = _table("hot/cold")

@@ -206,11 +206,12 @@ def filter_by_arguments(
 
 
 def _indexed(has_arguments: Q, term: Q) -> Q:
-    """``term``, said so that the planner can read it from the indexes: the GIN indexes hold the
-    jobs with arguments that are not running (migrations 0014, 0024: their conditions),
-    ``job_running`` the running ones (at most the workers' slots). The same jobs as ``term`` alone."""
-    running = Q(status=JobStatus.RUNNING)
-    return (~running & has_arguments & term) | (running & term)
+    """``term``, said so that the planner can read it from the indexes: the GIN indexes hold the jobs
+    with arguments that are not running (migrations 0014, 0024: their conditions). The lists read the
+    running jobs apart (``JobQuerySet.running_apart``, migration 0026): the jobs not running through
+    the GIN indexes, the running ones (at most the workers' slots) through ``job_running``. The same
+    jobs as ``term`` alone: a job that a term matches has arguments."""
+    return has_arguments & term
 
 
 def _any(conditions) -> Q:

@@ -14,7 +14,16 @@ from django.db.models.functions import Coalesce, Greatest, Left, Now
 from accounts.models import User
 from taskhub.errors import NotFound
 
-from .models import DEAD_JOBS, Job, JobEvent, JobEventKind, JobStatus, QueueControl, WorkflowDependency
+from .models import (
+    DEAD_JOBS,
+    Job,
+    JobEvent,
+    JobEventKind,
+    JobStatus,
+    QueueControl,
+    WorkflowDependency,
+    either_side_of_running,
+)
 from .timeline import job_lines
 
 OTHERS_JOBS_VIEW_PERMISSIONS = ("jobs.view_job", "jobs.change_job")
@@ -288,7 +297,9 @@ def notification_recipients_since(*, owner_id: int, task_name: str, since) -> in
     """How many recipients ``owner_id``'s jobs of ``task_name`` (``to``, by name or first
     positional argument) created since ``since`` listed: what a mail budget counts."""
     total = 0
-    rows = Job.objects.filter(owner_id=owner_id, celery_task_name=task_name, created_at__gte=since)
+    rows = Job.objects.filter(
+        either_side_of_running(Q(owner_id=owner_id, created_at__gte=since)), celery_task_name=task_name
+    ).order_by()  # a sum: in no order
     # Read in chunks through a server-side cursor, inside a transaction: outside one Django declares
     # it WITH HOLD, and behind PgBouncer in transaction mode a later FETCH may reach another server
     # connection, which has no such cursor (docs/DEPLOYMENT.md).

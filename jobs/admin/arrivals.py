@@ -81,6 +81,6 @@ class JobArrivals:
             changelist = self.get_changelist_instance(listing)
         except (IncorrectLookupParameters, DisallowedModelAdminLookup) as exc:
             return _invalid(_("filters: the list's filters are not valid (%(error)s).") % {"error": exc})
-        new = changelist.queryset.filter(created_at__gt=since).count()
+        new = changelist.queryset.filter(created_at__gt=since).count()  # running jobs apart: JobAdmin.get_queryset
         count = changelist.result_count
         return JsonResponse({"new": new, "count": count, "count_text": count_text(count, self.opts)})

@@ -29,7 +29,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from taskhub.errors import ApplicationError
 
-from ..models import ACTIVE_STATUSES, MANUAL_RETRY_STATUSES, TERMINAL_STATUSES, Job, JobStatus
+from ..models import ACTIVE_STATUSES, MANUAL_RETRY_STATUSES, TERMINAL_STATUSES, Job, JobStatus, status_in
 from ..services.operations import job_cancel, job_delete, job_retry
 
 # Jobs read per query while walking the matching ones.
@@ -159,7 +159,7 @@ class MatchingOperations:
             if not self._may_run(request, operation):
                 continue
             # Offered only when some matching jobs qualify (Experience e), with how many.
-            qualify, more = _count_up_to(cl.queryset.filter(status__in=operation.applies_to), COUNT_UP_TO)
+            qualify, more = _count_up_to(cl.queryset.filter(status_in(operation.applies_to)), COUNT_UP_TO)
             if not qualify:
                 continue
             if not more and not getattr(cl.paginator, "estimated", False) and qualify == cl.result_count:
@@ -198,7 +198,7 @@ class MatchingOperations:
             matched = _("about %(count)d jobs match") % {"count": count}
         else:
             matched = ngettext("%(count)d job matches", "%(count)d jobs match", count) % {"count": count}
-        applicable, more = _count_up_to(cl.queryset.filter(status__in=spec.applies_to), COUNT_UP_TO)
+        applicable, more = _count_up_to(cl.queryset.filter(status_in(spec.applies_to)), COUNT_UP_TO)
         words = {"count": applicable, "passive": spec.passive, "which": spec.applies_words}
         if not applicable:
             applies = _("none of them can be %(passive)s: only %(which)s can.")

@@ -9,9 +9,11 @@ and the migrations' references stay as they were (NetBox's ``core/models/`` does
 """
 
 from .jobs import (  # noqa: F401
+    ACTIVE,
     ACTIVE_STATUSES,
     DEAD_JOBS,
     MANUAL_RETRY_STATUSES,
+    NOT_RUNNING,
     PRIORITY_QUEUES,
     RETRY_EVENT_KINDS,
     TERMINAL_STATUSES,
@@ -22,6 +24,8 @@ from .jobs import (  # noqa: F401
     JobPriority,
     JobStatus,
     UniquePolicy,
+    either_side_of_running,
+    status_in,
     unique_policies_holding,
 )
 from .observability import (  # noqa: F401

@@ -1,11 +1,13 @@
 """The job row (the single source of truth about a job) and its timeline."""
 
+import functools
+import operator
 import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q
+from django.db import connections, models
+from django.db.models import Max, Min, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -31,6 +33,118 @@ UNSUCCESSFUL_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED, JobStatus.EXPIRED)
 # retry runs them again; they are one filter away (API ?dead=true, the admin's "Dead jobs" page)
 # and kept JOB_RETENTION_DEAD.
 DEAD_JOBS = Q(status=JobStatus.FAILED, attempts__gte=models.F("max_retries"))
+
+# --- Running jobs are read apart (issue 20, migration 0026) ---
+# A job's start is never a HOT update (status is in the indexes' conditions), so every index whose
+# condition holds for the running version gets an entry for it. The list orders (job_owner_created,
+# job_created) and the pending jobs' index (job_pending) leave running jobs out: three B-tree entries
+# fewer per job. The running jobs (at most the workers' slots) are in job_running. A query that would
+# read them from those indexes says so: ``either_side_of_running`` for a scan or a count, a queryset's
+# ``running_apart()`` for a page in order (two branches merged: ``JobQuerySet``).
+RUNNING = Q(status=JobStatus.RUNNING)
+NOT_RUNNING = ~RUNNING
+
+
+def status_in(statuses) -> Q:
+    """``status__in=statuses`` as one term per status: PostgreSQL reads a partial index of one status
+    (job_pending, job_running) only for a term of its own, never for a ``status IN (...)``."""
+    terms = [Q(status=status) for status in statuses]
+    return functools.reduce(operator.or_, terms) if terms else Q(status__in=[])
+
+
+ACTIVE = status_in(ACTIVE_STATUSES)
+
+
+def either_side_of_running(condition: Q) -> Q:
+    """``condition``, said so that the planner can read it from the indexes that leave running jobs out
+    and from ``job_running``: the same jobs as ``condition`` alone."""
+    return (condition & NOT_RUNNING) | (condition & RUNNING)
+
+
+class JobQuerySet(models.QuerySet):
+    """Jobs. ``running_apart()`` marks a queryset whose pages and count read the jobs that are not
+    running and the running ones in two branches of one statement (``UNION ALL``, each branch
+    limited to the page's end and in the page's order, merged by PostgreSQL's Merge Append): each
+    branch has an index in the list's order (job_owner_created or job_created; job_running)."""
+
+    _running_apart = False
+
+    def running_apart(self) -> "JobQuerySet":
+        clone = self._chain()
+        clone._running_apart = True
+        return clone
+
+    def _clone(self):
+        clone = super()._clone()
+        clone._running_apart = self._running_apart
+        return clone
+
+    def _ordering(self) -> tuple:
+        return tuple(self.query.order_by or (self.model._meta.ordering if self.query.default_ordering else ()))
+
+    def _branches(self) -> tuple["JobQuerySet", "JobQuerySet"] | None:
+        """The two branches, or None when this queryset is read as it is: not marked, already a
+        combination, sliced or evaluated, or on a database whose combined statements take no limited branches
+        (SQLite, the embedded default: its lists are small)."""
+        if not self._running_apart or self.query.combinator or self.query.is_sliced or self._result_cache is not None:
+            return None
+        if not connections[self.db].features.supports_slicing_ordering_in_compound:
+            return None
+        whole = self._chain()
+        whole._running_apart = False
+        return whole.filter(NOT_RUNNING), whole.filter(RUNNING)
+
+    def __getitem__(self, k):
+        # A page in an order the combined statement can name: columns it selects, by their names (not a
+        # related field's; ``pk`` by its column's, as the admin's ordering ends).
+        pk = self.model._meta.pk.attname
+        ordering = tuple(
+            term.replace("pk", pk) if isinstance(term, str) and term.lstrip("-") == "pk" else term
+            for term in self._ordering()
+        )
+        named = [term.lstrip("-") for term in ordering if isinstance(term, str)]
+        columns = set(self._fields) if self._fields else {field.attname for field in self.model._meta.concrete_fields}
+        in_order = ordering and len(named) == len(ordering) and columns.issuperset(named)
+        branches = self._branches() if in_order else None
+        if branches is None or (isinstance(k, int) and k < 0):
+            return super().__getitem__(k)
+        if isinstance(k, int):
+            found = list(self[k : k + 1])
+            if not found:
+                raise IndexError("list index out of range")
+            return found[0]
+        if not isinstance(k, slice) or k.stop is None or k.step is not None:
+            return super().__getitem__(k)
+        apart, running = (branch[: k.stop] for branch in branches)
+        return apart.union(running, all=True).order_by(*ordering)[k.start or 0 : k.stop]
+
+    def count(self) -> int:
+        branches = self._branches()
+        if branches is None:
+            return super().count()
+        apart, running = (branch.order_by() for branch in branches)
+        return apart.union(running, all=True).count()
+
+    def aggregate(self, *args, **kwargs):
+        """Minimums and maximums (the admin's date hierarchy: the first and last job) of each branch,
+        combined; any other aggregate as it is."""
+        branches = self._branches()
+        if branches is None or args or not all(type(value) in (Min, Max) for value in kwargs.values()):
+            return super().aggregate(*args, **kwargs)
+        parts = [branch.aggregate(**kwargs) for branch in branches]
+        combined = {}
+        for name, value in kwargs.items():
+            found = [part[name] for part in parts if part[name] is not None]
+            combined[name] = (min if type(value) is Min else max)(found) if found else None
+        return combined
+
+    def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
+        """The distinct truncated times of each branch (the admin's date hierarchy), in one statement."""
+        branches = self._branches()
+        if branches is None:
+            return super().datetimes(field_name, kind, order, tzinfo)
+        apart, running = (branch.datetimes(field_name, kind, order, tzinfo) for branch in branches)
+        return apart.union(running).order_by(f"{'-' if order == 'DESC' else ''}datetimefield")
 
 
 # --- Uniqueness rules (issue 21; jobs/services/uniqueness.py) ---
@@ -83,7 +197,9 @@ PRIORITY_QUEUES = {
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, help_text="Also the Celery task id.")
-    # No index of its own: job_owner_created starts with owner (an index less to write per change).
+    # No index of its own: job_owner_created (jobs not running) and job_pending start with owner, and
+    # job_running holds the running ones (an index less to write per change). Deleting a user, rare,
+    # pays for it: PostgreSQL's check of the foreign key reads the table (0026: no index holds every row).
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     name = models.CharField(max_length=200)
     task_type = models.CharField(max_length=100, blank=True, default="", help_text="Free label for grouping.")
@@ -180,6 +296,8 @@ class Job(models.Model):
         help_text="How it was created, as its created line (derived from the row: jobs/timeline.py) says.",
     )
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         ordering = ("-created_at",)
         # Urgent jobs overtake everyone's on high_priority: a right given to operators, not to anyone
@@ -214,16 +332,18 @@ class Job(models.Model):
         ]
         indexes = [
             # The list's cursor order is (-created_at, -id). Every index below holding an ordinary job
-            # (pending -> running -> succeeded) is written again at each of its three row versions (status
-            # is in the active partials, so no start or finish is a HOT update): an index costs every job
-            # ~80-160 B of WAL per version it holds. So the list keeps two indexes in its order, a user's
+            # (pending -> running -> succeeded) is written again at each of its row versions (status
+            # is in the partials' conditions, so no start or finish is a HOT update): an index costs every
+            # job ~65-160 B of WAL per version it holds. So the list keeps two indexes in its order, a user's
             # (every non-staff list) and everyone's (staff, the admin, retention's succeeded jobs), and
             # the other filters (?task=, ?task_type=, ?status=succeeded) are served by the cursor scan
-            # of one of them (migration 0020; bench/README "The index reshape").
-            models.Index(fields=("owner", "-created_at", "-id"), name="job_owner_created"),
-            models.Index(fields=("-created_at", "-id"), name="job_created"),
+            # of one of them (migration 0020; bench/README "The index reshape"). Neither holds running
+            # jobs (0026: two entries a job fewer), which a list reads from job_running beside them
+            # (``NOT_RUNNING`` above: ``running_apart()``, ``either_side_of_running``).
+            models.Index(fields=("owner", "-created_at", "-id"), condition=NOT_RUNNING, name="job_owner_created"),
+            models.Index(fields=("-created_at", "-id"), condition=NOT_RUNNING, name="job_created"),
             # ?status= of the rare ends (and the dead jobs, retention of those statuses): an ordinary job
-            # that succeeds is never in it. Pending and running are in job_active.
+            # that succeeds is never in it. Pending jobs are in job_pending, running ones in job_running.
             models.Index(
                 fields=("status", "-created_at", "-id"),
                 condition=Q(status__in=UNSUCCESSFUL_STATUSES),
@@ -258,19 +378,13 @@ class Job(models.Model):
             ),
             # Metrics (jobs/observability/collector.py): the rollup reads finished jobs in finished_at order.
             models.Index(fields=("finished_at",), condition=Q(finished_at__isnull=False), name="job_finished"),
-            # The active jobs (pending, running: few beside the finished ones), per owner (0020: one index for
-            # what job_owner_active and job_active_queue_task did, 4 entries per job written -> 2): a quota's
-            # count of an owner's active jobs and a fair share's of their running ones are a range of it, and
-            # the gauges count per status, queue and task from the rows it finds (they read each row anyway,
-            # for parents_remaining). Owner first: a query that names the very statuses of the condition
-            # cannot use them as a bound (PostgreSQL drops them as implied). Owner and status only (0025):
-            # with the queue and the task's dotted name its entries were 3 times as wide, 266 of a job's
-            # 2,374 WAL bytes (bench/throughput.py).
-            models.Index(
-                fields=("owner", "status"),
-                condition=Q(status__in=ACTIVE_STATUSES),
-                name="job_active",
-            ),
+            # The pending jobs (few beside the finished ones), per owner: a quota's count of an owner's
+            # active jobs reads its pending ones here and its running ones from job_running; a fair
+            # share's count of running jobs reads job_running; the gauges count per status, queue and
+            # task from the rows both find (``ACTIVE``: two terms, one per index). Owner only (0025:
+            # with the queue and the task's dotted name its entries were 3 times as wide), and pending
+            # only (0026: as job_active it held running jobs too, an entry more a job).
+            models.Index(fields=("owner",), condition=Q(status=JobStatus.PENDING), name="job_pending"),
             # The list's ?unique_key= filter.
             models.Index(
                 fields=("unique_key", "-created_at", "-id"),

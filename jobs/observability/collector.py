@@ -22,6 +22,7 @@ from prometheus_client.utils import floatToGoString
 from taskhub.clock import database_now
 
 from ..models import (
+    ACTIVE,
     ACTIVE_STATUSES,
     METRIC_BUCKETS,
     PRIORITY_QUEUES,
@@ -44,11 +45,11 @@ def known_queues() -> list[str]:
 
 
 def active_counts() -> list[dict]:
-    """Pending and running jobs per status, queue and task (the ``job_active`` index, each row's
+    """Pending and running jobs per status, queue and task (the ``job_pending`` and ``job_running`` indexes, each row's
     ``parents_remaining`` checked); not the workflow steps waiting for their parents
     (``taskhub_workflow_steps_waiting``): they cannot run."""
     return list(
-        Job.objects.filter(status__in=ACTIVE_STATUSES, parents_remaining=0)
+        Job.objects.filter(ACTIVE, parents_remaining=0)
         .values("status", "queue", "celery_task_name")
         .annotate(count=Count("*"))
         .order_by()

@@ -27,6 +27,7 @@ from accounts.models import User
 from taskhub.clock import database_now
 
 from ..models import (
+    ACTIVE,
     ACTIVE_STATUSES,
     STATS_RUN_BOUNDS,
     STATS_RUN_FIELDS,
@@ -124,7 +125,7 @@ def _counts(jobs: QuerySet[Job], day: list[dict[str, Any]], now: datetime, *, qu
 
     for name in [queue] if queue else known_queues():
         queue_row(name)
-    active = jobs.filter(status__in=ACTIVE_STATUSES, parents_remaining=0)  # waiting workflow steps are not runnable
+    active = jobs.filter(ACTIVE, parents_remaining=0)  # waiting workflow steps are not runnable
     active = active.values("queue", "status").annotate(n=Count("*")).order_by()
     for row in active:
         queue_row(row["queue"])[row["status"]] = row["n"]

@@ -10,7 +10,7 @@ from django.db.models.functions import Now
 
 from taskhub.errors import NotFound
 
-from ..models import ACTIVE_STATUSES, Job, JobStatus, QueueControl, QueueControlChange, RateLimit, RateLimitScope
+from ..models import ACTIVE, Job, JobStatus, QueueControl, QueueControlChange, RateLimit, RateLimitScope
 from ..selectors import due_pending, due_since
 
 
@@ -30,7 +30,7 @@ def queue_list(*, names: list[str] | None = None) -> list[dict[str, Any]]:
     limits = {limit.name: limit for limit in RateLimit.objects.filter(scope=RateLimitScope.QUEUE, name__in=names)}
     due = due_pending()
     counts = (
-        Job.objects.filter(status__in=ACTIVE_STATUSES, queue__in=names, parents_remaining=0)
+        Job.objects.filter(ACTIVE, queue__in=names, parents_remaining=0)
         .values("queue")
         .annotate(
             pending=Count("id", filter=Q(status=JobStatus.PENDING)),

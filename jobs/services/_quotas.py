@@ -24,7 +24,7 @@ from rest_framework import status
 from accounts.models import User
 from taskhub.errors import ApplicationError
 
-from ..models import ACTIVE_STATUSES, Job, JobStatus
+from ..models import Job, JobStatus
 from . import _bound as bound
 from .gates import workers_alive_for
 
@@ -88,8 +88,8 @@ def check_quota(
     submitted_count, active = max(0, submitted_count - written), max(0, active - written)
     if per_minute and submitted_count + count > per_minute:
         # Room comes back as the oldest counted jobs leave the 60-second window.
-        recent = Job.objects.filter(owner=owner, created_at__gt=now - WINDOW)
-        free_at = recent.order_by("-created_at").values_list("created_at", flat=True)[per_minute - count + written]
+        recent = Job.objects.filter(owner=owner, created_at__gt=now - WINDOW).order_by("-created_at").running_apart()
+        free_at = recent.values_list("created_at", flat=True)[per_minute - count + written]
         wait = max(1, math.ceil((free_at + WINDOW - now).total_seconds()))
         raise QuotaExceeded(
             f"Quota exceeded: at most {per_minute} new jobs per minute per user; you submitted "
@@ -106,16 +106,22 @@ def check_quota(
 
 
 _JOB, _USER = Job._meta.db_table, User._meta.db_table
-_ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
-# Each count stops at its limit (LIMIT 0 counts nothing). Written once: building the two counts
-# through the ORM at every request was a quarter of a create's CPU. The active count reads the
-# partial index job_active (owner first), the submitted one job_owner_created. A workflow step waiting
-# for its parents (parents_remaining > 0) is not active: it cannot run (checked on the rows the index finds).
+# Each count stops at its limit (LIMIT 0 counts nothing; a sum of two, capped by the caller). Written
+# once: building the counts through the ORM at every request was a quarter of a create's CPU. Each
+# reads one index: the submitted jobs not running job_owner_created (owner first), the running ones
+# job_running (migration 0026: the list orders leave running jobs out); the active ones the pending
+# jobs of job_pending (owner first) and the running ones of job_running. A workflow step waiting for
+# its parents (parents_remaining > 0) is not active: it cannot run (checked on the rows the index finds).
 _COUNT = f"""
 SELECT
-    (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %s AND "created_at" > %s LIMIT %s) AS submitted),
-    (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %s AND "status" IN ({_ACTIVE})
-        AND "parents_remaining" = 0 LIMIT %s) AS active)
+    (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %(owner)s AND "created_at" > %(since)s
+        AND NOT ("status" = '{JobStatus.RUNNING}') LIMIT %(submitted)s) AS submitted)
+    + (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %(owner)s AND "created_at" > %(since)s
+        AND "status" = '{JobStatus.RUNNING}' LIMIT %(submitted)s) AS submitted_running),
+    (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %(owner)s AND "status" = '{JobStatus.PENDING}'
+        AND "parents_remaining" = 0 LIMIT %(active)s) AS active)
+    + (SELECT COUNT(*) FROM (SELECT 1 FROM "{_JOB}" WHERE "owner_id" = %(owner)s AND "status" = '{JobStatus.RUNNING}'
+        AND "parents_remaining" = 0 LIMIT %(active)s) AS active_running)
 """
 _LOCK = f'SELECT 1 FROM "{_USER}" WHERE "id" = %s FOR NO KEY UPDATE'
 
@@ -140,9 +146,9 @@ def _lock_and_count(owner: User, *, since: datetime, per_minute: int, active: in
         if connection.features.has_select_for_no_key_update:
             cursor.execute(_LOCK, [owner.pk])
         since = connection.ops.adapt_datetimefield_value(since)  # as the ORM stores it (SQLite: UTC text)
-        cursor.execute(_COUNT, [owner.pk, since, per_minute, owner.pk, active])
+        cursor.execute(_COUNT, {"owner": owner.pk, "since": since, "submitted": per_minute, "active": active})
         submitted, active_count = cursor.fetchone()
-    return submitted, active_count
+    return min(submitted, per_minute), min(active_count, active)
 
 
 # --- Fair shares: how many jobs one user may run at once ---

@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from ..models import Job, MetricTotal
+from ..models import Job, MetricTotal, either_side_of_running
 
 METRIC = "deduplicated"
 _TOTAL = MetricTotal._meta.db_table
@@ -66,7 +66,7 @@ def deduplicated_fold_owner(sender, instance, **kwargs) -> None:
     """The user model's ``pre_delete`` (connected by ``JobsConfig.ready``): a user account deleted
     (``delete()`` of the user or of a queryset of users) takes its jobs by cascade, which calls no
     service; Django sends this in the transaction that deletes them, before the delete."""
-    deduplicated_fold(Job.objects.filter(owner_id=instance.pk))
+    deduplicated_fold(Job.objects.filter(either_side_of_running(Q(owner_id=instance.pk))))
 
 
 def deduplicated_totals() -> dict[tuple[str, str], float]:

@@ -183,8 +183,11 @@ class ListScope:
 def _list_read(scope: ListScope, tracked: list[str], since) -> list[JobState]:
     """The active candidates (newest first, at most JOB_STREAM_LIST_LIMIT), the tracked ones by
     primary key, and the ones created since ``since``: each part uses an index."""
+    # The running jobs apart (``running_apart``: the list orders' indexes leave them out, migration
+    # 0026), the others in the list's order, newest first, until the limit.
     recent = Q(status__in=list(ACTIVE_STATUSES)) | Q(created_at__gte=since) if since else Q(status__in=ACTIVE_STATUSES)
-    jobs = scope.candidates.filter(recent).order_by("-created_at", "-id")[: settings.JOB_STREAM_LIST_LIMIT]
+    candidates = scope.candidates.filter(recent).order_by("-created_at", "-id").running_apart()
+    jobs = candidates[: settings.JOB_STREAM_LIST_LIMIT]
     states = read_states(jobs)
     if tracked:
         states += read_states(scope.candidates.filter(id__in=tracked))

@@ -133,7 +133,7 @@ class Command(OperatorCommand):
             jobs = jobs.filter(owner=user)
         filters = {"status": status, "queue": queue, "celery_task_name": task}
         jobs = jobs.filter(**{field: value for field, value in filters.items() if value is not None})
-        jobs = list(jobs.order_by("-created_at", "-id")[:limit])
+        jobs = list(jobs.order_by("-created_at", "-id").running_apart()[:limit])
         if options["json"]:
             self.stdout.write(as_json(JobSerializer(jobs, many=True).data))
             return
