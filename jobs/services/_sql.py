@@ -73,7 +73,10 @@ def _held_in(status: str) -> str:
 
 
 # A debounced job starts at its run_at, never early: its start was moved later, and the messages
-# sent for the earlier times arrive before it (the last one sent is on time).
+# sent for the earlier times arrive before it (the last one sent is on time). The status it starts
+# from is a parameter: written as a constant, it let a prepared start's generic plan read the pending
+# jobs' index (job_pending) whole, by its condition, instead of finding the row by its primary key
+# (test_hot_path: planned on a nearly empty table, it then scanned the whole backlog at every start).
 # --- workflows: a step starts only once its parents have succeeded (parents_remaining 0), and its workflow is
 # running from its first start; a step's success decrements its children's parents_remaining, in the same statement
 # (so exactly once per parent: the success is fenced on attempts), and counts in its workflow; the children at 0 are
@@ -114,7 +117,7 @@ WITH changed AS (
     UPDATE "{JOB}" SET "status" = '{JobStatus.RUNNING}', "started_at" = STATEMENT_TIMESTAMP(),
         "heartbeat_at" = STATEMENT_TIMESTAMP(), "worker" = %(worker)s, "finished_at" = NULL,
         "concurrency_waiting_since" = NULL, {_held_in(JobStatus.RUNNING)}
-    WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = '{JobStatus.PENDING}'
+    WHERE "{JOB}"."id" = %(id)s AND "{JOB}"."status" = %(pending)s
         AND ("{JOB}"."run_at" IS NULL OR "{JOB}"."run_at" <= STATEMENT_TIMESTAMP()
             + CASE WHEN "{JOB}"."unique_policy" = '{UniquePolicy.DEBOUNCE}' THEN INTERVAL '0' ELSE %(early)s END)
         AND ("{JOB}"."expires_at" IS NULL OR "{JOB}"."expires_at" > STATEMENT_TIMESTAMP())
@@ -265,7 +268,7 @@ def start(job_id, *, worker: str, attempts: int | None, early: timedelta):
     paused (its ``started`` line derived from the row: ``jobs.timeline``); the owner's share lock
     (``_quotas.share_lock``) held for the transaction. The row's ``STARTED_FIELDS``
     and ``owner`` (its ``OWNER_FIELDS``), or None when it matched nothing."""
-    params = {"id": job_id, "worker": worker, "early": early}
+    params = {"id": job_id, "worker": worker, "early": early, "pending": JobStatus.PENDING.value}
     if attempts is not None:
         params["attempts"] = attempts
     with _cursor() as cursor:
