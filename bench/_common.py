@@ -406,14 +406,9 @@ class WalMeter:
                 [self.SLOT],
             )
 
-    def measure(self, start: str, end: str) -> dict[str, float]:
-        """``bytes``, ``records`` and ``index_entries`` of this database between two LSNs, and
-        ``record_bytes``: the bytes without full-page images. A page's first change after a
-        checkpoint logs the whole page; when the cluster's checkpoints come is the machine's
-        business (other databases' WAL moves them), so these move between runs and the records
-        themselves do not."""
-        totals = {"bytes": 0.0, "record_bytes": 0.0, "records": 0.0, "index_entries": 0.0}
-        self.by_relation: dict[str, float] = {}
+    def dump(self, start: str, end: str) -> str:
+        """``pg_waldump``'s text of the cluster's WAL between two LSNs (every database's records: the
+        caller keeps this one's), or "" when it cannot be read (said on stderr). Lets the WAL go."""
         try:
             done = subprocess.run(
                 [str(self.bin), "-p", str(self.wal_dir), "-s", start, "-e", end],
@@ -424,12 +419,23 @@ class WalMeter:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             print(f"# pg_waldump: {exc}", file=sys.stderr)
-            return {key: float("nan") for key in totals}
+            return ""
         finally:
             self._release()
-        out = done.stdout
-        if not out:
+        if not done.stdout:
             print(f"# pg_waldump: {done.stderr.strip()[-500:]}", file=sys.stderr)
+        return done.stdout
+
+    def measure(self, start: str, end: str) -> dict[str, float]:
+        """``bytes``, ``records`` and ``index_entries`` of this database between two LSNs, and
+        ``record_bytes``: the bytes without full-page images. A page's first change after a
+        checkpoint logs the whole page; when the cluster's checkpoints come is the machine's
+        business (other databases' WAL moves them), so these move between runs and the records
+        themselves do not."""
+        totals = {"bytes": 0.0, "record_bytes": 0.0, "records": 0.0, "index_entries": 0.0}
+        self.by_relation: dict[str, float] = {}
+        out = self.dump(start, end)
+        if not out:
             return {key: float("nan") for key in totals}
         for match in self.RECORD.finditer(out):
             rmgr, record_size, size, desc, oid, relfilenode = match.groups()
