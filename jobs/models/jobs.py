@@ -62,10 +62,12 @@ def either_side_of_running(condition: Q) -> Q:
 
 
 class JobQuerySet(models.QuerySet):
-    """Jobs. ``running_apart()`` marks a queryset whose pages and count read the jobs that are not
-    running and the running ones in two branches of one statement (``UNION ALL``, each branch
-    limited to the page's end and in the page's order, merged by PostgreSQL's Merge Append): each
-    branch has an index in the list's order (job_owner_created or job_created; job_running)."""
+    """Jobs. ``running_apart()`` marks a queryset whose pages, count, minimums and maximums and
+    truncated times (the admin's date hierarchy) read the jobs that are not running and the running
+    ones apart: a page in two branches of one statement (``UNION ALL``, each branch limited to the
+    page's end and in the page's order, merged by PostgreSQL's Merge Append). The first branch reads
+    an index in the list's order (job_owner_created or job_created), the second job_running and sorts
+    its few rows (at most the workers' slots)."""
 
     _running_apart = False
 
@@ -84,8 +86,8 @@ class JobQuerySet(models.QuerySet):
 
     def _branches(self) -> tuple["JobQuerySet", "JobQuerySet"] | None:
         """The two branches, or None when this queryset is read as it is: not marked, already a
-        combination, sliced or evaluated, or on a database whose combined statements take no limited branches
-        (SQLite, the embedded default: its lists are small)."""
+        combination, sliced or evaluated, or on a database whose combined statements take no limited
+        branches (SQLite, the embedded default: its lists are small)."""
         if not self._running_apart or self.query.combinator or self.query.is_sliced or self._result_cache is not None:
             return None
         if not connections[self.db].features.supports_slicing_ordering_in_compound:
