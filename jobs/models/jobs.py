@@ -1,152 +1,28 @@
 """The job row (the single source of truth about a job) and its timeline."""
 
-import functools
-import operator
 import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connections, models
-from django.db.models import Max, Min, Q
+from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-
-class JobStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    REVOKED = "revoked", "Revoked"
-    EXPIRED = "expired", "Expired"  # not started by its expires_at: never run (README "Deadlines")
-
-
-# Named groups of statuses, used everywhere a rule depends on them.
-ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
-TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REVOKED, JobStatus.EXPIRED)
-# An operator may run these again (manual retry); automatic retries happen from running. An
-# operator's retry of an expired job clears its deadline (jobs/services/operations.py).
-MANUAL_RETRY_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED, JobStatus.EXPIRED)
-# The ends other than success: few jobs, so their list filter has an index that ordinary jobs never enter.
-UNSUCCESSFUL_STATUSES = (JobStatus.FAILED, JobStatus.REVOKED, JobStatus.EXPIRED)
-# Dead jobs (Sidekiq's Dead set): failed with every automatic retry used. Only an operator's
-# retry runs them again; they are one filter away (API ?dead=true, the admin's "Dead jobs" page)
-# and kept JOB_RETENTION_DEAD.
-DEAD_JOBS = Q(status=JobStatus.FAILED, attempts__gte=models.F("max_retries"))
-
-# --- Running jobs are read apart (issue 20, migration 0026) ---
-# A job's start is never a HOT update (status is in the indexes' conditions), so every index whose
-# condition holds for the running version gets an entry for it. The list orders (job_owner_created,
-# job_created) and the pending jobs' index (job_pending) leave running jobs out: three B-tree entries
-# fewer per job. The running jobs (at most the workers' slots) are in job_running. A query that would
-# read them from those indexes says so: ``either_side_of_running`` for a scan or a count, a queryset's
-# ``running_apart()`` for a page in order (two branches merged: ``JobQuerySet``).
-RUNNING = Q(status=JobStatus.RUNNING)
-NOT_RUNNING = ~RUNNING
-
-
-def status_in(statuses) -> Q:
-    """``status__in=statuses`` as one term per status: PostgreSQL reads a partial index of one status
-    (job_pending, job_running) only for a term of its own, never for a ``status IN (...)``."""
-    terms = [Q(status=status) for status in statuses]
-    return functools.reduce(operator.or_, terms) if terms else Q(status__in=[])
-
-
-ACTIVE = status_in(ACTIVE_STATUSES)
-
-
-def either_side_of_running(condition: Q) -> Q:
-    """``condition``, said so that the planner can read it from the indexes that leave running jobs out
-    and from ``job_running``: the same jobs as ``condition`` alone."""
-    return (condition & NOT_RUNNING) | (condition & RUNNING)
-
-
-class JobQuerySet(models.QuerySet):
-    """Jobs. ``running_apart()`` marks a queryset whose pages, count, minimums and maximums and
-    truncated times (the admin's date hierarchy) read the jobs that are not running and the running
-    ones apart: a page in two branches of one statement (``UNION ALL``, each branch limited to the
-    page's end and in the page's order, merged by PostgreSQL's Merge Append). The first branch reads
-    an index in the list's order (job_owner_created or job_created), the second job_running and sorts
-    its few rows (at most the workers' slots)."""
-
-    _running_apart = False
-
-    def running_apart(self) -> "JobQuerySet":
-        clone = self._chain()
-        clone._running_apart = True
-        return clone
-
-    def _clone(self):
-        clone = super()._clone()
-        clone._running_apart = self._running_apart
-        return clone
-
-    def _ordering(self) -> tuple:
-        return tuple(self.query.order_by or (self.model._meta.ordering if self.query.default_ordering else ()))
-
-    def _branches(self) -> tuple["JobQuerySet", "JobQuerySet"] | None:
-        """The two branches, or None when this queryset is read as it is: not marked, already a
-        combination, sliced or evaluated, or on a database whose combined statements take no limited
-        branches (SQLite, the embedded default: its lists are small)."""
-        if not self._running_apart or self.query.combinator or self.query.is_sliced or self._result_cache is not None:
-            return None
-        if not connections[self.db].features.supports_slicing_ordering_in_compound:
-            return None
-        whole = self._chain()
-        whole._running_apart = False
-        return whole.filter(NOT_RUNNING), whole.filter(RUNNING)
-
-    def __getitem__(self, k):
-        # A page in an order the combined statement can name: columns it selects, by their names (not a
-        # related field's; ``pk`` by its column's, as the admin's ordering ends).
-        pk = self.model._meta.pk.attname
-        ordering = tuple(
-            term.replace("pk", pk) if isinstance(term, str) and term.lstrip("-") == "pk" else term
-            for term in self._ordering()
-        )
-        named = [term.lstrip("-") for term in ordering if isinstance(term, str)]
-        columns = set(self._fields) if self._fields else {field.attname for field in self.model._meta.concrete_fields}
-        in_order = ordering and len(named) == len(ordering) and columns.issuperset(named)
-        branches = self._branches() if in_order else None
-        if branches is None or (isinstance(k, int) and k < 0):
-            return super().__getitem__(k)
-        if isinstance(k, int):
-            found = list(self[k : k + 1])
-            if not found:
-                raise IndexError("list index out of range")
-            return found[0]
-        if not isinstance(k, slice) or k.stop is None or k.step is not None:
-            return super().__getitem__(k)
-        apart, running = (branch[: k.stop] for branch in branches)
-        return apart.union(running, all=True).order_by(*ordering)[k.start or 0 : k.stop]
-
-    def count(self) -> int:
-        branches = self._branches()
-        if branches is None:
-            return super().count()
-        apart, running = (branch.order_by() for branch in branches)
-        return apart.union(running, all=True).count()
-
-    def aggregate(self, *args, **kwargs):
-        """Minimums and maximums (the admin's date hierarchy: the first and last job) of each branch,
-        combined; any other aggregate as it is."""
-        branches = self._branches()
-        if branches is None or args or not all(type(value) in (Min, Max) for value in kwargs.values()):
-            return super().aggregate(*args, **kwargs)
-        parts = [branch.aggregate(**kwargs) for branch in branches]
-        combined = {}
-        for name, value in kwargs.items():
-            found = [part[name] for part in parts if part[name] is not None]
-            combined[name] = (min if type(value) is Min else max)(found) if found else None
-        return combined
-
-    def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
-        """The distinct truncated times of each branch (the admin's date hierarchy), in one statement."""
-        branches = self._branches()
-        if branches is None:
-            return super().datetimes(field_name, kind, order, tzinfo)
-        apart, running = (branch.datetimes(field_name, kind, order, tzinfo) for branch in branches)
-        return apart.union(running).order_by(f"{'-' if order == 'DESC' else ''}datetimefield")
+from .querysets import JobQuerySet
+from .statuses import (  # noqa: F401 - re-exported: jobs.models.jobs was their home
+    ACTIVE,
+    ACTIVE_STATUSES,
+    DEAD_JOBS,
+    MANUAL_RETRY_STATUSES,
+    NOT_RUNNING,
+    RUNNING,
+    TERMINAL_STATUSES,
+    UNSUCCESSFUL_STATUSES,
+    JobStatus,
+    either_side_of_running,
+    status_in,
+)
 
 
 # --- Uniqueness rules (issue 21; jobs/services/uniqueness.py) ---
